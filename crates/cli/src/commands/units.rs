@@ -1,0 +1,142 @@
+//! `kopi-docka units`
+
+use std::fmt::Write as _;
+
+use kopi_docka_core::config::{self, Environment};
+use kopi_docka_core::docker::Engine;
+use kopi_docka_core::unit::{self, CoverageStatus, MountRules, Unit, UnitKind};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, UnitsArgs};
+use crate::exit::ExitCode;
+use crate::printer::Printer;
+
+#[derive(Serialize)]
+struct UnitsReport<'a> {
+    engine: String,
+    units: &'a [Unit],
+}
+
+/// Discovers the units on the engine and prints them.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &UnitsArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(global.config.as_deref(), Environment::from_process())?;
+    let engine = Engine::connect(loaded.docker_host()?).await?;
+    let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+    let units = unit::discover(&engine, &rules).await?;
+    if args.json {
+        printer.json(&UnitsReport {
+            engine: engine.endpoint().to_string(),
+            units: &units,
+        })?;
+    } else {
+        printer.out(&render(&units));
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn render(units: &[Unit]) -> String {
+    let mut out = String::new();
+    for unit in units {
+        render_unit(&mut out, unit);
+        out.push('\n');
+    }
+    let stacks = units.iter().filter(|u| u.kind == UnitKind::Stack).count();
+    let gaps = units.iter().filter(|u| u.coverage.has_gaps).count();
+    let _ = writeln!(
+        out,
+        "{} ({}, {} standalone); {} with coverage gaps",
+        plural(units.len(), "unit"),
+        plural(stacks, "stack"),
+        units.len() - stacks,
+        plural(gaps, "unit"),
+    );
+    out
+}
+
+fn render_unit(out: &mut String, unit: &Unit) {
+    // Writing into a String cannot fail; the `fmt::Result`s below are ignored for that reason.
+    let _ = writeln!(out, "{} {}", unit.kind, unit.name);
+    let containers: Vec<String> = unit
+        .containers
+        .iter()
+        .map(|c| {
+            let mut state = format!("{:?}", c.state).to_lowercase();
+            if let Some(health) = c.health {
+                let _ = write!(state, ", {health:?}");
+                state = state.to_lowercase();
+            }
+            format!("{} ({state})", c.name)
+        })
+        .collect();
+    field(out, "containers", &containers);
+    if let Some(project) = &unit.project {
+        if let Some(dir) = &project.working_dir {
+            field(out, "project dir", &[dir.display().to_string()]);
+        }
+        let files = |fs: &[unit::ProjectFile]| -> Vec<String> {
+            fs.iter().map(|f| f.path.display().to_string()).collect()
+        };
+        field(out, "compose files", &files(&project.compose_files));
+        field(out, "env files", &files(&project.env_files));
+    }
+    let volumes: Vec<String> = unit.volumes.iter().map(|v| v.name.clone()).collect();
+    field(out, "volumes", &volumes);
+    let binds: Vec<String> = unit
+        .binds
+        .iter()
+        .map(|b| {
+            let dests: Vec<String> = b
+                .destinations
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            let ro = if b.read_only { " (ro)" } else { "" };
+            format!("{} -> {}{ro}", b.source.display(), dests.join(", "))
+        })
+        .collect();
+    field(out, "binds", &binds);
+    field(out, "networks", &unit.networks);
+    let s = unit.coverage.summary;
+    let _ = writeln!(
+        out,
+        "  {:<14} {} backed up, {} skipped, {} not protected",
+        "coverage:", s.backed_up, s.skipped, s.not_protected
+    );
+    for entry in unit
+        .coverage
+        .entries
+        .iter()
+        .filter(|e| !e.verdict.is_backed_up())
+    {
+        let status = match entry.verdict.status {
+            CoverageStatus::NotProtected => "NOT PROTECTED",
+            CoverageStatus::Skipped | CoverageStatus::BackedUp => "skipped",
+        };
+        let _ = writeln!(
+            out,
+            "    {status:<13} {} {}: {}",
+            entry.kind,
+            entry.identifier,
+            entry.detail.as_deref().unwrap_or_default()
+        );
+    }
+}
+
+fn field(out: &mut String, name: &str, values: &[String]) {
+    if values.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {:<14} {}", format!("{name}:"), values.join(", "));
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

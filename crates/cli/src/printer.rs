@@ -1,0 +1,63 @@
+//! The only code that writes to stdout and stderr. Results go to stdout (text or JSON);
+//! errors go to stderr.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use serde::Serialize;
+
+/// Writes results and errors.
+#[derive(Debug)]
+pub struct Printer {
+    stdout: std::io::Stdout,
+    stderr: std::io::Stderr,
+}
+
+impl Printer {
+    /// A printer on the process's stdout and stderr.
+    pub fn new() -> Self {
+        Self {
+            stdout: std::io::stdout(),
+            stderr: std::io::stderr(),
+        }
+    }
+
+    /// Writes one result line (a trailing newline is added).
+    pub fn line(&self, text: &str) {
+        self.out(&format!("{text}\n"));
+    }
+
+    /// Writes result text as is.
+    pub fn out(&self, text: &str) {
+        let mut stdout = self.stdout.lock();
+        // A closed stdout (`kopi-docka units | head`) is not an error worth a second message.
+        if let Err(error) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            tracing::debug!(%error, "stdout closed");
+        }
+    }
+
+    /// Writes a value as pretty JSON on stdout.
+    pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        let mut text = serde_json::to_string_pretty(value)?;
+        text.push('\n');
+        self.out(&text);
+        Ok(())
+    }
+
+    /// Writes the error that ended the command, with its causes, on stderr.
+    pub fn error(&self, error: &anyhow::Error) {
+        let mut text = format!("error: {error}");
+        for cause in error.chain().skip(1) {
+            // Writing into a String cannot fail.
+            let _ = write!(text, "\n  caused by: {cause}");
+        }
+        text.push('\n');
+        let mut stderr = self.stderr.lock();
+        if stderr.write_all(text.as_bytes()).is_err() {
+            // Nowhere left to report it; the exit code still says it failed.
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The help text is part of the interface: snapshot it so every change is reviewed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+fn help(args: &[&str]) -> String {
+    let out = support::kopi_docka()
+        .args(args)
+        .env("COLUMNS", "100")
+        .assert()
+        .success();
+    String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+}
+
+#[test]
+fn top_level_help() {
+    insta::assert_snapshot!(help(&["--help"]));
+}
+
+#[test]
+fn units_help() {
+    insta::assert_snapshot!(help(&["units", "--help"]));
+}
+
+#[test]
+fn global_options_on_every_command_and_exit_codes_in_top_help() {
+    for command in ["units", "version"] {
+        let text = help(&[command, "--help"]);
+        assert!(text.contains("--config <PATH>"), "{command}: {text}");
+    }
+    assert!(help(&["--help"]).contains("130  interrupted"));
+}

@@ -1,0 +1,745 @@
+//! The configuration file: its typed shape, its defaults, and where it is looked up.
+//!
+//! Rules this module owns:
+//! - Every key is typed and kebab-case; unknown keys are errors with file, line and key, so a
+//!   typo never silently turns a feature off.
+//! - Defaults live here and only here (`Default` impls and [`defaults`]).
+//! - Lookup order: `--config PATH`, then `$KOPI_DOCKA_CONFIG`, then the per-user default
+//!   ([`Environment::default_config_path`]). An explicitly named file must exist; the default file
+//!   may be absent (built-in defaults apply). A file that exists but cannot be read is an error,
+//!   never a reason to fall back to another config.
+//! - Loading never creates or modifies a file.
+
+use std::fmt;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where backups are stored and how the repository is unlocked.
+    #[serde(default)]
+    pub repository: RepositoryConfig,
+    /// How the container engine is reached.
+    #[serde(default)]
+    pub docker: DockerConfig,
+    /// What discovery leaves out of backups.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+}
+
+/// `[repository]`: location and password source of the restic-format repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// Repository location; `None` means the per-user default local path.
+    pub location: Option<RepositoryLocation>,
+    /// File holding the repository password (relative paths are relative to the config file).
+    pub password_file: Option<PathBuf>,
+    /// Command whose first line of output is the repository password.
+    pub password_command: Option<String>,
+}
+
+/// `[docker]`: how the container engine is reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Engine endpoint; `None` means `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+    pub host: Option<DockerHost>,
+}
+
+/// `[discovery]`: which bind mounts are never backed up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Host paths that belong to the operating system or the engine. Binds at or below them are
+    /// reported as skipped. Setting this key replaces the default list.
+    #[serde(default = "defaults::host_internal_paths")]
+    pub host_internal_paths: Vec<AbsolutePath>,
+    /// Extra host paths the user does not want backed up (media libraries, caches).
+    #[serde(default)]
+    pub exclude_paths: Vec<AbsolutePath>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            host_internal_paths: defaults::host_internal_paths(),
+            exclude_paths: Vec::new(),
+        }
+    }
+}
+
+/// The built-in defaults that are not plain `Default` values.
+pub mod defaults {
+    use super::AbsolutePath;
+
+    /// Host-internal paths: the OS tree, runtime state and the engine's own data. `/` itself is
+    /// always skipped whatever this list says (it would include the repository).
+    pub const HOST_INTERNAL_PATHS: &[&str] = &[
+        "/proc",
+        "/sys",
+        "/dev",
+        "/run",
+        "/var/run",
+        "/etc",
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/boot",
+        "/var/lib/docker",
+        "/var/lib/containers",
+        "/var/log",
+    ];
+
+    /// [`HOST_INTERNAL_PATHS`] as typed paths.
+    pub fn host_internal_paths() -> Vec<AbsolutePath> {
+        HOST_INTERNAL_PATHS
+            .iter()
+            .map(|p| AbsolutePath(p.into()))
+            .collect()
+    }
+
+    /// Repository path for root.
+    pub const ROOT_REPOSITORY: &str = "/var/lib/kopi-docka/repository";
+    /// Config file for root.
+    pub const ROOT_CONFIG: &str = "/etc/kopi-docka/config.toml";
+    /// Default engine socket.
+    pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+}
+
+/// An absolute, lexically normalised host path (no `.`/`..`, no trailing slash).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AbsolutePath(PathBuf);
+
+impl AbsolutePath {
+    /// The path.
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+
+    /// True when `path` is this path or lies below it (whole components, so `/etc` does not
+    /// contain `/etcetera`).
+    pub fn contains(&self, path: &Path) -> bool {
+        path.starts_with(&self.0)
+    }
+}
+
+impl TryFrom<String> for AbsolutePath {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let path = Path::new(&value);
+        if !path.is_absolute() {
+            return Err(format!(
+                "`{value}` is not an absolute path (start it with `/`)"
+            ));
+        }
+        Ok(Self(normalize(path)))
+    }
+}
+
+impl From<AbsolutePath> for String {
+    fn from(value: AbsolutePath) -> Self {
+        value.0.to_string_lossy().into_owned()
+    }
+}
+
+impl fmt::Display for AbsolutePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
+/// Lexically normalises an absolute path: drops `.`, resolves `..`, removes duplicate and
+/// trailing slashes. Does not touch the filesystem (the path may not exist here).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Where the repository lives. Remote kinds are parsed now so a config written today stays valid;
+/// their backends arrive with the repository engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RepositoryLocation {
+    /// A directory on this machine (`/path` or `local:/path`).
+    Local(PathBuf),
+    /// A remote backend, with the part after `scheme:` kept verbatim.
+    Remote {
+        /// Which backend.
+        backend: RemoteBackend,
+        /// Everything after the scheme prefix, e.g. `user@host:/srv/repo` for sftp.
+        target: String,
+    },
+}
+
+/// Remote repository backends (the restic location prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteBackend {
+    /// `sftp:user@host:/path`
+    Sftp,
+    /// `s3:endpoint/bucket/path`
+    S3,
+    /// `b2:bucket:path`
+    B2,
+    /// `azure:container:/path`
+    Azure,
+    /// `gs:bucket:/path`
+    Gcs,
+    /// `rclone:remote:path`
+    Rclone,
+    /// `rest:http://host:8000/repo`
+    Rest,
+}
+
+impl RemoteBackend {
+    const ALL: [Self; 7] = [
+        Self::Sftp,
+        Self::S3,
+        Self::B2,
+        Self::Azure,
+        Self::Gcs,
+        Self::Rclone,
+        Self::Rest,
+    ];
+
+    /// The location prefix, without the colon.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Self::Sftp => "sftp",
+            Self::S3 => "s3",
+            Self::B2 => "b2",
+            Self::Azure => "azure",
+            Self::Gcs => "gs",
+            Self::Rclone => "rclone",
+            Self::Rest => "rest",
+        }
+    }
+}
+
+impl TryFrom<String> for RepositoryLocation {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let path = value.strip_prefix("local:").unwrap_or(&value);
+        if path.starts_with('/') {
+            return Ok(Self::Local(normalize(Path::new(path))));
+        }
+        if let Some((scheme, target)) = value.split_once(':')
+            && let Some(backend) = RemoteBackend::ALL
+                .into_iter()
+                .find(|b| b.scheme() == scheme)
+        {
+            if target.is_empty() {
+                return Err(format!(
+                    "`{value}` names the {scheme} backend but no target"
+                ));
+            }
+            return Ok(Self::Remote {
+                backend,
+                target: target.to_owned(),
+            });
+        }
+        let schemes: Vec<_> = RemoteBackend::ALL
+            .iter()
+            .map(|b| format!("{}:", b.scheme()))
+            .collect();
+        Err(format!(
+            "`{value}` is neither an absolute local path nor a known backend location ({})",
+            schemes.join(", ")
+        ))
+    }
+}
+
+impl From<RepositoryLocation> for String {
+    fn from(value: RepositoryLocation) -> Self {
+        value.to_string()
+    }
+}
+
+impl fmt::Display for RepositoryLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(path) => path.display().fmt(f),
+            Self::Remote { backend, target } => write!(f, "{}:{target}", backend.scheme()),
+        }
+    }
+}
+
+/// A container engine endpoint: a unix socket or plain TCP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DockerHost {
+    /// `unix:///path/to/socket` (a bare absolute path is accepted too).
+    Unix(PathBuf),
+    /// `tcp://host:port` or `http://host:port` (unencrypted; use on loopback or a socket proxy).
+    Tcp(String),
+}
+
+impl TryFrom<String> for DockerHost {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if let Some(path) = value.strip_prefix("unix://") {
+            if path.starts_with('/') {
+                return Ok(Self::Unix(PathBuf::from(path)));
+            }
+        } else if value.starts_with('/') {
+            return Ok(Self::Unix(PathBuf::from(&value)));
+        } else if let Some(addr) = value
+            .strip_prefix("tcp://")
+            .or_else(|| value.strip_prefix("http://"))
+            && !addr.is_empty()
+        {
+            return Ok(Self::Tcp(addr.trim_end_matches('/').to_owned()));
+        }
+        Err(format!(
+            "`{value}` is not a supported engine address: use unix:///path/to/docker.sock or \
+             tcp://host:port"
+        ))
+    }
+}
+
+impl From<DockerHost> for String {
+    fn from(value: DockerHost) -> Self {
+        value.to_string()
+    }
+}
+
+impl fmt::Display for DockerHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix://{}", path.display()),
+            Self::Tcp(addr) => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
+/// The facts about the running process that decide default paths. Captured once so that the
+/// rest of the code (and the tests) never read the process environment directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// Effective uid is 0.
+    pub is_root: bool,
+    /// `$HOME`.
+    pub home: Option<PathBuf>,
+    /// `$XDG_CONFIG_HOME`.
+    pub xdg_config_home: Option<PathBuf>,
+    /// `$XDG_DATA_HOME`.
+    pub xdg_data_home: Option<PathBuf>,
+    /// `$KOPI_DOCKA_CONFIG`.
+    pub config_env: Option<PathBuf>,
+    /// `$DOCKER_HOST`.
+    pub docker_host_env: Option<String>,
+}
+
+impl Environment {
+    /// Reads the current process's uid and environment.
+    pub fn from_process() -> Self {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        Self {
+            is_root: rustix::process::geteuid().is_root(),
+            home: var("HOME").map(PathBuf::from),
+            xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
+            xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
+            config_env: var("KOPI_DOCKA_CONFIG").map(PathBuf::from),
+            docker_host_env: var("DOCKER_HOST").map(|v| v.to_string_lossy().into_owned()),
+        }
+    }
+
+    fn xdg_dir(&self, explicit: Option<&PathBuf>, fallback: &str) -> PathBuf {
+        explicit
+            .filter(|p| p.is_absolute())
+            .cloned()
+            .or_else(|| self.home.as_ref().map(|h| h.join(fallback)))
+            .unwrap_or_else(|| PathBuf::from("/").join(fallback))
+    }
+
+    /// The config file used when neither `--config` nor `$KOPI_DOCKA_CONFIG` is given.
+    pub fn default_config_path(&self) -> PathBuf {
+        if self.is_root {
+            PathBuf::from(defaults::ROOT_CONFIG)
+        } else {
+            self.xdg_dir(self.xdg_config_home.as_ref(), ".config")
+                .join("kopi-docka/config.toml")
+        }
+    }
+
+    /// The repository used when `[repository] location` is not set.
+    pub fn default_repository(&self) -> PathBuf {
+        if self.is_root {
+            PathBuf::from(defaults::ROOT_REPOSITORY)
+        } else {
+            self.xdg_dir(self.xdg_data_home.as_ref(), ".local/share")
+                .join("kopi-docka/repository")
+        }
+    }
+}
+
+/// Which rule picked the config file; named in errors so the user knows what to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigSource {
+    /// The global `--config` option.
+    Flag,
+    /// `$KOPI_DOCKA_CONFIG`.
+    EnvVar,
+    /// The per-user default path.
+    Default,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Flag => "--config",
+            Self::EnvVar => "$KOPI_DOCKA_CONFIG",
+            Self::Default => "the default location",
+        })
+    }
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed configuration (built-in defaults when no file exists).
+    pub config: Config,
+    /// The file it was read from; `None` when the default file does not exist.
+    pub path: Option<PathBuf>,
+    /// The rule that chose the path.
+    pub source: ConfigSource,
+    /// The process facts the defaults were resolved against.
+    pub env: Environment,
+}
+
+impl LoadedConfig {
+    /// The effective repository location.
+    pub fn repository_location(&self) -> RepositoryLocation {
+        self.config
+            .repository
+            .location
+            .clone()
+            .unwrap_or_else(|| RepositoryLocation::Local(self.env.default_repository()))
+    }
+
+    /// The effective engine endpoint: `[docker] host`, else `$DOCKER_HOST`, else the default socket.
+    pub fn docker_host(&self) -> Result<DockerHost, ConfigError> {
+        if let Some(host) = &self.config.docker.host {
+            return Ok(host.clone());
+        }
+        match &self.env.docker_host_env {
+            Some(value) => DockerHost::try_from(value.clone())
+                .map_err(|message| ConfigError::DockerHostEnv { message }),
+            None => Ok(DockerHost::Unix(PathBuf::from(defaults::DOCKER_SOCKET))),
+        }
+    }
+}
+
+/// Everything that can go wrong while finding and reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An explicitly named config file does not exist.
+    #[error(
+        "config file {path} (from {source_rule}) does not exist; create it (see examples/config/) \
+         or point {source_rule} at an existing file"
+    )]
+    NotFound {
+        /// The file.
+        path: PathBuf,
+        /// Which rule named it.
+        source_rule: ConfigSource,
+    },
+    /// The file exists but cannot be read.
+    #[error("cannot read config file {path}: {source}{hint}", hint = unreadable_hint(source))]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message (names the key for unknown or invalid keys).
+        message: String,
+    },
+    /// The file parsed but its values contradict each other.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// `$DOCKER_HOST` holds something we cannot use.
+    #[error("$DOCKER_HOST: {message}")]
+    DockerHostEnv {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn unreadable_hint(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => {
+            " (the file exists but this user may not read it: run with sudo or as its owner; \
+             kopi-docka never falls back to another config)"
+        }
+        io::ErrorKind::IsADirectory => " (it is a directory: point to the config.toml inside)",
+        _ => "",
+    }
+}
+
+/// Finds and reads the configuration following the lookup order in the module docs.
+pub fn load(flag: Option<&Path>, env: Environment) -> Result<LoadedConfig, ConfigError> {
+    let (path, source) = match (flag, &env.config_env) {
+        (Some(path), _) => (path.to_path_buf(), ConfigSource::Flag),
+        (None, Some(path)) => (path.clone(), ConfigSource::EnvVar),
+        (None, None) => (env.default_config_path(), ConfigSource::Default),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && source == ConfigSource::Default => {
+            tracing::debug!(path = %path.display(), "no config file; using built-in defaults");
+            return Ok(LoadedConfig {
+                config: Config::default(),
+                path: None,
+                source,
+                env,
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(ConfigError::NotFound {
+                path,
+                source_rule: source,
+            });
+        }
+        Err(source) => return Err(ConfigError::Unreadable { path, source }),
+    };
+    let config = parse(&text, &path)?;
+    Ok(LoadedConfig {
+        config,
+        path: Some(path),
+        source,
+        env,
+    })
+}
+
+/// Parses and validates config text; `path` is used for messages and to resolve relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut config: Config = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map_or((1, 1), |span| line_column(text, span.start));
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim_end().to_owned(),
+        }
+    })?;
+    let repo = &mut config.repository;
+    if repo.password_file.is_some() && repo.password_command.is_some() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "[repository] sets both password-file and password-command; keep one".into(),
+        });
+    }
+    if let Some(file) = &mut repo.password_file
+        && file.is_relative()
+    {
+        let base = path.parent().unwrap_or(Path::new("/"));
+        *file = normalize(&std::path::absolute(base.join(&*file)).unwrap_or(base.join(&*file)));
+    }
+    Ok(config)
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(root: bool) -> Environment {
+        Environment {
+            is_root: root,
+            home: Some("/home/ann".into()),
+            xdg_config_home: None,
+            xdg_data_home: Some("/data/ann".into()),
+            config_env: None,
+            docker_host_env: None,
+        }
+    }
+
+    #[test]
+    fn default_paths_depend_on_root() {
+        assert_eq!(
+            env(true).default_config_path(),
+            Path::new("/etc/kopi-docka/config.toml")
+        );
+        assert_eq!(
+            env(true).default_repository(),
+            Path::new("/var/lib/kopi-docka/repository")
+        );
+        assert_eq!(
+            env(false).default_config_path(),
+            Path::new("/home/ann/.config/kopi-docka/config.toml")
+        );
+        assert_eq!(
+            env(false).default_repository(),
+            Path::new("/data/ann/kopi-docka/repository")
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "[repository]\nlocation = \"/srv/repo\"\npasword-file = \"/x\"\n";
+        let err = parse(text, Path::new("/c.toml")).unwrap_err();
+        let ConfigError::Parse { line, message, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*line, 3);
+        assert!(message.contains("pasword-file"), "{message}");
+        assert!(err.to_string().starts_with("/c.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn locations_parse() {
+        let local = RepositoryLocation::try_from("/srv//repo/".to_owned()).unwrap();
+        assert_eq!(local, RepositoryLocation::Local("/srv/repo".into()));
+        let sftp = RepositoryLocation::try_from("sftp:u@h:/r".to_owned()).unwrap();
+        assert_eq!(
+            sftp,
+            RepositoryLocation::Remote {
+                backend: RemoteBackend::Sftp,
+                target: "u@h:/r".into()
+            }
+        );
+        assert_eq!(sftp.to_string(), "sftp:u@h:/r");
+        assert!(RepositoryLocation::try_from("relative/repo".to_owned()).is_err());
+        assert!(RepositoryLocation::try_from("ftp:x".to_owned()).is_err());
+    }
+
+    #[test]
+    fn invalid_location_reports_line() {
+        let text = "\n[repository]\nlocation = \"repo\"\n";
+        let err = parse(text, Path::new("/c.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("/c.toml:3:"), "{err}");
+        assert!(err.contains("absolute"), "{err}");
+    }
+
+    #[test]
+    fn password_sources_are_exclusive_and_relative_files_resolve() {
+        let both = "[repository]\npassword-file = \"p\"\npassword-command = \"pass show x\"\n";
+        assert!(matches!(
+            parse(both, Path::new("/etc/kd/c.toml")),
+            Err(ConfigError::Invalid { .. })
+        ));
+        let rel = "[repository]\npassword-file = \"../secrets/pw\"\n";
+        let cfg = parse(rel, Path::new("/etc/kd/c.toml")).unwrap();
+        assert_eq!(
+            cfg.repository.password_file.as_deref(),
+            Some(Path::new("/etc/secrets/pw"))
+        );
+    }
+
+    #[test]
+    fn docker_host_forms() {
+        let parse = |s: &str| DockerHost::try_from(s.to_owned());
+        assert_eq!(
+            parse("unix:///run/d.sock"),
+            Ok(DockerHost::Unix("/run/d.sock".into()))
+        );
+        assert_eq!(
+            parse("/run/d.sock"),
+            Ok(DockerHost::Unix("/run/d.sock".into()))
+        );
+        assert_eq!(
+            parse("tcp://127.0.0.1:2375"),
+            Ok(DockerHost::Tcp("127.0.0.1:2375".into()))
+        );
+        assert!(parse("ssh://host").is_err());
+        assert!(parse("unix://relative").is_err());
+    }
+
+    #[test]
+    fn docker_host_precedence() {
+        let mut e = env(true);
+        e.docker_host_env = Some("unix:///env.sock".into());
+        let mut loaded = LoadedConfig {
+            config: Config::default(),
+            path: None,
+            source: ConfigSource::Default,
+            env: e,
+        };
+        assert_eq!(
+            loaded.docker_host().unwrap(),
+            DockerHost::Unix("/env.sock".into())
+        );
+        loaded.config.docker.host = Some(DockerHost::Unix("/cfg.sock".into()));
+        assert_eq!(
+            loaded.docker_host().unwrap(),
+            DockerHost::Unix("/cfg.sock".into())
+        );
+    }
+
+    #[test]
+    fn absolute_path_containment_is_by_component() {
+        let etc = AbsolutePath::try_from("/etc/".to_owned()).unwrap();
+        assert!(etc.contains(Path::new("/etc")));
+        assert!(etc.contains(Path::new("/etc/nginx/conf.d")));
+        assert!(!etc.contains(Path::new("/etcetera")));
+    }
+
+    #[test]
+    fn missing_default_file_means_defaults_but_missing_named_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = env(false);
+        e.xdg_config_home = Some(dir.path().to_path_buf());
+        let loaded = load(None, e.clone()).unwrap();
+        assert!(loaded.path.is_none());
+        assert!(
+            !dir.path().join("kopi-docka").exists(),
+            "loading must not create files"
+        );
+        let missing = dir.path().join("nope.toml");
+        assert!(matches!(
+            load(Some(&missing), e),
+            Err(ConfigError::NotFound {
+                source_rule: ConfigSource::Flag,
+                ..
+            })
+        ));
+    }
+}

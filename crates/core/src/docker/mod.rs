@@ -1,0 +1,162 @@
+//! The container engine, reached through its HTTP API (bollard), never through the docker CLI.
+//!
+//! This module owns the connection and the raw reads discovery needs. It hands out bollard's
+//! own response types; turning them into our model is `unit`'s job.
+
+pub mod compose;
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerInspectResponse, Volume};
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use crate::config::DockerHost;
+
+/// How long we wait for the engine to answer the first ping.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-request timeout handed to bollard, in seconds.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// Parallel `inspect` requests during discovery.
+const INSPECT_CONCURRENCY: usize = 8;
+
+/// Errors talking to the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    /// Nothing usable answers at the endpoint.
+    #[error(
+        "cannot reach the container engine at {endpoint}: {reason}\n\
+         Is dockerd running (`systemctl status docker`)? May this user use the socket \
+         (run with sudo, or join the `docker` group)? To use another engine, set DOCKER_HOST \
+         or `[docker] host` in the config."
+    )]
+    Unreachable {
+        /// The endpoint we tried.
+        endpoint: DockerHost,
+        /// Why it failed, in the engine client's words.
+        reason: String,
+    },
+    /// The engine answered with an error.
+    #[error("container engine request `{operation}` failed: {source}")]
+    Api {
+        /// What we asked for.
+        operation: String,
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
+}
+
+/// A connected engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    client: Docker,
+    endpoint: DockerHost,
+    api_version: String,
+}
+
+impl Engine {
+    /// Connects, pings and negotiates the API version.
+    pub async fn connect(endpoint: DockerHost) -> Result<Self, DockerError> {
+        let unreachable = |reason: String| DockerError::Unreachable {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let client = match &endpoint {
+            DockerHost::Unix(path) => Docker::connect_with_unix(
+                &path.to_string_lossy(),
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            DockerHost::Tcp(addr) => Docker::connect_with_http(
+                &format!("http://{addr}"),
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
+        let client = tokio::time::timeout(CONNECT_TIMEOUT, client.negotiate_version())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let api_version = client.client_version().to_string();
+        tracing::debug!(%endpoint, %api_version, "connected to the container engine");
+        Ok(Self {
+            client,
+            endpoint,
+            api_version,
+        })
+    }
+
+    /// The endpoint this engine was reached at.
+    pub fn endpoint(&self) -> &DockerHost {
+        &self.endpoint
+    }
+
+    /// The negotiated API version.
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// The bollard client, for modules that drive containers.
+    pub fn client(&self) -> &Docker {
+        &self.client
+    }
+
+    /// Inspects every container, running or not. A container removed between list and inspect
+    /// is left out (it no longer exists); any other failure fails the whole call, so discovery
+    /// never silently drops a container it could not read.
+    pub async fn inspect_all_containers(
+        &self,
+    ) -> Result<Vec<ContainerInspectResponse>, DockerError> {
+        let summaries = self
+            .client
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default().all(true).build(),
+            ))
+            .await
+            .map_err(|source| DockerError::Api {
+                operation: "list containers".into(),
+                source,
+            })?;
+        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+        let inspected: Vec<Option<ContainerInspectResponse>> = stream::iter(ids)
+            .map(|id| async move {
+                match self
+                    .client
+                    .inspect_container(&id, None::<InspectContainerOptions>)
+                    .await
+                {
+                    Ok(found) => Ok(Some(found)),
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => {
+                        tracing::debug!(%id, "container vanished during discovery");
+                        Ok(None)
+                    }
+                    Err(source) => Err(DockerError::Api {
+                        operation: format!("inspect container {id}"),
+                        source,
+                    }),
+                }
+            })
+            .buffered(INSPECT_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(inspected.into_iter().flatten().collect())
+    }
+
+    /// Lists every volume with driver, mountpoint and labels.
+    pub async fn volumes(&self) -> Result<Vec<Volume>, DockerError> {
+        let response = self
+            .client
+            .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+            .await
+            .map_err(|source| DockerError::Api {
+                operation: "list volumes".into(),
+                source,
+            })?;
+        Ok(response.volumes.unwrap_or_default())
+    }
+}

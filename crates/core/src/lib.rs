@@ -1,0 +1,13 @@
+//! kopi-docka-core: everything kopi-docka does, without a terminal.
+//!
+//! This crate never prints and never reads argv. The `kopi-docka` binary turns arguments into
+//! calls here and renders what comes back.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod config;
+pub mod docker;
+pub mod unit;
+
+/// This library's version, reported by `kopi-docka version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

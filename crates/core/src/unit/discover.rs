@@ -1,0 +1,761 @@
+//! Turns the engine's containers and volumes into units.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum, Volume,
+};
+
+use super::mounts::{HostMount, MountRules, PathResolver};
+use super::{
+    BindMount, ComposeProject, Container, ContainerState, Coverage, CoverageEntry, CoverageKind,
+    CoverageReason, Health, ProjectFile, Unit, UnitBind, UnitKind, UnitName, UnitVolume, Verdict,
+    VolumeMount,
+};
+use crate::docker::compose::{self, label};
+use crate::docker::{DockerError, Engine};
+
+/// Networks every container may be on that do not belong to any unit.
+const ENGINE_NETWORKS: &[&str] = &["bridge", "host", "none"];
+
+/// Reads the engine and returns every unit, sorted by name then kind.
+pub async fn discover(engine: &Engine, rules: &MountRules) -> Result<Vec<Unit>, DockerError> {
+    let (containers, volumes) =
+        tokio::try_join!(engine.inspect_all_containers(), engine.volumes())?;
+    let rules = rules.clone();
+    // Building touches the filesystem (existence checks, compose files): keep it off the
+    // async workers.
+    tokio::task::spawn_blocking(move || build_units(containers, &volumes, &rules))
+        .await
+        .map_err(|e| DockerError::Unreachable {
+            endpoint: engine.endpoint().clone(),
+            reason: format!("discovery task failed: {e}"),
+        })
+}
+
+/// A container with the labels we group by, before it joins a unit.
+struct Member {
+    container: Container,
+    labels: HashMap<String, String>,
+    number: u32,
+}
+
+/// Groups inspected containers into units. Pure apart from reading compose files and checking
+/// that paths exist on this host.
+pub fn build_units(
+    inspected: Vec<ContainerInspectResponse>,
+    volumes: &[Volume],
+    rules: &MountRules,
+) -> Vec<Unit> {
+    let resolver = PathResolver::new(host_mounts(&inspected, volumes));
+    let volumes: HashMap<&str, &Volume> = volumes.iter().map(|v| (v.name.as_str(), v)).collect();
+
+    let mut stacks: BTreeMap<String, Vec<Member>> = BTreeMap::new();
+    let mut standalone: Vec<Member> = Vec::new();
+    for raw in inspected {
+        let labels = raw
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        if compose::is_oneoff(labels.get(label::ONEOFF).map(String::as_str)) {
+            // `compose run` containers are transient copies of a service; their volumes are the
+            // service's, and starting them again would rerun a one-off job.
+            tracing::debug!(name = ?raw.name, "skipping compose one-off container");
+            continue;
+        }
+        let member = member(raw, labels);
+        match member.labels.get(label::PROJECT) {
+            Some(project) => stacks.entry(project.clone()).or_default().push(member),
+            None => standalone.push(member),
+        }
+    }
+
+    let mut units: Vec<Unit> = stacks
+        .into_iter()
+        .map(|(project, members)| stack_unit(&project, members, &resolver, &volumes, rules))
+        .chain(standalone.into_iter().map(|m| {
+            let name = UnitName::new(&m.container.name);
+            assemble(name, UnitKind::Standalone, None, vec![m], &volumes, rules)
+        }))
+        .collect();
+    units.sort_by(|a, b| (&a.name, a.kind).cmp(&(&b.name, b.kind)));
+    units
+}
+
+fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Member {
+    let mut volumes = Vec::new();
+    let mut binds = Vec::new();
+    let mut tmpfs: Vec<PathBuf> = Vec::new();
+    for mount in raw.mounts.unwrap_or_default() {
+        let destination = PathBuf::from(mount.destination.unwrap_or_default());
+        let read_only = mount.rw == Some(false);
+        match mount.typ.as_deref() {
+            Some("volume") => volumes.push(VolumeMount {
+                name: mount.name.unwrap_or_default(),
+                destination,
+                read_only,
+            }),
+            Some("bind") => binds.push(BindMount {
+                source: PathBuf::from(mount.source.unwrap_or_default()),
+                destination,
+                read_only,
+            }),
+            Some("tmpfs") => tmpfs.push(destination),
+            other => tracing::debug!(?other, ?destination, "ignoring mount type"),
+        }
+    }
+    let host_config = raw.host_config.unwrap_or_default();
+    // `--tmpfs` mounts appear in HostConfig.Tmpfs, not in Mounts.
+    for dest in host_config.tmpfs.unwrap_or_default().into_keys() {
+        let dest = PathBuf::from(dest);
+        if !tmpfs.contains(&dest) {
+            tmpfs.push(dest);
+        }
+    }
+    let state = raw.state.unwrap_or_default();
+    let mut networks: Vec<String> = raw
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|n| n.into_keys().collect())
+        .unwrap_or_default();
+    networks.sort();
+    let number = labels
+        .get(label::CONTAINER_NUMBER)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let depends_on = labels
+        .get(label::DEPENDS_ON)
+        .map(|v| compose::parse_depends_on_label(v))
+        .unwrap_or_default();
+    let container = Container {
+        id: raw.id.unwrap_or_default(),
+        name: raw
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        service: labels.get(label::SERVICE).cloned(),
+        image: raw.config.and_then(|c| c.image).unwrap_or_default(),
+        state: container_state(state.status),
+        health: state.health.and_then(|h| h.status).and_then(health),
+        restart_policy: host_config
+            .restart_policy
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "no".to_owned()),
+        depends_on,
+        volumes,
+        binds,
+        tmpfs,
+        networks,
+    };
+    Member {
+        container,
+        labels,
+        number,
+    }
+}
+
+fn container_state(status: Option<ContainerStateStatusEnum>) -> ContainerState {
+    match status {
+        Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => ContainerState::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => ContainerState::Restarting,
+        Some(ContainerStateStatusEnum::REMOVING) => ContainerState::Removing,
+        Some(ContainerStateStatusEnum::EXITED) => ContainerState::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => ContainerState::Dead,
+        _ => ContainerState::Unknown,
+    }
+}
+
+fn health(status: HealthStatusEnum) -> Option<Health> {
+    match status {
+        HealthStatusEnum::STARTING => Some(Health::Starting),
+        HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+        HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+        HealthStatusEnum::EMPTY | HealthStatusEnum::NONE => None,
+    }
+}
+
+/// Every mount of every container, as the resolver needs them.
+fn host_mounts(inspected: &[ContainerInspectResponse], volumes: &[Volume]) -> Vec<HostMount> {
+    let mountpoints: HashMap<&str, &str> = volumes
+        .iter()
+        .map(|v| (v.name.as_str(), v.mountpoint.as_str()))
+        .collect();
+    let mountpoints = &mountpoints;
+    inspected
+        .iter()
+        .flat_map(|c| {
+            let container = c
+                .name
+                .clone()
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned();
+            c.mounts.iter().flatten().filter_map(move |m| {
+                let source = match m.typ.as_deref() {
+                    Some("bind") => m.source.clone()?,
+                    Some("volume") => {
+                        let name = m.name.as_deref()?;
+                        mountpoints
+                            .get(name)
+                            .map(|s| (*s).to_owned())
+                            .or(m.source.clone())?
+                    }
+                    _ => return None,
+                };
+                Some(HostMount {
+                    destination: PathBuf::from(m.destination.clone()?),
+                    source: PathBuf::from(source),
+                    container: container.clone(),
+                })
+            })
+        })
+        .collect()
+}
+
+fn stack_unit(
+    project: &str,
+    mut members: Vec<Member>,
+    resolver: &PathResolver,
+    volumes: &HashMap<&str, &Volume>,
+    rules: &MountRules,
+) -> Unit {
+    members.sort_by(|a, b| a.container.name.cmp(&b.container.name));
+    // All members of a project normally carry the same project labels; take the first that has
+    // them (a container created by hand with only the project label has none).
+    let labelled = members
+        .iter()
+        .find(|m| m.labels.contains_key(label::CONFIG_FILES));
+    let get = |key: &str| labelled.and_then(|m| m.labels.get(key)).map(String::as_str);
+
+    let working_dir_recorded = get(label::WORKING_DIR).map(PathBuf::from);
+    let working_dir = working_dir_recorded.as_deref().map(|recorded| {
+        resolver
+            .resolve(recorded)
+            .map_or_else(|| recorded.to_path_buf(), |(path, _)| path)
+    });
+
+    // v1 records config files relative to the working dir as compose saw it.
+    let compose_files: Vec<ProjectFile> = get(label::CONFIG_FILES)
+        .map(compose::split_list)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| project_file(resolver, f, working_dir_recorded.as_deref()))
+        .collect();
+
+    let mut env_files: Vec<ProjectFile> = Vec::new();
+    if let Some(dir) = &working_dir {
+        let dot_env = dir.join(".env");
+        if dot_env.is_file() {
+            env_files.push(ProjectFile {
+                path: dot_env,
+                present: true,
+                recorded_as: None,
+                resolved_via: None,
+            });
+        }
+    }
+    let services = read_compose_files(&compose_files, resolver, &mut env_files);
+    for env in get(label::ENVIRONMENT_FILE)
+        .map(compose::split_list)
+        .unwrap_or_default()
+    {
+        env_files.push(project_file(
+            resolver,
+            &env,
+            working_dir_recorded.as_deref(),
+        ));
+    }
+    dedup_by_path(&mut env_files);
+
+    for m in &mut members {
+        if m.container.depends_on.is_empty()
+            && let Some(facts) = m.container.service.as_ref().and_then(|s| services.get(s))
+        {
+            m.container.depends_on.clone_from(&facts.depends_on);
+        }
+        m.container.depends_on.sort();
+        m.container.depends_on.dedup();
+    }
+
+    let facts = ComposeProject {
+        working_dir,
+        compose_files,
+        env_files,
+    };
+    assemble(
+        UnitName::new(project),
+        UnitKind::Stack,
+        Some(facts),
+        members,
+        volumes,
+        rules,
+    )
+}
+
+/// A project file as compose recorded it (relative ones against `base`), found on this host.
+fn project_file(resolver: &PathResolver, recorded: &str, base: Option<&Path>) -> ProjectFile {
+    let recorded_path = Path::new(recorded);
+    let as_recorded = match (recorded_path.is_absolute(), base) {
+        (true, _) | (false, None) => recorded_path.to_path_buf(),
+        (false, Some(base)) => base.join(recorded_path),
+    };
+    let as_recorded = crate::config::normalize(&as_recorded);
+    let (path, present, via) = match resolver.resolve(&as_recorded) {
+        Some((path, via)) => (path, true, via),
+        None => (as_recorded, false, None),
+    };
+    ProjectFile {
+        recorded_as: (path != Path::new(recorded)).then(|| recorded.to_owned()),
+        path,
+        present,
+        resolved_via: via,
+    }
+}
+
+/// Reads `depends_on` per service from the compose files, and adds their `env_file`s to
+/// `env_files`. An unreadable compose file is still backed up verbatim; only these facts are
+/// then unknown, and a warning says so.
+fn read_compose_files(
+    compose_files: &[ProjectFile],
+    resolver: &PathResolver,
+    env_files: &mut Vec<ProjectFile>,
+) -> BTreeMap<String, compose::ServiceFacts> {
+    let mut services: BTreeMap<String, compose::ServiceFacts> = BTreeMap::new();
+    for file in compose_files.iter().filter(|f| f.present) {
+        let facts = match std::fs::read_to_string(&file.path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| compose::parse_services(&text).map_err(|e| e.to_string()))
+        {
+            Ok(facts) => facts,
+            Err(error) => {
+                tracing::warn!(
+                    file = %file.path.display(), %error,
+                    "cannot read compose file; it is still backed up, but depends_on and \
+                     env_file from it are unknown"
+                );
+                continue;
+            }
+        };
+        // Compose resolves env_file relative to the compose file's directory.
+        let base = file.path.parent().unwrap_or(Path::new("/"));
+        for (service, facts) in facts {
+            env_files.extend(
+                facts
+                    .env_files
+                    .iter()
+                    .map(|env| project_file(resolver, env, Some(base))),
+            );
+            services
+                .entry(service)
+                .or_default()
+                .depends_on
+                .extend(facts.depends_on);
+        }
+    }
+    services
+}
+
+fn dedup_by_path(files: &mut Vec<ProjectFile>) {
+    let mut seen = BTreeSet::new();
+    files.retain(|f| seen.insert(f.path.clone()));
+}
+
+/// Builds the unit-level view (volumes, binds, networks, order, coverage) from its members.
+fn assemble(
+    name: UnitName,
+    kind: UnitKind,
+    project: Option<ComposeProject>,
+    mut members: Vec<Member>,
+    volumes: &HashMap<&str, &Volume>,
+    rules: &MountRules,
+) -> Unit {
+    order_members(&mut members);
+    let containers: Vec<Container> = members.into_iter().map(|m| m.container).collect();
+    let start_order = containers.iter().map(|c| c.name.clone()).collect();
+
+    let mut unit_volumes: BTreeMap<&str, UnitVolume> = BTreeMap::new();
+    let mut unit_binds: BTreeMap<&Path, UnitBind> = BTreeMap::new();
+    let mut networks = BTreeSet::new();
+    let mut entries = Vec::new();
+    for c in &containers {
+        for v in &c.volumes {
+            let entry = unit_volumes
+                .entry(&v.name)
+                .or_insert_with(|| volume_entry(&v.name, volumes));
+            entry.used_by.push(c.name.clone());
+        }
+        for b in &c.binds {
+            let entry = unit_binds.entry(&b.source).or_insert_with(|| UnitBind {
+                source: b.source.clone(),
+                destinations: Vec::new(),
+                used_by: Vec::new(),
+                read_only: true,
+                is_file: b.source.is_file(),
+                verdict: rules.classify_bind(&b.source),
+            });
+            if !entry.destinations.contains(&b.destination) {
+                entry.destinations.push(b.destination.clone());
+            }
+            if !entry.used_by.contains(&c.name) {
+                entry.used_by.push(c.name.clone());
+            }
+            entry.read_only &= b.read_only;
+        }
+        for t in &c.tmpfs {
+            entries.push(CoverageEntry::new(
+                CoverageKind::Tmpfs,
+                format!("{}:{}", c.name, t.display()),
+                Verdict::skipped(CoverageReason::Tmpfs),
+            ));
+        }
+        networks.extend(
+            c.networks
+                .iter()
+                .filter(|n| !ENGINE_NETWORKS.contains(&n.as_str()))
+                .cloned(),
+        );
+    }
+    let volumes: Vec<UnitVolume> = unit_volumes.into_values().collect();
+    let binds: Vec<UnitBind> = unit_binds.into_values().collect();
+
+    let mut coverage: Vec<CoverageEntry> = volumes
+        .iter()
+        .map(|v| CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone()))
+        .chain(binds.iter().map(|b| {
+            CoverageEntry::new(
+                CoverageKind::Bind,
+                b.source.display().to_string(),
+                b.verdict.clone(),
+            )
+        }))
+        .collect();
+    if let Some(project) = &project {
+        let file_entry = |kind, f: &ProjectFile| {
+            let verdict = if f.present {
+                Verdict::BACKED_UP
+            } else {
+                Verdict::not_protected(CoverageReason::Missing)
+            };
+            CoverageEntry::new(kind, f.path.display().to_string(), verdict)
+        };
+        coverage.extend(
+            project
+                .compose_files
+                .iter()
+                .map(|f| file_entry(CoverageKind::ComposeFile, f)),
+        );
+        coverage.extend(
+            project
+                .env_files
+                .iter()
+                .map(|f| file_entry(CoverageKind::EnvFile, f)),
+        );
+    }
+    coverage.extend(entries);
+
+    Unit {
+        name,
+        kind,
+        project,
+        containers,
+        volumes,
+        binds,
+        networks: networks.into_iter().collect(),
+        start_order,
+        coverage: Coverage::from_entries(coverage),
+    }
+}
+
+fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>) -> UnitVolume {
+    let Some(volume) = volumes.get(name) else {
+        return UnitVolume {
+            name: name.to_owned(),
+            driver: None,
+            mountpoint: None,
+            used_by: Vec::new(),
+            verdict: Verdict::not_protected(CoverageReason::VolumeNotListed),
+        };
+    };
+    let mountpoint = PathBuf::from(&volume.mountpoint);
+    let verdict = if volume.driver != "local" {
+        Verdict::not_protected(CoverageReason::VolumeDriver {
+            driver: volume.driver.clone(),
+        })
+    } else if !mountpoint.is_dir() {
+        // A remote engine, or an engine in another mount namespace: the data is not readable
+        // from here.
+        Verdict::not_protected(CoverageReason::Missing)
+    } else {
+        Verdict::BACKED_UP
+    };
+    UnitVolume {
+        name: name.to_owned(),
+        driver: Some(volume.driver.clone()),
+        mountpoint: Some(mountpoint),
+        used_by: Vec::new(),
+        verdict,
+    }
+}
+
+/// Sorts members into start order: services after the services they depend on (Kahn's
+/// algorithm, ties by name), replicas by number. A dependency cycle cannot be honoured; the
+/// services in it keep name order and a warning says so.
+fn order_members(members: &mut [Member]) {
+    let services: BTreeSet<&str> = members
+        .iter()
+        .filter_map(|m| m.container.service.as_deref())
+        .collect();
+    let mut deps: BTreeMap<&str, BTreeSet<&str>> =
+        services.iter().map(|s| (*s, BTreeSet::new())).collect();
+    for m in members.iter() {
+        if let Some(service) = m.container.service.as_deref() {
+            let known = m
+                .container
+                .depends_on
+                .iter()
+                .map(String::as_str)
+                .filter(|d| services.contains(d) && *d != service);
+            deps.entry(service).or_default().extend(known);
+        }
+    }
+    let mut rank: HashMap<String, usize> = HashMap::new();
+    while !deps.is_empty() {
+        let ready: Vec<&str> = deps
+            .iter()
+            .filter(|(_, d)| d.is_empty())
+            .map(|(s, _)| *s)
+            .collect();
+        let next = if ready.is_empty() {
+            let cycle: Vec<&str> = deps.keys().copied().collect();
+            tracing::warn!(services = ?cycle, "depends_on has a cycle; starting these services in name order");
+            cycle
+        } else {
+            ready
+        };
+        for service in next {
+            rank.insert(service.to_owned(), rank.len());
+            deps.remove(service);
+            for d in deps.values_mut() {
+                d.remove(service);
+            }
+        }
+    }
+    members.sort_by_key(|m| {
+        let r = m
+            .container
+            .service
+            .as_ref()
+            .and_then(|s| rank.get(s))
+            .copied()
+            .unwrap_or(usize::MAX);
+        (r, m.number, m.container.name.clone())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DiscoveryConfig, RepositoryLocation};
+    use bollard::models::{ContainerConfig, ContainerState as RawState, MountPoint};
+
+    fn raw(
+        name: &str,
+        labels: &[(&str, &str)],
+        mounts: Vec<MountPoint>,
+    ) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            id: Some(format!("id-{name}")),
+            name: Some(format!("/{name}")),
+            config: Some(ContainerConfig {
+                image: Some("img".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), (*v).into()))
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            state: Some(RawState {
+                status: Some(ContainerStateStatusEnum::RUNNING),
+                ..Default::default()
+            }),
+            mounts: Some(mounts),
+            ..Default::default()
+        }
+    }
+
+    fn bind(source: &Path, dest: &str) -> MountPoint {
+        MountPoint {
+            typ: Some("bind".into()),
+            source: Some(source.display().to_string()),
+            destination: Some(dest.into()),
+            rw: Some(true),
+            ..Default::default()
+        }
+    }
+
+    fn rules() -> MountRules {
+        MountRules::new(
+            &DiscoveryConfig::default(),
+            &RepositoryLocation::Local("/nonexistent/repo".into()),
+        )
+    }
+
+    #[test]
+    fn v1_stack_reads_depends_on_and_env_files_from_compose_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = dir.path();
+        std::fs::write(
+            wd.join("docker-compose.yml"),
+            "services:\n  web:\n    depends_on: [db]\n    env_file: [web.env]\n  db: {}\n",
+        )
+        .unwrap();
+        std::fs::write(wd.join(".env"), "A=1\n").unwrap();
+        std::fs::write(wd.join("web.env"), "B=2\n").unwrap();
+        let wd_s = wd.display().to_string();
+        let common = |svc: &'static str| {
+            vec![
+                (label::PROJECT, "p"),
+                (label::SERVICE, svc),
+                (label::WORKING_DIR, wd_s.as_str()),
+                (label::CONFIG_FILES, "docker-compose.yml"),
+            ]
+        };
+        let units = build_units(
+            vec![
+                raw("p_web_1", &common("web"), vec![]),
+                raw("p_db_1", &common("db"), vec![]),
+            ],
+            &[],
+            &rules(),
+        );
+        assert_eq!(units.len(), 1);
+        let unit = &units[0];
+        assert_eq!(unit.start_order, vec!["p_db_1", "p_web_1"]);
+        let project = unit.project.as_ref().unwrap();
+        assert_eq!(project.compose_files[0].path, wd.join("docker-compose.yml"));
+        assert_eq!(
+            project.compose_files[0].recorded_as.as_deref(),
+            Some("docker-compose.yml")
+        );
+        let envs: Vec<_> = project.env_files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(envs, vec![wd.join(".env"), wd.join("web.env")]);
+        assert_eq!(unit.containers[1].depends_on, vec!["db"]);
+        assert!(!unit.coverage.has_gaps);
+    }
+
+    #[test]
+    fn standalone_named_like_stack_is_another_unit_and_oneoffs_are_ignored() {
+        let units = build_units(
+            vec![
+                raw(
+                    "app",
+                    &[(label::PROJECT, "app"), (label::SERVICE, "web")],
+                    vec![],
+                ),
+                raw(
+                    "app-run-1",
+                    &[(label::PROJECT, "app"), (label::ONEOFF, "True")],
+                    vec![],
+                ),
+                raw("/app2", &[], vec![]),
+                raw("app", &[], vec![]),
+            ],
+            &[],
+            &rules(),
+        );
+        let ids: Vec<_> = units.iter().map(|u| (u.name.as_str(), u.kind)).collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("app", UnitKind::Stack),
+                ("app", UnitKind::Standalone),
+                ("app2", UnitKind::Standalone)
+            ]
+        );
+        assert_eq!(units[0].containers.len(), 1);
+    }
+
+    #[test]
+    fn binds_are_merged_by_source_and_gaps_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let units = build_units(
+            vec![raw(
+                "c",
+                &[],
+                vec![
+                    bind(dir.path(), "/a"),
+                    bind(dir.path(), "/b"),
+                    bind(Path::new("/"), "/host"),
+                    bind(&dir.path().join("missing"), "/m"),
+                    MountPoint {
+                        typ: Some("volume".into()),
+                        name: Some("ghost".into()),
+                        destination: Some("/v".into()),
+                        ..Default::default()
+                    },
+                ],
+            )],
+            &[],
+            &rules(),
+        );
+        let unit = &units[0];
+        assert_eq!(unit.binds.len(), 3);
+        let data = unit.binds.iter().find(|b| b.source == dir.path()).unwrap();
+        assert_eq!(
+            data.destinations,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert!(data.verdict.is_backed_up());
+        assert_eq!(unit.coverage.summary.backed_up, 1);
+        assert_eq!(unit.coverage.summary.skipped, 1);
+        assert_eq!(unit.coverage.summary.not_protected, 2);
+        assert!(unit.coverage.has_gaps);
+    }
+
+    #[test]
+    fn dependency_cycle_still_orders_everything() {
+        let units = build_units(
+            vec![
+                raw(
+                    "p_a_1",
+                    &[
+                        (label::PROJECT, "p"),
+                        (label::SERVICE, "a"),
+                        (label::DEPENDS_ON, "b:service_started:false"),
+                    ],
+                    vec![],
+                ),
+                raw(
+                    "p_b_1",
+                    &[
+                        (label::PROJECT, "p"),
+                        (label::SERVICE, "b"),
+                        (label::DEPENDS_ON, "a:service_started:false"),
+                    ],
+                    vec![],
+                ),
+                raw(
+                    "p_c_1",
+                    &[
+                        (label::PROJECT, "p"),
+                        (label::SERVICE, "c"),
+                        (label::DEPENDS_ON, "a:service_started:false"),
+                    ],
+                    vec![],
+                ),
+            ],
+            &[],
+            &rules(),
+        );
+        assert_eq!(units[0].start_order, vec!["p_a_1", "p_b_1", "p_c_1"]);
+    }
+}

@@ -1,0 +1,453 @@
+//! Backup units: what there is to back up on this host, and how completely it will be covered.
+//!
+//! A unit is a Compose stack (all containers, running or stopped, sharing a compose project
+//! label) or a standalone container. Its identity is `(kind, name)`: a standalone container
+//! named like a stack is a different unit.
+//!
+//! The rule this module enforces: every mount and project file of a unit appears in its
+//! [`Coverage`] as backed up, skipped (why) or not protected (why). Nothing is left out silently.
+
+mod discover;
+mod mounts;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub use discover::{build_units, discover};
+pub use mounts::MountRules;
+
+/// Stack or standalone container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitKind {
+    /// All containers of one compose project.
+    Stack,
+    /// One container outside any compose project.
+    Standalone,
+}
+
+impl fmt::Display for UnitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Stack => "stack",
+            Self::Standalone => "standalone",
+        })
+    }
+}
+
+/// A unit's name: the compose project name or the container name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UnitName(String);
+
+impl UnitName {
+    /// Wraps a project or container name (a leading `/` from the engine is dropped).
+    pub fn new(name: &str) -> Self {
+        Self(name.trim_start_matches('/').to_owned())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UnitName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One backup unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unit {
+    /// Project or container name.
+    pub name: UnitName,
+    /// Stack or standalone.
+    pub kind: UnitKind,
+    /// Compose project facts (stacks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<ComposeProject>,
+    /// Member containers in start order.
+    pub containers: Vec<Container>,
+    /// Named volumes used by any member, once each.
+    pub volumes: Vec<UnitVolume>,
+    /// Bind mount sources used by any member, once each.
+    pub binds: Vec<UnitBind>,
+    /// User-defined networks the members are attached to.
+    pub networks: Vec<String>,
+    /// Container names in the order they should start (dependencies first).
+    pub start_order: Vec<String>,
+    /// Every mount and project file with its verdict.
+    pub coverage: Coverage,
+}
+
+/// Compose project facts of a stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComposeProject {
+    /// The project directory on this host, if it could be found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<PathBuf>,
+    /// Compose files as recorded by compose, resolved on this host.
+    pub compose_files: Vec<ProjectFile>,
+    /// `.env`, `env_file:` and `--env-file` files.
+    pub env_files: Vec<ProjectFile>,
+}
+
+/// A file of the compose project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectFile {
+    /// Path on this host.
+    pub path: PathBuf,
+    /// Whether the file exists here.
+    pub present: bool,
+    /// The path as compose recorded it, when it differs from `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_as: Option<String>,
+    /// The container whose mount translated the recorded path (e.g. Portainer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_via: Option<String>,
+}
+
+/// Runtime state of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Paused.
+    Paused,
+    /// Restarting.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Exited.
+    Exited,
+    /// Dead.
+    Dead,
+    /// Anything the engine reports that we do not know.
+    Unknown,
+}
+
+/// Healthcheck status of a container that has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Within its start period.
+    Starting,
+    /// Passing.
+    Healthy,
+    /// Failing.
+    Unhealthy,
+}
+
+/// A member container.
+#[derive(Debug, Clone, Serialize)]
+pub struct Container {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Compose service (stacks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Image reference as configured.
+    pub image: String,
+    /// Runtime state.
+    pub state: ContainerState,
+    /// Health, for containers with a healthcheck.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// Restart policy name (`no`, `always`, `unless-stopped`, `on-failure`).
+    pub restart_policy: String,
+    /// Services this container's service depends on.
+    pub depends_on: Vec<String>,
+    /// Named volume mounts.
+    pub volumes: Vec<VolumeMount>,
+    /// Bind mounts.
+    pub binds: Vec<BindMount>,
+    /// tmpfs mount points.
+    pub tmpfs: Vec<PathBuf>,
+    /// All attached networks (including the engine's default ones).
+    pub networks: Vec<String>,
+}
+
+/// A named volume as mounted into one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeMount {
+    /// Volume name.
+    pub name: String,
+    /// Path inside the container.
+    pub destination: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// A bind mount as mounted into one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindMount {
+    /// Host path.
+    pub source: PathBuf,
+    /// Path inside the container.
+    pub destination: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// A named volume of a unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitVolume {
+    /// Volume name.
+    pub name: String,
+    /// Volume driver (`local` for data on this host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Where the engine keeps the data on this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<PathBuf>,
+    /// Member containers that mount it.
+    pub used_by: Vec<String>,
+    /// Backed up or not, and why.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// A bind mount source of a unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitBind {
+    /// Host path.
+    pub source: PathBuf,
+    /// Paths inside the containers.
+    pub destinations: Vec<PathBuf>,
+    /// Member containers that mount it.
+    pub used_by: Vec<String>,
+    /// Every mount of it is read-only.
+    pub read_only: bool,
+    /// The source is a single file rather than a directory.
+    pub is_file: bool,
+    /// Backed up or not, and why.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// Whether something is backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoverageStatus {
+    /// Part of the unit's backup.
+    BackedUp,
+    /// Deliberately left out (host-internal, memory-only, excluded by the user).
+    Skipped,
+    /// Should be protected but cannot be from here: a gap the user must know about.
+    NotProtected,
+}
+
+/// Why something is skipped or not protected. Serialised with a `code` for scripts; its
+/// `Display` is the sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum CoverageReason {
+    /// The bind source is `/`.
+    RootFilesystem,
+    /// The bind source is a unix socket.
+    Socket,
+    /// Under a configured host-internal path.
+    HostInternal {
+        /// The configured path it falls under.
+        under: PathBuf,
+    },
+    /// Under a user exclude path.
+    Excluded {
+        /// The configured path it falls under.
+        under: PathBuf,
+    },
+    /// The source contains the local repository (or lies inside it).
+    Repository {
+        /// The repository path.
+        repository: PathBuf,
+    },
+    /// tmpfs: memory only.
+    Tmpfs,
+    /// The path does not exist on this host.
+    Missing,
+    /// A volume driver that keeps data elsewhere.
+    VolumeDriver {
+        /// The driver name.
+        driver: String,
+    },
+    /// The engine does not list the volume a container mounts.
+    VolumeNotListed,
+}
+
+impl fmt::Display for CoverageReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RootFilesystem => f.write_str(
+                "the host's root filesystem is never backed up (it holds the repository)",
+            ),
+            Self::Socket => f.write_str("a unix socket, not data"),
+            Self::HostInternal { under } => write!(
+                f,
+                "host-internal path under {} ([discovery] host-internal-paths)",
+                under.display()
+            ),
+            Self::Excluded { under } => {
+                write!(
+                    f,
+                    "excluded by [discovery] exclude-paths ({})",
+                    under.display()
+                )
+            }
+            Self::Repository { repository } => write!(
+                f,
+                "overlaps the kopi-docka repository {}; backing it up would recurse",
+                repository.display()
+            ),
+            Self::Tmpfs => f.write_str("tmpfs lives in memory and is empty after every restart"),
+            Self::Missing => f.write_str("does not exist on this host"),
+            Self::VolumeDriver { driver } => write!(
+                f,
+                "volume driver `{driver}` keeps the data elsewhere; back it up where it lives"
+            ),
+            Self::VolumeNotListed => f.write_str("the engine does not list this volume"),
+        }
+    }
+}
+
+/// A status with its reason; only `BackedUp` has none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The status.
+    pub status: CoverageStatus,
+    /// Why, unless backed up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CoverageReason>,
+}
+
+impl Verdict {
+    /// Will be backed up.
+    pub const BACKED_UP: Self = Self {
+        status: CoverageStatus::BackedUp,
+        reason: None,
+    };
+
+    /// Deliberately left out.
+    pub fn skipped(reason: CoverageReason) -> Self {
+        Self {
+            status: CoverageStatus::Skipped,
+            reason: Some(reason),
+        }
+    }
+
+    /// A gap.
+    pub fn not_protected(reason: CoverageReason) -> Self {
+        Self {
+            status: CoverageStatus::NotProtected,
+            reason: Some(reason),
+        }
+    }
+
+    /// True when the item is part of the backup.
+    pub fn is_backed_up(&self) -> bool {
+        self.status == CoverageStatus::BackedUp
+    }
+}
+
+/// What a coverage entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoverageKind {
+    /// A named volume.
+    Volume,
+    /// A bind mount source.
+    Bind,
+    /// A tmpfs mount.
+    Tmpfs,
+    /// A compose file.
+    ComposeFile,
+    /// An env file of the project.
+    EnvFile,
+}
+
+impl fmt::Display for CoverageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Volume => "volume",
+            Self::Bind => "bind",
+            Self::Tmpfs => "tmpfs",
+            Self::ComposeFile => "compose file",
+            Self::EnvFile => "env file",
+        })
+    }
+}
+
+/// One line of the coverage report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoverageEntry {
+    /// What it is.
+    pub kind: CoverageKind,
+    /// Volume name, host path, or `container:/path` for tmpfs.
+    pub identifier: String,
+    /// Status and reason.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// The reason as a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl CoverageEntry {
+    fn new(kind: CoverageKind, identifier: String, verdict: Verdict) -> Self {
+        let detail = verdict.reason.as_ref().map(ToString::to_string);
+        Self {
+            kind,
+            identifier,
+            verdict,
+            detail,
+        }
+    }
+}
+
+/// Counts per status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CoverageSummary {
+    /// Backed up.
+    pub backed_up: usize,
+    /// Skipped on purpose.
+    pub skipped: usize,
+    /// Gaps.
+    pub not_protected: usize,
+}
+
+/// The coverage report of a unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coverage {
+    /// Every item.
+    pub entries: Vec<CoverageEntry>,
+    /// Counts.
+    pub summary: CoverageSummary,
+    /// True when anything is not protected.
+    pub has_gaps: bool,
+}
+
+impl Coverage {
+    fn from_entries(entries: Vec<CoverageEntry>) -> Self {
+        let mut summary = CoverageSummary::default();
+        for entry in &entries {
+            match entry.verdict.status {
+                CoverageStatus::BackedUp => summary.backed_up += 1,
+                CoverageStatus::Skipped => summary.skipped += 1,
+                CoverageStatus::NotProtected => summary.not_protected += 1,
+            }
+        }
+        Self {
+            has_gaps: summary.not_protected > 0,
+            entries,
+            summary,
+        }
+    }
+}

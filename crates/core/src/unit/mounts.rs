@@ -1,0 +1,203 @@
+//! Which bind mounts and volumes are backed up, and how a path recorded inside a manager
+//! container (Portainer) is found on the host.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{AbsolutePath, DiscoveryConfig, RepositoryLocation};
+
+use super::{CoverageReason, Verdict};
+
+/// The rules that decide a bind mount's verdict.
+#[derive(Debug, Clone)]
+pub struct MountRules {
+    host_internal: Vec<AbsolutePath>,
+    exclude: Vec<AbsolutePath>,
+    repository: Option<PathBuf>,
+}
+
+impl MountRules {
+    /// Rules from the `[discovery]` config and the repository location (a local repository is
+    /// never backed up into itself).
+    pub fn new(discovery: &DiscoveryConfig, repository: &RepositoryLocation) -> Self {
+        Self {
+            host_internal: discovery.host_internal_paths.clone(),
+            exclude: discovery.exclude_paths.clone(),
+            repository: match repository {
+                RepositoryLocation::Local(path) => Some(path.clone()),
+                RepositoryLocation::Remote { .. } => None,
+            },
+        }
+    }
+
+    /// The verdict for a bind mount source on this host.
+    pub fn classify_bind(&self, source: &Path) -> Verdict {
+        let source = crate::config::normalize(source);
+        if source == Path::new("/") {
+            return Verdict::skipped(CoverageReason::RootFilesystem);
+        }
+        if let Some(under) = self.host_internal.iter().find(|p| p.contains(&source)) {
+            return Verdict::skipped(CoverageReason::HostInternal {
+                under: under.as_path().into(),
+            });
+        }
+        if let Some(under) = self.exclude.iter().find(|p| p.contains(&source)) {
+            return Verdict::skipped(CoverageReason::Excluded {
+                under: under.as_path().into(),
+            });
+        }
+        if let Some(repository) = &self.repository
+            && (repository.starts_with(&source) || source.starts_with(repository))
+        {
+            return Verdict::skipped(CoverageReason::Repository {
+                repository: repository.clone(),
+            });
+        }
+        match std::fs::metadata(&source) {
+            Ok(meta) if meta.file_type().is_socket() => Verdict::skipped(CoverageReason::Socket),
+            Ok(_) => Verdict::BACKED_UP,
+            Err(_) => Verdict::not_protected(CoverageReason::Missing),
+        }
+    }
+}
+
+/// A mount of some container on this host: `destination` inside it maps to `source` here.
+#[derive(Debug, Clone)]
+pub(super) struct HostMount {
+    pub destination: PathBuf,
+    pub source: PathBuf,
+    pub container: String,
+}
+
+/// Finds a recorded path on this host. Compose records paths as the compose process saw them;
+/// when compose ran inside a manager container (Portainer), those paths exist only inside it.
+/// We translate them through the longest matching mount of any container and accept the result
+/// only when it exists.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PathResolver {
+    mounts: Vec<HostMount>,
+}
+
+impl PathResolver {
+    pub fn new(mut mounts: Vec<HostMount>) -> Self {
+        // Longest destination first, so the most specific mount wins.
+        mounts.sort_by(|a, b| {
+            b.destination
+                .as_os_str()
+                .len()
+                .cmp(&a.destination.as_os_str().len())
+        });
+        Self { mounts }
+    }
+
+    /// The host path and, when translated, the container whose mount did it. `None` when the
+    /// path is found neither as is nor through a mount.
+    pub fn resolve(&self, recorded: &Path) -> Option<(PathBuf, Option<String>)> {
+        if recorded.exists() {
+            return Some((recorded.to_path_buf(), None));
+        }
+        self.mounts.iter().find_map(|m| {
+            let rest = recorded.strip_prefix(&m.destination).ok()?;
+            let candidate = m.source.join(rest);
+            candidate
+                .exists()
+                .then(|| (candidate, Some(m.container.clone())))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::CoverageStatus;
+
+    fn rules(repo: &Path) -> MountRules {
+        let discovery = DiscoveryConfig {
+            exclude_paths: vec![AbsolutePath::try_from("/srv/media".to_owned()).unwrap()],
+            ..DiscoveryConfig::default()
+        };
+        MountRules::new(&discovery, &RepositoryLocation::Local(repo.to_path_buf()))
+    }
+
+    #[test]
+    fn bind_verdicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let rules = rules(&dir.path().join("repo"));
+        let reason = |p: &Path| rules.classify_bind(p).reason;
+
+        assert_eq!(reason(Path::new("/")), Some(CoverageReason::RootFilesystem));
+        assert_eq!(
+            reason(Path::new("/proc/../")),
+            Some(CoverageReason::RootFilesystem)
+        );
+        assert_eq!(
+            reason(Path::new("/var/run/docker.sock")),
+            Some(CoverageReason::HostInternal {
+                under: "/var/run".into()
+            })
+        );
+        assert_eq!(
+            reason(Path::new("/etc/localtime")),
+            Some(CoverageReason::HostInternal {
+                under: "/etc".into()
+            })
+        );
+        assert_eq!(
+            reason(Path::new("/srv/media/films")),
+            Some(CoverageReason::Excluded {
+                under: "/srv/media".into()
+            })
+        );
+        assert!(matches!(
+            reason(dir.path()),
+            Some(CoverageReason::Repository { .. })
+        ));
+        assert_eq!(rules.classify_bind(&data), Verdict::BACKED_UP);
+        let missing = rules.classify_bind(&dir.path().join("gone"));
+        assert_eq!(missing.status, CoverageStatus::NotProtected);
+    }
+
+    #[test]
+    fn sockets_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("app.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let rules = rules(Path::new("/nonexistent-repo"));
+        assert_eq!(
+            rules.classify_bind(&sock).reason,
+            Some(CoverageReason::Socket)
+        );
+    }
+
+    #[test]
+    fn resolver_translates_through_longest_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("portainer-data");
+        std::fs::create_dir_all(host.join("compose/7")).unwrap();
+        std::fs::write(host.join("compose/7/docker-compose.yml"), "services: {}").unwrap();
+        let resolver = PathResolver::new(vec![
+            HostMount {
+                destination: "/".into(),
+                source: "/nonexistent".into(),
+                container: "a".into(),
+            },
+            HostMount {
+                destination: "/data".into(),
+                source: host.clone(),
+                container: "portainer".into(),
+            },
+        ]);
+        let (path, via) = resolver
+            .resolve(Path::new("/data/compose/7/docker-compose.yml"))
+            .unwrap();
+        assert_eq!(path, host.join("compose/7/docker-compose.yml"));
+        assert_eq!(via.as_deref(), Some("portainer"));
+        assert!(
+            resolver
+                .resolve(Path::new("/data/compose/8/docker-compose.yml"))
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The whole test suite against REAL parts: a running Docker Engine, docker-compose, the local
+# test image. Idempotent: reuses what is already there, installs and starts what is missing,
+# and says what it did. If the engine cannot be brought up it FAILS; it never skips tests.
+#
+#   scripts/test.sh            # everything: tests with Docker, rustfmt, clippy
+#
+# Needs root (or passwordless sudo) only when packages must be installed or dockerd started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+    SUDO="sudo -n"
+fi
+
+# Debian packages the tests use (restic, openssl and age are for the repository and DR tests).
+PACKAGES=(docker.io docker-compose busybox-static restic openssl age)
+need_install=()
+command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
+command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
+[[ "$(ldd /bin/busybox 2>&1 || true)" == *"not a dynamic executable"* ]] || need_install+=(busybox-static)
+command -v restic >/dev/null 2>&1 || need_install+=(restic)
+command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
+command -v age >/dev/null 2>&1 || need_install+=(age)
+if ((${#need_install[@]})); then
+    say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq || die "apt-get update failed"
+    $SUDO apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null \
+        || die "apt-get install ${need_install[*]} failed"
+else
+    say "Debian packages present: ${PACKAGES[*]}"
+fi
+
+engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+if engine_answers; then
+    say "Docker Engine answers: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+else
+    DOCKERD_LOG=/var/log/kopi-docka-test-dockerd.log
+    say "no Docker Engine answers; starting dockerd in the background (log: $DOCKERD_LOG)"
+    if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+        $SUDO systemctl start docker || true
+    fi
+    if ! engine_answers; then
+        $SUDO sh -c "nohup dockerd >>'$DOCKERD_LOG' 2>&1 &"
+    fi
+    for _ in $(seq 1 60); do
+        engine_answers && break
+        sleep 1
+    done
+    if ! engine_answers; then
+        tail -n 30 "$DOCKERD_LOG" >&2 || true
+        die "the Docker Engine did not come up within 60 s; the Docker tests cannot run (see $DOCKERD_LOG)"
+    fi
+    say "Docker Engine started: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+fi
+docker-compose version --short >/dev/null || die "docker-compose does not run"
+
+scripts/build-test-image.sh
+
+# Docker tests are ON: with this switch an unreachable engine fails them instead of skipping.
+export KOPI_DOCKA_DOCKER_TESTS=1
+# insta must compare snapshots, never write them, in this command.
+export INSTA_UPDATE=no
+
+say "cargo test (Docker tests enabled)"
+cargo test --workspace --all-targets --locked
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "all checks passed"
