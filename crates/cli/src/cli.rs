@@ -19,9 +19,14 @@ pub struct Cli {
 /// Options for every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Config file [default: $`KOPI_DOCKA_CONFIG`, else /etc/kopi-docka/config.toml for root,
-    /// else $XDG_CONFIG_HOME/kopi-docka/config.toml]
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Config file to use instead of the looked-up one.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help = "Config file [default: $KOPI_DOCKA_CONFIG, else /etc/kopi-docka/config.toml for \
+                root, else $XDG_CONFIG_HOME/kopi-docka/config.toml]"
+    )]
     pub config: Option<PathBuf>,
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
