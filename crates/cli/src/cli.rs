@@ -39,8 +39,117 @@ pub enum Command {
     /// List backup units (stacks and standalone containers) with their mounts and coverage
     #[command(after_help = crate::exit::HELP)]
     Units(UnitsArgs),
+    /// List kopi-docka's snapshots in the repository
+    #[command(after_help = crate::exit::HELP)]
+    Snapshots(SnapshotsArgs),
+    /// Administration: the repository and its maintenance
+    #[command(visible_alias = "advanced")]
+    Admin(AdminArgs),
     /// Show version information
     Version(VersionArgs),
+}
+
+/// `kopi-docka snapshots`
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only snapshots of this unit
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+    /// Only snapshots taken by this host
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kopi-docka admin`
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// What to administer.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// `kopi-docka admin <command>`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// The repository: create, inspect, verify, clean up
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+/// `kopi-docka admin repo <command>`
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create the repository at the configured location (never overwrites one)
+    #[command(after_help = crate::exit::HELP)]
+    Init(JsonArgs),
+    /// Show whether the repository is reachable and what it holds
+    #[command(after_help = crate::exit::HELP)]
+    Status(JsonArgs),
+    /// Verify the repository's structure, and optionally read and verify its data
+    #[command(after_help = crate::exit::HELP)]
+    Check(CheckArgs),
+    /// Apply the retention policy ([retention]) and remove unreferenced data
+    #[command(after_help = crate::exit::HELP)]
+    Prune(PruneArgs),
+    /// Replace the repository password (a new random one unless --new-password-file)
+    #[command(after_help = crate::exit::HELP)]
+    ChangePassword(ChangePasswordArgs),
+    /// Sizes and counts
+    #[command(after_help = crate::exit::HELP)]
+    Stats(JsonArgs),
+}
+
+/// Commands whose only option is `--json`.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kopi-docka admin repo check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read and verify this percentage of the stored data (0-100)
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub read_data_subset: Option<f64>,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kopi-docka admin repo prune`
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Show what would be removed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kopi-docka admin repo change-password`
+#[derive(Debug, Args)]
+pub struct ChangePasswordArgs {
+    /// Read the new password from this file (mode 0600) instead of generating one
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if value > 0.0 && value <= 100.0 {
+        Ok(value)
+    } else {
+        Err("must be more than 0 and at most 100".into())
+    }
 }
 
 /// `kopi-docka units`

@@ -1,6 +1,7 @@
 //! Exit codes: the contract with scripts, timers and monitoring.
 
 use kopi_docka_core::config::ConfigError;
+use kopi_docka_core::repo::RepoError;
 
 /// The process exit code. Documented in `--help` ([`HELP`]) and the README; never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,12 @@ pub enum ExitCode {
         reason = "returned by backup and restore, which arrive later"
     )]
     Partial = 3,
+    /// No repository at the location (restic uses the same code).
+    NoRepository = 10,
+    /// The repository is locked by another kopi-docka process (restic: 11).
+    Locked = 11,
+    /// Wrong repository password (restic: 12).
+    WrongPassword = 12,
     /// Stopped by SIGINT/SIGTERM; never a success.
     #[allow(
         dead_code,
@@ -32,19 +39,31 @@ Exit codes:
   1    failed (e.g. the container engine is unreachable)
   2    usage or configuration error; nothing was done
   3    partial: some units succeeded, some failed
+  10   no repository at the configured location
+  11   the repository is in use by another kopi-docka process
+  12   wrong repository password
   130  interrupted (SIGINT/SIGTERM); never a success";
 
 impl ExitCode {
     /// The code for an error that ended the command.
     pub fn from_error(error: &anyhow::Error) -> Self {
-        if error
-            .chain()
-            .any(|cause| cause.downcast_ref::<ConfigError>().is_some())
-        {
-            Self::Usage
-        } else {
-            Self::Failed
+        for cause in error.chain() {
+            if cause.downcast_ref::<ConfigError>().is_some() {
+                return Self::Usage;
+            }
+            if let Some(repo) = cause.downcast_ref::<RepoError>() {
+                return match repo {
+                    RepoError::NotFound { .. } | RepoError::NotARepository { .. } => {
+                        Self::NoRepository
+                    }
+                    RepoError::Lock(_) => Self::Locked,
+                    RepoError::WrongPassword { .. } => Self::WrongPassword,
+                    RepoError::Password(_) | RepoError::Location(_) => Self::Usage,
+                    _ => Self::Failed,
+                };
+            }
         }
+        Self::Failed
     }
 }
 

@@ -5,6 +5,7 @@ mod commands;
 mod exit;
 mod logging;
 mod printer;
+mod progress;
 
 use clap::Parser;
 

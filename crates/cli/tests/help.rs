@@ -29,9 +29,19 @@ fn units_help() {
 
 #[test]
 fn global_options_on_every_command_and_exit_codes_in_top_help() {
-    for command in ["units", "version"] {
-        let text = help(&[command, "--help"]);
-        assert!(text.contains("--config <PATH>"), "{command}: {text}");
+    for command in [
+        &["units"][..],
+        &["version"],
+        &["snapshots"],
+        &["admin", "repo", "init"],
+        &["admin", "repo", "check"],
+        &["advanced", "repo", "prune"],
+        &["admin", "repo", "change-password"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let text = help(&args);
+        assert!(text.contains("--config <PATH>"), "{command:?}: {text}");
     }
     assert!(help(&["--help"]).contains("130  interrupted"));
 }

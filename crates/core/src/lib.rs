@@ -7,6 +7,10 @@
 
 pub mod config;
 pub mod docker;
+pub mod durable;
+pub mod lock;
+pub mod progress;
+pub mod repo;
 pub mod unit;
 
 /// This library's version, reported by `kopi-docka version`.

@@ -1,10 +1,14 @@
 //! One file per command; each turns its arguments into core calls and hands results to the
 //! printer.
 
+mod repo;
+mod snapshots;
 mod units;
 mod version;
 
-use crate::cli::{Cli, Command};
+use kopi_docka_core::config::{self, Environment, LoadedConfig};
+
+use crate::cli::{AdminCommand, Cli, Command};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 
@@ -12,6 +16,18 @@ use crate::printer::Printer;
 pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Units(args) => units::run(&cli.global, &args, printer).await,
+        Command::Snapshots(args) => snapshots::run(&cli.global, &args, printer).await,
+        Command::Admin(admin) => match admin.command {
+            AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
+        },
         Command::Version(args) => version::run(&args, printer),
     }
+}
+
+/// Loads the configuration named by the global options.
+pub fn load_config(global: &crate::cli::GlobalArgs) -> anyhow::Result<LoadedConfig> {
+    Ok(config::load(
+        global.config.as_deref(),
+        Environment::from_process(),
+    )?)
 }

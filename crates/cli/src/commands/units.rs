@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 
-use kopi_docka_core::config::{self, Environment};
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::unit::{self, CoverageStatus, MountRules, Unit, UnitKind};
 use serde::Serialize;
@@ -23,7 +22,7 @@ pub async fn run(
     args: &UnitsArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(global.config.as_deref(), Environment::from_process())?;
+    let loaded = super::load_config(global)?;
     let engine = Engine::connect(loaded.docker_host()?).await?;
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let units = unit::discover(&engine, &rules).await?;

@@ -1,0 +1,98 @@
+//! `kopi-docka snapshots`
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use kopi_docka_core::lock::LockMode;
+use kopi_docka_core::repo::{Part, Repo, RepoSettings, SnapshotFilter, SnapshotInfo};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, SnapshotsArgs};
+use crate::exit::ExitCode;
+use crate::printer::Printer;
+use crate::progress::CliProgress;
+
+#[derive(Serialize)]
+struct SnapshotsReport<'a> {
+    snapshots: &'a [SnapshotInfo],
+}
+
+/// Lists our snapshots, newest first.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &SnapshotsArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let loaded = super::load_config(global)?;
+    let settings = RepoSettings::from_config(&loaded)?;
+    let repo = Repo::open(settings, LockMode::Shared, Arc::new(CliProgress::new())).await?;
+    let filter = SnapshotFilter {
+        host: args.host.clone(),
+        unit: args.unit.clone(),
+        backup_id: None,
+    };
+    let mut snapshots = repo.snapshots(filter).await?;
+    snapshots.reverse();
+    if args.json {
+        printer.json(&SnapshotsReport {
+            snapshots: &snapshots,
+        })?;
+    } else {
+        printer.out(&render(&snapshots));
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn render(snapshots: &[SnapshotInfo]) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = writeln!(
+        out,
+        "{:<8}  {:<19}  {:<16}  {:<24}  {:<13}  {:<24}  {:>10}",
+        "ID", "TIME", "HOST", "UNIT", "TYPE", "VOLUME/BIND", "SIZE"
+    );
+    for s in snapshots {
+        let local = s
+            .time
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S");
+        let unit = s
+            .meta
+            .unit
+            .as_ref()
+            .map_or_else(String::new, |u| u.name.to_string());
+        let (kind, item) = match &s.meta.part {
+            Part::Recipe => ("recipe", String::new()),
+            Part::Networks => ("networks", String::new()),
+            Part::DockerConfig => ("docker-config", String::new()),
+            Part::Volume { volume } => ("volume", volume.clone()),
+            Part::Bind { bind } => ("bind", bind.display().to_string()),
+        };
+        let size = s.size.map(human_bytes).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<8}  {local:<19}  {:<16}  {unit:<24}  {kind:<13}  {item:<24}  {size:>10}",
+            &s.id[..8.min(s.id.len())],
+            s.host,
+        );
+    }
+    let _ = writeln!(out, "{} snapshots", snapshots.len());
+    out
+}
+
+/// `1536` -> `1.5 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    #[allow(clippy::cast_precision_loss, reason = "display only")]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,177 @@
+//! `kopi-docka admin repo ...` and `kopi-docka snapshots` through the real binary, on real
+//! repositories in temp dirs: output, exit codes, and that bad input changes nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is the failure report")]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use kopi_docka_core::lock::{Lock, LockMode, key_for};
+use predicates::prelude::*;
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let env = Self { dir: tempfile::tempdir().unwrap() };
+        std::fs::write(
+            env.config(),
+            format!(
+                "[repository]\nlocation = \"{}\"\npassword-file = \"secrets/repository.password\"\n",
+                env.repo().display()
+            ),
+        )
+        .unwrap();
+        env
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn config(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+    fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+    fn password_file(&self) -> PathBuf {
+        self.path("secrets/repository.password")
+    }
+    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = support::kopi_docka();
+        cmd.arg("--config")
+            .arg(self.config())
+            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
+            .args(args);
+        cmd
+    }
+}
+
+fn json(out: &assert_cmd::assert::Assert) -> Value {
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_status_stats_check_and_snapshots() {
+    let env = Env::new();
+    let out = env.cmd(&["admin", "repo", "init"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains(&format!("created repository at {}", env.repo().display())), "{text}");
+    assert!(text.contains("KEEP A COPY OF IT OUTSIDE THIS MACHINE"), "{text}");
+    assert_eq!(mode(&env.password_file()), 0o600);
+    assert_eq!(mode(&env.path("secrets")), 0o700);
+    assert_eq!(std::fs::read_to_string(env.password_file()).unwrap().trim().len(), 64);
+
+    let status = json(&env.cmd(&["admin", "repo", "status", "--json"]).assert().success());
+    assert_eq!(status["snapshots"], 0);
+    assert_eq!(status["location"], env.repo().display().to_string());
+    let stats = json(&env.cmd(&["advanced", "repo", "stats", "--json"]).assert().success());
+    assert_eq!(stats["version"], 2);
+    env.cmd(&["admin", "repo", "check", "--read-data-subset", "100"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no errors found"));
+    let listed = json(&env.cmd(&["snapshots", "--json"]).assert().success());
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 0);
+    env.cmd(&["admin", "repo", "prune", "--dry-run"]).assert().success();
+
+    // restic reads what we created, with the password file we generated.
+    let out = std::process::Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(env.repo())
+        .arg("--password-file")
+        .arg(env.password_file())
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn init_never_overwrites_and_exit_codes_name_the_problem() {
+    let env = Env::new();
+    // No repository yet: 10, and nothing is created.
+    env.cmd(&["snapshots"])
+        .assert()
+        .code(10)
+        .stderr(predicate::str::contains("no repository at"))
+        .stderr(predicate::str::contains("kopi-docka admin repo init"));
+    assert!(!env.repo().exists());
+
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    let before = std::fs::read_to_string(env.password_file()).unwrap();
+    env.cmd(&["admin", "repo", "init"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already exists"));
+    assert_eq!(std::fs::read_to_string(env.password_file()).unwrap(), before, "password kept");
+
+    // Wrong password: 12.
+    std::fs::write(env.password_file(), "not the password\n").unwrap();
+    env.cmd(&["admin", "repo", "status"])
+        .assert()
+        .code(12)
+        .stderr(predicate::str::contains("wrong password"));
+
+    // Password file readable by others: 2, with the chmod to run, file untouched.
+    std::fs::write(env.password_file(), &before).unwrap();
+    std::fs::set_permissions(env.password_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.cmd(&["snapshots"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("chmod 600 {}", env.password_file().display())));
+    assert_eq!(mode(&env.password_file()), 0o644);
+    std::fs::set_permissions(env.password_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Another kopi-docka holds the repository: 11.
+    let lock = Lock::try_acquire(
+        &env.path("state/locks"),
+        &key_for(&env.repo().display().to_string()),
+        LockMode::Exclusive,
+    )
+    .unwrap();
+    env.cmd(&["admin", "repo", "prune"])
+        .assert()
+        .code(11)
+        .stderr(predicate::str::contains("in use by another kopi-docka process"));
+    drop(lock);
+    env.cmd(&["admin", "repo", "status"]).assert().success();
+}
+
+#[test]
+fn location_that_is_a_file_is_refused() {
+    let env = Env::new();
+    std::fs::write(env.repo(), "precious").unwrap();
+    env.cmd(&["admin", "repo", "init"])
+        .assert()
+        .code(10)
+        .stderr(predicate::str::contains("it is a file"));
+    assert_eq!(std::fs::read_to_string(env.repo()).unwrap(), "precious");
+    assert!(!env.password_file().exists(), "a password for a repository never created is removed");
+}
+
+#[test]
+fn change_password_generates_stores_and_old_one_stops_working() {
+    let env = Env::new();
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    let old = std::fs::read_to_string(env.password_file()).unwrap();
+    env.cmd(&["admin", "repo", "change-password"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("password changed and written to"));
+    let new = std::fs::read_to_string(env.password_file()).unwrap();
+    assert_ne!(old, new);
+    assert_eq!(mode(&env.password_file()), 0o600);
+    env.cmd(&["admin", "repo", "status"]).assert().success();
+    let keys = std::fs::read_dir(env.repo().join("keys")).unwrap().count();
+    assert_eq!(keys, 1, "the old key is gone");
+}

@@ -1,0 +1,141 @@
+//! Locks between kopi-docka processes.
+//!
+//! rustic_core takes no repository locks and ignores restic's, so kopi-docka keeps its own: an
+//! `flock` on a file in the state directory, one per repository location. Writers (backup,
+//! forget, prune, password change) hold it exclusively; readers (listing, check, restore) share
+//! it. The kernel drops the lock when the process dies, so a crash never leaves it stale.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
+
+/// Shared or exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Many readers.
+    Shared,
+    /// One writer, no readers.
+    Exclusive,
+}
+
+/// A held lock; released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+/// Could not take a lock.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds it.
+    #[error(
+        "the repository is in use by another kopi-docka process{holder}; try again when it has \
+         finished (lock file {path})",
+        holder = holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// What the holder wrote into the lock file, if anything.
+        holder: Option<String>,
+    },
+    /// The lock file cannot be created or locked.
+    #[error("cannot use lock file {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl Lock {
+    /// Takes the lock named `key` in `dir` without waiting.
+    pub fn try_acquire(dir: &Path, key: &str, mode: LockMode) -> Result<Self, LockError> {
+        let path = dir.join(format!("{key}.lock"));
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        crate::durable::create_dir_all(dir, 0o700).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        let op = match mode {
+            LockMode::Shared => FlockOperation::NonBlockingLockShared,
+            LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
+        };
+        if let Err(errno) = flock(&file, op) {
+            if errno == rustix::io::Errno::WOULDBLOCK {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty());
+                return Err(LockError::Busy { path, holder });
+            }
+            return Err(io(errno.into()));
+        }
+        if mode == LockMode::Exclusive {
+            // Tell a waiting process who holds it. Best effort: the flock is what protects.
+            let note = format!("pid {}", std::process::id());
+            if let Err(error) = file
+                .set_len(0)
+                .and_then(|()| (&file).write_all(note.as_bytes()))
+            {
+                tracing::debug!(%error, "cannot note the lock holder");
+            }
+        }
+        Ok(Self { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A file-name-safe key for a repository location (FNV-1a, stable across versions).
+pub fn key_for(location: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in location.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("repository-{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusive_excludes_and_shared_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key_for("/srv/repo");
+        let a = Lock::try_acquire(dir.path(), &key, LockMode::Shared).unwrap();
+        let b = Lock::try_acquire(dir.path(), &key, LockMode::Shared).unwrap();
+        assert!(matches!(
+            Lock::try_acquire(dir.path(), &key, LockMode::Exclusive),
+            Err(LockError::Busy { .. })
+        ));
+        drop((a, b));
+        let w = Lock::try_acquire(dir.path(), &key, LockMode::Exclusive).unwrap();
+        let err = Lock::try_acquire(dir.path(), &key, LockMode::Shared).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(w);
+        assert_ne!(key_for("/a"), key_for("/b"));
+        assert_eq!(key_for("/srv/repo"), key);
+    }
+}

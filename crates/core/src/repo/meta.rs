@@ -1,0 +1,402 @@
+//! Snapshot metadata: built and parsed here and nowhere else.
+//!
+//! Every snapshot kopi-docka writes carries restic tags (`key=value` strings, readable with
+//! `restic snapshots --tag ...`):
+//!
+//! | tag | when |
+//! |---|---|
+//! | `kopi-docka` | always (the marker; snapshots without it are never touched) |
+//! | `unit=<name>`, `kind=<stack\|standalone>` | unit snapshots |
+//! | `type=<recipe\|networks\|volume\|bind\|docker-config>` | always |
+//! | `volume=<name>` / `bind=<source>` | volume / bind snapshots |
+//! | `backup_id=<id>` | always; shared by all snapshots of one unit backup |
+//! | `scope=<minimal\|standard\|full>` | always |
+//!
+//! The snapshot path is stable per (unit, type, volume or bind), so restic-style parent
+//! detection and retention work across runs: `/kopi-docka/<kind>/<unit>/volumes/<volume>`,
+//! `/kopi-docka/<kind>/<unit>/binds/<source without leading slash>`,
+//! `/kopi-docka/<kind>/<unit>/recipe`, `/kopi-docka/<kind>/<unit>/networks`,
+//! `/kopi-docka/host/docker-config`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::unit::{UnitKind, UnitName};
+
+/// The marker tag.
+pub const MARKER: &str = "kopi-docka";
+
+/// Identifies one backup of one unit: `YYYYMMDDTHHMMSSZ-xxxx` (UTC, sortable by time, with a
+/// random suffix so two backups in the same second differ).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupId(String);
+
+impl BackupId {
+    /// A new id for a backup starting at `now`.
+    pub fn new(now: jiff::Timestamp, random: u16) -> Self {
+        Self(format!("{}-{random:04x}", now.strftime("%Y%m%dT%H%M%SZ")))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BackupId {
+    type Error = MetaError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(MetaError::Invalid {
+                tag: "backup_id",
+                value,
+            })
+        }
+    }
+}
+
+impl From<BackupId> for String {
+    fn from(value: BackupId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How much of a unit a backup includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Volumes and binds only.
+    Minimal,
+    /// Plus recipe and networks.
+    Standard,
+    /// Plus the engine's own configuration.
+    Full,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Minimal => "minimal",
+            Self::Standard => "standard",
+            Self::Full => "full",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::Minimal, Self::Standard, Self::Full]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Part {
+    /// Compose files, env files, inspect output, manifest.
+    Recipe,
+    /// Network definitions.
+    Networks,
+    /// The engine's configuration (once per run, not per unit).
+    DockerConfig,
+    /// One named volume.
+    Volume {
+        /// Volume name.
+        volume: String,
+    },
+    /// One bind mount source.
+    Bind {
+        /// Host path.
+        bind: PathBuf,
+    },
+}
+
+impl Part {
+    fn type_tag(&self) -> &'static str {
+        match self {
+            Self::Recipe => "recipe",
+            Self::Networks => "networks",
+            Self::DockerConfig => "docker-config",
+            Self::Volume { .. } => "volume",
+            Self::Bind { .. } => "bind",
+        }
+    }
+}
+
+/// The unit a snapshot belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitRef {
+    /// Unit name.
+    pub name: UnitName,
+    /// Stack or standalone.
+    pub kind: UnitKind,
+}
+
+/// Everything kopi-docka records about a snapshot, besides what restic records itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotMeta {
+    /// The unit; `None` only for `docker-config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<UnitRef>,
+    /// What it holds.
+    #[serde(flatten)]
+    pub part: Part,
+    /// The unit backup it belongs to.
+    pub backup_id: BackupId,
+    /// The backup's scope.
+    pub scope: Scope,
+}
+
+/// A tag set that claims to be ours but cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    /// A required tag is absent.
+    #[error("snapshot tagged `kopi-docka` has no `{0}=` tag")]
+    Missing(&'static str),
+    /// A tag has a value we do not understand.
+    #[error("snapshot tag `{tag}={value}` is not valid")]
+    Invalid {
+        /// The tag key.
+        tag: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+impl SnapshotMeta {
+    /// The restic tags for this snapshot.
+    pub fn tags(&self) -> Vec<String> {
+        let mut tags = vec![MARKER.to_owned()];
+        if let Some(unit) = &self.unit {
+            tags.push(format!("unit={}", unit.name));
+            tags.push(format!("kind={}", unit.kind));
+        }
+        tags.push(format!("type={}", self.part.type_tag()));
+        match &self.part {
+            Part::Volume { volume } => tags.push(format!("volume={volume}")),
+            Part::Bind { bind } => tags.push(format!("bind={}", bind.display())),
+            Part::Recipe | Part::Networks | Part::DockerConfig => {}
+        }
+        tags.push(format!("backup_id={}", self.backup_id));
+        tags.push(format!("scope={}", self.scope));
+        tags
+    }
+
+    /// Reads our tags back. `Ok(None)` for snapshots that are not ours (no marker).
+    pub fn parse<'a>(tags: impl IntoIterator<Item = &'a str>) -> Result<Option<Self>, MetaError> {
+        let mut marker = false;
+        let mut values: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for tag in tags {
+            if tag == MARKER {
+                marker = true;
+            } else if let Some((key, value)) = tag.split_once('=') {
+                values.insert(key, value);
+            }
+        }
+        if !marker {
+            return Ok(None);
+        }
+        let get = |key: &'static str| values.get(key).copied().ok_or(MetaError::Missing(key));
+        let part = match get("type")? {
+            "recipe" => Part::Recipe,
+            "networks" => Part::Networks,
+            "docker-config" => Part::DockerConfig,
+            "volume" => Part::Volume {
+                volume: get("volume")?.to_owned(),
+            },
+            "bind" => Part::Bind {
+                bind: PathBuf::from(get("bind")?),
+            },
+            other => {
+                return Err(MetaError::Invalid {
+                    tag: "type",
+                    value: other.to_owned(),
+                });
+            }
+        };
+        let unit = match (values.get("unit"), values.get("kind")) {
+            (Some(name), Some(kind)) => Some(UnitRef {
+                name: UnitName::new(name),
+                kind: match *kind {
+                    "stack" => UnitKind::Stack,
+                    "standalone" => UnitKind::Standalone,
+                    other => {
+                        return Err(MetaError::Invalid {
+                            tag: "kind",
+                            value: other.into(),
+                        });
+                    }
+                },
+            }),
+            (None, None) if part == Part::DockerConfig => None,
+            (None, _) => return Err(MetaError::Missing("unit")),
+            (Some(_), None) => return Err(MetaError::Missing("kind")),
+        };
+        let scope = get("scope")?;
+        Ok(Some(Self {
+            unit,
+            part,
+            backup_id: BackupId::try_from(get("backup_id")?.to_owned())?,
+            scope: Scope::parse(scope).ok_or_else(|| MetaError::Invalid {
+                tag: "scope",
+                value: scope.to_owned(),
+            })?,
+        }))
+    }
+
+    /// The stable path the snapshot's content is stored under.
+    pub fn snapshot_path(&self) -> PathBuf {
+        let base = match &self.unit {
+            Some(unit) => Path::new("/kopi-docka")
+                .join(unit.kind.to_string())
+                .join(unit.name.as_str()),
+            None => PathBuf::from("/kopi-docka/host"),
+        };
+        match &self.part {
+            Part::Recipe => base.join("recipe"),
+            Part::Networks => base.join("networks"),
+            Part::DockerConfig => base.join("docker-config"),
+            Part::Volume { volume } => base.join("volumes").join(volume),
+            Part::Bind { bind } => base
+                .join("binds")
+                .join(bind.strip_prefix("/").unwrap_or(bind)),
+        }
+    }
+}
+
+/// Mode, owner and mtime of the backed-up directory itself. rustic_core does not store them
+/// for the root of a backup source (measured), and a Postgres data directory (0700, uid 999)
+/// is unusable without them, so we keep them in the snapshot description and put them back
+/// after a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootMeta {
+    /// Permission bits including setuid/setgid/sticky.
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime_sec: i64,
+    /// Nanoseconds part of the mtime.
+    pub mtime_nsec: u32,
+}
+
+/// The JSON document kept in a snapshot's description.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Description {
+    pub root: RootMeta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(part: Part) -> SnapshotMeta {
+        SnapshotMeta {
+            unit: Some(UnitRef {
+                name: UnitName::new("nextcloud"),
+                kind: UnitKind::Stack,
+            }),
+            part,
+            backup_id: BackupId::new("2026-11-22T03:04:05Z".parse().unwrap(), 0xbeef),
+            scope: Scope::Standard,
+        }
+    }
+
+    #[test]
+    fn tags_round_trip() {
+        for part in [
+            Part::Recipe,
+            Part::Networks,
+            Part::Volume {
+                volume: "nextcloud_db".into(),
+            },
+            Part::Bind {
+                bind: "/srv/nc, with comma=and equals".into(),
+            },
+        ] {
+            let m = meta(part);
+            let tags = m.tags();
+            let parsed = SnapshotMeta::parse(tags.iter().map(String::as_str)).unwrap();
+            assert_eq!(parsed, Some(m));
+        }
+        let docker = SnapshotMeta {
+            unit: None,
+            ..meta(Part::DockerConfig)
+        };
+        let parsed = SnapshotMeta::parse(docker.tags().iter().map(String::as_str)).unwrap();
+        assert_eq!(parsed, Some(docker));
+    }
+
+    #[test]
+    fn tags_and_paths_are_stable() {
+        let m = meta(Part::Volume {
+            volume: "nextcloud_db".into(),
+        });
+        assert_eq!(
+            m.tags(),
+            vec![
+                "kopi-docka",
+                "unit=nextcloud",
+                "kind=stack",
+                "type=volume",
+                "volume=nextcloud_db",
+                "backup_id=20261122T030405Z-beef",
+                "scope=standard"
+            ]
+        );
+        assert_eq!(
+            m.snapshot_path(),
+            Path::new("/kopi-docka/stack/nextcloud/volumes/nextcloud_db")
+        );
+        let b = meta(Part::Bind {
+            bind: "/srv/nc/config".into(),
+        });
+        assert_eq!(
+            b.snapshot_path(),
+            Path::new("/kopi-docka/stack/nextcloud/binds/srv/nc/config")
+        );
+    }
+
+    #[test]
+    fn foreign_and_broken_tags() {
+        assert_eq!(SnapshotMeta::parse(["daily", "unit=x"]), Ok(None));
+        assert_eq!(
+            SnapshotMeta::parse(["kopi-docka", "type=volume", "unit=x", "kind=stack"]),
+            Err(MetaError::Missing("volume"))
+        );
+        assert!(SnapshotMeta::parse(["kopi-docka", "type=disk"]).is_err());
+    }
+
+    #[test]
+    fn backup_ids_sort_by_time() {
+        let a = BackupId::new("2026-01-01T00:00:00Z".parse().unwrap(), 0xffff);
+        let b = BackupId::new("2026-01-01T00:00:01Z".parse().unwrap(), 0);
+        assert!(a < b);
+        assert!(BackupId::try_from("a/b".to_owned()).is_err());
+    }
+}

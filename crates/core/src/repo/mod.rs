@@ -1,0 +1,1057 @@
+//! The repository engine: restic-format repositories through `rustic_core`.
+//!
+//! Rules this module owns:
+//! - It is the only module that imports `rustic_core` / `rustic_backend`.
+//! - rustic_core blocks (and its remote backends run their own runtimes): every call runs on a
+//!   blocking thread, never on an async worker.
+//! - Every operation holds kopi-docka's own lock for the repository ([`crate::lock`]):
+//!   exclusive for writes, shared for reads. rustic_core takes no repository locks itself.
+//! - Snapshots that do not carry the `kopi-docka` tag are listed by nobody here and never
+//!   forgotten.
+//! - The password goes from its source to rustic_core and nowhere else.
+
+mod location;
+mod meta;
+mod password;
+mod progress;
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustic_backend::BackendOptions;
+use rustic_core::repofile::SnapshotFile;
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, ForgetGroups, Grouped, KeepOptions,
+    KeyOptions, LocalDestination, LsOptions, OpenStatus, PathList, PruneOptions, ReadSubsetOption,
+    Repository, RepositoryOptions, RestoreOptions, RusticError, SnapshotGroupCriterion,
+    SnapshotOptions,
+};
+use serde::Serialize;
+
+pub use location::{BackendSpec, LocationError, backend_spec};
+pub use meta::{BackupId, MARKER, MetaError, Part, RootMeta, Scope, SnapshotMeta, UnitRef};
+pub use password::{PASSWORD_ENV, Password, PasswordError, PasswordSource, write_password_file};
+
+use crate::config::{LoadedConfig, RepositoryLocation, RetentionConfig};
+use crate::lock::{Lock, LockError, LockMode};
+use crate::progress::{ProgressSink, Silent};
+
+/// Everything needed to reach a repository.
+#[derive(Debug, Clone)]
+pub struct RepoSettings {
+    /// Where it is.
+    pub location: RepositoryLocation,
+    /// How rustic_backend reaches it.
+    pub backend: BackendSpec,
+    /// Where the password comes from.
+    pub password: PasswordSource,
+    /// Host name recorded in new snapshots.
+    pub hostname: String,
+    /// zstd level for a new repository (0 = library default).
+    pub compression: i32,
+    /// What `forget` keeps.
+    pub retention: RetentionConfig,
+    /// Index cache.
+    pub cache_dir: PathBuf,
+    /// Lock files.
+    pub lock_dir: PathBuf,
+}
+
+impl RepoSettings {
+    /// Resolves the settings from the loaded configuration.
+    pub fn from_config(loaded: &LoadedConfig) -> Result<Self, RepoError> {
+        let repo = &loaded.config.repository;
+        let location = loaded.repository_location();
+        let password = match (&repo.password_file, &repo.password_command) {
+            (Some(file), _) => PasswordSource::File(file.clone()),
+            (None, Some(command)) => PasswordSource::Command(command.clone()),
+            (None, None) => PasswordSource::Env,
+        };
+        let hostname = match &repo.hostname {
+            Some(name) => name.clone(),
+            None => this_hostname(),
+        };
+        Ok(Self {
+            backend: backend_spec(&location, &repo.options)?,
+            location,
+            password,
+            hostname,
+            compression: repo.compression,
+            retention: loaded.config.retention.clone(),
+            cache_dir: loaded.env.cache_dir().join("repository"),
+            lock_dir: loaded.env.state_dir().join("locks"),
+        })
+    }
+}
+
+/// This machine's host name.
+pub fn this_hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Everything that can go wrong with the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// Nothing at the location.
+    #[error(
+        "no repository at {location}: create one with `kopi-docka admin repo init`, or fix \
+         [repository] location"
+    )]
+    NotFound {
+        /// The location.
+        location: String,
+    },
+    /// The location is something other than a repository.
+    #[error("{location} is not a repository: {reason}")]
+    NotARepository {
+        /// The location.
+        location: String,
+        /// What is there instead.
+        reason: String,
+    },
+    /// `init` found an existing repository.
+    #[error("a repository already exists at {location}; kopi-docka never overwrites one")]
+    AlreadyExists {
+        /// The location.
+        location: String,
+    },
+    /// No key opens the repository with this password.
+    #[error("wrong password for the repository at {location} (from {source_name}): no key matches")]
+    WrongPassword {
+        /// The location.
+        location: String,
+        /// Where the password came from.
+        source_name: String,
+    },
+    /// The password could not be obtained.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// Another process holds the lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The location cannot be translated for the backend.
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    /// A snapshot id that matches nothing.
+    #[error("no snapshot `{id}` in the repository")]
+    NoSuchSnapshot {
+        /// The id given.
+        id: String,
+    },
+    /// Restore target in the way.
+    #[error(
+        "restore target {path} is not empty; restore into an empty directory, or ask for \
+         merge (keep extra files) or delete (remove files not in the snapshot) explicitly"
+    )]
+    TargetNotEmpty {
+        /// The target.
+        path: PathBuf,
+    },
+    /// A local file operation failed.
+    #[error("{operation} {path}: {source}")]
+    Io {
+        /// What we did.
+        operation: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The repository library failed.
+    #[error("{operation} failed: {detail}")]
+    Engine {
+        /// What we asked for.
+        operation: &'static str,
+        /// rustic_core's message, with its guidance and cause (without the backtrace its
+        /// `Display` adds when `RUST_BACKTRACE` is set).
+        detail: String,
+    },
+    /// A backup source path that cannot be used.
+    #[error("cannot back up {path}: {reason}")]
+    BadSource {
+        /// The source.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A write was attempted through a handle opened for reading.
+    #[error("internal error: {0} needs the repository opened for writing")]
+    ReadOnly(&'static str),
+    /// A blocking task died.
+    #[error("internal error: repository task failed: {0}")]
+    Task(String),
+}
+
+fn engine(operation: &'static str) -> impl FnOnce(Box<RusticError>) -> RepoError {
+    move |error| RepoError::Engine {
+        operation,
+        detail: concise(&error),
+    }
+}
+
+fn concise(error: &RusticError) -> String {
+    let text = error.display_log();
+    text.strip_prefix("Error: ").unwrap_or(&text).to_owned()
+}
+
+/// Restore behaviour for a target that already has content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// The target must be empty or absent.
+    EmptyOnly,
+    /// Overwrite what the snapshot has, keep what it does not.
+    Merge,
+    /// Make the target equal to the snapshot: remove what it does not have.
+    Delete,
+}
+
+/// A snapshot of ours, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotInfo {
+    /// Full snapshot id.
+    pub id: String,
+    /// When it was taken (the snapshot's own time, UTC).
+    pub time: jiff::Timestamp,
+    /// Host that took it.
+    pub host: String,
+    /// What it is.
+    #[serde(flatten)]
+    pub meta: SnapshotMeta,
+    /// Stable snapshot path.
+    pub path: String,
+    /// Bytes of the source when it was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Counts from the backup run, when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<BackupSummary>,
+}
+
+/// What one snapshot run read and added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackupSummary {
+    /// Files not in the parent.
+    pub files_new: u64,
+    /// Files changed since the parent.
+    pub files_changed: u64,
+    /// Files unchanged since the parent (not read again).
+    pub files_unmodified: u64,
+    /// Bytes of all files in the source.
+    pub bytes_total: u64,
+    /// New data before compression.
+    pub bytes_added: u64,
+    /// New data as stored.
+    pub bytes_added_packed: u64,
+}
+
+/// Which snapshots to list.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Only this host's.
+    pub host: Option<String>,
+    /// Only this unit's.
+    pub unit: Option<String>,
+    /// Only this backup's.
+    pub backup_id: Option<BackupId>,
+}
+
+/// Result of a restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// Where it went.
+    pub target: PathBuf,
+    /// Files and directories written.
+    pub restored: u64,
+    /// Already identical, left alone.
+    pub unchanged: u64,
+    /// In the target but not in the snapshot: kept (merge) or removed (delete).
+    pub additional: u64,
+    /// Bytes restored.
+    pub bytes: u64,
+}
+
+/// One snapshot's fate under the retention policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetDecision {
+    /// The snapshot.
+    pub snapshot: SnapshotInfo,
+    /// Kept?
+    pub keep: bool,
+    /// Which rules kept it.
+    pub reasons: Vec<String>,
+}
+
+/// Result of applying retention.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    /// Every snapshot considered, newest first within each group.
+    pub decisions: Vec<ForgetDecision>,
+    /// Snapshots removed (zero on a dry run).
+    pub removed: usize,
+}
+
+/// Result of a prune.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PruneReport {
+    /// Pack files that are or would be removed.
+    pub packs_removed: u64,
+    /// Pack files that are or would be repacked.
+    pub packs_repacked: u64,
+    /// Bytes freed (or that would be).
+    pub bytes_freed: u64,
+    /// Nothing was changed.
+    pub dry_run: bool,
+}
+
+/// One finding of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckFinding {
+    /// `error` or `warning`.
+    pub level: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Result of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Everything found.
+    pub findings: Vec<CheckFinding>,
+    /// Percentage of pack data read and verified (0 = structure only).
+    pub read_data_percent: f64,
+    /// No errors.
+    pub ok: bool,
+}
+
+/// Repository statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoStats {
+    /// Location.
+    pub location: String,
+    /// Repository format version.
+    pub version: u32,
+    /// Snapshots of any tool.
+    pub snapshots: u64,
+    /// Snapshots tagged `kopi-docka`.
+    pub kopi_docka_snapshots: u64,
+    /// Pack files.
+    pub packs: u64,
+    /// Bytes stored in packs.
+    pub pack_bytes: u64,
+    /// Bytes of all blobs before compression.
+    pub uncompressed_bytes: u64,
+    /// Data and tree blobs.
+    pub blobs: u64,
+}
+
+/// An open repository. Cheap to clone; the lock is released when the last clone drops.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    settings: Arc<RepoSettings>,
+    inner: Arc<Repository<OpenStatus>>,
+    progress: Arc<dyn ProgressSink>,
+    mode: LockMode,
+    _lock: Arc<Lock>,
+}
+
+/// Runs blocking repository work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RepoError> + Send + 'static,
+) -> Result<T, RepoError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RepoError::Task(e.to_string()))?
+}
+
+impl Repo {
+    /// Opens the repository, taking the lock in `mode`.
+    pub async fn open(
+        settings: RepoSettings,
+        mode: LockMode,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Self, RepoError> {
+        blocking(move || Self::open_blocking(settings, mode, progress)).await
+    }
+
+    fn open_blocking(
+        settings: RepoSettings,
+        mode: LockMode,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Self, RepoError> {
+        let lock = lock(&settings, mode)?;
+        if let RepositoryLocation::Local(path) = &settings.location {
+            check_local_location(path, false)?;
+        }
+        let password = settings.password.read()?;
+        let repo = unopened(&settings, progress.clone())?;
+        if repo
+            .config_id()
+            .map_err(engine("reading the repository"))?
+            .is_none()
+        {
+            return Err(RepoError::NotFound {
+                location: settings.location.to_string(),
+            });
+        }
+        let inner = repo
+            .open(&Credentials::password(password.expose()))
+            .map_err(|e| wrong_password_or(&e, &settings, "opening the repository"))?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            inner: Arc::new(inner),
+            progress,
+            mode,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// Creates a new repository (refusing to touch an existing one) and opens it for writing.
+    pub async fn init(
+        settings: RepoSettings,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Self, RepoError> {
+        blocking(move || {
+            let lock = lock(&settings, LockMode::Exclusive)?;
+            if let RepositoryLocation::Local(path) = &settings.location {
+                check_local_location(path, true)?;
+                crate::durable::create_dir_all(path, 0o700).map_err(|source| RepoError::Io {
+                    operation: "creating",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            let password = settings.password.read()?;
+            let repo = unopened(&settings, progress.clone())?;
+            if repo
+                .config_id()
+                .map_err(engine("reading the location"))?
+                .is_some()
+            {
+                return Err(RepoError::AlreadyExists {
+                    location: settings.location.to_string(),
+                });
+            }
+            let mut config = ConfigOptions::default();
+            if settings.compression != 0 {
+                config = config.set_compression(settings.compression);
+            }
+            let inner = repo
+                .init(
+                    &Credentials::password(password.expose()),
+                    &key_options(&settings),
+                    &config,
+                )
+                .map_err(engine("creating the repository"))?;
+            Ok(Self {
+                settings: Arc::new(settings),
+                inner: Arc::new(inner),
+                progress,
+                mode: LockMode::Exclusive,
+                _lock: Arc::new(lock),
+            })
+        })
+        .await
+    }
+
+    /// The settings it was opened with.
+    pub fn settings(&self) -> &RepoSettings {
+        &self.settings
+    }
+
+    /// A second handle on the same repository, opened with the master key we already hold.
+    /// rustic_core's indexed states consume the handle, so each indexed operation uses its own.
+    fn fresh(&self) -> Result<Repository<OpenStatus>, RepoError> {
+        unopened(&self.settings, self.progress.clone())?
+            .open(&Credentials::Masterkey(self.inner.key()))
+            .map_err(engine("opening the repository"))
+    }
+
+    fn require_write(&self, what: &'static str) -> Result<(), RepoError> {
+        if self.mode == LockMode::Exclusive {
+            Ok(())
+        } else {
+            Err(RepoError::ReadOnly(what))
+        }
+    }
+
+    /// Snapshots the directory or file `source` under `meta`'s stable path. The previous
+    /// snapshot of the same path from this host is the parent, so unchanged files are not read
+    /// again. `time` backdates the snapshot (imports, tests); normally `None` (now).
+    pub async fn snapshot(
+        &self,
+        source: PathBuf,
+        meta: SnapshotMeta,
+        time: Option<jiff::Timestamp>,
+    ) -> Result<SnapshotInfo, RepoError> {
+        self.require_write("snapshot")?;
+        let this = self.clone();
+        blocking(move || this.snapshot_blocking(&source, &meta, time)).await
+    }
+
+    fn snapshot_blocking(
+        &self,
+        source: &Path,
+        meta: &SnapshotMeta,
+        time: Option<jiff::Timestamp>,
+    ) -> Result<SnapshotInfo, RepoError> {
+        let io = |source_err| RepoError::Io {
+            operation: "reading backup source",
+            path: source.to_path_buf(),
+            source: source_err,
+        };
+        let st = std::fs::symlink_metadata(source).map_err(io)?;
+        let root = RootMeta {
+            mode: st.mode() & 0o7777,
+            uid: st.uid(),
+            gid: st.gid(),
+            mtime_sec: st.mtime(),
+            mtime_nsec: u32::try_from(st.mtime_nsec()).unwrap_or(0),
+        };
+        let description = serde_json::to_string(&meta::Description { root })
+            .map_err(|e| RepoError::Task(e.to_string()))?;
+        let mut options = SnapshotOptions::default()
+            .host(self.settings.hostname.clone())
+            // Otherwise rustic stores our whole argv in every snapshot.
+            .command(format!("kopi-docka {}", crate::VERSION))
+            .description(description);
+        if let Some(time) = time {
+            options = options.time(time.to_zoned(jiff::tz::TimeZone::UTC));
+        }
+        let mut snap = options
+            .to_snapshot()
+            .map_err(engine("preparing the snapshot"))?;
+        for tag in meta.tags() {
+            // Added one by one: `add_tags` would split a bind path at its commas.
+            snap.tags.add(tag);
+        }
+        let backup = BackupOptions::default().as_path(meta.snapshot_path());
+        let sources = PathList::from_iter([source.to_path_buf()])
+            .sanitize()
+            .map_err(|e| RepoError::BadSource {
+                path: source.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let indexed = self
+            .fresh()?
+            .to_indexed_ids()
+            .map_err(engine("reading the index"))?;
+        let snap = indexed
+            .backup(&backup, &sources, snap)
+            .map_err(engine("backup"))?;
+        info_of(&snap).ok_or_else(|| RepoError::Task("new snapshot has unreadable tags".into()))
+    }
+
+    /// Our snapshots matching `filter`, oldest first.
+    pub async fn snapshots(&self, filter: SnapshotFilter) -> Result<Vec<SnapshotInfo>, RepoError> {
+        let this = self.clone();
+        blocking(move || {
+            let mut infos: Vec<SnapshotInfo> = this
+                .our_snapshots()?
+                .iter()
+                .filter_map(info_of)
+                .filter(|i| filter.matches(i))
+                .collect();
+            infos.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+            Ok(infos)
+        })
+        .await
+    }
+
+    fn our_snapshots(&self) -> Result<Vec<SnapshotFile>, RepoError> {
+        self.inner
+            .get_matching_snapshots(|s: &SnapshotFile| s.tags.contains(MARKER))
+            .map_err(engine("listing snapshots"))
+    }
+
+    /// Restores snapshot `id` (a unique prefix is enough) into `target`, including the
+    /// source's own mode, owner and mtime.
+    pub async fn restore(
+        &self,
+        id: String,
+        target: PathBuf,
+        mode: RestoreMode,
+    ) -> Result<RestoreReport, RepoError> {
+        let this = self.clone();
+        blocking(move || this.restore_blocking(&id, &target, mode)).await
+    }
+
+    fn restore_blocking(
+        &self,
+        id: &str,
+        target: &Path,
+        mode: RestoreMode,
+    ) -> Result<RestoreReport, RepoError> {
+        let indexed = self
+            .fresh()?
+            .to_indexed()
+            .map_err(engine("reading the index"))?;
+        let snap = indexed
+            .get_snapshot_from_str(id, |_| true)
+            .map_err(|_| RepoError::NoSuchSnapshot { id: id.to_owned() })?;
+        let path = snap.paths.iter().next().cloned().unwrap_or_default();
+        let node = indexed
+            .node_from_snapshot_and_path(&snap, &path)
+            .map_err(engine("finding the snapshot's content"))?;
+        if mode == RestoreMode::EmptyOnly && !is_empty_or_absent(target) {
+            return Err(RepoError::TargetNotEmpty {
+                path: target.to_path_buf(),
+            });
+        }
+        let ls = indexed
+            .ls(&node, &LsOptions::default())
+            .map_err(engine("listing the snapshot"))?;
+        let dest = LocalDestination::new(&target.to_string_lossy(), true, !node.is_dir())
+            .map_err(engine("preparing the restore target"))?;
+        let mut options = RestoreOptions::default()
+            .numeric_id(true)
+            .delete(mode == RestoreMode::Delete);
+        // Sparse files (VM images, databases) must stay sparse or a restore may not fit.
+        // rustic_core does not export the option's type; it deserialises, so name it that way.
+        options.sparse = serde_json::from_str("\"ByContent\"")
+            .map_err(|e| RepoError::Task(format!("sparse restore option: {e}")))?;
+        let plan = indexed
+            .prepare_restore(&options, ls.clone(), &dest, false)
+            .map_err(engine("planning the restore"))?;
+        let stats = &plan.stats;
+        let report = RestoreReport {
+            target: target.to_path_buf(),
+            restored: stats.files.restore + stats.dirs.restore,
+            unchanged: stats.files.unchanged + stats.dirs.unchanged,
+            additional: stats.files.additional + stats.dirs.additional,
+            bytes: plan.restore_size,
+        };
+        indexed
+            .restore(plan, &options, ls, &dest)
+            .map_err(|error| RepoError::Engine {
+                operation: "restore (the target may now be partly restored)",
+                detail: concise(&error),
+            })?;
+        if let Some(doc) = snap
+            .description
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<meta::Description>(d).ok())
+        {
+            apply_root_meta(target, &doc.root)?;
+        }
+        Ok(report)
+    }
+
+    /// Applies the retention policy to this host's snapshots; removes the others' only when
+    /// `dry_run` is false. `now` anchors the keep-within window.
+    pub async fn forget(
+        &self,
+        now: jiff::Timestamp,
+        dry_run: bool,
+    ) -> Result<ForgetReport, RepoError> {
+        if !dry_run {
+            self.require_write("forget")?;
+        }
+        let this = self.clone();
+        blocking(move || {
+            let host = this.settings.hostname.clone();
+            let snaps: Vec<SnapshotFile> = this
+                .our_snapshots()?
+                .into_iter()
+                .filter(|s| s.hostname == host)
+                .collect();
+            let keep = keep_options(&this.settings.retention);
+            let groups = ForgetGroups::from_grouped_snapshots_with_retention(
+                Grouped::from_items(snaps, SnapshotGroupCriterion::default()),
+                &keep,
+                &now.to_zoned(jiff::tz::TimeZone::UTC),
+            )
+            .map_err(engine("applying retention"))?;
+            let mut decisions = Vec::new();
+            for group in &groups.0 {
+                for item in &group.items {
+                    if let Some(snapshot) = info_of(&item.snapshot) {
+                        decisions.push(ForgetDecision {
+                            snapshot,
+                            keep: item.keep,
+                            reasons: item.reasons.clone(),
+                        });
+                    }
+                }
+            }
+            let ids = groups.into_forget_ids();
+            let removed = if dry_run { 0 } else { ids.len() };
+            if !dry_run && !ids.is_empty() {
+                this.inner
+                    .delete_snapshots(&ids)
+                    .map_err(engine("removing snapshots"))?;
+            }
+            Ok(ForgetReport { decisions, removed })
+        })
+        .await
+    }
+
+    /// Removes the snapshots with these ids (e.g. a backup's warm-pass snapshots). Only ours.
+    pub async fn forget_ids(&self, ids: Vec<String>) -> Result<usize, RepoError> {
+        self.require_write("forget")?;
+        let this = self.clone();
+        blocking(move || {
+            let ours: Vec<_> = this
+                .our_snapshots()?
+                .into_iter()
+                .filter(|s| ids.contains(&s.id.to_string()))
+                .map(|s| s.id)
+                .collect();
+            if !ours.is_empty() {
+                this.inner
+                    .delete_snapshots(&ours)
+                    .map_err(engine("removing snapshots"))?;
+            }
+            Ok(ours.len())
+        })
+        .await
+    }
+
+    /// Removes data no snapshot references. Deletes at once: safe because we hold the
+    /// exclusive lock (never run `restic prune` on the repository while kopi-docka runs).
+    pub async fn prune(&self, dry_run: bool) -> Result<PruneReport, RepoError> {
+        if !dry_run {
+            self.require_write("prune")?;
+        }
+        let this = self.clone();
+        blocking(move || {
+            let options = PruneOptions::default().instant_delete(true);
+            let plan = this
+                .inner
+                .prune_plan(&options)
+                .map_err(engine("planning the prune"))?;
+            let stats = &plan.stats;
+            let report = PruneReport {
+                packs_removed: stats.packs_to_delete.remove,
+                packs_repacked: stats.packs.repack,
+                bytes_freed: stats.size_to_delete.remove,
+                dry_run,
+            };
+            if !dry_run {
+                this.inner.prune(&options, plan).map_err(engine("prune"))?;
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Checks the repository's structure and, with `read_data_percent`, reads and verifies
+    /// that share of the pack data.
+    pub async fn check(&self, read_data_percent: Option<f64>) -> Result<CheckReport, RepoError> {
+        let this = self.clone();
+        blocking(move || {
+            let mut options = CheckOptions::default();
+            if let Some(percent) = read_data_percent {
+                // rustic_core's percentage subset skips a pack that fills the remaining budget
+                // exactly, so 100% could leave one out: ask for all of them instead.
+                let subset = if percent >= 100.0 {
+                    ReadSubsetOption::All
+                } else {
+                    ReadSubsetOption::Percentage(percent)
+                };
+                options = options.read_data(true).read_data_subset(subset);
+            }
+            let results = this.inner.check(options).map_err(engine("check"))?;
+            let ok = results.is_ok().is_ok();
+            let findings = results
+                .0
+                .iter()
+                .map(|(level, error)| CheckFinding {
+                    // rustic_core does not export the level type; its Debug names the variant.
+                    level: if format!("{level:?}") == "Warn" {
+                        "warning"
+                    } else {
+                        "error"
+                    },
+                    message: error.to_string(),
+                })
+                .collect();
+            Ok(CheckReport {
+                findings,
+                read_data_percent: read_data_percent.unwrap_or(0.0),
+                ok,
+            })
+        })
+        .await
+    }
+
+    /// Adds a key for `new`, proves it opens the repository, writes it to `password_file` when
+    /// given (atomically, 0600), then removes the key this handle was opened with. At every
+    /// moment the password on record opens the repository.
+    pub async fn change_password(
+        &self,
+        new: Password,
+        password_file: Option<PathBuf>,
+    ) -> Result<(), RepoError> {
+        self.require_write("change-password")?;
+        let this = self.clone();
+        blocking(move || {
+            let settings = &this.settings;
+            let old_key = *this.inner.key_id();
+            let new_key = this
+                .inner
+                .add_key(new.expose(), &key_options(settings))
+                .map_err(engine("adding the new key"))?;
+            let stored = unopened(settings, Arc::new(Silent))?
+                .open(&Credentials::password(new.expose()))
+                .map_err(engine("opening with the new password"))
+                .and_then(|with_new| {
+                    if let Some(path) = &password_file {
+                        write_password_file(path, &new).map_err(|source| RepoError::Io {
+                            operation: "writing the new password to",
+                            path: path.clone(),
+                            source,
+                        })?;
+                    }
+                    Ok(with_new)
+                });
+            let with_new = match stored {
+                Ok(with_new) => with_new,
+                Err(error) => {
+                    // Leave the repository as it was: only the old password.
+                    if let Err(undo) = this.inner.delete_key(&new_key) {
+                        tracing::warn!(%undo, "cannot remove the unused new key");
+                    }
+                    return Err(error);
+                }
+            };
+            // rustic_core refuses to remove the key a handle was opened with, so the old key
+            // goes through the handle opened with the new one.
+            if let Some(old) = old_key.filter(|old| *old != new_key) {
+                with_new
+                    .delete_key(&old)
+                    .map_err(engine("removing the old key"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sizes and counts.
+    pub async fn stats(&self) -> Result<RepoStats, RepoError> {
+        let this = self.clone();
+        blocking(move || {
+            let files = this
+                .inner
+                .infos_files()
+                .map_err(engine("listing repository files"))?;
+            let count = |tpe| {
+                files
+                    .repo
+                    .iter()
+                    .find(|f| f.tpe == tpe)
+                    .map_or((0, 0), |f| (f.count, f.size))
+            };
+            let (snapshots, _) = count(rustic_core::FileType::Snapshot);
+            let (packs, pack_bytes) = count(rustic_core::FileType::Pack);
+            let index = this
+                .inner
+                .infos_index()
+                .map_err(engine("reading the index"))?;
+            Ok(RepoStats {
+                location: this.settings.location.to_string(),
+                version: this.inner.config().version,
+                snapshots,
+                kopi_docka_snapshots: this.our_snapshots()?.len() as u64,
+                packs,
+                pack_bytes,
+                uncompressed_bytes: index.blobs.iter().map(|b| b.data_size).sum(),
+                blobs: index.blobs.iter().map(|b| b.count).sum(),
+            })
+        })
+        .await
+    }
+}
+
+impl SnapshotFilter {
+    fn matches(&self, info: &SnapshotInfo) -> bool {
+        self.host.as_ref().is_none_or(|h| *h == info.host)
+            && self.unit.as_ref().is_none_or(|u| {
+                info.meta
+                    .unit
+                    .as_ref()
+                    .is_some_and(|r| r.name.as_str() == u)
+            })
+            && self
+                .backup_id
+                .as_ref()
+                .is_none_or(|b| *b == info.meta.backup_id)
+    }
+}
+
+fn lock(settings: &RepoSettings, mode: LockMode) -> Result<Lock, RepoError> {
+    let key = crate::lock::key_for(&settings.location.to_string());
+    Ok(Lock::try_acquire(&settings.lock_dir, &key, mode)?)
+}
+
+fn unopened(
+    settings: &RepoSettings,
+    progress: Arc<dyn ProgressSink>,
+) -> Result<Repository<()>, RepoError> {
+    let mut backend = BackendOptions::default().repository(settings.backend.repository.clone());
+    backend
+        .options
+        .clone_from(&settings.backend.options.clone().into_iter().collect());
+    let backends = backend
+        .to_backends()
+        .map_err(engine("connecting to the repository"))?;
+    let options = RepositoryOptions::default().cache_dir(settings.cache_dir.clone());
+    Repository::new_with_progress(&options, &backends, progress::Bars(progress))
+        .map_err(engine("connecting to the repository"))
+}
+
+fn key_options(settings: &RepoSettings) -> KeyOptions {
+    KeyOptions::default()
+        .hostname(settings.hostname.clone())
+        .username("kopi-docka".to_owned())
+}
+
+fn wrong_password_or(error: &RusticError, settings: &RepoSettings, op: &'static str) -> RepoError {
+    if error.is_incorrect_password() {
+        RepoError::WrongPassword {
+            location: settings.location.to_string(),
+            source_name: settings.password.to_string(),
+        }
+    } else {
+        RepoError::Engine {
+            operation: op,
+            detail: concise(error),
+        }
+    }
+}
+
+/// Local checks rustic_core would report less clearly.
+fn check_local_location(path: &Path, for_init: bool) -> Result<(), RepoError> {
+    let not_repo = |reason: &str| RepoError::NotARepository {
+        location: path.display().to_string(),
+        reason: reason.to_owned(),
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if for_init {
+                Ok(())
+            } else {
+                Err(RepoError::NotFound {
+                    location: path.display().to_string(),
+                })
+            }
+        }
+        Err(source) => Err(RepoError::Io {
+            operation: "reading",
+            path: path.to_path_buf(),
+            source,
+        }),
+        Ok(meta) if !meta.is_dir() => Err(not_repo("it is a file, not a directory")),
+        Ok(_) if path.join("config").is_file() => {
+            if for_init {
+                Err(RepoError::AlreadyExists {
+                    location: path.display().to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        Ok(_) if is_empty_or_absent(path) => {
+            if for_init {
+                Ok(())
+            } else {
+                Err(RepoError::NotFound {
+                    location: path.display().to_string(),
+                })
+            }
+        }
+        Ok(_) => Err(not_repo(
+            "the directory holds other files and no repository `config`",
+        )),
+    }
+}
+
+fn is_empty_or_absent(path: &Path) -> bool {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+fn apply_root_meta(target: &Path, root: &RootMeta) -> Result<(), RepoError> {
+    use rustix::fs::{AtFlags, CWD, Mode, Timespec, Timestamps, chmod, chownat, utimensat};
+    let io = |source: std::io::Error| RepoError::Io {
+        operation: "restoring the metadata of",
+        path: target.to_path_buf(),
+        source,
+    };
+    if std::fs::symlink_metadata(target)
+        .map_err(io)?
+        .file_type()
+        .is_symlink()
+    {
+        return Ok(());
+    }
+    chownat(
+        CWD,
+        target,
+        Some(rustix::fs::Uid::from_raw(root.uid)),
+        Some(rustix::fs::Gid::from_raw(root.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| io(e.into()))?;
+    // chown clears setuid/setgid, so the mode comes after it.
+    chmod(target, Mode::from_raw_mode(root.mode)).map_err(|e| io(e.into()))?;
+    let mtime = Timespec {
+        tv_sec: root.mtime_sec,
+        tv_nsec: i64::from(root.mtime_nsec),
+    };
+    let times = Timestamps {
+        last_access: mtime,
+        last_modification: mtime,
+    };
+    utimensat(CWD, target, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
+    Ok(())
+}
+
+fn info_of(snap: &SnapshotFile) -> Option<SnapshotInfo> {
+    let meta = match SnapshotMeta::parse(snap.tags.iter().map(String::as_str)) {
+        Ok(Some(meta)) => meta,
+        Ok(None) => return None,
+        Err(error) => {
+            tracing::warn!(snapshot = %snap.id, %error, "ignoring a snapshot with unreadable kopi-docka tags");
+            return None;
+        }
+    };
+    let summary = snap.summary.as_ref().map(|s| BackupSummary {
+        files_new: s.files_new,
+        files_changed: s.files_changed,
+        files_unmodified: s.files_unmodified,
+        bytes_total: s.total_bytes_processed,
+        bytes_added: s.data_added,
+        bytes_added_packed: s.data_added_packed,
+    });
+    Some(SnapshotInfo {
+        id: snap.id.to_string(),
+        time: snap.time.timestamp(),
+        host: snap.hostname.clone(),
+        path: snap.paths.iter().next().cloned().unwrap_or_default(),
+        size: summary.map(|s| s.bytes_total),
+        summary,
+        meta,
+    })
+}
+
+fn keep_options(retention: &RetentionConfig) -> KeepOptions {
+    let n = |v: u32| (v > 0).then(|| i32::try_from(v).unwrap_or(i32::MAX));
+    let mut keep = KeepOptions::default();
+    keep.keep_last = n(retention.keep_last);
+    keep.keep_hourly = n(retention.keep_hourly);
+    keep.keep_daily = n(retention.keep_daily);
+    keep.keep_weekly = n(retention.keep_weekly);
+    keep.keep_monthly = n(retention.keep_monthly);
+    keep.keep_yearly = n(retention.keep_yearly);
+    keep.keep_within = retention
+        .keep_within
+        .as_ref()
+        .map(crate::config::KeepWithin::span);
+    keep
+}

@@ -1,0 +1,573 @@
+//! The repository engine on real repositories in temp dirs, and interop with Debian's restic.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use kopi_docka_core::config::{RepositoryLocation, RetentionConfig};
+use kopi_docka_core::lock::LockMode;
+use kopi_docka_core::progress::Silent;
+use kopi_docka_core::repo::{
+    BackupId, Part, PasswordSource, Repo, RepoError, RepoSettings, RestoreMode, Scope,
+    SnapshotFilter, SnapshotMeta, UnitRef, backend_spec,
+};
+use kopi_docka_core::unit::{UnitKind, UnitName};
+use support::tree::{self, CompareOptions};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    settings: RepoSettings,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("password");
+        std::fs::write(&pw, "correct horse battery staple\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let location = RepositoryLocation::Local(dir.path().join("repo"));
+        let settings = RepoSettings {
+            backend: backend_spec(&location, &std::collections::BTreeMap::new()).unwrap(),
+            location,
+            password: PasswordSource::File(pw),
+            hostname: "kdtest-host".into(),
+            compression: 1,
+            retention: RetentionConfig::default(),
+            cache_dir: dir.path().join("cache"),
+            lock_dir: dir.path().join("locks"),
+        };
+        Self { dir, settings }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn repo_dir(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    async fn init(&self) -> Repo {
+        Repo::init(self.settings.clone(), Arc::new(Silent))
+            .await
+            .unwrap()
+    }
+
+    async fn open(&self, mode: LockMode) -> Result<Repo, RepoError> {
+        Repo::open(self.settings.clone(), mode, Arc::new(Silent)).await
+    }
+
+    fn restic(&self, args: &[&str]) -> std::process::Output {
+        Command::new("restic")
+            .args(["--no-cache", "-r"])
+            .arg(self.repo_dir())
+            .arg("--password-file")
+            .arg(self.path("password"))
+            .args(args)
+            .output()
+            .expect("restic is installed (scripts/test.sh installs it)")
+    }
+}
+
+fn volume_meta(unit: &str, volume: &str, id: &str) -> SnapshotMeta {
+    SnapshotMeta {
+        unit: Some(UnitRef {
+            name: UnitName::new(unit),
+            kind: UnitKind::Stack,
+        }),
+        part: Part::Volume {
+            volume: volume.into(),
+        },
+        backup_id: BackupId::try_from(id.to_owned()).unwrap(),
+        scope: Scope::Standard,
+    }
+}
+
+fn dir_digest(path: &Path) -> Vec<String> {
+    tree::compare_trees(path, path, &CompareOptions::default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rich_tree_round_trips_through_our_restore_and_restic() {
+    let fx = Fixture::new();
+    let source = fx.path("source");
+    std::fs::create_dir(&source).unwrap();
+    tree::build_rich_tree(&source);
+    assert!(dir_digest(&source).is_empty());
+
+    let repo = fx.init().await;
+    let meta = volume_meta("app", "app_data", "20261122T000000Z-0001");
+    let snap = repo
+        .snapshot(source.clone(), meta.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(snap.meta, meta);
+    assert_eq!(snap.path, "/kopi-docka/stack/app/volumes/app_data");
+    assert_eq!(snap.host, "kdtest-host");
+
+    // Our restore: everything, including the root's own mode, owner and mtime.
+    let ours = fx.path("restored-ours");
+    let report = repo
+        .restore(snap.id.clone(), ours.clone(), RestoreMode::EmptyOnly)
+        .await
+        .unwrap();
+    assert!(report.restored > 10, "{report:?}");
+    tree::assert_trees_equal(&source, &ours, &CompareOptions::default());
+
+    // restic 0.14 lists it with our tags, checks the repository and restores the same content.
+    let out = fx.restic(&["snapshots", "--json", "--tag", "kopi-docka,unit=app"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tags: Vec<&str> = listed[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&"backup_id=20261122T000000Z-0001"),
+        "{tags:?}"
+    );
+    assert!(tags.contains(&"volume=app_data"), "{tags:?}");
+    let check = fx.restic(&["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "restic check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // restic 0.14 has no `id:path` syntax: restore the snapshot and look under its path.
+    let theirs_root = fx.path("restored-restic");
+    let out = Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(fx.repo_dir())
+        .arg("--password-file")
+        .arg(fx.path("password"))
+        .args(["restore", &snap.id, "--target"])
+        .arg(&theirs_root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restic restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = theirs_root.join(snap.path.trim_start_matches('/'));
+    // restic knows nothing of our root metadata record (the root comes back 0755 root:root
+    // with the restore time), and restic 0.14 itself restores neither sparse files (no
+    // `--sparse` before 0.15), sockets, nor non-UTF-8 symlink targets (read lossily).
+    // Everything else is identical.
+    let known_gap = CompareOptions {
+        ignore_root_metadata: true,
+        ignore_sparseness: true,
+        ..CompareOptions::default()
+    };
+    assert!(
+        tree::is_sparse(&ours.join("files/sparse")),
+        "our restore keeps holes"
+    );
+    let differences = tree::compare_trees(&source, &theirs, &known_gap);
+    assert_eq!(
+        differences,
+        vec![
+            r#""links/non_utf8_target": symlink target: a="../names/caf\xe9" b="../names/caf\xef\xbf\xbd""#,
+            r#""special/socket": presence: only in a (socket)"#,
+        ],
+        "restic 0.14 restore differs beyond its known gaps"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn we_read_a_repository_written_by_restic() {
+    let fx = Fixture::new();
+    let out = fx.restic(&["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = fx.path("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("sub/file.txt"), "written by restic\n").unwrap();
+    let out = Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(fx.repo_dir())
+        .arg("--password-file")
+        .arg(fx.path("password"))
+        .args(["backup", "--tag", "foreign", "--host", "other"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let repo = fx.open(LockMode::Exclusive).await.unwrap();
+    assert!(
+        repo.snapshots(SnapshotFilter::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "foreign snapshots are not ours"
+    );
+    let check = repo.check(Some(100.0)).await.unwrap();
+    assert!(check.ok, "{check:?}");
+    // We can add our snapshots to it, and restic still checks it.
+    let snap = repo
+        .snapshot(data.clone(), volume_meta("u", "v", "b1"), None)
+        .await
+        .unwrap();
+    let back = fx.path("back");
+    repo.restore(snap.id, back.clone(), RestoreMode::EmptyOnly)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(back.join("sub/file.txt")).unwrap(),
+        "written by restic\n"
+    );
+    drop(repo);
+    assert!(fx.restic(&["check"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_snapshot_reads_only_changed_files() {
+    let fx = Fixture::new();
+    let source = fx.path("source");
+    std::fs::create_dir(&source).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            source.join(format!("f{i}")),
+            format!("content {i}\n").repeat(100),
+        )
+        .unwrap();
+    }
+    let repo = fx.init().await;
+    let first = repo
+        .snapshot(source.clone(), volume_meta("u", "v", "b1"), None)
+        .await
+        .unwrap();
+    assert_eq!(first.summary.unwrap().files_new, 20);
+    std::fs::write(source.join("f3"), "changed\n").unwrap();
+    let second = repo
+        .snapshot(source.clone(), volume_meta("u", "v", "b2"), None)
+        .await
+        .unwrap();
+    let summary = second.summary.unwrap();
+    assert_eq!(
+        (
+            summary.files_new,
+            summary.files_changed,
+            summary.files_unmodified
+        ),
+        (0, 1, 19)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_modes_protect_a_non_empty_target() {
+    let fx = Fixture::new();
+    let source = fx.path("source");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("a"), "A").unwrap();
+    let repo = fx.init().await;
+    let snap = repo
+        .snapshot(source, volume_meta("u", "v", "b1"), None)
+        .await
+        .unwrap();
+    let target = fx.path("target");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("extra"), "keep me?").unwrap();
+
+    let err = repo
+        .restore(snap.id.clone(), target.clone(), RestoreMode::EmptyOnly)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::TargetNotEmpty { .. }), "{err}");
+    assert!(!target.join("a").exists(), "nothing written when refused");
+
+    let merged = repo
+        .restore(snap.id.clone(), target.clone(), RestoreMode::Merge)
+        .await
+        .unwrap();
+    assert_eq!(merged.additional, 1);
+    assert!(target.join("extra").exists() && target.join("a").exists());
+
+    repo.restore(snap.id, target.clone(), RestoreMode::Delete)
+        .await
+        .unwrap();
+    assert!(!target.join("extra").exists());
+    assert_eq!(std::fs::read_to_string(target.join("a")).unwrap(), "A");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
+    let mut fx = Fixture::new();
+    fx.settings.retention = RetentionConfig {
+        keep_last: 2,
+        keep_hourly: 0,
+        keep_daily: 3,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        keep_yearly: 0,
+        keep_within: None,
+    };
+    let source = fx.path("source");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("f"), "x").unwrap();
+    let repo = fx.init().await;
+    // Two snapshots a day for 5 days, newest 2026-11-05 12:00.
+    let mut times = Vec::new();
+    for day in 1..=5 {
+        for hour in [0, 12] {
+            let t: jiff::Timestamp = format!("2026-11-0{day}T{hour:02}:00:00Z").parse().unwrap();
+            let snap = repo
+                .snapshot(
+                    source.clone(),
+                    volume_meta("u", "v", &format!("d{day}h{hour}")),
+                    Some(t),
+                )
+                .await
+                .unwrap();
+            times.push((snap.id, t));
+        }
+    }
+    // Another volume of the same unit is its own group; one snapshot there survives anyway.
+    repo.snapshot(
+        source.clone(),
+        volume_meta("u", "other", "x1"),
+        Some("2026-10-01T00:00:00Z".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    drop(repo);
+    // A foreign snapshot in the same repository, far older than any policy keeps.
+    let out = Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(fx.repo_dir())
+        .arg("--password-file")
+        .arg(fx.path("password"))
+        .args(["backup", "--host", "kdtest-host", "--tag", "manual"])
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let repo = fx.open(LockMode::Exclusive).await.unwrap();
+    let now: jiff::Timestamp = "2026-11-06T00:00:00Z".parse().unwrap();
+    let dry = repo.forget(now, true).await.unwrap();
+    assert_eq!(dry.removed, 0);
+    assert_eq!(
+        repo.snapshots(SnapshotFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        11,
+        "dry run removes nothing"
+    );
+    let report = repo.forget(now, false).await.unwrap();
+    // keep-last 2: 05 12:00, 05 00:00; keep-daily 3: newest of 05, 04, 03.
+    let expected: Vec<String> = ["d5h12", "d5h0", "d4h12", "d3h12"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let mut kept: Vec<String> = repo
+        .snapshots(SnapshotFilter {
+            unit: Some("u".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.meta.part == Part::Volume { volume: "v".into() })
+        .map(|s| s.meta.backup_id.to_string())
+        .collect();
+    kept.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(kept, want);
+    assert_eq!(report.removed, 6);
+    let others = repo.snapshots(SnapshotFilter::default()).await.unwrap();
+    assert!(
+        others.iter().any(|s| s.meta.backup_id.as_str() == "x1"),
+        "single snapshot of another group kept"
+    );
+    let prune = repo.prune(false).await.unwrap();
+    assert!(!prune.dry_run);
+    drop(repo);
+    let foreign = fx.restic(&["snapshots", "--json", "--tag", "manual"]);
+    let foreign: serde_json::Value = serde_json::from_slice(&foreign.stdout).unwrap();
+    assert_eq!(
+        foreign.as_array().unwrap().len(),
+        1,
+        "the foreign snapshot survives forget and prune"
+    );
+    assert!(fx.restic(&["check", "--read-data"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_fail_clearly_and_change_nothing() {
+    // Missing repository.
+    let fx = Fixture::new();
+    let err = fx.open(LockMode::Shared).await.unwrap_err();
+    assert!(matches!(err, RepoError::NotFound { .. }), "{err}");
+    assert!(
+        err.to_string().contains("kopi-docka admin repo init"),
+        "{err}"
+    );
+    assert!(!fx.repo_dir().exists(), "open never creates the repository");
+
+    // Location is a file.
+    std::fs::write(fx.repo_dir(), "not a repo").unwrap();
+    let err = fx.open(LockMode::Shared).await.unwrap_err();
+    assert!(err.to_string().contains("is a file"), "{err}");
+    let err = Repo::init(fx.settings.clone(), Arc::new(Silent))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is a file"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(fx.repo_dir()).unwrap(),
+        "not a repo"
+    );
+    std::fs::remove_file(fx.repo_dir()).unwrap();
+
+    // Init twice.
+    drop(fx.init().await);
+    let err = Repo::init(fx.settings.clone(), Arc::new(Silent))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::AlreadyExists { .. }), "{err}");
+
+    // Wrong password.
+    let mut wrong = fx.settings.clone();
+    let pw = fx.path("wrong");
+    std::fs::write(&pw, "wrong").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wrong.password = PasswordSource::File(pw.clone());
+    let err = Repo::open(wrong.clone(), LockMode::Shared, Arc::new(Silent))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::WrongPassword { .. }), "{err}");
+
+    // Password file readable by others.
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Repo::open(wrong, LockMode::Shared, Arc::new(Silent))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("chmod 600 {}", pw.display())),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777,
+        0o644,
+        "we never chmod for the user"
+    );
+
+    // A writer excludes everyone else.
+    let writer = fx.open(LockMode::Exclusive).await.unwrap();
+    let err = fx.open(LockMode::Shared).await.unwrap_err();
+    assert!(matches!(err, RepoError::Lock(_)), "{err}");
+    drop(writer);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_finds_a_corrupted_pack() {
+    let fx = Fixture::new();
+    let source = fx.path("source");
+    std::fs::create_dir(&source).unwrap();
+    let noise: Vec<u8> = (0..200_000_u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+        .collect();
+    std::fs::write(source.join("noise.bin"), &noise).unwrap();
+    let repo = fx.init().await;
+    repo.snapshot(source, volume_meta("u", "v", "b1"), None)
+        .await
+        .unwrap();
+    assert!(repo.check(Some(100.0)).await.unwrap().ok);
+    drop(repo);
+
+    // Flip bytes in the middle of the largest pack file.
+    let mut packs: Vec<PathBuf> = walk(&fx.repo_dir().join("data"));
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let pack = packs.last().unwrap();
+    let mut bytes = std::fs::read(pack).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0xff;
+    }
+    std::fs::set_permissions(pack, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(pack, &bytes).unwrap();
+
+    let repo = fx.open(LockMode::Shared).await.unwrap();
+    let report = repo.check(Some(100.0)).await.unwrap();
+    assert!(!report.ok, "{report:?}");
+    assert!(
+        report.findings.iter().any(|f| f.level == "error"),
+        "{report:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn change_password_keeps_the_repository_reachable() {
+    let fx = Fixture::new();
+    let repo = fx.init().await;
+    let new = kopi_docka_core::repo::Password::new("a new secret".into());
+    let old = std::fs::read_to_string(fx.path("password")).unwrap();
+    repo.change_password(new.clone(), Some(fx.path("password")))
+        .await
+        .unwrap();
+    drop(repo);
+    assert_eq!(
+        std::fs::read_to_string(fx.path("password")).unwrap(),
+        "a new secret\n"
+    );
+    let repo = fx.open(LockMode::Shared).await.unwrap();
+    drop(repo);
+    let mut with_old = fx.settings.clone();
+    let old_file = fx.path("old-password");
+    std::fs::write(&old_file, old).unwrap();
+    std::fs::set_permissions(&old_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    with_old.password = PasswordSource::File(old_file);
+    let err = Repo::open(with_old, LockMode::Shared, Arc::new(Silent))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RepoError::WrongPassword { .. }),
+        "old password no longer opens: {err}"
+    );
+    let repo = fx.open(LockMode::Shared).await.unwrap();
+    let stats = repo.stats().await.unwrap();
+    assert_eq!(stats.version, 2);
+}
