@@ -39,6 +39,9 @@ pub enum Command {
     /// List backup units (stacks and standalone containers) with their mounts and coverage
     #[command(after_help = crate::exit::HELP)]
     Units(UnitsArgs),
+    /// Back up units: warm pass, brief stop, cold pass, restart
+    #[command(after_help = crate::exit::HELP)]
+    Backup(BackupArgs),
     /// List kopi-docka's snapshots in the repository
     #[command(after_help = crate::exit::HELP)]
     Snapshots(SnapshotsArgs),
@@ -77,6 +80,40 @@ pub enum AdminCommand {
     /// The repository: create, inspect, verify, clean up
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Start the containers a killed backup left stopped (from the journal), and nothing else
+    #[command(after_help = crate::exit::HELP)]
+    RestartStopped,
+}
+
+/// `kopi-docka backup`
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Back up only this unit (repeatable); default: all units
+    #[arg(long = "unit", value_name = "NAME")]
+    pub units: Vec<String>,
+    /// What to include [default: from [backup] scope in the config]
+    #[arg(long, value_enum)]
+    pub scope: Option<ScopeArg>,
+    /// Plain cold backup: no snapshot while the unit runs
+    #[arg(long)]
+    pub no_warm_pass: bool,
+    /// Show what would be stopped and backed up; touch nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--scope`
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ScopeArg {
+    /// Volumes and binds only
+    Minimal,
+    /// Plus recipe (compose, env, inspect) and networks
+    Standard,
+    /// Plus the engine's own configuration
+    Full,
 }
 
 /// `kopi-docka admin repo <command>`

@@ -48,7 +48,11 @@ impl ExitCode {
     /// The code for an error that ended the command.
     pub fn from_error(error: &anyhow::Error) -> Self {
         for cause in error.chain() {
-            if cause.downcast_ref::<ConfigError>().is_some() {
+            if cause.downcast_ref::<ConfigError>().is_some()
+                || cause
+                    .downcast_ref::<crate::commands::UsageError>()
+                    .is_some()
+            {
                 return Self::Usage;
             }
             if let Some(repo) = cause.downcast_ref::<RepoError>() {

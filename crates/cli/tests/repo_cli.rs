@@ -1,7 +1,11 @@
 //! `kopi-docka admin repo ...` and `kopi-docka snapshots` through the real binary, on real
 //! repositories in temp dirs: output, exit codes, and that bad input changes nothing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod support;
 
@@ -18,7 +22,9 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        let env = Self { dir: tempfile::tempdir().unwrap() };
+        let env = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
         std::fs::write(
             env.config(),
             format!(
@@ -65,24 +71,46 @@ fn init_status_stats_check_and_snapshots() {
     let env = Env::new();
     let out = env.cmd(&["admin", "repo", "init"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    assert!(text.contains(&format!("created repository at {}", env.repo().display())), "{text}");
-    assert!(text.contains("KEEP A COPY OF IT OUTSIDE THIS MACHINE"), "{text}");
+    assert!(
+        text.contains(&format!("created repository at {}", env.repo().display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("KEEP A COPY OF IT OUTSIDE THIS MACHINE"),
+        "{text}"
+    );
     assert_eq!(mode(&env.password_file()), 0o600);
     assert_eq!(mode(&env.path("secrets")), 0o700);
-    assert_eq!(std::fs::read_to_string(env.password_file()).unwrap().trim().len(), 64);
+    assert_eq!(
+        std::fs::read_to_string(env.password_file())
+            .unwrap()
+            .trim()
+            .len(),
+        64
+    );
 
-    let status = json(&env.cmd(&["admin", "repo", "status", "--json"]).assert().success());
+    let status = json(
+        &env.cmd(&["admin", "repo", "status", "--json"])
+            .assert()
+            .success(),
+    );
     assert_eq!(status["snapshots"], 0);
     assert_eq!(status["location"], env.repo().display().to_string());
-    let stats = json(&env.cmd(&["advanced", "repo", "stats", "--json"]).assert().success());
-    assert_eq!(stats["version"], 2);
+    let repo_stats = json(
+        &env.cmd(&["advanced", "repo", "stats", "--json"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(repo_stats["version"], 2);
     env.cmd(&["admin", "repo", "check", "--read-data-subset", "100"])
         .assert()
         .success()
         .stdout(predicate::str::contains("no errors found"));
     let listed = json(&env.cmd(&["snapshots", "--json"]).assert().success());
     assert_eq!(listed["snapshots"].as_array().unwrap().len(), 0);
-    env.cmd(&["admin", "repo", "prune", "--dry-run"]).assert().success();
+    env.cmd(&["admin", "repo", "prune", "--dry-run"])
+        .assert()
+        .success();
 
     // restic reads what we created, with the password file we generated.
     let out = std::process::Command::new("restic")
@@ -93,7 +121,11 @@ fn init_status_stats_check_and_snapshots() {
         .arg("check")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -113,7 +145,11 @@ fn init_never_overwrites_and_exit_codes_name_the_problem() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("already exists"));
-    assert_eq!(std::fs::read_to_string(env.password_file()).unwrap(), before, "password kept");
+    assert_eq!(
+        std::fs::read_to_string(env.password_file()).unwrap(),
+        before,
+        "password kept"
+    );
 
     // Wrong password: 12.
     std::fs::write(env.password_file(), "not the password\n").unwrap();
@@ -128,7 +164,10 @@ fn init_never_overwrites_and_exit_codes_name_the_problem() {
     env.cmd(&["snapshots"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(format!("chmod 600 {}", env.password_file().display())));
+        .stderr(predicate::str::contains(format!(
+            "chmod 600 {}",
+            env.password_file().display()
+        )));
     assert_eq!(mode(&env.password_file()), 0o644);
     std::fs::set_permissions(env.password_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
 
@@ -142,7 +181,9 @@ fn init_never_overwrites_and_exit_codes_name_the_problem() {
     env.cmd(&["admin", "repo", "prune"])
         .assert()
         .code(11)
-        .stderr(predicate::str::contains("in use by another kopi-docka process"));
+        .stderr(predicate::str::contains(
+            "in use by another kopi-docka process",
+        ));
     drop(lock);
     env.cmd(&["admin", "repo", "status"]).assert().success();
 }
@@ -156,7 +197,10 @@ fn location_that_is_a_file_is_refused() {
         .code(10)
         .stderr(predicate::str::contains("it is a file"));
     assert_eq!(std::fs::read_to_string(env.repo()).unwrap(), "precious");
-    assert!(!env.password_file().exists(), "a password for a repository never created is removed");
+    assert!(
+        !env.password_file().exists(),
+        "a password for a repository never created is removed"
+    );
 }
 
 #[test]
@@ -174,4 +218,62 @@ fn change_password_generates_stores_and_old_one_stops_working() {
     env.cmd(&["admin", "repo", "status"]).assert().success();
     let keys = std::fs::read_dir(env.repo().join("keys")).unwrap().count();
     assert_eq!(keys, 1, "the old key is gone");
+}
+
+#[test]
+fn check_exits_non_zero_on_a_corrupted_pack() {
+    let env = Env::new();
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    // Some data in the repository, written by restic (kopi-docka's own backup comes later).
+    let data = env.path("data");
+    std::fs::create_dir(&data).unwrap();
+    let noise: Vec<u8> = (0..300_000_u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0])
+        .collect();
+    std::fs::write(data.join("noise.bin"), noise).unwrap();
+    let out = std::process::Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(env.repo())
+        .arg("--password-file")
+        .arg(env.password_file())
+        .arg("backup")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.cmd(&["admin", "repo", "check", "--read-data-subset", "100"])
+        .assert()
+        .success();
+
+    let mut packs = Vec::new();
+    for sub in std::fs::read_dir(env.repo().join("data")).unwrap() {
+        for pack in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            packs.push(pack.unwrap().path());
+        }
+    }
+    let pack = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 32].iter_mut().for_each(|b| *b ^= 0x5a);
+    std::fs::set_permissions(pack, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(pack, &bytes).unwrap();
+
+    env.cmd(&["admin", "repo", "check"]).assert().success();
+    env.cmd(&["admin", "repo", "check", "--read-data-subset", "100"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("ERRORS FOUND"))
+        .stdout(predicate::str::contains("error: "));
+    assert_eq!(
+        std::fs::read(pack).unwrap(),
+        bytes,
+        "check never modifies the repository"
+    );
 }

@@ -32,6 +32,39 @@ pub struct Config {
     /// How many snapshots to keep.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// How units are backed up.
+    #[serde(default)]
+    pub backup: BackupConfig,
+}
+
+/// `[backup]`: how units are backed up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// `minimal` (volumes and binds), `standard` (plus recipe and networks), `full` (plus the
+    /// engine's configuration).
+    pub scope: crate::repo::Scope,
+    /// Snapshot while the unit still runs, so the cold pass only reads what changed.
+    pub warm_pass: bool,
+    /// Seconds a container gets to stop before it is killed.
+    pub stop_timeout_seconds: u32,
+    /// Seconds to wait for a restarted container to become healthy (a warning, not a failure).
+    pub health_timeout_seconds: u32,
+    /// Longest a unit may stay down: past it the cold pass is abandoned, the unit restarted and
+    /// the backup reported failed. A hung repository never keeps a unit down.
+    pub max_downtime_seconds: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            scope: crate::repo::Scope::Standard,
+            warm_pass: true,
+            stop_timeout_seconds: 30,
+            health_timeout_seconds: 120,
+            max_downtime_seconds: 1800,
+        }
+    }
 }
 
 /// `[repository]`: location and password source of the restic-format repository.
@@ -737,6 +770,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message: "[repository] sets both password-file and password-command; keep one".into(),
         });
     }
+    if !config.retention.keeps_newest() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "[retention] keeps nothing but keep-within; set at least one keep-* value \
+                      (keep-within alone would forget everything after a long outage)"
+                .into(),
+        });
+    }
+    if !(0..=22).contains(&repo.compression) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "[repository] compression = {} is outside 0..=22 (1 is fastest, 3 is zstd's \
+                 default)",
+                repo.compression
+            ),
+        });
+    }
     if let Some(file) = &mut repo.password_file
         && file.is_relative()
     {
@@ -804,10 +855,11 @@ mod tests {
         assert!(within.retention.keep_within.is_some());
         let nothing = "[retention]\nkeep-last = 0\nkeep-daily = 0\nkeep-weekly = 0\n\
                        keep-monthly = 0\nkeep-yearly = 0\nkeep-within = \"1d\"\n";
-        assert!(matches!(
-            parse(nothing, Path::new("/c.toml")),
-            Err(ConfigError::Invalid { .. })
-        ));
+        let refused = parse(nothing, Path::new("/c.toml"));
+        assert!(
+            matches!(refused, Err(ConfigError::Invalid { .. })),
+            "{refused:?}"
+        );
         let bad = parse(
             "[retention]\nkeep-within = \"soon\"\n",
             Path::new("/c.toml"),

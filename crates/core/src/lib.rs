@@ -5,6 +5,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod backup;
 pub mod config;
 pub mod docker;
 pub mod durable;

@@ -1,12 +1,15 @@
 //! One file per command; each turns its arguments into core calls and hands results to the
 //! printer.
 
+mod backup;
 mod repo;
 mod snapshots;
 mod units;
 mod version;
 
 use kopi_docka_core::config::{self, Environment, LoadedConfig};
+
+pub use backup::UsageError;
 
 use crate::cli::{AdminCommand, Cli, Command};
 use crate::exit::ExitCode;
@@ -16,9 +19,11 @@ use crate::printer::Printer;
 pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Units(args) => units::run(&cli.global, &args, printer).await,
+        Command::Backup(args) => backup::run(&cli.global, &args, printer).await,
         Command::Snapshots(args) => snapshots::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
+            AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
         },
         Command::Version(args) => version::run(&args, printer),
     }

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerInspectResponse, Volume};
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
+use bollard::query_parameters::{
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptionsBuilder,
+    StartContainerOptions, StopContainerOptionsBuilder,
+};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::config::DockerHost;
@@ -158,5 +161,90 @@ impl Engine {
                 source,
             })?;
         Ok(response.volumes.unwrap_or_default())
+    }
+
+    /// The raw inspect document of one container, as the engine returns it.
+    pub async fn inspect_container_json(&self, id: &str) -> Result<serde_json::Value, DockerError> {
+        let found = self
+            .client
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|source| DockerError::Api {
+                operation: format!("inspect container {id}"),
+                source,
+            })?;
+        serde_json::to_value(found).map_err(|e| DockerError::Api {
+            operation: format!("encode inspect of {id}"),
+            source: bollard::errors::Error::JsonSerdeError { err: e },
+        })
+    }
+
+    /// The raw inspect document of one network.
+    pub async fn inspect_network_json(&self, name: &str) -> Result<serde_json::Value, DockerError> {
+        let found = self
+            .client
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+            .map_err(|source| DockerError::Api {
+                operation: format!("inspect network {name}"),
+                source,
+            })?;
+        serde_json::to_value(found).map_err(|e| DockerError::Api {
+            operation: format!("encode inspect of network {name}"),
+            source: bollard::errors::Error::JsonSerdeError { err: e },
+        })
+    }
+
+    /// Stops a container, killing it after `timeout_secs`. Stopping a stopped one succeeds.
+    pub async fn stop(&self, id: &str, timeout_secs: u32) -> Result<(), DockerError> {
+        let t = i32::try_from(timeout_secs).unwrap_or(i32::MAX);
+        self.client
+            .stop_container(
+                id,
+                Some(StopContainerOptionsBuilder::default().t(t).build()),
+            )
+            .await
+            .map_err(|source| DockerError::Api {
+                operation: format!("stop container {id}"),
+                source,
+            })
+    }
+
+    /// Starts a container. Starting a running one succeeds.
+    pub async fn start(&self, id: &str) -> Result<(), DockerError> {
+        self.client
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(|source| DockerError::Api {
+                operation: format!("start container {id}"),
+                source,
+            })
+    }
+
+    /// Running state and health (`None` when it has no healthcheck) of a container; `None`
+    /// overall when it no longer exists.
+    pub async fn state(&self, id: &str) -> Result<Option<(bool, Option<String>)>, DockerError> {
+        match self
+            .client
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(found) => {
+                let state = found.state.unwrap_or_default();
+                let health = state
+                    .health
+                    .and_then(|h| h.status)
+                    .map(|h| h.to_string())
+                    .filter(|h| !h.is_empty() && h != "none");
+                Ok(Some((state.running.unwrap_or(false), health)))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(source) => Err(DockerError::Api {
+                operation: format!("inspect container {id}"),
+                source,
+            }),
+        }
     }
 }

@@ -4,6 +4,11 @@
 //! `flock` on a file in the state directory, one per repository location. Writers (backup,
 //! forget, prune, password change) hold it exclusively; readers (listing, check, restore) share
 //! it. The kernel drops the lock when the process dies, so a crash never leaves it stale.
+//!
+//! [`journal`] holds the other half of crash safety: the persisted list of containers we
+//! stopped and have not started again.
+
+pub mod journal;
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;

@@ -1,0 +1,294 @@
+//! `kopi-docka backup` and `kopi-docka admin restart-stopped`
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use kopi_docka_core::backup::{self, BackupSettings, UnitReport, UnitStatus};
+use kopi_docka_core::docker::Engine;
+use kopi_docka_core::lock::LockMode;
+use kopi_docka_core::lock::journal::Journal;
+use kopi_docka_core::repo::{Repo, RepoSettings, Scope};
+use kopi_docka_core::unit::{self, ContainerState, MountRules, Unit};
+use serde::Serialize;
+
+use super::snapshots::human_bytes;
+use crate::cli::{BackupArgs, GlobalArgs, ScopeArg};
+use crate::exit::ExitCode;
+use crate::printer::Printer;
+use crate::progress::CliProgress;
+
+#[derive(Serialize)]
+struct RunReport {
+    started_at: jiff::Timestamp,
+    finished_at: jiff::Timestamp,
+    restarted_from_journal: Vec<String>,
+    docker_config: Option<backup::SnapshotRecord>,
+    units: Vec<UnitReport>,
+    errors: Vec<String>,
+}
+
+/// Backs up the selected units.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &BackupArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let started_at = jiff::Timestamp::now();
+    let loaded = super::load_config(global)?;
+    let repo_settings = RepoSettings::from_config(&loaded)?;
+    let mut settings = BackupSettings::from_config(
+        &loaded.config.backup,
+        loaded.env.cache_dir().join("staging"),
+    );
+    if let Some(scope) = args.scope {
+        settings.scope = match scope {
+            ScopeArg::Minimal => Scope::Minimal,
+            ScopeArg::Standard => Scope::Standard,
+            ScopeArg::Full => Scope::Full,
+        };
+    }
+    settings.warm_pass &= !args.no_warm_pass;
+
+    let engine = Engine::connect(loaded.docker_host()?).await?;
+    let journal = Journal::in_dir(&loaded.env.state_dir());
+    // A run killed with SIGKILL or a power cut left containers stopped: they come first.
+    let (restarted, journal_errors) = if args.dry_run {
+        (Vec::new(), Vec::new())
+    } else {
+        backup::restart_journaled(&engine, &journal, settings.health_timeout).await
+    };
+    for name in &restarted {
+        tracing::warn!(container = %name, "started a container a previous run left stopped");
+    }
+
+    let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+    let all = unit::discover(&engine, &rules).await?;
+    let units = select(&all, &args.units)?;
+
+    if args.dry_run {
+        printer.out(&render_plan(&units, &settings));
+        return Ok(ExitCode::Ok);
+    }
+
+    // Preflight before anything stops: the repository is reachable, the password right, and
+    // no other kopi-docka writes to it.
+    let repo = Repo::open(
+        repo_settings,
+        LockMode::Exclusive,
+        Arc::new(CliProgress::new()),
+    )
+    .await?;
+    crate::signals::install_once();
+    let interrupt = crate::signals::subscribe();
+
+    let mut reports = Vec::new();
+    for unit in units {
+        if *interrupt.borrow() {
+            break;
+        }
+        tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
+        reports
+            .push(backup::backup_unit(&engine, &repo, &journal, unit, &settings, &interrupt).await);
+    }
+    let docker_config = if settings.scope == Scope::Full && !*interrupt.borrow() {
+        let id = backup::run_backup_id();
+        match backup::backup_docker_config(&repo, &settings.staging_dir, &id).await {
+            Ok(record) => record,
+            Err(error) => {
+                for r in &mut reports {
+                    r.warnings.push(error.clone());
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let report = RunReport {
+        started_at,
+        finished_at: jiff::Timestamp::now(),
+        restarted_from_journal: restarted,
+        docker_config,
+        units: reports,
+        errors: journal_errors,
+    };
+    if args.json {
+        printer.json(&report)?;
+    } else {
+        printer.out(&render_report(&report));
+    }
+    Ok(exit_code(&report, *interrupt.borrow()))
+}
+
+fn exit_code(report: &RunReport, interrupted: bool) -> ExitCode {
+    if interrupted || report.units.iter().any(|u| u.interrupted) {
+        return ExitCode::Interrupted;
+    }
+    let ok = report
+        .units
+        .iter()
+        .filter(|u| u.status == UnitStatus::Success)
+        .count();
+    if ok == report.units.len() && report.errors.is_empty() {
+        ExitCode::Ok
+    } else if ok == 0 && report.units.iter().all(|u| u.status == UnitStatus::Failed) {
+        ExitCode::Failed
+    } else {
+        ExitCode::Partial
+    }
+}
+
+/// The units named on the command line (all when none). An unknown name is an error that lists
+/// the known ones: never a silent skip.
+fn select<'a>(all: &'a [Unit], names: &[String]) -> anyhow::Result<Vec<&'a Unit>> {
+    if names.is_empty() {
+        return Ok(all.iter().collect());
+    }
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|n| !all.iter().any(|u| u.name.as_str() == n.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<String> = all
+            .iter()
+            .map(|u| format!("{} ({})", u.name, u.kind))
+            .collect();
+        bail!(UsageError(format!(
+            "unknown unit{} {}; known units: {}",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    Ok(all
+        .iter()
+        .filter(|u| names.iter().any(|n| n == u.name.as_str()))
+        .collect())
+}
+
+/// A mistake on the command line (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn render_plan(units: &[&Unit], settings: &BackupSettings) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = writeln!(
+        out,
+        "dry run: nothing is stopped or written (scope {}, warm pass {})",
+        settings.scope,
+        if settings.warm_pass { "on" } else { "off" }
+    );
+    for unit in units {
+        let _ = writeln!(out, "\n{} {}", unit.kind, unit.name);
+        let stop: Vec<&str> = unit
+            .containers
+            .iter()
+            .rev()
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| c.name.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "  stop order:  {}",
+            if stop.is_empty() {
+                "(nothing running)".to_owned()
+            } else {
+                stop.join(" -> ")
+            }
+        );
+        for v in unit.volumes.iter().filter(|v| v.verdict.is_backed_up()) {
+            let _ = writeln!(out, "  volume:      {}", v.name);
+        }
+        for b in unit.binds.iter().filter(|b| b.verdict.is_backed_up()) {
+            let _ = writeln!(out, "  bind:        {}", b.source.display());
+        }
+        for e in unit
+            .coverage
+            .entries
+            .iter()
+            .filter(|e| !e.verdict.is_backed_up())
+        {
+            let _ = writeln!(
+                out,
+                "  not backed up: {} {}: {}",
+                e.kind,
+                e.identifier,
+                e.detail.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    out
+}
+
+fn render_report(report: &RunReport) -> String {
+    let mut out = String::new();
+    for name in &report.restarted_from_journal {
+        let _ = writeln!(
+            out,
+            "started {name}, left stopped by an earlier run that was killed"
+        );
+    }
+    for u in &report.units {
+        let mark = match u.status {
+            UnitStatus::Success => "ok     ",
+            UnitStatus::Partial => "PARTIAL",
+            UnitStatus::Failed => "FAILED ",
+        };
+        let added: u64 = u.snapshots.iter().map(|s| s.bytes_added).sum();
+        let downtime = u
+            .downtime_seconds
+            .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
+        let _ = writeln!(
+            out,
+            "{mark} {} {} [{}]: {} snapshots, {} added, {downtime}",
+            u.kind,
+            u.name,
+            u.backup_id,
+            u.snapshots.len(),
+            human_bytes(added)
+        );
+        for e in &u.errors {
+            let _ = writeln!(out, "    error: {e}");
+        }
+        for w in &u.warnings {
+            let _ = writeln!(out, "    warning: {w}");
+        }
+    }
+    for e in &report.errors {
+        let _ = writeln!(out, "error: {e}");
+    }
+    out
+}
+
+/// Starts the containers the journal lists, and nothing else.
+pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let loaded = super::load_config(global)?;
+    let engine = Engine::connect(loaded.docker_host()?).await?;
+    let journal = Journal::in_dir(&loaded.env.state_dir());
+    let health = Duration::from_secs(u64::from(loaded.config.backup.health_timeout_seconds));
+    let (started, errors) = backup::restart_journaled(&engine, &journal, health).await;
+    for name in &started {
+        printer.line(&format!("started {name}"));
+    }
+    if started.is_empty() && errors.is_empty() {
+        printer.line("no container was left stopped");
+    }
+    if !errors.is_empty() {
+        return Err(anyhow::anyhow!(errors.join("; ")))
+            .context("some containers could not be started");
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,354 @@
+//! `kopi-docka backup` against a real engine and a real repository: what is snapshotted, that
+//! containers come back (in order, healthy), that stopped ones stay stopped, and that an
+//! interrupted or killed run never leaves a container down.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
+
+/// Fields drop in order: the Docker resources go before the temp dir holding their compose
+/// files.
+struct Env {
+    resources: DockerResources,
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let prefix = support::unique_prefix();
+        let dir = tempfile::tempdir().unwrap();
+        let env = Self {
+            resources: DockerResources::new(&prefix),
+            dir,
+            prefix,
+        };
+        std::fs::write(
+            env.path("config.toml"),
+            format!(
+                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n",
+                env.path("repo").display()
+            ),
+        )
+        .unwrap();
+        env.cmd(&["admin", "repo", "init"]).assert().success();
+        env
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = kopi_docka();
+        cmd.arg("--config")
+            .arg(self.path("config.toml"))
+            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
+            .args(args);
+        cmd
+    }
+    /// Restores a snapshot with restic (not with kopi-docka) and returns its content dir.
+    fn restic_restore(&self, snapshot: &Value) -> PathBuf {
+        let target = self.path(&format!("restic-{}", snapshot["id"].as_str().unwrap()));
+        let out = Command::new("restic")
+            .args(["--no-cache", "-r"])
+            .arg(self.path("repo"))
+            .arg("--password-file")
+            .arg(self.path("password"))
+            .args(["restore", snapshot["id"].as_str().unwrap(), "--target"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join(snapshot["path"].as_str().unwrap().trim_start_matches('/'))
+    }
+}
+
+fn inspect(name: &str, format: &str) -> String {
+    docker(&["inspect", "--format", format, name])
+}
+
+fn running(name: &str) -> bool {
+    inspect(name, "{{.State.Running}}") == "true"
+}
+
+#[test]
+fn backup_snapshots_everything_and_restarts_in_order() {
+    if !support::docker_tests_enabled("backup_snapshots_everything_and_restarts_in_order") {
+        return;
+    }
+    let mut env = Env::new();
+    let stack_dir = env.path("stack");
+    std::fs::create_dir(&stack_dir).unwrap();
+    support::copy_fixture("stack", &stack_dir);
+    let stack = format!("{}-stack", env.prefix);
+    env.resources.compose_up(&stack, &stack_dir);
+    let (db, web) = (format!("{stack}_db_1"), format!("{stack}_web_1"));
+    let idle = format!("{}-idle", env.prefix);
+    docker(&[
+        "create",
+        "--name",
+        &idle,
+        "-v",
+        &format!("{idle}-data:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let db_started = inspect(&db, "{{.State.StartedAt}}");
+
+    let out = env
+        .cmd(&["backup", "--unit", &stack, "--unit", &idle, "--json"])
+        .assert()
+        .success();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let units = report["units"].as_array().unwrap();
+    assert_eq!(units.len(), 2);
+    let s = units.iter().find(|u| u["name"] == stack.as_str()).unwrap();
+    assert_eq!(s["status"], "success", "{s}");
+    assert!(s["downtime_seconds"].as_f64().unwrap() > 0.0);
+    let types: Vec<&str> = s["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        vec!["recipe", "networks", "volume", "volume", "bind"],
+        "{s}"
+    );
+    let i = units.iter().find(|u| u["name"] == idle.as_str()).unwrap();
+    assert_eq!(i["status"], "success");
+    assert!(
+        i["downtime_seconds"].is_null(),
+        "nothing was running, nothing stopped"
+    );
+
+    // Running again, dependencies first, healthy; the stopped container stayed stopped.
+    assert!(running(&db) && running(&web));
+    assert_ne!(
+        inspect(&db, "{{.State.StartedAt}}"),
+        db_started,
+        "db was stopped and started"
+    );
+    assert!(
+        inspect(&db, "{{.State.StartedAt}}") < inspect(&web, "{{.State.StartedAt}}"),
+        "db starts before web"
+    );
+    assert_eq!(inspect(&db, "{{.State.Health.Status}}"), "healthy");
+    assert_eq!(inspect(&idle, "{{.State.Status}}"), "created");
+    assert!(
+        !env.path("state/stopped-containers.json").exists(),
+        "journal cleared"
+    );
+
+    // Only cold snapshots remain, all of one backup id.
+    let listed = env
+        .cmd(&["snapshots", "--unit", &stack, "--json"])
+        .assert()
+        .success();
+    let listed: Value = serde_json::from_slice(&listed.get_output().stdout).unwrap();
+    let snaps = listed["snapshots"].as_array().unwrap();
+    assert_eq!(
+        snaps.len(),
+        5,
+        "warm-pass snapshots are forgotten: {listed}"
+    );
+    assert!(snaps.iter().all(|x| x["backup_id"] == s["backup_id"]));
+
+    check_recipe_and_networks(&env, snaps, &stack, &web);
+
+    // A second run reads only what changed (the bind and volumes are unchanged).
+    let out = env
+        .cmd(&["backup", "--unit", &stack, "--json", "--scope", "minimal"])
+        .assert()
+        .success();
+    let again: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let read_files: u64 = again["units"][0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["files_read"].as_u64().unwrap())
+        .sum();
+    assert_eq!(read_files, 0, "{again}");
+}
+
+#[test]
+fn unknown_unit_lists_the_known_ones() {
+    if !support::docker_tests_enabled("unknown_unit_lists_the_known_ones") {
+        return;
+    }
+    let env = Env::new();
+    let name = format!("{}-solo", env.prefix);
+    docker(&["create", "--name", &name, IMAGE, "true"]);
+    env.cmd(&["backup", "--unit", "no-such-unit"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unknown unit `no-such-unit`"))
+        .stderr(predicates::str::contains(format!("{name} (standalone)")));
+}
+
+/// A run killed with SIGKILL after stopping containers leaves the journal; the next run (or
+/// `admin restart-stopped`) starts them.
+#[test]
+fn journal_left_by_a_killed_run_restarts_containers() {
+    if !support::docker_tests_enabled("journal_left_by_a_killed_run_restarts_containers") {
+        return;
+    }
+    let env = Env::new();
+    let name = format!("{}-victim", env.prefix);
+    docker(&["run", "-d", "--name", &name, IMAGE, "sh", "-c", IDLE]);
+    let id = inspect(&name, "{{.Id}}");
+    std::fs::create_dir_all(env.path("state")).unwrap();
+    std::fs::write(
+        env.path("state/stopped-containers.json"),
+        format!(
+            r#"[{{"id":"{id}","name":"{name}","unit":"{name}","start_rank":0,"recorded_at":"2026-01-01T00:00:00Z"}}]"#
+        ),
+    )
+    .unwrap();
+    docker(&["stop", "-t", "1", &name]);
+    assert!(!running(&name));
+    env.cmd(&["admin", "restart-stopped"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!("started {name}")));
+    assert!(running(&name));
+    assert!(!env.path("state/stopped-containers.json").exists());
+    env.cmd(&["admin", "restart-stopped"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("no container was left stopped"));
+}
+
+/// SIGTERM while the unit is down: the containers come back and the exit code says
+/// "interrupted".
+#[test]
+fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
+    if !support::docker_tests_enabled("sigterm_during_the_cold_pass_restarts_and_exits_130") {
+        return;
+    }
+    let env = Env::new();
+    let name = format!("{}-busy", env.prefix);
+    let volume = format!("{name}-data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    // Enough incompressible data that the cold pass (no warm pass) takes a while.
+    let mountpoint = PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        &volume,
+    ]));
+    fill_random(&mountpoint.join("big.bin"), 400 << 20);
+
+    let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(env.path("config.toml"))
+        .env("KOPI_DOCKA_STATE_DIR", env.path("state"))
+        .env("KOPI_DOCKA_CACHE_DIR", env.path("cache"))
+        .env_remove("KOPI_DOCKA_CONFIG")
+        .env_remove("DOCKER_HOST")
+        .args([
+            "backup",
+            "--unit",
+            &name,
+            "--no-warm-pass",
+            "--scope",
+            "minimal",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while running(&name) {
+        assert!(Instant::now() < deadline, "the container was never stopped");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup ended before stopping anything"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(running(&name), "the container runs again after SIGTERM");
+    assert!(!env.path("state/stopped-containers.json").exists());
+}
+
+/// The recipe: compose layout, env files verbatim, inspect redacted; networks fully inspected.
+fn check_recipe_and_networks(env: &Env, snaps: &[Value], stack: &str, web: &str) {
+    let recipe = snaps.iter().find(|x| x["type"] == "recipe").unwrap();
+    let root = env.restic_restore(recipe);
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert!(read("compose/docker-compose.yml").contains("services:"));
+    assert!(
+        read("compose/.env").contains("DB_PASSWORD=fixture-secret"),
+        ".env is kept verbatim"
+    );
+    assert!(read("compose/web.env").contains("WEB_MODE=test"));
+    let web_inspect = read(&format!("inspect/{web}.json"));
+    assert!(
+        web_inspect.contains("DB_PASSWORD=***REDACTED***"),
+        "{web_inspect}"
+    );
+    assert!(web_inspect.contains("postgres://app:***REDACTED***@db:5432/app"));
+    assert!(!web_inspect.contains("fixture-secret"));
+    assert!(read("manifest.json").contains("\"start_order\""));
+    let networks = snaps.iter().find(|x| x["type"] == "networks").unwrap();
+    let nets = std::fs::read_to_string(env.restic_restore(networks).join("networks.json")).unwrap();
+    assert!(nets.contains(&format!("{stack}_backend")) && nets.contains("\"Driver\""));
+}
+
+fn fill_random(path: &Path, bytes: usize) {
+    use std::io::Write as _;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0_u8; 1 << 20];
+    for _ in 0..bytes / block.len() {
+        for chunk in block.chunks_mut(8) {
+            // xorshift64*: incompressible and fast enough.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            chunk.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        file.write_all(&block).unwrap();
+    }
+}

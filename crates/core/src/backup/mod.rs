@@ -1,0 +1,696 @@
+//! Cold backup of a unit with minimal downtime and a guaranteed restart.
+//!
+//! Order per unit:
+//! 1. stage the recipe and networks (needs the engine, not stopped containers) and snapshot them;
+//! 2. **warm pass**: snapshot every volume and bind while the unit runs, so the repository
+//!    already holds the bulk;
+//! 3. record the containers to stop in the journal (durably), then stop the running ones in
+//!    reverse start order;
+//! 4. **cold pass**: snapshot again; the warm snapshot is the parent, so only changed files are
+//!    read;
+//! 5. start exactly the containers we stopped, in start order, and wait for their health;
+//! 6. forget the warm snapshots: only cold snapshots are restore points.
+//!
+//! Steps 3 to 5 go through [`StoppedUnit`]: stopping returns it, and the only way to get rid of
+//! it is [`StoppedUnit::restart`]. Whatever happens in between (a snapshot error, a hung
+//! repository past the downtime budget, a panic in the cold pass, SIGINT/SIGTERM), the code
+//! below reaches that call before it returns.
+
+pub mod recipe;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::BackupConfig;
+use crate::docker::Engine;
+use crate::lock::journal::{Journal, StoppedContainer};
+use crate::repo::{BackupId, Part, Repo, RepoError, Scope, SnapshotMeta, UnitRef};
+use crate::unit::{ContainerState, Coverage, CoverageSummary, Unit, UnitKind};
+
+/// Settings of one backup run.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// What to include.
+    pub scope: Scope,
+    /// Do the warm pass.
+    pub warm_pass: bool,
+    /// Seconds before a stopping container is killed.
+    pub stop_timeout: u32,
+    /// How long to wait for health after a start.
+    pub health_timeout: Duration,
+    /// Budget from the first stop to the end of the cold pass.
+    pub max_downtime: Duration,
+    /// Where recipes are staged (emptied after each unit).
+    pub staging_dir: PathBuf,
+}
+
+impl BackupSettings {
+    /// From `[backup]`, with an optional scope and warm-pass override from the command line.
+    pub fn from_config(config: &BackupConfig, staging_dir: PathBuf) -> Self {
+        Self {
+            scope: config.scope,
+            warm_pass: config.warm_pass,
+            stop_timeout: config.stop_timeout_seconds,
+            health_timeout: Duration::from_secs(u64::from(config.health_timeout_seconds)),
+            max_downtime: Duration::from_secs(u64::from(config.max_downtime_seconds)),
+            staging_dir,
+        }
+    }
+}
+
+/// How a unit's backup ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitStatus {
+    /// Every snapshot taken, every container running again.
+    Success,
+    /// Some snapshots taken, some not.
+    Partial,
+    /// No consistent restore point was made.
+    Failed,
+}
+
+/// One snapshot made for the unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotRecord {
+    /// Snapshot id.
+    pub id: String,
+    /// What it holds.
+    #[serde(flatten)]
+    pub part: Part,
+    /// New bytes stored.
+    pub bytes_added: u64,
+    /// Files read because new or changed.
+    pub files_read: u64,
+}
+
+/// Result of backing up one unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitReport {
+    /// Unit name.
+    pub name: String,
+    /// Stack or standalone.
+    pub kind: UnitKind,
+    /// Shared by all its snapshots.
+    pub backup_id: BackupId,
+    /// Outcome.
+    pub status: UnitStatus,
+    /// First stop to last start, when anything was stopped.
+    pub downtime_seconds: Option<f64>,
+    /// Cold snapshots (the restore point).
+    pub snapshots: Vec<SnapshotRecord>,
+    /// What went wrong.
+    pub errors: Vec<String>,
+    /// What the user should know.
+    pub warnings: Vec<String>,
+    /// Coverage counts.
+    pub coverage: CoverageSummary,
+    /// True when the run was interrupted.
+    pub interrupted: bool,
+}
+
+/// Set to `true` when the run must stop (SIGINT/SIGTERM).
+pub type Interrupt = watch::Receiver<bool>;
+
+/// Backs up one unit. Never returns with a container of ours left stopped, unless the engine
+/// refuses to start it (then the journal keeps it for the next run, and the report says so).
+pub async fn backup_unit(
+    engine: &Engine,
+    repo: &Repo,
+    journal: &Journal,
+    unit: &Unit,
+    settings: &BackupSettings,
+    interrupt: &Interrupt,
+) -> UnitReport {
+    let backup_id = new_backup_id();
+    let mut report = UnitReport {
+        name: unit.name.to_string(),
+        kind: unit.kind,
+        backup_id: backup_id.clone(),
+        status: UnitStatus::Success,
+        downtime_seconds: None,
+        snapshots: Vec::new(),
+        errors: Vec::new(),
+        warnings: gap_warnings(&unit.coverage),
+        coverage: unit.coverage.summary,
+        interrupted: false,
+    };
+    let meta = |part: Part| SnapshotMeta {
+        unit: Some(UnitRef {
+            name: unit.name.clone(),
+            kind: unit.kind,
+        }),
+        part,
+        backup_id: backup_id.clone(),
+        scope: settings.scope,
+    };
+
+    // 1. Recipe and networks.
+    if settings.scope != Scope::Minimal {
+        recipe_step(engine, repo, unit, &backup_id, settings, &meta, &mut report).await;
+    }
+
+    let sources = data_sources(unit);
+    let running: Vec<&crate::unit::Container> = unit
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .collect();
+
+    // 2. Warm pass (only useful when something will be stopped).
+    let mut warm_ids = Vec::new();
+    if settings.warm_pass && !running.is_empty() {
+        for (part, path) in &sources {
+            if *interrupt.borrow() {
+                break;
+            }
+            match repo.snapshot(path.clone(), meta(part.clone()), None).await {
+                Ok(info) => warm_ids.push(info.id),
+                // The cold pass will try again; a warm failure only costs downtime.
+                Err(error) => report
+                    .warnings
+                    .push(format!("warm pass of {}: {error}", describe(part))),
+            }
+        }
+    }
+
+    if *interrupt.borrow() {
+        report.interrupted = true;
+        report.status = UnitStatus::Failed;
+        report
+            .errors
+            .push("interrupted before the unit was stopped".into());
+        forget_warm(repo, warm_ids, &mut report).await;
+        return report;
+    }
+
+    // 3-5. Stop, cold pass, restart.
+    let stopped = match StoppedUnit::stop(engine, journal, unit, settings.stop_timeout).await {
+        Ok(stopped) => stopped,
+        Err((stopped, error)) => {
+            report.errors.push(error);
+            let restart = stopped
+                .restart(engine, journal, settings.health_timeout)
+                .await;
+            report.errors.extend(restart.errors);
+            report.status = UnitStatus::Failed;
+            forget_warm(repo, warm_ids, &mut report).await;
+            return report;
+        }
+    };
+    let cold = cold_pass(
+        repo,
+        &sources,
+        &meta,
+        settings.max_downtime,
+        interrupt.clone(),
+    );
+    let (records, errors, interrupted) = cold.await;
+    let restart = stopped
+        .restart(engine, journal, settings.health_timeout)
+        .await;
+    report.downtime_seconds = restart.downtime.map(|d| d.as_secs_f64());
+    report.interrupted = interrupted;
+    let cold_failed = !errors.is_empty();
+    report.errors.extend(errors);
+    report.errors.extend(restart.errors);
+    report.warnings.extend(restart.warnings);
+    let taken = records.len();
+    report.snapshots.extend(records);
+
+    // 6. Warm snapshots are not consistent: never restore points.
+    forget_warm(repo, warm_ids, &mut report).await;
+
+    report.status = if !cold_failed && report.errors.is_empty() {
+        UnitStatus::Success
+    } else if taken > 0 {
+        UnitStatus::Partial
+    } else {
+        UnitStatus::Failed
+    };
+    report
+}
+
+/// Stages and snapshots the recipe and networks; errors go into the report.
+async fn recipe_step(
+    engine: &Engine,
+    repo: &Repo,
+    unit: &Unit,
+    backup_id: &BackupId,
+    settings: &BackupSettings,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    report: &mut UnitReport,
+) {
+    let staging = settings
+        .staging_dir
+        .join(format!("{}-{}-{backup_id}", unit.kind, unit.name));
+    match stage_and_snapshot(engine, repo, unit, backup_id, &staging, meta).await {
+        Ok(records) => report.snapshots.extend(records),
+        Err(error) => report.errors.push(error),
+    }
+    if let Err(error) = std::fs::remove_dir_all(&staging)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        report.warnings.push(format!(
+            "cannot remove staging dir {}: {error}",
+            staging.display()
+        ));
+    }
+}
+
+async fn forget_warm(repo: &Repo, warm_ids: Vec<String>, report: &mut UnitReport) {
+    if warm_ids.is_empty() {
+        return;
+    }
+    if let Err(error) = repo.forget_ids(warm_ids).await {
+        report
+            .warnings
+            .push(format!("cannot forget the warm-pass snapshots: {error}"));
+    }
+}
+
+fn gap_warnings(coverage: &Coverage) -> Vec<String> {
+    coverage
+        .entries
+        .iter()
+        .filter(|e| e.verdict.status == crate::unit::CoverageStatus::NotProtected)
+        .map(|e| {
+            format!(
+                "not protected: {} {}: {}",
+                e.kind,
+                e.identifier,
+                e.detail.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn describe(part: &Part) -> String {
+    match part {
+        Part::Volume { volume } => format!("volume {volume}"),
+        Part::Bind { bind } => format!("bind {}", bind.display()),
+        Part::Recipe => "recipe".into(),
+        Part::Networks => "networks".into(),
+        Part::DockerConfig => "docker config".into(),
+    }
+}
+
+/// Volumes and binds that are backed up, with the host path to read.
+fn data_sources(unit: &Unit) -> Vec<(Part, PathBuf)> {
+    let volumes = unit
+        .volumes
+        .iter()
+        .filter(|v| v.verdict.is_backed_up())
+        .filter_map(|v| {
+            v.mountpoint.clone().map(|m| {
+                (
+                    Part::Volume {
+                        volume: v.name.clone(),
+                    },
+                    m,
+                )
+            })
+        });
+    let binds = unit
+        .binds
+        .iter()
+        .filter(|b| b.verdict.is_backed_up())
+        .map(|b| {
+            (
+                Part::Bind {
+                    bind: b.source.clone(),
+                },
+                b.source.clone(),
+            )
+        });
+    volumes.chain(binds).collect()
+}
+
+async fn stage_and_snapshot(
+    engine: &Engine,
+    repo: &Repo,
+    unit: &Unit,
+    backup_id: &BackupId,
+    staging: &Path,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+) -> Result<Vec<SnapshotRecord>, String> {
+    let recipe_dir = staging.join("recipe");
+    let networks_dir = staging.join("networks");
+    crate::durable::create_dir_all(&recipe_dir, 0o700).map_err(|e| format!("staging: {e}"))?;
+    recipe::stage(engine, unit, backup_id, &recipe_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    recipe::stage_networks(engine, unit, &networks_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut records = Vec::new();
+    for (part, dir) in [(Part::Recipe, recipe_dir), (Part::Networks, networks_dir)] {
+        let info = repo
+            .snapshot(dir, meta(part.clone()), None)
+            .await
+            .map_err(|e| format!("{}: {e}", describe(&part)))?;
+        records.push(record(info));
+    }
+    Ok(records)
+}
+
+fn record(info: crate::repo::SnapshotInfo) -> SnapshotRecord {
+    let summary = info.summary;
+    SnapshotRecord {
+        id: info.id,
+        part: info.meta.part,
+        bytes_added: summary.map_or(0, |s| s.bytes_added_packed),
+        files_read: summary.map_or(0, |s| s.files_new + s.files_changed),
+    }
+}
+
+/// The cold pass, bounded by the downtime budget and the interrupt. Returns the snapshots
+/// taken, the errors, and whether it was interrupted.
+async fn cold_pass(
+    repo: &Repo,
+    sources: &[(Part, PathBuf)],
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    budget: Duration,
+    mut interrupt: Interrupt,
+) -> (Vec<SnapshotRecord>, Vec<String>, bool) {
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let deadline = tokio::time::Instant::now() + budget;
+    for (part, path) in sources {
+        if *interrupt.borrow() {
+            errors.push(format!("interrupted before {}", describe(part)));
+            return (records, errors, true);
+        }
+        // A spawned task turns a panic into an error instead of unwinding past the restart.
+        let snapshot = tokio::spawn({
+            let repo = repo.clone();
+            let (path, meta) = (path.clone(), meta(part.clone()));
+            async move { repo.snapshot(path, meta, None).await }
+        });
+        tokio::select! {
+            joined = snapshot => match joined {
+                Ok(Ok(info)) => records.push(record(info)),
+                Ok(Err(error)) => errors.push(format!("{}: {error}", describe(part))),
+                Err(panic) => errors.push(format!("{}: internal error: {panic}", describe(part))),
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                errors.push(format!(
+                    "cold pass exceeded max-downtime-seconds ({}s) at {}; the unit was restarted without a complete backup",
+                    budget.as_secs(), describe(part)
+                ));
+                return (records, errors, false);
+            }
+            _ = interrupt.wait_for(|stop| *stop) => {
+                errors.push(format!("interrupted during {}", describe(part)));
+                return (records, errors, true);
+            }
+        }
+    }
+    (records, errors, false)
+}
+
+/// A unit whose running containers we stopped. Consume it with [`StoppedUnit::restart`].
+#[must_use = "a stopped unit must be restarted"]
+#[derive(Debug)]
+pub struct StoppedUnit {
+    /// Stopped containers in start order.
+    stopped: Vec<StoppedContainer>,
+    first_stop: Option<Instant>,
+}
+
+/// What restarting reported.
+#[derive(Debug, Default)]
+pub struct RestartReport {
+    /// First stop to last start.
+    pub downtime: Option<Duration>,
+    /// Containers that would not start.
+    pub errors: Vec<String>,
+    /// Unhealthy or slow containers.
+    pub warnings: Vec<String>,
+}
+
+impl StoppedUnit {
+    /// Journals, then stops the unit's running containers in reverse start order. On a failed
+    /// stop, the containers already stopped come back with the error, to be restarted.
+    pub async fn stop(
+        engine: &Engine,
+        journal: &Journal,
+        unit: &Unit,
+        timeout: u32,
+    ) -> Result<Self, (Self, String)> {
+        let now = jiff::Timestamp::now();
+        let to_stop: Vec<StoppedContainer> = unit
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.state == ContainerState::Running)
+            .map(|(rank, c)| StoppedContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                unit: unit.name.to_string(),
+                start_rank: rank,
+                recorded_at: now,
+            })
+            .collect();
+        let mut this = Self {
+            stopped: Vec::new(),
+            first_stop: None,
+        };
+        if to_stop.is_empty() {
+            return Ok(this);
+        }
+        if let Err(error) = journal.record(&to_stop) {
+            return Err((
+                this,
+                format!(
+                    "cannot write the journal {} (nothing was stopped): {error}",
+                    journal.path().display()
+                ),
+            ));
+        }
+        for container in to_stop.iter().rev() {
+            this.first_stop.get_or_insert_with(Instant::now);
+            // Recorded before the call: a stop that fails half-way may still have stopped it.
+            this.stopped.insert(0, container.clone());
+            if let Err(error) = engine.stop(&container.id, timeout).await {
+                return Err((this, format!("stopping {}: {error}", container.name)));
+            }
+            tracing::info!(container = %container.name, "stopped");
+        }
+        Ok(this)
+    }
+
+    /// Starts every container we stopped, in start order, and waits for each to be healthy.
+    pub async fn restart(
+        self,
+        engine: &Engine,
+        journal: &Journal,
+        health_timeout: Duration,
+    ) -> RestartReport {
+        let mut report = RestartReport::default();
+        let mut last_start = None;
+        for container in &self.stopped {
+            match start_and_wait(engine, container, health_timeout).await {
+                Ok(warning) => {
+                    last_start = Some(Instant::now());
+                    report.warnings.extend(warning);
+                    if let Err(error) = journal.clear(&container.id) {
+                        report
+                            .warnings
+                            .push(format!("cannot update the journal: {error}"));
+                    }
+                }
+                Err(error) => report.errors.push(error),
+            }
+        }
+        report.downtime = self
+            .first_stop
+            .zip(last_start)
+            .map(|(a, b)| b.duration_since(a));
+        report
+    }
+}
+
+/// Starts one container and waits until it runs and, with a healthcheck, is healthy. Returns a
+/// warning when it is not healthy in time.
+async fn start_and_wait(
+    engine: &Engine,
+    container: &StoppedContainer,
+    health_timeout: Duration,
+) -> Result<Option<String>, String> {
+    let name = &container.name;
+    // A start can fail transiently (the engine busy after a long stop): try a few times.
+    let mut attempt = 0;
+    loop {
+        match engine.start(&container.id).await {
+            Ok(()) => break,
+            Err(error) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(container = %name, %error, attempt, "start failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "{name} did not start: {error}; it stays in the journal and the next run \
+                     (or `kopi-docka admin restart-stopped`) starts it"
+                ));
+            }
+        }
+    }
+    tracing::info!(container = %name, "started");
+    let deadline = Instant::now() + health_timeout;
+    loop {
+        match engine.state(&container.id).await {
+            Ok(Some((true, None))) => return Ok(None),
+            Ok(Some((true, Some(health)))) if health == "healthy" => return Ok(None),
+            Ok(Some((true, Some(health)))) if Instant::now() >= deadline => {
+                return Ok(Some(format!(
+                    "{name} is {health} {}s after its start",
+                    health_timeout.as_secs()
+                )));
+            }
+            Ok(Some((false, _))) if Instant::now() >= deadline => {
+                return Ok(Some(format!("{name} was started but is not running")));
+            }
+            Ok(None) => return Err(format!("{name} disappeared after its start")),
+            Err(error) => return Err(format!("{name}: {error}")),
+            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Starts every container left in the journal by a run that died (SIGKILL, power cut). Returns
+/// the names started and the errors.
+pub async fn restart_journaled(
+    engine: &Engine,
+    journal: &Journal,
+    health_timeout: Duration,
+) -> (Vec<String>, Vec<String>) {
+    let pending = match journal.pending() {
+        Ok(pending) => pending,
+        Err(error) => {
+            return (
+                Vec::new(),
+                vec![format!("cannot read {}: {error}", journal.path().display())],
+            );
+        }
+    };
+    let mut started = Vec::new();
+    let mut errors = Vec::new();
+    for container in pending {
+        match engine.state(&container.id).await {
+            Ok(None) => {
+                tracing::warn!(container = %container.name, "journaled container no longer exists");
+                if let Err(error) = journal.clear(&container.id) {
+                    errors.push(format!("cannot update the journal: {error}"));
+                }
+                continue;
+            }
+            Ok(Some(_)) => {}
+            Err(error) => {
+                errors.push(format!("{}: {error}", container.name));
+                continue;
+            }
+        }
+        match start_and_wait(engine, &container, health_timeout).await {
+            Ok(_) => {
+                started.push(container.name.clone());
+                if let Err(error) = journal.clear(&container.id) {
+                    errors.push(format!("cannot update the journal: {error}"));
+                }
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+    (started, errors)
+}
+
+fn new_backup_id() -> BackupId {
+    let mut random = [0_u8; 2];
+    if let Err(error) = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
+    {
+        tracing::debug!(%error, "no /dev/urandom; backup id suffix from the clock");
+        random = jiff::Timestamp::now().subsec_nanosecond().to_le_bytes()[..2]
+            .try_into()
+            .unwrap_or([0, 0]);
+    }
+    BackupId::new(jiff::Timestamp::now(), u16::from_le_bytes(random))
+}
+
+/// Whether a repository error means the repository itself is in trouble (stop the run).
+pub fn is_fatal(error: &RepoError) -> bool {
+    matches!(
+        error,
+        RepoError::NotFound { .. } | RepoError::WrongPassword { .. } | RepoError::Lock(_)
+    )
+}
+
+/// The engine's own configuration files, snapshotted once per `full` run.
+pub const DOCKER_CONFIG_FILES: &[&str] = &[
+    "/etc/docker/daemon.json",
+    "/etc/systemd/system/docker.service.d",
+];
+
+/// Snapshots the engine's configuration ([`DOCKER_CONFIG_FILES`], those that exist) once per
+/// run. `Ok(None)` when none exists.
+pub async fn backup_docker_config(
+    repo: &Repo,
+    staging_dir: &Path,
+    backup_id: &BackupId,
+) -> Result<Option<SnapshotRecord>, String> {
+    let staging = staging_dir.join(format!("docker-config-{backup_id}"));
+    let copy = || -> std::io::Result<bool> {
+        let mut any = false;
+        for source in DOCKER_CONFIG_FILES.iter().map(Path::new) {
+            if !source.exists() {
+                continue;
+            }
+            any = true;
+            let dest = staging.join(source.strip_prefix("/").unwrap_or(source));
+            std::fs::create_dir_all(dest.parent().unwrap_or(&staging))?;
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(source)
+                .arg(&dest)
+                .status()?;
+            if !status.success() {
+                return Err(std::io::Error::other(format!(
+                    "cp -a {} failed",
+                    source.display()
+                )));
+            }
+        }
+        Ok(any)
+    };
+    let result = match copy() {
+        Ok(false) => Ok(None),
+        Ok(true) => {
+            let meta = SnapshotMeta {
+                unit: None,
+                part: Part::DockerConfig,
+                backup_id: backup_id.clone(),
+                scope: Scope::Full,
+            };
+            repo.snapshot(staging.clone(), meta, None)
+                .await
+                .map(|info| Some(record(info)))
+                .map_err(|e| format!("docker config: {e}"))
+        }
+        Err(error) => Err(format!("staging the docker config: {error}")),
+    };
+    if let Err(error) = std::fs::remove_dir_all(&staging)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(%error, "cannot remove the docker-config staging dir");
+    }
+    result
+}
+
+/// A new backup id (public for the once-per-run docker-config snapshot).
+pub fn run_backup_id() -> BackupId {
+    new_backup_id()
+}

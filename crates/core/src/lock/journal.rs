@@ -1,0 +1,123 @@
+//! The journal of containers kopi-docka stopped and has not started again.
+//!
+//! It is written (atomically, fsynced) BEFORE a container is stopped and cleared after it runs
+//! again. A process killed with SIGKILL or a power cut leaves it behind; the next run starts
+//! those containers first. A journal entry for a container that already runs is harmless:
+//! starting a running container does nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One container we are about to stop or have stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoppedContainer {
+    /// Container id.
+    pub id: String,
+    /// Container name, for messages.
+    pub name: String,
+    /// The unit it belongs to.
+    pub unit: String,
+    /// Position in the unit's start order (dependencies first).
+    pub start_rank: usize,
+    /// When the entry was written.
+    pub recorded_at: jiff::Timestamp,
+}
+
+/// The journal file.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// The journal in `state_dir`.
+    pub fn in_dir(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join("stopped-containers.json"),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every entry, in start order. A missing journal is an empty one.
+    pub fn pending(&self) -> std::io::Result<Vec<StoppedContainer>> {
+        let mut entries: Vec<StoppedContainer> = match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        entries.sort_by(|a, b| (&a.unit, a.start_rank).cmp(&(&b.unit, b.start_rank)));
+        Ok(entries)
+    }
+
+    /// Adds entries (durably) before the containers are stopped.
+    pub fn record(&self, new: &[StoppedContainer]) -> std::io::Result<()> {
+        let mut entries = self.pending()?;
+        entries.retain(|e| !new.iter().any(|n| n.id == e.id));
+        entries.extend_from_slice(new);
+        self.write(&entries)
+    }
+
+    /// Removes the entry of a container that runs again.
+    pub fn clear(&self, id: &str) -> std::io::Result<()> {
+        let mut entries = self.pending()?;
+        let before = entries.len();
+        entries.retain(|e| e.id != id);
+        if entries.len() == before {
+            Ok(())
+        } else {
+            self.write(&entries)
+        }
+    }
+
+    fn write(&self, entries: &[StoppedContainer]) -> std::io::Result<()> {
+        if entries.is_empty() {
+            return match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        if let Some(dir) = self.path.parent() {
+            crate::durable::create_dir_all(dir, 0o700)?;
+        }
+        let json = serde_json::to_vec_pretty(entries).map_err(std::io::Error::other)?;
+        crate::durable::write_file(&self.path, &json, 0o600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, rank: usize) -> StoppedContainer {
+        StoppedContainer {
+            id: id.into(),
+            name: format!("c-{id}"),
+            unit: "u".into(),
+            start_rank: rank,
+            recorded_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn record_clear_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::in_dir(&dir.path().join("state"));
+        assert!(journal.pending().unwrap().is_empty());
+        journal.record(&[entry("b", 1), entry("a", 0)]).unwrap();
+        let ids: Vec<_> = journal
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        journal.clear("a").unwrap();
+        journal.clear("b").unwrap();
+        assert!(!journal.path().exists(), "an empty journal leaves no file");
+    }
+}
