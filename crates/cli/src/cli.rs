@@ -87,6 +87,10 @@ pub enum AdminCommand {
 
 /// `kopi-docka backup`
 #[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct BackupArgs {
     /// Back up only this unit (repeatable); default: all units
     #[arg(long = "unit", value_name = "NAME")]
@@ -100,6 +104,9 @@ pub struct BackupArgs {
     /// Show what would be stopped and backed up; touch nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// When another run is going on, wait for it instead of exiting with code 11
+    #[arg(long)]
+    pub wait: bool,
     /// Print JSON on stdout instead of text
     #[arg(long)]
     pub json: bool,

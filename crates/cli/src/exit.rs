@@ -20,7 +20,7 @@ pub enum ExitCode {
     Partial = 3,
     /// No repository at the location (restic uses the same code).
     NoRepository = 10,
-    /// The repository is locked by another kopi-docka process (restic: 11).
+    /// Another kopi-docka process holds the run or repository lock (restic: 11).
     Locked = 11,
     /// Wrong repository password (restic: 12).
     WrongPassword = 12,
@@ -40,7 +40,7 @@ Exit codes:
   2    usage or configuration error; nothing was done
   3    partial: some units succeeded, some failed
   10   no repository at the configured location
-  11   the repository is in use by another kopi-docka process
+  11   another kopi-docka process is running (a backup, or one using the repository)
   12   wrong repository password
   130  interrupted (SIGINT/SIGTERM); never a success";
 
@@ -54,6 +54,12 @@ impl ExitCode {
                     .is_some()
             {
                 return Self::Usage;
+            }
+            if cause
+                .downcast_ref::<kopi_docka_core::lock::LockError>()
+                .is_some_and(|e| matches!(e, kopi_docka_core::lock::LockError::Busy { .. }))
+            {
+                return Self::Locked;
             }
             if let Some(repo) = cause.downcast_ref::<RepoError>() {
                 return match repo {

@@ -57,6 +57,22 @@ impl Env {
             .args(args);
         cmd
     }
+    /// The binary in the background.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(assert_cmd::cargo::cargo_bin("kopi-docka"))
+            .arg("--config")
+            .arg(self.path("config.toml"))
+            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
+            .env_remove("KOPI_DOCKA_CONFIG")
+            .env_remove("DOCKER_HOST")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Restores a snapshot with restic (not with kopi-docka) and returns its content dir.
     fn restic_restore(&self, snapshot: &Value) -> PathBuf {
         let target = self.path(&format!("restic-{}", snapshot["id"].as_str().unwrap()));
@@ -133,6 +149,10 @@ fn backup_snapshots_everything_and_restarts_in_order() {
         vec!["recipe", "networks", "volume", "volume", "bind"],
         "{s}"
     );
+    // The cold pass after the warm pass read no file again: nothing changed in between.
+    for snap in &s["snapshots"].as_array().unwrap()[2..] {
+        assert_eq!(snap["files_read"], 0, "cold pass re-read files: {snap}");
+    }
     let i = units.iter().find(|u| u["name"] == idle.as_str()).unwrap();
     assert_eq!(i["status"], "success");
     assert!(
@@ -269,26 +289,14 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
     ]));
     fill_random(&mountpoint.join("big.bin"), 400 << 20);
 
-    let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(env.path("config.toml"))
-        .env("KOPI_DOCKA_STATE_DIR", env.path("state"))
-        .env("KOPI_DOCKA_CACHE_DIR", env.path("cache"))
-        .env_remove("KOPI_DOCKA_CONFIG")
-        .env_remove("DOCKER_HOST")
-        .args([
-            "backup",
-            "--unit",
-            &name,
-            "--no-warm-pass",
-            "--scope",
-            "minimal",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn(&[
+        "backup",
+        "--unit",
+        &name,
+        "--no-warm-pass",
+        "--scope",
+        "minimal",
+    ]);
     let deadline = Instant::now() + Duration::from_mins(1);
     while running(&name) {
         assert!(Instant::now() < deadline, "the container was never stopped");
@@ -334,6 +342,87 @@ fn check_recipe_and_networks(env: &Env, snaps: &[Value], stack: &str, web: &str)
     let networks = snaps.iter().find(|x| x["type"] == "networks").unwrap();
     let nets = std::fs::read_to_string(env.restic_restore(networks).join("networks.json")).unwrap();
     assert!(nets.contains(&format!("{stack}_backend")) && nets.contains("\"Driver\""));
+}
+
+/// Two runs never overlap: a second one exits with code 11 and stops nothing; with `--wait` it
+/// runs after the first.
+#[test]
+fn concurrent_backups_never_overlap() {
+    if !support::docker_tests_enabled("concurrent_backups_never_overlap") {
+        return;
+    }
+    let env = Env::new();
+    let name = format!("{}-slow", env.prefix);
+    let volume = format!("{name}-data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let mountpoint = PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        &volume,
+    ]));
+    fill_random(&mountpoint.join("big.bin"), 300 << 20);
+    let other = format!("{}-other", env.prefix);
+    docker(&["run", "-d", "--name", &other, IMAGE, "sh", "-c", IDLE]);
+
+    let first = env.spawn(&[
+        "backup",
+        "--unit",
+        &name,
+        "--no-warm-pass",
+        "--scope",
+        "minimal",
+    ]);
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while running(&name) {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never stopped its unit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other_started = inspect(&other, "{{.State.StartedAt}}");
+    env.cmd(&["backup", "--unit", &other])
+        .assert()
+        .code(11)
+        .stderr(predicates::str::contains("another kopi-docka process"));
+    assert_eq!(
+        inspect(&other, "{{.State.StartedAt}}"),
+        other_started,
+        "the refused run stopped nothing"
+    );
+    assert!(
+        !running(&name),
+        "the refused run did not restart the first run's container"
+    );
+    let waiting = env.spawn(&["backup", "--unit", &other, "--wait"]);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let waiting = waiting.wait_with_output().unwrap();
+    assert_eq!(
+        waiting.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&waiting.stderr)
+    );
+    assert!(running(&name) && running(&other));
 }
 
 fn fill_random(path: &Path, bytes: usize) {

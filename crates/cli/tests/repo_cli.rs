@@ -182,7 +182,7 @@ fn init_never_overwrites_and_exit_codes_name_the_problem() {
         .assert()
         .code(11)
         .stderr(predicate::str::contains(
-            "in use by another kopi-docka process",
+            "another kopi-docka process is using this",
         ));
     drop(lock);
     env.cmd(&["admin", "repo", "status"]).assert().success();

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use kopi_docka_core::backup::{self, BackupSettings, UnitReport, UnitStatus};
 use kopi_docka_core::docker::Engine;
-use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::lock::journal::Journal;
+use kopi_docka_core::lock::{Lock, LockError, LockMode, RUN_LOCK};
 use kopi_docka_core::repo::{Repo, RepoSettings, Scope};
 use kopi_docka_core::unit::{self, ContainerState, MountRules, Unit};
 use serde::Serialize;
@@ -52,6 +52,14 @@ pub async fn run(
     settings.warm_pass &= !args.no_warm_pass;
 
     let engine = Engine::connect(loaded.docker_host()?).await?;
+    crate::signals::install_once();
+    let interrupt = crate::signals::subscribe();
+    // Held for the whole run: the journal and the containers are ours alone.
+    let _run_lock = if args.dry_run {
+        None
+    } else {
+        Some(run_lock(&loaded.env.state_dir(), args.wait, &interrupt).await?)
+    };
     let journal = Journal::in_dir(&loaded.env.state_dir());
     // A run killed with SIGKILL or a power cut left containers stopped: they come first.
     let (restarted, journal_errors) = if args.dry_run {
@@ -138,6 +146,24 @@ fn exit_code(report: &RunReport, interrupted: bool) -> ExitCode {
         ExitCode::Failed
     } else {
         ExitCode::Partial
+    }
+}
+
+/// Takes the run lock, waiting for it with `wait` (until interrupted).
+async fn run_lock(
+    state_dir: &std::path::Path,
+    wait: bool,
+    interrupt: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Lock> {
+    let dir = state_dir.join("locks");
+    loop {
+        match Lock::try_acquire(&dir, RUN_LOCK, LockMode::Exclusive) {
+            Err(LockError::Busy { .. }) if wait && !*interrupt.borrow() => {
+                tracing::info!("another kopi-docka run is going on; waiting for it");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
@@ -277,6 +303,12 @@ fn render_report(report: &RunReport) -> String {
 pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = super::load_config(global)?;
     let engine = Engine::connect(loaded.docker_host()?).await?;
+    let _run_lock = Lock::try_acquire(
+        &loaded.env.state_dir().join("locks"),
+        RUN_LOCK,
+        LockMode::Exclusive,
+    )
+    .context("a backup is running; it starts the containers it stopped itself")?;
     let journal = Journal::in_dir(&loaded.env.state_dir());
     let health = Duration::from_secs(u64::from(loaded.config.backup.health_timeout_seconds));
     let (started, errors) = backup::restart_journaled(&engine, &journal, health).await;

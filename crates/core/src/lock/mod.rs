@@ -37,8 +37,8 @@ pub struct Lock {
 pub enum LockError {
     /// Another process holds it.
     #[error(
-        "the repository is in use by another kopi-docka process{holder}; try again when it has \
-         finished (lock file {path})",
+        "another kopi-docka process is using this{holder}; try again when it has finished \
+         (lock file {path})",
         holder = holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
     )]
     Busy {
@@ -106,6 +106,10 @@ impl Lock {
         &self.path
     }
 }
+
+/// The lock every run that stops or starts containers holds (backup, restart-stopped), so two
+/// runs never touch the same containers or the journal at once.
+pub const RUN_LOCK: &str = "run";
 
 /// A file-name-safe key for a repository location (FNV-1a, stable across versions).
 pub fn key_for(location: &str) -> String {
