@@ -47,6 +47,14 @@ impl Printer {
         Ok(())
     }
 
+    /// Writes a notice the user must see (not a result) on stderr.
+    pub fn notice(&self, text: &str) {
+        let mut stderr = self.stderr.lock();
+        if let Err(error) = writeln!(stderr, "{text}") {
+            tracing::debug!(%error, "stderr closed");
+        }
+    }
+
     /// Writes the error that ended the command, with its causes, on stderr.
     pub fn error(&self, error: &anyhow::Error) {
         let mut text = format!("error: {error}");

@@ -277,3 +277,78 @@ fn check_exits_non_zero_on_a_corrupted_pack() {
         "check never modifies the repository"
     );
 }
+
+/// With no config anywhere, the first `backup` creates the default config, a random password
+/// file (0600) and the repository, and says so. Run as `nobody` with its own XDG directories
+/// so the test never touches /etc; the engine is unreachable on purpose, after the set-up.
+#[test]
+fn first_backup_without_config_sets_everything_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let home = dir.path();
+    let run = || {
+        let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
+        let root =
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+        let mut cmd = if root {
+            let mut cmd = assert_cmd::Command::new("setpriv");
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&bin);
+            cmd
+        } else {
+            assert_cmd::Command::new(&bin)
+        };
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/no-engine.sock", home.display()),
+            )
+            .arg("backup")
+            .assert()
+            .code(1)
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("FIRST RUN: created"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the container engine"),
+        "{stderr}"
+    );
+    let config = home.join("config/kopi-docka/config.toml");
+    let password = home.join("config/kopi-docka/repository.password");
+    assert_eq!(mode(&config), 0o600);
+    assert_eq!(mode(&password), 0o600);
+    assert!(std::fs::read_to_string(&config).unwrap().contains(&format!(
+        "location = \"{}\"",
+        home.join("data/kopi-docka/repository").display()
+    )));
+    assert!(
+        home.join("data/kopi-docka/repository/config").is_file(),
+        "repository initialised"
+    );
+    let before = std::fs::read_to_string(&config).unwrap();
+    let before_password = std::fs::read_to_string(&password).unwrap();
+    // A second run finds the config and changes nothing.
+    let again = run();
+    assert!(!String::from_utf8_lossy(&again.get_output().stderr).contains("FIRST RUN"));
+    assert_eq!(std::fs::read_to_string(&password).unwrap(), before_password);
+    let out = std::process::Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(home.join("data/kopi-docka/repository"))
+        .arg("--password-file")
+        .arg(&password)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restic opens it with the generated password"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+}

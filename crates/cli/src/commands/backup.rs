@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use kopi_docka_core::backup::{self, BackupSettings, UnitReport, UnitStatus};
+use kopi_docka_core::config::{self, LoadedConfig};
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::lock::journal::Journal;
 use kopi_docka_core::lock::{Lock, LockError, LockMode, RUN_LOCK};
-use kopi_docka_core::repo::{Repo, RepoSettings, Scope};
+use kopi_docka_core::repo::{Password, Repo, RepoError, RepoSettings, Scope, write_password_file};
 use kopi_docka_core::unit::{self, ContainerState, MountRules, Unit};
 use serde::Serialize;
 
@@ -36,7 +37,10 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let started_at = jiff::Timestamp::now();
-    let loaded = super::load_config(global)?;
+    let mut loaded = super::load_config(global)?;
+    if loaded.path.is_none() && !args.dry_run {
+        loaded = first_run(loaded, printer).await?;
+    }
     let repo_settings = RepoSettings::from_config(&loaded)?;
     let mut settings = BackupSettings::from_config(
         &loaded.config.backup,
@@ -147,6 +151,46 @@ fn exit_code(report: &RunReport, interrupted: bool) -> ExitCode {
     } else {
         ExitCode::Partial
     }
+}
+
+/// No config anywhere: create the default one (local repository, random 256-bit password in a
+/// 0600 file beside it), initialise the repository, and say so loudly.
+async fn first_run(loaded: LoadedConfig, printer: &Printer) -> anyhow::Result<LoadedConfig> {
+    let config_path = loaded.env.default_config_path();
+    let dir = config_path.parent().unwrap_or(std::path::Path::new("/"));
+    let password_path = dir.join("repository.password");
+    let repository = loaded.env.default_repository();
+    kopi_docka_core::durable::create_dir_all(dir, 0o700)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    if !password_path.exists() {
+        let password = Password::generate().context("generating a password")?;
+        write_password_file(&password_path, &password)
+            .with_context(|| format!("writing {}", password_path.display()))?;
+    }
+    let text = format!(
+        "# Created by the first `kopi-docka backup`. Every key: docs/configuration.md\n\
+         [repository]\nlocation = \"{}\"\npassword-file = \"repository.password\"\n",
+        repository.display()
+    );
+    kopi_docka_core::durable::write_file(&config_path, text.as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let loaded = config::load(Some(&config_path), loaded.env)?;
+    let settings = RepoSettings::from_config(&loaded)?;
+    match Repo::init(settings, Arc::new(CliProgress::new())).await {
+        Ok(_) | Err(RepoError::AlreadyExists { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    printer.notice(&format!(
+        "FIRST RUN: created {config}\n\
+         \x20 repository: {repo}\n\
+         \x20 password:   {pw} (random, 256 bits)\n\
+         Without that password nobody can read these backups. Keep a copy somewhere else now\n\
+         (a password manager, or a disaster-recovery bundle once that command exists).",
+        config = config_path.display(),
+        repo = repository.display(),
+        pw = password_path.display(),
+    ));
+    Ok(loaded)
 }
 
 /// Takes the run lock, waiting for it with `wait` (until interrupted).
