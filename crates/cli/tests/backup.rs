@@ -76,20 +76,14 @@ impl Env {
     /// Restores a snapshot with restic (not with kopi-docka) and returns its content dir.
     fn restic_restore(&self, snapshot: &Value) -> PathBuf {
         let target = self.path(&format!("restic-{}", snapshot["id"].as_str().unwrap()));
-        let out = Command::new("restic")
-            .args(["--no-cache", "-r"])
-            .arg(self.path("repo"))
-            .arg("--password-file")
-            .arg(self.path("password"))
-            .args(["restore", snapshot["id"].as_str().unwrap(), "--target"])
-            .arg(&target)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let id = snapshot["id"].as_str().unwrap();
+        let args = [
+            std::ffi::OsStr::new("restore"),
+            id.as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ];
+        support::restic(&self.path("repo"), &self.path("password"), args);
         target.join(snapshot["path"].as_str().unwrap().trim_start_matches('/'))
     }
 }
@@ -265,29 +259,7 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
         return;
     }
     let env = Env::new();
-    let name = format!("{}-busy", env.prefix);
-    let volume = format!("{name}-data");
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "-v",
-        &format!("{volume}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        IDLE,
-    ]);
-    // Enough incompressible data that the cold pass (no warm pass) takes a while.
-    let mountpoint = PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "--format",
-        "{{.Mountpoint}}",
-        &volume,
-    ]));
-    fill_random(&mountpoint.join("big.bin"), 400 << 20);
+    let name = busy_container(&env, "busy", 400);
 
     let mut child = env.spawn(&[
         "backup",
@@ -352,28 +324,7 @@ fn concurrent_backups_never_overlap() {
         return;
     }
     let env = Env::new();
-    let name = format!("{}-slow", env.prefix);
-    let volume = format!("{name}-data");
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "-v",
-        &format!("{volume}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        IDLE,
-    ]);
-    let mountpoint = PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "--format",
-        "{{.Mountpoint}}",
-        &volume,
-    ]));
-    fill_random(&mountpoint.join("big.bin"), 300 << 20);
+    let name = busy_container(&env, "slow", 300);
     let other = format!("{}-other", env.prefix);
     docker(&["run", "-d", "--name", &other, IMAGE, "sh", "-c", IDLE]);
 
@@ -423,6 +374,34 @@ fn concurrent_backups_never_overlap() {
         String::from_utf8_lossy(&waiting.stderr)
     );
     assert!(running(&name) && running(&other));
+}
+
+/// A running container whose volume holds `mib` MiB of incompressible data, so that a cold pass
+/// without warm pass takes a while.
+fn busy_container(env: &Env, suffix: &str, mib: usize) -> String {
+    let name = format!("{}-{suffix}", env.prefix);
+    let volume = format!("{name}-data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let mountpoint = PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        &volume,
+    ]));
+    fill_random(&mountpoint.join("big.bin"), mib << 20);
+    name
 }
 
 fn fill_random(path: &Path, bytes: usize) {

@@ -113,19 +113,7 @@ fn init_status_stats_check_and_snapshots() {
         .success();
 
     // restic reads what we created, with the password file we generated.
-    let out = std::process::Command::new("restic")
-        .args(["--no-cache", "-r"])
-        .arg(env.repo())
-        .arg("--password-file")
-        .arg(env.password_file())
-        .arg("check")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::restic(&env.repo(), &env.password_file(), ["check"]);
 }
 
 #[test]
@@ -231,19 +219,10 @@ fn check_exits_non_zero_on_a_corrupted_pack() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0])
         .collect();
     std::fs::write(data.join("noise.bin"), noise).unwrap();
-    let out = std::process::Command::new("restic")
-        .args(["--no-cache", "-r"])
-        .arg(env.repo())
-        .arg("--password-file")
-        .arg(env.password_file())
-        .arg("backup")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::restic(
+        &env.repo(),
+        &env.password_file(),
+        [std::ffi::OsStr::new("backup"), data.as_os_str()],
     );
     env.cmd(&["admin", "repo", "check", "--read-data-subset", "100"])
         .assert()
@@ -338,17 +317,11 @@ fn first_backup_without_config_sets_everything_up() {
     let again = run();
     assert!(!String::from_utf8_lossy(&again.get_output().stderr).contains("FIRST RUN"));
     assert_eq!(std::fs::read_to_string(&password).unwrap(), before_password);
-    let out = std::process::Command::new("restic")
-        .args(["--no-cache", "-r"])
-        .arg(home.join("data/kopi-docka/repository"))
-        .arg("--password-file")
-        .arg(&password)
-        .arg("snapshots")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "restic opens it with the generated password"
+    // restic opens it with the generated password.
+    support::restic(
+        &home.join("data/kopi-docka/repository"),
+        &password,
+        ["snapshots"],
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
 }

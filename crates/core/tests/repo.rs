@@ -67,13 +67,22 @@ impl Fixture {
     }
 
     fn restic(&self, args: &[&str]) -> std::process::Output {
-        Command::new("restic")
-            .args(["--no-cache", "-r"])
+        self.restic_with_path(args, None)
+    }
+
+    /// restic with `args`, then `path` (a backup source or restore target) when given; panics
+    /// when it cannot run, returns its output either way.
+    fn restic_with_path(&self, args: &[&str], path: Option<&Path>) -> std::process::Output {
+        let mut cmd = Command::new("restic");
+        cmd.args(["--no-cache", "-r"])
             .arg(self.repo_dir())
             .arg("--password-file")
             .arg(self.path("password"))
-            .args(args)
-            .output()
+            .args(args);
+        if let Some(path) = path {
+            cmd.arg(path);
+        }
+        cmd.output()
             .expect("restic is installed (scripts/test.sh installs it)")
     }
 }
@@ -150,15 +159,7 @@ async fn rich_tree_round_trips_through_our_restore_and_restic() {
     );
     // restic 0.14 has no `id:path` syntax: restore the snapshot and look under its path.
     let theirs_root = fx.path("restored-restic");
-    let out = Command::new("restic")
-        .args(["--no-cache", "-r"])
-        .arg(fx.repo_dir())
-        .arg("--password-file")
-        .arg(fx.path("password"))
-        .args(["restore", &snap.id, "--target"])
-        .arg(&theirs_root)
-        .output()
-        .unwrap();
+    let out = fx.restic_with_path(&["restore", &snap.id, "--target"], Some(&theirs_root));
     assert!(
         out.status.success(),
         "restic restore: {}",
@@ -201,15 +202,10 @@ async fn we_read_a_repository_written_by_restic() {
     let data = fx.path("data");
     std::fs::create_dir_all(data.join("sub")).unwrap();
     std::fs::write(data.join("sub/file.txt"), "written by restic\n").unwrap();
-    let out = Command::new("restic")
-        .args(["--no-cache", "-r"])
-        .arg(fx.repo_dir())
-        .arg("--password-file")
-        .arg(fx.path("password"))
-        .args(["backup", "--tag", "foreign", "--host", "other"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = fx.restic_with_path(
+        &["backup", "--tag", "foreign", "--host", "other"],
+        Some(&data),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -355,15 +351,10 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
     .unwrap();
     drop(repo);
     // A foreign snapshot in the same repository, far older than any policy keeps.
-    let out = Command::new("restic")
-        .args(["--no-cache", "-r"])
-        .arg(fx.repo_dir())
-        .arg("--password-file")
-        .arg(fx.path("password"))
-        .args(["backup", "--host", "kdtest-host", "--tag", "manual"])
-        .arg(&source)
-        .output()
-        .unwrap();
+    let out = fx.restic_with_path(
+        &["backup", "--host", "kdtest-host", "--tag", "manual"],
+        Some(&source),
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -179,3 +179,17 @@ pub fn copy_fixture(name: &str, dest: &Path) {
         .arg(format!("{}/.", src.display()))
         .arg(dest));
 }
+
+/// Runs Debian's `restic` on a repository (no cache) and panics with its stderr on failure.
+pub fn restic<I, S>(repo: &Path, password_file: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    run(Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password_file)
+        .args(args))
+}
