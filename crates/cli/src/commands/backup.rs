@@ -105,7 +105,7 @@ pub async fn run(
             .push(backup::backup_unit(&engine, &repo, &journal, unit, &settings, &interrupt).await);
     }
     let docker_config = if settings.scope == Scope::Full && !*interrupt.borrow() {
-        let id = backup::run_backup_id();
+        let id = backup::new_backup_id();
         match backup::backup_docker_config(&repo, &settings.staging_dir, &id).await {
             Ok(record) => record,
             Err(error) => {

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::config::BackupConfig;
 use crate::docker::Engine;
 use crate::lock::journal::{Journal, StoppedContainer};
-use crate::repo::{BackupId, Part, Repo, RepoError, Scope, SnapshotMeta, UnitRef};
+use crate::repo::{BackupId, Part, Repo, Scope, SnapshotMeta, UnitRef};
 use crate::unit::{ContainerState, Coverage, CoverageSummary, Unit, UnitKind};
 
 /// Settings of one backup run.
@@ -608,7 +608,8 @@ pub async fn restart_journaled(
     (started, errors)
 }
 
-fn new_backup_id() -> BackupId {
+/// A new backup id: the time now plus 16 random bits.
+pub fn new_backup_id() -> BackupId {
     let mut random = [0_u8; 2];
     if let Err(error) = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
@@ -619,14 +620,6 @@ fn new_backup_id() -> BackupId {
             .unwrap_or([0, 0]);
     }
     BackupId::new(jiff::Timestamp::now(), u16::from_le_bytes(random))
-}
-
-/// Whether a repository error means the repository itself is in trouble (stop the run).
-pub fn is_fatal(error: &RepoError) -> bool {
-    matches!(
-        error,
-        RepoError::NotFound { .. } | RepoError::WrongPassword { .. } | RepoError::Lock(_)
-    )
 }
 
 /// The engine's own configuration files, snapshotted once per `full` run.
@@ -688,9 +681,4 @@ pub async fn backup_docker_config(
         tracing::warn!(%error, "cannot remove the docker-config staging dir");
     }
     result
-}
-
-/// A new backup id (public for the once-per-run docker-config snapshot).
-pub fn run_backup_id() -> BackupId {
-    new_backup_id()
 }
