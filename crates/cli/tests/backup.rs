@@ -27,6 +27,11 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// An environment whose config has `extra` TOML after the `[repository]` table.
+    fn with_config(extra: &str) -> Self {
         let prefix = support::unique_prefix();
         let dir = tempfile::tempdir().unwrap();
         let env = Self {
@@ -37,7 +42,7 @@ impl Env {
         std::fs::write(
             env.path("config.toml"),
             format!(
-                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n",
+                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n{extra}",
                 env.path("repo").display()
             ),
         )
@@ -374,6 +379,139 @@ fn concurrent_backups_never_overlap() {
         String::from_utf8_lossy(&waiting.stderr)
     );
     assert!(running(&name) && running(&other));
+}
+
+/// An executable hook script (mode 0755) in `dir`.
+fn hook_script(dir: &Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+/// `[hooks]` with `record global` at every point; `good` adds `record unit` before its stop;
+/// `bad` has a failing pre-backup hook.
+fn hook_config(record: &str, fail: &str, good: &str, bad: &str) -> String {
+    let points = [
+        "pre-backup",
+        "pre-stop",
+        "post-stop",
+        "pre-start",
+        "post-start",
+        "post-backup",
+    ];
+    let mut lines = vec!["[hooks]".to_owned()];
+    lines.extend(
+        points
+            .iter()
+            .map(|p| format!("{p} = [\"{record}\", \"global\"]")),
+    );
+    lines.push(format!(
+        "[units.\"{good}\".hooks]\npre-stop = [\"{record}\", \"unit\"]"
+    ));
+    lines.push(format!(
+        "[units.\"{bad}\".hooks]\npre-backup = [\"{fail}\"]"
+    ));
+    lines.join("\n") + "\n"
+}
+
+/// Hooks run at their points, global before unit ones, with the unit and backup id; a failing
+/// pre-backup hook leaves the unit untouched.
+#[test]
+fn hooks_run_in_order_and_a_failing_pre_backup_hook_stops_nothing() {
+    if !support::docker_tests_enabled(
+        "hooks_run_in_order_and_a_failing_pre_backup_hook_stops_nothing",
+    ) {
+        return;
+    }
+    let scripts = tempfile::tempdir().unwrap();
+    let log = scripts.path().join("hooks.log");
+    let record = hook_script(
+        scripts.path(),
+        "record",
+        &format!(
+            "echo \"$KOPI_DOCKA_HOOK $1 $KOPI_DOCKA_UNIT $KOPI_DOCKA_STATUS\" >> {}",
+            log.display()
+        ),
+    );
+    let fail = hook_script(
+        scripts.path(),
+        "fail",
+        "echo 'database dump failed' >&2; exit 3",
+    );
+    let prefix = support::unique_prefix();
+    let (good, bad) = (format!("{prefix}-good"), format!("{prefix}-bad"));
+    let extra = hook_config(&record, &fail, &good, &bad);
+    let mut env = Env::with_config(&extra);
+    env.resources = DockerResources::new(&prefix);
+    env.prefix = prefix;
+    docker(&["run", "-d", "--name", &good, IMAGE, "sh", "-c", IDLE]);
+    docker(&["run", "-d", "--name", &bad, IMAGE, "sh", "-c", IDLE]);
+    let bad_started = inspect(&bad, "{{.State.StartedAt}}");
+
+    let out = env
+        .cmd(&["backup", "--unit", &good, "--unit", &bad, "--json"])
+        .assert()
+        .code(3);
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let unit = |name: &str| {
+        report["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(unit(&good)["status"], "success");
+    assert_eq!(unit(&bad)["status"], "failed");
+    let errors = unit(&bad)["errors"].to_string();
+    assert!(
+        errors.contains("database dump failed") && errors.contains("not touched"),
+        "{errors}"
+    );
+    assert_eq!(
+        inspect(&bad, "{{.State.StartedAt}}"),
+        bad_started,
+        "the failing unit was never stopped"
+    );
+    assert!(running(&good) && running(&bad));
+
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let good_lines: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(&good))
+        .map(String::as_str)
+        .collect();
+    let expected = [
+        format!("pre-backup global {good} "),
+        format!("pre-stop global {good} "),
+        format!("pre-stop unit {good} "),
+        format!("post-stop global {good} "),
+        format!("pre-start global {good} "),
+        format!("post-start global {good} "),
+        format!("post-backup global {good} success"),
+    ];
+    assert_eq!(
+        good_lines,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let bad_lines: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(&bad))
+        .map(String::as_str)
+        .collect();
+    let only = format!("pre-backup global {bad} ");
+    assert_eq!(
+        bad_lines,
+        vec![only.as_str()],
+        "the global pre-backup ran, the unit's failed, then nothing"
+    );
 }
 
 /// A running container whose volume holds `mib` MiB of incompressible data, so that a cold pass

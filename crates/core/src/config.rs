@@ -35,6 +35,67 @@ pub struct Config {
     /// How units are backed up.
     #[serde(default)]
     pub backup: BackupConfig,
+    /// Commands run at fixed points of every unit's backup.
+    #[serde(default)]
+    pub hooks: HookSet,
+    /// Settings of single units, by unit name (`[units.nextcloud.hooks]`).
+    #[serde(default)]
+    pub units: std::collections::BTreeMap<String, UnitConfig>,
+}
+
+impl HookSet {
+    /// Every configured point with its argv, in run order.
+    pub fn points(&self) -> [(&'static str, Option<&Argv>); 6] {
+        [
+            ("pre-backup", self.pre_backup.as_ref()),
+            ("pre-stop", self.pre_stop.as_ref()),
+            ("post-stop", self.post_stop.as_ref()),
+            ("pre-start", self.pre_start.as_ref()),
+            ("post-start", self.post_start.as_ref()),
+            ("post-backup", self.post_backup.as_ref()),
+        ]
+    }
+
+    fn invalid(&self) -> Option<String> {
+        self.points().into_iter().find_map(|(point, argv)| match argv.map(Vec::as_slice) {
+            Some([]) => Some(format!("{point} is empty; give [\"/absolute/program\", \"args\"...]")),
+            Some([program, ..]) if !program.starts_with('/') => Some(format!(
+                "{point}: `{program}` is not an absolute path (hooks run without a shell or PATH lookup)"
+            )),
+            _ => None,
+        })
+    }
+}
+
+/// `[units.<name>]`: settings of one unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UnitConfig {
+    /// Hooks of this unit; they run after the global ones of the same point.
+    #[serde(default)]
+    pub hooks: HookSet,
+}
+
+/// A command as an argv array: no shell, no interpolation. The program must be an absolute
+/// path to a file that only its owner (root or the user running kopi-docka) may change.
+pub type Argv = Vec<String>;
+
+/// Commands for each hook point (`[hooks]` globally, `[units.<name>.hooks]` per unit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HookSet {
+    /// Before anything else; failing aborts the unit (nothing is stopped).
+    pub pre_backup: Option<Argv>,
+    /// After the warm pass, before stopping; failing aborts the unit (nothing is stopped).
+    pub pre_stop: Option<Argv>,
+    /// After stopping, before the cold pass (e.g. unmount, flush).
+    pub post_stop: Option<Argv>,
+    /// After the cold pass, before starting (the unit is started whatever it returns).
+    pub pre_start: Option<Argv>,
+    /// After the unit runs again.
+    pub post_start: Option<Argv>,
+    /// At the very end; `KOPI_DOCKA_STATUS` says how it went.
+    pub post_backup: Option<Argv>,
 }
 
 /// `[backup]`: how units are backed up.
@@ -50,6 +111,8 @@ pub struct BackupConfig {
     pub stop_timeout_seconds: u32,
     /// Seconds to wait for a restarted container to become healthy (a warning, not a failure).
     pub health_timeout_seconds: u32,
+    /// Seconds a hook may run before it is killed (and counts as failed).
+    pub hook_timeout_seconds: u32,
     /// Longest a unit may stay down: past it the cold pass is abandoned, the unit restarted and
     /// the backup reported failed. A hung repository never keeps a unit down.
     pub max_downtime_seconds: u32,
@@ -63,6 +126,7 @@ impl Default for BackupConfig {
             stop_timeout_seconds: 30,
             health_timeout_seconds: 120,
             max_downtime_seconds: 1800,
+            hook_timeout_seconds: 300,
         }
     }
 }
@@ -770,6 +834,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message: "[repository] sets both password-file and password-command; keep one".into(),
         });
     }
+    for (owner, set) in std::iter::once(("[hooks]".to_owned(), &config.hooks)).chain(
+        config
+            .units
+            .iter()
+            .map(|(name, unit)| (format!("[units.\"{name}\".hooks]"), &unit.hooks)),
+    ) {
+        if let Some(message) = set.invalid() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("{owner} {message}"),
+            });
+        }
+    }
     if !config.retention.keeps_newest() {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -868,6 +945,27 @@ mod tests {
             matches!(bad, Err(ConfigError::Parse { line: 2, .. })),
             "{bad:?}"
         );
+    }
+
+    #[test]
+    fn hooks_need_an_absolute_program() {
+        let ok = "[hooks]\npre-stop = [\"/usr/local/bin/dump\", \"--fast\"]\n\
+                  [units.web.hooks]\npost-start = [\"/bin/true\"]\n";
+        let cfg = parse(ok, Path::new("/c.toml")).unwrap();
+        assert_eq!(
+            cfg.units["web"].hooks.post_start.as_deref(),
+            Some(&["/bin/true".to_owned()][..])
+        );
+        let relative = "[units.web.hooks]\npre-backup = [\"dump.sh\"]\n";
+        let err = parse(relative, Path::new("/c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[units.\"web\".hooks] pre-backup") && err.contains("absolute"),
+            "{err}"
+        );
+        let empty = parse("[hooks]\npost-backup = []\n", Path::new("/c.toml"));
+        assert!(matches!(empty, Err(ConfigError::Invalid { .. })));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod config;
 pub mod docker;
 pub mod durable;
+pub mod hooks;
 pub mod lock;
 pub mod progress;
 pub mod repo;

@@ -42,10 +42,8 @@ pub async fn run(
         loaded = first_run(loaded, printer).await?;
     }
     let repo_settings = RepoSettings::from_config(&loaded)?;
-    let mut settings = BackupSettings::from_config(
-        &loaded.config.backup,
-        loaded.env.cache_dir().join("staging"),
-    );
+    let mut settings =
+        BackupSettings::from_config(&loaded.config, loaded.env.cache_dir().join("staging"));
     if let Some(scope) = args.scope {
         settings.scope = match scope {
             ScopeArg::Minimal => Scope::Minimal,

@@ -24,8 +24,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::BackupConfig;
+use std::collections::BTreeMap;
+
+use crate::config::{Config, HookSet};
 use crate::docker::Engine;
+use crate::hooks::HookContext;
 use crate::lock::journal::{Journal, StoppedContainer};
 use crate::repo::{BackupId, Part, Repo, Scope, SnapshotMeta, UnitRef};
 use crate::unit::{ContainerState, Coverage, CoverageSummary, Unit, UnitKind};
@@ -45,12 +48,26 @@ pub struct BackupSettings {
     pub max_downtime: Duration,
     /// Where recipes are staged (emptied after each unit).
     pub staging_dir: PathBuf,
+    /// Global hooks.
+    pub hooks: HookSet,
+    /// Hooks per unit name.
+    pub unit_hooks: BTreeMap<String, HookSet>,
+    /// How long one hook may run.
+    pub hook_timeout: Duration,
 }
 
 impl BackupSettings {
-    /// From `[backup]`, with an optional scope and warm-pass override from the command line.
-    pub fn from_config(config: &BackupConfig, staging_dir: PathBuf) -> Self {
+    /// From the configuration (`[backup]`, `[hooks]`, `[units.*]`).
+    pub fn from_config(full: &Config, staging_dir: PathBuf) -> Self {
+        let config = &full.backup;
         Self {
+            hooks: full.hooks.clone(),
+            unit_hooks: full
+                .units
+                .iter()
+                .map(|(name, unit)| (name.clone(), unit.hooks.clone()))
+                .collect(),
+            hook_timeout: Duration::from_secs(u64::from(config.hook_timeout_seconds)),
             scope: config.scope,
             warm_pass: config.warm_pass,
             stop_timeout: config.stop_timeout_seconds,
@@ -148,6 +165,14 @@ pub async fn backup_unit(
         scope: settings.scope,
     };
 
+    if let Err(error) = hooks(settings, unit, &backup_id, "pre-backup", None).await {
+        report
+            .errors
+            .push(format!("{error}; the unit was not touched"));
+        report.status = UnitStatus::Failed;
+        return report;
+    }
+
     // 1. Recipe and networks.
     if settings.scope != Scope::Minimal {
         recipe_step(engine, repo, unit, &backup_id, settings, &meta, &mut report).await;
@@ -187,7 +212,84 @@ pub async fn backup_unit(
         return report;
     }
 
+    if let Err(error) = hooks(settings, unit, &backup_id, "pre-stop", None).await {
+        report
+            .errors
+            .push(format!("{error}; the unit was not stopped"));
+        report.status = UnitStatus::Failed;
+        forget_warm(repo, warm_ids, &mut report).await;
+        return report;
+    }
+
     // 3-5. Stop, cold pass, restart.
+    let (cold_failed, taken) = stop_snapshot_restart(
+        engine,
+        repo,
+        journal,
+        unit,
+        settings,
+        &backup_id,
+        &sources,
+        &meta,
+        interrupt,
+        &mut report,
+    )
+    .await;
+
+    // 6. Warm snapshots are not consistent: never restore points.
+    forget_warm(repo, warm_ids, &mut report).await;
+
+    finish(settings, unit, &backup_id, cold_failed, taken, &mut report).await;
+    report
+}
+
+/// Sets the unit's status and runs the post-backup hook with it.
+async fn finish(
+    settings: &BackupSettings,
+    unit: &Unit,
+    backup_id: &BackupId,
+    cold_failed: bool,
+    taken: usize,
+    report: &mut UnitReport,
+) {
+    report.status = if !cold_failed && report.errors.is_empty() {
+        UnitStatus::Success
+    } else if taken > 0 {
+        UnitStatus::Partial
+    } else {
+        UnitStatus::Failed
+    };
+    let status = match report.status {
+        UnitStatus::Success => "success",
+        UnitStatus::Partial => "partial",
+        UnitStatus::Failed => "failed",
+    };
+    if let Err(error) = hooks(settings, unit, backup_id, "post-backup", Some(status)).await {
+        report.errors.push(error);
+        if report.status == UnitStatus::Success {
+            report.status = UnitStatus::Partial;
+        }
+    }
+}
+
+/// Stops the unit, runs the cold pass, and starts the unit again whatever happened in between.
+/// Returns whether the cold pass failed and how many snapshots it took.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the whole state of one unit's backup"
+)]
+async fn stop_snapshot_restart(
+    engine: &Engine,
+    repo: &Repo,
+    journal: &Journal,
+    unit: &Unit,
+    settings: &BackupSettings,
+    backup_id: &BackupId,
+    sources: &[(Part, PathBuf)],
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    interrupt: &Interrupt,
+    report: &mut UnitReport,
+) -> (bool, usize) {
     let stopped = match StoppedUnit::stop(engine, journal, unit, settings.stop_timeout).await {
         Ok(stopped) => stopped,
         Err((stopped, error)) => {
@@ -196,42 +298,49 @@ pub async fn backup_unit(
                 .restart(engine, journal, settings.health_timeout)
                 .await;
             report.errors.extend(restart.errors);
-            report.status = UnitStatus::Failed;
-            forget_warm(repo, warm_ids, &mut report).await;
-            return report;
+            return (true, 0);
         }
     };
-    let cold = cold_pass(
-        repo,
-        &sources,
-        &meta,
-        settings.max_downtime,
-        interrupt.clone(),
-    );
-    let (records, errors, interrupted) = cold.await;
+    let mut hook_errors = Vec::new();
+    let (records, errors, interrupted) =
+        match hooks(settings, unit, backup_id, "post-stop", None).await {
+            Ok(()) => {
+                cold_pass(
+                    repo,
+                    sources,
+                    meta,
+                    settings.max_downtime,
+                    interrupt.clone(),
+                )
+                .await
+            }
+            Err(error) => (
+                Vec::new(),
+                vec![format!("{error}; the cold pass was skipped")],
+                false,
+            ),
+        };
+    if let Err(error) = hooks(settings, unit, backup_id, "pre-start", None).await {
+        hook_errors.push(format!("{error}; the unit is started anyway"));
+    }
     let restart = stopped
         .restart(engine, journal, settings.health_timeout)
         .await;
+    if restart.errors.is_empty()
+        && let Err(error) = hooks(settings, unit, backup_id, "post-start", None).await
+    {
+        hook_errors.push(error);
+    }
     report.downtime_seconds = restart.downtime.map(|d| d.as_secs_f64());
     report.interrupted = interrupted;
     let cold_failed = !errors.is_empty();
     report.errors.extend(errors);
     report.errors.extend(restart.errors);
+    report.errors.extend(hook_errors);
     report.warnings.extend(restart.warnings);
     let taken = records.len();
     report.snapshots.extend(records);
-
-    // 6. Warm snapshots are not consistent: never restore points.
-    forget_warm(repo, warm_ids, &mut report).await;
-
-    report.status = if !cold_failed && report.errors.is_empty() {
-        UnitStatus::Success
-    } else if taken > 0 {
-        UnitStatus::Partial
-    } else {
-        UnitStatus::Failed
-    };
-    report
+    (cold_failed, taken)
 }
 
 /// Stages and snapshots the recipe and networks; errors go into the report.
@@ -259,6 +368,37 @@ async fn recipe_step(
             staging.display()
         ));
     }
+}
+
+/// Runs the global, then the unit's hook for `point`. The first failure is returned.
+async fn hooks(
+    settings: &BackupSettings,
+    unit: &Unit,
+    backup_id: &BackupId,
+    point: &'static str,
+    status: Option<&str>,
+) -> Result<(), String> {
+    let kind = unit.kind.to_string();
+    let context = HookContext {
+        unit: unit.name.as_str(),
+        kind: &kind,
+        backup_id: backup_id.as_str(),
+        status,
+    };
+    let sets = std::iter::once(&settings.hooks).chain(settings.unit_hooks.get(unit.name.as_str()));
+    for set in sets {
+        let argv = set
+            .points()
+            .into_iter()
+            .find(|(p, _)| *p == point)
+            .and_then(|(_, argv)| argv);
+        if let Some(argv) = argv {
+            crate::hooks::run(point, argv, &context, settings.hook_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 async fn forget_warm(repo: &Repo, warm_ids: Vec<String>, report: &mut UnitReport) {
