@@ -321,6 +321,100 @@ fn check_recipe_and_networks(env: &Env, snaps: &[Value], stack: &str, web: &str)
     assert!(nets.contains(&format!("{stack}_backend")) && nets.contains("\"Driver\""));
 }
 
+/// SIGTERM while containers are being stopped (a PID-1 `sleep` ignores TERM, so the stop takes
+/// the whole stop timeout): the stop finishes, nothing is snapshotted, everything is started
+/// again, exit 130.
+#[test]
+fn sigterm_while_stopping_restarts_and_exits_130() {
+    if !support::docker_tests_enabled("sigterm_while_stopping_restarts_and_exits_130") {
+        return;
+    }
+    let env = Env::with_config("[backup]\nstop-timeout-seconds = 3\n");
+    let name = format!("{}-stubborn", env.prefix);
+    docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "2147483647"]);
+    let mut child = env.spawn(&[
+        "backup",
+        "--unit",
+        &name,
+        "--no-warm-pass",
+        "--scope",
+        "minimal",
+    ]);
+    // The journal is written just before the first stop.
+    let journal = env.path("state/stopped-containers.json");
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !journal.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the backup never reached the stop"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup ended before stopping anything"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(running(&name), "the container runs again");
+    assert!(!journal.exists());
+}
+
+/// SIGKILL during the cold pass leaves the container down and the journal behind; the next
+/// backup starts it first, then backs up normally.
+#[test]
+fn sigkill_during_the_cold_pass_is_repaired_by_the_next_run() {
+    if !support::docker_tests_enabled("sigkill_during_the_cold_pass_is_repaired_by_the_next_run") {
+        return;
+    }
+    let env = Env::new();
+    let name = busy_container(&env, "killed", 400);
+    let mut child = env.spawn(&[
+        "backup",
+        "--unit",
+        &name,
+        "--no-warm-pass",
+        "--scope",
+        "minimal",
+    ]);
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while running(&name) {
+        assert!(Instant::now() < deadline, "the container was never stopped");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup ended before stopping anything"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !running(&name),
+        "nothing restarts a SIGKILLed run's containers by itself"
+    );
+    assert!(
+        env.path("state/stopped-containers.json").exists(),
+        "the journal survives the kill"
+    );
+
+    let out = env
+        .cmd(&["backup", "--unit", &name, "--scope", "minimal", "--json"])
+        .assert()
+        .success();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["restarted_from_journal"], serde_json::json!([name]));
+    assert_eq!(report["units"][0]["status"], "success");
+    assert!(running(&name));
+    assert!(!env.path("state/stopped-containers.json").exists());
+}
+
 /// Two runs never overlap: a second one exits with code 11 and stops nothing; with `--wait` it
 /// runs after the first.
 #[test]
