@@ -415,6 +415,83 @@ fn sigkill_during_the_cold_pass_is_repaired_by_the_next_run() {
     assert!(!env.path("state/stopped-containers.json").exists());
 }
 
+/// `chattr +i` on the repository's write paths until dropped: even root cannot write there.
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    fn new(paths: Vec<PathBuf>) -> Self {
+        for path in &paths {
+            support::run(Command::new("chattr").arg("-R").arg("+i").arg(path));
+        }
+        Self(paths)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let ok = Command::new("chattr")
+                .arg("-R")
+                .arg("-i")
+                .arg(path)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!(
+                    "warning: could not clear the immutable flag on {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// A repository that cannot be written: the snapshots fail, the unit is started again, the
+/// run reports failure.
+#[test]
+fn unwritable_repository_fails_the_unit_but_restarts_it() {
+    if !support::docker_tests_enabled("unwritable_repository_fails_the_unit_but_restarts_it") {
+        return;
+    }
+    let env = Env::new();
+    let name = format!("{}-readonly", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{name}-data:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let started = inspect(&name, "{{.State.StartedAt}}");
+    let repo = env.path("repo");
+    let frozen = Immutable::new(vec![
+        repo.join("data"),
+        repo.join("index"),
+        repo.join("snapshots"),
+    ]);
+    let out = env
+        .cmd(&["backup", "--unit", &name, "--scope", "minimal", "--json"])
+        .assert()
+        .code(1);
+    drop(frozen);
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "failed", "{unit}");
+    assert!(!unit["errors"].as_array().unwrap().is_empty());
+    assert!(
+        unit["downtime_seconds"].as_f64().is_some(),
+        "it was stopped for the cold pass"
+    );
+    assert!(running(&name), "and started again");
+    assert_ne!(inspect(&name, "{{.State.StartedAt}}"), started);
+    assert!(!env.path("state/stopped-containers.json").exists());
+}
+
 /// Two runs never overlap: a second one exits with code 11 and stops nothing; with `--wait` it
 /// runs after the first.
 #[test]
