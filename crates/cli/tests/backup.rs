@@ -176,6 +176,7 @@ fn backup_snapshots_everything_and_restarts_in_order() {
         !env.path("state/stopped-containers.json").exists(),
         "journal cleared"
     );
+    check_run_report(&env);
 
     // Only cold snapshots remain, all of one backup id.
     let listed = env
@@ -294,6 +295,21 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
     );
     assert!(running(&name), "the container runs again after SIGTERM");
     assert!(!env.path("state/stopped-containers.json").exists());
+}
+
+/// The run report is kept in the state dir and in the repository.
+fn check_run_report(env: &Env) {
+    let runs: Vec<_> = std::fs::read_dir(env.path("state/runs")).unwrap().collect();
+    assert_eq!(runs.len(), 1);
+    let all = env.cmd(&["snapshots", "--json"]).assert().success();
+    let all: Value = serde_json::from_slice(&all.get_output().stdout).unwrap();
+    let run_snaps = all["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["type"] == "run")
+        .count();
+    assert_eq!(run_snaps, 1, "{all}");
 }
 
 /// The recipe: compose layout, env files verbatim, inspect redacted; networks fully inspected.

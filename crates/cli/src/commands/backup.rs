@@ -5,30 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use kopi_docka_core::backup::{self, BackupSettings, UnitReport, UnitStatus};
+use kopi_docka_core::backup::{self, BackupSettings, RunReport, UnitStatus};
 use kopi_docka_core::config::{self, LoadedConfig};
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::lock::journal::Journal;
 use kopi_docka_core::lock::{Lock, LockError, LockMode, RUN_LOCK};
 use kopi_docka_core::repo::{Password, Repo, RepoError, RepoSettings, Scope, write_password_file};
 use kopi_docka_core::unit::{self, ContainerState, MountRules, Unit};
-use serde::Serialize;
 
 use super::snapshots::human_bytes;
 use crate::cli::{BackupArgs, GlobalArgs, ScopeArg};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
-
-#[derive(Serialize)]
-struct RunReport {
-    started_at: jiff::Timestamp,
-    finished_at: jiff::Timestamp,
-    restarted_from_journal: Vec<String>,
-    docker_config: Option<backup::SnapshotRecord>,
-    units: Vec<UnitReport>,
-    errors: Vec<String>,
-}
 
 /// Backs up the selected units.
 pub async fn run(
@@ -117,14 +106,27 @@ pub async fn run(
         None
     };
 
-    let report = RunReport {
+    let mut report = RunReport {
+        run_id: backup::new_backup_id(),
         started_at,
         finished_at: jiff::Timestamp::now(),
+        host: repo.settings().hostname.clone(),
         restarted_from_journal: restarted,
         docker_config,
         units: reports,
         errors: journal_errors,
     };
+    let problems = backup::save_run(
+        &repo,
+        &loaded.env.state_dir(),
+        &settings.staging_dir,
+        &report,
+    )
+    .await;
+    for problem in problems {
+        tracing::warn!("{problem}");
+        report.errors.push(problem);
+    }
     if args.json {
         printer.json(&report)?;
     } else {

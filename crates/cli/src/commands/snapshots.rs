@@ -65,6 +65,7 @@ fn render(snapshots: &[SnapshotInfo]) -> String {
             Part::Recipe => ("recipe", String::new()),
             Part::Networks => ("networks", String::new()),
             Part::DockerConfig => ("docker-config", String::new()),
+            Part::Run => ("run", String::new()),
             Part::Volume { volume } => ("volume", volume.clone()),
             Part::Bind { bind } => ("bind", bind.display().to_string()),
         };

@@ -435,6 +435,7 @@ fn describe(part: &Part) -> String {
         Part::Recipe => "recipe".into(),
         Part::Networks => "networks".into(),
         Part::DockerConfig => "docker config".into(),
+        Part::Run => "run report".into(),
     }
 }
 
@@ -821,4 +822,77 @@ pub async fn backup_docker_config(
         tracing::warn!(%error, "cannot remove the docker-config staging dir");
     }
     result
+}
+
+/// The report of one backup run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Identifies the run (also the backup id of its run-report snapshot).
+    pub run_id: BackupId,
+    /// When it started (UTC).
+    pub started_at: jiff::Timestamp,
+    /// When it ended (UTC).
+    pub finished_at: jiff::Timestamp,
+    /// Host that ran it.
+    pub host: String,
+    /// Containers a killed earlier run had left stopped, started first.
+    pub restarted_from_journal: Vec<String>,
+    /// The engine-configuration snapshot (scope `full`).
+    pub docker_config: Option<SnapshotRecord>,
+    /// One entry per unit.
+    pub units: Vec<UnitReport>,
+    /// Errors outside any unit.
+    pub errors: Vec<String>,
+}
+
+/// Keeps the run report twice: as JSON in `<state_dir>/runs/` (0600) and as a `type=run`
+/// snapshot in the repository, so the history survives the loss of the host. Returns what
+/// could not be saved.
+pub async fn save_run(
+    repo: &Repo,
+    state_dir: &Path,
+    staging_dir: &Path,
+    report: &RunReport,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let json = match serde_json::to_vec_pretty(report) {
+        Ok(json) => json,
+        Err(error) => return vec![format!("cannot encode the run report: {error}")],
+    };
+    let name = format!("{}.json", report.run_id);
+    let runs = state_dir.join("runs");
+    if let Err(error) = crate::durable::create_dir_all(&runs, 0o700)
+        .and_then(|()| crate::durable::write_file(&runs.join(&name), &json, 0o600))
+    {
+        problems.push(format!(
+            "cannot save the run report in {}: {error}",
+            runs.display()
+        ));
+    }
+    let staging = staging_dir.join(format!("run-{}", report.run_id));
+    let meta = SnapshotMeta {
+        unit: None,
+        part: Part::Run,
+        backup_id: report.run_id.clone(),
+        scope: Scope::Minimal,
+    };
+    let saved = match crate::durable::create_dir_all(&staging, 0o700)
+        .and_then(|()| std::fs::write(staging.join("run.json"), &json))
+    {
+        Ok(()) => repo
+            .snapshot(staging.clone(), meta, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = saved {
+        problems.push(format!(
+            "cannot save the run report in the repository: {error}"
+        ));
+    }
+    if let Err(error) = std::fs::remove_dir_all(&staging) {
+        tracing::debug!(%error, "cannot remove the run staging dir");
+    }
+    problems
 }

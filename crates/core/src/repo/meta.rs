@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `kopi-docka` | always (the marker; snapshots without it are never touched) |
 //! | `unit=<name>`, `kind=<stack\|standalone>` | unit snapshots |
-//! | `type=<recipe\|networks\|volume\|bind\|docker-config>` | always |
+//! | `type=<recipe\|networks\|volume\|bind\|docker-config\|run>` | always |
 //! | `volume=<name>` / `bind=<source>` | volume / bind snapshots |
 //! | `backup_id=<id>` | always; shared by all snapshots of one unit backup |
 //! | `scope=<minimal\|standard\|full>` | always |
@@ -16,7 +16,7 @@
 //! detection and retention work across runs: `/kopi-docka/<kind>/<unit>/volumes/<volume>`,
 //! `/kopi-docka/<kind>/<unit>/binds/<source without leading slash>`,
 //! `/kopi-docka/<kind>/<unit>/recipe`, `/kopi-docka/<kind>/<unit>/networks`,
-//! `/kopi-docka/host/docker-config`.
+//! `/kopi-docka/host/docker-config`, `/kopi-docka/host/runs`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -122,6 +122,8 @@ pub enum Part {
     Networks,
     /// The engine's configuration (once per run, not per unit).
     DockerConfig,
+    /// The report of a whole backup run, so history survives the loss of the host.
+    Run,
     /// One named volume.
     Volume {
         /// Volume name.
@@ -140,6 +142,7 @@ impl Part {
             Self::Recipe => "recipe",
             Self::Networks => "networks",
             Self::DockerConfig => "docker-config",
+            Self::Run => "run",
             Self::Volume { .. } => "volume",
             Self::Bind { .. } => "bind",
         }
@@ -158,7 +161,7 @@ pub struct UnitRef {
 /// Everything kopi-docka records about a snapshot, besides what restic records itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SnapshotMeta {
-    /// The unit; `None` only for `docker-config`.
+    /// The unit; `None` only for `docker-config` and `run`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<UnitRef>,
     /// What it holds.
@@ -198,7 +201,7 @@ impl SnapshotMeta {
         match &self.part {
             Part::Volume { volume } => tags.push(format!("volume={volume}")),
             Part::Bind { bind } => tags.push(format!("bind={}", bind.display())),
-            Part::Recipe | Part::Networks | Part::DockerConfig => {}
+            Part::Recipe | Part::Networks | Part::DockerConfig | Part::Run => {}
         }
         tags.push(format!("backup_id={}", self.backup_id));
         tags.push(format!("scope={}", self.scope));
@@ -224,6 +227,7 @@ impl SnapshotMeta {
             "recipe" => Part::Recipe,
             "networks" => Part::Networks,
             "docker-config" => Part::DockerConfig,
+            "run" => Part::Run,
             "volume" => Part::Volume {
                 volume: get("volume")?.to_owned(),
             },
@@ -251,7 +255,7 @@ impl SnapshotMeta {
                     }
                 },
             }),
-            (None, None) if part == Part::DockerConfig => None,
+            (None, None) if matches!(part, Part::DockerConfig | Part::Run) => None,
             (None, _) => return Err(MetaError::Missing("unit")),
             (Some(_), None) => return Err(MetaError::Missing("kind")),
         };
@@ -279,6 +283,7 @@ impl SnapshotMeta {
             Part::Recipe => base.join("recipe"),
             Part::Networks => base.join("networks"),
             Part::DockerConfig => base.join("docker-config"),
+            Part::Run => base.join("runs"),
             Part::Volume { volume } => base.join("volumes").join(volume),
             Part::Bind { bind } => base
                 .join("binds")
