@@ -42,6 +42,9 @@ pub enum Command {
     /// Back up units: warm pass, brief stop, cold pass, restart
     #[command(after_help = crate::exit::HELP)]
     Backup(BackupArgs),
+    /// What `backup` would do (same as `backup --dry-run`); touches nothing
+    #[command(after_help = crate::exit::HELP)]
+    DryRun(BackupArgs),
     /// List kopi-docka's snapshots in the repository
     #[command(after_help = crate::exit::HELP)]
     Snapshots(SnapshotsArgs),
@@ -107,6 +110,9 @@ pub struct BackupArgs {
     /// When another run is going on, wait for it instead of exiting with code 11
     #[arg(long)]
     pub wait: bool,
+    /// With --dry-run: also measure how much data each volume and bind holds
+    #[arg(long)]
+    pub sizes: bool,
     /// Print JSON on stdout instead of text
     #[arg(long)]
     pub json: bool,

@@ -224,6 +224,78 @@ fn unknown_unit_lists_the_known_ones() {
         .stderr(predicates::str::contains(format!("{name} (standalone)")));
 }
 
+/// `dry-run` stops and writes nothing, shows the plan and sizes, and estimates from history.
+#[test]
+fn dry_run_touches_nothing_and_estimates_from_history() {
+    if !support::docker_tests_enabled("dry_run_touches_nothing_and_estimates_from_history") {
+        return;
+    }
+    let env = Env::new();
+    let name = format!("{}-plan", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{name}-data:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/zero > /data/f; trap 'exit 0' TERM; sleep 2147483647 & wait",
+    ]);
+    let data = PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        &format!("{name}-data"),
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(data.join("f")).map_or(0, |m| m.len()) < 3_000_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the container never wrote its data"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = inspect(&name, "{{.State.StartedAt}}");
+    let out = env
+        .cmd(&["dry-run", "--unit", &name, "--sizes"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains(&format!("stop order:  {name}")), "{text}");
+    assert!(
+        text.contains(&format!("volume:      {name}-data (2.9 MiB)")),
+        "{text}"
+    );
+    assert!(text.contains("estimate:    none yet"), "{text}");
+    assert_eq!(
+        inspect(&name, "{{.State.StartedAt}}"),
+        started,
+        "nothing was stopped"
+    );
+    let listed = env.cmd(&["snapshots", "--json"]).assert().success();
+    let listed: Value = serde_json::from_slice(&listed.get_output().stdout).unwrap();
+    assert_eq!(
+        listed["snapshots"].as_array().unwrap().len(),
+        0,
+        "nothing was written"
+    );
+
+    env.cmd(&["backup", "--unit", &name]).assert().success();
+    let out = env
+        .cmd(&["backup", "--dry-run", "--unit", &name])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("estimate:    ~") && text.contains("down "),
+        "{text}"
+    );
+}
+
 /// A run killed with SIGKILL after stopping containers leaves the journal; the next run (or
 /// `admin restart-stopped`) starts them.
 #[test]

@@ -31,16 +31,7 @@ pub async fn run(
         loaded = first_run(loaded, printer).await?;
     }
     let repo_settings = RepoSettings::from_config(&loaded)?;
-    let mut settings =
-        BackupSettings::from_config(&loaded.config, loaded.env.cache_dir().join("staging"));
-    if let Some(scope) = args.scope {
-        settings.scope = match scope {
-            ScopeArg::Minimal => Scope::Minimal,
-            ScopeArg::Standard => Scope::Standard,
-            ScopeArg::Full => Scope::Full,
-        };
-    }
-    settings.warm_pass &= !args.no_warm_pass;
+    let settings = backup_settings(&loaded, args);
 
     let engine = Engine::connect(loaded.docker_host()?).await?;
     crate::signals::install_once();
@@ -67,7 +58,12 @@ pub async fn run(
     let units = select(&all, &args.units)?;
 
     if args.dry_run {
-        printer.out(&render_plan(&units, &settings));
+        printer.out(&render_plan(
+            &units,
+            &settings,
+            &loaded.env.state_dir(),
+            args.sizes,
+        ));
         return Ok(ExitCode::Ok);
     }
 
@@ -79,8 +75,6 @@ pub async fn run(
         Arc::new(CliProgress::new()),
     )
     .await?;
-    crate::signals::install_once();
-    let interrupt = crate::signals::subscribe();
 
     let mut reports = Vec::new();
     for unit in units {
@@ -151,6 +145,21 @@ fn exit_code(report: &RunReport, interrupted: bool) -> ExitCode {
     } else {
         ExitCode::Partial
     }
+}
+
+/// `[backup]` and the hooks from the config, with the command line's overrides.
+fn backup_settings(loaded: &LoadedConfig, args: &BackupArgs) -> BackupSettings {
+    let mut settings =
+        BackupSettings::from_config(&loaded.config, loaded.env.cache_dir().join("staging"));
+    if let Some(scope) = args.scope {
+        settings.scope = match scope {
+            ScopeArg::Minimal => Scope::Minimal,
+            ScopeArg::Standard => Scope::Standard,
+            ScopeArg::Full => Scope::Full,
+        };
+    }
+    settings.warm_pass &= !args.no_warm_pass;
+    settings
 }
 
 /// No config anywhere: create the default one (local repository, random 256-bit password in a
@@ -252,7 +261,12 @@ fn select<'a>(all: &'a [Unit], names: &[String]) -> anyhow::Result<Vec<&'a Unit>
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-fn render_plan(units: &[&Unit], settings: &BackupSettings) -> String {
+fn render_plan(
+    units: &[&Unit],
+    settings: &BackupSettings,
+    state_dir: &std::path::Path,
+    sizes: bool,
+) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = writeln!(
@@ -279,11 +293,37 @@ fn render_plan(units: &[&Unit], settings: &BackupSettings) -> String {
                 stop.join(" -> ")
             }
         );
+        let size = |path: &std::path::Path| {
+            if sizes {
+                format!(" ({})", human_bytes(backup::tree_size(path)))
+            } else {
+                String::new()
+            }
+        };
         for v in unit.volumes.iter().filter(|v| v.verdict.is_backed_up()) {
-            let _ = writeln!(out, "  volume:      {}", v.name);
+            let bytes = v.mountpoint.as_deref().map(size).unwrap_or_default();
+            let _ = writeln!(out, "  volume:      {}{bytes}", v.name);
         }
         for b in unit.binds.iter().filter(|b| b.verdict.is_backed_up()) {
-            let _ = writeln!(out, "  bind:        {}", b.source.display());
+            let _ = writeln!(
+                out,
+                "  bind:        {}{}",
+                b.source.display(),
+                size(&b.source)
+            );
+        }
+        match backup::last_unit_report(state_dir, unit) {
+            Some((when, took, down)) => {
+                let local = when
+                    .to_zoned(jiff::tz::TimeZone::system())
+                    .strftime("%Y-%m-%d %H:%M");
+                let down =
+                    down.map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
+                let _ = writeln!(out, "  estimate:    ~{took:.0}s, {down} (last run {local})");
+            }
+            None => {
+                let _ = writeln!(out, "  estimate:    none yet (no earlier run of this unit)");
+            }
         }
         for e in unit
             .coverage

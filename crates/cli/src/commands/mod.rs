@@ -20,6 +20,10 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Units(args) => units::run(&cli.global, &args, printer).await,
         Command::Backup(args) => backup::run(&cli.global, &args, printer).await,
+        Command::DryRun(mut args) => {
+            args.dry_run = true;
+            backup::run(&cli.global, &args, printer).await
+        }
         Command::Snapshots(args) => snapshots::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,

@@ -127,6 +127,8 @@ pub struct UnitReport {
     pub coverage: CoverageSummary,
     /// True when the run was interrupted.
     pub interrupted: bool,
+    /// Wall time of the whole unit backup.
+    pub duration_seconds: f64,
 }
 
 /// Set to `true` when the run must stop (SIGINT/SIGTERM).
@@ -135,6 +137,20 @@ pub type Interrupt = watch::Receiver<bool>;
 /// Backs up one unit. Never returns with a container of ours left stopped, unless the engine
 /// refuses to start it (then the journal keeps it for the next run, and the report says so).
 pub async fn backup_unit(
+    engine: &Engine,
+    repo: &Repo,
+    journal: &Journal,
+    unit: &Unit,
+    settings: &BackupSettings,
+    interrupt: &Interrupt,
+) -> UnitReport {
+    let started = Instant::now();
+    let mut report = backup_unit_timed(engine, repo, journal, unit, settings, interrupt).await;
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+async fn backup_unit_timed(
     engine: &Engine,
     repo: &Repo,
     journal: &Journal,
@@ -154,6 +170,7 @@ pub async fn backup_unit(
         warnings: gap_warnings(&unit.coverage),
         coverage: unit.coverage.summary,
         interrupted: false,
+        duration_seconds: 0.0,
     };
     let meta = |part: Part| SnapshotMeta {
         unit: Some(UnitRef {
@@ -895,4 +912,50 @@ pub async fn save_run(
         tracing::debug!(%error, "cannot remove the run staging dir");
     }
     problems
+}
+
+/// The most recent report of `unit` among the run reports in `<state_dir>/runs`, if any:
+/// the basis of a dry run's time estimate.
+pub fn last_unit_report(
+    state_dir: &Path,
+    unit: &Unit,
+) -> Option<(jiff::Timestamp, f64, Option<f64>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    // Run ids start with the UTC time, so names sort by time.
+    files.sort();
+    files.iter().rev().find_map(|file| {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+        let started: jiff::Timestamp = doc["started_at"].as_str()?.parse().ok()?;
+        doc["units"].as_array()?.iter().find_map(|u| {
+            let same =
+                u["name"] == unit.name.as_str() && u["kind"] == unit.kind.to_string().as_str();
+            same.then(|| {
+                (
+                    started,
+                    u["duration_seconds"].as_f64().unwrap_or(0.0),
+                    u["downtime_seconds"].as_f64(),
+                )
+            })
+        })
+    })
+}
+
+/// Bytes of regular files below `path` (not following symlinks), for `--dry-run --sizes`.
+pub fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return if meta.is_file() { meta.len() } else { 0 };
+    }
+    std::fs::read_dir(path).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| tree_size(&e.path()))
+            .sum()
+    })
 }
