@@ -296,6 +296,70 @@ fn dry_run_touches_nothing_and_estimates_from_history() {
     );
 }
 
+/// SIGTERM while the unit is being started (its healthcheck passes only after 3 s): the start
+/// and the health wait complete, then the run exits 130.
+#[test]
+fn sigterm_while_starting_still_starts_everything() {
+    if !support::docker_tests_enabled("sigterm_while_starting_still_starts_everything") {
+        return;
+    }
+    let env = Env::new();
+    let name = format!("{}-slowstart", env.prefix);
+    let command = "rm -f /tmp/ready; (sleep 3; touch /tmp/ready) & trap 'exit 0' TERM; sleep 2147483647 & wait";
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--health-cmd",
+        "test -f /tmp/ready",
+        "--health-interval",
+        "1s",
+        IMAGE,
+        "sh",
+        "-c",
+        command,
+    ]);
+    let child = env.spawn(&[
+        "backup",
+        "--unit",
+        &name,
+        "--no-warm-pass",
+        "--scope",
+        "minimal",
+    ]);
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while running(&name) {
+        assert!(Instant::now() < deadline, "never stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    while !running(&name) {
+        assert!(Instant::now() < deadline, "never started again");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_ne!(
+        inspect(&name, "{{.State.Health.Status}}"),
+        "healthy",
+        "the signal must come during the health wait"
+    );
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(running(&name));
+    assert_eq!(
+        inspect(&name, "{{.State.Health.Status}}"),
+        "healthy",
+        "kopi-docka waited for health"
+    );
+    assert!(!env.path("state/stopped-containers.json").exists());
+}
+
 /// A run killed with SIGKILL after stopping containers leaves the journal; the next run (or
 /// `admin restart-stopped`) starts them.
 #[test]

@@ -67,8 +67,9 @@ pub async fn run(
         return Ok(ExitCode::Ok);
     }
 
-    // Preflight before anything stops: the repository is reachable, the password right, and
-    // no other kopi-docka writes to it.
+    // Preflight before anything stops: room to stage recipes, the repository reachable, the
+    // password right, and no other kopi-docka writing to it.
+    check_staging_space(&settings)?;
     let repo = Repo::open(
         repo_settings,
         LockMode::Exclusive,
@@ -145,6 +146,21 @@ fn exit_code(report: &RunReport, interrupted: bool) -> ExitCode {
     } else {
         ExitCode::Partial
     }
+}
+
+/// Fails when the staging filesystem is nearly full.
+fn check_staging_space(settings: &BackupSettings) -> anyhow::Result<()> {
+    let free = backup::free_bytes(&settings.staging_dir)
+        .with_context(|| format!("checking free space for {}", settings.staging_dir.display()))?;
+    if free < backup::MIN_STAGING_FREE_BYTES {
+        bail!(
+            "only {} free for staging in {}; free some space (or set KOPI_DOCKA_CACHE_DIR) \
+             before a backup stops anything",
+            human_bytes(free),
+            settings.staging_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// `[backup]` and the hooks from the config, with the command line's overrides.

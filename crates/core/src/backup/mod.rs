@@ -959,3 +959,18 @@ pub fn tree_size(path: &Path) -> u64 {
             .sum()
     })
 }
+
+/// Staging needs room for a unit's recipe (compose and env files, inspect output): small, but
+/// a full disk must be found before anything stops, not while the unit is down.
+pub const MIN_STAGING_FREE_BYTES: u64 = 64 << 20;
+
+/// Free bytes for an unprivileged writer on the filesystem that holds `path` (or its nearest
+/// existing ancestor).
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let stat = rustix::fs::statvfs(existing)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
