@@ -3,10 +3,18 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber: warnings by default, `-v` info, `-vv` debug, `-vvv` trace.
-pub fn init(verbose: u8) {
+/// Installs the global subscriber: warnings by default (info for long unattended commands
+/// such as `backup` when stderr is not a terminal, so the journal shows what happened), `-v`
+/// info, `-vv` debug, `-vvv` trace.
+pub fn init(verbose: u8, unattended: bool) {
+    let quiet = if unattended && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        // Our own progress; rustic_core's info lines (cache paths, parents) are noise there.
+        "warn,kopi_docka=info,kopi_docka_core=info"
+    } else {
+        "warn"
+    };
     let default = match verbose {
-        0 => "warn",
+        0 => quiet,
         1 => "info",
         2 => "debug",
         _ => "trace",

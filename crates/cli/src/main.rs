@@ -15,7 +15,10 @@ use crate::printer::Printer;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(cli.global.verbose);
+    logging::init(
+        cli.global.verbose,
+        matches!(cli.command, cli::Command::Backup(_)),
+    );
     let printer = Printer::new();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -26,9 +26,7 @@ impl CliProgress {
 impl ProgressSink for CliProgress {
     fn start(&self, unit: ProgressUnit, title: &str) -> Arc<dyn ProgressTask> {
         let Some(bars) = &self.bars else {
-            return Arc::new(LogTask {
-                title: std::sync::Mutex::new(title.to_owned()),
-            });
+            return Arc::new(LogTask::new(unit, title));
         };
         let template = match unit {
             ProgressUnit::Spinner => "{spinner} {prefix} {elapsed}",
@@ -66,22 +64,88 @@ impl ProgressTask for BarTask {
     }
 }
 
+/// Without a terminal: a line every [`LOG_EVERY`] while a task runs, and one when a task that
+/// ran that long ends.
 #[derive(Debug)]
 struct LogTask {
-    title: std::sync::Mutex<String>,
+    state: std::sync::Mutex<LogState>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    title: String,
+    unit: ProgressUnit,
+    done: u64,
+    total: u64,
+    last: std::time::Instant,
+    started: std::time::Instant,
+}
+
+/// How often a running task logs its progress without a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl LogTask {
+    fn new(unit: ProgressUnit, title: &str) -> Self {
+        let state = LogState {
+            title: title.to_owned(),
+            unit,
+            done: 0,
+            total: 0,
+            last: std::time::Instant::now(),
+            started: std::time::Instant::now(),
+        };
+        Self {
+            state: std::sync::Mutex::new(state),
+        }
+    }
+}
+
+impl LogState {
+    fn line(&self) -> String {
+        let amount = |n: u64| match self.unit {
+            ProgressUnit::Bytes => crate::commands::human_bytes(n),
+            ProgressUnit::Items | ProgressUnit::Spinner => n.to_string(),
+        };
+        if self.total > 0 {
+            format!(
+                "{}: {} of {}",
+                self.title,
+                amount(self.done),
+                amount(self.total)
+            )
+        } else {
+            format!("{}: {}", self.title, amount(self.done))
+        }
+    }
 }
 
 impl ProgressTask for LogTask {
-    fn set_length(&self, _total: u64) {}
-    fn set_title(&self, title: &str) {
-        if let Ok(mut t) = self.title.lock() {
-            title.clone_into(&mut t);
+    fn set_length(&self, total: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.total = total;
         }
     }
-    fn inc(&self, _delta: u64) {}
+    fn set_title(&self, title: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            title.clone_into(&mut s.title);
+        }
+    }
+    fn inc(&self, delta: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.done += delta;
+            if s.last.elapsed() >= LOG_EVERY && !s.title.is_empty() {
+                s.last = std::time::Instant::now();
+                tracing::info!("{}", s.line());
+            }
+        }
+    }
     fn finish(&self) {
-        if let Ok(title) = self.title.lock() {
-            tracing::info!("{title}: done");
+        // Short tasks (index reads, small snapshots) stay quiet; long ones close their lines.
+        if let Ok(s) = self.state.lock()
+            && s.started.elapsed() >= LOG_EVERY
+            && !s.title.is_empty()
+        {
+            tracing::info!("{} (done)", s.line());
         }
     }
 }

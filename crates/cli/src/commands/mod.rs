@@ -10,6 +10,7 @@ mod version;
 use kopi_docka_core::config::{self, Environment, LoadedConfig};
 
 pub use backup::UsageError;
+pub use snapshots::human_bytes;
 
 use crate::cli::{AdminCommand, Cli, Command};
 use crate::exit::ExitCode;

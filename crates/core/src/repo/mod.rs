@@ -542,6 +542,16 @@ impl Repo {
         let snap = indexed
             .backup(&backup, &sources, snap)
             .map_err(engine("backup"))?;
+        if let Some(s) = &snap.summary {
+            tracing::info!(
+                source = %source.display(),
+                snapshot = %snap.id,
+                files_read = s.files_new + s.files_changed,
+                files_unchanged = s.files_unmodified,
+                bytes_added = s.data_added_packed,
+                "snapshot saved"
+            );
+        }
         info_of(&snap).ok_or_else(|| RepoError::Task("new snapshot has unreadable tags".into()))
     }
 
