@@ -360,6 +360,39 @@ fn sigterm_while_starting_still_starts_everything() {
     assert!(!env.path("state/stopped-containers.json").exists());
 }
 
+/// A cold pass longer than `max-downtime-seconds` is abandoned: the unit runs again at once
+/// and the backup is reported failed.
+#[test]
+fn max_downtime_bounds_the_cold_pass() {
+    if !support::docker_tests_enabled("max_downtime_bounds_the_cold_pass") {
+        return;
+    }
+    let env = Env::with_config("[backup]\nmax-downtime-seconds = 1\n");
+    let name = busy_container(&env, "bounded", 600);
+    let out = env
+        .cmd(&[
+            "backup",
+            "--unit",
+            &name,
+            "--no-warm-pass",
+            "--scope",
+            "minimal",
+            "--json",
+        ])
+        .assert()
+        .code(1);
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "failed", "{unit}");
+    assert!(
+        unit["errors"].to_string().contains("max-downtime-seconds"),
+        "{unit}"
+    );
+    // Abandoned, not finished: no volume snapshot is a restore point.
+    assert_eq!(unit["snapshots"].as_array().unwrap().len(), 0, "{unit}");
+    assert!(running(&name));
+}
+
 /// A run killed with SIGKILL after stopping containers leaves the journal; the next run (or
 /// `admin restart-stopped`) starts them.
 #[test]
