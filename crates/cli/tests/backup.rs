@@ -251,14 +251,9 @@ fn dry_run_touches_nothing_and_estimates_from_history() {
         "{{.Mountpoint}}",
         &format!("{name}-data"),
     ]));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(data.join("f")).map_or(0, |m| m.len()) < 3_000_000 {
-        assert!(
-            Instant::now() < deadline,
-            "the container never wrote its data"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the container never wrote its data", || {
+        std::fs::metadata(data.join("f")).map_or(0, |m| m.len()) >= 3_000_000
+    });
     let started = inspect(&name, "{{.State.StartedAt}}");
     let out = env
         .cmd(&["dry-run", "--unit", &name, "--sizes"])
@@ -328,22 +323,14 @@ fn sigterm_while_starting_still_starts_everything() {
         "--scope",
         "minimal",
     ]);
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while running(&name) {
-        assert!(Instant::now() < deadline, "never stopped");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    while !running(&name) {
-        assert!(Instant::now() < deadline, "never started again");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("never stopped", || !running(&name));
+    wait_until("never started again", || running(&name));
     assert_ne!(
         inspect(&name, "{{.State.Health.Status}}"),
         "healthy",
         "the signal must come during the health wait"
     );
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -444,17 +431,14 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
         "--scope",
         "minimal",
     ]);
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while running(&name) {
-        assert!(Instant::now() < deadline, "the container was never stopped");
+    wait_until("the container was never stopped", || {
         assert!(
             child.try_wait().unwrap().is_none(),
             "backup ended before stopping anything"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        !running(&name)
+    });
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -527,20 +511,14 @@ fn sigterm_while_stopping_restarts_and_exits_130() {
     ]);
     // The journal is written just before the first stop.
     let journal = env.path("state/stopped-containers.json");
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while !journal.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the backup never reached the stop"
-        );
+    wait_until("the backup never reached the stop", || {
         assert!(
             child.try_wait().unwrap().is_none(),
             "backup ended before stopping anything"
         );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        journal.exists()
+    });
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -569,15 +547,13 @@ fn sigkill_during_the_cold_pass_is_repaired_by_the_next_run() {
         "--scope",
         "minimal",
     ]);
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while running(&name) {
-        assert!(Instant::now() < deadline, "the container was never stopped");
+    wait_until("the container was never stopped", || {
         assert!(
             child.try_wait().unwrap().is_none(),
             "backup ended before stopping anything"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        !running(&name)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -697,14 +673,7 @@ fn concurrent_backups_never_overlap() {
         "--scope",
         "minimal",
     ]);
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while running(&name) {
-        assert!(
-            Instant::now() < deadline,
-            "the first run never stopped its unit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first run never stopped its unit", || !running(&name));
     let other_started = inspect(&other, "{{.State.StartedAt}}");
     env.cmd(&["backup", "--unit", &other])
         .assert()
@@ -868,6 +837,21 @@ fn hooks_run_in_order_and_a_failing_pre_backup_hook_stops_nothing() {
         vec![only.as_str()],
         "the global pre-backup ran, the unit's failed, then nothing"
     );
+}
+
+/// Polls `done` every 10 ms for up to a minute; panics with `what` when it never holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends SIGTERM to a spawned kopi-docka.
+fn sigterm(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
 }
 
 /// A running container whose volume holds `mib` MiB of incompressible data, so that a cold pass
