@@ -423,21 +423,7 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
     let env = Env::new();
     let name = busy_container(&env, "busy", 400);
 
-    let mut child = env.spawn(&[
-        "backup",
-        "--unit",
-        &name,
-        "--no-warm-pass",
-        "--scope",
-        "minimal",
-    ]);
-    wait_until("the container was never stopped", || {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "backup ended before stopping anything"
-        );
-        !running(&name)
-    });
+    let child = cold_backup_in_progress(&env, &name);
     sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
@@ -539,21 +525,7 @@ fn sigkill_during_the_cold_pass_is_repaired_by_the_next_run() {
     }
     let env = Env::new();
     let name = busy_container(&env, "killed", 400);
-    let mut child = env.spawn(&[
-        "backup",
-        "--unit",
-        &name,
-        "--no-warm-pass",
-        "--scope",
-        "minimal",
-    ]);
-    wait_until("the container was never stopped", || {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "backup ended before stopping anything"
-        );
-        !running(&name)
-    });
+    let mut child = cold_backup_in_progress(&env, &name);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -665,15 +637,7 @@ fn concurrent_backups_never_overlap() {
     let other = format!("{}-other", env.prefix);
     docker(&["run", "-d", "--name", &other, IMAGE, "sh", "-c", IDLE]);
 
-    let first = env.spawn(&[
-        "backup",
-        "--unit",
-        &name,
-        "--no-warm-pass",
-        "--scope",
-        "minimal",
-    ]);
-    wait_until("the first run never stopped its unit", || !running(&name));
+    let first = cold_backup_in_progress(&env, &name);
     let other_started = inspect(&other, "{{.State.StartedAt}}");
     env.cmd(&["backup", "--unit", &other])
         .assert()
@@ -846,6 +810,27 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Starts `backup --unit name --no-warm-pass --scope minimal` in the background and returns
+/// once it has stopped the container, i.e. during its cold pass.
+fn cold_backup_in_progress(env: &Env, name: &str) -> std::process::Child {
+    let mut child = env.spawn(&[
+        "backup",
+        "--unit",
+        name,
+        "--no-warm-pass",
+        "--scope",
+        "minimal",
+    ]);
+    wait_until("the container was never stopped", || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup ended before stopping anything"
+        );
+        !running(name)
+    });
+    child
 }
 
 /// Sends SIGTERM to a spawned kopi-docka.

@@ -341,19 +341,8 @@ fn render_plan(
                 let _ = writeln!(out, "  estimate:    none yet (no earlier run of this unit)");
             }
         }
-        for e in unit
-            .coverage
-            .entries
-            .iter()
-            .filter(|e| !e.verdict.is_backed_up())
-        {
-            let _ = writeln!(
-                out,
-                "  not backed up: {} {}: {}",
-                e.kind,
-                e.identifier,
-                e.detail.as_deref().unwrap_or_default()
-            );
+        for line in super::units::coverage_gaps(unit) {
+            let _ = writeln!(out, "  {line}");
         }
     }
     out

@@ -105,23 +105,8 @@ fn render_unit(out: &mut String, unit: &Unit) {
         "  {:<14} {} backed up, {} skipped, {} not protected",
         "coverage:", s.backed_up, s.skipped, s.not_protected
     );
-    for entry in unit
-        .coverage
-        .entries
-        .iter()
-        .filter(|e| !e.verdict.is_backed_up())
-    {
-        let status = match entry.verdict.status {
-            CoverageStatus::NotProtected => "NOT PROTECTED",
-            CoverageStatus::Skipped | CoverageStatus::BackedUp => "skipped",
-        };
-        let _ = writeln!(
-            out,
-            "    {status:<13} {} {}: {}",
-            entry.kind,
-            entry.identifier,
-            entry.detail.as_deref().unwrap_or_default()
-        );
+    for line in coverage_gaps(unit) {
+        let _ = writeln!(out, "    {line}");
     }
 }
 
@@ -138,4 +123,24 @@ fn plural(n: usize, noun: &str) -> String {
     } else {
         format!("{n} {noun}s")
     }
+}
+
+/// One line per coverage entry that is not backed up: status, kind, identifier and why.
+pub fn coverage_gaps(unit: &Unit) -> impl Iterator<Item = String> + '_ {
+    unit.coverage
+        .entries
+        .iter()
+        .filter(|e| !e.verdict.is_backed_up())
+        .map(|entry| {
+            let status = match entry.verdict.status {
+                CoverageStatus::NotProtected => "NOT PROTECTED",
+                CoverageStatus::Skipped | CoverageStatus::BackedUp => "skipped",
+            };
+            format!(
+                "{status:<13} {} {}: {}",
+                entry.kind,
+                entry.identifier,
+                entry.detail.as_deref().unwrap_or_default()
+            )
+        })
 }

@@ -634,6 +634,15 @@ impl StoppedUnit {
             // Recorded before the call: a stop that fails half-way may still have stopped it.
             this.stopped.insert(0, container.clone());
             if let Err(error) = engine.stop(&container.id, timeout).await {
+                // The ones never asked to stop still run: they leave the journal now.
+                for untouched in to_stop
+                    .iter()
+                    .filter(|c| !this.stopped.iter().any(|s| s.id == c.id))
+                {
+                    if let Err(e) = journal.clear(&untouched.id) {
+                        tracing::warn!(%e, "cannot update the journal");
+                    }
+                }
                 return Err((this, format!("stopping {}: {error}", container.name)));
             }
             tracing::info!(container = %container.name, "stopped");

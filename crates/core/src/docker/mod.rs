@@ -55,7 +55,6 @@ pub enum DockerError {
 pub struct Engine {
     client: Docker,
     endpoint: DockerHost,
-    api_version: String,
 }
 
 impl Engine {
@@ -84,26 +83,12 @@ impl Engine {
             .map_err(|e| unreachable(e.to_string()))?;
         let api_version = client.client_version().to_string();
         tracing::debug!(%endpoint, %api_version, "connected to the container engine");
-        Ok(Self {
-            client,
-            endpoint,
-            api_version,
-        })
+        Ok(Self { client, endpoint })
     }
 
     /// The endpoint this engine was reached at.
     pub fn endpoint(&self) -> &DockerHost {
         &self.endpoint
-    }
-
-    /// The negotiated API version.
-    pub fn api_version(&self) -> &str {
-        &self.api_version
-    }
-
-    /// The bollard client, for modules that drive containers.
-    pub fn client(&self) -> &Docker {
-        &self.client
     }
 
     /// Inspects every container, running or not. A container removed between list and inspect

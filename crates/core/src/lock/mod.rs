@@ -29,7 +29,6 @@ pub enum LockMode {
 #[derive(Debug)]
 pub struct Lock {
     _file: std::fs::File,
-    path: PathBuf,
 }
 
 /// Could not take a lock.
@@ -98,12 +97,7 @@ impl Lock {
                 tracing::debug!(%error, "cannot note the lock holder");
             }
         }
-        Ok(Self { _file: file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { _file: file })
     }
 }
 
