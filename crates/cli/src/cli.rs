@@ -45,9 +45,12 @@ pub enum Command {
     /// What `backup` would do (same as `backup --dry-run`); touches nothing
     #[command(after_help = crate::exit::HELP)]
     DryRun(BackupArgs),
-    /// List kopi-docka's snapshots in the repository
+    /// List restore points (or single snapshots) in the repository
     #[command(after_help = crate::exit::HELP)]
     Snapshots(SnapshotsArgs),
+    /// Restore a unit (recipe, networks, volumes, binds) and start it; or drill a restore
+    #[command(after_help = crate::exit::HELP)]
+    Restore(RestoreArgs),
     /// Administration: the repository and its maintenance
     #[command(visible_alias = "advanced")]
     Admin(AdminArgs),
@@ -64,9 +67,82 @@ pub struct SnapshotsArgs {
     /// Only snapshots taken by this host
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// List single snapshots instead of restore points
+    #[arg(long)]
+    pub raw: bool,
+    /// Print JSON on stdout instead of text (restore points and snapshots)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kopi-docka restore`
+#[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
+pub struct RestoreArgs {
+    /// The unit to restore (stack or standalone container name); asked for on a terminal
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+    /// The restore point (see `kopi-docka snapshots`)
+    #[arg(long, value_name = "ID", conflicts_with = "latest")]
+    pub backup_id: Option<String>,
+    /// The newest restore point (the default when no --backup-id is given)
+    #[arg(long)]
+    pub latest: bool,
+    /// Restore a backup made by another host [default: this host]
+    #[arg(long, value_name = "HOST")]
+    pub from_host: Option<String>,
+    /// Only this volume (repeatable)
+    #[arg(long = "volume", value_name = "NAME")]
+    pub volumes: Vec<String>,
+    /// Only this bind mount source (repeatable)
+    #[arg(long = "bind", value_name = "SRC")]
+    pub binds: Vec<std::path::PathBuf>,
+    /// Only these parts
+    #[arg(long, value_delimiter = ',', value_name = "PART")]
+    pub only: Vec<PartArg>,
+    /// Restore the files into this directory instead of into Docker (touches no container)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["compose_dir", "drill"])]
+    pub target_dir: Option<std::path::PathBuf>,
+    /// Where the compose files go [default: the original project directory]
+    #[arg(long, value_name = "DIR")]
+    pub compose_dir: Option<std::path::PathBuf>,
+    /// Values for redacted secrets of the saved configuration (`NAME=value` lines)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<std::path::PathBuf>,
+    /// Recreate existing networks whose configuration differs (only when nothing is attached)
+    #[arg(long)]
+    pub recreate_networks: bool,
+    /// Do not start the unit afterwards (containers stopped for the restore stay stopped)
+    #[arg(long)]
+    pub no_start: bool,
+    /// Restore into a sandbox, verify, start, check health, remove it: production untouched
+    #[arg(long)]
+    pub drill: bool,
+    /// Show what would be done and stop
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
     /// Print JSON on stdout instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// A part of a restore point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartArg {
+    /// Compose and env files.
+    Recipe,
+    /// Networks.
+    Networks,
+    /// Named volumes.
+    Volumes,
+    /// Bind mount sources.
+    Binds,
 }
 
 /// `kopi-docka admin`

@@ -55,6 +55,25 @@ impl Printer {
         }
     }
 
+    /// Asks a question on stderr and reads one line of answer from stdin (trimmed). `None`
+    /// at end of input.
+    pub fn ask(&self, question: &str) -> Option<String> {
+        {
+            let mut stderr = self.stderr.lock();
+            if write!(stderr, "{question} ")
+                .and_then(|()| stderr.flush())
+                .is_err()
+            {
+                return None;
+            }
+        }
+        let mut answer = String::new();
+        match std::io::stdin().read_line(&mut answer) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(answer.trim().to_owned()),
+        }
+    }
+
     /// Writes the error that ended the command, with its causes, on stderr.
     pub fn error(&self, error: &anyhow::Error) {
         let mut text = format!("error: {error}");

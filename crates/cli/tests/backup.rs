@@ -315,6 +315,7 @@ fn sigterm_while_starting_still_starts_everything() {
         "-c",
         command,
     ]);
+    let first_start = inspect(&name, "{{.State.StartedAt}}");
     let child = env.spawn(&[
         "backup",
         "--unit",
@@ -323,14 +324,16 @@ fn sigterm_while_starting_still_starts_everything() {
         "--scope",
         "minimal",
     ]);
-    wait_until("never stopped", || !running(&name));
-    wait_until("never started again", || running(&name));
+    // Stop and start can both fall between two polls: watch the start time instead.
+    wait_until("never started again", || {
+        inspect(&name, "{{.State.StartedAt}}") != first_start && running(&name)
+    });
     assert_ne!(
         inspect(&name, "{{.State.Health.Status}}"),
         "healthy",
         "the signal must come during the health wait"
     );
-    sigterm(&child);
+    support::sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -424,7 +427,7 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
     let name = busy_container(&env, "busy", 400);
 
     let child = cold_backup_in_progress(&env, &name);
-    sigterm(&child);
+    support::sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -504,7 +507,7 @@ fn sigterm_while_stopping_restarts_and_exits_130() {
         );
         journal.exists()
     });
-    sigterm(&child);
+    support::sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -833,12 +836,6 @@ fn cold_backup_in_progress(env: &Env, name: &str) -> std::process::Child {
     child
 }
 
-/// Sends SIGTERM to a spawned kopi-docka.
-fn sigterm(child: &std::process::Child) {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-}
-
 /// A running container whose volume holds `mib` MiB of incompressible data, so that a cold pass
 /// without warm pass takes a while.
 fn busy_container(env: &Env, suffix: &str, mib: usize) -> String {
@@ -863,23 +860,6 @@ fn busy_container(env: &Env, suffix: &str, mib: usize) -> String {
         "{{.Mountpoint}}",
         &volume,
     ]));
-    fill_random(&mountpoint.join("big.bin"), mib << 20);
+    support::fill_random(&mountpoint.join("big.bin"), mib << 20);
     name
-}
-
-fn fill_random(path: &Path, bytes: usize) {
-    use std::io::Write as _;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut block = vec![0_u8; 1 << 20];
-    for _ in 0..bytes / block.len() {
-        for chunk in block.chunks_mut(8) {
-            // xorshift64*: incompressible and fast enough.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            chunk.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-        }
-        file.write_all(&block).unwrap();
-    }
 }

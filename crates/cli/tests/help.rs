@@ -28,11 +28,17 @@ fn units_help() {
 }
 
 #[test]
+fn restore_help() {
+    insta::assert_snapshot!(help(&["restore", "--help"]));
+}
+
+#[test]
 fn global_options_on_every_command_and_exit_codes_in_top_help() {
     for command in [
         &["units"][..],
         &["version"],
         &["snapshots"],
+        &["restore"],
         &["admin", "repo", "init"],
         &["admin", "repo", "check"],
         &["advanced", "repo", "prune"],

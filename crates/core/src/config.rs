@@ -45,7 +45,7 @@ pub struct Config {
 
 impl HookSet {
     /// Every configured point with its argv, in run order.
-    pub fn points(&self) -> [(&'static str, Option<&Argv>); 6] {
+    pub fn points(&self) -> [(&'static str, Option<&Argv>); 8] {
         [
             ("pre-backup", self.pre_backup.as_ref()),
             ("pre-stop", self.pre_stop.as_ref()),
@@ -53,6 +53,8 @@ impl HookSet {
             ("pre-start", self.pre_start.as_ref()),
             ("post-start", self.post_start.as_ref()),
             ("post-backup", self.post_backup.as_ref()),
+            ("pre-restore", self.pre_restore.as_ref()),
+            ("post-restore", self.post_restore.as_ref()),
         ]
     }
 
@@ -96,6 +98,10 @@ pub struct HookSet {
     pub post_start: Option<Argv>,
     /// At the very end; `KOPI_DOCKA_STATUS` says how it went.
     pub post_backup: Option<Argv>,
+    /// Before a restore touches anything; failing aborts the restore.
+    pub pre_restore: Option<Argv>,
+    /// After a restore, with `KOPI_DOCKA_STATUS`.
+    pub post_restore: Option<Argv>,
 }
 
 /// `[backup]`: how units are backed up.

@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod lock;
 pub mod progress;
 pub mod repo;
+pub mod restore;
 pub mod unit;
 
 /// This library's version, reported by `kopi-docka version`.

@@ -219,7 +219,7 @@ async fn first_run(loaded: LoadedConfig, printer: &Printer) -> anyhow::Result<Lo
 }
 
 /// Takes the run lock, waiting for it with `wait` (until interrupted).
-async fn run_lock(
+pub(crate) async fn run_lock(
     state_dir: &std::path::Path,
     wait: bool,
     interrupt: &tokio::sync::watch::Receiver<bool>,

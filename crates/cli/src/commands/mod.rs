@@ -3,6 +3,7 @@
 
 mod backup;
 mod repo;
+mod restore;
 mod snapshots;
 mod units;
 mod version;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             backup::run(&cli.global, &args, printer).await
         }
         Command::Snapshots(args) => snapshots::run(&cli.global, &args, printer).await,
+        Command::Restore(args) => restore::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
             AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{Part, Repo, RepoSettings, SnapshotFilter, SnapshotInfo};
+use kopi_docka_core::restore::{self, RestorePoint};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, SnapshotsArgs};
@@ -14,10 +15,13 @@ use crate::progress::CliProgress;
 
 #[derive(Serialize)]
 struct SnapshotsReport<'a> {
+    /// Newest first.
+    restore_points: &'a [RestorePoint],
+    /// Newest first.
     snapshots: &'a [SnapshotInfo],
 }
 
-/// Lists our snapshots, newest first.
+/// Lists restore points (or single snapshots with `--raw`), newest first.
 pub async fn run(
     global: &GlobalArgs,
     args: &SnapshotsArgs,
@@ -33,14 +37,60 @@ pub async fn run(
     };
     let mut snapshots = repo.snapshots(filter).await?;
     snapshots.reverse();
+    let points = restore::group(&snapshots);
     if args.json {
         printer.json(&SnapshotsReport {
+            restore_points: &points,
             snapshots: &snapshots,
         })?;
-    } else {
+    } else if args.raw {
         printer.out(&render(&snapshots));
+    } else {
+        printer.out(&render_points(&points));
     }
     Ok(ExitCode::Ok)
+}
+
+fn render_points(points: &[RestorePoint]) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = writeln!(
+        out,
+        "{:<19}  {:<16}  {:<24}  {:<22}  {:<8}  {:<30}  {:>10}",
+        "TIME", "HOST", "UNIT", "BACKUP ID", "SCOPE", "CONTENTS", "SIZE"
+    );
+    for p in points {
+        let local = p
+            .time
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S");
+        let mut contents = Vec::new();
+        if p.recipe.is_some() {
+            contents.push("recipe".to_owned());
+        }
+        if p.networks.is_some() {
+            contents.push("networks".to_owned());
+        }
+        contents.push(format!("{} vol", p.volumes.len()));
+        contents.push(format!("{} bind", p.binds.len()));
+        let _ = writeln!(
+            out,
+            "{local:<19}  {:<16}  {:<24}  {:<22}  {:<8}  {:<30}  {:>10}",
+            p.host,
+            p.unit,
+            p.backup_id,
+            p.scope,
+            contents.join(", "),
+            human_bytes(p.data_size())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} restore points (restore one with `kopi-docka restore --unit UNIT --backup-id ID`; \
+         single snapshots: --raw)",
+        points.len()
+    );
+    out
 }
 
 fn render(snapshots: &[SnapshotInfo]) -> String {

@@ -193,3 +193,27 @@ where
         .arg(password_file)
         .args(args))
 }
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
+/// Writes `bytes` (a multiple of 1 MiB) of incompressible pseudo-random data to `path`.
+pub fn fill_random(path: &Path, bytes: usize) {
+    use std::io::Write as _;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0_u8; 1 << 20];
+    for _ in 0..bytes / block.len() {
+        for chunk in block.chunks_mut(8) {
+            // xorshift64*: incompressible and fast enough.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            chunk.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        file.write_all(&block).unwrap();
+    }
+}

@@ -599,16 +599,31 @@ impl StoppedUnit {
         unit: &Unit,
         timeout: u32,
     ) -> Result<Self, (Self, String)> {
-        let now = jiff::Timestamp::now();
-        let to_stop: Vec<StoppedContainer> = unit
+        let running = unit
             .containers
             .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| (c.id.clone(), c.name.clone(), unit.name.to_string()))
+            .collect();
+        Self::stop_containers(engine, journal, running, timeout).await
+    }
+
+    /// Journals, then stops `containers` (id, name, unit; given in start order) in reverse
+    /// order. Same contract as [`StoppedUnit::stop`].
+    pub async fn stop_containers(
+        engine: &Engine,
+        journal: &Journal,
+        containers: Vec<(String, String, String)>,
+        timeout: u32,
+    ) -> Result<Self, (Self, String)> {
+        let now = jiff::Timestamp::now();
+        let to_stop: Vec<StoppedContainer> = containers
+            .into_iter()
             .enumerate()
-            .filter(|(_, c)| c.state == ContainerState::Running)
-            .map(|(rank, c)| StoppedContainer {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                unit: unit.name.to_string(),
+            .map(|(rank, (id, name, unit))| StoppedContainer {
+                id,
+                name,
+                unit,
                 start_rank: rank,
                 recorded_at: now,
             })
@@ -660,7 +675,7 @@ impl StoppedUnit {
         let mut report = RestartReport::default();
         let mut last_start = None;
         for container in &self.stopped {
-            match start_and_wait(engine, container, health_timeout).await {
+            match start_and_wait(engine, &container.id, &container.name, health_timeout).await {
                 Ok(warning) => {
                     last_start = Some(Instant::now());
                     report.warnings.extend(warning);
@@ -681,18 +696,36 @@ impl StoppedUnit {
     }
 }
 
+impl StoppedUnit {
+    /// Leaves the stopped containers stopped on purpose (`restore --no-start`, an interrupted
+    /// restore): they leave the journal, so no later run starts them. Returns their names.
+    pub fn leave_stopped(self, journal: &Journal) -> Vec<String> {
+        for container in &self.stopped {
+            if let Err(error) = journal.clear(&container.id) {
+                tracing::warn!(%error, container = %container.name, "cannot update the journal");
+            }
+        }
+        self.stopped.into_iter().map(|c| c.name).collect()
+    }
+
+    /// Names of the stopped containers, in start order.
+    pub fn names(&self) -> Vec<String> {
+        self.stopped.iter().map(|c| c.name.clone()).collect()
+    }
+}
+
 /// Starts one container and waits until it runs and, with a healthcheck, is healthy. Returns a
 /// warning when it is not healthy in time.
-async fn start_and_wait(
+pub(crate) async fn start_and_wait(
     engine: &Engine,
-    container: &StoppedContainer,
+    id: &str,
+    name: &str,
     health_timeout: Duration,
 ) -> Result<Option<String>, String> {
-    let name = &container.name;
     // A start can fail transiently (the engine busy after a long stop): try a few times.
     let mut attempt = 0;
     loop {
-        match engine.start(&container.id).await {
+        match engine.start(id).await {
             Ok(()) => break,
             Err(error) if attempt < 3 => {
                 attempt += 1;
@@ -710,7 +743,7 @@ async fn start_and_wait(
     tracing::info!(container = %name, "started");
     let deadline = Instant::now() + health_timeout;
     loop {
-        match engine.state(&container.id).await {
+        match engine.state(id).await {
             Ok(Some((true, None))) => return Ok(None),
             Ok(Some((true, Some(health)))) if health == "healthy" => return Ok(None),
             Ok(Some((true, Some(health)))) if Instant::now() >= deadline => {
@@ -762,7 +795,7 @@ pub async fn restart_journaled(
                 continue;
             }
         }
-        match start_and_wait(engine, &container, health_timeout).await {
+        match start_and_wait(engine, &container.id, &container.name, health_timeout).await {
             Ok(_) => {
                 started.push(container.name.clone());
                 if let Err(error) = journal.clear(&container.id) {

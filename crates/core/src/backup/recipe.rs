@@ -7,7 +7,9 @@
 //!   environment values redacted (see [`redact_env`]);
 //! - `manifest.json`: the unit as discovered (containers, volumes, binds, networks, start order,
 //!   coverage) with the backup id and tool version;
-//! - `coverage.json`: the coverage report alone.
+//! - `coverage.json`: the coverage report alone;
+//! - `volumes.json`: `docker volume inspect` of each named volume (driver, options, labels), so
+//!   a restore on a fresh host creates them as they were.
 //!
 //! `.env` and `env_file`s are stored **verbatim**: the repository is encrypted, and without them
 //! a stack cannot be restored. Only the inspect output is redacted, because it duplicates them
@@ -86,6 +88,13 @@ pub async fn stage(
     };
     write_json(&dir.join("manifest.json"), &manifest)?;
     write_json(&dir.join("coverage.json"), &unit.coverage)?;
+    let mut volumes = Vec::new();
+    for volume in &unit.volumes {
+        if let Some(doc) = engine.inspect_volume_json(&volume.name).await? {
+            volumes.push(doc);
+        }
+    }
+    write_json(&dir.join("volumes.json"), &volumes)?;
     Ok(())
 }
 

@@ -8,9 +8,13 @@ pub mod compose;
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
+};
 use bollard::models::{ContainerInspectResponse, Volume};
 use bollard::query_parameters::{
-    InspectContainerOptions, InspectNetworkOptions, ListContainersOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
     StartContainerOptions, StopContainerOptionsBuilder,
 };
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -232,4 +236,149 @@ impl Engine {
             }),
         }
     }
+
+    /// The raw inspect document of one volume; `None` when it does not exist.
+    pub async fn inspect_volume_json(
+        &self,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, DockerError> {
+        match self.client.inspect_volume(name).await {
+            Ok(found) => Ok(Some(to_json(&found, &format!("volume {name}"))?)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(source) => Err(api(format!("inspect volume {name}"), source)),
+        }
+    }
+
+    /// Whether a network with this name exists; its inspect document when it does.
+    pub async fn find_network_json(
+        &self,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, DockerError> {
+        match self
+            .client
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(found) => Ok(Some(to_json(&found, &format!("network {name}"))?)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(source) => Err(api(format!("inspect network {name}"), source)),
+        }
+    }
+
+    /// Creates a volume; returns its mountpoint on this host.
+    pub async fn create_volume(
+        &self,
+        request: VolumeCreateRequest,
+    ) -> Result<Option<std::path::PathBuf>, DockerError> {
+        let name = request.name.clone().unwrap_or_default();
+        let created = self
+            .client
+            .create_volume(request)
+            .await
+            .map_err(|source| api(format!("create volume {name}"), source))?;
+        Ok(Some(created.mountpoint.into())
+            .filter(|p: &std::path::PathBuf| !p.as_os_str().is_empty()))
+    }
+
+    /// Removes a volume (it must not be in use).
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        self.client
+            .remove_volume(name, Some(RemoveVolumeOptionsBuilder::default().build()))
+            .await
+            .map_err(|source| api(format!("remove volume {name}"), source))
+    }
+
+    /// Creates a network; returns its id.
+    pub async fn create_network(
+        &self,
+        request: NetworkCreateRequest,
+    ) -> Result<String, DockerError> {
+        let name = request.name.clone();
+        let created = self
+            .client
+            .create_network(request)
+            .await
+            .map_err(|source| api(format!("create network {name}"), source))?;
+        Ok(created.id)
+    }
+
+    /// Removes a network (no container may be attached).
+    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+        self.client
+            .remove_network(name)
+            .await
+            .map_err(|source| api(format!("remove network {name}"), source))
+    }
+
+    /// Creates a container named `name`; returns its id.
+    pub async fn create_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, DockerError> {
+        let created = self
+            .client
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(name).build()),
+                body,
+            )
+            .await
+            .map_err(|source| api(format!("create container {name}"), source))?;
+        Ok(created.id)
+    }
+
+    /// Attaches a created container to one more network.
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        request: NetworkConnectRequest,
+    ) -> Result<(), DockerError> {
+        let container = request.container.clone();
+        self.client
+            .connect_network(network, request)
+            .await
+            .map_err(|source| api(format!("connect {container} to network {network}"), source))
+    }
+
+    /// Removes a container with its anonymous volumes, killing it when it runs.
+    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+        match self
+            .client
+            .remove_container(
+                id,
+                Some(
+                    RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(source) => Err(api(format!("remove container {id}"), source)),
+        }
+    }
+}
+
+fn api(operation: String, source: bollard::errors::Error) -> DockerError {
+    DockerError::Api { operation, source }
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<serde_json::Value, DockerError> {
+    serde_json::to_value(value).map_err(|e| DockerError::Api {
+        operation: format!("encode inspect of {what}"),
+        source: bollard::errors::Error::JsonSerdeError { err: e },
+    })
 }

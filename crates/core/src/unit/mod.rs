@@ -19,7 +19,9 @@ pub use discover::{build_units, discover};
 pub use mounts::MountRules;
 
 /// Stack or standalone container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitKind {
     /// All containers of one compose project.

@@ -1,0 +1,586 @@
+//! `kopi-docka restore`: pick a restore point (flags, or a wizard on a terminal), show the
+//! plan, confirm, restore; or extract into a directory; or run a drill.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use kopi_docka_core::backup;
+use kopi_docka_core::config::LoadedConfig;
+use kopi_docka_core::docker::Engine;
+use kopi_docka_core::lock::LockMode;
+use kopi_docka_core::lock::journal::Journal;
+use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
+use kopi_docka_core::restore::drill::{self, DrillReport};
+use kopi_docka_core::restore::{
+    self, DataKind, Parts, RestoreContext, RestoreOutcome, RestorePlan, RestorePoint,
+    RestoreRequest, StartPlan,
+};
+
+use super::UsageError;
+use super::snapshots::human_bytes;
+use crate::cli::{GlobalArgs, PartArg, RestoreArgs};
+use crate::exit::ExitCode;
+use crate::printer::Printer;
+use crate::progress::CliProgress;
+
+/// Restores one unit.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &RestoreArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let loaded = super::load_config(global)?;
+    let repo_settings = RepoSettings::from_config(&loaded)?;
+    let this_host = repo_settings.hostname.clone();
+    let interactive =
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !args.json;
+    crate::signals::install_once();
+    let interrupt = crate::signals::subscribe();
+    let touches_docker = args.target_dir.is_none() && !args.dry_run;
+    // Restores stop and start containers: never at the same time as a backup or another restore.
+    let _run_lock = if touches_docker {
+        Some(super::backup::run_lock(&loaded.env.state_dir(), false, &interrupt).await?)
+    } else {
+        None
+    };
+    let repo = Repo::open(
+        repo_settings,
+        LockMode::Shared,
+        Arc::new(CliProgress::new()),
+    )
+    .await?;
+    let points = restore::group(&repo.snapshots(SnapshotFilter::default()).await?);
+    let point = select_point(&points, args, &this_host, interactive, printer)?;
+    let only = if args.only.is_empty() && interactive && args.unit.is_none() {
+        ask_parts(printer)?
+    } else {
+        args.only.clone()
+    };
+    let request = RestoreRequest {
+        point,
+        parts: parts(&only),
+        volumes: args.volumes.clone(),
+        binds: args.binds.clone(),
+        compose_dir: args.compose_dir.clone(),
+        start: !args.no_start,
+        recreate_networks: args.recreate_networks,
+        env_values: read_env_file(args.env_file.as_deref())?,
+    };
+    check_subset(&request)?;
+    if let Some(dir) = &args.target_dir {
+        return extract(&repo, &request, dir, args.json, printer).await;
+    }
+    let engine = Engine::connect(loaded.docker_host()?).await?;
+    let journal = Journal::in_dir(&loaded.env.state_dir());
+    let ctx = context(
+        &loaded,
+        &engine,
+        &repo,
+        &journal,
+        &request.point.unit,
+        interrupt.clone(),
+    )?;
+    if args.drill {
+        let report = drill::drill(&ctx, request.point, request.env_values).await?;
+        if args.json {
+            printer.json(&report)?;
+        } else {
+            printer.out(&render_drill(&report));
+        }
+        return Ok(if *interrupt.borrow() {
+            ExitCode::Interrupted
+        } else if report.passed {
+            ExitCode::Ok
+        } else {
+            ExitCode::Failed
+        });
+    }
+    let plan = restore::prepare(&ctx, request).await?;
+    if args.dry_run {
+        if args.json {
+            printer.json(&plan)?;
+        } else {
+            printer.out(&render_plan(&plan));
+        }
+        return Ok(ExitCode::Ok);
+    }
+    if !args.json {
+        printer.out(&render_plan(&plan));
+    }
+    confirm(args.yes, interactive, printer)?;
+    let outcome = restore::execute(&ctx, plan).await?;
+    if args.json {
+        printer.json(&outcome)?;
+    } else {
+        printer.out(&render_outcome(&outcome));
+    }
+    Ok(if outcome.interrupted || *interrupt.borrow() {
+        ExitCode::Interrupted
+    } else if outcome.ok() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failed
+    })
+}
+
+/// `--target-dir`: the parts as plain files, no container touched.
+async fn extract(
+    repo: &Repo,
+    request: &RestoreRequest,
+    dir: &Path,
+    json: bool,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let parts = restore::extract(repo, request, dir).await?;
+    if json {
+        printer.json(&parts)?;
+    } else {
+        for p in &parts {
+            printer.line(&format!(
+                "{:<40} -> {} ({} entries, {})",
+                p.part,
+                p.path.display(),
+                p.restored,
+                human_bytes(p.bytes)
+            ));
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn context<'a>(
+    loaded: &LoadedConfig,
+    engine: &'a Engine,
+    repo: &'a Repo,
+    journal: &'a Journal,
+    unit: &str,
+    interrupt: backup::Interrupt,
+) -> anyhow::Result<RestoreContext<'a>> {
+    let config = &loaded.config;
+    let work_dir = loaded.env.cache_dir().join("restore");
+    kopi_docka_core::durable::create_dir_all(&work_dir, 0o700)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
+    Ok(RestoreContext {
+        engine,
+        repo,
+        journal,
+        work_dir,
+        hooks: std::iter::once(config.hooks.clone())
+            .chain(config.units.get(unit).map(|u| u.hooks.clone()))
+            .collect(),
+        hook_timeout: Duration::from_secs(u64::from(config.backup.hook_timeout_seconds)),
+        stop_timeout: config.backup.stop_timeout_seconds,
+        health_timeout: Duration::from_secs(u64::from(config.backup.health_timeout_seconds)),
+        interrupt,
+    })
+}
+
+fn parts(only: &[PartArg]) -> Parts {
+    if only.is_empty() {
+        return Parts::ALL;
+    }
+    Parts {
+        recipe: only.contains(&PartArg::Recipe),
+        networks: only.contains(&PartArg::Networks),
+        volumes: only.contains(&PartArg::Volumes),
+        binds: only.contains(&PartArg::Binds),
+    }
+}
+
+/// `--volume` and `--bind` must name what the point has.
+fn check_subset(request: &RestoreRequest) -> anyhow::Result<()> {
+    let point = &request.point;
+    for v in &request.volumes {
+        if !point.volumes.contains_key(v) {
+            bail!(UsageError(format!(
+                "restore point {} has no volume `{v}`; it has: {}",
+                point.backup_id,
+                list(point.volumes.keys())
+            )));
+        }
+    }
+    for b in &request.binds {
+        if !point.binds.contains_key(b) {
+            bail!(UsageError(format!(
+                "restore point {} has no bind `{}`; it has: {}",
+                point.backup_id,
+                b.display(),
+                list(point.binds.keys().map(|p| p.display()))
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Host, unit and point from the flags; what is missing is asked on a terminal.
+fn select_point(
+    points: &[RestorePoint],
+    args: &RestoreArgs,
+    this_host: &str,
+    interactive: bool,
+    printer: &Printer,
+) -> anyhow::Result<RestorePoint> {
+    let hosts: Vec<&str> = {
+        let mut h: Vec<&str> = points.iter().map(|p| p.host.as_str()).collect();
+        h.sort_by_key(|x| (*x != this_host, *x));
+        h.dedup();
+        h
+    };
+    let host = match (
+        &args.from_host,
+        args.unit.is_none() && interactive && hosts.len() > 1,
+    ) {
+        (Some(h), _) => h.clone(),
+        (None, true) => (*choose(printer, "Host", &hosts, |h| (*h).to_owned())?).to_owned(),
+        (None, false) => this_host.to_owned(),
+    };
+    let on_host: Vec<&RestorePoint> = points.iter().filter(|p| p.host == host).collect();
+    if on_host.is_empty() {
+        bail!(UsageError(format!(
+            "no restore points from host `{host}`; hosts in the repository: {} (pick one with \
+             --from-host HOST)",
+            list(&hosts)
+        )));
+    }
+    let mut units: Vec<&str> = on_host.iter().map(|p| p.unit.as_str()).collect();
+    units.sort_unstable();
+    units.dedup();
+    let unit = match &args.unit {
+        Some(u) => u.clone(),
+        None if interactive => (*choose(printer, "Unit", &units, |u| (*u).to_owned())?).to_owned(),
+        None => bail!(UsageError(format!(
+            "name the unit with --unit; units with restore points from `{host}`: {}",
+            list(&units)
+        ))),
+    };
+    let of_unit: Vec<&RestorePoint> = on_host.iter().copied().filter(|p| p.unit == unit).collect();
+    if of_unit.is_empty() {
+        let elsewhere: Vec<&str> = hosts
+            .iter()
+            .copied()
+            .filter(|h| points.iter().any(|p| p.host == *h && p.unit == unit))
+            .collect();
+        let hint = if elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; it has restore points from {}: add --from-host",
+                list(&elsewhere)
+            )
+        };
+        bail!(UsageError(format!(
+            "unknown unit `{unit}` on host `{host}`{hint}; units with restore points there: {}",
+            list(&units)
+        )));
+    }
+    let point = match &args.backup_id {
+        Some(id) => *of_unit
+            .iter()
+            .find(|p| p.backup_id.as_str() == id)
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "unit `{unit}` has no restore point `{id}`; the newest are: {}",
+                    list(of_unit.iter().take(5).map(|p| &p.backup_id))
+                ))
+            })?,
+        None if interactive && !args.latest => {
+            choose(printer, "Restore point", &of_unit, |p| describe_point(p))?
+        }
+        None => of_unit[0],
+    };
+    Ok(point.clone())
+}
+
+fn choose<'a, T>(
+    printer: &Printer,
+    what: &str,
+    items: &'a [T],
+    label: impl Fn(&T) -> String,
+) -> anyhow::Result<&'a T> {
+    let mut menu = format!("{what}:\n");
+    for (i, item) in items.iter().enumerate().take(20) {
+        let _ = writeln!(menu, "  {:>2}) {}", i + 1, label(item));
+    }
+    printer.notice(menu.trim_end());
+    loop {
+        let Some(answer) = printer.ask(&format!("{what} [1]:")) else {
+            bail!(UsageError("no answer on stdin".into()));
+        };
+        let index = if answer.is_empty() {
+            Ok(1)
+        } else {
+            answer.parse::<usize>()
+        };
+        match index {
+            Ok(i) if (1..=items.len().min(20)).contains(&i) => return Ok(&items[i - 1]),
+            _ => printer.notice(&format!(
+                "answer with a number from 1 to {}",
+                items.len().min(20)
+            )),
+        }
+    }
+}
+
+/// The wizard's last question: which parts (all by default).
+fn ask_parts(printer: &Printer) -> anyhow::Result<Vec<PartArg>> {
+    loop {
+        let Some(answer) =
+            printer.ask("Parts [all] (or a comma list of recipe, networks, volumes, binds):")
+        else {
+            bail!(UsageError("no answer on stdin".into()));
+        };
+        if answer.is_empty() || answer == "all" {
+            return Ok(Vec::new());
+        }
+        let parsed: Result<Vec<PartArg>, String> = answer
+            .split(',')
+            .map(|p| <PartArg as clap::ValueEnum>::from_str(p.trim(), true))
+            .collect();
+        match parsed {
+            Ok(parts) => return Ok(parts),
+            Err(error) => printer.notice(&error),
+        }
+    }
+}
+
+fn confirm(yes: bool, interactive: bool, printer: &Printer) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !interactive {
+        bail!(UsageError(
+            "a restore overwrites data: confirm with --yes (see the plan above, or --dry-run)"
+                .into()
+        ));
+    }
+    match printer.ask("Proceed? [y/N]").as_deref() {
+        Some("y" | "Y" | "yes") => Ok(()),
+        _ => bail!(UsageError("not confirmed; nothing was changed".into())),
+    }
+}
+
+/// `NAME=value` lines from a file that only its owner may read.
+fn read_env_file(path: Option<&Path>) -> anyhow::Result<BTreeMap<String, String>> {
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        bail!(UsageError(format!(
+            "{} holds secrets but others may read it; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(drill::parse_env(&text))
+}
+
+fn local_time(t: jiff::Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn describe_point(p: &RestorePoint) -> String {
+    format!(
+        "{}  {}  scope {}, {}{} volume(s), {} bind(s), {}",
+        local_time(p.time),
+        p.backup_id,
+        p.scope,
+        if p.recipe.is_some() { "recipe, " } else { "" },
+        p.volumes.len(),
+        p.binds.len(),
+        human_bytes(p.data_size())
+    )
+}
+
+fn render_plan(plan: &RestorePlan) -> String {
+    let p = &plan.point;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Restore {} {} from host {}, point {} ({}, scope {})",
+        p.kind,
+        p.unit,
+        p.host,
+        p.backup_id,
+        local_time(p.time),
+        p.scope
+    );
+    if let Some(dir) = &plan.project_dir {
+        let replaced = plan.files.iter().filter(|(_, o)| *o).count();
+        let _ = writeln!(
+            out,
+            "  files:    {} into {}{}",
+            plan.files.len(),
+            dir.display(),
+            if replaced > 0 {
+                format!(" ({replaced} replaced; the old ones kept as *.kopi-docka-*.bak)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for n in &plan.networks {
+        let _ = writeln!(out, "  network:  {} ({})", n.name, n.state);
+    }
+    for d in &plan.data {
+        let kind = match d.kind {
+            DataKind::Volume => "volume:  ",
+            DataKind::Bind => "bind:    ",
+        };
+        let action = match (&d.target, d.exists) {
+            (None, _) => "created, then restored".to_owned(),
+            (Some(t), true) => format!(
+                "replaces {} (current content kept as a rollback copy)",
+                t.display()
+            ),
+            (Some(t), false) => format!("restored to {}", t.display()),
+        };
+        let size = d.size.map(human_bytes).unwrap_or_default();
+        let _ = writeln!(out, "  {kind} {} {size}: {action}", d.name);
+    }
+    if !plan.stop.is_empty() {
+        let _ = writeln!(out, "  stops:    {}", plan.stop.join(", "));
+    }
+    let start = match &plan.start {
+        StartPlan::None => "nothing is started (--no-start)".to_owned(),
+        StartPlan::RestartStopped => "the stopped containers are started again".to_owned(),
+        StartPlan::Compose { tool, services, .. } => format!(
+            "`{tool} up -d` {}",
+            if services.is_empty() {
+                "(all services)".to_owned()
+            } else {
+                services.join(" ")
+            }
+        ),
+        StartPlan::Recreate { containers } => {
+            format!(
+                "recreates {} from the saved configuration",
+                containers.join(", ")
+            )
+        }
+    };
+    let _ = writeln!(out, "  then:     {start}");
+    for w in &plan.warnings {
+        let _ = writeln!(out, "  warning:  {w}");
+    }
+    out
+}
+
+fn render_outcome(o: &RestoreOutcome) -> String {
+    let mut out = String::new();
+    let verdict = if o.interrupted {
+        "INTERRUPTED"
+    } else if o.ok() {
+        "restored"
+    } else {
+        "FAILED"
+    };
+    let _ = writeln!(
+        out,
+        "{verdict}: {} {} (point {} from {}) in {:.1}s",
+        o.kind, o.unit, o.backup_id, o.host, o.duration_seconds
+    );
+    for (path, backup) in &o.files {
+        if let Some(b) = backup {
+            let _ = writeln!(
+                out,
+                "  file {}: previous version kept as {}",
+                path.display(),
+                b.display()
+            );
+        }
+    }
+    for d in &o.data {
+        let _ = write!(
+            out,
+            "  {} {}: {} entries, {}",
+            match d.kind {
+                DataKind::Volume => "volume",
+                DataKind::Bind => "bind",
+            },
+            d.name,
+            d.swapped.restored,
+            human_bytes(d.swapped.bytes)
+        );
+        match &d.swapped.rollback {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "; previous content kept at {} (remove it once all is well)",
+                    r.display()
+                );
+            }
+            None => out.push('\n'),
+        }
+    }
+    if !o.started.is_empty() {
+        let _ = writeln!(out, "  started: {}", o.started.join(", "));
+    }
+    if !o.left_stopped.is_empty() {
+        let _ = writeln!(
+            out,
+            "  left stopped: {} (start them with `docker start` once you have checked the data)",
+            o.left_stopped.join(", ")
+        );
+    }
+    for w in &o.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+    for e in &o.errors {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    out
+}
+
+fn render_drill(r: &DrillReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "drill {}: {} (point {} from {}), sandbox {}",
+        if r.passed { "PASSED" } else { "FAILED" },
+        r.unit,
+        r.backup_id,
+        r.host,
+        r.sandbox
+    );
+    let _ = writeln!(
+        out,
+        "  restore {:.1}s, verify {:.1}s, start {:.1}s, total {:.1}s",
+        r.restore_seconds, r.verify_seconds, r.start_seconds, r.total_seconds
+    );
+    for d in &r.data {
+        let _ = writeln!(
+            out,
+            "  {}: {} files verified, {} differ, {} extra",
+            d.name, d.verified, d.differing, d.additional
+        );
+    }
+    if !r.started.is_empty() {
+        let _ = writeln!(out, "  running: {}", r.started.join(", "));
+    }
+    for e in &r.errors {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    for l in &r.leftovers {
+        let _ = writeln!(out, "  not removed: {l}");
+    }
+    out
+}

@@ -1,0 +1,790 @@
+//! `kopi-docka restore` against a real engine and a real repository: a stack and a standalone
+//! container come back on a "fresh host" (containers, volumes and networks removed) with
+//! identical data and configuration; restoring over existing data keeps a rollback copy and a
+//! failure part-way puts the old content back; drills leave nothing behind; bad input fails
+//! clearly.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+#[path = "../../core/tests/support/tree.rs"]
+mod tree;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
+use tree::CompareOptions;
+
+/// Fields drop in order: the Docker resources go before the temp dir holding their files.
+struct Env {
+    resources: DockerResources,
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(extra: &str) -> Self {
+        let prefix = support::unique_prefix();
+        let dir = tempfile::tempdir().unwrap();
+        let env = Self {
+            resources: DockerResources::new(&prefix),
+            dir,
+            prefix,
+        };
+        env.write_config("config.toml", extra);
+        env.cmd(&["admin", "repo", "init"]).assert().success();
+        env
+    }
+    fn write_config(&self, name: &str, extra: &str) {
+        std::fs::write(
+            self.path(name),
+            format!(
+                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n{extra}\n\
+                 [backup]\nhealth-timeout-seconds = 30\n",
+                self.path("repo").display()
+            ),
+        )
+        .unwrap();
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
+        self.cmd_with("config.toml", args)
+    }
+    fn cmd_with(&self, config: &str, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = kopi_docka();
+        cmd.arg("--config")
+            .arg(self.path(config))
+            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
+            .args(args);
+        cmd
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.cmd(args).assert().success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    }
+    /// The fixture stack, up, with `override_yml` as docker-compose.override.yml.
+    fn stack(&mut self, override_yml: &str) -> (String, PathBuf) {
+        let dir = self.path("stack");
+        std::fs::create_dir(&dir).unwrap();
+        support::copy_fixture("stack", &dir);
+        if !override_yml.is_empty() {
+            std::fs::write(dir.join("docker-compose.override.yml"), override_yml).unwrap();
+        }
+        let name = format!("{}-stack", self.prefix);
+        self.resources.compose_up(&name, &dir);
+        (name, dir)
+    }
+    fn env_file(&self, text: &str) -> PathBuf {
+        let path = self.path("secrets.env");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+}
+
+fn inspect(name: &str, format: &str) -> String {
+    docker(&["inspect", "--format", format, name])
+}
+
+fn mountpoint(volume: &str) -> PathBuf {
+    PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        volume,
+    ]))
+}
+
+fn exists(kind: &str, name: &str) -> bool {
+    Command::new("docker")
+        .args([kind, "inspect", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// The network attributes a restore must reproduce.
+fn network_attributes(name: &str) -> Value {
+    let all: Value = serde_json::from_str(&docker(&["network", "inspect", name])).unwrap();
+    let n = &all[0];
+    serde_json::json!({
+        "driver": n["Driver"], "internal": n["Internal"], "attachable": n["Attachable"],
+        "ipv6": n["EnableIPv6"], "labels": n["Labels"], "options": n["Options"],
+        "ipam": n["IPAM"],
+    })
+}
+
+/// Moves a directory's tree aside (same filesystem: a rename keeps every inode and time) so
+/// the original can be compared with what a restore brings back.
+fn move_aside(from: &Path, to: &Path) {
+    std::fs::rename(from, to).unwrap();
+}
+
+fn two_subnet_octets(prefix: &str) -> (u8, u8) {
+    let n = u32::from_str_radix(&prefix["kdtest-".len()..], 16).unwrap();
+    (
+        u8::try_from((n >> 8) % 200 + 20).unwrap(),
+        u8::try_from(n % 250).unwrap(),
+    )
+}
+
+#[test]
+fn stack_round_trip_on_a_fresh_host() {
+    if !support::docker_tests_enabled("stack_round_trip_on_a_fresh_host") {
+        return;
+    }
+    let mut env = Env::new("");
+    let (a, b) = two_subnet_octets(&env.prefix);
+    let (stack, dir) = env.stack(&format!(
+        "networks:\n  backend:\n    internal: true\n    labels:\n      kdtest.purpose: round-trip\n    \
+         driver_opts:\n      com.docker.network.driver.mtu: \"1400\"\n    ipam:\n      config:\n        \
+         - subnet: 10.{a}.{b}.0/24\n"
+    ));
+    let db_volume = format!("{stack}_db-data");
+    let cache_volume = format!("{stack}_web-cache");
+    std::fs::create_dir(mountpoint(&db_volume).join("rich")).unwrap();
+    tree::build_rich_tree(&mountpoint(&db_volume).join("rich"));
+    std::fs::write(mountpoint(&cache_volume).join("cached"), "cache").unwrap();
+    std::fs::write(dir.join("html/index.html"), "<h1>restored</h1>").unwrap();
+    std::os::unix::fs::chown(dir.join("html/index.html"), Some(33), Some(33)).unwrap();
+    let networks = [format!("{stack}_backend"), format!("{stack}_frontend")];
+    let net_before: Vec<Value> = networks.iter().map(|n| network_attributes(n)).collect();
+    let labels_before = inspect(&db_volume, "{{json .Labels}}");
+
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+
+    // A fresh host: no containers, networks or volumes; the data moved aside for comparison;
+    // the env files gone too (the recipe brings them back).
+    support::run(
+        Command::new("docker-compose")
+            .args(["-p", &stack, "down", "--timeout", "1"])
+            .current_dir(&dir),
+    );
+    // The reference copy of the volume data lives in another volume: /var/lib/docker may be a
+    // mount of its own, and a rename cannot leave it.
+    let reference_volume = format!("{}-reference", env.prefix);
+    docker(&["volume", "create", &reference_volume]);
+    let reference_rich = mountpoint(&reference_volume).join("rich");
+    move_aside(&mountpoint(&db_volume).join("rich"), &reference_rich);
+    let reference_html = env.path("reference-html");
+    move_aside(&dir.join("html"), &reference_html);
+    docker(&["volume", "rm", &db_volume, &cache_volume]);
+    std::fs::remove_file(dir.join(".env")).unwrap();
+    std::fs::remove_file(dir.join("web.env")).unwrap();
+
+    let outcome = env.json(&["restore", "--unit", &stack, "--latest", "--yes", "--json"]);
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    let db = format!("{stack}_db_1");
+    let web = format!("{stack}_web_1");
+    assert_eq!(inspect(&db, "{{.State.Health.Status}}"), "healthy");
+    assert_eq!(inspect(&web, "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&db_volume, "{{json .Labels}}"), labels_before);
+    for (name, before) in networks.iter().zip(&net_before) {
+        assert_eq!(&network_attributes(name), before, "network {name}");
+    }
+    tree::assert_trees_equal(
+        &reference_rich,
+        &mountpoint(&db_volume).join("rich"),
+        &CompareOptions::default(),
+    );
+    tree::assert_trees_equal(
+        &reference_html,
+        &dir.join("html"),
+        &CompareOptions::default(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(mountpoint(&cache_volume).join("cached")).unwrap(),
+        "cache"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join(".env"))
+            .unwrap()
+            .contains("DB_PASSWORD=fixture-secret")
+    );
+    assert!(dir.join("web.env").exists());
+    let env_in_web = inspect(&web, "{{json .Config.Env}}");
+    assert!(
+        env_in_web.contains("DB_PASSWORD=fixture-secret"),
+        "{env_in_web}"
+    );
+}
+
+#[test]
+fn restore_over_existing_data_keeps_a_rollback_copy_and_rolls_back_on_failure() {
+    if !support::docker_tests_enabled(
+        "restore_over_existing_data_keeps_a_rollback_copy_and_rolls_back_on_failure",
+    ) {
+        return;
+    }
+    let mut env = Env::new("");
+    install_restore_hooks(&env);
+    let (stack, _dir) = env.stack("");
+    let db_volume = format!("{stack}_db-data");
+    let cache_volume = format!("{stack}_web-cache");
+    let (db, web) = (format!("{stack}_db_1"), format!("{stack}_web_1"));
+    let hooks_log = || std::fs::read_to_string(env.path("hooks.log")).unwrap_or_default();
+    for v in [&db_volume, &cache_volume] {
+        std::fs::write(mountpoint(v).join("marker"), "v1").unwrap();
+    }
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    for v in [&db_volume, &cache_volume] {
+        std::fs::write(mountpoint(v).join("marker"), "v2").unwrap();
+        std::fs::write(mountpoint(v).join("newer"), "only in v2").unwrap();
+    }
+
+    // The second volume fails after the first was swapped in: both must hold v2 again.
+    let failing = mountpoint(&cache_volume);
+    let out = env
+        .cmd(&[
+            "restore", "--unit", &stack, "--only", "volumes", "--yes", "--json",
+        ])
+        .env(
+            "KOPI_DOCKA_FAILPOINT",
+            format!("restore:{}", failing.display()),
+        )
+        .assert()
+        .code(1);
+    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(outcome["rolled_back"], true, "{outcome:#}");
+    for v in [&db_volume, &cache_volume] {
+        let data = mountpoint(v);
+        assert_eq!(std::fs::read_to_string(data.join("marker")).unwrap(), "v2");
+        assert!(data.join("newer").exists());
+        let siblings: Vec<_> = std::fs::read_dir(data.parent().unwrap()).unwrap().collect();
+        assert_eq!(
+            siblings.len(),
+            1,
+            "only _data is left in {}",
+            data.display()
+        );
+    }
+    assert_eq!(inspect(&db, "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&web, "{{.State.Running}}"), "true");
+    assert_eq!(
+        hooks_log(),
+        format!("pre-restore {stack} \npost-restore {stack} failed\n")
+    );
+
+    // One volume, for real: only its user is stopped; the old content is kept beside it.
+    let db_started = inspect(&db, "{{.State.StartedAt}}");
+    let web_started = inspect(&web, "{{.State.StartedAt}}");
+    let outcome = env.json(&[
+        "restore",
+        "--unit",
+        &stack,
+        "--volume",
+        &cache_volume,
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    assert_eq!(outcome["started"], serde_json::json!([web]));
+    let data = mountpoint(&cache_volume);
+    assert_eq!(std::fs::read_to_string(data.join("marker")).unwrap(), "v1");
+    assert!(!data.join("newer").exists());
+    let rollback = PathBuf::from(outcome["data"][0]["rollback"].as_str().unwrap());
+    assert_eq!(rollback.parent(), data.parent());
+    assert_eq!(
+        std::fs::read_to_string(rollback.join("marker")).unwrap(),
+        "v2"
+    );
+    assert_eq!(
+        inspect(&db, "{{.State.StartedAt}}"),
+        db_started,
+        "db was not touched"
+    );
+    assert_ne!(inspect(&web, "{{.State.StartedAt}}"), web_started);
+    assert_eq!(inspect(&web, "{{.State.Running}}"), "true");
+    assert_eq!(
+        std::fs::read_to_string(mountpoint(&db_volume).join("marker")).unwrap(),
+        "v2"
+    );
+    assert!(hooks_log().ends_with(&format!(
+        "pre-restore {stack} \npost-restore {stack} success\n"
+    )));
+}
+
+#[test]
+fn standalone_round_trip_recreates_the_configuration() {
+    if !support::docker_tests_enabled("standalone_round_trip_recreates_the_configuration") {
+        return;
+    }
+    let env = Env::new("");
+    let name = format!("{}-solo", env.prefix);
+    let net = format!("{}-net", env.prefix);
+    let volume = format!("{}-data", env.prefix);
+    docker(&["network", "create", "--label", "kdtest=1", &net]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--hostname",
+        "solo-host",
+        "--network",
+        &net,
+        "--network-alias",
+        "solo-alias",
+        "-e",
+        "API_TOKEN=secret123",
+        "-e",
+        "PLAIN=1",
+        "-v",
+        &format!("{volume}:/data"),
+        "-p",
+        "127.0.0.1::8080",
+        "--restart",
+        "unless-stopped",
+        "--label",
+        "kdtest.role=solo",
+        "--user",
+        "1234:1234",
+        "-w",
+        "/data",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop",
+        "MKNOD",
+        "--memory",
+        "64m",
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    std::fs::write(mountpoint(&volume).join("payload"), "standalone data").unwrap();
+    let fields = "{{json .Config.Image}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} \
+                  {{json .Config.Env}} {{json .Config.User}} {{json .Config.WorkingDir}} \
+                  {{json .Config.Labels}} {{json .Config.Hostname}} \
+                  {{json .HostConfig.RestartPolicy}} {{json .HostConfig.CapAdd}} \
+                  {{json .HostConfig.CapDrop}} {{json .HostConfig.Memory}} \
+                  {{json .HostConfig.PortBindings}} {{json .HostConfig.Binds}} \
+                  {{json .HostConfig.NetworkMode}}";
+    let before = inspect(&name, fields);
+    let aliases_format =
+        format!("{{{{json (index .NetworkSettings.Networks \"{net}\").Aliases}}}}");
+    env.cmd(&["backup", "--unit", &name]).assert().success();
+    docker(&["rm", "-f", &name]);
+    docker(&["volume", "rm", &volume]);
+    docker(&["network", "rm", &net]);
+
+    // The token was redacted in the saved configuration: it must be supplied, and nothing is
+    // created until it is.
+    env.cmd(&["restore", "--unit", &name, "--yes"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("API_TOKEN"))
+        .stderr(predicates::str::contains("--env-file"));
+    assert!(!exists("volume", &volume));
+    assert!(!exists("container", &name));
+
+    let secrets = env.env_file("API_TOKEN=secret123\n");
+    let outcome = env.json(&[
+        "restore",
+        "--unit",
+        &name,
+        "--yes",
+        "--json",
+        "--env-file",
+        secrets.to_str().unwrap(),
+    ]);
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&name, fields), before);
+    assert!(inspect(&name, &aliases_format).contains("solo-alias"));
+    assert_eq!(
+        std::fs::read_to_string(mountpoint(&volume).join("payload")).unwrap(),
+        "standalone data"
+    );
+    assert_eq!(inspect(&net, "{{json .Labels}}"), r#"{"kdtest":"1"}"#);
+}
+
+#[test]
+fn another_hosts_backup_and_bad_input() {
+    if !support::docker_tests_enabled("another_hosts_backup_and_bad_input") {
+        return;
+    }
+    let env = Env::new("hostname = \"kdtest-old-server\"");
+    env.write_config("here.toml", "");
+    let name = format!("{}-solo", env.prefix);
+    let volume = format!("{}-data", env.prefix);
+    // A single-file bind as well: restored in place, the changed file kept beside it.
+    let conf = env.path("app.conf");
+    std::fs::write(&conf, "original").unwrap();
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        "-v",
+        &format!("{}:/etc/app.conf:ro", conf.display()),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    std::fs::write(mountpoint(&volume).join("payload"), "from the old server").unwrap();
+    let out = env.json(&["backup", "--unit", &name, "--json"]);
+    let backup_id = out["units"][0]["backup_id"].as_str().unwrap().to_owned();
+    env.cmd(&["backup", "--unit", &name, "--scope", "minimal"])
+        .assert()
+        .success();
+    docker(&["rm", "-f", &name]);
+    docker(&["volume", "rm", &volume]);
+    std::fs::write(&conf, "changed on the new host").unwrap();
+
+    bad_input(&env, &name, &volume, &backup_id);
+
+    let outcome: Value = serde_json::from_slice(
+        &env.cmd_with(
+            "here.toml",
+            &[
+                "restore",
+                "--unit",
+                &name,
+                "--from-host",
+                "kdtest-old-server",
+                "--backup-id",
+                &backup_id,
+                "--yes",
+                "--json",
+            ],
+        )
+        .assert()
+        .success()
+        .get_output()
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(outcome["host"], "kdtest-old-server");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+    assert_eq!(
+        std::fs::read_to_string(mountpoint(&volume).join("payload")).unwrap(),
+        "from the old server"
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "original");
+    let kept: Vec<String> = std::fs::read_dir(env.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".app.conf.kopi-docka-rollback-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read_to_string(env.path(&kept[0])).unwrap(),
+        "changed on the new host"
+    );
+
+    // Into a directory: no container touched.
+    let target = env.path("extracted");
+    env.cmd_with(
+        "here.toml",
+        &[
+            "restore",
+            "--unit",
+            &name,
+            "--from-host",
+            "kdtest-old-server",
+            "--backup-id",
+            &backup_id,
+            "--target-dir",
+            target.to_str().unwrap(),
+        ],
+    )
+    .assert()
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(target.join("volumes").join(&volume).join("payload")).unwrap(),
+        "from the old server"
+    );
+    assert!(target.join("recipe/manifest.json").exists());
+}
+
+#[test]
+fn stack_restore_without_a_compose_tool_changes_nothing() {
+    if !support::docker_tests_enabled("stack_restore_without_a_compose_tool_changes_nothing") {
+        return;
+    }
+    let mut env = Env::new("");
+    let (stack, dir) = env.stack("");
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    support::run(
+        Command::new("docker-compose")
+            .args(["-p", &stack, "down", "--timeout", "1", "-v"])
+            .current_dir(&dir),
+    );
+    let out = env
+        .cmd(&["restore", "--unit", &stack, "--yes"])
+        .env("PATH", "/nonexistent")
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        stderr.contains("docker-compose") && stderr.contains("--no-start"),
+        "{stderr}"
+    );
+    assert!(!exists("volume", &format!("{stack}_db-data")));
+    assert!(!exists("network", &format!("{stack}_backend")));
+}
+
+#[test]
+fn drill_passes_and_leaves_nothing_behind() {
+    if !support::docker_tests_enabled("drill_passes_and_leaves_nothing_behind") {
+        return;
+    }
+    let mut env = Env::new("");
+    let (stack, _dir) = env.stack("");
+    std::fs::write(
+        mountpoint(&format!("{stack}_db-data")).join("rows"),
+        "42 rows",
+    )
+    .unwrap();
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    let db = format!("{stack}_db_1");
+    let started = inspect(&db, "{{.State.StartedAt}}");
+    // Everything a drill creates is named `<unit>-drill-<random>...`.
+    let sandbox = format!("{stack}-drill-");
+    let leftovers = || -> Vec<String> {
+        [
+            docker(&["ps", "-a", "--format", "{{.Names}}"]),
+            docker(&["volume", "ls", "--format", "{{.Name}}"]),
+            docker(&["network", "ls", "--format", "{{.Name}}"]),
+        ]
+        .iter()
+        .flat_map(|l| l.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|n| n.starts_with(&sandbox))
+        .collect()
+    };
+
+    // DB_PASSWORD comes from the recipe's .env; DATABASE_URL has no env file entry.
+    env.cmd(&["restore", "--drill", "--unit", &stack])
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("DATABASE_URL"));
+    assert_eq!(leftovers(), Vec::<String>::new());
+    let secrets = env.env_file("DATABASE_URL=postgres://app:fixture-secret@db:5432/app\n");
+    let report = env.json(&[
+        "restore",
+        "--drill",
+        "--unit",
+        &stack,
+        "--json",
+        "--env-file",
+        secrets.to_str().unwrap(),
+    ]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert_eq!(report["started"].as_array().unwrap().len(), 2, "{report:#}");
+    let verified: u64 = report["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["verified"].as_u64().unwrap())
+        .sum();
+    assert!(verified >= 3, "{report:#}");
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "the drill left something on the engine"
+    );
+    assert_eq!(
+        inspect(&db, "{{.State.StartedAt}}"),
+        started,
+        "production untouched"
+    );
+}
+
+/// Each wrong selector fails with exit code 2 (1 for a point without a recipe), names what
+/// exists, and changes nothing.
+fn bad_input(env: &Env, name: &str, volume: &str, backup_id: &str) {
+    let fails = |config: &str, args: &[&str], code: i32, expect: &[&str]| {
+        let out = env.cmd_with(config, args).assert().code(code);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        for e in expect {
+            assert!(stderr.contains(e), "{args:?}: `{e}` not in: {stderr}");
+        }
+    };
+    // This host made no backups of it: the error names the host that did.
+    fails(
+        "here.toml",
+        &["restore", "--unit", name, "--yes"],
+        2,
+        &["--from-host", "kdtest-old-server"],
+    );
+    fails(
+        "here.toml",
+        &[
+            "restore",
+            "--unit",
+            "kdtest-nope",
+            "--from-host",
+            "kdtest-old-server",
+            "--yes",
+        ],
+        2,
+        &["unknown unit `kdtest-nope`", name],
+    );
+    fails(
+        "here.toml",
+        &[
+            "restore",
+            "--unit",
+            name,
+            "--from-host",
+            "kdtest-no-such-host",
+            "--yes",
+        ],
+        2,
+        &["kdtest-no-such-host", "kdtest-old-server"],
+    );
+    fails(
+        "here.toml",
+        &[
+            "restore",
+            "--unit",
+            name,
+            "--from-host",
+            "kdtest-old-server",
+            "--backup-id",
+            "20200101T000000Z-dead",
+            "--yes",
+        ],
+        2,
+        &["no restore point `20200101T000000Z-dead`", backup_id],
+    );
+    // The newest point is minimal: no recipe to recreate the container from.
+    fails(
+        "here.toml",
+        &[
+            "restore",
+            "--unit",
+            name,
+            "--from-host",
+            "kdtest-old-server",
+            "--yes",
+        ],
+        1,
+        &["has no recipe", "--only volumes,binds", "--target-dir"],
+    );
+    assert!(!exists("volume", volume));
+    // Not confirmed without a terminal.
+    fails(
+        "here.toml",
+        &[
+            "restore",
+            "--unit",
+            name,
+            "--from-host",
+            "kdtest-old-server",
+            "--backup-id",
+            backup_id,
+        ],
+        2,
+        &["--yes"],
+    );
+}
+
+#[test]
+fn sigterm_during_a_restore_rolls_back_and_leaves_the_unit_stopped() {
+    if !support::docker_tests_enabled(
+        "sigterm_during_a_restore_rolls_back_and_leaves_the_unit_stopped",
+    ) {
+        return;
+    }
+    let mut env = Env::new("");
+    let (stack, _dir) = env.stack("");
+    let db_volume = format!("{stack}_db-data");
+    let data = mountpoint(&db_volume);
+    // Big enough that the restore is still writing when the signal arrives.
+    support::fill_random(&data.join("big.bin"), 512 << 20);
+    std::fs::write(data.join("marker"), "v1").unwrap();
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    std::fs::write(data.join("marker"), "v2").unwrap();
+
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("kopi-docka"))
+        .arg("--config")
+        .arg(env.path("config.toml"))
+        .env("KOPI_DOCKA_STATE_DIR", env.path("state"))
+        .env("KOPI_DOCKA_CACHE_DIR", env.path("cache"))
+        .env_remove("KOPI_DOCKA_CONFIG")
+        .env_remove("DOCKER_HOST")
+        .args(["restore", "--unit", &stack, "--only", "volumes", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "restore ended before restoring: {log}"
+        );
+        log.push_str(&line);
+        if line.contains("restoring") && line.contains("db-data") {
+            break;
+        }
+    }
+    support::sigterm(&child);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{log}{rest}");
+    assert!(stdout.contains("left stopped"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(data.join("marker")).unwrap(), "v2");
+    assert_eq!(
+        std::fs::metadata(data.join("big.bin")).unwrap().len(),
+        512 << 20
+    );
+    let siblings = std::fs::read_dir(data.parent().unwrap()).unwrap().count();
+    assert_eq!(
+        siblings, 1,
+        "nothing but _data is left beside the volume data"
+    );
+    for c in [format!("{stack}_db_1"), format!("{stack}_web_1")] {
+        assert_eq!(
+            inspect(&c, "{{.State.Running}}"),
+            "false",
+            "{c} stays stopped"
+        );
+    }
+    // They left the journal: the next run does not start them behind the user's back.
+    let journal =
+        std::fs::read_to_string(env.path("state/stopped-containers.json")).unwrap_or_default();
+    assert!(!journal.contains(&stack), "{journal}");
+}
+
+/// pre-restore and post-restore hooks that append `<point> <unit> <status>` to hooks.log.
+fn install_restore_hooks(env: &Env) {
+    let hook = env.path("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$KOPI_DOCKA_HOOK $KOPI_DOCKA_UNIT ${{KOPI_DOCKA_STATUS:-}}\" >> {}\n",
+            env.path("hooks.log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.write_config(
+        "config.toml",
+        &format!(
+            "[hooks]\npre-restore = [\"{0}\"]\npost-restore = [\"{0}\"]",
+            hook.display()
+        ),
+    );
+}

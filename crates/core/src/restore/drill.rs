@@ -1,0 +1,405 @@
+//! Restore drill: proof that a restore point comes back, without touching production.
+//!
+//! The unit is restored into a sandbox named `<unit>-drill-<random>`: volumes, networks and
+//! containers under new names (`<sandbox>_<original>`), binds under a private directory, no published ports, no restart
+//! policy, compose labels dropped (so nothing mistakes the sandbox for the real project). The
+//! restored files are compared with the snapshots by content before anything starts; then the
+//! containers start in order and must run (and be healthy, when they have a healthcheck).
+//! Everything the drill created is removed at the end, whatever happened.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::start::{self, Rewrite};
+use super::{RestoreContext, RestoreError, RestorePoint, data, networks};
+use crate::repo::RestoreMode;
+
+/// The drill's label on everything it creates.
+pub const DRILL_LABEL: &str = "kopi-docka.drill";
+
+/// One restored volume or bind, compared with its snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillData {
+    /// Volume name or bind source.
+    pub name: String,
+    /// Files whose content matches.
+    pub verified: u64,
+    /// Files missing or different.
+    pub differing: u64,
+    /// Files that should not be there.
+    pub additional: u64,
+}
+
+/// A drill's result.
+#[derive(Debug, Serialize)]
+pub struct DrillReport {
+    /// Host of the point.
+    pub host: String,
+    /// Unit.
+    pub unit: String,
+    /// The point.
+    pub backup_id: String,
+    /// Sandbox name prefix.
+    pub sandbox: String,
+    /// Everything restored, verified and running.
+    pub passed: bool,
+    /// Restoring the data.
+    pub restore_seconds: f64,
+    /// Comparing it with the snapshots.
+    pub verify_seconds: f64,
+    /// Starting the containers until running and healthy.
+    pub start_seconds: f64,
+    /// The whole drill including cleanup.
+    pub total_seconds: f64,
+    /// Volumes and binds.
+    pub data: Vec<DrillData>,
+    /// Containers that came up.
+    pub started: Vec<String>,
+    /// What failed.
+    pub errors: Vec<String>,
+    /// Sandbox resources that could not be removed.
+    pub leftovers: Vec<String>,
+}
+
+#[derive(Default)]
+struct Sandbox {
+    containers: Vec<String>,
+    networks: Vec<String>,
+    volumes: Vec<String>,
+    dir: Option<PathBuf>,
+}
+
+/// Runs a drill of `point`. `env_values` fills redacted variables (values found in the
+/// recipe's env files are used too).
+pub async fn drill(
+    ctx: &RestoreContext<'_>,
+    point: RestorePoint,
+    mut env_values: BTreeMap<String, String>,
+) -> Result<DrillReport, RestoreError> {
+    let started = Instant::now();
+    let Some(recipe_snap) = &point.recipe else {
+        return Err(RestoreError::NoRecipe {
+            unit: point.unit.clone(),
+            backup_id: point.backup_id.to_string(),
+        });
+    };
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let recipe = super::read_recipe(ctx, &recipe_snap.id, &stamp).await?;
+    for (key, value) in env_file_values(&recipe.dir.join("compose")) {
+        env_values.entry(key).or_insert(value);
+    }
+    let suffix = crate::backup::new_backup_id()
+        .as_str()
+        .rsplit('-')
+        .next()
+        .unwrap_or("0")
+        .to_owned();
+    let sandbox_name = format!("{}-drill-{suffix}", sanitize(&point.unit));
+    let mut report = DrillReport {
+        host: point.host.clone(),
+        unit: point.unit.clone(),
+        backup_id: point.backup_id.to_string(),
+        sandbox: sandbox_name.clone(),
+        passed: false,
+        restore_seconds: 0.0,
+        verify_seconds: 0.0,
+        start_seconds: 0.0,
+        total_seconds: 0.0,
+        data: Vec::new(),
+        started: Vec::new(),
+        errors: Vec::new(),
+        leftovers: Vec::new(),
+    };
+    let mut sandbox = Sandbox {
+        dir: Some(ctx.work_dir.join(format!("drill-{stamp}-{suffix}"))),
+        ..Sandbox::default()
+    };
+    let result = run(
+        ctx,
+        &point,
+        &recipe,
+        &env_values,
+        &sandbox_name,
+        &mut sandbox,
+        &mut report,
+    )
+    .await;
+    if let Err(error) = result {
+        report.errors.push(error.to_string());
+    }
+    report.leftovers = clean_up(ctx, &sandbox).await;
+    if let Err(error) = data::remove_any(&recipe.dir) {
+        tracing::warn!(%error, "cannot remove the drill's recipe copy");
+    }
+    report.passed = report.errors.is_empty() && report.leftovers.is_empty();
+    report.total_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn run(
+    ctx: &RestoreContext<'_>,
+    point: &RestorePoint,
+    recipe: &super::Recipe,
+    env_values: &BTreeMap<String, String>,
+    sandbox_name: &str,
+    sandbox: &mut Sandbox,
+    report: &mut DrillReport,
+) -> Result<(), RestoreError> {
+    let unit = &recipe.manifest.unit;
+    // Refuse before creating anything when secrets are missing.
+    let mut inspects = Vec::new();
+    let mut missing = Vec::new();
+    for c in &unit.containers {
+        let inspect = recipe.inspect(&c.name)?;
+        for name in start::redacted_env(&inspect) {
+            if !env_values.contains_key(&name) && !missing.contains(&name) {
+                missing.push(name);
+            }
+        }
+        inspects.push((c, inspect));
+    }
+    if !missing.is_empty() {
+        return Err(RestoreError::RedactedEnv { names: missing });
+    }
+    let mut rewrite = Rewrite {
+        drill: Some(sandbox_name.to_owned()),
+        ..Rewrite::default()
+    };
+    let restore_started = Instant::now();
+    create_networks(ctx, point, sandbox_name, &mut rewrite, sandbox).await?;
+    let mut restored: Vec<(String, String, PathBuf)> = Vec::new();
+    for (name, snap) in &point.volumes {
+        check_interrupt(ctx)?;
+        let sandbox_volume = format!("{sandbox_name}_{name}");
+        let mut request = super::volume_request(&sandbox_volume, recipe.volumes.get(name));
+        request.labels = Some([(DRILL_LABEL.to_owned(), sandbox_name.to_owned())].into());
+        ctx.engine.create_volume(request).await?;
+        sandbox.volumes.push(sandbox_volume.clone());
+        let doc = ctx
+            .engine
+            .inspect_volume_json(&sandbox_volume)
+            .await?
+            .unwrap_or(Value::Null);
+        let mountpoint = super::local_mountpoint(&sandbox_volume, &doc)?;
+        ctx.repo
+            .restore(snap.id.clone(), mountpoint.clone(), RestoreMode::Merge)
+            .await?;
+        rewrite.volumes.insert(name.clone(), sandbox_volume);
+        restored.push((name.clone(), snap.id.clone(), mountpoint));
+    }
+    let dir = sandbox.dir.clone().unwrap_or_default();
+    for (source, snap) in &point.binds {
+        check_interrupt(ctx)?;
+        let target = dir
+            .join("binds")
+            .join(source.strip_prefix("/").unwrap_or(source));
+        ctx.repo
+            .restore(snap.id.clone(), target.clone(), RestoreMode::EmptyOnly)
+            .await?;
+        rewrite.binds.insert(source.clone(), target.clone());
+        restored.push((source.display().to_string(), snap.id.clone(), target));
+    }
+    report.restore_seconds = restore_started.elapsed().as_secs_f64();
+
+    let verify_started = Instant::now();
+    for (name, id, path) in restored {
+        let v = ctx.repo.verify(id, path).await?;
+        if !v.matches() {
+            report.errors.push(format!(
+                "{name}: {} files differ from the snapshot, {} extra",
+                v.differing, v.additional
+            ));
+        }
+        report.data.push(DrillData {
+            name,
+            verified: v.verified,
+            differing: v.differing,
+            additional: v.additional,
+        });
+    }
+    report.verify_seconds = verify_started.elapsed().as_secs_f64();
+
+    let start_started = Instant::now();
+    let order = &unit.start_order;
+    inspects.sort_by_key(|(c, _)| {
+        order
+            .iter()
+            .position(|o| *o == c.name)
+            .unwrap_or(usize::MAX)
+    });
+    for (container, inspect) in inspects {
+        check_interrupt(ctx)?;
+        let name = format!("{sandbox_name}_{}", container.name);
+        let recreation =
+            start::recreation(&inspect, env_values, &rewrite, container.service.as_deref())?;
+        let id = start::create(ctx.engine, &name, recreation).await?;
+        sandbox.containers.push(id.clone());
+        if container.state != "running" {
+            continue;
+        }
+        match crate::backup::start_and_wait(ctx.engine, &id, &name, ctx.health_timeout).await {
+            Ok(None) => report.started.push(name),
+            Ok(Some(warning)) => report.errors.push(warning),
+            Err(error) => report.errors.push(error),
+        }
+    }
+    report.start_seconds = start_started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+fn check_interrupt(ctx: &RestoreContext<'_>) -> Result<(), RestoreError> {
+    if *ctx.interrupt.borrow() {
+        Err(RestoreError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// Sandbox copies of the unit's networks: same driver and flags, but no fixed subnet, bridge
+/// name or static addresses, which would collide with the production network.
+async fn create_networks(
+    ctx: &RestoreContext<'_>,
+    point: &RestorePoint,
+    sandbox_name: &str,
+    rewrite: &mut Rewrite,
+    sandbox: &mut Sandbox,
+) -> Result<(), RestoreError> {
+    let Some(snap) = &point.networks else {
+        return Ok(());
+    };
+    let dir = ctx.work_dir.join(format!("{sandbox_name}-networks"));
+    data::remove_any(&dir)?;
+    ctx.repo
+        .restore(snap.id.clone(), dir.clone(), RestoreMode::EmptyOnly)
+        .await?;
+    let path = dir.join("networks.json");
+    let text = std::fs::read(&path).map_err(RestoreError::io(&path))?;
+    data::remove_any(&dir)?;
+    let docs: Vec<Value> = serde_json::from_slice(&text).map_err(|e| RestoreError::Recipe {
+        path,
+        reason: e.to_string(),
+    })?;
+    for doc in docs {
+        let Some(name) = doc.get("Name").and_then(Value::as_str) else {
+            continue;
+        };
+        let new = format!("{sandbox_name}_{name}");
+        let mut request = networks::create_request(&doc, &new)?;
+        request.ipam = None;
+        request.options = None;
+        request.labels = Some([(DRILL_LABEL.to_owned(), sandbox_name.to_owned())].into());
+        ctx.engine.create_network(request).await?;
+        sandbox.networks.push(new.clone());
+        rewrite.networks.insert(name.to_owned(), new);
+    }
+    Ok(())
+}
+
+/// Removes everything the drill created; returns what could not be removed.
+async fn clean_up(ctx: &RestoreContext<'_>, sandbox: &Sandbox) -> Vec<String> {
+    let mut leftovers = Vec::new();
+    for id in &sandbox.containers {
+        if let Err(error) = ctx.engine.remove_container(id).await {
+            leftovers.push(format!("container {id}: {error}"));
+        }
+    }
+    for name in &sandbox.networks {
+        if let Err(error) = ctx.engine.remove_network(name).await {
+            leftovers.push(format!("network {name}: {error}"));
+        }
+    }
+    for name in &sandbox.volumes {
+        if let Err(error) = ctx.engine.remove_volume(name).await {
+            leftovers.push(format!("volume {name}: {error}"));
+        }
+    }
+    if let Some(dir) = &sandbox.dir
+        && let Err(error) = data::remove_any(dir)
+    {
+        leftovers.push(format!("directory {}: {error}", dir.display()));
+    }
+    leftovers
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// `NAME=value` lines of every file under `dir` (the recipe's `.env` and env files).
+fn env_file_values(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !is_compose_file(&path)
+                && let Ok(text) = std::fs::read_to_string(&path)
+            {
+                out.extend(parse_env(&text));
+            }
+        }
+    }
+    out
+}
+
+fn is_compose_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"))
+}
+
+/// Parses `NAME=value` lines (comments, `export`, and one level of quotes handled).
+pub fn parse_env(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            Some((k.trim().to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_lines_parse() {
+        let env = parse_env("# c\nA=1\nexport B=\"two words\"\nC='x=y'\n\nbad line\n");
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "two words");
+        assert_eq!(env["C"], "x=y");
+        assert_eq!(env.len(), 3);
+    }
+
+    #[test]
+    fn sandbox_names_are_docker_safe() {
+        assert_eq!(sanitize("My_App.1"), "my-app-1");
+    }
+}
