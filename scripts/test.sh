@@ -17,8 +17,10 @@ if [[ $(id -u) -ne 0 ]]; then
     SUDO="sudo -n"
 fi
 
-# Debian packages the tests use (restic, openssl and age are for the repository and DR tests).
-PACKAGES=(docker.io docker-compose busybox-static restic openssl age)
+# Debian packages the tests use (restic, openssl and age are for the repository and DR tests;
+# strace proves that a DR export writes no plaintext; script (util-linux) gives `age` a terminal;
+# time and python3 run the benchmark harness).
+PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
@@ -26,6 +28,9 @@ command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
 command -v restic >/dev/null 2>&1 || need_install+=(restic)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 command -v age >/dev/null 2>&1 || need_install+=(age)
+command -v strace >/dev/null 2>&1 || need_install+=(strace)
+[[ -x /usr/bin/time ]] || need_install+=(time)
+command -v python3 >/dev/null 2>&1 || need_install+=(python3)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive
@@ -70,6 +75,8 @@ export INSTA_UPDATE=no
 
 say "cargo test (Docker tests enabled)"
 cargo test --workspace --all-targets --locked
+say "benchmark harness, small-data mode (checks the harness; asserts nothing about speed)"
+python3 scripts/bench.py --small --bin "${CARGO_TARGET_DIR:-target}/debug/kopi-docka" >/dev/null
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy --all-targets -- -D warnings"

@@ -51,6 +51,12 @@ pub enum Command {
     /// Restore a unit (recipe, networks, volumes, binds) and start it; or drill a restore
     #[command(after_help = crate::exit::HELP)]
     Restore(RestoreArgs),
+    /// Write a configuration and connect to (or create) the repository
+    #[command(after_help = crate::exit::HELP)]
+    Setup(SetupArgs),
+    /// Disaster recovery: an encrypted bundle to reach the repository from a bare machine
+    #[command(visible_alias = "dr", after_help = crate::exit::HELP)]
+    DisasterRecovery(DrArgs),
     /// Administration: the repository and its maintenance
     #[command(visible_alias = "advanced")]
     Admin(AdminArgs),
@@ -132,6 +138,109 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
+/// `kopi-docka setup`
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Ask nothing; take everything from the flags and the defaults
+    #[arg(long)]
+    pub non_interactive: bool,
+    /// Repository location (a path, or sftp:, s3:, b2:, azure:, gs:, rest:, rclone:)
+    /// [default: /var/lib/kopi-docka/repository for root]
+    #[arg(long, value_name = "LOCATION")]
+    pub repository: Option<String>,
+    /// Existing file with the repository password [default: generate repository.password
+    /// beside the config, or reuse the one there]
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Host name to record backups under (set it on a replacement machine)
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Daily backups to keep
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Weekly backups to keep
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Monthly backups to keep
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Replace an existing config (it is kept as a .bak)
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kopi-docka disaster-recovery`
+#[derive(Debug, Args)]
+pub struct DrArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DrCommand,
+}
+
+/// Disaster-recovery subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DrCommand {
+    /// Write the encrypted bundle (config, repository password, recovery instructions)
+    #[command(after_help = crate::exit::HELP)]
+    Export(DrExportArgs),
+    /// Decrypt a bundle, install its config and secrets, connect; optionally restore every unit
+    #[command(after_help = crate::exit::HELP)]
+    Import(DrImportArgs),
+}
+
+/// `kopi-docka disaster-recovery export`
+#[derive(Debug, Args)]
+pub struct DrExportArgs {
+    /// Where to write it (never overwritten) [default: ./kopi-docka-dr-<host>-<time>.age]
+    #[arg(value_name = "FILE", conflicts_with = "stream")]
+    pub file: Option<std::path::PathBuf>,
+    /// Write the bundle to stdout (the passphrase notice goes to stderr)
+    #[arg(long)]
+    pub stream: bool,
+    /// The passphrase file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help = "Read the passphrase from this file instead of generating one [else: \
+                $KOPI_DOCKA_DR_PASSPHRASE]"
+    )]
+    pub passphrase_file: Option<std::path::PathBuf>,
+    /// Also include the SSH private key of an SFTP repository
+    #[arg(long)]
+    pub include_ssh_key: bool,
+    /// Print JSON on stdout instead of text (not with --stream)
+    #[arg(long, conflicts_with = "stream")]
+    pub json: bool,
+}
+
+/// `kopi-docka disaster-recovery import`
+#[derive(Debug, Args)]
+pub struct DrImportArgs {
+    /// The bundle file
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: std::path::PathBuf,
+    /// The passphrase file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help = "Read the passphrase from this file [else: $KOPI_DOCKA_DR_PASSPHRASE, else asked \
+                on the terminal]"
+    )]
+    pub passphrase_file: Option<std::path::PathBuf>,
+    /// Restore every unit's newest restore point and start it
+    #[arg(long)]
+    pub restore_all: bool,
+    /// Show what would be installed and restored; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A part of a restore point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PartArg {
@@ -162,6 +271,36 @@ pub enum AdminCommand {
     /// Start the containers a killed backup left stopped (from the journal), and nothing else
     #[command(after_help = crate::exit::HELP)]
     RestartStopped,
+    /// The configuration: show (secrets masked), validate, edit, import from Kopi-Docka
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `kopi-docka admin config`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration, secrets masked
+    Show {
+        /// Print JSON on stdout instead of TOML
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration; exit code 2 with the file, line and key when it is invalid
+    Validate,
+    /// Edit a copy with $EDITOR; it replaces the config only when valid (the old one kept)
+    Edit,
+    /// Map a Kopi-Docka (Python) JSON config onto ours; print it, or install it with --write
+    ImportKopiDocka {
+        /// The Kopi-Docka config file (JSON)
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// Install it at the config path instead of printing it
+        #[arg(long)]
+        write: bool,
+        /// Replace an existing config (kept as .bak)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `kopi-docka backup`

@@ -74,6 +74,43 @@ impl Printer {
         }
     }
 
+    /// Writes raw bytes on stdout (`disaster-recovery export --stream`).
+    pub fn bytes(&self, data: &[u8]) -> anyhow::Result<()> {
+        let mut stdout = self.stdout.lock();
+        stdout.write_all(data)?;
+        stdout.flush()?;
+        Ok(())
+    }
+
+    /// Asks for a secret on the terminal without echoing it. `None` without a terminal.
+    #[allow(
+        clippy::unused_self,
+        reason = "all terminal input and output goes through the printer"
+    )]
+    pub fn ask_secret(&self, question: &str) -> Option<String> {
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()?;
+        let saved = rustix::termios::tcgetattr(&tty).ok()?;
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+        rustix::termios::tcsetattr(&tty, rustix::termios::OptionalActions::Now, &quiet).ok()?;
+        let mut out = &tty;
+        let mut answer = String::new();
+        let read = write!(out, "{question} ").and_then(|()| {
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(&tty), &mut answer)
+        });
+        // Echo comes back whatever happened.
+        if rustix::termios::tcsetattr(&tty, rustix::termios::OptionalActions::Now, &saved).is_err()
+        {
+            tracing::warn!("cannot restore terminal echo");
+        }
+        let _ = writeln!(out);
+        read.ok().map(|_| answer.trim().to_owned())
+    }
+
     /// Writes the error that ended the command, with its causes, on stderr.
     pub fn error(&self, error: &anyhow::Error) {
         let mut text = format!("error: {error}");

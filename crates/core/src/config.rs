@@ -41,6 +41,34 @@ pub struct Config {
     /// Settings of single units, by unit name (`[units.nextcloud.hooks]`).
     #[serde(default)]
     pub units: std::collections::BTreeMap<String, UnitConfig>,
+    /// Disaster-recovery bundles refreshed after backup runs.
+    #[serde(default)]
+    pub disaster_recovery: DisasterRecoveryConfig,
+}
+
+/// `[disaster-recovery]`: a fresh bundle after every backup run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DisasterRecoveryConfig {
+    /// Write a bundle here after every run that backed up at least one unit; unset: off.
+    pub bundle_dir: Option<PathBuf>,
+    /// The passphrase of those bundles (required with `bundle-dir`; mode 0600).
+    pub passphrase_file: Option<PathBuf>,
+    /// How many bundles of this host to keep in `bundle-dir` (the newest).
+    pub keep: u32,
+    /// Include the SSH key of an SFTP repository.
+    pub include_ssh_key: bool,
+}
+
+impl Default for DisasterRecoveryConfig {
+    fn default() -> Self {
+        Self {
+            bundle_dir: None,
+            passphrase_file: None,
+            keep: 3,
+            include_ssh_key: false,
+        }
+    }
 }
 
 impl HookSet {
@@ -871,11 +899,29 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             ),
         });
     }
-    if let Some(file) = &mut repo.password_file
-        && file.is_relative()
+    let base = path.parent().unwrap_or(Path::new("/"));
+    let resolve = |file: &mut PathBuf| {
+        if file.is_relative() {
+            *file = normalize(&std::path::absolute(base.join(&*file)).unwrap_or(base.join(&*file)));
+        }
+    };
+    if let Some(file) = &mut repo.password_file {
+        resolve(file);
+    }
+    let dr = &mut config.disaster_recovery;
+    if dr.bundle_dir.is_some() && (dr.passphrase_file.is_none() || dr.keep == 0) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "[disaster-recovery] bundle-dir needs passphrase-file (a file only you can \
+                      read) and keep >= 1"
+                .into(),
+        });
+    }
+    for file in [&mut dr.bundle_dir, &mut dr.passphrase_file]
+        .into_iter()
+        .flatten()
     {
-        let base = path.parent().unwrap_or(Path::new("/"));
-        *file = normalize(&std::path::absolute(base.join(&*file)).unwrap_or(base.join(&*file)));
+        resolve(file);
     }
     Ok(config)
 }

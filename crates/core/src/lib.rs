@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod config;
 pub mod docker;
+pub mod dr;
 pub mod durable;
 pub mod hooks;
 pub mod lock;

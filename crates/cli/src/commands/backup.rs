@@ -122,6 +122,9 @@ pub async fn run(
         tracing::warn!("{problem}");
         report.errors.push(problem);
     }
+    if report.units.iter().any(|u| u.status == UnitStatus::Success) {
+        super::dr::refresh_after_backup(&loaded, &repo, printer).await;
+    }
     if args.json {
         printer.json(&report)?;
     } else {
@@ -210,7 +213,8 @@ async fn first_run(loaded: LoadedConfig, printer: &Printer) -> anyhow::Result<Lo
          \x20 repository: {repo}\n\
          \x20 password:   {pw} (random, 256 bits)\n\
          Without that password nobody can read these backups. Keep a copy somewhere else now\n\
-         (a password manager, or a disaster-recovery bundle once that command exists).",
+         (a password manager), or make a disaster-recovery bundle:\n\
+         \x20 kopi-docka disaster-recovery export",
         config = config_path.display(),
         repo = repository.display(),
         pw = password_path.display(),

@@ -1,9 +1,12 @@
 //! One file per command; each turns its arguments into core calls and hands results to the
 //! printer.
 
+mod admin_config;
 mod backup;
+pub(crate) mod dr;
 mod repo;
 mod restore;
+mod setup;
 mod snapshots;
 mod units;
 mod version;
@@ -28,9 +31,12 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         }
         Command::Snapshots(args) => snapshots::run(&cli.global, &args, printer).await,
         Command::Restore(args) => restore::run(&cli.global, &args, printer).await,
+        Command::Setup(args) => setup::run(&cli.global, &args, printer).await,
+        Command::DisasterRecovery(dr) => dr::run(&cli.global, dr.command, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
             AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
+            AdminCommand::Config(command) => admin_config::run(&cli.global, command, printer),
         },
         Command::Version(args) => version::run(&args, printer),
     }

@@ -128,6 +128,38 @@ pub async fn run(
     })
 }
 
+/// Restores `point` completely and starts its unit, without asking (`disaster-recovery import
+/// --restore-all`).
+pub(crate) async fn restore_latest(
+    loaded: &LoadedConfig,
+    engine: &Engine,
+    repo: &Repo,
+    journal: &Journal,
+    point: RestorePoint,
+    interrupt: &backup::Interrupt,
+) -> anyhow::Result<RestoreOutcome> {
+    let ctx = context(
+        loaded,
+        engine,
+        repo,
+        journal,
+        &point.unit,
+        interrupt.clone(),
+    )?;
+    let request = RestoreRequest {
+        point,
+        parts: Parts::ALL,
+        volumes: Vec::new(),
+        binds: Vec::new(),
+        compose_dir: None,
+        start: true,
+        recreate_networks: false,
+        env_values: BTreeMap::new(),
+    };
+    let plan = restore::prepare(&ctx, request).await?;
+    Ok(restore::execute(&ctx, plan).await?)
+}
+
 /// `--target-dir`: the parts as plain files, no container touched.
 async fn extract(
     repo: &Repo,

@@ -1,0 +1,301 @@
+//! `kopi-docka setup`: writes a working configuration and connects to (or creates) the
+//! repository. Interactive on a terminal, fully scriptable with `--non-interactive`.
+//!
+//! Rules: the config is written atomically with mode 0600; a config that already exists is
+//! replaced only with `--force` (the old one is kept as `*.bak`); an existing repository at the
+//! location is connected to, never initialised again; nothing is ever deleted.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use kopi_docka_core::config::{self, Environment, RepositoryLocation, RetentionConfig};
+use kopi_docka_core::lock::LockMode;
+use kopi_docka_core::repo::{Password, Repo, RepoError, RepoSettings, write_password_file};
+use serde::Serialize;
+
+use super::UsageError;
+use crate::cli::{GlobalArgs, SetupArgs};
+use crate::exit::ExitCode;
+use crate::printer::Printer;
+use crate::progress::CliProgress;
+
+#[derive(Serialize)]
+struct SetupReport {
+    config: PathBuf,
+    repository: String,
+    password_file: PathBuf,
+    password_generated: bool,
+    /// `created` or `connected`.
+    repository_action: &'static str,
+    snapshots: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_config: Option<PathBuf>,
+}
+
+/// Runs the setup.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &SetupArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let env = Environment::from_process();
+    let config_path = global
+        .config
+        .clone()
+        .or_else(|| env.config_env.clone())
+        .unwrap_or_else(|| env.default_config_path());
+    let interactive = !args.non_interactive && std::io::stdin().is_terminal();
+    if !interactive && !args.non_interactive {
+        bail!(UsageError(
+            "no terminal to ask on: run `kopi-docka setup --non-interactive --repository \
+             LOCATION` (see --help)"
+                .into()
+        ));
+    }
+    if config_path.exists() && !args.force {
+        let working = config::load(Some(&config_path), env.clone()).is_ok();
+        bail!(UsageError(format!(
+            "{} already exists{}; keep it, or replace it with --force (it is kept as a .bak)",
+            config_path.display(),
+            if working { " and is valid" } else { "" }
+        )));
+    }
+    let dir = config_path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let default_location = env.default_repository().display().to_string();
+    let location = match (&args.repository, interactive) {
+        (Some(l), _) => l.clone(),
+        (None, true) => ask(printer, "Repository location", &default_location)?,
+        (None, false) => default_location,
+    };
+    let location = RepositoryLocation::try_from(location.clone())
+        .map_err(|e| UsageError(format!("repository location `{location}`: {e}")))?;
+    let retention = retention(args, interactive, printer)?;
+    let (password_file, generated) = password_file(args, &dir)?;
+    let password_generated = generated.is_some();
+    let text = render_config(
+        &location,
+        &password_file,
+        args.hostname.as_deref(),
+        &retention,
+    );
+    // Validate before anything is written.
+    config::parse(&text, &config_path)?;
+
+    kopi_docka_core::durable::create_dir_all(&dir, 0o700)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let previous_config = if config_path.exists() {
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+        let bak = config_path.with_extension(format!("toml.{stamp}.bak"));
+        std::fs::rename(&config_path, &bak)
+            .with_context(|| format!("keeping {}", config_path.display()))?;
+        Some(bak)
+    } else {
+        None
+    };
+    if let Some(password) = generated {
+        write_password_file(&password_file, &password)
+            .with_context(|| format!("writing {}", password_file.display()))?;
+    }
+    kopi_docka_core::durable::write_file(&config_path, text.as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let connected = match config::load(Some(&config_path), env) {
+        Ok(loaded) => connect_or_init(&loaded).await,
+        Err(error) => Err(error.into()),
+    };
+    let (action, snapshots) = match connected {
+        Ok(found) => found,
+        Err(error) => {
+            // Leave things as they were: no half-working config behind.
+            undo(
+                &config_path,
+                previous_config.as_deref(),
+                password_generated.then_some(&password_file),
+            );
+            return Err(error.context("setup changed nothing"));
+        }
+    };
+    let report = SetupReport {
+        config: config_path,
+        repository: location.to_string(),
+        password_file,
+        password_generated,
+        repository_action: action,
+        snapshots,
+        previous_config,
+    };
+    if args.json {
+        printer.json(&report)?;
+    } else {
+        printer.out(&render(&report));
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn undo(config: &Path, previous: Option<&Path>, generated_password: Option<&PathBuf>) {
+    let mut steps = vec![std::fs::remove_file(config)];
+    if let Some(previous) = previous {
+        steps.push(std::fs::rename(previous, config));
+    }
+    if let Some(password) = generated_password {
+        steps.push(std::fs::remove_file(password));
+    }
+    for step in steps {
+        if let Err(error) = step {
+            tracing::warn!(%error, "undoing the setup");
+        }
+    }
+}
+
+/// An existing repository is connected to (its snapshots kept); a missing one is created.
+async fn connect_or_init(loaded: &config::LoadedConfig) -> anyhow::Result<(&'static str, usize)> {
+    let settings = RepoSettings::from_config(loaded)?;
+    let progress = Arc::new(CliProgress::new());
+    match Repo::open(settings.clone(), LockMode::Shared, progress.clone()).await {
+        Ok(repo) => {
+            let count = repo
+                .snapshots(kopi_docka_core::repo::SnapshotFilter::default())
+                .await?
+                .len();
+            Ok(("connected", count))
+        }
+        Err(RepoError::NotFound { .. }) => {
+            Repo::init(settings, progress).await?;
+            Ok(("created", 0))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The password file to use and, when it must be created, the new password. An existing
+/// `repository.password` beside the config is reused, never overwritten.
+fn password_file(args: &SetupArgs, dir: &Path) -> anyhow::Result<(PathBuf, Option<Password>)> {
+    if let Some(file) = &args.password_file {
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+        if !file.exists() {
+            bail!(UsageError(format!(
+                "--password-file {}: no such file (omit the flag to have one generated)",
+                file.display()
+            )));
+        }
+        return Ok((file, None));
+    }
+    let file = dir.join("repository.password");
+    if file.exists() {
+        return Ok((file, None));
+    }
+    Ok((
+        file,
+        Some(Password::generate().context("generating a password")?),
+    ))
+}
+
+fn retention(
+    args: &SetupArgs,
+    interactive: bool,
+    printer: &Printer,
+) -> anyhow::Result<RetentionConfig> {
+    let mut r = RetentionConfig::default();
+    if let Some(n) = args.keep_daily {
+        r.keep_daily = n;
+    }
+    if let Some(n) = args.keep_weekly {
+        r.keep_weekly = n;
+    }
+    if let Some(n) = args.keep_monthly {
+        r.keep_monthly = n;
+    }
+    if interactive && args.keep_daily.is_none() {
+        let answer = ask(
+            printer,
+            "Keep daily / weekly / monthly backups",
+            &format!("{} {} {}", r.keep_daily, r.keep_weekly, r.keep_monthly),
+        )?;
+        let numbers: Vec<u32> = answer
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| UsageError(format!("`{answer}`: give three numbers")))?;
+        if let [d, w, m] = numbers[..] {
+            (r.keep_daily, r.keep_weekly, r.keep_monthly) = (d, w, m);
+        } else {
+            bail!(UsageError(format!("`{answer}`: give three numbers")));
+        }
+    }
+    Ok(r)
+}
+
+fn ask(printer: &Printer, question: &str, default: &str) -> anyhow::Result<String> {
+    match printer.ask(&format!("{question} [{default}]:")) {
+        Some(a) if a.is_empty() => Ok(default.to_owned()),
+        Some(a) => Ok(a),
+        None => bail!(UsageError("no answer on stdin".into())),
+    }
+}
+
+fn render_config(
+    location: &RepositoryLocation,
+    password_file: &Path,
+    hostname: Option<&str>,
+    r: &RetentionConfig,
+) -> String {
+    let mut out = String::from(
+        "# Written by `kopi-docka setup`. Every key: docs/configuration.md\n[repository]\n",
+    );
+    let _ = writeln!(out, "location = {}", toml_string(&location.to_string()));
+    let _ = writeln!(
+        out,
+        "password-file = {}",
+        toml_string(&password_file.display().to_string())
+    );
+    if let Some(h) = hostname {
+        let _ = writeln!(out, "hostname = {}", toml_string(h));
+    }
+    let _ = write!(
+        out,
+        "\n[retention]\nkeep-last = {}\nkeep-daily = {}\nkeep-weekly = {}\nkeep-monthly = {}\n\
+         keep-yearly = {}\n",
+        r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly, r.keep_yearly
+    );
+    out
+}
+
+fn toml_string(s: &str) -> String {
+    // serde_json's string escaping is valid TOML basic-string escaping.
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+fn render(r: &SetupReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "wrote {} (mode 0600)", r.config.display());
+    if let Some(b) = &r.previous_config {
+        let _ = writeln!(out, "  the previous config is kept as {}", b.display());
+    }
+    match r.repository_action {
+        "connected" => {
+            let _ = writeln!(
+                out,
+                "connected to the existing repository {} ({} snapshots kept)",
+                r.repository, r.snapshots
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "created the repository {}", r.repository);
+        }
+    }
+    let _ = writeln!(out, "password file: {}", r.password_file.display());
+    if r.password_generated {
+        let _ = writeln!(
+            out,
+            "Keep a copy of the password elsewhere, or make a disaster-recovery bundle now:\n  \
+             kopi-docka disaster-recovery export"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Next: `kopi-docka units` to see what will be backed up, then `kopi-docka backup`."
+    );
+    out
+}

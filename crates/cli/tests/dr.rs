@@ -1,0 +1,364 @@
+//! Disaster recovery against a real engine and a real repository: a bundle refreshed by the
+//! backup brings every unit back on a wiped host; the stock `age` opens it; damage and wrong
+//! passphrases are refused; export writes no plaintext to disk.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::Value;
+use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
+
+const PASSPHRASE: &str = "kdtest-correct-horse-battery";
+
+struct Env {
+    resources: DockerResources,
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(extra: &str) -> Self {
+        let prefix = support::unique_prefix();
+        let dir = tempfile::tempdir().unwrap();
+        let env = Self {
+            resources: DockerResources::new(&prefix),
+            dir,
+            prefix,
+        };
+        let pass = env.path("dr-passphrase");
+        std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::create_dir(env.path("etc")).unwrap();
+        std::fs::write(
+            env.path("etc/config.toml"),
+            format!(
+                "# the user's own config, with a comment\n[repository]\nlocation = \"{}\"\n\
+                 password-file = \"password\"\n{extra}\n[backup]\nhealth-timeout-seconds = 30\n",
+                env.path("repo").display()
+            ),
+        )
+        .unwrap();
+        env.cmd(&["admin", "repo", "init"]).assert().success();
+        env
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = kopi_docka();
+        cmd.arg("--config")
+            .arg(self.path("etc/config.toml"))
+            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
+            .env_remove("KOPI_DOCKA_DR_PASSPHRASE")
+            .args(args);
+        cmd
+    }
+    fn export(&self, file: &Path) {
+        self.cmd(&["dr", "export", file.to_str().unwrap(), "--passphrase-file"])
+            .arg(self.path("dr-passphrase"))
+            .assert()
+            .success();
+    }
+    fn import(&self, bundle: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+        self.cmd(&[
+            "disaster-recovery",
+            "import",
+            bundle.to_str().unwrap(),
+            "--passphrase-file",
+        ])
+        .arg(self.path("dr-passphrase"))
+        .args(extra)
+        .assert()
+    }
+}
+
+fn mountpoint(volume: &str) -> PathBuf {
+    PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        volume,
+    ]))
+}
+
+fn running(name: &str) -> bool {
+    docker(&["inspect", "--format", "{{.State.Running}}", name]) == "true"
+}
+
+#[test]
+fn a_wiped_host_comes_back_from_the_refreshed_bundle() {
+    if !support::docker_tests_enabled("a_wiped_host_comes_back_from_the_refreshed_bundle") {
+        return;
+    }
+    let mut env = Env::new(&format!(
+        "[disaster-recovery]\nbundle-dir = \"{}\"\npassphrase-file = \"{}\"\nkeep = 1\n",
+        "../bundles", "../dr-passphrase"
+    ));
+    let stack_dir = env.path("stack");
+    std::fs::create_dir(&stack_dir).unwrap();
+    support::copy_fixture("stack", &stack_dir);
+    let stack = format!("{}-stack", env.prefix);
+    env.resources.compose_up(&stack, &stack_dir);
+    let solo = format!("{}-solo", env.prefix);
+    let solo_volume = format!("{solo}-data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &solo,
+        "-v",
+        &format!("{solo_volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    std::fs::write(mountpoint(&solo_volume).join("payload"), "solo data").unwrap();
+    std::fs::write(
+        mountpoint(&format!("{stack}_db-data")).join("rows"),
+        "42 rows",
+    )
+    .unwrap();
+
+    // Two runs: each refreshes the bundle, and only the newest is kept.
+    for _ in 0..2 {
+        env.cmd(&["backup", "--unit", &stack, "--unit", &solo])
+            .assert()
+            .success();
+    }
+    let bundles: Vec<PathBuf> = std::fs::read_dir(env.path("bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    let bundle = env.path("bundle.age");
+    std::fs::copy(&bundles[0], &bundle).unwrap();
+    assert_eq!(
+        std::fs::metadata(&bundles[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A new host: no config, state, cache, containers, volumes, networks or project files.
+    support::run(
+        Command::new("docker-compose")
+            .args(["-p", &stack, "down", "-v", "--timeout", "1"])
+            .current_dir(&stack_dir),
+    );
+    docker(&["rm", "-f", &solo]);
+    docker(&["volume", "rm", &solo_volume]);
+    for dir in ["etc", "state", "cache", "stack", "bundles"] {
+        std::fs::remove_dir_all(env.path(dir)).unwrap();
+    }
+
+    let started = Instant::now();
+    let out = env.import(&bundle, &["--restore-all", "--json"]).success();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "disaster-recovery import --restore-all took {:.1}s",
+        elapsed.as_secs_f64()
+    );
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let restored = report["restored"].as_array().unwrap();
+    assert_eq!(restored.len(), 2, "{report:#}");
+    for r in restored {
+        assert_eq!(r["outcome"]["errors"], serde_json::json!([]), "{report:#}");
+    }
+    assert!(running(&format!("{stack}_db_1")));
+    assert!(running(&format!("{stack}_web_1")));
+    assert!(running(&solo));
+    assert_eq!(
+        std::fs::read_to_string(mountpoint(&format!("{stack}_db-data")).join("rows")).unwrap(),
+        "42 rows"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mountpoint(&solo_volume).join("payload")).unwrap(),
+        "solo data"
+    );
+    assert!(stack_dir.join("html/index.html").exists());
+    assert!(stack_dir.join(".env").exists());
+    let config = env.path("etc/config.toml");
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let password = env.path("etc/repository.password");
+    assert_eq!(
+        std::fs::metadata(&password).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The installed config works for the next backup, under the old host name.
+    env.cmd(&["backup", "--unit", &solo]).assert().success();
+}
+
+#[test]
+fn bundles_open_with_stock_age_and_refuse_damage() {
+    if !support::docker_tests_enabled("bundles_open_with_stock_age_and_refuse_damage") {
+        return;
+    }
+    let env = Env::new("");
+    let bundle = env.path("bundle.age");
+    env.export(&bundle);
+    assert_eq!(
+        std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Never overwritten.
+    env.cmd(&[
+        "dr",
+        "export",
+        bundle.to_str().unwrap(),
+        "--passphrase-file",
+    ])
+    .arg(env.path("dr-passphrase"))
+    .assert()
+    .failure()
+    .stderr(predicates::str::contains("never overwritten"));
+
+    // The stock age binary reads its passphrase from the terminal: `script` gives it one.
+    let tar = env.path("bundle.tar");
+    let mut age = Command::new("script")
+        .args(["-qec"])
+        .arg(format!("age -d -o {} {}", tar.display(), bundle.display()))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        age.stdin.as_mut().unwrap(),
+        format!("{PASSPHRASE}\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(age.wait().unwrap().success());
+    let listing = support::run(Command::new("tar").arg("-tf").arg(&tar));
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for name in [
+        "config.toml",
+        "repository.password",
+        "recovery-info.json",
+        "RECOVERY.md",
+        "original-config.toml",
+    ] {
+        assert!(listing.lines().any(|l| l == name), "{name} in {listing}");
+    }
+
+    let sealed = std::fs::read(&bundle).unwrap();
+    let mut flipped = sealed.clone();
+    let at = flipped.len() - 40;
+    flipped[at] ^= 0x01;
+    std::fs::write(env.path("flipped.age"), &flipped).unwrap();
+    std::fs::write(env.path("truncated.age"), &sealed[..sealed.len() - 100]).unwrap();
+    let target = ["--dry-run"];
+    for (file, expect) in [("flipped.age", "damaged"), ("truncated.age", "damaged")] {
+        env.import(&env.path(file), &target)
+            .failure()
+            .stderr(predicates::str::contains(expect));
+    }
+    let wrong = env.path("wrong");
+    std::fs::write(&wrong, "not the passphrase at all").unwrap();
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.cmd(&[
+        "dr",
+        "import",
+        bundle.to_str().unwrap(),
+        "--dry-run",
+        "--passphrase-file",
+    ])
+    .arg(&wrong)
+    .assert()
+    .failure()
+    .stderr(predicates::str::contains("wrong passphrase"));
+    // A dry run installs nothing.
+    let elsewhere = env.path("new-etc/config.toml");
+    kopi_docka()
+        .arg("--config")
+        .arg(&elsewhere)
+        .args([
+            "dr",
+            "import",
+            bundle.to_str().unwrap(),
+            "--dry-run",
+            "--passphrase-file",
+        ])
+        .arg(env.path("dr-passphrase"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("would install"));
+    assert!(!elsewhere.exists());
+}
+
+#[test]
+fn export_writes_no_plaintext_to_disk() {
+    if !support::docker_tests_enabled("export_writes_no_plaintext_to_disk") {
+        return;
+    }
+    let env = Env::new("");
+    let password = std::fs::read_to_string(env.path("etc/password")).unwrap();
+    let password = password.trim();
+    let bundle = env.path("bundle.age");
+    let trace = env.path("strace.log");
+    let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
+    support::run(
+        Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=open,openat,creat,rename,renameat,renameat2",
+                "-o",
+            ])
+            .arg(&trace)
+            .arg(&bin)
+            .arg("--config")
+            .arg(env.path("etc/config.toml"))
+            .env("KOPI_DOCKA_STATE_DIR", env.path("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", env.path("cache"))
+            .args([
+                "dr",
+                "export",
+                bundle.to_str().unwrap(),
+                "--passphrase-file",
+            ])
+            .arg(env.path("dr-passphrase")),
+    );
+    let log = std::fs::read_to_string(&trace).unwrap();
+    let written: Vec<String> = log
+        .lines()
+        .filter(|l| {
+            l.contains("O_WRONLY")
+                || l.contains("O_RDWR")
+                || l.contains("O_CREAT")
+                || l.contains("rename")
+        })
+        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+        .filter(|p| !p.starts_with("/dev/"))
+        .collect();
+    assert!(written.iter().any(|p| Path::new(p) == bundle), "{log}");
+    for path in &written {
+        let p = Path::new(path);
+        let allowed =
+            p == bundle || p.starts_with(env.path("state")) || p.starts_with(env.path("cache"));
+        assert!(allowed, "export wrote {path}");
+        if let Ok(content) = std::fs::read(p) {
+            assert!(
+                !String::from_utf8_lossy(&content).contains(password),
+                "{path} holds the repository password in plaintext"
+            );
+        }
+    }
+    let sealed = std::fs::read(&bundle).unwrap();
+    assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
+    assert!(!String::from_utf8_lossy(&sealed).contains(password));
+}

@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""Benchmarks kopi-docka against Debian's restic on the same data, side by side.
+
+Every figure is a ratio measured in the same run, the two sides alternated (A/B, then B/A),
+reported as medians: the machines here are shared and noisy.
+
+    scripts/bench.py                 # full size (~1.2 GiB), writes docs/BENCHMARKS.md
+    scripts/bench.py --small         # seconds: checks the harness end to end, asserts no speed
+    scripts/bench.py --runs 5 --bin target/release/kopi-docka
+
+Needs: a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
+docker-compose, restic, /usr/bin/time (Debian package `time`). Everything it creates on the
+engine is named kdtest-bench-<random> and removed at the end.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+IMAGE = "kdtest/busybox:1"
+IDLE = "trap 'exit 0' TERM; sleep 2147483647 & wait"
+PASSWORD = "kdbench-password-not-secret"
+
+SIZES = {
+    # large files (count, bytes), small files (count, max bytes), change fraction
+    "full": {"large": (4, 256 << 20), "small": (50_000, 8 << 10), "changed": 0.01},
+    "small": {"large": (2, 2 << 20), "small": (300, 4 << 10), "changed": 0.01},
+}
+
+
+def sh(args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.size = SIZES["small" if args.small else "full"]
+        self.work = tempfile.mkdtemp(prefix="kdbench-", dir=args.work_dir)
+        self.prefix = "kdtest-bench-" + secrets.token_hex(4)
+        self.project = self.prefix
+        self.bin = os.path.abspath(args.bin)
+        self.rows = {}
+        self.rng = random.Random(42)
+
+    # --- setup -------------------------------------------------------------------------
+    def up(self):
+        compose = os.path.join(self.work, "stack")
+        os.makedirs(compose)
+        with open(os.path.join(compose, "docker-compose.yml"), "w") as f:
+            f.write(
+                "services:\n  app:\n    image: %s\n    command: [\"sh\", \"-c\", \"%s\"]\n"
+                "    volumes: [\"data:/data\"]\nvolumes:\n  data:\n" % (IMAGE, IDLE)
+            )
+        self.compose_dir = compose
+        sh(["docker-compose", "-p", self.project, "up", "-d"], cwd=compose)
+        self.volume = self.project + "_data"
+        self.container = self.project + "_app_1"
+        self.data = sh(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", self.volume]).stdout.strip()
+
+    def down(self):
+        subprocess.run(["docker-compose", "-p", self.project, "down", "-v", "-t", "1"],
+                       cwd=self.compose_dir, capture_output=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def generate(self):
+        """Seeded dataset: a few large random files, many small files, duplicates."""
+        count, size = self.size["large"]
+        for i in range(count):
+            with open(os.path.join(self.data, "large-%d.bin" % i), "wb") as f:
+                left = size
+                while left:
+                    n = min(left, 8 << 20)
+                    f.write(self.rng.randbytes(n))
+                    left -= n
+        shutil.copy(os.path.join(self.data, "large-0.bin"), os.path.join(self.data, "dup-of-large-0.bin"))
+        count, maxb = self.size["small"]
+        self.small_files = []
+        for i in range(count):
+            d = os.path.join(self.data, "small", "%03d" % (i % 500))
+            os.makedirs(d, exist_ok=True)
+            path = os.path.join(d, "f%06d.txt" % i)
+            with open(path, "wb") as f:
+                f.write(self.rng.randbytes(self.rng.randint(64, maxb)))
+            self.small_files.append(path)
+        shutil.copytree(os.path.join(self.data, "small", "000"), os.path.join(self.data, "dup-small"))
+
+    def change(self):
+        """Rewrites the change fraction of the small files (new random content)."""
+        n = max(1, int(len(self.small_files) * self.size["changed"]))
+        for path in self.rng.sample(self.small_files, n):
+            with open(path, "wb") as f:
+                f.write(self.rng.randbytes(self.rng.randint(64, self.size["small"][1])))
+
+    # --- the two sides -----------------------------------------------------------------
+    def fresh_ours(self, name):
+        d = os.path.join(self.work, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        with open(os.path.join(d, "password"), "w") as f:
+            f.write(PASSWORD + "\n")
+        os.chmod(os.path.join(d, "password"), 0o600)
+        with open(os.path.join(d, "config.toml"), "w") as f:
+            f.write('[repository]\nlocation = "%s/repo"\npassword-file = "password"\n' % d)
+        self.ours(d, ["admin", "repo", "init"])
+        return d
+
+    def ours(self, d, args):
+        env = dict(os.environ, KOPI_DOCKA_STATE_DIR=d + "/state", KOPI_DOCKA_CACHE_DIR=d + "/cache")
+        env.pop("KOPI_DOCKA_CONFIG", None)
+        return self.timed([self.bin, "--config", d + "/config.toml"] + args, env)
+
+    def fresh_restic(self, name):
+        d = os.path.join(self.work, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        self.restic(d, ["init"])
+        return d
+
+    def restic(self, d, args):
+        env = dict(os.environ, RESTIC_PASSWORD=PASSWORD, RESTIC_REPOSITORY=d + "/repo",
+                   RESTIC_CACHE_DIR=d + "/cache")
+        return self.timed(["restic"] + args, env)
+
+    def timed(self, argv, env):
+        tfile = os.path.join(self.work, "time.out")
+        start = time.monotonic()
+        p = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", tfile] + argv,
+                           env=env, capture_output=True, text=True)
+        wall = time.monotonic() - start
+        if p.returncode != 0:
+            sys.exit("failed: %s\n%s\n%s" % (" ".join(argv), p.stdout[-2000:], p.stderr[-2000:]))
+        user, system, rss = open(tfile).read().split()[-3:]
+        return {"wall": wall, "cpu": float(user) + float(system), "rss_kib": int(rss), "stdout": p.stdout}
+
+    # --- measurements -----------------------------------------------------------------
+    def record(self, key, side, value):
+        self.rows.setdefault(key, {}).setdefault(side, []).append(value)
+
+    def observed_downtime(self, since):
+        """Seconds from the container's `die` to its next `start`, from the engine's events."""
+        out = sh(["docker", "events", "--since", "%.3f" % since, "--until", "%.3f" % time.time(),
+                  "--filter", "container=" + self.container, "--filter", "type=container",
+                  "--format", "{{.TimeNano}} {{.Action}}"]).stdout
+        die = start = None
+        for line in out.splitlines():
+            t, action = line.split(" ", 1)
+            if action == "die" and die is None:
+                die = int(t)
+            elif action == "start" and die is not None:
+                start = int(t)
+        return (start - die) / 1e9 if die and start else float("nan")
+
+    def backup_downtime(self, d, warm):
+        args = ["backup", "--unit", self.project, "--json"] + ([] if warm else ["--no-warm-pass"])
+        since = time.time()
+        r = self.ours(d, args)
+        reported = json.loads(r["stdout"])["units"][0]["downtime_seconds"]
+        return reported, self.observed_downtime(since)
+
+    def downtime(self, runs):
+        for trial in range(runs):
+            order = [True, False] if trial % 2 == 0 else [False, True]
+            for warm in order:
+                side = "warm pass" if warm else "no warm pass"
+                d = self.fresh_ours("dt-new")
+                rep, obs = self.backup_downtime(d, warm)  # first backup: all data is new
+                self.record("downtime, new data (reported)", side, rep)
+                self.record("downtime, new data (observed)", side, obs)
+                d = self.fresh_ours("dt-changed")
+                self.ours(d, ["backup", "--unit", self.project])
+                self.change()
+                rep, obs = self.backup_downtime(d, warm)
+                self.record("downtime, 1% changed (reported)", side, rep)
+                self.record("downtime, 1% changed (observed)", side, obs)
+
+    def throughput(self, runs):
+        for trial in range(runs):
+            sides = ["kopi-docka", "restic"] if trial % 2 == 0 else ["restic", "kopi-docka"]
+            dirs = {}
+            for side in sides:
+                dirs[side] = self.fresh_ours("tp-ours") if side == "kopi-docka" else self.fresh_restic("tp-restic")
+            for phase in ["first backup", "unchanged re-backup", "1% changed backup"]:
+                if phase == "1% changed backup":
+                    self.change()
+                for side in sides:
+                    if side == "kopi-docka":
+                        r = self.ours(dirs[side], ["backup", "--unit", self.project, "--no-warm-pass",
+                                                   "--scope", "minimal", "--json"])
+                        added = sum(s["bytes_added"] for s in json.loads(r["stdout"])["units"][0]["snapshots"])
+                    else:
+                        r = self.restic(dirs[side], ["backup", "--json", self.data])
+                        summary = [json.loads(l) for l in r["stdout"].splitlines() if '"summary"' in l][-1]
+                        added = summary.get("data_added", 0)
+                    self.record(phase + ": wall s", side, r["wall"])
+                    self.record(phase + ": CPU s", side, r["cpu"])
+                    self.record(phase + ": peak RSS MiB", side, r["rss_kib"] / 1024)
+                    self.record(phase + ": MiB added", side, added / 2**20)
+            for side in sides:
+                target = os.path.join(self.work, "restore-" + side.replace("-", ""))
+                shutil.rmtree(target, ignore_errors=True)
+                if side == "kopi-docka":
+                    r = self.ours(dirs[side], ["restore", "--unit", self.project, "--only", "volumes",
+                                               "--target-dir", target])
+                else:
+                    r = self.restic(dirs[side], ["restore", "latest", "--target", target])
+                self.record("restore: wall s", side, r["wall"])
+                self.record("restore: peak RSS MiB", side, r["rss_kib"] / 1024)
+                shutil.rmtree(target, ignore_errors=True)
+
+    # --- report -----------------------------------------------------------------------
+    def table(self):
+        lines = ["| measurement | A | median A | B | median B | ratio A/B |", "|---|---|---|---|---|---|"]
+        ratios = []
+        for key, sides in self.rows.items():
+            (a, va), (b, vb) = list(sides.items())
+            ma, mb = statistics.median(va), statistics.median(vb)
+            # Both zero (nothing added on an unchanged re-run) is a tie, not a division by zero.
+            ratio = ma / mb if mb else (1.0 if ma == 0 else float("inf"))
+            ratios.append(ratio)
+            lines.append("| %s | %s | %.3f | %s | %.3f | %.2f |" % (key, a, ma, b, mb, ratio))
+        return "\n".join(lines), ratios
+
+    def machine(self):
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+        versions = {
+            "kopi-docka": sh([self.bin, "version"]).stdout.strip().splitlines()[0],
+            "restic": sh(["restic", "version"]).stdout.strip(),
+            "docker": sh(["docker", "version", "--format", "{{.Server.Version}}"]).stdout.strip(),
+        }
+        return "%s, %d cores, %.1f GiB RAM, Linux %s; %s" % (
+            cpu, os.cpu_count(), int(mem) / 2**20, platform.release(),
+            "; ".join("%s %s" % kv for kv in versions.items()))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--small", action="store_true", help="tiny data, one run: checks the harness")
+    p.add_argument("--runs", type=int, default=None, help="trials per measurement (default 3; 1 with --small)")
+    p.add_argument("--bin", default=None, help="kopi-docka binary (default: build --release)")
+    p.add_argument("--out", default=None, help="Markdown output (default docs/BENCHMARKS.md; stdout with --small)")
+    p.add_argument("--work-dir", default="/var/tmp", help="where data and repositories go")
+    args = p.parse_args()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if args.bin is None:
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=root, check=True)
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
+        args.bin = os.path.join(target, "release", "kopi-docka")
+    runs = args.runs or (1 if args.small else 3)
+    b = Bench(args)
+    started = time.monotonic()
+    try:
+        b.up()
+        b.generate()
+        b.downtime(runs)
+        b.throughput(runs)
+        table, ratios = b.table()
+    finally:
+        b.down()
+    bad = [r for r in ratios if not (math.isfinite(r) and r > 0)]
+    if len(ratios) < 18 or bad:
+        sys.exit("bench harness produced %d ratios, %d not finite and positive:\n%s" % (len(ratios), len(bad), table))
+    mode = "small (harness check only: these numbers mean nothing)" if args.small else "full"
+    doc = "\n".join([
+        "# Benchmarks",
+        "",
+        "Produced by `scripts/bench.py` (%s mode, %d runs per measurement, medians; A and B "
+        "alternated). Machine: %s." % (mode, runs, b.machine()),
+        "",
+        "Downtime rows compare kopi-docka's backup with the warm pass (A) and without (B); the "
+        "other rows compare kopi-docka (A) with `restic` (B) on the same volume directory: "
+        "`backup --no-warm-pass --scope minimal` against `restic backup DIR`, "
+        "`restore --target-dir` against `restic restore`. Ratio < 1 means A is smaller "
+        "(faster, leaner).",
+        "",
+        table,
+        "",
+        "Total harness time: %.0f s." % (time.monotonic() - started),
+        "",
+    ])
+    out = args.out or (None if args.small else os.path.join(root, "docs", "BENCHMARKS.md"))
+    if out:
+        with open(out, "w") as f:
+            f.write(doc)
+        print("wrote", out)
+    else:
+        print(doc)
+
+
+if __name__ == "__main__":
+    main()
