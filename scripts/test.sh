@@ -17,8 +17,9 @@ if [[ $(id -u) -ne 0 ]]; then
     SUDO="sudo -n"
 fi
 
-# Debian packages the tests use (restic, openssl and age are for the repository and DR tests).
-PACKAGES=(docker.io docker-compose busybox-static restic openssl age)
+# Debian packages the tests use (restic, openssl and age are for the repository and DR tests;
+# systemd brings systemd-analyze, which verifies the generated units).
+PACKAGES=(docker.io docker-compose busybox-static restic openssl age systemd)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
@@ -26,6 +27,7 @@ command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
 command -v restic >/dev/null 2>&1 || need_install+=(restic)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 command -v age >/dev/null 2>&1 || need_install+=(age)
+command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive

@@ -86,6 +86,56 @@ pub enum AdminCommand {
     /// Start the containers a killed backup left stopped (from the journal), and nothing else
     #[command(after_help = crate::exit::HELP)]
     RestartStopped,
+    /// systemd units, the daemon, and their state
+    #[command(subcommand)]
+    Service(ServiceCommand),
+}
+
+/// `kopi-docka admin service <command>`
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Write the systemd units (backup service, timer, daemon); never overwrites your edits
+    #[command(after_help = crate::exit::HELP)]
+    WriteUnits(WriteUnitsArgs),
+    /// Run as a daemon: back up on its own schedule, talk to systemd (Type=notify, watchdog)
+    #[command(after_help = crate::exit::HELP)]
+    Daemon(DaemonArgs),
+    /// Timer and service state, next and last run, lock state
+    #[command(after_help = crate::exit::HELP)]
+    Status(JsonArgs),
+}
+
+/// `kopi-docka admin service write-units`
+#[derive(Debug, Args)]
+pub struct WriteUnitsArgs {
+    /// Where to write the units
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub output_dir: PathBuf,
+    /// The timer's calendar expression.
+    #[arg(
+        long,
+        value_name = "ONCALENDAR",
+        help = "The timer's OnCalendar expression [default: [daemon] schedule, else *-*-* 02:00:00]"
+    )]
+    pub schedule: Option<String>,
+    /// Replace unit files that differ from what kopi-docka would write (your edits are lost)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `kopi-docka admin service daemon`
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// When to back up.
+    #[arg(
+        long,
+        value_name = "SCHEDULE",
+        help = "When to back up: OnCalendar expression or `every <span>` [default: [daemon] schedule]"
+    )]
+    pub schedule: Option<String>,
+    /// Back up only this unit (repeatable) [default: [daemon] units, else all]
+    #[arg(long = "unit", value_name = "NAME")]
+    pub units: Vec<String>,
 }
 
 /// `kopi-docka backup`

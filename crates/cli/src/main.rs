@@ -17,7 +17,13 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     logging::init(
         cli.global.verbose,
-        matches!(cli.command, cli::Command::Backup(_)),
+        matches!(
+            cli.command,
+            cli::Command::Backup(_)
+                | cli::Command::Admin(cli::AdminArgs {
+                    command: cli::AdminCommand::Service(cli::ServiceCommand::Daemon(_))
+                })
+        ),
     );
     let printer = Printer::new();
     let result = tokio::runtime::Builder::new_multi_thread()

@@ -41,6 +41,46 @@ pub struct Config {
     /// Settings of single units, by unit name (`[units.nextcloud.hooks]`).
     #[serde(default)]
     pub units: std::collections::BTreeMap<String, UnitConfig>,
+    /// The daemon's own schedule (`kopi-docka admin service daemon`).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// When a unit's last backup counts as overdue.
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
+}
+
+/// `[daemon]`: what `kopi-docka admin service daemon` does on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// When to back up: an `OnCalendar` expression (`daily`, `*-*-* 02:00:00`) or `every 6h`.
+    pub schedule: crate::schedule::Schedule,
+    /// Units to back up; empty means all.
+    pub units: Vec<String>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            schedule: defaults::schedule(),
+            units: Vec::new(),
+        }
+    }
+}
+
+/// `[monitoring]`: freshness thresholds for `doctor` and the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// Hours after a unit's last successful backup when it counts as overdue (a daily backup
+    /// plus slack for a slow run); `[units.<name>] max-age-hours` overrides it per unit.
+    pub max_age_hours: u32,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self { max_age_hours: 26 }
+    }
 }
 
 impl HookSet {
@@ -74,6 +114,8 @@ pub struct UnitConfig {
     /// Hooks of this unit; they run after the global ones of the same point.
     #[serde(default)]
     pub hooks: HookSet,
+    /// Overrides `[monitoring] max-age-hours` for this unit.
+    pub max_age_hours: Option<u32>,
 }
 
 /// A command as an argv array: no shell, no interpolation. The program must be an absolute
@@ -341,6 +383,12 @@ pub mod defaults {
     pub const ROOT_CONFIG: &str = "/etc/kopi-docka/config.toml";
     /// Default engine socket.
     pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+    /// The daemon's and the timer's default schedule: every day at 02:00 local time
+    /// (`*-*-* 02:00:00`), when containers are least busy on most home servers.
+    pub fn schedule() -> crate::schedule::Schedule {
+        crate::schedule::Schedule::daily_at(2, 0)
+    }
 }
 
 /// An absolute, lexically normalised host path (no `.`/`..`, no trailing slash).

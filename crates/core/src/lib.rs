@@ -9,10 +9,13 @@ pub mod backup;
 pub mod config;
 pub mod docker;
 pub mod durable;
+pub mod history;
 pub mod hooks;
 pub mod lock;
 pub mod progress;
 pub mod repo;
+pub mod schedule;
+pub mod systemd;
 pub mod unit;
 
 /// This library's version, reported by `kopi-docka version`.

@@ -3,6 +3,7 @@
 
 mod backup;
 mod repo;
+mod service;
 mod snapshots;
 mod units;
 mod version;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
             AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
+            AdminCommand::Service(command) => service::run(&cli.global, command, printer).await,
         },
         Command::Version(args) => version::run(&args, printer),
     }
