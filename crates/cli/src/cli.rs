@@ -48,11 +48,40 @@ pub enum Command {
     /// List kopi-docka's snapshots in the repository
     #[command(after_help = crate::exit::HELP)]
     Snapshots(SnapshotsArgs),
-    /// Administration: the repository and its maintenance
+    /// Check everything backups depend on; exits 1 when a check fails
+    #[command(after_help = crate::exit::HELP)]
+    Doctor(JsonArgs),
+    /// Past backup runs, from this host's records (or the repository's when those are gone)
+    #[command(after_help = crate::exit::HELP)]
+    History(HistoryArgs),
+    /// Administration: the repository, systemd units and the daemon
     #[command(visible_alias = "advanced")]
     Admin(AdminArgs),
     /// Show version information
     Version(VersionArgs),
+}
+
+/// `kopi-docka history`
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only runs that included this unit (and only its line)
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+    /// Only failed runs (or failed units, with --unit)
+    #[arg(long)]
+    pub failed: bool,
+    /// Only the newest N runs
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Only runs started at or after DATE (2026-11-01, 2026-11-01T02:00:00+01:00, or 7d ago)
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Statistics per unit instead of the list
+    #[arg(long)]
+    pub stats: bool,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kopi-docka snapshots`

@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod config;
 pub mod docker;
+pub mod doctor;
 pub mod durable;
 pub mod history;
 pub mod hooks;

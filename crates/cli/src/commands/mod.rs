@@ -2,6 +2,8 @@
 //! printer.
 
 mod backup;
+mod doctor;
+mod history;
 mod repo;
 mod service;
 mod snapshots;
@@ -27,6 +29,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             backup::run(&cli.global, &args, printer).await
         }
         Command::Snapshots(args) => snapshots::run(&cli.global, &args, printer).await,
+        Command::Doctor(args) => doctor::run(&cli.global, &args, printer).await,
+        Command::History(args) => history::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
             AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
