@@ -18,8 +18,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # Debian packages the tests use (restic, openssl and age are for the repository and DR tests;
-# systemd brings systemd-analyze, which verifies the generated units).
-PACKAGES=(docker.io docker-compose busybox-static restic openssl age systemd)
+# systemd brings systemd-analyze, which verifies the generated units; aiosmtpd is the real SMTP
+# server and prometheus-client the real exposition-format parser of the notification tests).
+PACKAGES=(docker.io docker-compose busybox-static restic openssl age systemd python3-aiosmtpd python3-prometheus-client)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
@@ -28,6 +29,8 @@ command -v restic >/dev/null 2>&1 || need_install+=(restic)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 command -v age >/dev/null 2>&1 || need_install+=(age)
 command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_install+=(python3-aiosmtpd)
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_install+=(python3-prometheus-client)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive

@@ -118,6 +118,17 @@ pub enum AdminCommand {
     /// systemd units, the daemon, and their state
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Notifications ([notifications] in the config)
+    #[command(subcommand)]
+    Notification(NotificationCommand),
+}
+
+/// `kopi-docka admin notification <command>`
+#[derive(Debug, Subcommand)]
+pub enum NotificationCommand {
+    /// Send a test message to every configured target; exits 1 when one fails
+    #[command(after_help = crate::exit::HELP)]
+    Test(JsonArgs),
 }
 
 /// `kopi-docka admin service <command>`

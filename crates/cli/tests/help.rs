@@ -54,6 +54,9 @@ fn global_options_on_every_command_and_exit_codes_in_top_help() {
         &["admin", "service", "write-units"],
         &["admin", "service", "daemon"],
         &["admin", "service", "status"],
+        &["admin", "notification", "test"],
+        &["doctor"],
+        &["history"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");

@@ -13,6 +13,8 @@ pub mod durable;
 pub mod history;
 pub mod hooks;
 pub mod lock;
+pub mod monitor;
+pub mod notify;
 pub mod progress;
 pub mod repo;
 pub mod schedule;

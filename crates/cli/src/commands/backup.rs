@@ -10,6 +10,7 @@ use kopi_docka_core::config::{self, LoadedConfig};
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::lock::journal::Journal;
 use kopi_docka_core::lock::{Lock, LockError, LockMode, RUN_LOCK};
+use kopi_docka_core::monitor::{self, Ping};
 use kopi_docka_core::repo::{Password, Repo, RepoError, RepoSettings, Scope, write_password_file};
 use kopi_docka_core::unit::{self, ContainerState, MountRules, Unit};
 
@@ -67,6 +68,9 @@ pub async fn run(
         return Ok(ExitCode::Ok);
     }
 
+    if let Err(error) = monitor::ping(&loaded.config.monitoring, Ping::Start, "").await {
+        printer.notice(&format!("warning: {error}"));
+    }
     // Preflight before anything stops: room to stage recipes, the repository reachable, the
     // password right, and no other kopi-docka writing to it.
     check_staging_space(&settings)?;
@@ -122,12 +126,27 @@ pub async fn run(
         tracing::warn!("{problem}");
         report.errors.push(problem);
     }
-    if args.json {
-        printer.json(&report)?;
-    } else {
-        printer.out(&render_report(&report));
-    }
+    publish(&loaded, &report, args.json, printer).await?;
     Ok(exit_code(&report, *interrupt.borrow()))
+}
+
+/// Prints the report, then metrics, pings and notifications: their problems are shown, never
+/// a reason for the run to fail.
+async fn publish(
+    loaded: &LoadedConfig,
+    report: &RunReport,
+    json: bool,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    if json {
+        printer.json(report)?;
+    } else {
+        printer.out(&render_report(report));
+    }
+    for problem in monitor::after_run(&loaded.config, &loaded.env.state_dir(), report).await {
+        printer.notice(&format!("warning: {problem}"));
+    }
+    Ok(())
 }
 
 fn exit_code(report: &RunReport, interrupted: bool) -> ExitCode {

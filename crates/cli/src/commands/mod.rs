@@ -4,6 +4,7 @@
 mod backup;
 mod doctor;
 mod history;
+mod notification;
 mod repo;
 mod service;
 mod snapshots;
@@ -15,7 +16,7 @@ use kopi_docka_core::config::{self, Environment, LoadedConfig};
 pub use backup::UsageError;
 pub use snapshots::human_bytes;
 
-use crate::cli::{AdminCommand, Cli, Command};
+use crate::cli::{AdminCommand, Cli, Command, NotificationCommand};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 
@@ -35,6 +36,9 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
             AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
             AdminCommand::Service(command) => service::run(&cli.global, command, printer).await,
+            AdminCommand::Notification(NotificationCommand::Test(args)) => {
+                notification::test(&cli.global, &args, printer).await
+            }
         },
         Command::Version(args) => version::run(&args, printer),
     }

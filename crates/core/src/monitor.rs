@@ -1,0 +1,224 @@
+//! Monitoring from outside: healthchecks.io-style pings (also Uptime Kuma push monitors and
+//! the like), and a Prometheus textfile-collector file with per-unit metrics.
+//!
+//! Both are best effort: a failed ping or an unwritable metrics file is reported to the caller,
+//! never a reason for a backup to fail.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::backup::RunReport;
+use crate::config::{Config, MonitoringConfig};
+use crate::history::{self, RunRecord};
+use crate::notify;
+
+/// Which ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ping {
+    /// A run starts: `<url>/start`.
+    Start,
+    /// It succeeded: `<url>`.
+    Success,
+    /// It failed: `<url>/fail`.
+    Fail,
+}
+
+/// How long one ping may take.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The ping URL for `kind`: the suffix goes before a query string, so
+/// `https://hc.example/ping/abc?rid=1` becomes `.../abc/start?rid=1`.
+pub fn ping_url(base: &str, kind: Ping) -> String {
+    let suffix = match kind {
+        Ping::Start => "/start",
+        Ping::Success => "",
+        Ping::Fail => "/fail",
+    };
+    match base.split_once('?') {
+        Some((path, query)) => format!("{}{suffix}?{query}", path.trim_end_matches('/')),
+        None => format!("{}{suffix}", base.trim_end_matches('/')),
+    }
+}
+
+/// Sends one ping with `log` as its body (truncated to 10 kB). `Ok` when no URL is configured.
+pub async fn ping(config: &MonitoringConfig, kind: Ping, log: &str) -> Result<(), String> {
+    let Some(base) = notify::secret(
+        config.healthcheck_url.as_deref(),
+        config.healthcheck_url_file.as_deref(),
+        config.healthcheck_url_env.as_deref(),
+    )
+    .map_err(|e| format!("healthcheck ping: {e}"))?
+    else {
+        return Ok(());
+    };
+    let body: String = log.chars().take(10_000).collect();
+    let client = reqwest::Client::builder()
+        .timeout(PING_TIMEOUT)
+        .user_agent(concat!("kopi-docka/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("healthcheck ping: {}", e.without_url()))?;
+    // The URL holds the check's secret: errors never show it.
+    let response = client
+        .post(ping_url(&base, kind))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("healthcheck ping: {}", e.without_url()))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "healthcheck ping: the server answered HTTP {}",
+            response.status()
+        ))
+    }
+}
+
+/// The Prometheus text exposition of the latest state of every unit in `records`.
+pub fn textfile(records: &[RunRecord]) -> String {
+    struct Metric {
+        name: &'static str,
+        help: &'static str,
+    }
+    const METRICS: [Metric; 7] = [
+        Metric {
+            name: "kopi_docka_unit_last_success_timestamp_seconds",
+            help: "Unix time of the start of the unit's last successful backup.",
+        },
+        Metric {
+            name: "kopi_docka_unit_last_run_timestamp_seconds",
+            help: "Unix time of the start of the unit's last backup.",
+        },
+        Metric {
+            name: "kopi_docka_unit_last_run_success",
+            help: "1 when the unit's last backup succeeded, 0 otherwise.",
+        },
+        Metric {
+            name: "kopi_docka_unit_last_run_duration_seconds",
+            help: "Wall time of the unit's last backup.",
+        },
+        Metric {
+            name: "kopi_docka_unit_last_run_downtime_seconds",
+            help: "How long the unit was stopped during its last backup.",
+        },
+        Metric {
+            name: "kopi_docka_unit_last_run_bytes_added",
+            help: "New bytes stored by the unit's last backup.",
+        },
+        Metric {
+            name: "kopi_docka_unit_last_run_snapshots",
+            help: "Snapshots made by the unit's last backup.",
+        },
+    ];
+    let stats = history::stats(records);
+    let mut latest: std::collections::BTreeMap<&str, (&RunRecord, &history::UnitRecord)> =
+        std::collections::BTreeMap::new();
+    for run in records {
+        for unit in &run.units {
+            latest.insert(&unit.name, (run, unit));
+        }
+    }
+    let mut out = String::new();
+    #[allow(clippy::cast_precision_loss, reason = "metric values are floats")]
+    for (i, metric) in METRICS.iter().enumerate() {
+        // Writing into a String cannot fail.
+        let _ = writeln!(out, "# HELP {} {}", metric.name, metric.help);
+        let _ = writeln!(out, "# TYPE {} gauge", metric.name);
+        for (name, (run, unit)) in &latest {
+            let value = match i {
+                0 => stats
+                    .iter()
+                    .find(|s| s.name == *name)
+                    .and_then(|s| s.last_success)
+                    .map(|t| t.as_second() as f64),
+                1 => Some(run.started_at.as_second() as f64),
+                2 => Some(if unit.failed() { 0.0 } else { 1.0 }),
+                3 => unit.duration_seconds,
+                4 => Some(unit.downtime_seconds.unwrap_or(0.0)),
+                5 => Some(unit.bytes_added as f64),
+                _ => Some(unit.snapshots as f64),
+            };
+            if let Some(value) = value {
+                let _ = writeln!(
+                    out,
+                    "{}{{unit=\"{}\",kind=\"{}\"}} {value}",
+                    metric.name,
+                    label(name),
+                    label(unit.kind.as_deref().unwrap_or("unknown"))
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// After a run: rewrites the textfile from the local records, pings success or failure, and
+/// sends the run's notification when wanted. Returns what went wrong, for the user to see;
+/// none of it fails the run.
+pub async fn after_run(config: &Config, state_dir: &Path, report: &RunReport) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(path) = &config.monitoring.prometheus_textfile {
+        let records = history::load_local(state_dir).records;
+        // node_exporter reads it as another user: world-readable, and it holds no secret.
+        if let Err(error) =
+            crate::durable::write_file(path.as_path(), textfile(&records).as_bytes(), 0o644)
+        {
+            problems.push(format!(
+                "cannot write the Prometheus textfile {path}: {error}"
+            ));
+        }
+    }
+    let message = notify::run_message(report);
+    let kind = if message.level == notify::Level::Failure {
+        Ping::Fail
+    } else {
+        Ping::Success
+    };
+    let log = format!("{}\n{}", message.title, message.body);
+    if let Err(error) = ping(&config.monitoring, kind, &log).await {
+        problems.push(error);
+    }
+    if notify::wanted(&config.notifications, message.level) {
+        for delivery in notify::send_all(&config.notifications, &message).await {
+            if let Some(error) = delivery.error {
+                problems.push(format!("notification not delivered: {error}"));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_urls() {
+        assert_eq!(
+            ping_url("https://hc/ping/abc", Ping::Start),
+            "https://hc/ping/abc/start"
+        );
+        assert_eq!(
+            ping_url("https://hc/ping/abc/", Ping::Success),
+            "https://hc/ping/abc"
+        );
+        assert_eq!(
+            ping_url("https://hc/ping/abc?rid=1", Ping::Fail),
+            "https://hc/ping/abc/fail?rid=1"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

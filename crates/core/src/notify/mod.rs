@@ -1,0 +1,236 @@
+//! Notifications: one message per run, summarising every unit, to webhooks, chat services and
+//! email.
+//!
+//! Rules this module owns:
+//! - Destinations are Apprise-style URLs (`ntfys://`, `tgram://`, `mailtos://` ...) so users of
+//!   the original can paste theirs, or `http(s)://` endpoints with a `kind`. `https` stays
+//!   `https` (the original downgraded webhooks to plain HTTP).
+//! - URLs carry secrets. They may come from a file or the environment, and they never appear
+//!   in an error, a log line or a report: errors name the target by its scheme or source.
+//! - Every delivery has a timeout. A failed delivery is reported to the caller, never an
+//!   error of the run that triggered it.
+
+mod destination;
+mod smtp;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use destination::Destination;
+
+use crate::backup::{RunReport, UnitStatus};
+use crate::config::{NotificationTarget, NotificationsConfig};
+
+/// Why a delivery failed. Never contains the URL (it holds secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The URL (or its file or variable) is unusable.
+    #[error("{target}: {reason}")]
+    Target {
+        /// The target, described without its secret.
+        target: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The endpoint did not accept the message.
+    #[error("{target}: {reason}")]
+    Delivery {
+        /// The target, described without its secret.
+        target: String,
+        /// What happened (HTTP status, SMTP reply, timeout).
+        reason: String,
+    },
+}
+
+/// How a run went, for the message and its priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Every unit succeeded, no warnings.
+    Success,
+    /// Every unit succeeded, with warnings.
+    Warning,
+    /// A unit failed, or the run had errors.
+    Failure,
+}
+
+/// One notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    /// Short title (subject line).
+    pub title: String,
+    /// Plain-text body, one line per unit.
+    pub body: String,
+    /// How it went.
+    pub level: Level,
+}
+
+impl Level {
+    /// The level of a run.
+    pub fn of(report: &RunReport) -> Self {
+        let failed = !report.errors.is_empty()
+            || report.units.iter().any(|u| u.status != UnitStatus::Success);
+        if failed {
+            Self::Failure
+        } else if report.units.iter().any(|u| !u.warnings.is_empty()) {
+            Self::Warning
+        } else {
+            Self::Success
+        }
+    }
+
+    /// The word used in titles and for Apprise's `type`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Warning => "warning",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// The one message summarising a run.
+pub fn run_message(report: &RunReport) -> Message {
+    let level = Level::of(report);
+    let total = report.units.len();
+    let failed = report
+        .units
+        .iter()
+        .filter(|u| u.status != UnitStatus::Success)
+        .count();
+    let title = match level {
+        Level::Success => format!("kopi-docka on {}: backup OK ({total} units)", report.host),
+        Level::Warning => format!(
+            "kopi-docka on {}: backup OK with warnings ({total} units)",
+            report.host
+        ),
+        Level::Failure if failed > 0 => format!(
+            "kopi-docka on {}: BACKUP FAILED for {failed} of {total} units",
+            report.host
+        ),
+        Level::Failure => format!("kopi-docka on {}: BACKUP RUN HAD ERRORS", report.host),
+    };
+    let mut lines = Vec::new();
+    for u in &report.units {
+        let status = match u.status {
+            UnitStatus::Success => "ok",
+            UnitStatus::Partial => "PARTIAL",
+            UnitStatus::Failed => "FAILED",
+        };
+        let added: u64 = u.snapshots.iter().map(|s| s.bytes_added).sum();
+        let down = u
+            .downtime_seconds
+            .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
+        lines.push(format!(
+            "{status} {} {}: {} snapshots, {added} bytes added, {down}, took {:.0}s",
+            u.kind,
+            u.name,
+            u.snapshots.len(),
+            u.duration_seconds
+        ));
+        lines.extend(u.errors.iter().map(|e| format!("  error: {e}")));
+        lines.extend(u.warnings.iter().map(|w| format!("  warning: {w}")));
+    }
+    lines.extend(report.errors.iter().map(|e| format!("error: {e}")));
+    for name in &report.restarted_from_journal {
+        lines.push(format!(
+            "started {name}, left stopped by a killed earlier run"
+        ));
+    }
+    let took = report.finished_at.duration_since(report.started_at);
+    lines.push(format!(
+        "run {} started {}, took {:.0}s",
+        report.run_id,
+        report.started_at,
+        took.as_secs_f64()
+    ));
+    Message {
+        title,
+        body: lines.join("\n"),
+        level,
+    }
+}
+
+/// True when `config` asks for a message at `level`.
+pub fn wanted(config: &NotificationsConfig, level: Level) -> bool {
+    match level {
+        Level::Success => config.on_success,
+        Level::Warning => config.on_warning,
+        Level::Failure => config.on_failure,
+    }
+}
+
+/// The result of one delivery, for reports (no secret in it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// The target, described without its secret.
+    pub target: String,
+    /// `None` when delivered; why not otherwise.
+    pub error: Option<String>,
+}
+
+/// Sends `message` to every target, each with the configured timeout. Never fails: each
+/// target's outcome is in the result.
+pub async fn send_all(config: &NotificationsConfig, message: &Message) -> Vec<Delivery> {
+    let timeout = Duration::from_secs(u64::from(config.timeout_seconds.max(1)));
+    let mut out = Vec::new();
+    for target in &config.targets {
+        let result = match Destination::resolve(target) {
+            Ok(destination) => destination.send(message, timeout).await,
+            Err(error) => Err(error),
+        };
+        out.push(Delivery {
+            target: target.describe(),
+            error: result.err().map(|e| e.to_string()),
+        });
+    }
+    out
+}
+
+/// Resolves a secret that may be given inline, in a file (first line) or in an environment
+/// variable. `None` when none is given.
+pub fn secret(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<String>, String> {
+    if let Some(value) = inline {
+        return Ok(Some(value.trim().to_owned()));
+    }
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let line = text.lines().next().unwrap_or_default().trim().to_owned();
+        if line.is_empty() {
+            return Err(format!("{} is empty", file.display()));
+        }
+        return Ok(Some(line));
+    }
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(value) if !value.trim().is_empty() => Ok(Some(value.trim().to_owned())),
+            _ => Err(format!("${var} is not set")),
+        };
+    }
+    Ok(None)
+}
+
+impl Destination {
+    /// The destination a configured target names (reads its file or variable).
+    pub fn resolve(target: &NotificationTarget) -> Result<Self, NotifyError> {
+        let err = |reason: String| NotifyError::Target {
+            target: target.describe(),
+            reason,
+        };
+        let url = secret(
+            target.url.as_deref(),
+            target.url_file.as_deref(),
+            target.url_env.as_deref(),
+        )
+        .map_err(err)?
+        .ok_or_else(|| err("no url, url-file or url-env".into()))?;
+        Self::parse(&url, target.kind.as_deref()).map_err(err)
+    }
+}
