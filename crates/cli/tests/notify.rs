@@ -470,3 +470,78 @@ pre-backup = ["/bin/false"]
     assert!(values["kopi_docka_unit_last_run_success"].abs() < f64::EPSILON);
     assert!(!values.contains_key("kopi_docka_unit_last_success_timestamp_seconds"));
 }
+
+/// The daemon, with no engine at its address, notifying `socket`; returns when it is idle
+/// (its freshness check at start is done), then stops it.
+fn daemon_until_idle(env: &Env, dir: &Path, round: u32) {
+    let socket_path = dir.join(format!("notify-{round}.sock"));
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut daemon = Command::new(assert_cmd::cargo::cargo_bin("kopi-docka"))
+        .arg("--config")
+        .arg(env.path("config.toml"))
+        .args(["admin", "service", "daemon", "--schedule", "daily"])
+        .env("KOPI_DOCKA_STATE_DIR", env.path("state"))
+        .env("KOPI_DOCKA_CACHE_DIR", env.path("cache"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("KOPI_DOCKA_CONFIG")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0_u8; 512];
+    loop {
+        let n = socket.recv(&mut buf).expect("the daemon never became idle");
+        if String::from_utf8_lossy(&buf[..n]).contains("STATUS=idle") {
+            break;
+        }
+    }
+    let pid = rustix::process::Pid::from_raw(i32::try_from(daemon.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(daemon.wait().unwrap().success());
+}
+
+/// Backups that stopped entirely are noticed by the daemon, and alerted once, not at every
+/// check or restart.
+#[test]
+fn daemon_alerts_once_per_overdue_period() {
+    let server = HttpServer::start(200);
+    let env = Env::new(&format!(
+        "[[notifications.targets]]\nurl = \"json://{}\"\n",
+        server.url("/hook")
+    ));
+    let runs = env.path("state/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::write(
+        runs.join("old.json"),
+        r#"{"run_id":"old","started_at":"2026-01-01T02:00:00Z","units":[{"name":"kdtest-stale","status":"success"}]}"#,
+    )
+    .unwrap();
+    daemon_until_idle(&env, env.dir.path(), 1);
+    let alerts = server.requests();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = alerts[0].json();
+    assert_eq!(alert["type"], "failure");
+    assert!(
+        alert["title"]
+            .as_str()
+            .unwrap()
+            .contains("BACKUP OVERDUE for 1 unit(s)")
+    );
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap()
+            .contains("kdtest-stale: last successful backup 2026-01-01T02:00:00Z")
+    );
+
+    daemon_until_idle(&env, env.dir.path(), 2);
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "alerted twice for one overdue period"
+    );
+}

@@ -197,6 +197,77 @@ pub async fn after_run(config: &Config, state_dir: &Path, report: &RunReport) ->
     problems
 }
 
+/// Overdue units that have not been alerted for their current last success, with the one
+/// message about all of them. Alerting again needs a new success first (then a new overdue
+/// period), so a host that stopped backing up sends one alert, not one per check.
+pub fn overdue_alert(
+    config: &Config,
+    state_dir: &Path,
+    units: &[String],
+    now: jiff::Timestamp,
+) -> Option<(notify::Message, Vec<history::Overdue>)> {
+    let records = history::load_local(state_dir).records;
+    let alerted = load_alerts(state_dir);
+    let fresh: Vec<history::Overdue> = history::overdue(&records, units, config, now)
+        .into_iter()
+        .filter(|o| alerted.get(&o.unit) != Some(&alert_key(o)))
+        .collect();
+    if fresh.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = fresh
+        .iter()
+        .map(|o| match o.last_success {
+            Some(t) => format!(
+                "{}: last successful backup {t} ({}h ago), threshold {}h",
+                o.unit,
+                now.duration_since(t).as_hours(),
+                o.max_age_hours
+            ),
+            None => format!(
+                "{}: never backed up successfully (threshold {}h)",
+                o.unit, o.max_age_hours
+            ),
+        })
+        .collect();
+    let message = notify::Message {
+        title: format!(
+            "kopi-docka on {}: BACKUP OVERDUE for {} unit(s)",
+            crate::repo::this_hostname(),
+            fresh.len()
+        ),
+        body: lines.join("\n"),
+        level: notify::Level::Failure,
+    };
+    Some((message, fresh))
+}
+
+/// Remembers that `overdue` were alerted (in `<state_dir>/overdue-alerts.json`).
+pub fn mark_alerted(state_dir: &Path, overdue: &[history::Overdue]) -> std::io::Result<()> {
+    let mut alerted = load_alerts(state_dir);
+    for o in overdue {
+        alerted.insert(o.unit.clone(), alert_key(o));
+    }
+    let json = serde_json::to_vec_pretty(&alerted).map_err(std::io::Error::other)?;
+    crate::durable::create_dir_all(state_dir, 0o700)?;
+    crate::durable::write_file(&state_dir.join(ALERTS_FILE), &json, 0o600)
+}
+
+const ALERTS_FILE: &str = "overdue-alerts.json";
+
+/// What an alert was about: the last success it saw.
+fn alert_key(o: &history::Overdue) -> String {
+    o.last_success
+        .map_or_else(|| "never".to_owned(), |t| t.to_string())
+}
+
+fn load_alerts(state_dir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read(state_dir.join(ALERTS_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +285,46 @@ mod tests {
         assert_eq!(
             ping_url("https://hc/ping/abc?rid=1", Ping::Fail),
             "https://hc/ping/abc/fail?rid=1"
+        );
+    }
+
+    #[test]
+    fn overdue_alerts_once_per_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let write = |id: &str, at: &str| {
+            std::fs::write(
+                runs.join(format!("{id}.json")),
+                format!(r#"{{"run_id":"{id}","started_at":"{at}","units":[{{"name":"app","status":"success"}}]}}"#),
+            )
+            .unwrap();
+        };
+        write("a", "2026-11-01T02:00:00Z");
+        let config = Config::default();
+        let units = ["app".to_owned(), "new".to_owned()];
+        let now: jiff::Timestamp = "2026-11-10T00:00:00Z".parse().unwrap();
+        let (message, overdue) = overdue_alert(&config, dir.path(), &units, now).unwrap();
+        assert_eq!(overdue.len(), 2);
+        assert!(
+            message.title.contains("BACKUP OVERDUE for 2 unit(s)"),
+            "{}",
+            message.title
+        );
+        assert!(
+            message.body.contains("new: never backed up"),
+            "{}",
+            message.body
+        );
+        mark_alerted(dir.path(), &overdue).unwrap();
+        assert!(overdue_alert(&config, dir.path(), &units, now).is_none());
+        // A success, then silence again for longer than the threshold: a new alert.
+        write("b", "2026-11-10T02:00:00Z");
+        let later: jiff::Timestamp = "2026-11-12T00:00:00Z".parse().unwrap();
+        let (_, again) = overdue_alert(&config, dir.path(), &units, later).unwrap();
+        assert_eq!(
+            again.iter().map(|o| o.unit.as_str()).collect::<Vec<_>>(),
+            ["app"]
         );
     }
 

@@ -15,6 +15,8 @@ use kopi_docka_core::lock::{Lock, LockError, LockMode, RUN_LOCK};
 use kopi_docka_core::schedule::Schedule;
 use kopi_docka_core::systemd::notify::{Notifier, watchdog_interval};
 use kopi_docka_core::systemd::{self, units};
+use kopi_docka_core::unit::{self, MountRules};
+use kopi_docka_core::{monitor, notify};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::UsageError;
@@ -204,6 +206,13 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
     recover_journal(&settings.loaded).await;
     systemd.notify("READY=1\nSTATUS=started");
     tracing::info!(schedule = %settings.schedule, "daemon started");
+    // Missed backups are found even when backups stop running entirely: at start, after every
+    // run, and every hour.
+    check_freshness(&settings).await;
+    let mut freshness = tokio::time::interval_at(
+        tokio::time::Instant::now() + FRESHNESS_EVERY,
+        FRESHNESS_EVERY,
+    );
 
     let mut reload = false;
     loop {
@@ -225,6 +234,9 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
             () = tokio::time::sleep(wait) => {
                 let outcome = run_backup(global, &settings, &mut signals, &systemd).await?;
                 reload = outcome.reload;
+                if !outcome.stop {
+                    check_freshness(&settings).await;
+                }
                 if outcome.stop {
                     break;
                 }
@@ -232,11 +244,66 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
             _ = signals.term.recv() => break,
             _ = signals.int.recv() => break,
             _ = signals.hup.recv() => reload = true,
+            _ = freshness.tick() => check_freshness(&settings).await,
         }
     }
     systemd.notify("STOPPING=1\nSTATUS=stopped");
     tracing::info!("daemon stopped");
     Ok(ExitCode::Ok)
+}
+
+/// How often the daemon looks for overdue units between runs.
+const FRESHNESS_EVERY: Duration = Duration::from_hours(1);
+
+/// Alerts (once per overdue period) about units whose last success is too old.
+async fn check_freshness(settings: &DaemonSettings) {
+    let config = &settings.loaded.config;
+    let state_dir = settings.loaded.env.state_dir();
+    let units = daemon_units(settings).await;
+    let Some((message, overdue)) =
+        monitor::overdue_alert(config, &state_dir, &units, jiff::Timestamp::now())
+    else {
+        return;
+    };
+    for o in &overdue {
+        tracing::error!(unit = %o.unit, max_age_hours = o.max_age_hours, "backup overdue");
+    }
+    if notify::wanted(&config.notifications, message.level) {
+        for delivery in notify::send_all(&config.notifications, &message).await {
+            if let Some(error) = delivery.error {
+                tracing::warn!("overdue alert not delivered: {error}");
+            }
+        }
+    }
+    if let Err(error) = monitor::mark_alerted(&state_dir, &overdue) {
+        tracing::warn!(%error, "cannot remember the overdue alert; it may repeat");
+    }
+}
+
+/// The units the daemon is responsible for: its `--unit`/`[daemon] units`, else every unit on
+/// the engine, else (engine down) every unit the run records know.
+async fn daemon_units(settings: &DaemonSettings) -> Vec<String> {
+    if !settings.units.is_empty() {
+        return settings.units.clone();
+    }
+    let loaded = &settings.loaded;
+    if let Ok(host) = loaded.docker_host()
+        && let Ok(engine) = Engine::connect(host).await
+    {
+        let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+        match unit::discover(&engine, &rules).await {
+            Ok(units) => return units.iter().map(|u| u.name.to_string()).collect(),
+            Err(error) => tracing::warn!("freshness check: {error}"),
+        }
+    }
+    let mut names: Vec<String> = history::load_local(&loaded.env.state_dir())
+        .records
+        .iter()
+        .flat_map(|r| r.units.iter().map(|u| u.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The new settings after SIGHUP; the old ones when the new config is broken (said loudly).
