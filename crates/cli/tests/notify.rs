@@ -545,3 +545,43 @@ fn daemon_alerts_once_per_overdue_period() {
         "alerted twice for one overdue period"
     );
 }
+
+/// A run that cannot even start (no engine) is a failure the monitoring hears about.
+#[test]
+fn a_run_that_cannot_start_pings_fail_and_notifies() {
+    let server = HttpServer::start(200);
+    let env = Env::new(&format!(
+        "[monitoring]\nhealthcheck-url = \"http://{}\"\n\
+         [[notifications.targets]]\nurl = \"json://{}\"\n",
+        server.url("/ping/abc"),
+        server.url("/hook")
+    ));
+    env.cmd(&["backup"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .assert()
+        .code(1);
+    let requests = server.requests();
+    let targets: Vec<&str> = requests.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets, ["/ping/abc/fail", "/hook"]);
+    assert!(
+        requests[0]
+            .body
+            .contains("cannot reach the container engine"),
+        "{:?}",
+        requests[0]
+    );
+    let note = requests[1].json();
+    assert_eq!(note["type"], "failure");
+    assert!(
+        note["title"]
+            .as_str()
+            .unwrap()
+            .contains("BACKUP RUN FAILED")
+    );
+    assert!(
+        note["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/docker.sock")
+    );
+}

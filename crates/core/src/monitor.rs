@@ -197,6 +197,34 @@ pub async fn after_run(config: &Config, state_dir: &Path, report: &RunReport) ->
     problems
 }
 
+/// A run that ended before it could back up anything (`error` says why): pings `/fail` and
+/// sends a failure notification. Returns what went wrong on the way.
+pub async fn run_aborted(config: &Config, error: &str) -> Vec<String> {
+    let host = config
+        .repository
+        .hostname
+        .clone()
+        .unwrap_or_else(crate::repo::this_hostname);
+    let message = notify::Message {
+        title: format!("kopi-docka on {host}: BACKUP RUN FAILED before any unit"),
+        body: error.to_owned(),
+        level: notify::Level::Failure,
+    };
+    let mut problems = Vec::new();
+    let log = format!("{}\n{}", message.title, message.body);
+    if let Err(error) = ping(&config.monitoring, Ping::Fail, &log).await {
+        problems.push(error);
+    }
+    if notify::wanted(&config.notifications, message.level) {
+        for delivery in notify::send_all(&config.notifications, &message).await {
+            if let Some(error) = delivery.error {
+                problems.push(format!("notification not delivered: {error}"));
+            }
+        }
+    }
+    problems
+}
+
 /// Overdue units that have not been alerted for their current last success, with the one
 /// message about all of them. Alerting again needs a new success first (then a new overdue
 /// period), so a host that stopped backing up sends one alert, not one per check.

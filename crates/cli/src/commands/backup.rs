@@ -20,8 +20,29 @@ use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
 
-/// Backs up the selected units.
+/// Backs up the selected units. A run that ends before it has a report (engine down,
+/// repository unreachable, wrong password) still pings `/fail` and sends its notification:
+/// a run that did not happen must be heard of as loudly as one that failed.
 pub async fn run(
+    global: &GlobalArgs,
+    args: &BackupArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let result = run_units(global, args, printer).await;
+    if let Err(error) = &result
+        && !args.dry_run
+        // Nothing was attempted: a usage error, or another run holds the lock (it reports).
+        && !matches!(ExitCode::from_error(error), ExitCode::Usage | ExitCode::Locked)
+        && let Ok(loaded) = super::load_config(global)
+    {
+        for problem in monitor::run_aborted(&loaded.config, &format!("{error:#}")).await {
+            printer.notice(&format!("warning: {problem}"));
+        }
+    }
+    result
+}
+
+async fn run_units(
     global: &GlobalArgs,
     args: &BackupArgs,
     printer: &Printer,
