@@ -277,6 +277,10 @@ struct SmtpServer {
 
 impl SmtpServer {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -284,7 +288,9 @@ impl SmtpServer {
             .port();
         let maildir = dir.join("maildir");
         let child = Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -347,6 +353,80 @@ fn email_reaches_a_real_smtp_server() {
         mail.contains("If you read this, kopi-docka can reach you here."),
         "{mail}"
     );
+}
+
+/// A self-signed certificate for 127.0.0.1 (openssl), trusted by the client through
+/// `SSL_CERT_FILE`: (cert, key).
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// STARTTLS (`mailtos://`) and implicit TLS (`mode=ssl`) against aiosmtpd with a certificate
+/// the client trusts; an untrusted certificate is refused.
+#[test]
+fn email_over_starttls_and_implicit_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    for (name, args, query) in [
+        ("starttls", ["--tlscert", cert_s, "--tlskey", key_s], ""),
+        (
+            "implicit",
+            ["--smtpscert", cert_s, "--smtpskey", key_s],
+            "&mode=ssl",
+        ),
+    ] {
+        let server_dir = dir.path().join(name);
+        std::fs::create_dir(&server_dir).unwrap();
+        let smtp = SmtpServer::start_with(&server_dir, &args);
+        let env = Env::new(&format!(
+            "[[notifications.targets]]\nurl = \"mailtos://127.0.0.1:{}?to=ops@example.com{query}\"\n",
+            smtp.port
+        ));
+        // Without trusting the certificate: refused, nothing delivered.
+        let out = env
+            .cmd(&["admin", "notification", "test"])
+            .env("SSL_CERT_FILE", "/nonexistent.pem")
+            .assert()
+            .code(1);
+        let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+        assert!(stdout.contains("TLS"), "{name}: {stdout}");
+        assert!(smtp.messages().is_empty(), "{name}");
+        env.cmd(&["admin", "notification", "test"])
+            .env("SSL_CERT_FILE", &cert)
+            .assert()
+            .success();
+        let messages = smtp.messages();
+        assert_eq!(messages.len(), 1, "{name}: {messages:?}");
+        assert!(messages[0].contains("test notification"), "{name}");
+    }
 }
 
 /// Parses the textfile with the Prometheus client library's own parser; returns

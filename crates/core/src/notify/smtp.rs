@@ -25,6 +25,8 @@ pub struct Email {
     host: String,
     port: u16,
     security: Security,
+    /// TLS from the first byte (SMTPS) instead of STARTTLS.
+    implicit: bool,
     user: Option<String>,
     password: Option<String>,
     from: String,
@@ -38,6 +40,7 @@ impl std::fmt::Debug for Email {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("security", &self.security)
+            .field("implicit", &self.implicit)
             .field("user", &self.user)
             .field("from", &self.from)
             .field("to", &self.to)
@@ -49,8 +52,9 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 impl Email {
-    /// Parses the part after `mailto://`: `[user[:password]@]host[:port][/to][?to=a,b&from=c]`.
-    pub fn parse(rest: &str, security: Security) -> Result<Self, String> {
+    /// Parses the part after `mailto://`:
+    /// `[user[:password]@]host[:port][/to][?to=a,b&from=c&mode=ssl|starttls]`.
+    pub fn parse(rest: &str, mut security: Security) -> Result<Self, String> {
         let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, path) = before_query.split_once('/').unwrap_or((before_query, ""));
         let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -83,11 +87,26 @@ impl Email {
         }
         let mut to: Vec<String> = Vec::new();
         let mut from = None;
+        // Implicit TLS is the convention on 465; Apprise's `mode=` says so explicitly.
+        let mut implicit = security == Security::Tls && port == 465;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k.to_ascii_lowercase().as_str() {
                 "to" => to.extend(percent_decode(v).split(',').map(|s| s.trim().to_owned())),
                 "from" => from = Some(percent_decode(v)),
+                "mode" => match v.to_ascii_lowercase().as_str() {
+                    "ssl" | "smtps" | "implicit" => {
+                        implicit = true;
+                        security = Security::Tls;
+                    }
+                    "starttls" | "tls" => {
+                        implicit = false;
+                        security = Security::Tls;
+                    }
+                    other => {
+                        return Err(format!("mode `{other}` is not ssl or starttls"));
+                    }
+                },
                 _ => {}
             }
         }
@@ -113,6 +132,7 @@ impl Email {
             host,
             port,
             security,
+            implicit,
             user,
             password,
             from,
@@ -134,9 +154,8 @@ impl Email {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
-        let implicit = self.security == Security::Tls && self.port == 465;
-        let mut tls = implicit;
-        let stream: Box<dyn Stream> = if implicit {
+        let mut tls = self.implicit;
+        let stream: Box<dyn Stream> = if self.implicit {
             Box::new(self.tls(tcp).await?)
         } else {
             Box::new(tcp)
@@ -198,7 +217,11 @@ impl Email {
         plain: S,
     ) -> Result<tokio_rustls::client::TlsStream<S>, String> {
         use rustls_platform_verifier::BuilderVerifierExt as _;
-        let config = rustls::ClientConfig::builder()
+        // An explicit provider: more than one is compiled in, so rustls cannot pick one itself.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
             .with_platform_verifier()
             .map_err(|e| format!("TLS setup: {e}"))?
             .with_no_client_auth();
