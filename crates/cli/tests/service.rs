@@ -219,6 +219,26 @@ impl FakeSystemd {
         }
     }
 
+    /// Waits for a message containing `needle` at index `from` or later.
+    fn wait_for_next(&mut self, needle: &str, from: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.seen[from..]
+                .iter()
+                .position(|(_, m)| m.contains(needle))
+            {
+                return from + i;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.messages.recv_timeout(left) {
+                Ok(message) => self.seen.push(message),
+                Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("no new `{needle}` within {timeout:?}: {:?}", self.texts())
+                }
+            }
+        }
+    }
+
     /// Waits until `count` messages equal to `text` arrived.
     fn wait_for_count(&mut self, text: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -390,4 +410,93 @@ fn daemon_feeds_the_watchdog_during_a_long_backup_and_stops_safely() {
     );
     // The backup ran to its safe end before the daemon said goodbye.
     assert!(stderr.contains("backup finished"), "{stderr}");
+}
+
+/// SIGHUP re-reads the configuration (a new schedule shows in STATUS); a broken config is
+/// refused and the old one kept; the daemon keeps running either way.
+#[test]
+fn sighup_reloads_the_config_and_keeps_the_old_one_when_broken() {
+    let env = Env::new("[daemon]\nschedule = \"*-*-01 03:00\"\n");
+    let mut systemd = FakeSystemd::bind(env.dir.path());
+    let daemon = systemd.spawn_daemon(&env, 0, &[], false);
+    let first = systemd.wait_for("STATUS=idle", Duration::from_secs(30));
+    assert!(
+        systemd.texts()[first].contains("-01 03:00:00"),
+        "{:?}",
+        systemd.texts()
+    );
+
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    std::fs::write(
+        env.path("config.toml"),
+        config.replace("*-*-01 03:00", "*-*-* 0/1:17:00"),
+    )
+    .unwrap();
+    sighup(&daemon);
+    let n = systemd.seen.len();
+    let reloaded = systemd.wait_for_next("STATUS=idle", n, Duration::from_secs(10));
+    assert!(
+        systemd.texts()[reloaded].contains(":17:00"),
+        "{:?}",
+        systemd.texts()
+    );
+
+    std::fs::write(
+        env.path("config.toml"),
+        "[daemon]\nschedule = \"sometimes\"\n",
+    )
+    .unwrap();
+    sighup(&daemon);
+    let n = systemd.seen.len();
+    let kept = systemd.wait_for_next("STATUS=idle", n, Duration::from_secs(10));
+    assert!(
+        systemd.texts()[kept].contains(":17:00"),
+        "{:?}",
+        systemd.texts()
+    );
+
+    sigterm(&daemon);
+    let (status, stderr) = wait_exit(daemon, Duration::from_secs(10));
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
+    assert!(stderr.contains("configuration NOT reloaded"), "{stderr}");
+    assert!(stderr.contains("sometimes"), "{stderr}");
+}
+
+fn sighup(child: &Child) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+}
+
+/// `admin service status` without systemd: says so, and still shows the last run and locks.
+#[test]
+fn status_degrades_without_systemd() {
+    let env = Env::new("");
+    let runs = env.path("state/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::write(
+        runs.join("r1.json"),
+        r#"{"run_id":"r1","started_at":"2026-11-20T02:00:00Z","units":[{"name":"app","status":"failed"}]}"#,
+    )
+    .unwrap();
+    let out = env
+        .cmd(&["admin", "service", "status", "--json"])
+        .assert()
+        .success();
+    let status: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(status["last_run"]["run_id"], "r1");
+    assert_eq!(status["last_run"]["result"], "1 of 1 units failed");
+    assert_eq!(status["lock"], "free");
+    assert_eq!(status["daemon_lock"], "free");
+    assert_eq!(status["units"].as_array().unwrap().len(), 3);
+    let text = env.cmd(&["admin", "service", "status"]).assert().success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    if !std::path::Path::new("/run/systemd/system").is_dir() {
+        assert!(text.contains("systemd: not running on this host"), "{text}");
+    }
+    assert!(text.contains("last run: 2026-11-20"), "{text}");
+    assert!(
+        !env.path("state/locks").exists(),
+        "status must not create lock files"
+    );
 }

@@ -461,18 +461,22 @@ struct ServiceStatus {
     units: Vec<systemd::UnitState>,
     last_run: Option<history::RunSummary>,
     lock: &'static str,
-    daemon: &'static str,
+    daemon_lock: &'static str,
 }
 
 fn service_status(loaded: &LoadedConfig) -> ServiceStatus {
     let state_dir = loaded.env.state_dir();
     let locks = state_dir.join("locks");
     // A lock file that does not exist is free; never create one just to look.
-    let held = |key: &str| match Lock::try_acquire(&locks, key, LockMode::Shared) {
-        _ if !locks.join(format!("{key}.lock")).exists() => "free",
-        Ok(_) => "free",
-        Err(LockError::Busy { .. }) => "held",
-        Err(_) => "unknown",
+    let held = |key: &str| {
+        if !locks.join(format!("{key}.lock")).exists() {
+            return "free";
+        }
+        match Lock::try_acquire(&locks, key, LockMode::Shared) {
+            Ok(_) => "free",
+            Err(LockError::Busy { .. }) => "held",
+            Err(_) => "unknown",
+        }
     };
     ServiceStatus {
         systemd: systemd::booted(),
@@ -482,7 +486,7 @@ fn service_status(loaded: &LoadedConfig) -> ServiceStatus {
             .last()
             .map(history::RunRecord::summary),
         lock: held(RUN_LOCK),
-        daemon: held(DAEMON_LOCK),
+        daemon_lock: held(DAEMON_LOCK),
     }
 }
 
@@ -536,7 +540,7 @@ fn render_status(status: &ServiceStatus) -> String {
         "run lock: {} (a backup is {}running)\ndaemon:   {}",
         status.lock,
         if status.lock == "held" { "" } else { "not " },
-        if status.daemon == "held" {
+        if status.daemon_lock == "held" {
             "running"
         } else {
             "not running"
