@@ -500,3 +500,43 @@ fn status_degrades_without_systemd() {
         "status must not create lock files"
     );
 }
+
+/// The daemon may be the first kopi-docka process after a crash: before it says READY it
+/// starts the containers a killed backup left stopped.
+#[test]
+fn daemon_start_restarts_containers_a_killed_run_left_stopped() {
+    if !support::docker_tests_enabled("daemon_start_restarts_containers_a_killed_run_left_stopped")
+    {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let _resources = DockerResources::new(&prefix);
+    let name = format!("{prefix}-victim");
+    docker(&["run", "-d", "--name", &name, IMAGE, "sh", "-c", IDLE]);
+    let id = docker(&["inspect", "--format", "{{.Id}}", &name]);
+    let env = Env::new("");
+    std::fs::create_dir_all(env.path("state")).unwrap();
+    std::fs::write(
+        env.path("state/stopped-containers.json"),
+        format!(
+            r#"[{{"id":"{id}","name":"{name}","unit":"{name}","start_rank":0,"recorded_at":"2026-01-01T00:00:00Z"}}]"#
+        ),
+    )
+    .unwrap();
+    docker(&["stop", "-t", "1", &name]);
+    let mut systemd = FakeSystemd::bind(env.dir.path());
+    let daemon = systemd.spawn_daemon(&env, 0, &["--schedule", "monthly", "--unit", &name], true);
+    systemd.wait_for("READY=1", Duration::from_secs(60));
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.State.Running}}", &name]),
+        "true"
+    );
+    assert!(!env.path("state/stopped-containers.json").exists());
+    sigterm(&daemon);
+    let (status, stderr) = wait_exit(daemon, Duration::from_secs(30));
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("started a container a killed run left stopped"),
+        "{stderr}"
+    );
+}
