@@ -526,7 +526,7 @@ fn daemon_start_restarts_containers_a_killed_run_left_stopped() {
     docker(&["stop", "-t", "1", &name]);
     let mut systemd = FakeSystemd::bind(env.dir.path());
     let daemon = systemd.spawn_daemon(&env, 0, &["--schedule", "monthly", "--unit", &name], true);
-    systemd.wait_for("READY=1", Duration::from_secs(60));
+    systemd.wait_for("READY=1", Duration::from_mins(1));
     assert_eq!(
         docker(&["inspect", "--format", "{{.State.Running}}", &name]),
         "true"

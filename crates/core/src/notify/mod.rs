@@ -200,6 +200,19 @@ pub fn secret(
         return Ok(Some(value.trim().to_owned()));
     }
     if let Some(file) = file {
+        use std::os::unix::fs::MetadataExt as _;
+        let mode = std::fs::metadata(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+            .mode();
+        // Like the repository password file: a secret others can read is not used.
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} has mode {:04o}: group and others may read it, so it is not used; \
+                 chmod 600 it",
+                file.display(),
+                mode & 0o7777
+            ));
+        }
         let text = std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let line = text.lines().next().unwrap_or_default().trim().to_owned();
@@ -232,5 +245,28 @@ impl Destination {
         .map_err(err)?
         .ok_or_else(|| err("no url, url-file or url-env".into()))?;
         Self::parse(&url, target.kind.as_deref()).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "jsons://example.com/x\nignored\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = secret(None, Some(&file), None).unwrap_err();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            secret(None, Some(&file), None).unwrap().as_deref(),
+            Some("jsons://example.com/x")
+        );
+        assert!(secret(None, None, Some("KOPI_DOCKA_TEST_UNSET_VARIABLE")).is_err());
+        assert_eq!(secret(None, None, None), Ok(None));
     }
 }
