@@ -111,8 +111,8 @@ fn common_service(options: &UnitOptions) -> String {
     let mut out = String::new();
     out.push_str(
         "# On SIGTERM kopi-docka finishes safely: containers it stopped are started again before\n\
-         # it exits. Signal only the main process (it forwards to a running backup), and give it\n\
-         # time to do that before systemd kills anything.\n\
+         # it exits. Signal only the main process (the daemon passes it on to its backup, and\n\
+         # hooks are not cut off mid-way), and give it time before systemd kills anything.\n\
          KillMode=mixed\n\
          TimeoutStopSec=15min\n\
          # Backups are background work: stay out of the way of the services being backed up.\n\
