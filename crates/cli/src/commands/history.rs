@@ -168,18 +168,23 @@ fn render(runs: &[RunRecord], source: Source) -> String {
         // Writing into a String cannot fail.
         let _ = writeln!(out, "{}  {}", local(run.started_at), run.run_id);
         for u in &run.units {
-            let took = u.duration_seconds.map(duration).unwrap_or_default();
-            let down = u
-                .downtime_seconds
-                .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
+            let mut facts: Vec<String> = u.duration_seconds.map(duration).into_iter().collect();
+            facts.push(
+                u.downtime_seconds
+                    .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s")),
+            );
+            facts.push(format!(
+                "{} snapshots, {} added",
+                u.snapshots,
+                human_bytes(u.bytes_added)
+            ));
             let _ = writeln!(
                 out,
-                "  {:<8} {} {}  {took}, {down}, {} snapshots, {} added",
+                "  {:<8} {} {}: {}",
                 u.status,
                 u.kind.as_deref().unwrap_or("unit"),
                 u.name,
-                u.snapshots,
-                human_bytes(u.bytes_added)
+                facts.join(", ")
             );
             for e in &u.errors {
                 let _ = writeln!(out, "           error: {e}");
