@@ -540,3 +540,33 @@ fn daemon_start_restarts_containers_a_killed_run_left_stopped() {
         "{stderr}"
     );
 }
+
+/// A run that fails before it writes its record (no engine) still counts: an interval
+/// schedule waits a whole interval instead of retrying in a loop.
+#[test]
+fn a_failed_run_does_not_make_an_interval_schedule_spin() {
+    let env = Env::new("");
+    let mut systemd = FakeSystemd::bind(env.dir.path());
+    let daemon = systemd.spawn_daemon(&env, 0, &["--schedule", "every 1h"], false);
+    let last = systemd.wait_for("STATUS=last backup", Duration::from_mins(1));
+    assert!(
+        systemd.texts()[last].contains("exit code 1"),
+        "{:?}",
+        systemd.texts()
+    );
+    let idle = systemd.wait_for_next("STATUS=idle", last, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    while let Ok(message) = systemd.messages.try_recv() {
+        systemd.seen.push(message);
+    }
+    let runs = systemd
+        .texts()
+        .iter()
+        .filter(|m| m.contains("STATUS=backing up"))
+        .count();
+    assert_eq!(runs, 1, "{:?}", systemd.texts());
+    assert!(!systemd.texts()[idle].is_empty());
+    sigterm(&daemon);
+    let (status, stderr) = wait_exit(daemon, Duration::from_secs(10));
+    assert!(status.success(), "{status}: {stderr}");
+}

@@ -215,12 +215,15 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
     );
 
     let mut reload = false;
+    // A run that failed before writing its record (engine down) still counts as a run: an
+    // interval schedule must not turn into a retry loop.
+    let mut last_attempt: Option<jiff::Timestamp> = None;
     loop {
         if std::mem::take(&mut reload) {
             settings = reloaded(global, args, settings);
         }
         let now = jiff::Timestamp::now();
-        let last = history::last_run_started(&settings.loaded.env.state_dir());
+        let last = history::last_run_started(&settings.loaded.env.state_dir()).max(last_attempt);
         let next = settings
             .schedule
             .next_after(now, last, &jiff::tz::TimeZone::system());
@@ -232,6 +235,7 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
         let wait = Duration::try_from(now.duration_until(next)).unwrap_or(Duration::ZERO);
         tokio::select! {
             () = tokio::time::sleep(wait) => {
+                last_attempt = Some(jiff::Timestamp::now());
                 let outcome = run_backup(global, &settings, &mut signals, &systemd).await?;
                 reload = outcome.reload;
                 if !outcome.stop {
