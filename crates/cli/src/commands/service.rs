@@ -218,32 +218,43 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
     // A run that failed before writing its record (engine down) still counts as a run: an
     // interval schedule must not turn into a retry loop.
     let mut last_attempt: Option<jiff::Timestamp> = None;
+    let mut announced = None;
     loop {
         if std::mem::take(&mut reload) {
             settings = reloaded(global, args, settings);
+            // Say it again, even when unchanged: the reload is visible in `systemctl status`.
+            announced = None;
         }
         let now = jiff::Timestamp::now();
         let last = history::last_run_started(&settings.loaded.env.state_dir()).max(last_attempt);
         let next = settings
             .schedule
             .next_after(now, last, &jiff::tz::TimeZone::system());
-        let local = next
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S %Z");
-        systemd.notify(&format!("STATUS=idle; next backup {local}"));
-        tracing::info!(next = %local, "waiting for the next backup");
-        let wait = Duration::try_from(now.duration_until(next)).unwrap_or(Duration::ZERO);
+        if announced != Some(next) {
+            announced = Some(next);
+            let local = next
+                .to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S %Z");
+            systemd.notify(&format!("STATUS=idle; next backup {local}"));
+            tracing::info!(next = %local, "waiting for the next backup");
+        }
+        // Sleeping is monotonic, schedules are wall-clock: wake up now and then, so a suspend
+        // or a clock step is noticed within minutes (the loop recomputes the next run).
+        let wait = Duration::try_from(now.duration_until(next))
+            .unwrap_or(Duration::ZERO)
+            .min(WAKE_UP_EVERY);
         tokio::select! {
             () = tokio::time::sleep(wait) => {
+                if jiff::Timestamp::now() < next {
+                    continue;
+                }
                 last_attempt = Some(jiff::Timestamp::now());
                 let outcome = run_backup(global, &settings, &mut signals, &systemd).await?;
                 reload = outcome.reload;
-                if !outcome.stop {
-                    check_freshness(&settings).await;
-                }
                 if outcome.stop {
                     break;
                 }
+                check_freshness(&settings).await;
             }
             _ = signals.term.recv() => break,
             _ = signals.int.recv() => break,
@@ -255,6 +266,9 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
     tracing::info!("daemon stopped");
     Ok(ExitCode::Ok)
 }
+
+/// The longest the daemon sleeps before it looks at the wall clock again.
+const WAKE_UP_EVERY: Duration = Duration::from_mins(5);
 
 /// How often the daemon looks for overdue units between runs.
 const FRESHNESS_EVERY: Duration = Duration::from_hours(1);
