@@ -161,7 +161,7 @@ fn notification_test_reaches_every_http_service() {
 [[notifications.targets]]
 url = "json://{webhook}"
 [[notifications.targets]]
-url = "ntfy://{ntfy}"
+url = "ntfy://alice:s3cret@{ntfy}"
 [[notifications.targets]]
 url-file = "{file}"
 [[notifications.targets]]
@@ -214,6 +214,8 @@ kind = "telegram"
         "{ntfy:?}"
     );
     assert!(ntfy.body.contains("kopi-docka can reach you"));
+    // `user:password@` becomes HTTP basic auth (base64 of alice:s3cret).
+    assert_eq!(ntfy.headers["authorization"], "Basic YWxpY2U6czNjcmV0");
     let gotify = server.find("/gotify/message?token=TOKEN").json();
     assert!(
         gotify["message"]
