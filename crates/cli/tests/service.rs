@@ -162,6 +162,18 @@ fn write_units_never_clobbers_an_edit() {
             .contains("OnCalendar=daily\n")
     );
 
+    // systemd understands more than the daemon's subset: the timer takes what it accepts.
+    env.write_units(&["--schedule", "2026-*-* 04:00", "--force"])
+        .success();
+    assert!(
+        std::fs::read_to_string(&timer)
+            .unwrap()
+            .contains("OnCalendar=2026-*-* 04:00\n")
+    );
+    env.write_units(&["--schedule", "whenever", "--force"])
+        .code(2)
+        .stderr(predicates::str::contains("every 6h"));
+
     // An interval is for the daemon only.
     env.write_units(&["--schedule", "every 6h", "--force"])
         .code(2)

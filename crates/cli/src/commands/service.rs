@@ -46,24 +46,7 @@ fn write_units(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let loaded = super::load_config(global)?;
-    let schedule = match &args.schedule {
-        Some(text) => text
-            .parse::<Schedule>()
-            .map_err(|e| UsageError(e.to_string()))?,
-        None => loaded.config.daemon.schedule.clone(),
-    };
-    let on_calendar = match schedule.on_calendar() {
-        Some(expr) => expr.to_owned(),
-        None if args.schedule.is_some() => {
-            return Err(UsageError(format!(
-                "the timer needs a calendar expression (such as `daily` or `*-*-* 02:00:00`); \
-                 `{schedule}` is an interval, which only the daemon understands"
-            ))
-            .into());
-        }
-        // `[daemon] schedule` is an interval: the timer keeps the built-in default.
-        None => kopi_docka_core::config::defaults::schedule().to_string(),
-    };
+    let on_calendar = timer_calendar(&loaded, args.schedule.as_deref())?;
     let binary = std::env::current_exe().context("finding the kopi-docka binary")?;
     let config = loaded
         .path
@@ -104,6 +87,39 @@ fn write_units(
         );
     }
     Ok(ExitCode::Ok)
+}
+
+/// The timer's `OnCalendar=`: `--schedule`, else `[daemon] schedule` when it is a calendar
+/// expression, else the default. systemd understands more than the daemon's subset, so an
+/// expression `systemd-analyze calendar` accepts is fine for the timer too.
+fn timer_calendar(loaded: &LoadedConfig, flag: Option<&str>) -> anyhow::Result<String> {
+    let Some(text) = flag else {
+        return Ok(loaded.config.daemon.schedule.on_calendar().map_or_else(
+            // `[daemon] schedule` is an interval: the timer keeps the built-in default.
+            || kopi_docka_core::config::defaults::schedule().to_string(),
+            str::to_owned,
+        ));
+    };
+    match text.parse::<Schedule>() {
+        Ok(schedule) if schedule.on_calendar().is_some() => Ok(text.to_owned()),
+        Ok(_) => Err(UsageError(format!(
+            "the timer needs a calendar expression (such as `daily` or `*-*-* 02:00:00`); \
+             `{text}` is an interval, which only the daemon understands"
+        ))
+        .into()),
+        Err(_) if systemd_accepts(text) => Ok(text.to_owned()),
+        Err(error) => Err(UsageError(error.to_string()).into()),
+    }
+}
+
+/// True when `systemd-analyze calendar` (if installed) accepts `expression`.
+fn systemd_accepts(expression: &str) -> bool {
+    std::process::Command::new("systemd-analyze")
+        .args(["calendar", "--", expression])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// What the daemon runs with; rebuilt on SIGHUP.
