@@ -180,3 +180,38 @@ fn broken_config_is_a_failed_check() {
         "{stdout}"
     );
 }
+
+/// With the local state gone, freshness comes from the run records in the repository.
+#[test]
+fn freshness_from_the_repository_when_the_local_state_is_gone() {
+    if !support::docker_tests_enabled("freshness_from_the_repository_when_the_local_state_is_gone")
+    {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let _resources = support::DockerResources::new(&prefix);
+    let app = format!("{prefix}-app");
+    support::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &app,
+        support::IMAGE,
+        "sh",
+        "-c",
+        support::IDLE,
+    ]);
+    let env = Env::new("");
+    env.cmd(&["backup", "--unit", &app]).assert().success();
+    std::fs::remove_dir_all(env.path("state")).unwrap();
+    let out = env.cmd(&["doctor"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        line(&stdout, "ok    engine:").contains("version"),
+        "{stdout}"
+    );
+    assert!(
+        line(&stdout, &format!("ok    freshness {app}:")).contains("(0h ago)"),
+        "{stdout}"
+    );
+}
