@@ -163,6 +163,36 @@ fn overdue_unit_fails_and_thresholds_apply_per_unit() {
 }
 
 #[test]
+fn unusable_monitoring_settings_fail() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("ntfy.url");
+    std::fs::write(&url_file, "ntfys://ntfy.example.com/backups\n").unwrap();
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let env = Env::new(&format!(
+        "[monitoring]\nhealthcheck-url-env = \"KD_TEST_UNSET_PING_URL\"\n\
+         prometheus-textfile = \"/nonexistent/dir/kd.prom\"\n\
+         [[notifications.targets]]\nurl-file = \"{}\"\n",
+        url_file.display()
+    ));
+    let (code, stdout) = env.doctor(&[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        line(&stdout, "FAIL  notifications:").contains("chmod 600"),
+        "{stdout}"
+    );
+    assert!(line(&stdout, "FAIL  healthcheck:").contains("KD_TEST_UNSET_PING_URL"));
+    assert!(line(&stdout, "FAIL  prometheus:").contains("/nonexistent/dir/kd.prom"));
+
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, stdout) = env.doctor(&[]);
+    assert!(
+        line(&stdout, "ok    notifications:").contains("1 target(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn broken_config_is_a_failed_check() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");

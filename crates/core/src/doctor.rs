@@ -80,6 +80,7 @@ pub async fn run(loaded: &LoadedConfig, unit_dir: &Path, now: jiff::Timestamp) -
     space_checks(loaded, &mut checks);
     lock_checks(loaded, &mut checks);
     checks.push(systemd_check(unit_dir));
+    monitoring_checks(loaded, &mut checks);
 
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let units: Option<Vec<Unit>> = match &engine {
@@ -312,6 +313,56 @@ fn systemd_check(unit_dir: &Path) -> Check {
              backups. `kopi-docka admin service write-units`, then \
              `systemctl enable --now kopi-docka.timer`",
         ),
+    }
+}
+
+/// Notification targets and the healthcheck URL resolve (files private and readable,
+/// variables set, URLs understood), and the Prometheus textfile's directory exists. Nothing is
+/// sent: `kopi-docka admin notification test` does that.
+fn monitoring_checks(loaded: &LoadedConfig, checks: &mut Vec<Check>) {
+    let config = &loaded.config;
+    let targets = &config.notifications.targets;
+    let broken: Vec<String> = targets
+        .iter()
+        .filter_map(|t| crate::notify::Destination::resolve(t).err())
+        .map(|e| e.to_string())
+        .collect();
+    if !broken.is_empty() {
+        checks.push(check("notifications", Status::Fail, broken.join("; ")));
+    } else if !targets.is_empty() {
+        checks.push(check(
+            "notifications",
+            Status::Ok,
+            format!(
+                "{} target(s) configured; `kopi-docka admin notification test` sends a test",
+                targets.len()
+            ),
+        ));
+    }
+    let m = &config.monitoring;
+    match crate::notify::secret(
+        m.healthcheck_url.as_deref(),
+        m.healthcheck_url_file.as_deref(),
+        m.healthcheck_url_env.as_deref(),
+    ) {
+        Ok(Some(_)) => checks.push(check("healthcheck", Status::Ok, "ping URL configured")),
+        Ok(None) => {}
+        Err(error) => checks.push(check("healthcheck", Status::Fail, error)),
+    }
+    if let Some(path) = &m.prometheus_textfile {
+        let dir = path.as_path().parent().unwrap_or(Path::new("/"));
+        if dir.is_dir() {
+            checks.push(check("prometheus", Status::Ok, format!("textfile {path}")));
+        } else {
+            checks.push(check(
+                "prometheus",
+                Status::Fail,
+                format!(
+                    "the directory of {path} does not exist; create it or fix \
+                     [monitoring] prometheus-textfile"
+                ),
+            ));
+        }
     }
 }
 
