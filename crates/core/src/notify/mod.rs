@@ -251,6 +251,84 @@ impl Destination {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::UnitReport;
+    use crate::repo::BackupId;
+    use crate::unit::{CoverageSummary, UnitKind};
+
+    fn unit(name: &str, status: UnitStatus, warnings: &[&str]) -> UnitReport {
+        UnitReport {
+            name: name.into(),
+            kind: UnitKind::Stack,
+            backup_id: BackupId::new(jiff::Timestamp::UNIX_EPOCH, 1),
+            status,
+            downtime_seconds: Some(2.5),
+            snapshots: Vec::new(),
+            errors: if status == UnitStatus::Success {
+                Vec::new()
+            } else {
+                vec!["disk full".into()]
+            },
+            warnings: warnings.iter().map(|w| (*w).to_owned()).collect(),
+            coverage: CoverageSummary::default(),
+            interrupted: false,
+            duration_seconds: 12.0,
+        }
+    }
+
+    fn report(units: Vec<UnitReport>) -> RunReport {
+        RunReport {
+            run_id: BackupId::new(jiff::Timestamp::UNIX_EPOCH, 2),
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+            finished_at: jiff::Timestamp::UNIX_EPOCH,
+            host: "nas".into(),
+            restarted_from_journal: Vec::new(),
+            docker_config: None,
+            units,
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_message_per_run_with_the_right_level() {
+        let ok = run_message(&report(vec![unit("a", UnitStatus::Success, &[])]));
+        assert_eq!(ok.level, Level::Success);
+        assert_eq!(ok.title, "kopi-docka on nas: backup OK (1 units)");
+
+        let warned = run_message(&report(vec![
+            unit("a", UnitStatus::Success, &[]),
+            unit("b", UnitStatus::Success, &["not protected: bind /x"]),
+        ]));
+        assert_eq!(warned.level, Level::Warning);
+        assert!(
+            warned.body.contains("  warning: not protected: bind /x"),
+            "{}",
+            warned.body
+        );
+
+        let failed = run_message(&report(vec![
+            unit("a", UnitStatus::Success, &[]),
+            unit("b", UnitStatus::Failed, &[]),
+        ]));
+        assert_eq!(failed.level, Level::Failure);
+        assert_eq!(
+            failed.title,
+            "kopi-docka on nas: BACKUP FAILED for 1 of 2 units"
+        );
+        assert!(
+            failed.body.contains("FAILED stack b: 0 snapshots"),
+            "{}",
+            failed.body
+        );
+        assert!(
+            failed.body.contains("  error: disk full"),
+            "{}",
+            failed.body
+        );
+
+        let config = NotificationsConfig::default();
+        assert!(!wanted(&config, Level::Success));
+        assert!(wanted(&config, Level::Warning) && wanted(&config, Level::Failure));
+    }
 
     #[test]
     fn secret_files_must_be_private() {
