@@ -19,8 +19,11 @@ fi
 
 # Debian packages the tests use (restic, openssl and age are for the repository and DR tests;
 # strace proves that a DR export writes no plaintext; script (util-linux) gives `age` a terminal;
-# time and python3 run the benchmark harness).
-PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3)
+# time and Debian's python3 run the benchmark harness; systemd brings systemd-analyze, which
+# verifies the generated units; aiosmtpd is the real SMTP server and prometheus-client the real
+# exposition-format parser of the notification tests).
+PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3
+    systemd python3-aiosmtpd python3-prometheus-client)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
@@ -30,7 +33,10 @@ command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 command -v age >/dev/null 2>&1 || need_install+=(age)
 command -v strace >/dev/null 2>&1 || need_install+=(strace)
 [[ -x /usr/bin/time ]] || need_install+=(time)
-command -v python3 >/dev/null 2>&1 || need_install+=(python3)
+[[ -x /usr/bin/python3 ]] || need_install+=(python3)
+command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_install+=(python3-aiosmtpd)
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_install+=(python3-prometheus-client)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive
@@ -76,7 +82,7 @@ export INSTA_UPDATE=no
 say "cargo test (Docker tests enabled)"
 cargo test --workspace --all-targets --locked
 say "benchmark harness, small-data mode (checks the harness; asserts nothing about speed)"
-python3 scripts/bench.py --small --bin "${CARGO_TARGET_DIR:-target}/debug/kopi-docka" >/dev/null
+/usr/bin/python3 scripts/bench.py --small --bin "${CARGO_TARGET_DIR:-target}/debug/kopi-docka" >/dev/null
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy --all-targets -- -D warnings"

@@ -57,11 +57,40 @@ pub enum Command {
     /// Disaster recovery: an encrypted bundle to reach the repository from a bare machine
     #[command(visible_alias = "dr", after_help = crate::exit::HELP)]
     DisasterRecovery(DrArgs),
-    /// Administration: the repository and its maintenance
+    /// Check everything backups depend on; exits 1 when a check fails
+    #[command(after_help = crate::exit::HELP)]
+    Doctor(JsonArgs),
+    /// Past backup runs, from this host's records (or the repository's when those are gone)
+    #[command(after_help = crate::exit::HELP)]
+    History(HistoryArgs),
+    /// Administration: the repository, systemd units and the daemon
     #[command(visible_alias = "advanced")]
     Admin(AdminArgs),
     /// Show version information
     Version(VersionArgs),
+}
+
+/// `kopi-docka history`
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only runs that included this unit (and only its line)
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+    /// Only failed runs (or failed units, with --unit)
+    #[arg(long)]
+    pub failed: bool,
+    /// Only the newest N runs
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Only runs started at or after DATE (2026-11-01, 2026-11-01T02:00:00+01:00, or 7d ago)
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Statistics per unit instead of the list
+    #[arg(long)]
+    pub stats: bool,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kopi-docka snapshots`
@@ -274,6 +303,12 @@ pub enum AdminCommand {
     /// The configuration: show (secrets masked), validate, edit, import from Kopi-Docka
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// systemd units, the daemon, and their state
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Notifications ([notifications] in the config)
+    #[command(subcommand)]
+    Notification(NotificationCommand),
 }
 
 /// `kopi-docka admin config`
@@ -301,6 +336,61 @@ pub enum ConfigCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `kopi-docka admin notification <command>`
+#[derive(Debug, Subcommand)]
+pub enum NotificationCommand {
+    /// Send a test message to every configured target; exits 1 when one fails
+    #[command(after_help = crate::exit::HELP)]
+    Test(JsonArgs),
+}
+
+/// `kopi-docka admin service <command>`
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Write the systemd units (backup service, timer, daemon); never overwrites your edits
+    #[command(after_help = crate::exit::HELP)]
+    WriteUnits(WriteUnitsArgs),
+    /// Run as a daemon: back up on its own schedule, talk to systemd (Type=notify, watchdog)
+    #[command(after_help = crate::exit::HELP)]
+    Daemon(DaemonArgs),
+    /// Timer and service state, next and last run, lock state
+    #[command(after_help = crate::exit::HELP)]
+    Status(JsonArgs),
+}
+
+/// `kopi-docka admin service write-units`
+#[derive(Debug, Args)]
+pub struct WriteUnitsArgs {
+    /// Where to write the units
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub output_dir: PathBuf,
+    /// The timer's calendar expression.
+    #[arg(
+        long,
+        value_name = "ONCALENDAR",
+        help = "The timer's OnCalendar expression [default: [daemon] schedule, else *-*-* 02:00:00]"
+    )]
+    pub schedule: Option<String>,
+    /// Replace unit files that differ from what kopi-docka would write (your edits are lost)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `kopi-docka admin service daemon`
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// When to back up.
+    #[arg(
+        long,
+        value_name = "SCHEDULE",
+        help = "When to back up: OnCalendar expression or `every <span>` [default: [daemon] schedule]"
+    )]
+    pub schedule: Option<String>,
+    /// Back up only this unit (repeatable) [default: [daemon] units, else all]
+    #[arg(long = "unit", value_name = "NAME")]
+    pub units: Vec<String>,
 }
 
 /// `kopi-docka backup`

@@ -19,7 +19,11 @@ fn main() -> std::process::ExitCode {
         cli.global.verbose,
         matches!(
             cli.command,
-            cli::Command::Backup(_) | cli::Command::Restore(_)
+            cli::Command::Backup(_)
+                | cli::Command::Restore(_)
+                | cli::Command::Admin(cli::AdminArgs {
+                    command: cli::AdminCommand::Service(cli::ServiceCommand::Daemon(_))
+                })
         ),
     );
     let printer = Printer::new();

@@ -33,6 +33,20 @@ fn restore_help() {
 }
 
 #[test]
+fn service_help() {
+    let text = [
+        &["admin", "service", "--help"][..],
+        &["admin", "service", "write-units", "--help"],
+        &["admin", "service", "daemon", "--help"],
+    ]
+    .iter()
+    .map(|args| format!("$ kopi-docka {}\n{}", args.join(" "), help(args)))
+    .collect::<Vec<_>>()
+    .join("\n");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
 fn global_options_on_every_command_and_exit_codes_in_top_help() {
     for command in [
         &["units"][..],
@@ -47,6 +61,12 @@ fn global_options_on_every_command_and_exit_codes_in_top_help() {
         &["admin", "repo", "check"],
         &["advanced", "repo", "prune"],
         &["admin", "repo", "change-password"],
+        &["admin", "service", "write-units"],
+        &["admin", "service", "daemon"],
+        &["admin", "service", "status"],
+        &["admin", "notification", "test"],
+        &["doctor"],
+        &["history"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");

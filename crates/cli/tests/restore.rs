@@ -788,3 +788,60 @@ fn install_restore_hooks(env: &Env) {
         ),
     );
 }
+
+#[test]
+fn the_wizard_asks_for_what_is_missing_on_a_terminal() {
+    if !support::docker_tests_enabled("the_wizard_asks_for_what_is_missing_on_a_terminal") {
+        return;
+    }
+    let env = Env::new("");
+    let name = format!("{}-solo", env.prefix);
+    let volume = format!("{}-data", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    std::fs::write(mountpoint(&volume).join("payload"), "before").unwrap();
+    env.cmd(&["backup", "--unit", &name]).assert().success();
+    std::fs::write(mountpoint(&volume).join("payload"), "after").unwrap();
+
+    // `script` runs the wizard on a pseudo-terminal and types the answers: the first unit,
+    // the newest point, all parts, yes.
+    let command = format!(
+        "KOPI_DOCKA_STATE_DIR={} KOPI_DOCKA_CACHE_DIR={} {} --config {} restore",
+        env.path("state").display(),
+        env.path("cache").display(),
+        assert_cmd::cargo::cargo_bin("kopi-docka").display(),
+        env.path("config.toml").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("KOPI_DOCKA_CONFIG")
+        .env_remove("DOCKER_HOST")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"1\n1\n\ny\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    for question in ["Unit:", "Restore point:", "Parts [all]", "Proceed? [y/N]"] {
+        assert!(
+            screen.contains(question),
+            "`{question}` not asked:\n{screen}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(mountpoint(&volume).join("payload")).unwrap(),
+        "before"
+    );
+}

@@ -44,6 +44,124 @@ pub struct Config {
     /// Disaster-recovery bundles refreshed after backup runs.
     #[serde(default)]
     pub disaster_recovery: DisasterRecoveryConfig,
+    /// The daemon's own schedule (`kopi-docka admin service daemon`).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Freshness thresholds, healthcheck pings, Prometheus textfile.
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
+    /// One message per run to webhooks, chat services or email.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+/// `[notifications]`: where the one message per run goes, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// Send when every unit succeeded.
+    pub on_success: bool,
+    /// Send when a unit failed or the run had errors.
+    pub on_failure: bool,
+    /// Send when every unit succeeded but with warnings (a gap in coverage, a slow health
+    /// check).
+    pub on_warning: bool,
+    /// Seconds one delivery may take; a slow endpoint never holds up the next run.
+    pub timeout_seconds: u32,
+    /// Where to send: `[[notifications.targets]]`.
+    pub targets: Vec<NotificationTarget>,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            on_success: false,
+            on_failure: true,
+            on_warning: true,
+            timeout_seconds: 10,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// `[[notifications.targets]]`: one destination. The URL carries the secret (a token, a
+/// password), so it may come from a file or an environment variable instead of the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NotificationTarget {
+    /// An Apprise-style URL (`ntfys://host/topic`, `tgram://token/chat`, `mailtos://...`) or
+    /// an `http(s)://` endpoint (a JSON webhook unless `kind` says otherwise).
+    pub url: Option<String>,
+    /// A file (mode 0600) whose first line is the URL.
+    pub url_file: Option<PathBuf>,
+    /// An environment variable holding the URL.
+    pub url_env: Option<String>,
+    /// The service behind an `http(s)://` URL: `webhook` (default), `ntfy`, `gotify`,
+    /// `discord`, `slack`, `telegram`.
+    pub kind: Option<String>,
+}
+
+impl NotificationTarget {
+    /// The configured URL source, for messages (never the URL itself: it holds secrets).
+    pub fn describe(&self) -> String {
+        match (&self.url, &self.url_file, &self.url_env) {
+            (Some(url), _, _) => {
+                format!("{}:// target", url.split("://").next().unwrap_or("?"))
+            }
+            (None, Some(file), _) => format!("URL from {}", file.display()),
+            (None, None, Some(var)) => format!("URL from ${var}"),
+            (None, None, None) => "target without a URL".into(),
+        }
+    }
+}
+
+/// `[daemon]`: what `kopi-docka admin service daemon` does on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// When to back up: an `OnCalendar` expression (`daily`, `*-*-* 02:00:00`) or `every 6h`.
+    pub schedule: crate::schedule::Schedule,
+    /// Units to back up; empty means all.
+    pub units: Vec<String>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            schedule: defaults::schedule(),
+            units: Vec::new(),
+        }
+    }
+}
+
+/// `[monitoring]`: freshness thresholds, pings to a healthcheck service, Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// Hours after a unit's last successful backup when it counts as overdue (a daily backup
+    /// plus slack for a slow run); `[units.<name>] max-age-hours` overrides it per unit.
+    pub max_age_hours: u32,
+    /// healthchecks.io-style ping URL: `/start` when a run starts, the URL itself on success,
+    /// `/fail` on failure (with a short log as the body).
+    pub healthcheck_url: Option<String>,
+    /// A file (mode 0600) whose first line is the ping URL.
+    pub healthcheck_url_file: Option<PathBuf>,
+    /// An environment variable holding the ping URL.
+    pub healthcheck_url_env: Option<String>,
+    /// Prometheus textfile-collector file, rewritten atomically after every run.
+    pub prometheus_textfile: Option<AbsolutePath>,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            max_age_hours: 26,
+            healthcheck_url: None,
+            healthcheck_url_file: None,
+            healthcheck_url_env: None,
+            prometheus_textfile: None,
+        }
+    }
 }
 
 /// `[disaster-recovery]`: a fresh bundle after every backup run.
@@ -104,6 +222,8 @@ pub struct UnitConfig {
     /// Hooks of this unit; they run after the global ones of the same point.
     #[serde(default)]
     pub hooks: HookSet,
+    /// Overrides `[monitoring] max-age-hours` for this unit.
+    pub max_age_hours: Option<u32>,
 }
 
 /// A command as an argv array: no shell, no interpolation. The program must be an absolute
@@ -375,6 +495,12 @@ pub mod defaults {
     pub const ROOT_CONFIG: &str = "/etc/kopi-docka/config.toml";
     /// Default engine socket.
     pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+    /// The daemon's and the timer's default schedule: every day at 02:00 local time
+    /// (`*-*-* 02:00:00`), when containers are least busy on most home servers.
+    pub fn schedule() -> crate::schedule::Schedule {
+        crate::schedule::Schedule::daily_at(2, 0)
+    }
 }
 
 /// An absolute, lexically normalised host path (no `.`/`..`, no trailing slash).
@@ -861,6 +987,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message: e.message().trim_end().to_owned(),
         }
     })?;
+    if let Some(message) = secret_sources_invalid(&config) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
     let repo = &mut config.repository;
     if repo.password_file.is_some() && repo.password_command.is_some() {
         return Err(ConfigError::Invalid {
@@ -925,6 +1057,47 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     Ok(config)
 }
+
+/// Exactly one URL source per notification target, at most one for the healthcheck; a known
+/// `kind`.
+fn secret_sources_invalid(config: &Config) -> Option<String> {
+    let m = &config.monitoring;
+    let count = |a: bool, b: bool, c: bool| usize::from(a) + usize::from(b) + usize::from(c);
+    if count(
+        m.healthcheck_url.is_some(),
+        m.healthcheck_url_file.is_some(),
+        m.healthcheck_url_env.is_some(),
+    ) > 1
+    {
+        return Some(
+            "[monitoring] sets more than one of healthcheck-url, healthcheck-url-file, \
+             healthcheck-url-env; keep one"
+                .into(),
+        );
+    }
+    for (i, t) in config.notifications.targets.iter().enumerate() {
+        if count(t.url.is_some(), t.url_file.is_some(), t.url_env.is_some()) != 1 {
+            return Some(format!(
+                "[[notifications.targets]] number {}: set exactly one of url, url-file, url-env",
+                i + 1
+            ));
+        }
+        if let Some(kind) = &t.kind
+            && !NOTIFICATION_KINDS.contains(&kind.as_str())
+        {
+            return Some(format!(
+                "[[notifications.targets]] number {}: kind `{kind}` is not one of {}",
+                i + 1,
+                NOTIFICATION_KINDS.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+/// The values `[[notifications.targets]] kind` accepts.
+pub const NOTIFICATION_KINDS: &[&str] =
+    &["webhook", "ntfy", "gotify", "discord", "slack", "telegram"];
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

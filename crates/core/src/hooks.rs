@@ -78,7 +78,8 @@ pub async fn run(
         reason,
     };
     check_program(Path::new(program)).map_err(refused)?;
-    let mut child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command
         .args(arguments)
         .env("KOPI_DOCKA_HOOK", point)
         .env("KOPI_DOCKA_UNIT", context.unit)
@@ -88,9 +89,19 @@ pub async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| refused(format!("cannot start: {e}")))?;
+        .kill_on_drop(true);
+    // A script written a moment ago can be "text file busy" while another thread's fork still
+    // holds its write descriptor until that child's exec: a short retry, not a failed hook.
+    let mut attempt = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other.map_err(|e| refused(format!("cannot start: {e}")))?,
+        }
+    };
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let collect = async {

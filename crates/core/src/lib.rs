@@ -8,13 +8,19 @@
 pub mod backup;
 pub mod config;
 pub mod docker;
+pub mod doctor;
 pub mod dr;
 pub mod durable;
+pub mod history;
 pub mod hooks;
 pub mod lock;
+pub mod monitor;
+pub mod notify;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod schedule;
+pub mod systemd;
 pub mod unit;
 
 /// This library's version, reported by `kopi-docka version`.

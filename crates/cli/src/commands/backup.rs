@@ -10,6 +10,7 @@ use kopi_docka_core::config::{self, LoadedConfig};
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::lock::journal::Journal;
 use kopi_docka_core::lock::{Lock, LockError, LockMode, RUN_LOCK};
+use kopi_docka_core::monitor::{self, Ping};
 use kopi_docka_core::repo::{Password, Repo, RepoError, RepoSettings, Scope, write_password_file};
 use kopi_docka_core::unit::{self, ContainerState, MountRules, Unit};
 
@@ -19,8 +20,29 @@ use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
 
-/// Backs up the selected units.
+/// Backs up the selected units. A run that ends before it has a report (engine down,
+/// repository unreachable, wrong password) still pings `/fail` and sends its notification:
+/// a run that did not happen must be heard of as loudly as one that failed.
 pub async fn run(
+    global: &GlobalArgs,
+    args: &BackupArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let result = run_units(global, args, printer).await;
+    if let Err(error) = &result
+        && !args.dry_run
+        // Nothing was attempted: a usage error, or another run holds the lock (it reports).
+        && !matches!(ExitCode::from_error(error), ExitCode::Usage | ExitCode::Locked)
+        && let Ok(loaded) = super::load_config(global)
+    {
+        for problem in monitor::run_aborted(&loaded.config, &format!("{error:#}")).await {
+            printer.notice(&format!("warning: {problem}"));
+        }
+    }
+    result
+}
+
+async fn run_units(
     global: &GlobalArgs,
     args: &BackupArgs,
     printer: &Printer,
@@ -67,6 +89,9 @@ pub async fn run(
         return Ok(ExitCode::Ok);
     }
 
+    if let Err(error) = monitor::ping(&loaded.config.monitoring, Ping::Start, "").await {
+        printer.notice(&format!("warning: {error}"));
+    }
     // Preflight before anything stops: room to stage recipes, the repository reachable, the
     // password right, and no other kopi-docka writing to it.
     check_staging_space(&settings)?;
@@ -125,12 +150,27 @@ pub async fn run(
     if report.units.iter().any(|u| u.status == UnitStatus::Success) {
         super::dr::refresh_after_backup(&loaded, &repo, printer).await;
     }
-    if args.json {
-        printer.json(&report)?;
-    } else {
-        printer.out(&render_report(&report));
-    }
+    publish(&loaded, &report, args.json, printer).await?;
     Ok(exit_code(&report, *interrupt.borrow()))
+}
+
+/// Prints the report, then metrics, pings and notifications: their problems are shown, never
+/// a reason for the run to fail.
+async fn publish(
+    loaded: &LoadedConfig,
+    report: &RunReport,
+    json: bool,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    if json {
+        printer.json(report)?;
+    } else {
+        printer.out(&render_report(report));
+    }
+    for problem in monitor::after_run(&loaded.config, &loaded.env.state_dir(), report).await {
+        printer.notice(&format!("warning: {problem}"));
+    }
+    Ok(())
 }
 
 fn exit_code(report: &RunReport, interrupted: bool) -> ExitCode {

@@ -3,9 +3,13 @@
 
 mod admin_config;
 mod backup;
+mod doctor;
 pub(crate) mod dr;
+mod history;
+mod notification;
 mod repo;
 mod restore;
+mod service;
 mod setup;
 mod snapshots;
 mod units;
@@ -16,7 +20,7 @@ use kopi_docka_core::config::{self, Environment, LoadedConfig};
 pub use backup::UsageError;
 pub use snapshots::human_bytes;
 
-use crate::cli::{AdminCommand, Cli, Command};
+use crate::cli::{AdminCommand, Cli, Command, NotificationCommand};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 
@@ -33,10 +37,16 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => restore::run(&cli.global, &args, printer).await,
         Command::Setup(args) => setup::run(&cli.global, &args, printer).await,
         Command::DisasterRecovery(dr) => dr::run(&cli.global, dr.command, printer).await,
+        Command::Doctor(args) => doctor::run(&cli.global, &args, printer).await,
+        Command::History(args) => history::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
             AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
             AdminCommand::Config(command) => admin_config::run(&cli.global, command, printer),
+            AdminCommand::Service(command) => service::run(&cli.global, command, printer).await,
+            AdminCommand::Notification(NotificationCommand::Test(args)) => {
+                notification::test(&cli.global, &args, printer).await
+            }
         },
         Command::Version(args) => version::run(&args, printer),
     }

@@ -95,6 +95,22 @@ impl Engine {
         &self.endpoint
     }
 
+    /// The engine's product version and API version, for `doctor`.
+    pub async fn version(&self) -> Result<(String, String), DockerError> {
+        let version = self
+            .client
+            .version()
+            .await
+            .map_err(|source| DockerError::Api {
+                operation: "version".into(),
+                source,
+            })?;
+        Ok((
+            version.version.unwrap_or_else(|| "unknown".into()),
+            version.api_version.unwrap_or_else(|| "unknown".into()),
+        ))
+    }
+
     /// Inspects every container, running or not. A container removed between list and inspect
     /// is left out (it no longer exists); any other failure fails the whole call, so discovery
     /// never silently drops a container it could not read.

@@ -1,0 +1,230 @@
+//! `kopi-docka history`
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use kopi_docka_core::history::{self, RunRecord};
+use kopi_docka_core::lock::LockMode;
+use kopi_docka_core::repo::{Repo, RepoSettings};
+use serde::Serialize;
+
+use super::UsageError;
+use super::snapshots::human_bytes;
+use crate::cli::{GlobalArgs, HistoryArgs};
+use crate::exit::ExitCode;
+use crate::printer::Printer;
+
+/// Where the records came from.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Source {
+    /// `<state_dir>/runs`.
+    Local,
+    /// The `type=run` snapshots (the local state is gone).
+    Repository,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    source: Source,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<&'a [RunRecord]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<Vec<history::UnitStats>>,
+    unreadable: Vec<String>,
+}
+
+/// Lists past runs.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &HistoryArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|text| {
+            history::parse_time(text).ok_or_else(|| {
+                UsageError(format!(
+                    "--since `{text}` is not a date (2026-11-01), a time with an offset \
+                     (2026-11-01T02:00:00+01:00), or a span back from now (7d, 12h)"
+                ))
+            })
+        })
+        .transpose()?;
+    let loaded = super::load_config(global)?;
+    let state_dir = loaded.env.state_dir();
+    let mut found = history::load_local(&state_dir);
+    let mut source = Source::Local;
+    if found.records.is_empty() {
+        tracing::info!(
+            dir = %state_dir.join("runs").display(),
+            "no local run records; reading the repository's"
+        );
+        let repo = Repo::open(
+            RepoSettings::from_config(&loaded)?,
+            LockMode::Shared,
+            Arc::new(kopi_docka_core::progress::Silent),
+        )
+        .await?;
+        let scratch = loaded
+            .env
+            .cache_dir()
+            .join(format!("history-{}", std::process::id()));
+        let host = Some(repo.settings().hostname.clone());
+        let result = history::load_from_repo(&repo, host, &scratch).await;
+        if let Err(error) = std::fs::remove_dir_all(&scratch)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, path = %scratch.display(), "cannot remove the scratch dir");
+        }
+        found = result?;
+        source = Source::Repository;
+    }
+    for (path, why) in &found.unreadable {
+        tracing::warn!(path = %path.display(), "skipped an unreadable run record: {why}");
+    }
+    let runs = select(found.records, args, since);
+    let unreadable = found
+        .unreadable
+        .iter()
+        .map(|(p, why)| format!("{}: {why}", p.display()))
+        .collect();
+    if args.json {
+        printer.json(&Output {
+            source,
+            runs: (!args.stats).then_some(runs.as_slice()),
+            stats: args.stats.then(|| history::stats(&runs)),
+            unreadable,
+        })?;
+    } else if args.stats {
+        printer.out(&render_stats(&history::stats(&runs)));
+    } else {
+        printer.out(&render(&runs, source));
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// Applies the filters; newest first.
+fn select(
+    records: Vec<RunRecord>,
+    args: &HistoryArgs,
+    since: Option<jiff::Timestamp>,
+) -> Vec<RunRecord> {
+    let mut runs: Vec<RunRecord> = records
+        .into_iter()
+        .rev()
+        .filter(|r| since.is_none_or(|s| r.started_at >= s))
+        .filter_map(|mut r| {
+            if let Some(unit) = &args.unit {
+                r.units.retain(|u| &u.name == unit);
+                if r.units.is_empty() {
+                    return None;
+                }
+                if args.failed && !r.units.iter().any(history::UnitRecord::failed) {
+                    return None;
+                }
+            } else if args.failed && !r.failed() {
+                return None;
+            }
+            Some(r)
+        })
+        .collect();
+    if let Some(n) = args.last {
+        runs.truncate(n);
+    }
+    runs
+}
+
+fn local(t: jiff::Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+fn duration(seconds: f64) -> String {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "display of a non-negative wall time"
+    )]
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn render(runs: &[RunRecord], source: Source) -> String {
+    let mut out = String::new();
+    if matches!(source, Source::Repository) {
+        out.push_str("(from the repository: no run records on this host)\n");
+    }
+    if runs.is_empty() {
+        out.push_str("no runs match\n");
+    }
+    for run in runs {
+        // Writing into a String cannot fail.
+        let _ = writeln!(out, "{}  {}", local(run.started_at), run.run_id);
+        for u in &run.units {
+            let mut facts: Vec<String> = u.duration_seconds.map(duration).into_iter().collect();
+            facts.push(
+                u.downtime_seconds
+                    .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s")),
+            );
+            facts.push(format!(
+                "{} snapshots, {} added",
+                u.snapshots,
+                human_bytes(u.bytes_added)
+            ));
+            let _ = writeln!(
+                out,
+                "  {:<8} {} {}: {}",
+                u.status,
+                u.kind.as_deref().unwrap_or("unit"),
+                u.name,
+                facts.join(", ")
+            );
+            for e in &u.errors {
+                let _ = writeln!(out, "           error: {e}");
+            }
+        }
+        for e in &run.errors {
+            let _ = writeln!(out, "  error: {e}");
+        }
+    }
+    out
+}
+
+fn render_stats(stats: &[history::UnitStats]) -> String {
+    let mut out = String::new();
+    if stats.is_empty() {
+        out.push_str("no runs match\n");
+    }
+    for s in stats {
+        let durations = s.duration_seconds.map_or_else(
+            || "duration unknown".to_owned(),
+            |(min, mean, max)| {
+                format!(
+                    "took {} / {} / {} (min/mean/max)",
+                    duration(min),
+                    duration(mean),
+                    duration(max)
+                )
+            },
+        );
+        let _ = writeln!(
+            out,
+            "{}: {} runs, {} ok, {} failed; {durations}; max downtime {}; last success {}",
+            s.name,
+            s.runs,
+            s.succeeded,
+            s.failed,
+            s.max_downtime_seconds
+                .map_or_else(|| "none".to_owned(), |d| format!("{d:.1}s")),
+            s.last_success.map_or_else(|| "never".to_owned(), local),
+        );
+    }
+    out
+}

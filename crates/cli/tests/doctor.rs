@@ -1,0 +1,247 @@
+//! `kopi-docka doctor`: a clear line per failed check, and a non-zero exit when the engine is
+//! down, the password is wrong, or a unit is overdue.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use support::kopi_docka;
+
+const NO_ENGINE: &str = "unix:///nonexistent/docker.sock";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(extra: &str) -> Self {
+        let env = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(
+            env.path("config.toml"),
+            format!(
+                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n{extra}",
+                env.path("repo").display()
+            ),
+        )
+        .unwrap();
+        env.cmd(&["admin", "repo", "init"]).assert().success();
+        env
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = kopi_docka();
+        cmd.arg("--config")
+            .arg(self.path("config.toml"))
+            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
+            .args(args);
+        cmd
+    }
+    /// `doctor` with no engine at the address: (exit code, stdout).
+    fn doctor(&self, args: &[&str]) -> (i32, String) {
+        let mut full = vec!["doctor"];
+        full.extend(args);
+        let out = self
+            .cmd(&full)
+            .env("DOCKER_HOST", NO_ENGINE)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+    /// Writes a run record like `backup` does.
+    fn record(&self, id: &str, started: jiff::Timestamp, units: &[(&str, &str)]) {
+        let runs = self.path("state/runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let units: Vec<Value> = units
+            .iter()
+            .map(|(name, status)| {
+                serde_json::json!({"name": name, "kind": "standalone", "status": status,
+                    "duration_seconds": 3.0, "downtime_seconds": 1.0, "snapshots": [],
+                    "errors": [], "warnings": []})
+            })
+            .collect();
+        let doc = serde_json::json!({"run_id": id, "started_at": started.to_string(),
+            "finished_at": started.to_string(), "host": "test", "units": units, "errors": []});
+        std::fs::write(runs.join(format!("{id}.json")), doc.to_string()).unwrap();
+    }
+}
+
+fn line<'a>(stdout: &'a str, start: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starting with `{start}` in:\n{stdout}"))
+}
+
+#[test]
+fn engine_down_fails_with_a_clear_line() {
+    let env = Env::new("");
+    let (code, stdout) = env.doctor(&[]);
+    assert_eq!(code, 1, "{stdout}");
+    let engine = line(&stdout, "FAIL  engine:");
+    assert!(
+        engine.contains("cannot reach the container engine"),
+        "{engine}"
+    );
+    assert!(engine.contains("/nonexistent/docker.sock"), "{engine}");
+    // The other checks still ran.
+    assert!(line(&stdout, "ok    repository:").contains("opens with the configured password"));
+    assert!(stdout.contains("checks: "), "{stdout}");
+}
+
+#[test]
+fn wrong_password_fails_with_a_clear_line() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new("");
+    let password = env.path("password");
+    std::fs::write(&password, "not-the-password\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, stdout) = env.doctor(&[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        line(&stdout, "FAIL  repository:").contains("wrong password"),
+        "{stdout}"
+    );
+
+    let (code, json) = env.doctor(&["--json"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["ok"], false);
+    let repo = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "repository")
+        .unwrap();
+    assert_eq!(repo["status"], "fail");
+}
+
+#[test]
+fn overdue_unit_fails_and_thresholds_apply_per_unit() {
+    let now = jiff::Timestamp::now();
+    let hours = |h: i64| now - jiff::SignedDuration::from_hours(h);
+    let env = Env::new("");
+    env.record(
+        "r1",
+        hours(72),
+        &[("kdtest-old", "success"), ("kdtest-fresh", "success")],
+    );
+    env.record(
+        "r2",
+        hours(1),
+        &[("kdtest-old", "failed"), ("kdtest-fresh", "success")],
+    );
+    let (code, stdout) = env.doctor(&[]);
+    assert_eq!(code, 1, "{stdout}");
+    let old = line(&stdout, "FAIL  freshness kdtest-old:");
+    assert!(old.contains("OVERDUE: last successful backup"), "{old}");
+    assert!(old.contains("(3d ago), threshold 26h"), "{old}");
+    assert!(line(&stdout, "ok    freshness kdtest-fresh:").contains("(1h ago)"));
+
+    // A per-unit threshold of 100 h makes the 72 h old backup fresh enough.
+    let env = Env::new("[units.\"kdtest-old\"]\nmax-age-hours = 100\n");
+    env.record("r1", hours(72), &[("kdtest-old", "success")]);
+    let (_, stdout) = env.doctor(&[]);
+    assert!(
+        line(&stdout, "ok    freshness kdtest-old:").contains("(3d ago)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unusable_monitoring_settings_fail() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("ntfy.url");
+    std::fs::write(&url_file, "ntfys://ntfy.example.com/backups\n").unwrap();
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let env = Env::new(&format!(
+        "[monitoring]\nhealthcheck-url-env = \"KD_TEST_UNSET_PING_URL\"\n\
+         prometheus-textfile = \"/nonexistent/dir/kd.prom\"\n\
+         [[notifications.targets]]\nurl-file = \"{}\"\n",
+        url_file.display()
+    ));
+    let (code, stdout) = env.doctor(&[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        line(&stdout, "FAIL  notifications:").contains("chmod 600"),
+        "{stdout}"
+    );
+    assert!(line(&stdout, "FAIL  healthcheck:").contains("KD_TEST_UNSET_PING_URL"));
+    assert!(line(&stdout, "FAIL  prometheus:").contains("/nonexistent/dir/kd.prom"));
+
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, stdout) = env.doctor(&[]);
+    assert!(
+        line(&stdout, "ok    notifications:").contains("1 target(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn broken_config_is_a_failed_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[repository]\nlocaton = \"/x\"\n").unwrap();
+    let out = kopi_docka()
+        .arg("--config")
+        .arg(&config)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line(&stdout, "FAIL  config:").contains("locaton"),
+        "{stdout}"
+    );
+}
+
+/// With the local state gone, freshness comes from the run records in the repository.
+#[test]
+fn freshness_from_the_repository_when_the_local_state_is_gone() {
+    if !support::docker_tests_enabled("freshness_from_the_repository_when_the_local_state_is_gone")
+    {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let _resources = support::DockerResources::new(&prefix);
+    let app = format!("{prefix}-app");
+    support::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &app,
+        support::IMAGE,
+        "sh",
+        "-c",
+        support::IDLE,
+    ]);
+    let env = Env::new("");
+    env.cmd(&["backup", "--unit", &app]).assert().success();
+    std::fs::remove_dir_all(env.path("state")).unwrap();
+    let out = env.cmd(&["doctor"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        line(&stdout, "ok    engine:").contains("version"),
+        "{stdout}"
+    );
+    assert!(
+        line(&stdout, &format!("ok    freshness {app}:")).contains("(0h ago)"),
+        "{stdout}"
+    );
+}

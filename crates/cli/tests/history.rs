@@ -1,0 +1,181 @@
+//! `kopi-docka history`: records written by different versions, filters, statistics, JSON,
+//! and the repository's records once the local state is gone.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let env = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(
+            env.path("config.toml"),
+            format!(
+                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n",
+                env.path("repo").display()
+            ),
+        )
+        .unwrap();
+        env.cmd(&["admin", "repo", "init"]).assert().success();
+        env
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = kopi_docka();
+        cmd.arg("--config")
+            .arg(self.path("config.toml"))
+            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
+            .args(args);
+        cmd
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["history", "--json"];
+        full.extend(args);
+        let out = self.cmd(&full).assert().success();
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    }
+}
+
+fn ids(doc: &Value) -> Vec<&str> {
+    doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn records_of_different_versions_filters_and_stats() {
+    let env = Env::new();
+    let runs = env.path("state/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    // The current format (as `backup` writes it).
+    std::fs::write(
+        runs.join("new.json"),
+        r#"{"run_id":"new","started_at":"2026-11-20T02:00:00Z","finished_at":"2026-11-20T02:01:00Z",
+            "host":"nas","restarted_from_journal":[],"docker_config":null,
+            "units":[{"name":"app","kind":"stack","backup_id":"x","status":"success",
+              "downtime_seconds":4.5,"snapshots":[{"id":"a","type":"volume","volume":"v",
+              "bytes_added":2048,"files_read":1}],"errors":[],"warnings":[],
+              "coverage":{"backed_up":1,"skipped":0,"not_protected":0},"interrupted":false,
+              "duration_seconds":60.0},
+             {"name":"db","kind":"stack","status":"failed","errors":["disk full"]}],
+            "errors":[]}"#,
+    )
+    .unwrap();
+    // An older writer: a time with an offset, no run_id, no host, fewer unit fields.
+    std::fs::write(
+        runs.join("20261119T020000Z-0001.json"),
+        r#"{"started_at":"2026-11-19T03:00:00+01:00","units":[{"name":"app","status":"success"}]}"#,
+    )
+    .unwrap();
+    // An even older one: a time without an offset (UTC), and a field nobody knows.
+    std::fs::write(
+        runs.join("oldest.json"),
+        r#"{"run_id":"oldest","started_at":"2026-11-01 02:00:00","legacy":true,
+            "units":[{"name":"app","status":"failed","errors":["boom"]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(runs.join("broken.json"), "{").unwrap();
+
+    let all = env.json(&[]);
+    assert_eq!(all["source"], "local");
+    assert_eq!(ids(&all), ["new", "20261119T020000Z-0001", "oldest"]);
+    assert_eq!(all["unreadable"].as_array().unwrap().len(), 1);
+    assert_eq!(all["runs"][0]["started_at"], "2026-11-20T02:00:00Z");
+    assert_eq!(all["runs"][1]["started_at"], "2026-11-19T02:00:00Z");
+    assert_eq!(all["runs"][2]["started_at"], "2026-11-01T02:00:00Z");
+    assert_eq!(all["runs"][0]["units"][0]["bytes_added"], 2048);
+
+    // --since in every form compares as UTC instants.
+    assert_eq!(
+        ids(&env.json(&["--since", "2026-11-19"])),
+        ["new", "20261119T020000Z-0001"]
+    );
+    assert_eq!(
+        ids(&env.json(&["--since", "2026-11-19T03:00:00+01:00"])),
+        ["new", "20261119T020000Z-0001"]
+    );
+    assert_eq!(
+        ids(&env.json(&["--since", "2026-11-19T02:00:01Z"])),
+        ["new"]
+    );
+    assert_eq!(ids(&env.json(&["--last", "1"])), ["new"]);
+    assert_eq!(ids(&env.json(&["--failed"])), ["new", "oldest"]);
+    let app_failed = env.json(&["--unit", "app", "--failed"]);
+    assert_eq!(ids(&app_failed), ["oldest"]);
+    assert_eq!(app_failed["runs"][0]["units"].as_array().unwrap().len(), 1);
+
+    let stats = env.json(&["--stats"]);
+    let app = &stats["stats"][0];
+    assert_eq!(app["name"], "app");
+    assert_eq!(
+        (
+            app["runs"].as_u64(),
+            app["succeeded"].as_u64(),
+            app["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
+    assert_eq!(app["last_success"], "2026-11-20T02:00:00Z");
+
+    // Text output, in the local time zone (UTC here, for a stable snapshot).
+    let text = |args: &[&str]| {
+        let out = env.cmd(args).env("TZ", "UTC").assert().success();
+        String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+    };
+    insta::assert_snapshot!("history_text", text(&["history"]));
+    insta::assert_snapshot!("history_stats", text(&["history", "--stats"]));
+    env.cmd(&["history", "--since", "last tuesday"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--since"));
+}
+
+/// After the state directory is lost, the run records in the repository still tell the story.
+#[test]
+fn history_from_the_repository_when_the_local_state_is_gone() {
+    if !support::docker_tests_enabled("history_from_the_repository_when_the_local_state_is_gone") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let _resources = DockerResources::new(&prefix);
+    let app = format!("{prefix}-app");
+    docker(&["run", "-d", "--name", &app, IMAGE, "sh", "-c", IDLE]);
+    let env = Env::new();
+    env.cmd(&["backup", "--unit", &app]).assert().success();
+    let local = env.json(&[]);
+    assert_eq!(local["source"], "local");
+    assert_eq!(local["runs"].as_array().unwrap().len(), 1);
+
+    std::fs::remove_dir_all(env.path("state")).unwrap();
+    let remote = env.json(&["--unit", &app]);
+    assert_eq!(remote["source"], "repository");
+    assert_eq!(ids(&remote), ids(&local));
+    assert_eq!(
+        remote["runs"][0]["started_at"],
+        local["runs"][0]["started_at"]
+    );
+    assert_eq!(remote["runs"][0]["units"][0]["status"], "success");
+    let since = env.json(&["--since", "1h"]);
+    assert_eq!(since["runs"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,442 @@
+//! When the daemon backs up: a systemd `OnCalendar=`-style expression (a useful subset) or a
+//! fixed interval.
+//!
+//! Accepted calendar forms, in local time like systemd's timers:
+//! - the shorthands `minutely`, `hourly`, `daily`, `weekly`, `monthly`;
+//! - `[WEEKDAYS] [*-*-DAYS] HOURS:MINUTES[:SECONDS]`, for example `*-*-* 02:00:00`,
+//!   `Mon..Fri 22:30`, `*-*-01 03:00`, `*-*-* 0/6:00:00` (every 6 hours). Each number field is
+//!   `*`, a comma list of `N`, `N..M` or `N/STEP`.
+//!
+//! Intervals are `every <span>`, for example `every 6h` or `every 30 minutes`.
+//! Anything else is an error that says what is accepted: never a silent "never".
+
+use std::fmt;
+use std::time::Duration;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan as _};
+use serde::{Deserialize, Serialize};
+
+/// A parsed schedule; keeps its text for messages and round trips.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Schedule {
+    text: String,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Calendar(Calendar),
+    Interval(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Calendar {
+    /// Allowed weekdays (Monday = bit 0); all when `None`.
+    weekdays: Option<u8>,
+    /// Allowed days of the month; all when `None`.
+    days: Option<Vec<u8>>,
+    hours: Vec<u8>,
+    minutes: Vec<u8>,
+    seconds: Vec<u8>,
+}
+
+/// A schedule that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "schedule `{text}`: {reason}; write an OnCalendar expression such as `daily`, \
+     `*-*-* 02:00:00` or `Mon..Fri 22:30`, or an interval such as `every 6h`"
+)]
+pub struct ScheduleError {
+    /// The text given.
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Schedule {
+    /// Every day at `hour:minute` local time (`*-*-* HH:MM:00`).
+    pub fn daily_at(hour: u8, minute: u8) -> Self {
+        let (hour, minute) = (hour.min(23), minute.min(59));
+        Self {
+            text: format!("*-*-* {hour:02}:{minute:02}:00"),
+            kind: Kind::Calendar(Calendar {
+                weekdays: None,
+                days: None,
+                hours: vec![hour],
+                minutes: vec![minute],
+                seconds: vec![0],
+            }),
+        }
+    }
+
+    /// The first time strictly after `now` (in `tz` for calendar expressions), or `last` plus
+    /// the interval for intervals: `now` when that is past, or when nothing ever ran (a host
+    /// without any backup should not wait a whole interval for its first one).
+    pub fn next_after(&self, now: Timestamp, last: Option<Timestamp>, tz: &TimeZone) -> Timestamp {
+        match &self.kind {
+            Kind::Interval(every) => {
+                let every =
+                    jiff::SignedDuration::try_from(*every).unwrap_or(jiff::SignedDuration::MAX);
+                let Some(last) = last else { return now };
+                last.checked_add(every).unwrap_or(Timestamp::MAX).max(now)
+            }
+            Kind::Calendar(calendar) => calendar.next_after(now, tz),
+        }
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The calendar expression for a systemd timer, when this is one (intervals have none).
+    pub fn on_calendar(&self) -> Option<&str> {
+        matches!(self.kind, Kind::Calendar(_)).then_some(self.text.as_str())
+    }
+}
+
+impl Calendar {
+    fn next_after(&self, now: Timestamp, tz: &TimeZone) -> Timestamp {
+        let start = now.to_zoned(tz.clone());
+        let mut date = start.date();
+        // Day-of-month lists can skip a month (31st); 400 days covers every combination.
+        for _ in 0..400 {
+            if self.matches(date) {
+                for &h in &self.hours {
+                    for &m in &self.minutes {
+                        for &s in &self.seconds {
+                            let Ok(civil) = date
+                                .at(h.cast_signed(), m.cast_signed(), s.cast_signed(), 0)
+                                .to_zoned(tz.clone())
+                            else {
+                                continue;
+                            };
+                            if civil.timestamp() > now {
+                                return civil.timestamp();
+                            }
+                        }
+                    }
+                }
+            }
+            match date.checked_add(1.day()) {
+                Ok(next) => date = next,
+                Err(_) => break,
+            }
+        }
+        Timestamp::MAX
+    }
+
+    fn matches(&self, date: Date) -> bool {
+        let weekday_ok = self
+            .weekdays
+            .is_none_or(|mask| mask & (1 << (date.weekday().to_monday_zero_offset())) != 0);
+        let day_ok = self
+            .days
+            .as_ref()
+            .is_none_or(|days| days.contains(&date.day().cast_unsigned()));
+        weekday_ok && day_ok
+    }
+}
+
+impl TryFrom<String> for Schedule {
+    type Error = ScheduleError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let error = |reason: &str| ScheduleError {
+            text: text.clone(),
+            reason: reason.to_owned(),
+        };
+        let trimmed = text.trim();
+        let kind = if let Some(span) = trimmed.strip_prefix("every ") {
+            let span: jiff::Span = span
+                .trim()
+                .parse()
+                .map_err(|e| error(&format!("`{span}` is not a span: {e}")))?;
+            let duration = span
+                .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .ok()
+                .and_then(|d| Duration::try_from(d).ok())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| error("the interval must be positive"))?;
+            Kind::Interval(duration)
+        } else {
+            Kind::Calendar(parse_calendar(trimmed).map_err(|reason| error(&reason))?)
+        };
+        Ok(Self { text, kind })
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = ScheduleError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::try_from(text.to_owned())
+    }
+}
+
+impl From<Schedule> for String {
+    fn from(value: Schedule) -> Self {
+        value.text
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn parse_calendar(text: &str) -> Result<Calendar, String> {
+    let expanded = match text {
+        "minutely" => "*-*-* *:*:00",
+        "hourly" => "*-*-* *:00:00",
+        "daily" => "*-*-* 00:00:00",
+        "weekly" => "Mon *-*-* 00:00:00",
+        "monthly" => "*-*-01 00:00:00",
+        other => other,
+    };
+    let mut words: Vec<&str> = expanded.split_whitespace().collect();
+    if words.is_empty() {
+        return Err("it is empty".into());
+    }
+    let weekdays = if words[0].chars().next().is_some_and(char::is_alphabetic) {
+        Some(parse_weekdays(words.remove(0))?)
+    } else {
+        None
+    };
+    let (date, time) = match words.as_slice() {
+        [time] => (None, *time),
+        [date, time] => (Some(*date), *time),
+        [] => return Err("a time such as 02:00 is missing".into()),
+        _ => return Err("too many parts".into()),
+    };
+    let days = match date {
+        None => None,
+        Some(date) => {
+            let parts: Vec<&str> = date.split('-').collect();
+            let [year, month, day] = parts.as_slice() else {
+                return Err(format!("date `{date}` is not YEAR-MONTH-DAY"));
+            };
+            if *year != "*" || *month != "*" {
+                return Err("only `*` is supported for the year and month".into());
+            }
+            if *day == "*" {
+                None
+            } else {
+                Some(parse_field(day, 1, 31, "day")?)
+            }
+        }
+    };
+    let fields: Vec<&str> = time.split(':').collect();
+    let (hours, minutes, seconds) = match fields.as_slice() {
+        [h, m] => (*h, *m, "0"),
+        [h, m, s] => (*h, *m, *s),
+        _ => return Err(format!("time `{time}` is not HOURS:MINUTES[:SECONDS]")),
+    };
+    Ok(Calendar {
+        weekdays,
+        days,
+        hours: parse_field(hours, 0, 23, "hour")?,
+        minutes: parse_field(minutes, 0, 59, "minute")?,
+        seconds: parse_field(seconds, 0, 59, "second")?,
+    })
+}
+
+/// `*`, or a comma list of `N`, `N..M`, `N/STEP`, `*/STEP`: the sorted, distinct values.
+fn parse_field(text: &str, min: u8, max: u8, what: &str) -> Result<Vec<u8>, String> {
+    let number = |s: &str| -> Result<u8, String> {
+        s.parse::<u8>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| format!("{what} `{s}` is not a number from {min} to {max}"))
+    };
+    let mut values = Vec::new();
+    for item in text.split(',') {
+        if item == "*" {
+            values.extend(min..=max);
+        } else if let Some((start, step)) = item.split_once('/') {
+            let start = if start == "*" { min } else { number(start)? };
+            let step: usize = step
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| format!("{what} step `{step}` is not a positive number"))?;
+            values.extend((start..=max).step_by(step));
+        } else if let Some((a, b)) = item.split_once("..") {
+            let (a, b) = (number(a)?, number(b)?);
+            if a > b {
+                return Err(format!("{what} range `{item}` runs backwards"));
+            }
+            values.extend(a..=b);
+        } else {
+            values.push(number(item)?);
+        }
+    }
+    values.sort_unstable();
+    values.dedup();
+    Ok(values)
+}
+
+fn parse_weekdays(text: &str) -> Result<u8, String> {
+    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let day = |s: &str| -> Result<u8, String> {
+        let lower = s.to_ascii_lowercase();
+        NAMES
+            .iter()
+            .position(|n| lower.len() >= 3 && n.starts_with(&lower[..3]) && weekday_word(&lower))
+            .and_then(|i| u8::try_from(i).ok())
+            .ok_or_else(|| format!("`{s}` is not a weekday (Mon, Tue, ... Sun)"))
+    };
+    let mut mask = 0_u8;
+    for item in text.split(',') {
+        if let Some((a, b)) = item.split_once("..") {
+            let (a, b) = (day(a)?, day(b)?);
+            if a > b {
+                return Err(format!("weekday range `{item}` runs backwards"));
+            }
+            for d in a..=b {
+                mask |= 1 << d;
+            }
+        } else {
+            mask |= 1 << day(item)?;
+        }
+    }
+    Ok(mask)
+}
+
+/// True for a three-letter abbreviation or a full English weekday name.
+fn weekday_word(lower: &str) -> bool {
+    const FULL: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    lower.len() == 3 || FULL.contains(&lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next(expr: &str, now: &str) -> String {
+        let schedule: Schedule = expr.parse().unwrap();
+        let now: Timestamp = now.parse().unwrap();
+        schedule.next_after(now, None, &TimeZone::UTC).to_string()
+    }
+
+    #[test]
+    fn calendar_expressions() {
+        assert_eq!(
+            next("*-*-* 02:00:00", "2026-11-22T01:00:00Z"),
+            "2026-11-22T02:00:00Z"
+        );
+        assert_eq!(
+            next("*-*-* 02:00:00", "2026-11-22T02:00:00Z"),
+            "2026-11-23T02:00:00Z"
+        );
+        assert_eq!(
+            next("daily", "2026-11-22T05:00:00Z"),
+            "2026-11-23T00:00:00Z"
+        );
+        assert_eq!(
+            next("hourly", "2026-11-22T05:00:01Z"),
+            "2026-11-22T06:00:00Z"
+        );
+        assert_eq!(
+            next("minutely", "2026-11-22T05:00:01Z"),
+            "2026-11-22T05:01:00Z"
+        );
+        // 2026-11-22 is a Sunday.
+        assert_eq!(
+            next("weekly", "2026-11-22T05:00:00Z"),
+            "2026-11-23T00:00:00Z"
+        );
+        assert_eq!(
+            next("Mon..Fri 22:30", "2026-11-21T23:00:00Z"),
+            "2026-11-23T22:30:00Z"
+        );
+        assert_eq!(
+            next("Sat,Sun 08:00", "2026-11-23T00:00:00Z"),
+            "2026-11-28T08:00:00Z"
+        );
+        assert_eq!(
+            next("monthly", "2026-11-22T05:00:00Z"),
+            "2026-12-01T00:00:00Z"
+        );
+        assert_eq!(
+            next("*-*-31 03:00", "2026-11-22T05:00:00Z"),
+            "2026-12-31T03:00:00Z"
+        );
+        assert_eq!(
+            next("*-*-* 0/6:00:00", "2026-11-22T05:00:00Z"),
+            "2026-11-22T06:00:00Z"
+        );
+        assert_eq!(
+            next("*-*-* 1,13:15", "2026-11-22T05:00:00Z"),
+            "2026-11-22T13:15:00Z"
+        );
+        assert_eq!(
+            next("04:00", "2026-11-22T05:00:00Z"),
+            "2026-11-23T04:00:00Z"
+        );
+    }
+
+    #[test]
+    fn daily_at_is_what_it_says() {
+        let parsed: Schedule = "*-*-* 02:00:00".parse().unwrap();
+        assert_eq!(Schedule::daily_at(2, 0), parsed);
+    }
+
+    #[test]
+    fn local_time_follows_the_zone() {
+        let schedule: Schedule = "*-*-* 02:00:00".parse().unwrap();
+        let tz = TimeZone::get("Europe/Berlin").unwrap();
+        let now: Timestamp = "2026-07-01T12:00:00Z".parse().unwrap();
+        // 02:00 in Berlin in summer is 00:00 UTC.
+        assert_eq!(
+            schedule.next_after(now, None, &tz).to_string(),
+            "2026-07-02T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn intervals_count_from_the_last_run() {
+        let schedule: Schedule = "every 6h".parse().unwrap();
+        assert_eq!(schedule.on_calendar(), None);
+        let now: Timestamp = "2026-11-22T12:00:00Z".parse().unwrap();
+        let tz = TimeZone::UTC;
+        assert_eq!(schedule.next_after(now, None, &tz), now);
+        let last: Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            schedule.next_after(now, Some(last), &tz).to_string(),
+            "2026-11-22T16:00:00Z"
+        );
+        // Overdue: now, not in the past.
+        let old: Timestamp = "2026-11-01T10:00:00Z".parse().unwrap();
+        assert_eq!(schedule.next_after(now, Some(old), &tz), now);
+        assert!("every 30 minutes".parse::<Schedule>().is_ok());
+    }
+
+    #[test]
+    fn errors_say_what_is_accepted() {
+        for bad in [
+            "",
+            "sometimes",
+            "*-*-* 25:00",
+            "2026-*-* 02:00",
+            "Mon..Fun 02:00",
+            "every 0s",
+            "*-*-* 5..2:00",
+        ] {
+            let err = bad.parse::<Schedule>().unwrap_err();
+            assert!(err.to_string().contains("every 6h"), "{bad}: {err}");
+        }
+    }
+}
