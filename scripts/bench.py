@@ -241,7 +241,7 @@ class Bench:
         }
         return "%s, %d cores, %.1f GiB RAM, Linux %s; %s" % (
             cpu, os.cpu_count(), int(mem) / 2**20, platform.release(),
-            "; ".join("%s %s" % kv for kv in versions.items()))
+            "; ".join(versions.values()))
 
 
 def main():
