@@ -73,9 +73,7 @@ fn edit(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             "no config file to edit; create one with `kopi-docka setup`".into()
         ));
     };
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    let stamp = kopi_docka_core::durable::stamp(jiff::Timestamp::now());
     let copy = path.with_extension(format!("toml.edit-{stamp}"));
     let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     kopi_docka_core::durable::write_file(&copy, &text, 0o600)?;
@@ -104,7 +102,7 @@ fn edit(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             copy.display()
         )));
     }
-    let backup = path.with_extension(format!("toml.{stamp}.bak"));
+    let backup = kopi_docka_core::durable::aside_path(&path, &stamp);
     std::fs::copy(&path, &backup)?;
     std::fs::rename(&copy, &path)?;
     printer.line(&format!(
@@ -156,10 +154,10 @@ fn import_kopi_docka(
         )));
     }
     config::parse(&out, &path)?;
-    if path.exists() {
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-        std::fs::rename(&path, path.with_extension(format!("toml.{stamp}.bak")))?;
-    }
+    kopi_docka_core::durable::keep_aside(
+        &path,
+        &kopi_docka_core::durable::stamp(jiff::Timestamp::now()),
+    )?;
     if let Some(dir) = path.parent() {
         kopi_docka_core::durable::create_dir_all(dir, 0o700)?;
     }

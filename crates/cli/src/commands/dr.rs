@@ -192,9 +192,7 @@ async fn import(
     if args.dry_run {
         return report(printer, args, &info, &files, Vec::new(), started, true);
     }
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    let stamp = kopi_docka_core::durable::stamp(jiff::Timestamp::now());
     dr::install(&mut files, &stamp)?;
     let loaded = config::load(Some(&config_path), env)?;
     let settings = RepoSettings::from_config(&loaded)?;

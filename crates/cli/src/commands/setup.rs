@@ -86,15 +86,9 @@ pub async fn run(
 
     kopi_docka_core::durable::create_dir_all(&dir, 0o700)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let previous_config = if config_path.exists() {
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-        let bak = config_path.with_extension(format!("toml.{stamp}.bak"));
-        std::fs::rename(&config_path, &bak)
-            .with_context(|| format!("keeping {}", config_path.display()))?;
-        Some(bak)
-    } else {
-        None
-    };
+    let stamp = kopi_docka_core::durable::stamp(jiff::Timestamp::now());
+    let previous_config = kopi_docka_core::durable::keep_aside(&config_path, &stamp)
+        .with_context(|| format!("keeping {}", config_path.display()))?;
     if let Some(password) = generated {
         write_password_file(&password_file, &password)
             .with_context(|| format!("writing {}", password_file.display()))?;

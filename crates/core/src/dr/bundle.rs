@@ -207,7 +207,7 @@ pub fn write_new(path: &Path, plaintext: &[u8], passphrase: &Passphrase) -> Resu
 pub fn default_name(dir: &Path, host: &str, now: jiff::Timestamp) -> PathBuf {
     dir.join(format!(
         "kopi-docka-dr-{host}-{}.age",
-        now.strftime("%Y%m%dT%H%M%SZ")
+        crate::durable::stamp(now)
     ))
 }
 

@@ -369,14 +369,11 @@ pub fn install(files: &mut [InstallFile], stamp: &str) -> Result<(), DrError> {
             crate::durable::create_dir_all(parent, 0o700).map_err(fail)?;
         }
         if f.replaces {
-            let mut name = f.path.file_name().unwrap_or_default().to_os_string();
-            name.push(format!(".kopi-docka-{stamp}.bak"));
-            let backup = f.path.with_file_name(name);
-            std::fs::rename(&f.path, &backup).map_err(|source| DrError::Install {
-                path: f.path.clone(),
-                source,
-            })?;
-            f.backup = Some(backup);
+            f.backup =
+                crate::durable::keep_aside(&f.path, stamp).map_err(|source| DrError::Install {
+                    path: f.path.clone(),
+                    source,
+                })?;
         }
         crate::durable::write_file(&f.path, &f.data, f.mode).map_err(|source| {
             DrError::Install {

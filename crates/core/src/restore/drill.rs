@@ -87,9 +87,7 @@ pub async fn drill(
             backup_id: point.backup_id.to_string(),
         });
     };
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    let stamp = crate::durable::stamp(jiff::Timestamp::now());
     let recipe = super::read_recipe(ctx, &recipe_snap.id, &stamp).await?;
     for (key, value) in env_file_values(&recipe.dir.join("compose")) {
         env_values.entry(key).or_insert(value);

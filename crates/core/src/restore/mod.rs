@@ -338,9 +338,7 @@ pub async fn prepare(
     request: RestoreRequest,
 ) -> Result<RestorePlan, RestoreError> {
     let point = &request.point;
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    let stamp = crate::durable::stamp(jiff::Timestamp::now());
     let recipe = match &point.recipe {
         Some(snap) => Some(read_recipe(ctx, &snap.id, &stamp).await?),
         None => None,

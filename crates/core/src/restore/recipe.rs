@@ -213,13 +213,7 @@ pub fn place_file(from: &Path, to: &Path, stamp: &str) -> Result<Option<PathBuf>
     let mut backup = None;
     match std::fs::read(to) {
         Ok(old) if old == new => return Ok(None),
-        Ok(_) => {
-            let mut name = to.file_name().unwrap_or_default().to_os_string();
-            name.push(format!(".kopi-docka-{stamp}.bak"));
-            let bak = to.with_file_name(name);
-            std::fs::rename(to, &bak).map_err(RestoreError::io(to))?;
-            backup = Some(bak);
-        }
+        Ok(_) => backup = crate::durable::keep_aside(to, stamp).map_err(RestoreError::io(to))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(RestoreError::io(to)(e)),
     }
