@@ -774,6 +774,16 @@ impl Environment {
             .unwrap_or_else(|| PathBuf::from("/").join(fallback))
     }
 
+    /// The config file to use and the rule that chose it: `flag` (`--config`), else
+    /// `$KOPI_DOCKA_CONFIG`, else [`Environment::default_config_path`].
+    pub fn config_path(&self, flag: Option<&Path>) -> (PathBuf, ConfigSource) {
+        match (flag, &self.config_env) {
+            (Some(path), _) => (path.to_path_buf(), ConfigSource::Flag),
+            (None, Some(path)) => (path.clone(), ConfigSource::EnvVar),
+            (None, None) => (self.default_config_path(), ConfigSource::Default),
+        }
+    }
+
     /// The config file used when neither `--config` nor `$KOPI_DOCKA_CONFIG` is given.
     pub fn default_config_path(&self) -> PathBuf {
         if self.is_root {
@@ -941,11 +951,7 @@ fn unreadable_hint(source: &io::Error) -> &'static str {
 
 /// Finds and reads the configuration following the lookup order in the module docs.
 pub fn load(flag: Option<&Path>, env: Environment) -> Result<LoadedConfig, ConfigError> {
-    let (path, source) = match (flag, &env.config_env) {
-        (Some(path), _) => (path.to_path_buf(), ConfigSource::Flag),
-        (None, Some(path)) => (path.clone(), ConfigSource::EnvVar),
-        (None, None) => (env.default_config_path(), ConfigSource::Default),
-    };
+    let (path, source) = env.config_path(flag);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound && source == ConfigSource::Default => {

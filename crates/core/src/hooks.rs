@@ -62,6 +62,27 @@ fn tail(output: &str) -> String {
     format!(": {}", &trimmed[start..])
 }
 
+/// Runs the hook of `point` of every set that has one, in order (global first, then the
+/// unit's); stops at the first failure.
+pub async fn run_point<'a>(
+    sets: impl IntoIterator<Item = &'a crate::config::HookSet>,
+    point: &'static str,
+    context: &HookContext<'_>,
+    timeout: Duration,
+) -> Result<(), HookError> {
+    for set in sets {
+        let argv = set
+            .points()
+            .into_iter()
+            .find(|(p, _)| *p == point)
+            .and_then(|(_, argv)| argv);
+        if let Some(argv) = argv {
+            run(point, argv, context, timeout).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs one hook.
 pub async fn run(
     point: &'static str,

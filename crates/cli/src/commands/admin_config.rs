@@ -142,11 +142,7 @@ fn import_kopi_docka(
         return Ok(ExitCode::Ok);
     }
     let env = Environment::from_process();
-    let path = global
-        .config
-        .clone()
-        .or_else(|| env.config_env.clone())
-        .unwrap_or_else(|| env.default_config_path());
+    let path = env.config_path(global.config.as_deref()).0;
     if path.exists() && !force {
         bail!(UsageError(format!(
             "{} exists; add --force to replace it (kept as .bak)",

@@ -119,17 +119,7 @@ fn passphrase_notice(p: &Passphrase) -> String {
 /// From `--passphrase-file` (private to its owner), else `$KOPI_DOCKA_DR_PASSPHRASE`.
 fn given_passphrase(file: Option<&Path>) -> anyhow::Result<Option<Passphrase>> {
     if let Some(path) = file {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
-            bail!(UsageError(format!(
-                "{} holds a passphrase but others may read it; run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            )));
-        }
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = super::read_private(path)?;
         return Ok(Some(Passphrase::new(&text)?));
     }
     match std::env::var(dr::PASSPHRASE_ENV) {
@@ -183,11 +173,7 @@ async fn import(
         .with_context(|| format!("opening {}", args.bundle.display()))?;
     let (bundle, info) = dr::open(sealed, &passphrase)?;
     let env = Environment::from_process();
-    let config_path = global
-        .config
-        .clone()
-        .or_else(|| env.config_env.clone())
-        .unwrap_or_else(|| env.default_config_path());
+    let config_path = env.config_path(global.config.as_deref()).0;
     let mut files = dr::plan_install(&bundle, &info, &config_path)?;
     if args.dry_run {
         return report(printer, args, &info, &files, Vec::new(), started, true);
@@ -231,11 +217,7 @@ async fn restore_all(
             ..SnapshotFilter::default()
         })
         .await?;
-    let mut seen = std::collections::BTreeSet::new();
-    let points: Vec<_> = restore::group(&snapshots)
-        .into_iter()
-        .filter(|p| seen.insert(p.unit.clone()))
-        .collect();
+    let points = restore::newest_per_unit(restore::group(&snapshots));
     let mut outcomes = Vec::new();
     for point in points {
         if *interrupt.borrow() {
@@ -352,7 +334,7 @@ fn report(
 /// ` --config PATH` unless `path` is where kopi-docka looks anyway.
 fn config_flag(path: &PathBuf) -> String {
     let env = Environment::from_process();
-    if *path == env.default_config_path() || env.config_env.as_ref() == Some(path) {
+    if env.config_path(None).0 == *path {
         String::new()
     } else {
         format!(" --config {}", path.display())

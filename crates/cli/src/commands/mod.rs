@@ -52,6 +52,20 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Reads a file that holds secrets; refuses it when group or others may read it.
+pub(crate) fn read_private(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        anyhow::bail!(UsageError(format!(
+            "{} holds secrets but others may read it; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
 /// Loads the configuration named by the global options.
 pub fn load_config(global: &crate::cli::GlobalArgs) -> anyhow::Result<LoadedConfig> {
     Ok(config::load(

@@ -22,7 +22,7 @@ use kopi_docka_core::restore::{
 };
 
 use super::UsageError;
-use super::snapshots::human_bytes;
+use super::snapshots::{human_bytes, local_time};
 use crate::cli::{GlobalArgs, PartArg, RestoreArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
@@ -410,23 +410,8 @@ fn read_env_file(path: Option<&Path>) -> anyhow::Result<BTreeMap<String, String>
     let Some(path) = path else {
         return Ok(BTreeMap::new());
     };
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
-        bail!(UsageError(format!(
-            "{} holds secrets but others may read it; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        )));
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = super::read_private(path)?;
     Ok(drill::parse_env(&text))
-}
-
-fn local_time(t: jiff::Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::system())
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
 }
 
 fn describe_point(p: &RestorePoint) -> String {

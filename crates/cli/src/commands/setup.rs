@@ -42,11 +42,7 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
-    let config_path = global
-        .config
-        .clone()
-        .or_else(|| env.config_env.clone())
-        .unwrap_or_else(|| env.default_config_path());
+    let config_path = env.config_path(global.config.as_deref()).0;
     let interactive = !args.non_interactive && std::io::stdin().is_terminal();
     if !interactive && !args.non_interactive {
         bail!(UsageError(

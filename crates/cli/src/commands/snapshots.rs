@@ -60,10 +60,7 @@ fn render_points(points: &[RestorePoint]) -> String {
         "TIME", "HOST", "UNIT", "BACKUP ID", "SCOPE", "CONTENTS", "SIZE"
     );
     for p in points {
-        let local = p
-            .time
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S");
+        let local = local_time(p.time);
         let mut contents = Vec::new();
         if p.recipe.is_some() {
             contents.push("recipe".to_owned());
@@ -102,10 +99,7 @@ fn render(snapshots: &[SnapshotInfo]) -> String {
         "ID", "TIME", "HOST", "UNIT", "TYPE", "VOLUME/BIND", "SIZE"
     );
     for s in snapshots {
-        let local = s
-            .time
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S");
+        let local = local_time(s.time);
         let unit = s
             .meta
             .unit
@@ -129,6 +123,13 @@ fn render(snapshots: &[SnapshotInfo]) -> String {
     }
     let _ = writeln!(out, "{} snapshots", snapshots.len());
     out
+}
+
+/// A UTC time in the local time zone, for display.
+pub fn local_time(t: jiff::Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// `1536` -> `1.5 KiB`.

@@ -403,19 +403,9 @@ async fn hooks(
         status,
     };
     let sets = std::iter::once(&settings.hooks).chain(settings.unit_hooks.get(unit.name.as_str()));
-    for set in sets {
-        let argv = set
-            .points()
-            .into_iter()
-            .find(|(p, _)| *p == point)
-            .and_then(|(_, argv)| argv);
-        if let Some(argv) = argv {
-            crate::hooks::run(point, argv, &context, settings.hook_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
+    crate::hooks::run_point(sets, point, &context, settings.hook_timeout)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn forget_warm(repo: &Repo, warm_ids: Vec<String>, report: &mut UnitReport) {

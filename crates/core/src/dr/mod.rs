@@ -217,17 +217,17 @@ async fn latest_points(repo: &Repo, host: &str) -> Result<Vec<UnitPoint>, DrErro
             ..SnapshotFilter::default()
         })
         .await?;
-    let mut seen = std::collections::BTreeSet::new();
-    Ok(crate::restore::group(&snapshots)
-        .into_iter()
-        .filter(|p| seen.insert(p.unit.clone()))
-        .map(|p| UnitPoint {
-            unit: p.unit,
-            kind: p.kind.to_string(),
-            backup_id: p.backup_id.to_string(),
-            time: p.time,
-        })
-        .collect())
+    Ok(
+        crate::restore::newest_per_unit(crate::restore::group(&snapshots))
+            .into_iter()
+            .map(|p| UnitPoint {
+                unit: p.unit,
+                kind: p.kind.to_string(),
+                backup_id: p.backup_id.to_string(),
+                time: p.time,
+            })
+            .collect(),
+    )
 }
 
 fn ssh_key(loaded: &LoadedConfig) -> Result<PathBuf, DrError> {

@@ -271,18 +271,13 @@ async fn create_networks(
     let Some(snap) = &point.networks else {
         return Ok(());
     };
-    let dir = ctx.work_dir.join(format!("{sandbox_name}-networks"));
-    data::remove_any(&dir)?;
-    ctx.repo
-        .restore(snap.id.clone(), dir.clone(), RestoreMode::EmptyOnly)
-        .await?;
-    let path = dir.join("networks.json");
-    let text = std::fs::read(&path).map_err(RestoreError::io(&path))?;
-    data::remove_any(&dir)?;
-    let docs: Vec<Value> = serde_json::from_slice(&text).map_err(|e| RestoreError::Recipe {
-        path,
-        reason: e.to_string(),
-    })?;
+    let docs = networks::read_recorded(
+        ctx.repo,
+        &snap.id,
+        &ctx.work_dir,
+        &format!("{sandbox_name}-networks"),
+    )
+    .await?;
     for doc in docs {
         let Some(name) = doc.get("Name").and_then(Value::as_str) else {
             continue;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use points::{RestorePoint, group};
+pub use points::{RestorePoint, group, newest_per_unit};
 
 use crate::backup::{Interrupt, StoppedUnit};
 use crate::config::HookSet;
@@ -460,17 +460,13 @@ async fn plan_networks(
     let (Some(snap), true) = (&point.networks, parts.networks) else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let dir = ctx.work_dir.join(format!("networks-{stamp}"));
-    data::remove_any(&dir)?;
-    ctx.repo
-        .restore(snap.id.clone(), dir.clone(), RestoreMode::EmptyOnly)
-        .await?;
-    let path = dir.join("networks.json");
-    let text = std::fs::read(&path).map_err(RestoreError::io(&path))?;
-    let docs: Vec<Value> = serde_json::from_slice(&text).map_err(|e| RestoreError::Recipe {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let docs = networks::read_recorded(
+        ctx.repo,
+        &snap.id,
+        &ctx.work_dir,
+        &format!("networks-{stamp}"),
+    )
+    .await?;
     let mut plans = Vec::new();
     for doc in &docs {
         let Some(name) = doc.get("Name").and_then(Value::as_str) else {
@@ -1066,19 +1062,9 @@ async fn run_hooks(
     point: &'static str,
     hook_ctx: &HookContext<'_>,
 ) -> Result<(), String> {
-    for set in &ctx.hooks {
-        let argv = set
-            .points()
-            .into_iter()
-            .find(|(p, _)| *p == point)
-            .and_then(|(_, argv)| argv);
-        if let Some(argv) = argv {
-            crate::hooks::run(point, argv, hook_ctx, ctx.hook_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
+    crate::hooks::run_point(&ctx.hooks, point, hook_ctx, ctx.hook_timeout)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// One part restored into a directory.

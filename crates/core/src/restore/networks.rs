@@ -42,6 +42,31 @@ pub struct NetworkOutcome {
     pub action: NetworkAction,
 }
 
+/// The recorded network documents of a `networks` snapshot, read through a scratch copy under
+/// `work_dir/name` (removed again).
+pub async fn read_recorded(
+    repo: &crate::repo::Repo,
+    snapshot: &str,
+    work_dir: &std::path::Path,
+    name: &str,
+) -> Result<Vec<Value>, RestoreError> {
+    let dir = work_dir.join(name);
+    super::data::remove_any(&dir)?;
+    repo.restore(
+        snapshot.to_owned(),
+        dir.clone(),
+        crate::repo::RestoreMode::EmptyOnly,
+    )
+    .await?;
+    let path = dir.join("networks.json");
+    let text = std::fs::read(&path).map_err(RestoreError::io(&path))?;
+    super::data::remove_any(&dir)?;
+    serde_json::from_slice(&text).map_err(|e| RestoreError::Recipe {
+        path,
+        reason: e.to_string(),
+    })
+}
+
 /// The attributes we compare and recreate, from an inspect document.
 fn attributes(doc: &Value) -> BTreeMap<&'static str, Value> {
     let get = |p: &str| doc.pointer(p).cloned().unwrap_or(Value::Null);

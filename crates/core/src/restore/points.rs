@@ -106,6 +106,15 @@ pub fn group(snapshots: &[SnapshotInfo]) -> Vec<RestorePoint> {
     points
 }
 
+/// The newest point of each (host, unit), from points sorted newest first by [`group`].
+pub fn newest_per_unit(points: Vec<RestorePoint>) -> Vec<RestorePoint> {
+    let mut seen = std::collections::BTreeSet::new();
+    points
+        .into_iter()
+        .filter(|p| seen.insert((p.host.clone(), p.unit.clone())))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +186,8 @@ mod tests {
         assert_eq!(b1.binds[&PathBuf::from("/srv/x")].id, "a5");
         assert_eq!(b1.time, "2026-01-01T00:00:06Z".parse().unwrap());
         assert_eq!(b1.data_size(), 20);
+        let newest = newest_per_unit(points);
+        assert_eq!(newest.len(), 2, "one per host");
+        assert_eq!(newest[0].backup_id.as_str(), "b2");
     }
 }
