@@ -226,24 +226,7 @@ fn bundles_open_with_stock_age_and_refuse_damage() {
     .failure()
     .stderr(predicates::str::contains("never overwritten"));
 
-    // The stock age binary reads its passphrase from the terminal: `script` gives it one.
-    let tar = env.path("bundle.tar");
-    let mut age = Command::new("script")
-        .args(["-qec"])
-        .arg(format!("age -d -o {} {}", tar.display(), bundle.display()))
-        .arg("/dev/null")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        age.stdin.as_mut().unwrap(),
-        format!("{PASSPHRASE}\n").as_bytes(),
-    )
-    .unwrap();
-    assert!(age.wait().unwrap().success());
-    let listing = support::run(Command::new("tar").arg("-tf").arg(&tar));
-    let listing = String::from_utf8_lossy(&listing.stdout);
+    let listing = stock_age_listing(&env, &bundle);
     for name in [
         "config.toml",
         "repository.password",
@@ -280,6 +263,21 @@ fn bundles_open_with_stock_age_and_refuse_damage() {
     .assert()
     .failure()
     .stderr(predicates::str::contains("wrong passphrase"));
+    // A passphrase file others may read is refused before anything is decrypted.
+    let loose = env.path("loose");
+    std::fs::write(&loose, format!("{PASSPHRASE}\n")).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.cmd(&[
+        "dr",
+        "import",
+        bundle.to_str().unwrap(),
+        "--dry-run",
+        "--passphrase-file",
+    ])
+    .arg(&loose)
+    .assert()
+    .code(2)
+    .stderr(predicates::str::contains("chmod 600"));
     // A dry run installs nothing.
     let elsewhere = env.path("new-etc/config.toml");
     kopi_docka()
@@ -361,4 +359,26 @@ fn export_writes_no_plaintext_to_disk() {
     let sealed = std::fs::read(&bundle).unwrap();
     assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
     assert!(!String::from_utf8_lossy(&sealed).contains(password));
+}
+
+/// Decrypts `bundle` with Debian's `age` and lists the tar inside. `age` reads its passphrase
+/// from the terminal only: `script` gives it one.
+fn stock_age_listing(env: &Env, bundle: &Path) -> String {
+    let tar = env.path("bundle.tar");
+    let mut age = Command::new("script")
+        .args(["-qec"])
+        .arg(format!("age -d -o {} {}", tar.display(), bundle.display()))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        age.stdin.as_mut().unwrap(),
+        format!("{PASSPHRASE}\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(age.wait().unwrap().success());
+    let listing = support::run(Command::new("tar").arg("-tf").arg(&tar));
+    String::from_utf8_lossy(&listing.stdout).into_owned()
 }
