@@ -562,3 +562,76 @@ async fn change_password_keeps_the_repository_reachable() {
     let stats = repo.stats().await.unwrap();
     assert_eq!(stats.version, 2);
 }
+
+/// Seeded bytes that do not compress, so content-defined chunking has something to cut.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect()
+}
+
+/// Our patched `rustic_core` (`vendor/rustic_core`) must keep writing what restic expects: key
+/// files restic opens, with the scrypt parameters we chose, and chunk boundaries identical to
+/// restic's, or deduplication between the two tools (and with older repositories) is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn restic_finds_every_chunk_we_wrote_and_opens_our_keys() {
+    let fx = Fixture::new();
+    let repo = fx.init().await;
+    let keys: Vec<_> = std::fs::read_dir(fx.repo_dir().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1);
+    let key: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys[0]).unwrap()).unwrap();
+    assert_eq!(
+        (&key["kdf"], &key["N"], &key["r"], &key["p"]),
+        (
+            &serde_json::json!("scrypt"),
+            &serde_json::json!(32768),
+            &serde_json::json!(8),
+            &serde_json::json!(4)
+        ),
+        "scrypt parameters of a new key: {key}"
+    );
+
+    let data = fx.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("large.bin"), noise(1, 9 << 20)).unwrap();
+    std::fs::write(data.join("medium.bin"), noise(2, (3 << 20) / 2)).unwrap();
+    std::fs::write(data.join("small.bin"), noise(3, 3000)).unwrap();
+    let ours = repo
+        .snapshot(data.clone(), volume_meta("u", "v", "b1"), None)
+        .await
+        .unwrap();
+    assert_eq!(ours.summary.unwrap().files_new, 3);
+    drop(repo);
+
+    // restic has no parent for this path, so it reads and chunks all three files.
+    let out = fx.restic_with_path(
+        &["backup", "--json", "--host", "kdtest-restic"],
+        Some(&data),
+    );
+    assert!(
+        out.status.success(),
+        "restic backup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message_type"] == "summary")
+        .expect("restic prints a summary");
+    assert_eq!(summary["files_new"], 3, "{summary}");
+    assert_eq!(
+        summary["data_blobs"], 0,
+        "restic cut chunks we did not: {summary}"
+    );
+    assert!(fx.restic(&["check", "--read-data"]).status.success());
+}

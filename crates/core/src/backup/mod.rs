@@ -195,7 +195,7 @@ async fn backup_unit_timed(
         recipe_step(engine, repo, unit, &backup_id, settings, &meta, &mut report).await;
     }
 
-    let sources = data_sources(unit);
+    let mut sources = data_sources(unit);
     let running: Vec<&crate::unit::Container> = unit
         .containers
         .iter()
@@ -203,14 +203,14 @@ async fn backup_unit_timed(
         .collect();
 
     // 2. Warm pass (only useful when something will be stopped).
-    let mut warm_ids = Vec::new();
     if settings.warm_pass && !running.is_empty() {
-        for (part, path) in &sources {
+        for source in &mut sources {
             if *interrupt.borrow() {
                 break;
             }
+            let (part, path) = (&source.part, &source.path);
             match repo.snapshot(path.clone(), meta(part.clone()), None).await {
-                Ok(info) => warm_ids.push(info.id),
+                Ok(info) => source.warm = Some(info.id),
                 // The cold pass will try again; a warm failure only costs downtime.
                 Err(error) => report
                     .warnings
@@ -225,7 +225,7 @@ async fn backup_unit_timed(
         report
             .errors
             .push("interrupted before the unit was stopped".into());
-        forget_warm(repo, warm_ids, &mut report).await;
+        forget_warm(repo, &sources, &mut report).await;
         return report;
     }
 
@@ -234,7 +234,7 @@ async fn backup_unit_timed(
             .errors
             .push(format!("{error}; the unit was not stopped"));
         report.status = UnitStatus::Failed;
-        forget_warm(repo, warm_ids, &mut report).await;
+        forget_warm(repo, &sources, &mut report).await;
         return report;
     }
 
@@ -254,7 +254,7 @@ async fn backup_unit_timed(
     .await;
 
     // 6. Warm snapshots are not consistent: never restore points.
-    forget_warm(repo, warm_ids, &mut report).await;
+    forget_warm(repo, &sources, &mut report).await;
 
     finish(settings, unit, &backup_id, cold_failed, taken, &mut report).await;
     report
@@ -302,7 +302,7 @@ async fn stop_snapshot_restart(
     unit: &Unit,
     settings: &BackupSettings,
     backup_id: &BackupId,
-    sources: &[(Part, PathBuf)],
+    sources: &[Source],
     meta: &impl Fn(Part) -> SnapshotMeta,
     interrupt: &Interrupt,
     report: &mut UnitReport,
@@ -408,7 +408,8 @@ async fn hooks(
         .map_err(|e| e.to_string())
 }
 
-async fn forget_warm(repo: &Repo, warm_ids: Vec<String>, report: &mut UnitReport) {
+async fn forget_warm(repo: &Repo, sources: &[Source], report: &mut UnitReport) {
+    let warm_ids: Vec<String> = sources.iter().filter_map(|s| s.warm.clone()).collect();
     if warm_ids.is_empty() {
         return;
     }
@@ -446,8 +447,17 @@ fn describe(part: &Part) -> String {
     }
 }
 
-/// Volumes and binds that are backed up, with the host path to read.
-fn data_sources(unit: &Unit) -> Vec<(Part, PathBuf)> {
+/// A volume or bind to back up.
+struct Source {
+    part: Part,
+    /// The host path to read.
+    path: PathBuf,
+    /// Its warm-pass snapshot, once taken: the cold pass's parent.
+    warm: Option<String>,
+}
+
+/// Volumes and binds that are backed up.
+fn data_sources(unit: &Unit) -> Vec<Source> {
     let volumes = unit
         .volumes
         .iter()
@@ -474,7 +484,14 @@ fn data_sources(unit: &Unit) -> Vec<(Part, PathBuf)> {
                 b.source.clone(),
             )
         });
-    volumes.chain(binds).collect()
+    volumes
+        .chain(binds)
+        .map(|(part, path)| Source {
+            part,
+            path,
+            warm: None,
+        })
+        .collect()
 }
 
 async fn stage_and_snapshot(
@@ -519,7 +536,7 @@ fn record(info: crate::repo::SnapshotInfo) -> SnapshotRecord {
 /// taken, the errors, and whether it was interrupted.
 async fn cold_pass(
     repo: &Repo,
-    sources: &[(Part, PathBuf)],
+    sources: &[Source],
     meta: &impl Fn(Part) -> SnapshotMeta,
     budget: Duration,
     mut interrupt: Interrupt,
@@ -527,7 +544,7 @@ async fn cold_pass(
     let mut records = Vec::new();
     let mut errors = Vec::new();
     let deadline = tokio::time::Instant::now() + budget;
-    for (part, path) in sources {
+    for Source { part, path, warm } in sources {
         if *interrupt.borrow() {
             errors.push(format!("interrupted before {}", describe(part)));
             return (records, errors, true);
@@ -535,8 +552,8 @@ async fn cold_pass(
         // A spawned task turns a panic into an error instead of unwinding past the restart.
         let snapshot = tokio::spawn({
             let repo = repo.clone();
-            let (path, meta) = (path.clone(), meta(part.clone()));
-            async move { repo.snapshot(path, meta, None).await }
+            let (path, meta, parent) = (path.clone(), meta(part.clone()), warm.clone());
+            async move { repo.snapshot_while_stopped(path, meta, parent).await }
         });
         tokio::select! {
             joined = snapshot => match joined {

@@ -23,9 +23,9 @@ use rustic_backend::BackendOptions;
 use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, ForgetGroups, Grouped, KeepOptions,
-    KeyOptions, LocalDestination, LsOptions, OpenStatus, PathList, PruneOptions, ReadSubsetOption,
-    Repository, RepositoryOptions, RestoreOptions, RusticError, SnapshotGroupCriterion,
-    SnapshotOptions,
+    KeyOptions, LocalDestination, LsOptions, OpenStatus, ParentOptions, PathList, PruneOptions,
+    ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError,
+    SnapshotGroupCriterion, SnapshotOptions,
 };
 use serde::Serialize;
 
@@ -36,6 +36,9 @@ pub use password::{PASSWORD_ENV, Password, PasswordError, PasswordSource, write_
 use crate::config::{LoadedConfig, RepositoryLocation, RetentionConfig};
 use crate::lock::{Lock, LockError, LockMode};
 use crate::progress::{ProgressSink, Silent};
+
+/// Data pack size of new repositories, in MiB: restic's default.
+const DATA_PACK_MIB: u64 = 16;
 
 /// Everything needed to reach a repository.
 #[derive(Debug, Clone)]
@@ -483,7 +486,10 @@ impl Repo {
                     location: settings.location.to_string(),
                 });
             }
-            let mut config = ConfigOptions::default();
+            // restic's default pack size: rustic_core's 32 MiB doubles the memory a backup
+            // holds in packs being filled and written.
+            let mut config =
+                ConfigOptions::default().set_datapack_size(bytesize::ByteSize::mib(DATA_PACK_MIB));
             if settings.compression != 0 {
                 config = config.set_compression(settings.compression);
             }
@@ -537,14 +543,39 @@ impl Repo {
     ) -> Result<SnapshotInfo, RepoError> {
         self.require_write("snapshot")?;
         let this = self.clone();
-        blocking(move || this.snapshot_blocking(&source, &meta, time)).await
+        let how = How {
+            time,
+            ..How::default()
+        };
+        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
+    }
+
+    /// [`Repo::snapshot`] while the unit is stopped, where every second is downtime. `parent`
+    /// (the warm pass's snapshot of `source`) spares the search through all snapshots for
+    /// one; if it cannot be read, the snapshot has no parent and reads everything. And no
+    /// second walk of the source counts its size for the progress total: on a small machine
+    /// that walk takes a core away from the snapshot.
+    pub async fn snapshot_while_stopped(
+        &self,
+        source: PathBuf,
+        meta: SnapshotMeta,
+        parent: Option<String>,
+    ) -> Result<SnapshotInfo, RepoError> {
+        self.require_write("snapshot")?;
+        let this = self.clone();
+        let how = How {
+            time: None,
+            parent,
+            count_total: false,
+        };
+        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
     }
 
     fn snapshot_blocking(
         &self,
         source: &Path,
         meta: &SnapshotMeta,
-        time: Option<jiff::Timestamp>,
+        how: &How,
     ) -> Result<SnapshotInfo, RepoError> {
         let io = |source_err| RepoError::Io {
             operation: "reading backup source",
@@ -566,7 +597,7 @@ impl Repo {
             // Otherwise rustic stores our whole argv in every snapshot.
             .command(format!("kopi-docka {}", crate::VERSION))
             .description(description);
-        if let Some(time) = time {
+        if let Some(time) = how.time {
             options = options.time(time.to_zoned(jiff::tz::TimeZone::UTC));
         }
         let mut snap = options
@@ -576,7 +607,12 @@ impl Repo {
             // Added one by one: `add_tags` would split a bind path at its commas.
             snap.tags.add(tag);
         }
-        let backup = BackupOptions::default().as_path(meta.snapshot_path());
+        let backup = BackupOptions::default()
+            .as_path(meta.snapshot_path())
+            .no_scan(!how.count_total)
+            .parent_opts(
+                ParentOptions::default().parents(how.parent.iter().cloned().collect::<Vec<_>>()),
+            );
         let sources = PathList::from_iter([source.to_path_buf()])
             .sanitize()
             .map_err(|e| RepoError::BadSource {
@@ -1120,6 +1156,27 @@ fn apply_root_meta(target: &Path, root: &RootMeta) -> Result<(), RepoError> {
     };
     utimensat(CWD, target, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
     Ok(())
+}
+
+/// How [`Repo::snapshot_blocking`] takes a snapshot.
+#[derive(Debug)]
+struct How {
+    /// Backdated time (imports, tests); `None` is now.
+    time: Option<jiff::Timestamp>,
+    /// The parent's snapshot id; `None` searches for the newest snapshot of the same path.
+    parent: Option<String>,
+    /// Walk the source once more to count its size for the progress total.
+    count_total: bool,
+}
+
+impl Default for How {
+    fn default() -> Self {
+        Self {
+            time: None,
+            parent: None,
+            count_total: true,
+        }
+    }
 }
 
 fn info_of(snap: &SnapshotFile) -> Option<SnapshotInfo> {

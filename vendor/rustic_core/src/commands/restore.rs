@@ -6,7 +6,12 @@ use log::{debug, error, info, trace, warn};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use std::{cmp::Ordering, collections::BTreeMap, path::PathBuf, sync::Mutex};
+use std::{
+    cmp::Ordering,
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Condvar, Mutex},
+};
 
 use itertools::Itertools;
 use rayon::ThreadPoolBuilder;
@@ -28,6 +33,12 @@ use crate::{
 pub(crate) mod constants {
     /// The maximum number of reader threads to use for restoring.
     pub(crate) const MAX_READER_THREADS_NUM: usize = 20;
+    /// kopi-docka patch: the longest single read of a pack while restoring (upstream reads up
+    /// to `blob::constants::LIMIT_PACK_READ`, 40 MiB, per reader thread).
+    pub(crate) const LIMIT_RESTORE_READ: u32 = 4 * 1024 * 1024;
+    /// kopi-docka patch: bytes of pack data (read plus the largest decrypted blob) that all
+    /// reader threads together may hold at once.
+    pub(crate) const IN_FLIGHT_BUDGET: u64 = 32 * 1024 * 1024;
 }
 
 type Filenames = Vec<PathBuf>;
@@ -496,6 +507,9 @@ impl PackInfo {
            && self.from_file.is_none() // and we don't read from a present file
            // and the blobs can be coalesced
            && self.locations.can_coalesce(&other.locations)
+           // kopi-docka patch: and the read stays short (memory: see `InFlight`)
+           && other.locations.offset + other.locations.length - self.locations.offset
+               <= constants::LIMIT_RESTORE_READ
         {
             Ok(Self {
                 pack_id: self.pack_id,
@@ -504,6 +518,54 @@ impl PackInfo {
             })
         } else {
             Err((self, other))
+        }
+    }
+}
+
+/// kopi-docka patch: a budget of bytes that reader threads hold at once.
+///
+/// Upstream, each of the 20 reader threads reads up to 40 MiB of a pack and queues every
+/// decrypted blob of it as a write task before any is written, so a restore of a large
+/// snapshot peaked near 1 GiB. Now a thread takes its share of the budget before it reads and
+/// writes each blob as soon as it is decrypted, then gives the share back. A share larger than
+/// the whole budget is granted when nothing else is held, so nothing can wait forever.
+struct InFlight {
+    held: Mutex<u64>,
+    freed: Condvar,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        Self {
+            held: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn take(&self, bytes: u64) -> InFlightShare<'_> {
+        let mut held = self.held.lock().unwrap();
+        while *held > 0 && *held + bytes > constants::IN_FLIGHT_BUDGET {
+            held = self.freed.wait(held).unwrap();
+        }
+        *held += bytes;
+        InFlightShare {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+struct InFlightShare<'a> {
+    budget: &'a InFlight,
+    bytes: u64,
+}
+
+impl Drop for InFlightShare<'_> {
+    fn drop(&mut self) {
+        // A poisoned lock means a reader panicked; the restore fails anyway.
+        if let Ok(mut held) = self.budget.held.lock() {
+            *held -= self.bytes;
+            self.budget.freed.notify_all();
         }
     }
 }
@@ -583,6 +645,7 @@ fn restore_contents<S: Open>(
         .collect();
 
     let threads = constants::MAX_READER_THREADS_NUM;
+    let in_flight = &InFlight::new();
 
     let pool = ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -612,7 +675,13 @@ fn restore_contents<S: Open>(
 
             if !blobs.is_empty() {
                 // TODO: error handling!
-                s.spawn(move |s1| {
+                s.spawn(move |_| {
+                    let largest_blob = blobs
+                        .iter()
+                        .map(|(bl, _)| u64::from(bl.data_length()))
+                        .max()
+                        .unwrap_or(0);
+                    let _share = in_flight.take(u64::from(length) + largest_blob);
                     let read_data = match &from_file {
                         Some((file_idx, offset_file, length_file)) => {
                             // read from existing file
@@ -647,23 +716,21 @@ fn restore_contents<S: Open>(
                             SparseRestore::No => false,
                         };
 
+                        // kopi-docka patch: written here, not queued (see `InFlight`).
                         for (file_idx, start) in name_dests {
-                            let data = data.clone();
-                            s1.spawn(move |_| {
-                                let path = &filenames[file_idx];
-                                // Allocate file if it is not yet allocated
-                                let mut sizes_guard = sizes.lock().unwrap();
-                                let filesize = sizes_guard[file_idx];
-                                if filesize > 0 {
-                                    dest.set_length(path, filesize).unwrap();
-                                    sizes_guard[file_idx] = 0;
-                                }
-                                drop(sizes_guard);
-                                if !is_sparse {
-                                    dest.write_at(path, start, &data).unwrap();
-                                }
-                                p.inc(size);
-                            });
+                            let path = &filenames[file_idx];
+                            // Allocate file if it is not yet allocated
+                            let mut sizes_guard = sizes.lock().unwrap();
+                            let filesize = sizes_guard[file_idx];
+                            if filesize > 0 {
+                                dest.set_length(path, filesize).unwrap();
+                                sizes_guard[file_idx] = 0;
+                            }
+                            drop(sizes_guard);
+                            if !is_sparse {
+                                dest.write_at(path, start, &data).unwrap();
+                            }
+                            p.inc(size);
                         }
                     }
                 });

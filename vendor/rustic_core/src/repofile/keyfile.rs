@@ -204,7 +204,13 @@ impl KeyFile {
         with_created: bool,
     ) -> RusticResult<Self> {
         let masterkey = MasterKey::from_key(key);
-        let params = Params::RECOMMENDED;
+        // kopi-docka patch: N=2^15, r=8, p=4 instead of `Params::RECOMMENDED` (N=2^17, r=8,
+        // p=1). The same derivation work (N*r*p), but 32 MiB instead of 128 MiB, which was most
+        // of the peak memory of every command that opens the repository. restic 0.14 calibrates
+        // to the same N and r with p around 5-8.
+        let params = Params::new(15, 8, 4).map_err(|err| {
+            RusticError::with_source(ErrorKind::Internal, "Invalid scrypt parameters.", err)
+        })?;
         let mut salt = vec![0; 64];
         rng().fill_bytes(&mut salt);
 
