@@ -272,9 +272,7 @@ def main():
     if len(ratios) < 18 or bad:
         sys.exit("bench harness produced %d ratios, %d not finite and positive:\n%s" % (len(ratios), len(bad), table))
     mode = "small (harness check only: these numbers mean nothing)" if args.small else "full"
-    doc = "\n".join([
-        "# Benchmarks",
-        "",
+    measured = "\n".join([
         "Produced by `scripts/bench.py` (%s mode, %d runs per measurement, medians; A and B "
         "alternated). Machine: %s." % (mode, runs, b.machine()),
         "",
@@ -287,15 +285,28 @@ def main():
         table,
         "",
         "Total harness time: %.0f s." % (time.monotonic() - started),
-        "",
     ])
     out = args.out or (None if args.small else os.path.join(root, "docs", "BENCHMARKS.md"))
     if out:
+        old = open(out).read() if os.path.exists(out) else ""
         with open(out, "w") as f:
-            f.write(doc)
+            f.write(splice(old, measured))
         print("wrote", out)
     else:
-        print(doc)
+        print(measured)
+
+
+BEGIN, END = "<!-- bench.py: measured, begin -->", "<!-- bench.py: measured, end -->"
+
+
+def splice(doc, measured):
+    """Puts the measured part between the markers of `doc`, keeping the hand-written rest
+    (analysis, history); a document without markers gets a title and the markers."""
+    block = "%s\n%s\n%s" % (BEGIN, measured, END)
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        return head + block + rest.split(END, 1)[1]
+    return "# Benchmarks\n\n%s\n" % block
 
 
 if __name__ == "__main__":

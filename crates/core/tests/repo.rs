@@ -604,16 +604,24 @@ async fn restic_finds_every_chunk_we_wrote_and_opens_our_keys() {
     let data = fx.path("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("large.bin"), noise(1, 9 << 20)).unwrap();
+    // Read at the same time as large.bin by the other archiver thread.
+    std::fs::write(data.join("large-copy.bin"), noise(1, 9 << 20)).unwrap();
     std::fs::write(data.join("medium.bin"), noise(2, (3 << 20) / 2)).unwrap();
     std::fs::write(data.join("small.bin"), noise(3, 3000)).unwrap();
     let ours = repo
         .snapshot(data.clone(), volume_meta("u", "v", "b1"), None)
         .await
         .unwrap();
-    assert_eq!(ours.summary.unwrap().files_new, 3);
+    let summary = ours.summary.unwrap();
+    assert_eq!(summary.files_new, 4);
+    // Each blob once: 10.5 MiB of distinct data (it does not compress), plus trees.
+    assert!(
+        summary.bytes_added_packed < 11 << 20,
+        "duplicate blobs stored: {summary:?}"
+    );
     drop(repo);
 
-    // restic has no parent for this path, so it reads and chunks all three files.
+    // restic has no parent for this path, so it reads and chunks all four files.
     let out = fx.restic_with_path(
         &["backup", "--json", "--host", "kdtest-restic"],
         Some(&data),
@@ -628,7 +636,7 @@ async fn restic_finds_every_chunk_we_wrote_and_opens_our_keys() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["message_type"] == "summary")
         .expect("restic prints a summary");
-    assert_eq!(summary["files_new"], 3, "{summary}");
+    assert_eq!(summary["files_new"], 4, "{summary}");
     assert_eq!(
         summary["data_blobs"], 0,
         "restic cut chunks we did not: {summary}"

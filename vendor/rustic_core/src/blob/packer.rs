@@ -1,4 +1,5 @@
 use std::{
+    collections::HashSet,
     num::NonZeroU32,
     sync::{Arc, RwLock},
     thread::scope,
@@ -258,6 +259,7 @@ impl<BE: DecryptWriteBackend> Packer<BE> {
 
         let _join_handle = std::thread::spawn(move || {
             scope(|scope| {
+                let mut on_the_way = OnTheWay::default();
                 let status = rx
                     .into_iter()
                     .readahead_scoped(scope)
@@ -278,6 +280,9 @@ impl<BE: DecryptWriteBackend> Packer<BE> {
                     })
                     .try_for_each(|item: RusticResult<_>| -> RusticResult<()> {
                         let (data, id, data_len, ul) = item?;
+                        if !on_the_way.first(id, &indexer) {
+                            return Ok(());
+                        }
                         raw_packer
                             .write()
                             .unwrap()
@@ -398,6 +403,36 @@ impl PackerStats {
                 summary.data_added_files_packed += self.data_packed;
             }
         }
+    }
+}
+
+/// kopi-docka patch: blob ids this packer has passed on that the indexer may not know yet.
+///
+/// The checks above only see blobs already indexed (packs written) or in the pack being
+/// filled. Two identical files read at the same time by two archiver threads sent every blob
+/// twice, and both copies were stored while the first one's pack was still being compressed
+/// or written: a 256 MiB duplicate file added up to 55 MiB. Ids the indexer has learned are
+/// swept out now and then, so the set stays about as large as what is in flight.
+#[derive(Default)]
+struct OnTheWay {
+    ids: HashSet<BlobId>,
+    sweep_at: usize,
+}
+
+impl OnTheWay {
+    const SWEEP_MIN: usize = 1024;
+
+    /// Whether `id` is new here (and is now on its way).
+    fn first<BE: DecryptWriteBackend>(&mut self, id: BlobId, indexer: &SharedIndexer<BE>) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        if self.ids.len() >= self.sweep_at {
+            let indexer = indexer.read().unwrap();
+            self.ids.retain(|id| !indexer.has(id));
+            self.sweep_at = (self.ids.len() * 2).max(Self::SWEEP_MIN);
+        }
+        true
     }
 }
 
