@@ -486,8 +486,8 @@ impl Repo {
                     location: settings.location.to_string(),
                 });
             }
-            // restic's default pack size: rustic_core's 32 MiB doubles the memory a backup
-            // holds in packs being filled and written.
+            // rustic_core's own 32 MiB doubles what a backup holds in packs being filled and
+            // written.
             let mut config =
                 ConfigOptions::default().set_datapack_size(bytesize::ByteSize::mib(DATA_PACK_MIB));
             if settings.compression != 0 {
