@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
+use support::{DockerResources, IDLE, IMAGE, docker};
 
 /// Fields drop in order: the Docker resources go before the temp dir holding their compose
 /// files.
@@ -54,12 +54,8 @@ impl Env {
         self.dir.path().join(name)
     }
     fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = kopi_docka();
-        cmd.arg("--config")
-            .arg(self.path("config.toml"))
-            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
-            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
-            .args(args);
+        let mut cmd = support::kopi_docka_at(&self.path("config.toml"), self.dir.path());
+        cmd.args(args);
         cmd
     }
     /// The binary in the background.

@@ -55,13 +55,8 @@ impl Env {
         self.dir.path().join(name)
     }
     fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = kopi_docka();
-        cmd.arg("--config")
-            .arg(self.path("etc/config.toml"))
-            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
-            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
-            .env_remove("KOPI_DOCKA_DR_PASSPHRASE")
-            .args(args);
+        let mut cmd = support::kopi_docka_at(&self.path("etc/config.toml"), self.dir.path());
+        cmd.env_remove("KOPI_DOCKA_DR_PASSPHRASE").args(args);
         cmd
     }
     fn export(&self, file: &Path) {

@@ -48,12 +48,8 @@ impl Env {
         self.path("secrets/repository.password")
     }
     fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka();
-        cmd.arg("--config")
-            .arg(self.config())
-            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
-            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
-            .args(args);
+        let mut cmd = support::kopi_docka_at(&self.config(), self.dir.path());
+        cmd.args(args);
         cmd
     }
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
+use support::{DockerResources, IDLE, IMAGE, docker};
 use tree::CompareOptions;
 
 /// Fields drop in order: the Docker resources go before the temp dir holding their files.
@@ -60,12 +60,8 @@ impl Env {
         self.cmd_with("config.toml", args)
     }
     fn cmd_with(&self, config: &str, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = kopi_docka();
-        cmd.arg("--config")
-            .arg(self.path(config))
-            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
-            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
-            .args(args);
+        let mut cmd = support::kopi_docka_at(&self.path(config), self.dir.path());
+        cmd.args(args);
         cmd
     }
     fn json(&self, args: &[&str]) -> Value {

@@ -40,12 +40,8 @@ impl Env {
         self.dir.path().join(name)
     }
     fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = kopi_docka();
-        cmd.arg("--config")
-            .arg(self.path("config.toml"))
-            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
-            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
-            .args(args);
+        let mut cmd = support::kopi_docka_at(&self.path("config.toml"), self.dir.path());
+        cmd.args(args);
         cmd
     }
     fn write_units(&self, extra: &[&str]) -> assert_cmd::assert::Assert {

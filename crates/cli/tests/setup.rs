@@ -14,15 +14,11 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
+use support::{DockerResources, IDLE, IMAGE, docker};
 
 fn cmd(dir: &Path, args: &[&str]) -> assert_cmd::Command {
-    let mut cmd = kopi_docka();
-    cmd.arg("--config")
-        .arg(dir.join("etc/config.toml"))
-        .env("KOPI_DOCKA_STATE_DIR", dir.join("state"))
-        .env("KOPI_DOCKA_CACHE_DIR", dir.join("cache"))
-        .args(args);
+    let mut cmd = support::kopi_docka_at(&dir.join("etc/config.toml"), dir);
+    cmd.args(args);
     cmd
 }
 

@@ -31,6 +31,17 @@ pub fn kopi_docka() -> assert_cmd::Command {
     cmd
 }
 
+/// [`kopi_docka`] as one isolated installation: `config`, and the state and cache dirs under
+/// `work`.
+pub fn kopi_docka_at(config: &Path, work: &Path) -> assert_cmd::Command {
+    let mut cmd = kopi_docka();
+    cmd.arg("--config")
+        .arg(config)
+        .env("KOPI_DOCKA_STATE_DIR", work.join("state"))
+        .env("KOPI_DOCKA_CACHE_DIR", work.join("cache"));
+    cmd
+}
+
 /// True when Docker tests must run; prints why not otherwise.
 pub fn docker_tests_enabled(test: &str) -> bool {
     if std::env::var("KOPI_DOCKA_DOCKER_TESTS").as_deref() == Ok("1") {
