@@ -1,6 +1,8 @@
 //! Exit codes: the contract with scripts, timers and monitoring.
 
+use kopi_docka_core::backup::run::UnknownUnits;
 use kopi_docka_core::config::ConfigError;
+use kopi_docka_core::durable::PrivateFileError;
 use kopi_docka_core::repo::RepoError;
 
 /// The process exit code. Documented in `--help` ([`HELP`]) and the README; never renumber.
@@ -52,6 +54,10 @@ impl ExitCode {
                 || cause
                     .downcast_ref::<crate::commands::UsageError>()
                     .is_some()
+                || cause.downcast_ref::<UnknownUnits>().is_some()
+                || cause
+                    .downcast_ref::<PrivateFileError>()
+                    .is_some_and(|e| matches!(e, PrivateFileError::Exposed { .. }))
             {
                 return Self::Usage;
             }

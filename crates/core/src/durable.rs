@@ -89,3 +89,55 @@ mod tests {
         );
     }
 }
+
+/// A file that holds secrets could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateFileError {
+    /// Group or others may read it: refusing it makes the leak visible instead of silent.
+    #[error(
+        "{} holds secrets but others may read it; run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// It cannot be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads a file that holds secrets; refuses it when group or others may read it.
+pub fn read_private(path: &Path) -> Result<String, PrivateFileError> {
+    let read = |source| PrivateFileError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read)?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        return Err(PrivateFileError::Exposed {
+            path: path.to_owned(),
+        });
+    }
+    std::fs::read_to_string(path).map_err(read)
+}
+
+/// An error and its causes as one line, `outer: cause: cause` (what `{:#}` shows for an
+/// `anyhow::Error`), for messages that leave the library as text: pings, notifications.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}

@@ -6,6 +6,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod backup;
+pub mod bootstrap;
 pub mod config;
 pub mod docker;
 pub mod doctor;
@@ -20,6 +21,7 @@ pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod schedule;
+pub mod stop;
 pub mod systemd;
 pub mod unit;
 

@@ -208,7 +208,8 @@ async fn restore_all(
 ) -> anyhow::Result<Vec<UnitRestore>> {
     crate::signals::install_once();
     let interrupt = crate::signals::subscribe();
-    let _run_lock = super::backup::run_lock(&loaded.env.state_dir(), false, &interrupt).await?;
+    let _run_lock =
+        kopi_docka_core::lock::run_lock(&loaded.env.state_dir(), false, &interrupt).await?;
     let engine = Engine::connect(loaded.docker_host()?).await?;
     let journal = Journal::in_dir(&loaded.env.state_dir());
     let snapshots = repo
@@ -338,42 +339,5 @@ fn config_flag(path: &PathBuf) -> String {
         String::new()
     } else {
         format!(" --config {}", path.display())
-    }
-}
-
-/// `[disaster-recovery] bundle-dir`: a fresh bundle after a backup run, the oldest beyond
-/// `keep` removed. A failure is reported and never fails the backup.
-pub async fn refresh_after_backup(loaded: &LoadedConfig, repo: &Repo, printer: &Printer) {
-    let config = &loaded.config.disaster_recovery;
-    let (Some(dir), Some(passphrase_file)) = (&config.bundle_dir, &config.passphrase_file) else {
-        return;
-    };
-    let result = async {
-        let passphrase = given_passphrase(Some(passphrase_file))?
-            .ok_or_else(|| anyhow::anyhow!("no passphrase"))?;
-        let options = ExportOptions {
-            include_ssh_key: config.include_ssh_key,
-        };
-        let (bundle, info) = dr::build(loaded, repo, options).await?;
-        kopi_docka_core::durable::create_dir_all(dir, 0o700)
-            .with_context(|| format!("creating {}", dir.display()))?;
-        let file = dr::bundle::default_name(dir, &info.host, info.created_at);
-        dr::bundle::write_new(&file, &bundle.to_tar()?, &passphrase)?;
-        let keep = usize::try_from(config.keep).unwrap_or(usize::MAX);
-        let removed = dr::prune_bundles(dir, &info.host, keep)
-            .with_context(|| format!("removing old bundles in {}", dir.display()))?;
-        anyhow::Ok((file, removed.len()))
-    }
-    .await;
-    match result {
-        Ok((file, removed)) => {
-            tracing::info!(bundle = %file.display(), removed, "disaster-recovery bundle refreshed");
-        }
-        Err(error) => {
-            tracing::warn!("disaster-recovery bundle not refreshed: {error:#}");
-            printer.notice(&format!(
-                "warning: the disaster-recovery bundle was not refreshed: {error:#}"
-            ));
-        }
     }
 }

@@ -17,7 +17,6 @@ mod version;
 
 use kopi_docka_core::config::{self, Environment, LoadedConfig};
 
-pub use backup::UsageError;
 pub use snapshots::human_bytes;
 
 use crate::cli::{AdminCommand, Cli, Command, NotificationCommand};
@@ -52,18 +51,25 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A mistake on the command line (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Reads a file that holds secrets; refuses it when group or others may read it.
 pub(crate) fn read_private(path: &std::path::Path) -> anyhow::Result<String> {
-    use anyhow::Context as _;
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
-        anyhow::bail!(UsageError(format!(
-            "{} holds secrets but others may read it; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        )));
+    Ok(kopi_docka_core::durable::read_private(path)?)
+}
+
+/// A bootstrap error with the repository and config errors unwrapped, so
+/// [`ExitCode::from_error`] still classifies them by type.
+pub(crate) fn bootstrap_error(error: kopi_docka_core::bootstrap::BootstrapError) -> anyhow::Error {
+    use kopi_docka_core::bootstrap::BootstrapError;
+    match error {
+        BootstrapError::Config(e) => e.into(),
+        BootstrapError::Repo(e) => e.into(),
+        other => other.into(),
     }
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Loads the configuration named by the global options.

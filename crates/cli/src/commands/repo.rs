@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use kopi_docka_core::bootstrap;
 use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{
     PASSWORD_ENV, Password, PasswordSource, Repo, RepoSettings, SnapshotFilter, write_password_file,
@@ -53,10 +54,9 @@ async fn init(
     if let PasswordSource::File(path) = &settings.password
         && !path.exists()
     {
-        let password = Password::generate().context("generating a password")?;
+        let password = bootstrap::generate_password().map_err(super::bootstrap_error)?;
         if let Some(dir) = path.parent() {
-            kopi_docka_core::durable::create_dir_all(dir, 0o700)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            bootstrap::create_dir(dir).map_err(super::bootstrap_error)?;
         }
         write_password_file(path, &password)
             .with_context(|| format!("writing the new password to {}", path.display()))?;

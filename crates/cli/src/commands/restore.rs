@@ -44,7 +44,7 @@ pub async fn run(
     let touches_docker = args.target_dir.is_none() && !args.dry_run;
     // Restores stop and start containers: never at the same time as a backup or another restore.
     let _run_lock = if touches_docker {
-        Some(super::backup::run_lock(&loaded.env.state_dir(), false, &interrupt).await?)
+        Some(kopi_docka_core::lock::run_lock(&loaded.env.state_dir(), false, &interrupt).await?)
     } else {
         None
     };

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kopi_docka_core::backup;
 use kopi_docka_core::config::{LoadedConfig, RepositoryLocation};
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::history;
-use kopi_docka_core::lock::journal::Journal;
 use kopi_docka_core::lock::{Lock, LockError, LockMode, RUN_LOCK};
 use kopi_docka_core::schedule::Schedule;
+use kopi_docka_core::stop;
 use kopi_docka_core::systemd::notify::{Notifier, watchdog_interval};
 use kopi_docka_core::systemd::{self, units};
 use kopi_docka_core::unit::{self, MountRules};
@@ -454,9 +453,9 @@ async fn recover_journal(loaded: &LoadedConfig) {
             return;
         }
     };
-    let state_dir = loaded.env.state_dir();
-    let _lock = match Lock::try_acquire(&state_dir.join("locks"), RUN_LOCK, LockMode::Exclusive) {
-        Ok(lock) => lock,
+    let health = Duration::from_secs(u64::from(loaded.config.backup.health_timeout_seconds));
+    let report = match stop::recover_now(&engine, &loaded.env.state_dir(), health).await {
+        Ok(report) => report,
         Err(LockError::Busy { .. }) => {
             tracing::info!("a backup is running; it starts the containers it stopped itself");
             return;
@@ -466,13 +465,10 @@ async fn recover_journal(loaded: &LoadedConfig) {
             return;
         }
     };
-    let health = Duration::from_secs(u64::from(loaded.config.backup.health_timeout_seconds));
-    let (started, errors) =
-        backup::restart_journaled(&engine, &Journal::in_dir(&state_dir), health).await;
-    for name in started {
-        tracing::warn!(container = %name, "started a container a killed run left stopped");
+    for container in report.started {
+        tracing::warn!(container = %container.name, "started a container a killed run left stopped");
     }
-    for error in errors {
+    for error in report.errors {
         tracing::error!("{error}");
     }
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use kopi_docka_core::bootstrap::{self, RepositoryAction};
 use kopi_docka_core::config::{self, Environment, RepositoryLocation, RetentionConfig};
-use kopi_docka_core::lock::LockMode;
-use kopi_docka_core::repo::{Password, Repo, RepoError, RepoSettings, write_password_file};
+use kopi_docka_core::repo::{Password, RepoSettings};
 use serde::Serialize;
 
 use super::UsageError;
@@ -28,8 +28,7 @@ struct SetupReport {
     repository: String,
     password_file: PathBuf,
     password_generated: bool,
-    /// `created` or `connected`.
-    repository_action: &'static str,
+    repository_action: RepositoryAction,
     snapshots: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_config: Option<PathBuf>,
@@ -80,17 +79,14 @@ pub async fn run(
     // Validate before anything is written.
     config::parse(&text, &config_path)?;
 
-    kopi_docka_core::durable::create_dir_all(&dir, 0o700)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    bootstrap::create_dir(&dir).map_err(super::bootstrap_error)?;
     let stamp = kopi_docka_core::durable::stamp(jiff::Timestamp::now());
     let previous_config = kopi_docka_core::durable::keep_aside(&config_path, &stamp)
         .with_context(|| format!("keeping {}", config_path.display()))?;
     if let Some(password) = generated {
-        write_password_file(&password_file, &password)
-            .with_context(|| format!("writing {}", password_file.display()))?;
+        bootstrap::write_password(&password_file, &password).map_err(super::bootstrap_error)?;
     }
-    kopi_docka_core::durable::write_file(&config_path, text.as_bytes(), 0o600)
-        .with_context(|| format!("writing {}", config_path.display()))?;
+    bootstrap::write_config(&config_path, &text).map_err(super::bootstrap_error)?;
     let connected = match config::load(Some(&config_path), env) {
         Ok(loaded) => connect_or_init(&loaded).await,
         Err(error) => Err(error.into()),
@@ -140,23 +136,11 @@ fn undo(config: &Path, previous: Option<&Path>, generated_password: Option<&Path
 }
 
 /// An existing repository is connected to (its snapshots kept); a missing one is created.
-async fn connect_or_init(loaded: &config::LoadedConfig) -> anyhow::Result<(&'static str, usize)> {
+async fn connect_or_init(
+    loaded: &config::LoadedConfig,
+) -> anyhow::Result<(RepositoryAction, usize)> {
     let settings = RepoSettings::from_config(loaded)?;
-    let progress = Arc::new(CliProgress::new());
-    match Repo::open(settings.clone(), LockMode::Shared, progress.clone()).await {
-        Ok(repo) => {
-            let count = repo
-                .snapshots(kopi_docka_core::repo::SnapshotFilter::default())
-                .await?
-                .len();
-            Ok(("connected", count))
-        }
-        Err(RepoError::NotFound { .. }) => {
-            Repo::init(settings, progress).await?;
-            Ok(("created", 0))
-        }
-        Err(error) => Err(error.into()),
-    }
+    Ok(bootstrap::connect_or_init(settings, Arc::new(CliProgress::new())).await?)
 }
 
 /// The password file to use and, when it must be created, the new password. An existing
@@ -178,7 +162,7 @@ fn password_file(args: &SetupArgs, dir: &Path) -> anyhow::Result<(PathBuf, Optio
     }
     Ok((
         file,
-        Some(Password::generate().context("generating a password")?),
+        Some(bootstrap::generate_password().map_err(super::bootstrap_error)?),
     ))
 }
 
@@ -264,14 +248,14 @@ fn render(r: &SetupReport) -> String {
         let _ = writeln!(out, "  the previous config is kept as {}", b.display());
     }
     match r.repository_action {
-        "connected" => {
+        RepositoryAction::Connected => {
             let _ = writeln!(
                 out,
                 "connected to the existing repository {} ({} snapshots kept)",
                 r.repository, r.snapshots
             );
         }
-        _ => {
+        RepositoryAction::Created => {
             let _ = writeln!(out, "created the repository {}", r.repository);
         }
     }

@@ -11,12 +11,13 @@
 //! 5. start exactly the containers we stopped, in start order, and wait for their health;
 //! 6. forget the warm snapshots: only cold snapshots are restore points.
 //!
-//! Steps 3 to 5 go through [`StoppedUnit`]: stopping returns it, and the only way to get rid of
-//! it is [`StoppedUnit::restart`]. Whatever happens in between (a snapshot error, a hung
-//! repository past the downtime budget, a panic in the cold pass, SIGINT/SIGTERM), the code
-//! below reaches that call before it returns.
+//! Steps 3 to 5 go through [`StoppedUnit`](crate::stop::StoppedUnit): stopping returns it, and
+//! the only way to get rid of it is its `restart`. Whatever happens in between (a snapshot
+//! error, a hung repository past the downtime budget, a panic in the cold pass, SIGINT/SIGTERM),
+//! the code below reaches that call before it returns.
 
 pub mod recipe;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,8 +30,9 @@ use std::collections::BTreeMap;
 use crate::config::{Config, HookSet};
 use crate::docker::Engine;
 use crate::hooks::HookContext;
-use crate::lock::journal::{Journal, StoppedContainer};
+use crate::lock::journal::Journal;
 use crate::repo::{BackupId, Part, Repo, Scope, SnapshotMeta, UnitRef};
+use crate::stop::StoppedUnit;
 use crate::unit::{ContainerState, Coverage, CoverageSummary, Unit, UnitKind};
 
 /// Settings of one backup run.
@@ -575,244 +577,6 @@ async fn cold_pass(
         }
     }
     (records, errors, false)
-}
-
-/// A unit whose running containers we stopped. Consume it with [`StoppedUnit::restart`].
-#[must_use = "a stopped unit must be restarted"]
-#[derive(Debug)]
-pub struct StoppedUnit {
-    /// Stopped containers in start order.
-    stopped: Vec<StoppedContainer>,
-    first_stop: Option<Instant>,
-}
-
-/// What restarting reported.
-#[derive(Debug, Default)]
-pub struct RestartReport {
-    /// First stop to last start.
-    pub downtime: Option<Duration>,
-    /// Containers that would not start.
-    pub errors: Vec<String>,
-    /// Unhealthy or slow containers.
-    pub warnings: Vec<String>,
-}
-
-impl StoppedUnit {
-    /// Journals, then stops the unit's running containers in reverse start order. On a failed
-    /// stop, the containers already stopped come back with the error, to be restarted.
-    pub async fn stop(
-        engine: &Engine,
-        journal: &Journal,
-        unit: &Unit,
-        timeout: u32,
-    ) -> Result<Self, (Self, String)> {
-        let running = unit
-            .containers
-            .iter()
-            .filter(|c| c.state == ContainerState::Running)
-            .map(|c| (c.id.clone(), c.name.clone(), unit.name.to_string()))
-            .collect();
-        Self::stop_containers(engine, journal, running, timeout).await
-    }
-
-    /// Journals, then stops `containers` (id, name, unit; given in start order) in reverse
-    /// order. Same contract as [`StoppedUnit::stop`].
-    pub async fn stop_containers(
-        engine: &Engine,
-        journal: &Journal,
-        containers: Vec<(String, String, String)>,
-        timeout: u32,
-    ) -> Result<Self, (Self, String)> {
-        let now = jiff::Timestamp::now();
-        let to_stop: Vec<StoppedContainer> = containers
-            .into_iter()
-            .enumerate()
-            .map(|(rank, (id, name, unit))| StoppedContainer {
-                id,
-                name,
-                unit,
-                start_rank: rank,
-                recorded_at: now,
-            })
-            .collect();
-        let mut this = Self {
-            stopped: Vec::new(),
-            first_stop: None,
-        };
-        if to_stop.is_empty() {
-            return Ok(this);
-        }
-        if let Err(error) = journal.record(&to_stop) {
-            return Err((
-                this,
-                format!(
-                    "cannot write the journal {} (nothing was stopped): {error}",
-                    journal.path().display()
-                ),
-            ));
-        }
-        for container in to_stop.iter().rev() {
-            this.first_stop.get_or_insert_with(Instant::now);
-            // Recorded before the call: a stop that fails half-way may still have stopped it.
-            this.stopped.insert(0, container.clone());
-            if let Err(error) = engine.stop(&container.id, timeout).await {
-                // The ones never asked to stop still run: they leave the journal now.
-                for untouched in to_stop
-                    .iter()
-                    .filter(|c| !this.stopped.iter().any(|s| s.id == c.id))
-                {
-                    if let Err(e) = journal.clear(&untouched.id) {
-                        tracing::warn!(%e, "cannot update the journal");
-                    }
-                }
-                return Err((this, format!("stopping {}: {error}", container.name)));
-            }
-            tracing::info!(container = %container.name, "stopped");
-        }
-        Ok(this)
-    }
-
-    /// Starts every container we stopped, in start order, and waits for each to be healthy.
-    pub async fn restart(
-        self,
-        engine: &Engine,
-        journal: &Journal,
-        health_timeout: Duration,
-    ) -> RestartReport {
-        let mut report = RestartReport::default();
-        let mut last_start = None;
-        for container in &self.stopped {
-            match start_and_wait(engine, &container.id, &container.name, health_timeout).await {
-                Ok(warning) => {
-                    last_start = Some(Instant::now());
-                    report.warnings.extend(warning);
-                    if let Err(error) = journal.clear(&container.id) {
-                        report
-                            .warnings
-                            .push(format!("cannot update the journal: {error}"));
-                    }
-                }
-                Err(error) => report.errors.push(error),
-            }
-        }
-        report.downtime = self
-            .first_stop
-            .zip(last_start)
-            .map(|(a, b)| b.duration_since(a));
-        report
-    }
-}
-
-impl StoppedUnit {
-    /// Leaves the stopped containers stopped on purpose (`restore --no-start`, an interrupted
-    /// restore): they leave the journal, so no later run starts them. Returns their names.
-    pub fn leave_stopped(self, journal: &Journal) -> Vec<String> {
-        for container in &self.stopped {
-            if let Err(error) = journal.clear(&container.id) {
-                tracing::warn!(%error, container = %container.name, "cannot update the journal");
-            }
-        }
-        self.stopped.into_iter().map(|c| c.name).collect()
-    }
-
-    /// Names of the stopped containers, in start order.
-    pub fn names(&self) -> Vec<String> {
-        self.stopped.iter().map(|c| c.name.clone()).collect()
-    }
-}
-
-/// Starts one container and waits until it runs and, with a healthcheck, is healthy. Returns a
-/// warning when it is not healthy in time.
-pub(crate) async fn start_and_wait(
-    engine: &Engine,
-    id: &str,
-    name: &str,
-    health_timeout: Duration,
-) -> Result<Option<String>, String> {
-    // A start can fail transiently (the engine busy after a long stop): try a few times.
-    let mut attempt = 0;
-    loop {
-        match engine.start(id).await {
-            Ok(()) => break,
-            Err(error) if attempt < 3 => {
-                attempt += 1;
-                tracing::warn!(container = %name, %error, attempt, "start failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(error) => {
-                return Err(format!(
-                    "{name} did not start: {error}; it stays in the journal and the next run \
-                     (or `kopi-docka admin restart-stopped`) starts it"
-                ));
-            }
-        }
-    }
-    tracing::info!(container = %name, "started");
-    let deadline = Instant::now() + health_timeout;
-    loop {
-        match engine.state(id).await {
-            Ok(Some((true, None))) => return Ok(None),
-            Ok(Some((true, Some(health)))) if health == "healthy" => return Ok(None),
-            Ok(Some((true, Some(health)))) if Instant::now() >= deadline => {
-                return Ok(Some(format!(
-                    "{name} is {health} {}s after its start",
-                    health_timeout.as_secs()
-                )));
-            }
-            Ok(Some((false, _))) if Instant::now() >= deadline => {
-                return Ok(Some(format!("{name} was started but is not running")));
-            }
-            Ok(None) => return Err(format!("{name} disappeared after its start")),
-            Err(error) => return Err(format!("{name}: {error}")),
-            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-}
-
-/// Starts every container left in the journal by a run that died (SIGKILL, power cut). Returns
-/// the names started and the errors.
-pub async fn restart_journaled(
-    engine: &Engine,
-    journal: &Journal,
-    health_timeout: Duration,
-) -> (Vec<String>, Vec<String>) {
-    let pending = match journal.pending() {
-        Ok(pending) => pending,
-        Err(error) => {
-            return (
-                Vec::new(),
-                vec![format!("cannot read {}: {error}", journal.path().display())],
-            );
-        }
-    };
-    let mut started = Vec::new();
-    let mut errors = Vec::new();
-    for container in pending {
-        match engine.state(&container.id).await {
-            Ok(None) => {
-                tracing::warn!(container = %container.name, "journaled container no longer exists");
-                if let Err(error) = journal.clear(&container.id) {
-                    errors.push(format!("cannot update the journal: {error}"));
-                }
-                continue;
-            }
-            Ok(Some(_)) => {}
-            Err(error) => {
-                errors.push(format!("{}: {error}", container.name));
-                continue;
-            }
-        }
-        match start_and_wait(engine, &container.id, &container.name, health_timeout).await {
-            Ok(_) => {
-                started.push(container.name.clone());
-                if let Err(error) = journal.clear(&container.id) {
-                    errors.push(format!("cannot update the journal: {error}"));
-                }
-            }
-            Err(error) => errors.push(error),
-        }
-    }
-    (started, errors)
 }
 
 /// A new backup id: the time now plus 16 random bits.

@@ -61,6 +61,15 @@ pub struct Engine {
     endpoint: DockerHost,
 }
 
+/// What waiting for a started container needs to know about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunState {
+    /// The engine says it runs.
+    pub running: bool,
+    /// Its healthcheck status; `None` without a healthcheck.
+    pub health: Option<crate::unit::Health>,
+}
+
 impl Engine {
     /// Connects, pings and negotiates the API version.
     pub async fn connect(endpoint: DockerHost) -> Result<Self, DockerError> {
@@ -226,9 +235,8 @@ impl Engine {
             })
     }
 
-    /// Running state and health (`None` when it has no healthcheck) of a container; `None`
-    /// overall when it no longer exists.
-    pub async fn state(&self, id: &str) -> Result<Option<(bool, Option<String>)>, DockerError> {
+    /// Running state and health of a container; `None` when it no longer exists.
+    pub async fn state(&self, id: &str) -> Result<Option<RunState>, DockerError> {
         match self
             .client
             .inspect_container(id, None::<InspectContainerOptions>)
@@ -236,12 +244,13 @@ impl Engine {
         {
             Ok(found) => {
                 let state = found.state.unwrap_or_default();
-                let health = state
-                    .health
-                    .and_then(|h| h.status)
-                    .map(|h| h.to_string())
-                    .filter(|h| !h.is_empty() && h != "none");
-                Ok(Some((state.running.unwrap_or(false), health)))
+                Ok(Some(RunState {
+                    running: state.running.unwrap_or(false),
+                    health: state
+                        .health
+                        .and_then(|h| h.status)
+                        .and_then(crate::unit::health),
+                }))
             }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..

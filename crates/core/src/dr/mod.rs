@@ -11,6 +11,7 @@
 //! - `recovery-info.json` ([`RecoveryInfo`]) and `RECOVERY.md` (step by step, bare machine).
 
 pub mod bundle;
+mod refresh;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use bundle::{Bundle, Passphrase};
+pub use refresh::{RefreshError, RefreshReport, given_passphrase, refresh};
 
 use crate::config::{Config, LoadedConfig, RemoteBackend, RepositoryLocation};
 use crate::repo::{Repo, RepoSettings, SnapshotFilter};

@@ -105,6 +105,25 @@ impl Lock {
 /// runs never touch the same containers or the journal at once.
 pub const RUN_LOCK: &str = "run";
 
+/// Takes the run lock in `state_dir`; with `wait`, waits for another run to finish (until
+/// `interrupt` is set), which is what a timer-started backup behind a long one wants.
+pub async fn run_lock(
+    state_dir: &Path,
+    wait: bool,
+    interrupt: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Lock, LockError> {
+    let dir = state_dir.join("locks");
+    loop {
+        match Lock::try_acquire(&dir, RUN_LOCK, LockMode::Exclusive) {
+            Err(LockError::Busy { .. }) if wait && !*interrupt.borrow() => {
+                tracing::info!("another kopi-docka run is going on; waiting for it");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A file-name-safe key for a repository location (FNV-1a, stable across versions).
 pub fn key_for(location: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

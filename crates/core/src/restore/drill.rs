@@ -241,7 +241,7 @@ async fn run(
         if container.state != "running" {
             continue;
         }
-        match crate::backup::start_and_wait(ctx.engine, &id, &name, ctx.health_timeout).await {
+        match crate::stop::start_and_wait(ctx.engine, &id, &name, ctx.health_timeout).await {
             Ok(None) => report.started.push(name),
             Ok(Some(warning)) => report.errors.push(warning),
             Err(error) => report.errors.push(error),

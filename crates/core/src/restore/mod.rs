@@ -28,12 +28,13 @@ use serde_json::Value;
 
 pub use points::{RestorePoint, group, newest_per_unit};
 
-use crate::backup::{Interrupt, StoppedUnit};
+use crate::backup::Interrupt;
 use crate::config::HookSet;
 use crate::docker::Engine;
 use crate::hooks::HookContext;
 use crate::lock::journal::Journal;
 use crate::repo::{Repo, RepoError, RestoreMode};
+use crate::stop::{ContainerRef, StopTarget, StoppedUnit};
 use crate::unit::UnitKind;
 use networks::NetworkOutcome;
 use recipe::Recipe;
@@ -324,7 +325,7 @@ struct Internal {
     recipe: Option<Recipe>,
     file_sources: Vec<PathBuf>,
     network_docs: Vec<Value>,
-    stop: Vec<(String, String, String)>,
+    stop: Vec<StopTarget>,
     compose_tool: Option<ComposeTool>,
     stamp: String,
     recreate_networks: bool,
@@ -383,7 +384,7 @@ pub async fn prepare(
         project_dir,
         files,
         networks,
-        stop: stop.iter().map(|(_, name, _)| name.clone()).collect(),
+        stop: stop.iter().map(|t| t.container.name.clone()).collect(),
         data,
         start,
         warnings,
@@ -563,7 +564,7 @@ fn to_stop(
     containers: &[bollard::models::ContainerInspectResponse],
     data: &[DataPlan],
     recipe: Option<&Recipe>,
-) -> Vec<(String, String, String)> {
+) -> Vec<StopTarget> {
     let volumes: BTreeSet<&str> = data
         .iter()
         .filter(|d| d.kind == DataKind::Volume)
@@ -596,13 +597,24 @@ fn to_stop(
                 .and_then(|c| c.labels.as_ref())
                 .and_then(|l| l.get(crate::docker::compose::label::PROJECT).cloned())
                 .unwrap_or_else(|| name.to_owned());
-            out.push((c.id.clone().unwrap_or_default(), name.to_owned(), unit));
+            out.push(StopTarget {
+                container: ContainerRef {
+                    id: c.id.clone().unwrap_or_default(),
+                    name: name.to_owned(),
+                },
+                unit,
+            });
         }
     }
     let order = recipe
         .map(|r| r.manifest.unit.start_order.clone())
         .unwrap_or_default();
-    out.sort_by_key(|(_, name, _)| order.iter().position(|o| o == name).unwrap_or(usize::MAX));
+    out.sort_by_key(|t| {
+        order
+            .iter()
+            .position(|o| *o == t.container.name)
+            .unwrap_or(usize::MAX)
+    });
     out
 }
 
@@ -1018,7 +1030,7 @@ async fn recreate(
             ));
             continue;
         }
-        match crate::backup::start_and_wait(ctx.engine, &id, name, ctx.health_timeout).await {
+        match crate::stop::start_and_wait(ctx.engine, &id, name, ctx.health_timeout).await {
             Ok(warning) => {
                 outcome.started.push(name.clone());
                 outcome.warnings.extend(warning);
@@ -1047,7 +1059,7 @@ async fn wait_for_unit(ctx: &RestoreContext<'_>, plan: &RestorePlan, outcome: &m
         if !c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
             continue;
         }
-        match crate::backup::start_and_wait(ctx.engine, id, name, ctx.health_timeout).await {
+        match crate::stop::start_and_wait(ctx.engine, id, name, ctx.health_timeout).await {
             Ok(warning) => {
                 outcome.started.push(name.to_owned());
                 outcome.warnings.extend(warning);

@@ -172,7 +172,8 @@ fn container_state(status: Option<ContainerStateStatusEnum>) -> ContainerState {
     }
 }
 
-fn health(status: HealthStatusEnum) -> Option<Health> {
+/// The typed health of a healthcheck status; `None` when the container has no healthcheck.
+pub(crate) fn health(status: HealthStatusEnum) -> Option<Health> {
     match status {
         HealthStatusEnum::STARTING => Some(Health::Starting),
         HealthStatusEnum::HEALTHY => Some(Health::Healthy),

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub(crate) use discover::health;
 pub use discover::{build_units, discover};
 pub use mounts::MountRules;
 
@@ -145,6 +146,17 @@ pub enum Health {
     Healthy,
     /// Failing.
     Unhealthy,
+}
+
+impl fmt::Display for Health {
+    /// The engine's own word for it, as messages have always shown it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+        })
+    }
 }
 
 /// A member container.

@@ -1,0 +1,435 @@
+//! A whole backup run: recover what a killed run left stopped, discover and select the units,
+//! preflight, back up each unit, the engine's configuration, the run record, the DR bundle
+//! and the monitoring after it. Also the dry run's plan, which is the same selection as data.
+//!
+//! Nothing here prints: problems the user should see come back as strings beside the report.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{
+    BackupSettings, Interrupt, MIN_STAGING_FREE_BYTES, RunReport, UnitStatus, backup_docker_config,
+    backup_unit, free_bytes, last_unit_report, new_backup_id, save_run, tree_size,
+};
+use crate::config::LoadedConfig;
+use crate::docker::{DockerError, Engine};
+use crate::lock::journal::Journal;
+use crate::lock::{LockError, LockMode};
+use crate::monitor::{self, Ping};
+use crate::progress::ProgressSink;
+use crate::repo::{Repo, RepoError, RepoSettings, Scope};
+use crate::unit::{self, ContainerState, CoverageEntry, MountRules, Unit, UnitKind};
+
+/// What a run does, resolved from the configuration and the command line.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// `[backup]` and hooks, with overrides applied.
+    pub backup: BackupSettings,
+    /// Units to back up by name; empty means all.
+    pub units: Vec<String>,
+    /// Wait for another run to finish instead of failing at once.
+    pub wait: bool,
+}
+
+/// Why a run ended before it had a report.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The repository cannot be opened.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The engine failed while discovering units.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The run lock is held, or cannot be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A unit named on the command line does not exist.
+    #[error(transparent)]
+    UnknownUnits(#[from] UnknownUnits),
+    /// No room to stage recipes.
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+}
+
+/// Units asked for by name that discovery did not find: never a silent skip.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct UnknownUnits {
+    /// The names not found.
+    pub unknown: Vec<String>,
+    /// The units that exist, as (name, kind).
+    pub known: Vec<(String, UnitKind)>,
+}
+
+impl fmt::Display for UnknownUnits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unknown: Vec<String> = self.unknown.iter().map(|n| format!("`{n}`")).collect();
+        let known: Vec<String> = self
+            .known
+            .iter()
+            .map(|(name, kind)| format!("{name} ({kind})"))
+            .collect();
+        write!(
+            f,
+            "unknown unit{} {}; known units: {}",
+            if self.unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", "),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )
+    }
+}
+
+/// The staging directory cannot take a unit's recipe.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    /// Its free space cannot be read.
+    #[error("checking free space for {}", dir.display())]
+    Check {
+        /// The staging directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its filesystem is nearly full.
+    #[error(
+        "only {free} bytes free for staging in {}; free some space (or set \
+         KOPI_DOCKA_CACHE_DIR) before a backup stops anything",
+        dir.display()
+    )]
+    Low {
+        /// Free bytes.
+        free: u64,
+        /// The staging directory.
+        dir: PathBuf,
+    },
+}
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every unit backed up, no error outside them.
+    Success,
+    /// Some units (or something outside them) failed.
+    Partial,
+    /// Every unit failed.
+    Failed,
+    /// Stopped by SIGINT/SIGTERM: never a success.
+    Interrupted,
+}
+
+impl RunReport {
+    /// The run's outcome; `interrupted` is whether the run was asked to stop.
+    pub fn outcome(&self, interrupted: bool) -> Outcome {
+        if interrupted || self.units.iter().any(|u| u.interrupted) {
+            return Outcome::Interrupted;
+        }
+        let ok = self
+            .units
+            .iter()
+            .filter(|u| u.status == UnitStatus::Success)
+            .count();
+        if ok == self.units.len() && self.errors.is_empty() {
+            Outcome::Success
+        } else if ok == 0 && self.units.iter().all(|u| u.status == UnitStatus::Failed) {
+            Outcome::Failed
+        } else {
+            Outcome::Partial
+        }
+    }
+}
+
+/// What [`run`] returns: the result, and what the user should know whatever the result.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Problems beside the run (a failed ping, a bundle not refreshed), in order.
+    pub warnings: Vec<String>,
+    /// The run, or why it ended before it had a report.
+    pub result: Result<Ran, RunError>,
+}
+
+/// A run that got as far as its report.
+#[derive(Debug)]
+pub struct Ran {
+    /// The report (also saved in the state dir and the repository).
+    pub report: RunReport,
+    /// Whether the run was asked to stop.
+    pub interrupted: bool,
+    /// Problems of metrics, pings and notifications after the report.
+    pub after_run: Vec<String>,
+}
+
+/// The units named in `names` (all when none). An unknown name is an error that lists the
+/// known ones.
+pub fn select<'a>(all: &'a [Unit], names: &[String]) -> Result<Vec<&'a Unit>, UnknownUnits> {
+    if names.is_empty() {
+        return Ok(all.iter().collect());
+    }
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| !all.iter().any(|u| u.name.as_str() == n.as_str()))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(UnknownUnits {
+            unknown,
+            known: all.iter().map(|u| (u.name.to_string(), u.kind)).collect(),
+        });
+    }
+    Ok(all
+        .iter()
+        .filter(|u| names.iter().any(|n| n == u.name.as_str()))
+        .collect())
+}
+
+/// Fails when the staging filesystem is nearly full: found before anything stops, not while
+/// a unit is down.
+pub fn check_staging_space(staging_dir: &Path) -> Result<(), StagingError> {
+    let free = free_bytes(staging_dir).map_err(|source| StagingError::Check {
+        dir: staging_dir.to_owned(),
+        source,
+    })?;
+    if free < MIN_STAGING_FREE_BYTES {
+        return Err(StagingError::Low {
+            free,
+            dir: staging_dir.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Runs a backup of the selected units. `engine` is connected and `repo_settings` resolved by
+/// the caller (their failures are not a run); `interrupt` is set on SIGINT/SIGTERM.
+pub async fn run(
+    loaded: &LoadedConfig,
+    engine: &Engine,
+    repo_settings: RepoSettings,
+    settings: &RunSettings,
+    interrupt: &Interrupt,
+    progress: Arc<dyn ProgressSink>,
+) -> RunOutput {
+    let mut warnings = Vec::new();
+    let result = run_units(
+        loaded,
+        engine,
+        repo_settings,
+        settings,
+        interrupt,
+        progress,
+        &mut warnings,
+    )
+    .await;
+    RunOutput { warnings, result }
+}
+
+async fn run_units(
+    loaded: &LoadedConfig,
+    engine: &Engine,
+    repo_settings: RepoSettings,
+    settings: &RunSettings,
+    interrupt: &Interrupt,
+    progress: Arc<dyn ProgressSink>,
+    warnings: &mut Vec<String>,
+) -> Result<Ran, RunError> {
+    let started_at = jiff::Timestamp::now();
+    let backup = &settings.backup;
+    let state_dir = loaded.env.state_dir();
+    // Held for the whole run: the journal and the containers are ours alone.
+    let run_lock = crate::lock::run_lock(&state_dir, settings.wait, interrupt).await?;
+    let journal = Journal::in_dir(&state_dir);
+    // A run killed with SIGKILL or a power cut left containers stopped: they come first.
+    let recovered =
+        crate::stop::recover(engine, &state_dir, &run_lock, backup.health_timeout).await;
+    let restarted = recovered.started_names();
+    for name in &restarted {
+        tracing::warn!(container = %name, "started a container a previous run left stopped");
+    }
+
+    let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+    let all = unit::discover(engine, &rules).await?;
+    let units = select(&all, &settings.units)?;
+
+    if let Err(error) = monitor::ping(&loaded.config.monitoring, Ping::Start, "").await {
+        warnings.push(error);
+    }
+    // Preflight before anything stops: room to stage recipes, the repository reachable, the
+    // password right, and no other kopi-docka writing to it.
+    check_staging_space(&backup.staging_dir)?;
+    let repo = Repo::open(repo_settings, LockMode::Exclusive, progress).await?;
+
+    let mut reports = Vec::new();
+    for unit in units {
+        if *interrupt.borrow() {
+            break;
+        }
+        tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
+        reports.push(backup_unit(engine, &repo, &journal, unit, backup, interrupt).await);
+    }
+    let docker_config = if backup.scope == Scope::Full && !*interrupt.borrow() {
+        let id = new_backup_id();
+        match backup_docker_config(&repo, &backup.staging_dir, &id).await {
+            Ok(record) => record,
+            Err(error) => {
+                for r in &mut reports {
+                    r.warnings.push(error.clone());
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut report = RunReport {
+        run_id: new_backup_id(),
+        started_at,
+        finished_at: jiff::Timestamp::now(),
+        host: repo.settings().hostname.clone(),
+        restarted_from_journal: restarted,
+        docker_config,
+        units: reports,
+        errors: recovered.errors,
+    };
+    for problem in save_run(&repo, &state_dir, &backup.staging_dir, &report).await {
+        tracing::warn!("{problem}");
+        report.errors.push(problem);
+    }
+    if report.units.iter().any(|u| u.status == UnitStatus::Success)
+        && let Err(error) = crate::dr::refresh(loaded, &repo).await
+    {
+        let error = crate::durable::error_chain(&error);
+        tracing::warn!("disaster-recovery bundle not refreshed: {error}");
+        warnings.push(format!(
+            "the disaster-recovery bundle was not refreshed: {error}"
+        ));
+    }
+    let after_run = monitor::after_run(&loaded.config, &state_dir, &report).await;
+    Ok(Ran {
+        interrupted: *interrupt.borrow(),
+        report,
+        after_run,
+    })
+}
+
+/// What a backup run would do: `--dry-run` is this value rendered.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupPlan {
+    /// What would be included.
+    pub scope: Scope,
+    /// Whether a warm pass would run.
+    pub warm_pass: bool,
+    /// One entry per selected unit.
+    pub units: Vec<UnitPlan>,
+}
+
+/// What a backup run would do with one unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitPlan {
+    /// Stack or standalone.
+    pub kind: UnitKind,
+    /// Unit name.
+    pub name: String,
+    /// Running containers in the order they would be stopped.
+    pub stop_order: Vec<String>,
+    /// Volumes backed up, by name.
+    pub volumes: Vec<PlannedItem>,
+    /// Bind mounts backed up, by host path.
+    pub binds: Vec<PlannedItem>,
+    /// From the unit's last run, when there was one.
+    pub estimate: Option<Estimate>,
+    /// Coverage entries that are not backed up.
+    pub gaps: Vec<CoverageEntry>,
+}
+
+/// A volume or bind in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedItem {
+    /// Volume name or host path.
+    pub name: String,
+    /// Bytes of regular files, when sizes were asked for.
+    pub bytes: Option<u64>,
+}
+
+/// How long the unit's last backup took.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Estimate {
+    /// When that run started (UTC).
+    pub last_run: jiff::Timestamp,
+    /// Wall time of that unit's backup.
+    pub seconds: f64,
+    /// Its downtime, when anything was stopped.
+    pub downtime_seconds: Option<f64>,
+}
+
+/// Discovers and selects the units and says what a run would do with them, without stopping
+/// or writing anything. With `sizes`, walks every volume and bind to count its bytes.
+pub async fn plan(
+    loaded: &LoadedConfig,
+    engine: &Engine,
+    settings: &RunSettings,
+    sizes: bool,
+) -> Result<BackupPlan, RunError> {
+    let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+    let all = unit::discover(engine, &rules).await?;
+    let units = select(&all, &settings.units)?;
+    let state_dir = loaded.env.state_dir();
+    let size = |path: &Path| sizes.then(|| tree_size(path));
+    let units = units
+        .into_iter()
+        .map(|unit| UnitPlan {
+            kind: unit.kind,
+            name: unit.name.to_string(),
+            stop_order: unit
+                .containers
+                .iter()
+                .rev()
+                .filter(|c| c.state == ContainerState::Running)
+                .map(|c| c.name.clone())
+                .collect(),
+            volumes: unit
+                .volumes
+                .iter()
+                .filter(|v| v.verdict.is_backed_up())
+                .map(|v| PlannedItem {
+                    name: v.name.clone(),
+                    bytes: v.mountpoint.as_deref().and_then(size),
+                })
+                .collect(),
+            binds: unit
+                .binds
+                .iter()
+                .filter(|b| b.verdict.is_backed_up())
+                .map(|b| PlannedItem {
+                    name: b.source.display().to_string(),
+                    bytes: size(&b.source),
+                })
+                .collect(),
+            estimate: last_unit_report(&state_dir, unit).map(
+                |(last_run, seconds, downtime_seconds)| Estimate {
+                    last_run,
+                    seconds,
+                    downtime_seconds,
+                },
+            ),
+            gaps: unit
+                .coverage
+                .entries
+                .iter()
+                .filter(|e| !e.verdict.is_backed_up())
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    Ok(BackupPlan {
+        scope: settings.backup.scope,
+        warm_pass: settings.backup.warm_pass,
+        units,
+    })
+}

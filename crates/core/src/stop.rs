@@ -1,0 +1,317 @@
+//! Stopping containers and always starting them again.
+//!
+//! Owns the one cleanup construct for "restart what we stopped": [`StoppedUnit`] is returned by
+//! stopping and can only be consumed by [`StoppedUnit::restart`] (or, on purpose,
+//! [`StoppedUnit::leave_stopped`]). Every stop is written to the journal first, so a process
+//! killed in between leaves a record that [`recover`] turns back into running containers. Used
+//! by backup, restore, the restore drill, the daemon and `admin restart-stopped` alike.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::docker::{Engine, RunState};
+use crate::lock::journal::{Journal, StoppedContainer};
+use crate::lock::{Lock, LockError, LockMode, RUN_LOCK};
+use crate::unit::{ContainerState, Health, Unit};
+
+/// One container, by the id the engine knows and the name people know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerRef {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+}
+
+/// A container to stop, with the unit it is journaled under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopTarget {
+    /// The container.
+    pub container: ContainerRef,
+    /// The unit it belongs to (the journal says so, for messages after a crash).
+    pub unit: String,
+}
+
+/// A unit whose running containers we stopped. Consume it with [`StoppedUnit::restart`].
+#[must_use = "a stopped unit must be restarted"]
+#[derive(Debug)]
+pub struct StoppedUnit {
+    /// Stopped containers in start order.
+    stopped: Vec<StoppedContainer>,
+    first_stop: Option<Instant>,
+}
+
+/// What restarting reported.
+#[derive(Debug, Default)]
+pub struct RestartReport {
+    /// First stop to last start.
+    pub downtime: Option<Duration>,
+    /// Containers that would not start.
+    pub errors: Vec<String>,
+    /// Unhealthy or slow containers.
+    pub warnings: Vec<String>,
+}
+
+impl StoppedUnit {
+    /// Journals, then stops the unit's running containers in reverse start order. On a failed
+    /// stop, the containers already stopped come back with the error, to be restarted.
+    pub async fn stop(
+        engine: &Engine,
+        journal: &Journal,
+        unit: &Unit,
+        timeout: u32,
+    ) -> Result<Self, (Self, String)> {
+        let running = unit
+            .containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| StopTarget {
+                container: ContainerRef {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                },
+                unit: unit.name.to_string(),
+            })
+            .collect();
+        Self::stop_containers(engine, journal, running, timeout).await
+    }
+
+    /// Journals, then stops `containers` (given in start order) in reverse order. Same
+    /// contract as [`StoppedUnit::stop`].
+    pub async fn stop_containers(
+        engine: &Engine,
+        journal: &Journal,
+        containers: Vec<StopTarget>,
+        timeout: u32,
+    ) -> Result<Self, (Self, String)> {
+        let now = jiff::Timestamp::now();
+        let to_stop: Vec<StoppedContainer> = containers
+            .into_iter()
+            .enumerate()
+            .map(|(rank, target)| StoppedContainer {
+                id: target.container.id,
+                name: target.container.name,
+                unit: target.unit,
+                start_rank: rank,
+                recorded_at: now,
+            })
+            .collect();
+        let mut this = Self {
+            stopped: Vec::new(),
+            first_stop: None,
+        };
+        if to_stop.is_empty() {
+            return Ok(this);
+        }
+        if let Err(error) = journal.record(&to_stop) {
+            return Err((
+                this,
+                format!(
+                    "cannot write the journal {} (nothing was stopped): {error}",
+                    journal.path().display()
+                ),
+            ));
+        }
+        for container in to_stop.iter().rev() {
+            this.first_stop.get_or_insert_with(Instant::now);
+            // Recorded before the call: a stop that fails half-way may still have stopped it.
+            this.stopped.insert(0, container.clone());
+            if let Err(error) = engine.stop(&container.id, timeout).await {
+                // The ones never asked to stop still run: they leave the journal now.
+                for untouched in to_stop
+                    .iter()
+                    .filter(|c| !this.stopped.iter().any(|s| s.id == c.id))
+                {
+                    if let Err(e) = journal.clear(&untouched.id) {
+                        tracing::warn!(%e, "cannot update the journal");
+                    }
+                }
+                return Err((this, format!("stopping {}: {error}", container.name)));
+            }
+            tracing::info!(container = %container.name, "stopped");
+        }
+        Ok(this)
+    }
+
+    /// Starts every container we stopped, in start order, and waits for each to be healthy.
+    pub async fn restart(
+        self,
+        engine: &Engine,
+        journal: &Journal,
+        health_timeout: Duration,
+    ) -> RestartReport {
+        let mut report = RestartReport::default();
+        let mut last_start = None;
+        for container in &self.stopped {
+            match start_and_wait(engine, &container.id, &container.name, health_timeout).await {
+                Ok(warning) => {
+                    last_start = Some(Instant::now());
+                    report.warnings.extend(warning);
+                    if let Err(error) = journal.clear(&container.id) {
+                        report
+                            .warnings
+                            .push(format!("cannot update the journal: {error}"));
+                    }
+                }
+                Err(error) => report.errors.push(error),
+            }
+        }
+        report.downtime = self
+            .first_stop
+            .zip(last_start)
+            .map(|(a, b)| b.duration_since(a));
+        report
+    }
+
+    /// Leaves the stopped containers stopped on purpose (`restore --no-start`, an interrupted
+    /// restore): they leave the journal, so no later run starts them. Returns their names.
+    pub fn leave_stopped(self, journal: &Journal) -> Vec<String> {
+        for container in &self.stopped {
+            if let Err(error) = journal.clear(&container.id) {
+                tracing::warn!(%error, container = %container.name, "cannot update the journal");
+            }
+        }
+        self.stopped.into_iter().map(|c| c.name).collect()
+    }
+
+    /// Names of the stopped containers, in start order.
+    pub fn names(&self) -> Vec<String> {
+        self.stopped.iter().map(|c| c.name.clone()).collect()
+    }
+}
+
+/// Starts one container and waits until it runs and, with a healthcheck, is healthy. Returns a
+/// warning when it is not healthy in time.
+pub(crate) async fn start_and_wait(
+    engine: &Engine,
+    id: &str,
+    name: &str,
+    health_timeout: Duration,
+) -> Result<Option<String>, String> {
+    // A start can fail transiently (the engine busy after a long stop): try a few times.
+    let mut attempt = 0;
+    loop {
+        match engine.start(id).await {
+            Ok(()) => break,
+            Err(error) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(container = %name, %error, attempt, "start failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "{name} did not start: {error}; it stays in the journal and the next run \
+                     (or `kopi-docka admin restart-stopped`) starts it"
+                ));
+            }
+        }
+    }
+    tracing::info!(container = %name, "started");
+    let deadline = Instant::now() + health_timeout;
+    loop {
+        match engine.state(id).await {
+            Ok(Some(RunState {
+                running: true,
+                health: None | Some(Health::Healthy),
+            })) => return Ok(None),
+            Ok(Some(RunState {
+                running: true,
+                health: Some(health),
+            })) if Instant::now() >= deadline => {
+                return Ok(Some(format!(
+                    "{name} is {health} {}s after its start",
+                    health_timeout.as_secs()
+                )));
+            }
+            Ok(Some(RunState { running: false, .. })) if Instant::now() >= deadline => {
+                return Ok(Some(format!("{name} was started but is not running")));
+            }
+            Ok(None) => return Err(format!("{name} disappeared after its start")),
+            Err(error) => return Err(format!("{name}: {error}")),
+            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// What starting the journal's containers did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecoveryReport {
+    /// Containers a killed run had left stopped and that run again now.
+    pub started: Vec<ContainerRef>,
+    /// Containers that could not be started, or a journal that could not be read or updated.
+    pub errors: Vec<String>,
+}
+
+impl RecoveryReport {
+    /// Names of the containers started, in the order they were started.
+    pub fn started_names(&self) -> Vec<String> {
+        self.started.iter().map(|c| c.name.clone()).collect()
+    }
+}
+
+/// Starts every container left in the journal of `state_dir` by a run that died (SIGKILL,
+/// power cut). `_run_lock` is the held run lock: only its holder may touch the journal.
+pub async fn recover(
+    engine: &Engine,
+    state_dir: &Path,
+    _run_lock: &Lock,
+    health_timeout: Duration,
+) -> RecoveryReport {
+    let journal = Journal::in_dir(state_dir);
+    let pending = match journal.pending() {
+        Ok(pending) => pending,
+        Err(error) => {
+            return RecoveryReport {
+                started: Vec::new(),
+                errors: vec![format!("cannot read {}: {error}", journal.path().display())],
+            };
+        }
+    };
+    let mut report = RecoveryReport::default();
+    for container in pending {
+        match engine.state(&container.id).await {
+            Ok(None) => {
+                tracing::warn!(container = %container.name, "journaled container no longer exists");
+                if let Err(error) = journal.clear(&container.id) {
+                    report
+                        .errors
+                        .push(format!("cannot update the journal: {error}"));
+                }
+                continue;
+            }
+            Ok(Some(_)) => {}
+            Err(error) => {
+                report.errors.push(format!("{}: {error}", container.name));
+                continue;
+            }
+        }
+        match start_and_wait(engine, &container.id, &container.name, health_timeout).await {
+            Ok(_) => {
+                report.started.push(ContainerRef {
+                    id: container.id.clone(),
+                    name: container.name.clone(),
+                });
+                if let Err(error) = journal.clear(&container.id) {
+                    report
+                        .errors
+                        .push(format!("cannot update the journal: {error}"));
+                }
+            }
+            Err(error) => report.errors.push(error),
+        }
+    }
+    report
+}
+
+/// [`recover`] when no run is going on: takes the run lock without waiting (a running backup
+/// starts what it stopped itself, so `Busy` is an answer, not a failure) and releases it after.
+pub async fn recover_now(
+    engine: &Engine,
+    state_dir: &Path,
+    health_timeout: Duration,
+) -> Result<RecoveryReport, LockError> {
+    let lock = Lock::try_acquire(&state_dir.join("locks"), RUN_LOCK, LockMode::Exclusive)?;
+    Ok(recover(engine, state_dir, &lock, health_timeout).await)
+}
