@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod config_file;
 pub mod docker;
 pub mod doctor;
 pub mod dr;
@@ -14,6 +15,7 @@ pub mod durable;
 pub mod history;
 pub mod hooks;
 pub mod lock;
+pub mod migrate;
 pub mod monitor;
 pub mod notify;
 pub mod progress;
