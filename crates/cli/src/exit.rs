@@ -2,8 +2,12 @@
 
 use kopi_docka_core::backup::run::UnknownUnits;
 use kopi_docka_core::config::ConfigError;
+use kopi_docka_core::config_file::ConfigFileError;
+use kopi_docka_core::dr::ImportError;
 use kopi_docka_core::durable::PrivateFileError;
+use kopi_docka_core::migrate::MigrateError;
 use kopi_docka_core::repo::RepoError;
+use kopi_docka_core::restore::PointError;
 
 /// The process exit code. Documented in `--help` ([`HELP`]) and the README; never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +55,7 @@ impl ExitCode {
     pub fn from_error(error: &anyhow::Error) -> Self {
         for cause in error.chain() {
             if cause.downcast_ref::<ConfigError>().is_some()
+                || cause.downcast_ref::<PointError>().is_some()
                 || cause
                     .downcast_ref::<crate::commands::UsageError>()
                     .is_some()
@@ -68,18 +73,42 @@ impl ExitCode {
                 return Self::Locked;
             }
             if let Some(repo) = cause.downcast_ref::<RepoError>() {
-                return match repo {
-                    RepoError::NotFound { .. } | RepoError::NotARepository { .. } => {
-                        Self::NoRepository
-                    }
-                    RepoError::Lock(_) => Self::Locked,
-                    RepoError::WrongPassword { .. } => Self::WrongPassword,
-                    RepoError::Password(_) | RepoError::Location(_) => Self::Usage,
-                    _ => Self::Failed,
-                };
+                return Self::from_repo(repo);
+            }
+            if matches!(
+                cause.downcast_ref::<MigrateError>(),
+                Some(
+                    MigrateError::NotJson { .. }
+                        | MigrateError::Exists { .. }
+                        | MigrateError::Config(_)
+                )
+            ) {
+                return Self::Usage;
+            }
+            if matches!(
+                cause.downcast_ref::<ConfigFileError>(),
+                Some(ConfigFileError::Invalid { .. })
+            ) {
+                return Self::Usage;
+            }
+            // Its variants are transparent, so the wrapped error is not in the chain itself.
+            match cause.downcast_ref::<ImportError>() {
+                Some(ImportError::Config(_)) => return Self::Usage,
+                Some(ImportError::Repo(repo)) => return Self::from_repo(repo),
+                _ => {}
             }
         }
         Self::Failed
+    }
+
+    fn from_repo(repo: &RepoError) -> Self {
+        match repo {
+            RepoError::NotFound { .. } | RepoError::NotARepository { .. } => Self::NoRepository,
+            RepoError::Lock(_) => Self::Locked,
+            RepoError::WrongPassword { .. } => Self::WrongPassword,
+            RepoError::Password(_) | RepoError::Location(_) => Self::Usage,
+            _ => Self::Failed,
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod bootstrap;
 pub mod config;
+pub mod config_file;
 pub mod docker;
 pub mod doctor;
 pub mod dr;
@@ -15,6 +16,7 @@ pub mod durable;
 pub mod history;
 pub mod hooks;
 pub mod lock;
+pub mod migrate;
 pub mod monitor;
 pub mod notify;
 pub mod progress;

@@ -5,14 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use kopi_docka_core::config::{self, Environment, LoadedConfig};
-use kopi_docka_core::docker::Engine;
-use kopi_docka_core::dr::{self, ExportOptions, Passphrase, RecoveryInfo};
+use kopi_docka_core::config::Environment;
+use kopi_docka_core::dr::import::ImportRequest;
+use kopi_docka_core::dr::{self, ExportOptions, ImportOutcome, ImportReport, Passphrase};
 use kopi_docka_core::lock::LockMode;
-use kopi_docka_core::lock::journal::Journal;
-use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
-use kopi_docka_core::restore::{self, RestoreOutcome};
-use serde::Serialize;
+use kopi_docka_core::repo::{Repo, RepoSettings};
 
 use super::UsageError;
 use super::snapshots::human_bytes;
@@ -31,14 +28,6 @@ pub async fn run(
         DrCommand::Export(args) => export(global, &args, printer).await,
         DrCommand::Import(args) => import(global, &args, printer).await,
     }
-}
-
-#[derive(Serialize)]
-struct ExportReport<'a> {
-    file: &'a Path,
-    bytes: u64,
-    passphrase_generated: bool,
-    info: &'a RecoveryInfo,
 }
 
 async fn export(
@@ -65,38 +54,24 @@ async fn export(
             dr::PASSPHRASE_ENV
         ))),
     };
-    // The archive exists only in memory; it goes straight into the encryptor.
-    let plaintext = bundle.to_tar()?;
     if args.stream {
-        let mut sealed = Vec::new();
-        dr::bundle::encrypt(&plaintext, &passphrase, &mut sealed)?;
-        printer.bytes(&sealed)?;
+        printer.bytes(&dr::export::seal(&bundle, &passphrase)?)?;
         if generated {
             printer.notice(&passphrase_notice(&passphrase));
         }
         return Ok(ExitCode::Ok);
     }
-    let file = args
-        .file
-        .clone()
-        .unwrap_or_else(|| dr::bundle::default_name(Path::new("."), &info.host, info.created_at));
-    dr::bundle::write_new(&file, &plaintext, &passphrase)?;
-    let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let report = dr::export::write(&bundle, info, &passphrase, args.file.clone(), generated)?;
     if args.json {
-        printer.json(&ExportReport {
-            file: &file,
-            bytes,
-            passphrase_generated: generated,
-            info: &info,
-        })?;
+        printer.json(&report)?;
     } else {
         printer.line(&format!(
             "wrote {} ({}, mode 0600): config, repository password, recovery info for {} units \
              of host {}",
-            file.display(),
-            human_bytes(bytes),
-            info.units.len(),
-            info.host
+            report.file.display(),
+            human_bytes(report.bytes),
+            report.info.units.len(),
+            report.info.host
         ));
         printer.line(
             "Store it away from this machine (another disk, another place, a password manager).",
@@ -116,41 +91,13 @@ fn passphrase_notice(p: &Passphrase) -> String {
     )
 }
 
-/// From `--passphrase-file` (private to its owner), else `$KOPI_DOCKA_DR_PASSPHRASE`.
+/// From `--passphrase-file` (private to its owner), else `$KOPI_DOCKA_DR_PASSPHRASE`; the
+/// passphrase file's own error keeps its type so [`ExitCode::from_error`] classifies it.
 fn given_passphrase(file: Option<&Path>) -> anyhow::Result<Option<Passphrase>> {
-    if let Some(path) = file {
-        let text = super::read_private(path)?;
-        return Ok(Some(Passphrase::new(&text)?));
-    }
-    match std::env::var(dr::PASSPHRASE_ENV) {
-        Ok(text) => Ok(Some(Passphrase::new(&text)?)),
-        Err(_) => Ok(None),
-    }
-}
-
-#[derive(Serialize)]
-struct ImportReport<'a> {
-    dry_run: bool,
-    info: &'a RecoveryInfo,
-    installed: &'a [dr::InstallFile],
-    restored: Vec<UnitRestore>,
-    duration_seconds: f64,
-}
-
-/// One unit of `--restore-all`: its outcome, or why it could not even start.
-#[derive(Serialize)]
-struct UnitRestore {
-    unit: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<RestoreOutcome>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-impl UnitRestore {
-    fn ok(&self) -> bool {
-        self.outcome.as_ref().is_some_and(RestoreOutcome::ok)
-    }
+    dr::given_passphrase(file).map_err(|error| match error {
+        dr::RefreshError::PassphraseFile(e) => e.into(),
+        other => other.into(),
+    })
 }
 
 async fn import(
@@ -169,105 +116,47 @@ async fn import(
             ))),
         },
     };
-    let sealed = std::fs::File::open(&args.bundle)
-        .with_context(|| format!("opening {}", args.bundle.display()))?;
-    let (bundle, info) = dr::open(sealed, &passphrase)?;
     let env = Environment::from_process();
-    let config_path = env.config_path(global.config.as_deref()).0;
-    let mut files = dr::plan_install(&bundle, &info, &config_path)?;
+    let plan = dr::import::plan(ImportRequest {
+        bundle: &args.bundle,
+        passphrase: &passphrase,
+        config_path: env.config_path(global.config.as_deref()).0,
+        started,
+    })?;
     if args.dry_run {
-        return report(printer, args, &info, &files, Vec::new(), started, true);
+        report(printer, args, &plan.dry_run())?;
+        return Ok(ExitCode::Ok);
     }
-    let stamp = kopi_docka_core::durable::stamp(jiff::Timestamp::now());
-    dr::install(&mut files, &stamp)?;
-    let loaded = config::load(Some(&config_path), env)?;
-    let settings = RepoSettings::from_config(&loaded)?;
-    let repo = Repo::open(settings, LockMode::Shared, Arc::new(CliProgress::new())).await?;
+    let installed = plan.install(env, Arc::new(CliProgress::new())).await?;
     let mut restored = Vec::new();
     if args.restore_all {
-        restored = restore_all(&loaded, &repo, &info).await?;
+        crate::signals::install_once();
+        let interrupt = crate::signals::subscribe();
+        let _run_lock =
+            kopi_docka_core::lock::run_lock(&installed.loaded().env.state_dir(), false, &interrupt)
+                .await?;
+        restored = installed.restore_all(&interrupt).await?;
     }
-    let failed = restored.iter().any(|o| !o.ok());
-    let interrupted = restored
-        .iter()
-        .any(|o| o.outcome.as_ref().is_some_and(|o| o.interrupted));
-    report(printer, args, &info, &files, restored, started, false)?;
-    Ok(if interrupted {
-        ExitCode::Interrupted
-    } else if failed {
-        ExitCode::Partial
-    } else {
-        ExitCode::Ok
+    let import = installed.report(restored);
+    report(printer, args, &import)?;
+    Ok(match import.outcome() {
+        ImportOutcome::Done => ExitCode::Ok,
+        ImportOutcome::Partial => ExitCode::Partial,
+        ImportOutcome::Interrupted => ExitCode::Interrupted,
     })
 }
 
-async fn restore_all(
-    loaded: &LoadedConfig,
-    repo: &Repo,
-    info: &RecoveryInfo,
-) -> anyhow::Result<Vec<UnitRestore>> {
-    crate::signals::install_once();
-    let interrupt = crate::signals::subscribe();
-    let _run_lock =
-        kopi_docka_core::lock::run_lock(&loaded.env.state_dir(), false, &interrupt).await?;
-    let engine = Engine::connect(loaded.docker_host()?).await?;
-    let journal = Journal::in_dir(&loaded.env.state_dir());
-    let snapshots = repo
-        .snapshots(SnapshotFilter {
-            host: Some(info.host.clone()),
-            ..SnapshotFilter::default()
-        })
-        .await?;
-    let points = restore::newest_per_unit(restore::group(&snapshots));
-    let mut outcomes = Vec::new();
-    for point in points {
-        if *interrupt.borrow() {
-            break;
-        }
-        tracing::info!(unit = %point.unit, backup_id = %point.backup_id, "restoring");
-        let unit = point.unit.clone();
-        // One unit that cannot be restored (a missing secret, a missing image) must not keep
-        // the others down.
-        outcomes.push(
-            match super::restore::restore_latest(loaded, &engine, repo, &journal, point, &interrupt)
-                .await
-            {
-                Ok(outcome) => UnitRestore {
-                    unit,
-                    outcome: Some(outcome),
-                    error: None,
-                },
-                Err(error) => UnitRestore {
-                    unit,
-                    outcome: None,
-                    error: Some(format!("{error:#}")),
-                },
-            },
-        );
-    }
-    Ok(outcomes)
-}
-
-fn report(
-    printer: &Printer,
-    args: &DrImportArgs,
-    info: &RecoveryInfo,
-    files: &[dr::InstallFile],
-    restored: Vec<UnitRestore>,
-    started: std::time::Instant,
-    dry_run: bool,
-) -> anyhow::Result<ExitCode> {
-    let duration_seconds = started.elapsed().as_secs_f64();
+fn report(printer: &Printer, args: &DrImportArgs, import: &ImportReport) -> anyhow::Result<()> {
     if args.json {
-        printer.json(&ImportReport {
-            dry_run,
-            info,
-            installed: files,
-            restored,
-            duration_seconds,
-        })?;
-        return Ok(ExitCode::Ok);
+        printer.json(import)?;
+        return Ok(());
     }
+    let (info, files, restored, dry_run) = (
+        &import.info,
+        &import.installed,
+        &import.restored,
+        import.dry_run,
+    );
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -309,7 +198,7 @@ fn report(
             );
         }
     }
-    for r in &restored {
+    for r in restored {
         let detail = match (&r.outcome, &r.error) {
             (Some(o), _) => format!(
                 "{} in {:.1}s{}",
@@ -327,9 +216,9 @@ fn report(
         let verdict = if r.ok() { "restored" } else { "FAILED" };
         let _ = writeln!(out, "  {verdict} {}: {detail}", r.unit);
     }
-    let _ = writeln!(out, "done in {duration_seconds:.1}s");
+    let _ = writeln!(out, "done in {:.1}s", import.duration_seconds);
     printer.out(&out);
-    Ok(ExitCode::Ok)
+    Ok(())
 }
 
 /// ` --config PATH` unless `path` is where kopi-docka looks anyway.

@@ -6,19 +6,16 @@ use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use kopi_docka_core::backup;
-use kopi_docka_core::config::LoadedConfig;
+use anyhow::bail;
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::lock::journal::Journal;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
 use kopi_docka_core::restore::{
-    self, DataKind, Parts, RestoreContext, RestoreOutcome, RestorePlan, RestorePoint,
-    RestoreRequest, StartPlan,
+    self, DataKind, Parts, PointSelector, RestoreContext, RestoreOutcome, RestorePlan,
+    RestorePoint, RestoreRequest, StartPlan, points,
 };
 
 use super::UsageError;
@@ -71,13 +68,13 @@ pub async fn run(
         recreate_networks: args.recreate_networks,
         env_values: read_env_file(args.env_file.as_deref())?,
     };
-    check_subset(&request)?;
+    request.check_subset()?;
     if let Some(dir) = &args.target_dir {
         return extract(&repo, &request, dir, args.json, printer).await;
     }
     let engine = Engine::connect(loaded.docker_host()?).await?;
     let journal = Journal::in_dir(&loaded.env.state_dir());
-    let ctx = context(
+    let ctx = RestoreContext::new(
         &loaded,
         &engine,
         &repo,
@@ -128,38 +125,6 @@ pub async fn run(
     })
 }
 
-/// Restores `point` completely and starts its unit, without asking (`disaster-recovery import
-/// --restore-all`).
-pub(crate) async fn restore_latest(
-    loaded: &LoadedConfig,
-    engine: &Engine,
-    repo: &Repo,
-    journal: &Journal,
-    point: RestorePoint,
-    interrupt: &backup::Interrupt,
-) -> anyhow::Result<RestoreOutcome> {
-    let ctx = context(
-        loaded,
-        engine,
-        repo,
-        journal,
-        &point.unit,
-        interrupt.clone(),
-    )?;
-    let request = RestoreRequest {
-        point,
-        parts: Parts::ALL,
-        volumes: Vec::new(),
-        binds: Vec::new(),
-        compose_dir: None,
-        start: true,
-        recreate_networks: false,
-        env_values: BTreeMap::new(),
-    };
-    let plan = restore::prepare(&ctx, request).await?;
-    Ok(restore::execute(&ctx, plan).await?)
-}
-
 /// `--target-dir`: the parts as plain files, no container touched.
 async fn extract(
     repo: &Repo,
@@ -185,33 +150,6 @@ async fn extract(
     Ok(ExitCode::Ok)
 }
 
-fn context<'a>(
-    loaded: &LoadedConfig,
-    engine: &'a Engine,
-    repo: &'a Repo,
-    journal: &'a Journal,
-    unit: &str,
-    interrupt: backup::Interrupt,
-) -> anyhow::Result<RestoreContext<'a>> {
-    let config = &loaded.config;
-    let work_dir = loaded.env.cache_dir().join("restore");
-    kopi_docka_core::durable::create_dir_all(&work_dir, 0o700)
-        .with_context(|| format!("creating {}", work_dir.display()))?;
-    Ok(RestoreContext {
-        engine,
-        repo,
-        journal,
-        work_dir,
-        hooks: std::iter::once(config.hooks.clone())
-            .chain(config.units.get(unit).map(|u| u.hooks.clone()))
-            .collect(),
-        hook_timeout: Duration::from_secs(u64::from(config.backup.hook_timeout_seconds)),
-        stop_timeout: config.backup.stop_timeout_seconds,
-        health_timeout: Duration::from_secs(u64::from(config.backup.health_timeout_seconds)),
-        interrupt,
-    })
-}
-
 fn parts(only: &[PartArg]) -> Parts {
     if only.is_empty() {
         return Parts::ALL;
@@ -224,40 +162,6 @@ fn parts(only: &[PartArg]) -> Parts {
     }
 }
 
-/// `--volume` and `--bind` must name what the point has.
-fn check_subset(request: &RestoreRequest) -> anyhow::Result<()> {
-    let point = &request.point;
-    for v in &request.volumes {
-        if !point.volumes.contains_key(v) {
-            bail!(UsageError(format!(
-                "restore point {} has no volume `{v}`; it has: {}",
-                point.backup_id,
-                list(point.volumes.keys())
-            )));
-        }
-    }
-    for b in &request.binds {
-        if !point.binds.contains_key(b) {
-            bail!(UsageError(format!(
-                "restore point {} has no bind `{}`; it has: {}",
-                point.backup_id,
-                b.display(),
-                list(point.binds.keys().map(|p| p.display()))
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
-    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
-}
-
 /// Host, unit and point from the flags; what is missing is asked on a terminal.
 fn select_point(
     points: &[RestorePoint],
@@ -266,69 +170,25 @@ fn select_point(
     interactive: bool,
     printer: &Printer,
 ) -> anyhow::Result<RestorePoint> {
-    let hosts: Vec<&str> = {
-        let mut h: Vec<&str> = points.iter().map(|p| p.host.as_str()).collect();
-        h.sort_by_key(|x| (*x != this_host, *x));
-        h.dedup();
-        h
-    };
+    let selector = PointSelector::new(points, this_host);
+    let hosts = selector.hosts();
     let host = match (
         &args.from_host,
         args.unit.is_none() && interactive && hosts.len() > 1,
     ) {
         (Some(h), _) => h.clone(),
-        (None, true) => (*choose(printer, "Host", &hosts, |h| (*h).to_owned())?).to_owned(),
+        (None, true) => (*choose(printer, "Host", hosts, |h| (*h).to_owned())?).to_owned(),
         (None, false) => this_host.to_owned(),
     };
-    let on_host: Vec<&RestorePoint> = points.iter().filter(|p| p.host == host).collect();
-    if on_host.is_empty() {
-        bail!(UsageError(format!(
-            "no restore points from host `{host}`; hosts in the repository: {} (pick one with \
-             --from-host HOST)",
-            list(&hosts)
-        )));
-    }
-    let mut units: Vec<&str> = on_host.iter().map(|p| p.unit.as_str()).collect();
-    units.sort_unstable();
-    units.dedup();
+    let units = selector.units(&host)?;
     let unit = match &args.unit {
         Some(u) => u.clone(),
         None if interactive => (*choose(printer, "Unit", &units, |u| (*u).to_owned())?).to_owned(),
-        None => bail!(UsageError(format!(
-            "name the unit with --unit; units with restore points from `{host}`: {}",
-            list(&units)
-        ))),
+        None => return Err(selector.unit_not_named(&host).into()),
     };
-    let of_unit: Vec<&RestorePoint> = on_host.iter().copied().filter(|p| p.unit == unit).collect();
-    if of_unit.is_empty() {
-        let elsewhere: Vec<&str> = hosts
-            .iter()
-            .copied()
-            .filter(|h| points.iter().any(|p| p.host == *h && p.unit == unit))
-            .collect();
-        let hint = if elsewhere.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; it has restore points from {}: add --from-host",
-                list(&elsewhere)
-            )
-        };
-        bail!(UsageError(format!(
-            "unknown unit `{unit}` on host `{host}`{hint}; units with restore points there: {}",
-            list(&units)
-        )));
-    }
+    let of_unit = selector.points(&host, &unit)?;
     let point = match &args.backup_id {
-        Some(id) => *of_unit
-            .iter()
-            .find(|p| p.backup_id.as_str() == id)
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "unit `{unit}` has no restore point `{id}`; the newest are: {}",
-                    list(of_unit.iter().take(5).map(|p| &p.backup_id))
-                ))
-            })?,
+        Some(id) => points::find_backup(&of_unit, &unit, id)?,
         None if interactive && !args.latest => {
             choose(printer, "Restore point", &of_unit, |p| describe_point(p))?
         }

@@ -11,6 +11,8 @@
 //! - `recovery-info.json` ([`RecoveryInfo`]) and `RECOVERY.md` (step by step, bare machine).
 
 pub mod bundle;
+pub mod export;
+pub mod import;
 mod refresh;
 
 use std::fmt::Write as _;
@@ -19,6 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use bundle::{Bundle, Passphrase};
+pub use export::ExportReport;
+pub use import::{ImportError, ImportOutcome, ImportReport, UnitRestore};
 pub use refresh::{RefreshError, RefreshReport, given_passphrase, refresh};
 
 use crate::config::{Config, LoadedConfig, RemoteBackend, RepositoryLocation};
@@ -45,6 +49,14 @@ pub enum DrError {
     /// The output file cannot be created (it exists, or the directory is not writable).
     #[error("cannot create {path}: {source} (an existing bundle is never overwritten)")]
     Output {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The bundle file cannot be opened.
+    #[error("opening {}", path.display())]
+    Open {
         /// The file.
         path: PathBuf,
         /// Why.

@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use points::{RestorePoint, group, newest_per_unit};
+pub use points::{PointError, PointSelector, RestorePoint, group, newest_per_unit};
 
 use crate::backup::Interrupt;
-use crate::config::HookSet;
+use crate::config::{HookSet, LoadedConfig};
 use crate::docker::Engine;
 use crate::hooks::HookContext;
 use crate::lock::journal::Journal;
@@ -151,6 +151,14 @@ pub enum RestoreError {
         /// The target.
         path: PathBuf,
     },
+    /// The private working directory cannot be created.
+    #[error("creating {}", path.display())]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl RestoreError {
@@ -207,6 +215,52 @@ pub struct RestoreRequest {
     pub env_values: BTreeMap<String, String>,
 }
 
+impl RestoreRequest {
+    /// Everything of `point`, started afterwards: what `disaster-recovery import
+    /// --restore-all` does for each unit.
+    pub fn whole(point: RestorePoint) -> Self {
+        Self {
+            point,
+            parts: Parts::ALL,
+            volumes: Vec::new(),
+            binds: Vec::new(),
+            compose_dir: None,
+            start: true,
+            recreate_networks: false,
+            env_values: BTreeMap::new(),
+        }
+    }
+
+    /// The volumes and binds asked for by name must be in the point: a typo must not restore
+    /// nothing and call it a success.
+    pub fn check_subset(&self) -> Result<(), PointError> {
+        let point = &self.point;
+        if let Some(v) = self
+            .volumes
+            .iter()
+            .find(|v| !point.volumes.contains_key(*v))
+        {
+            return Err(PointError::NoVolume {
+                backup_id: point.backup_id.to_string(),
+                volume: v.clone(),
+                has: point.volumes.keys().cloned().collect(),
+            });
+        }
+        if let Some(b) = self.binds.iter().find(|b| !point.binds.contains_key(*b)) {
+            return Err(PointError::NoBind {
+                backup_id: point.backup_id.to_string(),
+                bind: b.display().to_string(),
+                has: point
+                    .binds
+                    .keys()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Everything a restore needs besides the request.
 #[derive(Debug)]
 pub struct RestoreContext<'a> {
@@ -228,6 +282,63 @@ pub struct RestoreContext<'a> {
     pub health_timeout: Duration,
     /// Set on SIGINT/SIGTERM.
     pub interrupt: Interrupt,
+}
+
+impl<'a> RestoreContext<'a> {
+    /// The context for restoring `unit` under `loaded`: its hooks and timeouts, and a private
+    /// working directory in the cache directory (created here).
+    pub fn new(
+        loaded: &LoadedConfig,
+        engine: &'a Engine,
+        repo: &'a Repo,
+        journal: &'a Journal,
+        unit: &str,
+        interrupt: Interrupt,
+    ) -> Result<Self, RestoreError> {
+        let config = &loaded.config;
+        let work_dir = loaded.env.cache_dir().join("restore");
+        crate::durable::create_dir_all(&work_dir, 0o700).map_err(|source| {
+            RestoreError::WorkDir {
+                path: work_dir.clone(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            engine,
+            repo,
+            journal,
+            work_dir,
+            hooks: std::iter::once(config.hooks.clone())
+                .chain(config.units.get(unit).map(|u| u.hooks.clone()))
+                .collect(),
+            hook_timeout: Duration::from_secs(u64::from(config.backup.hook_timeout_seconds)),
+            stop_timeout: config.backup.stop_timeout_seconds,
+            health_timeout: Duration::from_secs(u64::from(config.backup.health_timeout_seconds)),
+            interrupt,
+        })
+    }
+}
+
+/// Restores `point` completely and starts its unit, without asking: [`prepare`] then
+/// [`execute`] for a caller with nobody to show the plan to.
+pub async fn restore_point(
+    loaded: &LoadedConfig,
+    engine: &Engine,
+    repo: &Repo,
+    journal: &Journal,
+    point: RestorePoint,
+    interrupt: &Interrupt,
+) -> Result<RestoreOutcome, RestoreError> {
+    let ctx = RestoreContext::new(
+        loaded,
+        engine,
+        repo,
+        journal,
+        &point.unit,
+        interrupt.clone(),
+    )?;
+    let plan = prepare(&ctx, RestoreRequest::whole(point)).await?;
+    execute(&ctx, plan).await
 }
 
 /// A volume or bind to restore.

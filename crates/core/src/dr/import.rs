@@ -1,0 +1,286 @@
+//! Importing a bundle on a new machine: open it, install its files, and with `--restore-all`
+//! restore every unit from its newest point.
+//!
+//! Three steps, so that a caller can stop after any of them: [`plan`] opens the bundle and
+//! computes the files ([`ImportPlan::dry_run`] reports it and writes nothing),
+//! [`ImportPlan::install`] writes them and connects to the repository, and
+//! [`Installed::restore_all`] restores. The caller holds the run lock for the last step, since it
+//! stops and starts containers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{DrError, InstallFile, Passphrase, RecoveryInfo};
+use crate::backup::Interrupt;
+use crate::config::{self, ConfigError, Environment, LoadedConfig};
+use crate::docker::{DockerError, Engine};
+use crate::lock::LockMode;
+use crate::lock::journal::Journal;
+use crate::progress::ProgressSink;
+use crate::repo::{Repo, RepoError, RepoSettings, SnapshotFilter};
+use crate::restore::{self, RestoreOutcome};
+
+/// What can stop an import after the bundle is opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Installing the files failed.
+    #[error(transparent)]
+    Dr(#[from] DrError),
+    /// The installed configuration does not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The repository cannot be reached or read.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The engine cannot be reached.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// What to import and where its configuration goes.
+#[derive(Debug)]
+pub struct ImportRequest<'a> {
+    /// The bundle file.
+    pub bundle: &'a Path,
+    /// Its passphrase.
+    pub passphrase: &'a Passphrase,
+    /// Where the configuration is installed.
+    pub config_path: PathBuf,
+    /// When the command started: the report's duration counts from here.
+    pub started: Instant,
+}
+
+/// An opened bundle and the files installing it would write.
+#[derive(Debug)]
+pub struct ImportPlan {
+    info: RecoveryInfo,
+    files: Vec<InstallFile>,
+    config_path: PathBuf,
+    started: Instant,
+}
+
+/// Opens the bundle and plans its installation; writes nothing.
+pub fn plan(request: ImportRequest<'_>) -> Result<ImportPlan, DrError> {
+    let sealed = std::fs::File::open(request.bundle).map_err(|source| DrError::Open {
+        path: request.bundle.to_path_buf(),
+        source,
+    })?;
+    let (bundle, info) = super::open(sealed, request.passphrase)?;
+    let files = super::plan_install(&bundle, &info, &request.config_path)?;
+    Ok(ImportPlan {
+        info,
+        files,
+        config_path: request.config_path,
+        started: request.started,
+    })
+}
+
+impl ImportPlan {
+    /// The report of `--dry-run`: what would be installed.
+    pub fn dry_run(self) -> ImportReport {
+        ImportReport::new(true, self.info, self.files, Vec::new(), self.started)
+    }
+
+    /// Installs the files (what they replace is kept aside), loads the installed configuration
+    /// and opens the repository it names.
+    pub async fn install(
+        mut self,
+        env: Environment,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Installed, ImportError> {
+        let stamp = crate::durable::stamp(jiff::Timestamp::now());
+        super::install(&mut self.files, &stamp)?;
+        let loaded = config::load(Some(&self.config_path), env)?;
+        let settings = RepoSettings::from_config(&loaded)?;
+        let repo = Repo::open(settings, LockMode::Shared, progress).await?;
+        Ok(Installed {
+            info: self.info,
+            files: self.files,
+            loaded,
+            repo,
+            started: self.started,
+        })
+    }
+}
+
+/// An installed bundle, its configuration loaded and its repository open.
+#[derive(Debug)]
+pub struct Installed {
+    info: RecoveryInfo,
+    files: Vec<InstallFile>,
+    loaded: LoadedConfig,
+    repo: Repo,
+    started: Instant,
+}
+
+impl Installed {
+    /// The installed configuration.
+    pub fn loaded(&self) -> &LoadedConfig {
+        &self.loaded
+    }
+
+    /// Restores every unit of the bundle's host from its newest point and starts it, one after
+    /// the other, until `interrupt` is set. The caller holds the run lock.
+    pub async fn restore_all(
+        &self,
+        interrupt: &Interrupt,
+    ) -> Result<Vec<UnitRestore>, ImportError> {
+        let engine = Engine::connect(self.loaded.docker_host()?).await?;
+        let journal = Journal::in_dir(&self.loaded.env.state_dir());
+        let snapshots = self
+            .repo
+            .snapshots(SnapshotFilter {
+                host: Some(self.info.host.clone()),
+                ..SnapshotFilter::default()
+            })
+            .await?;
+        let points = restore::newest_per_unit(restore::group(&snapshots));
+        let mut outcomes = Vec::new();
+        for point in points {
+            if *interrupt.borrow() {
+                break;
+            }
+            tracing::info!(unit = %point.unit, backup_id = %point.backup_id, "restoring");
+            let unit = point.unit.clone();
+            // One unit that cannot be restored (a missing secret, a missing image) must not keep
+            // the others down.
+            let result = restore::restore_point(
+                &self.loaded,
+                &engine,
+                &self.repo,
+                &journal,
+                point,
+                interrupt,
+            )
+            .await;
+            outcomes.push(match result {
+                Ok(outcome) => UnitRestore {
+                    unit,
+                    outcome: Some(outcome),
+                    error: None,
+                },
+                Err(error) => UnitRestore {
+                    unit,
+                    outcome: None,
+                    error: Some(chain_text(&error)),
+                },
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// The report of the import, with what `restore_all` returned (nothing without it).
+    pub fn report(self, restored: Vec<UnitRestore>) -> ImportReport {
+        ImportReport::new(false, self.info, self.files, restored, self.started)
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: cause`, as `anyhow` writes them with
+/// `{:#}`: a unit's error is a string in the report.
+fn chain_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// What an import did (`--json` prints it as is).
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// The bundle's recovery info.
+    pub info: RecoveryInfo,
+    /// The files installed (or that would be).
+    pub installed: Vec<InstallFile>,
+    /// One entry per unit of `--restore-all`.
+    pub restored: Vec<UnitRestore>,
+    /// Seconds since the command started.
+    pub duration_seconds: f64,
+}
+
+/// How an import ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Everything asked for was done.
+    Done,
+    /// Some units were not restored.
+    Partial,
+    /// SIGINT or SIGTERM stopped a restore.
+    Interrupted,
+}
+
+impl ImportReport {
+    fn new(
+        dry_run: bool,
+        info: RecoveryInfo,
+        installed: Vec<InstallFile>,
+        restored: Vec<UnitRestore>,
+        started: Instant,
+    ) -> Self {
+        Self {
+            dry_run,
+            info,
+            installed,
+            restored,
+            duration_seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Interrupted wins over failed units: an interrupted run is never reported as partial.
+    pub fn outcome(&self) -> ImportOutcome {
+        let interrupted = self
+            .restored
+            .iter()
+            .any(|r| r.outcome.as_ref().is_some_and(|o| o.interrupted));
+        if interrupted {
+            ImportOutcome::Interrupted
+        } else if self.restored.iter().any(|r| !r.ok()) {
+            ImportOutcome::Partial
+        } else {
+            ImportOutcome::Done
+        }
+    }
+}
+
+/// One unit of `--restore-all`: its outcome, or why it could not even start.
+#[derive(Debug, Serialize)]
+pub struct UnitRestore {
+    /// The unit.
+    pub unit: String,
+    /// What the restore did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<RestoreOutcome>,
+    /// Why there is no outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl UnitRestore {
+    /// Restored completely.
+    pub fn ok(&self) -> bool {
+        self.outcome.as_ref().is_some_and(RestoreOutcome::ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn chain_text_joins_causes_like_anyhow() {
+        let error = Outer(std::io::Error::other("inner"));
+        assert_eq!(chain_text(&error), "outer: inner");
+    }
+}
