@@ -8,86 +8,14 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
+use kopi_docka_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{DockerResources, IDLE, IMAGE, docker};
-
-/// Fields drop in order: the Docker resources go before the temp dir holding their compose
-/// files.
-struct Env {
-    resources: DockerResources,
-    prefix: String,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        Self::with_config("")
-    }
-
-    /// An environment whose config has `extra` TOML after the `[repository]` table.
-    fn with_config(extra: &str) -> Self {
-        let prefix = support::unique_prefix();
-        let dir = tempfile::tempdir().unwrap();
-        let env = Self {
-            resources: DockerResources::new(&prefix),
-            dir,
-            prefix,
-        };
-        std::fs::write(
-            env.path("config.toml"),
-            format!(
-                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n{extra}",
-                env.path("repo").display()
-            ),
-        )
-        .unwrap();
-        env.cmd(&["admin", "repo", "init"]).assert().success();
-        env
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka_at(&self.path("config.toml"), self.dir.path());
-        cmd.args(args);
-        cmd
-    }
-    /// The binary in the background.
-    fn spawn(&self, args: &[&str]) -> std::process::Child {
-        Command::new(assert_cmd::cargo::cargo_bin("kopi-docka"))
-            .arg("--config")
-            .arg(self.path("config.toml"))
-            .env("KOPI_DOCKA_STATE_DIR", self.path("state"))
-            .env("KOPI_DOCKA_CACHE_DIR", self.path("cache"))
-            .env_remove("KOPI_DOCKA_CONFIG")
-            .env_remove("DOCKER_HOST")
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    /// Restores a snapshot with restic (not with kopi-docka) and returns its content dir.
-    fn restic_restore(&self, snapshot: &Value) -> PathBuf {
-        let target = self.path(&format!("restic-{}", snapshot["id"].as_str().unwrap()));
-        let id = snapshot["id"].as_str().unwrap();
-        let args = [
-            std::ffi::OsStr::new("restore"),
-            id.as_ref(),
-            "--target".as_ref(),
-            target.as_os_str(),
-        ];
-        support::restic(&self.path("repo"), &self.path("password"), args);
-        target.join(snapshot["path"].as_str().unwrap().trim_start_matches('/'))
-    }
-}
+use support::{Env, IDLE, IMAGE, docker};
 
 fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "--format", format, name])
@@ -97,12 +25,17 @@ fn running(name: &str) -> bool {
     inspect(name, "{{.State.Running}}") == "true"
 }
 
+/// An installation with a repository and the default config.
+fn installation() -> Env {
+    Env::builder().init().build()
+}
+
 #[test]
 fn backup_snapshots_everything_and_restarts_in_order() {
     if !support::docker_tests_enabled("backup_snapshots_everything_and_restarts_in_order") {
         return;
     }
-    let mut env = Env::new();
+    let mut env = installation();
     let stack_dir = env.path("stack");
     std::fs::create_dir(&stack_dir).unwrap();
     support::copy_fixture("stack", &stack_dir);
@@ -210,7 +143,7 @@ fn unknown_unit_lists_the_known_ones() {
     if !support::docker_tests_enabled("unknown_unit_lists_the_known_ones") {
         return;
     }
-    let env = Env::new();
+    let env = installation();
     let name = format!("{}-solo", env.prefix);
     docker(&["create", "--name", &name, IMAGE, "true"]);
     env.cmd(&["backup", "--unit", "no-such-unit"])
@@ -226,7 +159,7 @@ fn dry_run_touches_nothing_and_estimates_from_history() {
     if !support::docker_tests_enabled("dry_run_touches_nothing_and_estimates_from_history") {
         return;
     }
-    let env = Env::new();
+    let env = installation();
     let name = format!("{}-plan", env.prefix);
     docker(&[
         "run",
@@ -294,7 +227,7 @@ fn sigterm_while_starting_still_starts_everything() {
     if !support::docker_tests_enabled("sigterm_while_starting_still_starts_everything") {
         return;
     }
-    let env = Env::new();
+    let env = installation();
     let name = format!("{}-slowstart", env.prefix);
     let command = "rm -f /tmp/ready; (sleep 3; touch /tmp/ready) & trap 'exit 0' TERM; sleep 2147483647 & wait";
     docker(&[
@@ -353,7 +286,10 @@ fn max_downtime_bounds_the_cold_pass() {
     if !support::docker_tests_enabled("max_downtime_bounds_the_cold_pass") {
         return;
     }
-    let env = Env::with_config("[backup]\nmax-downtime-seconds = 1\n");
+    let env = Env::builder()
+        .extra("[backup]\nmax-downtime-seconds = 1\n")
+        .init()
+        .build();
     let name = busy_container(&env, "bounded", 600);
     let out = env
         .cmd(&[
@@ -386,7 +322,7 @@ fn journal_left_by_a_killed_run_restarts_containers() {
     if !support::docker_tests_enabled("journal_left_by_a_killed_run_restarts_containers") {
         return;
     }
-    let env = Env::new();
+    let env = installation();
     let name = format!("{}-victim", env.prefix);
     docker(&["run", "-d", "--name", &name, IMAGE, "sh", "-c", IDLE]);
     let id = inspect(&name, "{{.Id}}");
@@ -419,7 +355,7 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
     if !support::docker_tests_enabled("sigterm_during_the_cold_pass_restarts_and_exits_130") {
         return;
     }
-    let env = Env::new();
+    let env = installation();
     let name = busy_container(&env, "busy", 400);
 
     let child = cold_backup_in_progress(&env, &name);
@@ -483,7 +419,10 @@ fn sigterm_while_stopping_restarts_and_exits_130() {
     if !support::docker_tests_enabled("sigterm_while_stopping_restarts_and_exits_130") {
         return;
     }
-    let env = Env::with_config("[backup]\nstop-timeout-seconds = 3\n");
+    let env = Env::builder()
+        .extra("[backup]\nstop-timeout-seconds = 3\n")
+        .init()
+        .build();
     let name = format!("{}-stubborn", env.prefix);
     docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "2147483647"]);
     let mut child = env.spawn(&[
@@ -522,7 +461,7 @@ fn sigkill_during_the_cold_pass_is_repaired_by_the_next_run() {
     if !support::docker_tests_enabled("sigkill_during_the_cold_pass_is_repaired_by_the_next_run") {
         return;
     }
-    let env = Env::new();
+    let env = installation();
     let name = busy_container(&env, "killed", 400);
     let mut child = cold_backup_in_progress(&env, &name);
     child.kill().unwrap();
@@ -585,7 +524,7 @@ fn unwritable_repository_fails_the_unit_but_restarts_it() {
     if !support::docker_tests_enabled("unwritable_repository_fails_the_unit_but_restarts_it") {
         return;
     }
-    let env = Env::new();
+    let env = installation();
     let name = format!("{}-readonly", env.prefix);
     docker(&[
         "run",
@@ -631,7 +570,7 @@ fn concurrent_backups_never_overlap() {
     if !support::docker_tests_enabled("concurrent_backups_never_overlap") {
         return;
     }
-    let env = Env::new();
+    let env = installation();
     let name = busy_container(&env, "slow", 300);
     let other = format!("{}-other", env.prefix);
     docker(&["run", "-d", "--name", &other, IMAGE, "sh", "-c", IDLE]);
@@ -731,9 +670,7 @@ fn hooks_run_in_order_and_a_failing_pre_backup_hook_stops_nothing() {
     let prefix = support::unique_prefix();
     let (good, bad) = (format!("{prefix}-good"), format!("{prefix}-bad"));
     let extra = hook_config(&record, &fail, &good, &bad);
-    let mut env = Env::with_config(&extra);
-    env.resources = DockerResources::new(&prefix);
-    env.prefix = prefix;
+    let env = Env::builder().prefix(&prefix).extra(&extra).init().build();
     docker(&["run", "-d", "--name", &good, IMAGE, "sh", "-c", IDLE]);
     docker(&["run", "-d", "--name", &bad, IMAGE, "sh", "-c", IDLE]);
     let bad_started = inspect(&bad, "{{.State.StartedAt}}");

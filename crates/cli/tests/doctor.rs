@@ -7,74 +7,12 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
-
-use std::path::PathBuf;
+use kopi_docka_testkit as support;
 
 use serde_json::Value;
-use support::kopi_docka;
+use support::{Env, kopi_docka};
 
 const NO_ENGINE: &str = "unix:///nonexistent/docker.sock";
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(extra: &str) -> Self {
-        let env = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::write(
-            env.path("config.toml"),
-            format!(
-                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n{extra}",
-                env.path("repo").display()
-            ),
-        )
-        .unwrap();
-        env.cmd(&["admin", "repo", "init"]).assert().success();
-        env
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka_at(&self.path("config.toml"), self.dir.path());
-        cmd.args(args);
-        cmd
-    }
-    /// `doctor` with no engine at the address: (exit code, stdout).
-    fn doctor(&self, args: &[&str]) -> (i32, String) {
-        let mut full = vec!["doctor"];
-        full.extend(args);
-        let out = self
-            .cmd(&full)
-            .env("DOCKER_HOST", NO_ENGINE)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-    /// Writes a run record like `backup` does.
-    fn record(&self, id: &str, started: jiff::Timestamp, units: &[(&str, &str)]) {
-        let runs = self.path("state/runs");
-        std::fs::create_dir_all(&runs).unwrap();
-        let units: Vec<Value> = units
-            .iter()
-            .map(|(name, status)| {
-                serde_json::json!({"name": name, "kind": "standalone", "status": status,
-                    "duration_seconds": 3.0, "downtime_seconds": 1.0, "snapshots": [],
-                    "errors": [], "warnings": []})
-            })
-            .collect();
-        let doc = serde_json::json!({"run_id": id, "started_at": started.to_string(),
-            "finished_at": started.to_string(), "host": "test", "units": units, "errors": []});
-        std::fs::write(runs.join(format!("{id}.json")), doc.to_string()).unwrap();
-    }
-}
 
 fn line<'a>(stdout: &'a str, start: &str) -> &'a str {
     stdout
@@ -83,10 +21,47 @@ fn line<'a>(stdout: &'a str, start: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line starting with `{start}` in:\n{stdout}"))
 }
 
+/// An installation with a repository and `extra` in its config.
+fn installation(extra: &str) -> Env {
+    Env::builder().extra(extra).init().build()
+}
+
+/// `doctor` with no engine at the address: (exit code, stdout).
+fn doctor(env: &Env, args: &[&str]) -> (i32, String) {
+    let mut full = vec!["doctor"];
+    full.extend(args);
+    let out = env
+        .cmd(&full)
+        .env("DOCKER_HOST", NO_ENGINE)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Writes a run record like `backup` does.
+fn record(env: &Env, id: &str, started: jiff::Timestamp, units: &[(&str, &str)]) {
+    let runs = env.path("state/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let units: Vec<Value> = units
+        .iter()
+        .map(|(name, status)| {
+            serde_json::json!({"name": name, "kind": "standalone", "status": status,
+                "duration_seconds": 3.0, "downtime_seconds": 1.0, "snapshots": [],
+                "errors": [], "warnings": []})
+        })
+        .collect();
+    let doc = serde_json::json!({"run_id": id, "started_at": started.to_string(),
+        "finished_at": started.to_string(), "host": "test", "units": units, "errors": []});
+    std::fs::write(runs.join(format!("{id}.json")), doc.to_string()).unwrap();
+}
+
 #[test]
 fn engine_down_fails_with_a_clear_line() {
-    let env = Env::new("");
-    let (code, stdout) = env.doctor(&[]);
+    let env = installation("");
+    let (code, stdout) = doctor(&env, &[]);
     assert_eq!(code, 1, "{stdout}");
     let engine = line(&stdout, "FAIL  engine:");
     assert!(
@@ -102,18 +77,18 @@ fn engine_down_fails_with_a_clear_line() {
 #[test]
 fn wrong_password_fails_with_a_clear_line() {
     use std::os::unix::fs::PermissionsExt as _;
-    let env = Env::new("");
+    let env = installation("");
     let password = env.path("password");
     std::fs::write(&password, "not-the-password\n").unwrap();
     std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (code, stdout) = env.doctor(&[]);
+    let (code, stdout) = doctor(&env, &[]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
         line(&stdout, "FAIL  repository:").contains("wrong password"),
         "{stdout}"
     );
 
-    let (code, json) = env.doctor(&["--json"]);
+    let (code, json) = doctor(&env, &["--json"]);
     assert_eq!(code, 1);
     let report: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["ok"], false);
@@ -130,18 +105,20 @@ fn wrong_password_fails_with_a_clear_line() {
 fn overdue_unit_fails_and_thresholds_apply_per_unit() {
     let now = jiff::Timestamp::now();
     let hours = |h: i64| now - jiff::SignedDuration::from_hours(h);
-    let env = Env::new("");
-    env.record(
+    let env = installation("");
+    record(
+        &env,
         "r1",
         hours(72),
         &[("kdtest-old", "success"), ("kdtest-fresh", "success")],
     );
-    env.record(
+    record(
+        &env,
         "r2",
         hours(1),
         &[("kdtest-old", "failed"), ("kdtest-fresh", "success")],
     );
-    let (code, stdout) = env.doctor(&[]);
+    let (code, stdout) = doctor(&env, &[]);
     assert_eq!(code, 1, "{stdout}");
     let old = line(&stdout, "FAIL  freshness kdtest-old:");
     assert!(old.contains("OVERDUE: last successful backup"), "{old}");
@@ -149,9 +126,9 @@ fn overdue_unit_fails_and_thresholds_apply_per_unit() {
     assert!(line(&stdout, "ok    freshness kdtest-fresh:").contains("(1h ago)"));
 
     // A per-unit threshold of 100 h makes the 72 h old backup fresh enough.
-    let env = Env::new("[units.\"kdtest-old\"]\nmax-age-hours = 100\n");
-    env.record("r1", hours(72), &[("kdtest-old", "success")]);
-    let (_, stdout) = env.doctor(&[]);
+    let env = installation("[units.\"kdtest-old\"]\nmax-age-hours = 100\n");
+    record(&env, "r1", hours(72), &[("kdtest-old", "success")]);
+    let (_, stdout) = doctor(&env, &[]);
     assert!(
         line(&stdout, "ok    freshness kdtest-old:").contains("(3d ago)"),
         "{stdout}"
@@ -165,13 +142,13 @@ fn unusable_monitoring_settings_fail() {
     let url_file = dir.path().join("ntfy.url");
     std::fs::write(&url_file, "ntfys://ntfy.example.com/backups\n").unwrap();
     std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let env = Env::new(&format!(
+    let env = installation(&format!(
         "[monitoring]\nhealthcheck-url-env = \"KD_TEST_UNSET_PING_URL\"\n\
          prometheus-textfile = \"/nonexistent/dir/kd.prom\"\n\
          [[notifications.targets]]\nurl-file = \"{}\"\n",
         url_file.display()
     ));
-    let (code, stdout) = env.doctor(&[]);
+    let (code, stdout) = doctor(&env, &[]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
         line(&stdout, "FAIL  notifications:").contains("chmod 600"),
@@ -181,7 +158,7 @@ fn unusable_monitoring_settings_fail() {
     assert!(line(&stdout, "FAIL  prometheus:").contains("/nonexistent/dir/kd.prom"));
 
     std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (_, stdout) = env.doctor(&[]);
+    let (_, stdout) = doctor(&env, &[]);
     assert!(
         line(&stdout, "ok    notifications:").contains("1 target(s)"),
         "{stdout}"
@@ -227,7 +204,7 @@ fn freshness_from_the_repository_when_the_local_state_is_gone() {
         "-c",
         support::IDLE,
     ]);
-    let env = Env::new("");
+    let env = installation("");
     env.cmd(&["backup", "--unit", &app]).assert().success();
     std::fs::remove_dir_all(env.path("state")).unwrap();
     let out = env.cmd(&["doctor"]).output().unwrap();

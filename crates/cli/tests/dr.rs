@@ -8,7 +8,7 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
+use kopi_docka_testkit as support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -16,67 +16,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
+use support::{Env, IDLE, IMAGE, docker, kopi_docka};
 
 const PASSPHRASE: &str = "kdtest-correct-horse-battery";
-
-struct Env {
-    resources: DockerResources,
-    prefix: String,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(extra: &str) -> Self {
-        let prefix = support::unique_prefix();
-        let dir = tempfile::tempdir().unwrap();
-        let env = Self {
-            resources: DockerResources::new(&prefix),
-            dir,
-            prefix,
-        };
-        let pass = env.path("dr-passphrase");
-        std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
-        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::create_dir(env.path("etc")).unwrap();
-        std::fs::write(
-            env.path("etc/config.toml"),
-            format!(
-                "# the user's own config, with a comment\n[repository]\nlocation = \"{}\"\n\
-                 password-file = \"password\"\n{extra}\n[backup]\nhealth-timeout-seconds = 30\n",
-                env.path("repo").display()
-            ),
-        )
-        .unwrap();
-        env.cmd(&["admin", "repo", "init"]).assert().success();
-        env
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka_at(&self.path("etc/config.toml"), self.dir.path());
-        cmd.env_remove("KOPI_DOCKA_DR_PASSPHRASE").args(args);
-        cmd
-    }
-    fn export(&self, file: &Path) {
-        self.cmd(&["dr", "export", file.to_str().unwrap(), "--passphrase-file"])
-            .arg(self.path("dr-passphrase"))
-            .assert()
-            .success();
-    }
-    fn import(&self, bundle: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-        self.cmd(&[
-            "disaster-recovery",
-            "import",
-            bundle.to_str().unwrap(),
-            "--passphrase-file",
-        ])
-        .arg(self.path("dr-passphrase"))
-        .args(extra)
-        .assert()
-    }
-}
 
 fn mountpoint(volume: &str) -> PathBuf {
     PathBuf::from(docker(&[
@@ -92,12 +34,44 @@ fn running(name: &str) -> bool {
     docker(&["inspect", "--format", "{{.State.Running}}", name]) == "true"
 }
 
+/// An installation whose config at `etc/config.toml` is the user's own (with a comment), with
+/// a repository and a DR passphrase file beside it.
+fn installation(extra: &str) -> Env {
+    let env = Env::builder()
+        .config_at("etc/config.toml")
+        .header("# the user's own config, with a comment\n")
+        .extra(&format!("{extra}\n[backup]\nhealth-timeout-seconds = 30\n"))
+        .init()
+        .build();
+    support::write_private(&env.path("dr-passphrase"), &format!("{PASSPHRASE}\n"));
+    env
+}
+
+fn export(env: &Env, file: &Path) {
+    env.cmd(&["dr", "export", file.to_str().unwrap(), "--passphrase-file"])
+        .arg(env.path("dr-passphrase"))
+        .assert()
+        .success();
+}
+
+fn import(env: &Env, bundle: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    env.cmd(&[
+        "disaster-recovery",
+        "import",
+        bundle.to_str().unwrap(),
+        "--passphrase-file",
+    ])
+    .arg(env.path("dr-passphrase"))
+    .args(extra)
+    .assert()
+}
+
 #[test]
 fn a_wiped_host_comes_back_from_the_refreshed_bundle() {
     if !support::docker_tests_enabled("a_wiped_host_comes_back_from_the_refreshed_bundle") {
         return;
     }
-    let mut env = Env::new(&format!(
+    let mut env = installation(&format!(
         "[disaster-recovery]\nbundle-dir = \"{}\"\npassphrase-file = \"{}\"\nkeep = 1\n",
         "../bundles", "../dr-passphrase"
     ));
@@ -158,7 +132,7 @@ fn a_wiped_host_comes_back_from_the_refreshed_bundle() {
     }
 
     let started = Instant::now();
-    let out = env.import(&bundle, &["--restore-all", "--json"]).success();
+    let out = import(&env, &bundle, &["--restore-all", "--json"]).success();
     let elapsed = started.elapsed();
     eprintln!(
         "disaster-recovery import --restore-all took {:.1}s",
@@ -202,9 +176,9 @@ fn bundles_open_with_stock_age_and_refuse_damage() {
     if !support::docker_tests_enabled("bundles_open_with_stock_age_and_refuse_damage") {
         return;
     }
-    let env = Env::new("");
+    let env = installation("");
     let bundle = env.path("bundle.age");
-    env.export(&bundle);
+    export(&env, &bundle);
     assert_eq!(
         std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
         0o600
@@ -240,7 +214,7 @@ fn bundles_open_with_stock_age_and_refuse_damage() {
     std::fs::write(env.path("truncated.age"), &sealed[..sealed.len() - 100]).unwrap();
     let target = ["--dry-run"];
     for (file, expect) in [("flipped.age", "damaged"), ("truncated.age", "damaged")] {
-        env.import(&env.path(file), &target)
+        import(&env, &env.path(file), &target)
             .failure()
             .stderr(predicates::str::contains(expect));
     }
@@ -297,7 +271,7 @@ fn export_writes_no_plaintext_to_disk() {
     if !support::docker_tests_enabled("export_writes_no_plaintext_to_disk") {
         return;
     }
-    let env = Env::new("");
+    let env = installation("");
     let password = std::fs::read_to_string(env.path("etc/password")).unwrap();
     let password = password.trim();
     let bundle = env.path("bundle.age");

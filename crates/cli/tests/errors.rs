@@ -7,7 +7,7 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
+use kopi_docka_testkit as support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

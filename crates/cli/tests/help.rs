@@ -6,7 +6,7 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
+use kopi_docka_testkit as support;
 
 fn help(args: &[&str]) -> String {
     let out = support::kopi_docka()

@@ -7,48 +7,10 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
-
-use std::path::PathBuf;
+use kopi_docka_testkit as support;
 
 use serde_json::Value;
-use support::{DockerResources, IDLE, IMAGE, docker};
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        let env = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::write(
-            env.path("config.toml"),
-            format!(
-                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n",
-                env.path("repo").display()
-            ),
-        )
-        .unwrap();
-        env.cmd(&["admin", "repo", "init"]).assert().success();
-        env
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka_at(&self.path("config.toml"), self.dir.path());
-        cmd.args(args);
-        cmd
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut full = vec!["history", "--json"];
-        full.extend(args);
-        let out = self.cmd(&full).assert().success();
-        serde_json::from_slice(&out.get_output().stdout).unwrap()
-    }
-}
+use support::{DockerResources, Env, IDLE, IMAGE, docker};
 
 fn ids(doc: &Value) -> Vec<&str> {
     doc["runs"]
@@ -59,9 +21,16 @@ fn ids(doc: &Value) -> Vec<&str> {
         .collect()
 }
 
+fn history(env: &Env, args: &[&str]) -> Value {
+    let mut full = vec!["history", "--json"];
+    full.extend(args);
+    let out = env.cmd(&full).assert().success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
 #[test]
 fn records_of_different_versions_filters_and_stats() {
-    let env = Env::new();
+    let env = Env::builder().init().build();
     let runs = env.path("state/runs");
     std::fs::create_dir_all(&runs).unwrap();
     // The current format (as `backup` writes it).
@@ -93,7 +62,7 @@ fn records_of_different_versions_filters_and_stats() {
     .unwrap();
     std::fs::write(runs.join("broken.json"), "{").unwrap();
 
-    let all = env.json(&[]);
+    let all = history(&env, &[]);
     assert_eq!(all["source"], "local");
     assert_eq!(ids(&all), ["new", "20261119T020000Z-0001", "oldest"]);
     assert_eq!(all["unreadable"].as_array().unwrap().len(), 1);
@@ -104,24 +73,24 @@ fn records_of_different_versions_filters_and_stats() {
 
     // --since in every form compares as UTC instants.
     assert_eq!(
-        ids(&env.json(&["--since", "2026-11-19"])),
+        ids(&history(&env, &["--since", "2026-11-19"])),
         ["new", "20261119T020000Z-0001"]
     );
     assert_eq!(
-        ids(&env.json(&["--since", "2026-11-19T03:00:00+01:00"])),
+        ids(&history(&env, &["--since", "2026-11-19T03:00:00+01:00"])),
         ["new", "20261119T020000Z-0001"]
     );
     assert_eq!(
-        ids(&env.json(&["--since", "2026-11-19T02:00:01Z"])),
+        ids(&history(&env, &["--since", "2026-11-19T02:00:01Z"])),
         ["new"]
     );
-    assert_eq!(ids(&env.json(&["--last", "1"])), ["new"]);
-    assert_eq!(ids(&env.json(&["--failed"])), ["new", "oldest"]);
-    let app_failed = env.json(&["--unit", "app", "--failed"]);
+    assert_eq!(ids(&history(&env, &["--last", "1"])), ["new"]);
+    assert_eq!(ids(&history(&env, &["--failed"])), ["new", "oldest"]);
+    let app_failed = history(&env, &["--unit", "app", "--failed"]);
     assert_eq!(ids(&app_failed), ["oldest"]);
     assert_eq!(app_failed["runs"][0]["units"].as_array().unwrap().len(), 1);
 
-    let stats = env.json(&["--stats"]);
+    let stats = history(&env, &["--stats"]);
     let app = &stats["stats"][0];
     assert_eq!(app["name"], "app");
     assert_eq!(
@@ -157,14 +126,14 @@ fn history_from_the_repository_when_the_local_state_is_gone() {
     let _resources = DockerResources::new(&prefix);
     let app = format!("{prefix}-app");
     docker(&["run", "-d", "--name", &app, IMAGE, "sh", "-c", IDLE]);
-    let env = Env::new();
+    let env = Env::builder().init().build();
     env.cmd(&["backup", "--unit", &app]).assert().success();
-    let local = env.json(&[]);
+    let local = history(&env, &[]);
     assert_eq!(local["source"], "local");
     assert_eq!(local["runs"].as_array().unwrap().len(), 1);
 
     std::fs::remove_dir_all(env.path("state")).unwrap();
-    let remote = env.json(&["--unit", &app]);
+    let remote = history(&env, &["--unit", &app]);
     assert_eq!(remote["source"], "repository");
     assert_eq!(ids(&remote), ids(&local));
     assert_eq!(
@@ -172,6 +141,6 @@ fn history_from_the_repository_when_the_local_state_is_gone() {
         local["runs"][0]["started_at"]
     );
     assert_eq!(remote["runs"][0]["units"][0]["status"], "success");
-    let since = env.json(&["--since", "1h"]);
+    let since = history(&env, &["--since", "1h"]);
     assert_eq!(since["runs"].as_array().unwrap().len(), 1);
 }

@@ -8,7 +8,7 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
+use kopi_docka_testkit as support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{DockerResources, IDLE, IMAGE, docker};
+use support::{DockerResources, Env, IDLE, IMAGE, docker};
 
 /// One request the server received.
 #[derive(Debug, Clone)]
@@ -113,34 +113,9 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(extra: &str) -> Self {
-        let env = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::write(
-            env.path("config.toml"),
-            format!(
-                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n{extra}",
-                env.path("repo").display()
-            ),
-        )
-        .unwrap();
-        env
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka_at(&self.path("config.toml"), self.dir.path());
-        cmd.args(args);
-        cmd
-    }
+/// An installation (no repository yet) with `extra` in its config.
+fn installation(extra: &str) -> Env {
+    Env::builder().extra(extra).build()
 }
 
 #[test]
@@ -152,7 +127,7 @@ fn notification_test_reaches_every_http_service() {
         format!("gotify://{}\n", server.url("/gotify/TOKEN")),
     )
     .unwrap();
-    let env = Env::new(&format!(
+    let env = installation(&format!(
         r#"
 [[notifications.targets]]
 url = "json://{webhook}"
@@ -249,7 +224,7 @@ fn failed_delivery_is_reported_without_the_secret() {
         .local_addr()
         .unwrap()
         .port();
-    let env = Env::new(&format!(
+    let env = installation(&format!(
         "[[notifications.targets]]\nurl = \"json://{}\"\n\
          [[notifications.targets]]\nurl = \"json://127.0.0.1:{closed}/other-secret\"\n",
         failing.url("/secret-token")
@@ -333,7 +308,7 @@ impl Drop for SmtpServer {
 fn email_reaches_a_real_smtp_server() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpServer::start(dir.path());
-    let env = Env::new(&format!(
+    let env = installation(&format!(
         "[[notifications.targets]]\nurl = \"mailto://127.0.0.1:{}?to=ops@example.com&from=kd@example.com\"\n",
         smtp.port
     ));
@@ -404,7 +379,7 @@ fn email_over_starttls_and_implicit_tls() {
         let server_dir = dir.path().join(name);
         std::fs::create_dir(&server_dir).unwrap();
         let smtp = SmtpServer::start_with(&server_dir, &args);
-        let env = Env::new(&format!(
+        let env = installation(&format!(
             "[[notifications.targets]]\nurl = \"mailtos://127.0.0.1:{}?to=ops@example.com{query}\"\n",
             smtp.port
         ));
@@ -478,7 +453,7 @@ fn backup_pings_notifies_once_and_writes_metrics() {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let metrics = dir.path().join("kopi-docka.prom");
-    let env = Env::new(&format!(
+    let env = installation(&format!(
         r#"
 [monitoring]
 healthcheck-url = "http://{ping}"
@@ -587,7 +562,7 @@ fn daemon_until_idle(env: &Env, dir: &Path, round: u32) {
 #[test]
 fn daemon_alerts_once_per_overdue_period() {
     let server = HttpServer::start(200);
-    let env = Env::new(&format!(
+    let env = installation(&format!(
         "[[notifications.targets]]\nurl = \"json://{}\"\n",
         server.url("/hook")
     ));
@@ -598,7 +573,7 @@ fn daemon_alerts_once_per_overdue_period() {
         r#"{"run_id":"old","started_at":"2026-01-01T02:00:00Z","units":[{"name":"kdtest-stale","status":"success"}]}"#,
     )
     .unwrap();
-    daemon_until_idle(&env, env.dir.path(), 1);
+    daemon_until_idle(&env, env.dir(), 1);
     let alerts = server.requests();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let alert = alerts[0].json();
@@ -616,7 +591,7 @@ fn daemon_alerts_once_per_overdue_period() {
             .contains("kdtest-stale: last successful backup 2026-01-01T02:00:00Z")
     );
 
-    daemon_until_idle(&env, env.dir.path(), 2);
+    daemon_until_idle(&env, env.dir(), 2);
     assert_eq!(
         server.requests().len(),
         1,
@@ -628,7 +603,7 @@ fn daemon_alerts_once_per_overdue_period() {
 #[test]
 fn a_run_that_cannot_start_pings_fail_and_notifies() {
     let server = HttpServer::start(200);
-    let env = Env::new(&format!(
+    let env = installation(&format!(
         "[monitoring]\nhealthcheck-url = \"http://{}\"\n\
          [[notifications.targets]]\nurl = \"json://{}\"\n",
         server.url("/ping/abc"),

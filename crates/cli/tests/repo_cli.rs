@@ -7,52 +7,15 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
+use kopi_docka_testkit as support;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kopi_docka_core::lock::{Lock, LockMode, key_for};
 use predicates::prelude::*;
 use serde_json::Value;
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        let env = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::write(
-            env.config(),
-            format!(
-                "[repository]\nlocation = \"{}\"\npassword-file = \"secrets/repository.password\"\n",
-                env.repo().display()
-            ),
-        )
-        .unwrap();
-        env
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn config(&self) -> PathBuf {
-        self.path("config.toml")
-    }
-    fn repo(&self) -> PathBuf {
-        self.path("repo")
-    }
-    fn password_file(&self) -> PathBuf {
-        self.path("secrets/repository.password")
-    }
-    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka_at(&self.config(), self.dir.path());
-        cmd.args(args);
-        cmd
-    }
-}
+use support::Env;
 
 fn json(out: &assert_cmd::assert::Assert) -> Value {
     serde_json::from_slice(&out.get_output().stdout).unwrap()
@@ -61,10 +24,16 @@ fn json(out: &assert_cmd::assert::Assert) -> Value {
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
+/// An installation (no repository yet) whose password file is in a subdirectory.
+fn installation() -> Env {
+    Env::builder()
+        .password_file("secrets/repository.password")
+        .build()
+}
 
 #[test]
 fn init_status_stats_check_and_snapshots() {
-    let env = Env::new();
+    let env = installation();
     let out = env.cmd(&["admin", "repo", "init"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(
@@ -114,7 +83,7 @@ fn init_status_stats_check_and_snapshots() {
 
 #[test]
 fn init_never_overwrites_and_exit_codes_name_the_problem() {
-    let env = Env::new();
+    let env = installation();
     // No repository yet: 10, and nothing is created.
     env.cmd(&["snapshots"])
         .assert()
@@ -174,7 +143,7 @@ fn init_never_overwrites_and_exit_codes_name_the_problem() {
 
 #[test]
 fn location_that_is_a_file_is_refused() {
-    let env = Env::new();
+    let env = installation();
     std::fs::write(env.repo(), "precious").unwrap();
     env.cmd(&["admin", "repo", "init"])
         .assert()
@@ -189,7 +158,7 @@ fn location_that_is_a_file_is_refused() {
 
 #[test]
 fn change_password_generates_stores_and_old_one_stops_working() {
-    let env = Env::new();
+    let env = installation();
     env.cmd(&["admin", "repo", "init"]).assert().success();
     let old = std::fs::read_to_string(env.password_file()).unwrap();
     env.cmd(&["admin", "repo", "change-password"])
@@ -206,7 +175,7 @@ fn change_password_generates_stores_and_old_one_stops_working() {
 
 #[test]
 fn check_exits_non_zero_on_a_corrupted_pack() {
-    let env = Env::new();
+    let env = installation();
     env.cmd(&["admin", "repo", "init"]).assert().success();
     // Some data in the repository, written by restic (kopi-docka's own backup comes later).
     let data = env.path("data");

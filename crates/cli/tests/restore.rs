@@ -10,83 +10,15 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
-#[path = "../../core/tests/support/tree.rs"]
-mod tree;
+use kopi_docka_testkit as support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::{DockerResources, IDLE, IMAGE, docker};
-use tree::CompareOptions;
-
-/// Fields drop in order: the Docker resources go before the temp dir holding their files.
-struct Env {
-    resources: DockerResources,
-    prefix: String,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(extra: &str) -> Self {
-        let prefix = support::unique_prefix();
-        let dir = tempfile::tempdir().unwrap();
-        let env = Self {
-            resources: DockerResources::new(&prefix),
-            dir,
-            prefix,
-        };
-        env.write_config("config.toml", extra);
-        env.cmd(&["admin", "repo", "init"]).assert().success();
-        env
-    }
-    fn write_config(&self, name: &str, extra: &str) {
-        std::fs::write(
-            self.path(name),
-            format!(
-                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n{extra}\n\
-                 [backup]\nhealth-timeout-seconds = 30\n",
-                self.path("repo").display()
-            ),
-        )
-        .unwrap();
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        self.cmd_with("config.toml", args)
-    }
-    fn cmd_with(&self, config: &str, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka_at(&self.path(config), self.dir.path());
-        cmd.args(args);
-        cmd
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.cmd(args).assert().success();
-        serde_json::from_slice(&out.get_output().stdout).unwrap()
-    }
-    /// The fixture stack, up, with `override_yml` as docker-compose.override.yml.
-    fn stack(&mut self, override_yml: &str) -> (String, PathBuf) {
-        let dir = self.path("stack");
-        std::fs::create_dir(&dir).unwrap();
-        support::copy_fixture("stack", &dir);
-        if !override_yml.is_empty() {
-            std::fs::write(dir.join("docker-compose.override.yml"), override_yml).unwrap();
-        }
-        let name = format!("{}-stack", self.prefix);
-        self.resources.compose_up(&name, &dir);
-        (name, dir)
-    }
-    fn env_file(&self, text: &str) -> PathBuf {
-        let path = self.path("secrets.env");
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        path
-    }
-}
+use support::tree::{self, CompareOptions};
+use support::{Env, IDLE, IMAGE, docker};
 
 fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "--format", format, name])
@@ -136,12 +68,32 @@ fn two_subnet_octets(prefix: &str) -> (u8, u8) {
     )
 }
 
+/// `extra`, and a health timeout that a slow CI machine cannot miss.
+fn with_health_timeout(extra: &str) -> String {
+    format!("{extra}\n[backup]\nhealth-timeout-seconds = 30\n")
+}
+
+/// An installation with a repository and `extra` in its config.
+fn installation(extra: &str) -> Env {
+    Env::builder()
+        .extra(&with_health_timeout(extra))
+        .init()
+        .build()
+}
+
+/// A 0600 env file with `text`.
+fn env_file(env: &Env, text: &str) -> PathBuf {
+    let path = env.path("secrets.env");
+    support::write_private(&path, text);
+    path
+}
+
 #[test]
 fn stack_round_trip_on_a_fresh_host() {
     if !support::docker_tests_enabled("stack_round_trip_on_a_fresh_host") {
         return;
     }
-    let mut env = Env::new("");
+    let mut env = installation("");
     let (a, b) = two_subnet_octets(&env.prefix);
     let (stack, dir) = env.stack(&format!(
         "networks:\n  backend:\n    internal: true\n    labels:\n      kdtest.purpose: round-trip\n    \
@@ -224,7 +176,7 @@ fn restore_over_existing_data_keeps_a_rollback_copy_and_rolls_back_on_failure() 
     ) {
         return;
     }
-    let mut env = Env::new("");
+    let mut env = installation("");
     install_restore_hooks(&env);
     let (stack, _dir) = env.stack("");
     let db_volume = format!("{stack}_db-data");
@@ -317,7 +269,7 @@ fn standalone_round_trip_recreates_the_configuration() {
     if !support::docker_tests_enabled("standalone_round_trip_recreates_the_configuration") {
         return;
     }
-    let env = Env::new("");
+    let env = installation("");
     let name = format!("{}-solo", env.prefix);
     let net = format!("{}-net", env.prefix);
     let volume = format!("{}-data", env.prefix);
@@ -386,7 +338,7 @@ fn standalone_round_trip_recreates_the_configuration() {
     assert!(!exists("volume", &volume));
     assert!(!exists("container", &name));
 
-    let secrets = env.env_file("API_TOKEN=secret123\n");
+    let secrets = env_file(&env, "API_TOKEN=secret123\n");
     let outcome = env.json(&[
         "restore",
         "--unit",
@@ -412,8 +364,8 @@ fn another_hosts_backup_and_bad_input() {
     if !support::docker_tests_enabled("another_hosts_backup_and_bad_input") {
         return;
     }
-    let env = Env::new("hostname = \"kdtest-old-server\"");
-    env.write_config("here.toml", "");
+    let env = installation("hostname = \"kdtest-old-server\"");
+    env.write_config("here.toml", &with_health_timeout(""));
     let name = format!("{}-solo", env.prefix);
     let volume = format!("{}-data", env.prefix);
     // A single-file bind as well: restored in place, the changed file kept beside it.
@@ -514,7 +466,7 @@ fn stack_restore_without_a_compose_tool_changes_nothing() {
     if !support::docker_tests_enabled("stack_restore_without_a_compose_tool_changes_nothing") {
         return;
     }
-    let mut env = Env::new("");
+    let mut env = installation("");
     let (stack, dir) = env.stack("");
     env.cmd(&["backup", "--unit", &stack]).assert().success();
     support::run(
@@ -541,7 +493,7 @@ fn drill_passes_and_leaves_nothing_behind() {
     if !support::docker_tests_enabled("drill_passes_and_leaves_nothing_behind") {
         return;
     }
-    let mut env = Env::new("");
+    let mut env = installation("");
     let (stack, _dir) = env.stack("");
     std::fs::write(
         mountpoint(&format!("{stack}_db-data")).join("rows"),
@@ -571,7 +523,10 @@ fn drill_passes_and_leaves_nothing_behind() {
         .code(1)
         .stdout(predicates::str::contains("DATABASE_URL"));
     assert_eq!(leftovers(), Vec::<String>::new());
-    let secrets = env.env_file("DATABASE_URL=postgres://app:fixture-secret@db:5432/app\n");
+    let secrets = env_file(
+        &env,
+        "DATABASE_URL=postgres://app:fixture-secret@db:5432/app\n",
+    );
     let report = env.json(&[
         "restore",
         "--drill",
@@ -699,7 +654,7 @@ fn sigterm_during_a_restore_rolls_back_and_leaves_the_unit_stopped() {
     ) {
         return;
     }
-    let mut env = Env::new("");
+    let mut env = installation("");
     let (stack, _dir) = env.stack("");
     let db_volume = format!("{stack}_db-data");
     let data = mountpoint(&db_volume);
@@ -778,10 +733,10 @@ fn install_restore_hooks(env: &Env) {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     env.write_config(
         "config.toml",
-        &format!(
+        &with_health_timeout(&format!(
             "[hooks]\npre-restore = [\"{0}\"]\npost-restore = [\"{0}\"]",
             hook.display()
-        ),
+        )),
     );
 }
 
@@ -790,7 +745,7 @@ fn the_wizard_asks_for_what_is_missing_on_a_terminal() {
     if !support::docker_tests_enabled("the_wizard_asks_for_what_is_missing_on_a_terminal") {
         return;
     }
-    let env = Env::new("");
+    let env = installation("");
     let name = format!("{}-solo", env.prefix);
     let volume = format!("{}-data", env.prefix);
     docker(&[

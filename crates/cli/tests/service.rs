@@ -8,7 +8,7 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
+use kopi_docka_testkit as support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -16,42 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{DockerResources, IDLE, IMAGE, docker, kopi_docka};
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let env = Self { dir };
-        std::fs::write(
-            env.path("config.toml"),
-            format!(
-                "[repository]\nlocation = \"{}\"\npassword-file = \"password\"\n{extra}",
-                env.path("repo").display()
-            ),
-        )
-        .unwrap();
-        env
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn cmd(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = support::kopi_docka_at(&self.path("config.toml"), self.dir.path());
-        cmd.args(args);
-        cmd
-    }
-    fn write_units(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
-        let units = self.path("units");
-        let mut args = vec!["admin", "service", "write-units", "--output-dir"];
-        args.push(units.to_str().unwrap());
-        args.extend(extra);
-        self.cmd(&args).assert()
-    }
-}
+use support::{DockerResources, Env, IDLE, IMAGE, docker, kopi_docka};
 
 fn read_units(dir: &Path) -> String {
     [
@@ -70,15 +35,28 @@ fn read_units(dir: &Path) -> String {
     .join("\n")
 }
 
+/// An installation (no repository yet) with `extra` in its config.
+fn installation(extra: &str) -> Env {
+    Env::builder().extra(extra).build()
+}
+
+fn write_units(env: &Env, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let units = env.path("units");
+    let mut args = vec!["admin", "service", "write-units", "--output-dir"];
+    args.push(units.to_str().unwrap());
+    args.extend(extra);
+    env.cmd(&args).assert()
+}
+
 #[test]
 fn rendered_units() {
-    let env = Env::new("");
-    env.write_units(&[]).success();
+    let env = installation("");
+    write_units(&env, &[]).success();
     let text = read_units(&env.path("units"));
     let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
     let (bin, tmp) = (
         regex_escape(&bin.display().to_string()),
-        regex_escape(&env.dir.path().display().to_string()),
+        regex_escape(&env.dir().display().to_string()),
     );
     insta::with_settings!({filters => vec![
         (bin.as_str(), "[KOPI_DOCKA]"),
@@ -104,8 +82,8 @@ fn regex_escape(text: &str) -> String {
 /// binary are all reported by `systemd-analyze verify`.
 #[test]
 fn systemd_analyze_verify_accepts_the_units() {
-    let env = Env::new("[daemon]\nschedule = \"Mon..Fri 22:30\"\n");
-    env.write_units(&[]).success();
+    let env = installation("[daemon]\nschedule = \"Mon..Fri 22:30\"\n");
+    write_units(&env, &[]).success();
     let units = env.path("units");
     let out = Command::new("systemd-analyze")
         .arg("verify")
@@ -128,25 +106,25 @@ fn systemd_analyze_verify_accepts_the_units() {
 
 #[test]
 fn write_units_never_clobbers_an_edit() {
-    let env = Env::new("");
-    env.write_units(&["--schedule", "daily"]).success();
+    let env = installation("");
+    write_units(&env, &["--schedule", "daily"]).success();
     let timer = env.path("units/kopi-docka.timer");
     let edited = std::fs::read_to_string(&timer)
         .unwrap()
         .replace("OnCalendar=daily", "OnCalendar=hourly");
     std::fs::write(&timer, &edited).unwrap();
 
-    let out = env.write_units(&["--schedule", "daily"]).failure();
+    let out = write_units(&env, &["--schedule", "daily"]).failure();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("kopi-docka.timer"), "{stderr}");
     assert!(stderr.contains("drop-in"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&timer).unwrap(), edited);
 
     // Same content: nothing to do, whatever is asked.
-    env.write_units(&["--schedule", "daily", "--force"])
+    write_units(&env, &["--schedule", "daily", "--force"])
         .success()
         .stdout(predicates::str::contains("replaced  "));
-    let out = env.write_units(&["--schedule", "daily"]).success();
+    let out = write_units(&env, &["--schedule", "daily"]).success();
     assert!(
         String::from_utf8_lossy(&out.get_output().stdout)
             .lines()
@@ -159,19 +137,18 @@ fn write_units_never_clobbers_an_edit() {
     );
 
     // systemd understands more than the daemon's subset: the timer takes what it accepts.
-    env.write_units(&["--schedule", "2026-*-* 04:00", "--force"])
-        .success();
+    write_units(&env, &["--schedule", "2026-*-* 04:00", "--force"]).success();
     assert!(
         std::fs::read_to_string(&timer)
             .unwrap()
             .contains("OnCalendar=2026-*-* 04:00\n")
     );
-    env.write_units(&["--schedule", "whenever", "--force"])
+    write_units(&env, &["--schedule", "whenever", "--force"])
         .code(2)
         .stderr(predicates::str::contains("every 6h"));
 
     // An interval is for the daemon only.
-    env.write_units(&["--schedule", "every 6h", "--force"])
+    write_units(&env, &["--schedule", "every 6h", "--force"])
         .code(2)
         .stderr(predicates::str::contains("interval"));
 }
@@ -319,8 +296,8 @@ fn wait_exit(mut child: Child, timeout: Duration) -> (std::process::ExitStatus, 
 /// watchdog at half its period, and says STOPPING on SIGTERM before exiting 0.
 #[test]
 fn daemon_speaks_sd_notify() {
-    let env = Env::new("");
-    let mut systemd = FakeSystemd::bind(env.dir.path());
+    let env = installation("");
+    let mut systemd = FakeSystemd::bind(env.dir());
     // No engine answers at this address: the daemon must still come up.
     let daemon = systemd.spawn_daemon(&env, 400_000, &["--schedule", "daily"], false);
     let ready = systemd.wait_for("READY=1", Duration::from_secs(30));
@@ -361,7 +338,7 @@ fn daemon_feeds_the_watchdog_during_a_long_backup_and_stops_safely() {
     let _resources = DockerResources::new(&prefix);
     let app = format!("{prefix}-app");
     // The post-stop hook holds the unit down for 4 s: longer than the 1 s watchdog period.
-    let env = Env::new(&format!(
+    let env = installation(&format!(
         "[units.\"{app}\".hooks]\npost-stop = [\"/usr/bin/sleep\", \"4\"]\n"
     ));
     kopi_docka()
@@ -384,7 +361,7 @@ fn daemon_feeds_the_watchdog_during_a_long_backup_and_stops_safely() {
         IDLE,
     ]);
 
-    let mut systemd = FakeSystemd::bind(env.dir.path());
+    let mut systemd = FakeSystemd::bind(env.dir());
     let daemon = systemd.spawn_daemon(
         &env,
         1_000_000,
@@ -424,8 +401,8 @@ fn daemon_feeds_the_watchdog_during_a_long_backup_and_stops_safely() {
 /// refused and the old one kept; the daemon keeps running either way.
 #[test]
 fn sighup_reloads_the_config_and_keeps_the_old_one_when_broken() {
-    let env = Env::new("[daemon]\nschedule = \"*-*-01 03:00\"\n");
-    let mut systemd = FakeSystemd::bind(env.dir.path());
+    let env = installation("[daemon]\nschedule = \"*-*-01 03:00\"\n");
+    let mut systemd = FakeSystemd::bind(env.dir());
     let daemon = systemd.spawn_daemon(&env, 0, &[], false);
     let first = systemd.wait_for("STATUS=idle", Duration::from_secs(30));
     assert!(
@@ -479,7 +456,7 @@ fn sighup(child: &Child) {
 /// `admin service status` without systemd: says so, and still shows the last run and locks.
 #[test]
 fn status_degrades_without_systemd() {
-    let env = Env::new("");
+    let env = installation("");
     let runs = env.path("state/runs");
     std::fs::create_dir_all(&runs).unwrap();
     std::fs::write(
@@ -522,7 +499,7 @@ fn daemon_start_restarts_containers_a_killed_run_left_stopped() {
     let name = format!("{prefix}-victim");
     docker(&["run", "-d", "--name", &name, IMAGE, "sh", "-c", IDLE]);
     let id = docker(&["inspect", "--format", "{{.Id}}", &name]);
-    let env = Env::new("");
+    let env = installation("");
     std::fs::create_dir_all(env.path("state")).unwrap();
     std::fs::write(
         env.path("state/stopped-containers.json"),
@@ -532,7 +509,7 @@ fn daemon_start_restarts_containers_a_killed_run_left_stopped() {
     )
     .unwrap();
     docker(&["stop", "-t", "1", &name]);
-    let mut systemd = FakeSystemd::bind(env.dir.path());
+    let mut systemd = FakeSystemd::bind(env.dir());
     let daemon = systemd.spawn_daemon(&env, 0, &["--schedule", "monthly", "--unit", &name], true);
     systemd.wait_for("READY=1", Duration::from_mins(1));
     assert_eq!(
@@ -553,8 +530,8 @@ fn daemon_start_restarts_containers_a_killed_run_left_stopped() {
 /// schedule waits a whole interval instead of retrying in a loop.
 #[test]
 fn a_failed_run_does_not_make_an_interval_schedule_spin() {
-    let env = Env::new("");
-    let mut systemd = FakeSystemd::bind(env.dir.path());
+    let env = installation("");
+    let mut systemd = FakeSystemd::bind(env.dir());
     let daemon = systemd.spawn_daemon(&env, 0, &["--schedule", "every 1h"], false);
     let last = systemd.wait_for("STATUS=last backup", Duration::from_mins(1));
     assert!(

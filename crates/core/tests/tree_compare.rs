@@ -1,4 +1,4 @@
-//! Self-tests of the fixture builder and tree comparator in `support/tree.rs`: a faithful copy
+//! Self-tests of the fixture builder and tree comparator in `kopi_docka_testkit::tree`: a faithful copy
 //! of the rich tree compares equal, and each kind of damage is reported as exactly the
 //! difference it is. Needs root on Linux.
 
@@ -8,7 +8,7 @@
     reason = "test code: a panic is the failure report"
 )]
 
-mod support;
+use kopi_docka_testkit as support;
 
 use std::fs;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt, lchown, symlink};

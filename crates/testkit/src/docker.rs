@@ -1,17 +1,11 @@
-//! Shared test support: running the real binary, and real Docker resources that clean up
-//! after themselves.
-//!
-//! Docker tests run only when `KOPI_DOCKA_DOCKER_TESTS=1` (the README's test command sets it).
-//! With the switch on, an unreachable engine FAILS the test: it never turns into a skip.
-
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of this module"
-)]
+//! Real Docker resources for tests: named with a unique `kdtest-<random>` prefix, removed on
+//! drop, and nothing else on the engine touched.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::process::run;
 
 /// The local image every fixture uses (built by scripts/build-test-image.sh).
 pub const IMAGE: &str = "kdtest/busybox:1";
@@ -19,28 +13,6 @@ pub const IMAGE: &str = "kdtest/busybox:1";
 /// A shell command for PID 1 that exits at once on SIGTERM (a bare `sleep` would ignore it and
 /// make every stop wait for the whole timeout).
 pub const IDLE: &str = "trap 'exit 0' TERM; sleep 2147483647 & wait";
-
-/// The real `kopi-docka` binary with an environment that does not leak the developer's config
-/// or engine settings into the test.
-pub fn kopi_docka() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("kopi-docka").expect("binary built");
-    cmd.env_remove("KOPI_DOCKA_CONFIG")
-        .env_remove("DOCKER_HOST")
-        .env_remove("KOPI_DOCKA_LOG")
-        .env("XDG_CONFIG_HOME", "/nonexistent/kopi-docka-test-config");
-    cmd
-}
-
-/// [`kopi_docka`] as one isolated installation: `config`, and the state and cache dirs under
-/// `work`.
-pub fn kopi_docka_at(config: &Path, work: &Path) -> assert_cmd::Command {
-    let mut cmd = kopi_docka();
-    cmd.arg("--config")
-        .arg(config)
-        .env("KOPI_DOCKA_STATE_DIR", work.join("state"))
-        .env("KOPI_DOCKA_CACHE_DIR", work.join("cache"));
-    cmd
-}
 
 /// True when Docker tests must run; prints why not otherwise.
 pub fn docker_tests_enabled(test: &str) -> bool {
@@ -74,20 +46,6 @@ pub fn unique_prefix() -> String {
         "kdtest-{:08x}",
         (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
     )
-}
-
-/// Runs a command and panics with its output when it fails.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// `docker <args>`, panicking on failure.
@@ -177,54 +135,5 @@ impl Drop for DockerResources {
                 }
             }
         }
-    }
-}
-
-/// Copies a fixture directory from tests/fixtures into `dest`.
-pub fn copy_fixture(name: &str, dest: &Path) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    run(Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", src.display()))
-        .arg(dest));
-}
-
-/// Runs Debian's `restic` on a repository (no cache) and panics with its stderr on failure.
-pub fn restic<I, S>(repo: &Path, password_file: &Path, args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    run(Command::new("restic")
-        .args(["--no-cache", "-r"])
-        .arg(repo)
-        .arg("--password-file")
-        .arg(password_file)
-        .args(args))
-}
-
-/// Sends SIGTERM to a child process.
-pub fn sigterm(child: &std::process::Child) {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-}
-
-/// Writes `bytes` (a multiple of 1 MiB) of incompressible pseudo-random data to `path`.
-pub fn fill_random(path: &Path, bytes: usize) {
-    use std::io::Write as _;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut block = vec![0_u8; 1 << 20];
-    for _ in 0..bytes / block.len() {
-        for chunk in block.chunks_mut(8) {
-            // xorshift64*: incompressible and fast enough.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            chunk.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-        }
-        file.write_all(&block).unwrap();
     }
 }

@@ -1,0 +1,42 @@
+//! Files for tests: the fixtures, private files, incompressible data.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use crate::process::run;
+
+/// Copies a fixture directory from this crate's `fixtures/` into `dest`.
+pub fn copy_fixture(name: &str, dest: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(dest));
+}
+
+/// Writes `text` to `path` readable by its owner only, as every secret file must be.
+pub fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Writes `bytes` (a multiple of 1 MiB) of incompressible pseudo-random data to `path`.
+pub fn fill_random(path: &Path, bytes: usize) {
+    use std::io::Write as _;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0_u8; 1 << 20];
+    for _ in 0..bytes / block.len() {
+        for chunk in block.chunks_mut(8) {
+            // xorshift64*: incompressible and fast enough.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            chunk.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        file.write_all(&block).unwrap();
+    }
+}

@@ -1,0 +1,28 @@
+//! Test support for kopi-docka's integration tests, shared by both crates.
+//!
+//! - [`Env`]: the real `kopi-docka` binary as one isolated installation (config, repository,
+//!   state and cache in a temp dir), built with [`Env::builder`].
+//! - [`docker`]: real Docker resources named `kdtest-<random>-...` that are removed on drop,
+//!   even when the test panics. Docker tests run only with `KOPI_DOCKA_DOCKER_TESTS=1` (the
+//!   README's test command sets it); with the switch on, an unreachable engine FAILS the test.
+//! - [`tree`]: a tree holding every file kind and metadata aspect a restore must reproduce, and
+//!   a comparison that lists every difference.
+//!
+//! Nothing here is a mock: every helper runs the real thing (binary, engine, `restic`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a panic is the failure report"
+)]
+
+pub mod docker;
+mod env;
+pub mod files;
+pub mod process;
+pub mod tree;
+
+pub use docker::{DockerResources, IDLE, IMAGE, docker, docker_tests_enabled, unique_prefix};
+pub use env::{Env, EnvBuilder, kopi_docka, kopi_docka_at};
+pub use files::{copy_fixture, fill_random, write_private};
+pub use process::{restic, run, sigterm};
