@@ -6,6 +6,7 @@ mod exit;
 mod logging;
 mod printer;
 mod progress;
+mod render;
 mod signals;
 
 use clap::Parser;

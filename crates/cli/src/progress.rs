@@ -103,7 +103,7 @@ impl LogTask {
 impl LogState {
     fn line(&self) -> String {
         let amount = |n: u64| match self.unit {
-            ProgressUnit::Bytes => crate::commands::human_bytes(n),
+            ProgressUnit::Bytes => crate::render::human_bytes(n),
             ProgressUnit::Items | ProgressUnit::Spinner => n.to_string(),
         };
         if self.total > 0 {

@@ -16,11 +16,11 @@ use kopi_docka_core::monitor;
 use kopi_docka_core::repo::{RepoSettings, Scope};
 use kopi_docka_core::stop;
 
-use super::snapshots::human_bytes;
 use crate::cli::{BackupArgs, GlobalArgs, ScopeArg};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
+use crate::render::human_bytes;
 
 /// Backs up the selected units. A run that ends before it has a report (engine down,
 /// repository unreachable, wrong password) still pings `/fail` and sends its notification:
@@ -205,7 +205,7 @@ fn render_plan(plan: &BackupPlan) -> String {
             }
         }
         for entry in &unit.gaps {
-            let _ = writeln!(out, "  {}", super::units::gap_line(entry));
+            let _ = writeln!(out, "  {}", crate::render::gap_line(entry));
         }
     }
     out

@@ -12,11 +12,11 @@ use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{Repo, RepoSettings};
 
 use super::UsageError;
-use super::snapshots::human_bytes;
 use crate::cli::{DrCommand, DrExportArgs, DrImportArgs, GlobalArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
+use crate::render::human_bytes;
 
 /// Runs a disaster-recovery subcommand.
 pub async fn run(

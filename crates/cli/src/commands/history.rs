@@ -9,10 +9,10 @@ use kopi_docka_core::repo::{Repo, RepoSettings};
 use serde::Serialize;
 
 use super::UsageError;
-use super::snapshots::human_bytes;
 use crate::cli::{GlobalArgs, HistoryArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
+use crate::render::human_bytes;
 
 /// Where the records came from.
 #[derive(Debug, Clone, Copy, Serialize)]

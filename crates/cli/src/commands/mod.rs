@@ -17,8 +17,6 @@ mod version;
 
 use kopi_docka_core::config::{self, Environment, LoadedConfig};
 
-pub use snapshots::human_bytes;
-
 use crate::cli::{AdminCommand, Cli, Command, NotificationCommand};
 use crate::exit::ExitCode;
 use crate::printer::Printer;

@@ -11,11 +11,11 @@ use kopi_docka_core::repo::{
 };
 use serde::Serialize;
 
-use super::snapshots::human_bytes;
 use crate::cli::{ChangePasswordArgs, CheckArgs, GlobalArgs, JsonArgs, PruneArgs, RepoCommand};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
+use crate::render::human_bytes;
 
 /// Runs one `admin repo` command.
 pub async fn run(

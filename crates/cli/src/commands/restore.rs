@@ -19,11 +19,11 @@ use kopi_docka_core::restore::{
 };
 
 use super::UsageError;
-use super::snapshots::{human_bytes, local_time};
 use crate::cli::{GlobalArgs, PartArg, RestoreArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
+use crate::render::{human_bytes, local_time};
 
 /// Restores one unit.
 pub async fn run(

@@ -12,6 +12,7 @@ use crate::cli::{GlobalArgs, SnapshotsArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
+use crate::render::{human_bytes, local_time};
 
 #[derive(Serialize)]
 struct SnapshotsReport<'a> {
@@ -123,28 +124,4 @@ fn render(snapshots: &[SnapshotInfo]) -> String {
     }
     let _ = writeln!(out, "{} snapshots", snapshots.len());
     out
-}
-
-/// A UTC time in the local time zone, for display.
-pub fn local_time(t: jiff::Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::system())
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
-/// `1536` -> `1.5 KiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    #[allow(clippy::cast_precision_loss, reason = "display only")]
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use kopi_docka_core::docker::Engine;
-use kopi_docka_core::unit::{self, CoverageEntry, CoverageStatus, MountRules, Unit, UnitKind};
+use kopi_docka_core::unit::{self, MountRules, Unit, UnitKind};
+
+use crate::render::gap_line;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, UnitsArgs};
@@ -132,18 +134,4 @@ pub fn coverage_gaps(unit: &Unit) -> impl Iterator<Item = String> + '_ {
         .iter()
         .filter(|e| !e.verdict.is_backed_up())
         .map(gap_line)
-}
-
-/// The line of one coverage entry that is not backed up.
-pub fn gap_line(entry: &CoverageEntry) -> String {
-    let status = match entry.verdict.status {
-        CoverageStatus::NotProtected => "NOT PROTECTED",
-        CoverageStatus::Skipped | CoverageStatus::BackedUp => "skipped",
-    };
-    format!(
-        "{status:<13} {} {}: {}",
-        entry.kind,
-        entry.identifier,
-        entry.detail.as_deref().unwrap_or_default()
-    )
 }
