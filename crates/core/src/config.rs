@@ -258,7 +258,7 @@ pub struct HookSet {
 pub struct BackupConfig {
     /// `minimal` (volumes and binds), `standard` (plus recipe and networks), `full` (plus the
     /// engine's configuration).
-    pub scope: crate::repo::Scope,
+    pub scope: Scope,
     /// Snapshot while the unit still runs, so the cold pass only reads what changed.
     pub warm_pass: bool,
     /// Seconds a container gets to stop before it is killed.
@@ -275,7 +275,7 @@ pub struct BackupConfig {
 impl Default for BackupConfig {
     fn default() -> Self {
         Self {
-            scope: crate::repo::Scope::Standard,
+            scope: Scope::Standard,
             warm_pass: true,
             stop_timeout_seconds: 30,
             health_timeout_seconds: 120,
@@ -719,6 +719,42 @@ impl fmt::Display for DockerHost {
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
             Self::Tcp(addr) => write!(f, "tcp://{addr}"),
         }
+    }
+}
+
+/// How much of a unit a backup includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Volumes and binds only.
+    Minimal,
+    /// Plus recipe and networks.
+    Standard,
+    /// Plus the engine's own configuration.
+    Full,
+}
+
+impl Scope {
+    /// The word in the config and in snapshot tags.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Minimal => "minimal",
+            Self::Standard => "standard",
+            Self::Full => "full",
+        }
+    }
+
+    /// The scope a config or tag word names.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        [Self::Minimal, Self::Standard, Self::Full]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

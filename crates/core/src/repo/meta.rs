@@ -78,39 +78,8 @@ impl fmt::Display for BackupId {
     }
 }
 
-/// How much of a unit a backup includes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Volumes and binds only.
-    Minimal,
-    /// Plus recipe and networks.
-    Standard,
-    /// Plus the engine's own configuration.
-    Full,
-}
-
-impl Scope {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Minimal => "minimal",
-            Self::Standard => "standard",
-            Self::Full => "full",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        [Self::Minimal, Self::Standard, Self::Full]
-            .into_iter()
-            .find(|s| s.as_str() == value)
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How much of a unit a backup includes; a config value, also written into snapshot tags.
+pub use crate::config::Scope;
 
 /// What a snapshot holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
