@@ -73,6 +73,16 @@ pub fn keep_aside(path: &Path, stamp: &str) -> std::io::Result<Option<PathBuf>> 
 mod tests {
     use super::*;
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn error_chain_joins_causes_like_anyhow() {
+        let error = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&error), "outer: inner");
+    }
+
     #[test]
     fn keep_aside_renames_existing_files_only() {
         let dir = tempfile::tempdir().unwrap();

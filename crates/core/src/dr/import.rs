@@ -165,7 +165,7 @@ impl Installed {
                 Err(error) => UnitRestore {
                     unit,
                     outcome: None,
-                    error: Some(chain_text(&error)),
+                    error: Some(crate::durable::error_chain(&error)),
                 },
             });
         }
@@ -176,19 +176,6 @@ impl Installed {
     pub fn report(self, restored: Vec<UnitRestore>) -> ImportReport {
         ImportReport::new(false, self.info, self.files, restored, self.started)
     }
-}
-
-/// An error and its causes on one line, `outer: cause: cause`, as `anyhow` writes them with
-/// `{:#}`: a unit's error is a string in the report.
-fn chain_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// What an import did (`--json` prints it as is).
@@ -267,20 +254,5 @@ impl UnitRestore {
     /// Restored completely.
     pub fn ok(&self) -> bool {
         self.outcome.as_ref().is_some_and(RestoreOutcome::ok)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn chain_text_joins_causes_like_anyhow() {
-        let error = Outer(std::io::Error::other("inner"));
-        assert_eq!(chain_text(&error), "outer: inner");
     }
 }
