@@ -1,13 +1,6 @@
 //! Exit codes: the contract with scripts, timers and monitoring.
 
-use kopi_docka_core::backup::run::UnknownUnits;
-use kopi_docka_core::config::ConfigError;
-use kopi_docka_core::config_file::ConfigFileError;
-use kopi_docka_core::dr::ImportError;
-use kopi_docka_core::durable::PrivateFileError;
-use kopi_docka_core::migrate::MigrateError;
-use kopi_docka_core::repo::RepoError;
-use kopi_docka_core::restore::PointError;
+use kopi_docka_core::error::{self, Class};
 
 /// The process exit code. Documented in `--help` ([`HELP`]) and the README; never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,63 +44,32 @@ Exit codes:
   130  interrupted (SIGINT/SIGTERM); never a success";
 
 impl ExitCode {
-    /// The code for an error that ended the command.
+    /// The code for an error that ended the command: the first error in its chain that knows
+    /// its kind decides ([`kopi_docka_core::error`]).
     pub fn from_error(error: &anyhow::Error) -> Self {
         for cause in error.chain() {
-            if cause.downcast_ref::<ConfigError>().is_some()
-                || cause.downcast_ref::<PointError>().is_some()
-                || cause
-                    .downcast_ref::<crate::commands::UsageError>()
-                    .is_some()
-                || cause.downcast_ref::<UnknownUnits>().is_some()
-                || cause
-                    .downcast_ref::<PrivateFileError>()
-                    .is_some_and(|e| matches!(e, PrivateFileError::Exposed { .. }))
-            {
-                return Self::Usage;
-            }
             if cause
-                .downcast_ref::<kopi_docka_core::lock::LockError>()
-                .is_some_and(|e| matches!(e, kopi_docka_core::lock::LockError::Busy { .. }))
+                .downcast_ref::<crate::commands::UsageError>()
+                .is_some()
             {
-                return Self::Locked;
-            }
-            if let Some(repo) = cause.downcast_ref::<RepoError>() {
-                return Self::from_repo(repo);
-            }
-            if matches!(
-                cause.downcast_ref::<MigrateError>(),
-                Some(
-                    MigrateError::NotJson { .. }
-                        | MigrateError::Exists { .. }
-                        | MigrateError::Config(_)
-                )
-            ) {
                 return Self::Usage;
             }
-            if matches!(
-                cause.downcast_ref::<ConfigFileError>(),
-                Some(ConfigFileError::Invalid { .. })
-            ) {
-                return Self::Usage;
-            }
-            // Its variants are transparent, so the wrapped error is not in the chain itself.
-            match cause.downcast_ref::<ImportError>() {
-                Some(ImportError::Config(_)) => return Self::Usage,
-                Some(ImportError::Repo(repo)) => return Self::from_repo(repo),
-                _ => {}
+            if let Some(class) = error::class_of(cause) {
+                return class.into();
             }
         }
         Self::Failed
     }
+}
 
-    fn from_repo(repo: &RepoError) -> Self {
-        match repo {
-            RepoError::NotFound { .. } | RepoError::NotARepository { .. } => Self::NoRepository,
-            RepoError::Lock(_) => Self::Locked,
-            RepoError::WrongPassword { .. } => Self::WrongPassword,
-            RepoError::Password(_) | RepoError::Location(_) => Self::Usage,
-            _ => Self::Failed,
+impl From<Class> for ExitCode {
+    fn from(class: Class) -> Self {
+        match class {
+            Class::Usage => Self::Usage,
+            Class::Locked => Self::Locked,
+            Class::NoRepository => Self::NoRepository,
+            Class::WrongPassword => Self::WrongPassword,
+            Class::Failed => Self::Failed,
         }
     }
 }

@@ -7,6 +7,7 @@ mod logging;
 mod printer;
 mod progress;
 mod render;
+mod settings;
 mod signals;
 
 use clap::Parser;

@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::config::{LoadedConfig, RepositoryLocation};
 use crate::docker::Engine;
 use crate::history::{self, RunRecord};
-use crate::lock::journal::Journal;
 use crate::lock::{Lock, LockError, LockMode, RUN_LOCK};
 use crate::repo::{Repo, RepoError, RepoSettings};
 use crate::unit::{self, MountRules, Unit};
@@ -239,7 +238,7 @@ async fn repo_check(loaded: &LoadedConfig, checks: &mut Vec<Check>) -> Option<Re
 
 fn space_checks(loaded: &LoadedConfig, checks: &mut Vec<Check>) {
     let mut places = vec![
-        ("state", loaded.env.state_dir()),
+        ("state", loaded.env.state_dir().path().to_owned()),
         ("cache", loaded.env.cache_dir()),
     ];
     if let RepositoryLocation::Local(path) = loaded.repository_location() {
@@ -279,7 +278,7 @@ fn human(bytes: u64) -> String {
 
 fn lock_checks(loaded: &LoadedConfig, checks: &mut Vec<Check>) {
     let state_dir = loaded.env.state_dir();
-    let locks = state_dir.join("locks");
+    let locks = state_dir.locks();
     let message = if locks.join(format!("{RUN_LOCK}.lock")).exists() {
         match Lock::try_acquire(&locks, RUN_LOCK, LockMode::Shared) {
             Ok(_) => "free".to_owned(),
@@ -291,7 +290,7 @@ fn lock_checks(loaded: &LoadedConfig, checks: &mut Vec<Check>) {
         "free".to_owned()
     };
     checks.push(check("run lock", Status::Ok, message));
-    let journal = Journal::in_dir(&state_dir);
+    let journal = state_dir.journal();
     match journal.pending() {
         Ok(pending) if pending.is_empty() => {}
         Ok(pending) => checks.push(check(

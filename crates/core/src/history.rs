@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::repo::{Repo, RepoError, RestoreMode, SnapshotFilter};
+use crate::state::StateDir;
 
 /// One run, as recorded.
 #[derive(Debug, Clone, Serialize)]
@@ -196,9 +197,9 @@ pub struct Loaded {
 }
 
 /// Reads every run record in `<state_dir>/runs`.
-pub fn load_local(state_dir: &Path) -> Loaded {
+pub fn load_local(state_dir: &StateDir) -> Loaded {
     let mut loaded = Loaded::default();
-    let Ok(entries) = std::fs::read_dir(state_dir.join("runs")) else {
+    let Ok(entries) = std::fs::read_dir(state_dir.runs()) else {
         return loaded;
     };
     for path in entries
@@ -225,7 +226,7 @@ pub fn load_local(state_dir: &Path) -> Loaded {
 }
 
 /// Start time of the latest local run, if any: the base of an interval schedule.
-pub fn last_run_started(state_dir: &Path) -> Option<Timestamp> {
+pub fn last_run_started(state_dir: &StateDir) -> Option<Timestamp> {
     load_local(state_dir).records.last().map(|r| r.started_at)
 }
 
@@ -407,7 +408,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(runs.join("c.json"), "{not json").unwrap();
-        let loaded = load_local(dir.path());
+        let loaded = load_local(&crate::state::StateDir::new(dir.path()));
         assert_eq!(loaded.records.len(), 2);
         assert_eq!(loaded.unreadable.len(), 1);
         let (old, new) = (&loaded.records[0], &loaded.records[1]);

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
 
+use crate::config::HookPoint;
+
 /// What a hook is told through its environment.
 #[derive(Debug, Clone)]
 pub struct HookContext<'a> {
@@ -33,7 +35,7 @@ pub enum HookError {
     #[error("{point} hook {program}: {reason}")]
     Refused {
         /// Hook point.
-        point: &'static str,
+        point: HookPoint,
         /// The program.
         program: String,
         /// Why.
@@ -43,7 +45,7 @@ pub enum HookError {
     #[error("{point} hook {program} {outcome}{output}", output = tail(output))]
     Failed {
         /// Hook point.
-        point: &'static str,
+        point: HookPoint,
         /// The program.
         program: String,
         /// Exit status or timeout.
@@ -66,17 +68,12 @@ fn tail(output: &str) -> String {
 /// unit's); stops at the first failure.
 pub async fn run_point<'a>(
     sets: impl IntoIterator<Item = &'a crate::config::HookSet>,
-    point: &'static str,
+    point: HookPoint,
     context: &HookContext<'_>,
     timeout: Duration,
 ) -> Result<(), HookError> {
     for set in sets {
-        let argv = set
-            .points()
-            .into_iter()
-            .find(|(p, _)| *p == point)
-            .and_then(|(_, argv)| argv);
-        if let Some(argv) = argv {
+        if let Some(argv) = set.get(point) {
             run(point, argv, context, timeout).await?;
         }
     }
@@ -85,7 +82,7 @@ pub async fn run_point<'a>(
 
 /// Runs one hook.
 pub async fn run(
-    point: &'static str,
+    point: HookPoint,
     argv: &[String],
     context: &HookContext<'_>,
     timeout: Duration,
@@ -102,7 +99,7 @@ pub async fn run(
     let mut command = tokio::process::Command::new(program);
     command
         .args(arguments)
-        .env("KOPI_DOCKA_HOOK", point)
+        .env("KOPI_DOCKA_HOOK", point.as_str())
         .env("KOPI_DOCKA_UNIT", context.unit)
         .env("KOPI_DOCKA_UNIT_KIND", context.kind)
         .env("KOPI_DOCKA_BACKUP_ID", context.backup_id)
@@ -155,7 +152,7 @@ pub async fn run(
         });
     };
     for line in out.lines().chain(err.lines()) {
-        tracing::info!(hook = point, unit = context.unit, "{line}");
+        tracing::info!(hook = point.as_str(), unit = context.unit, "{line}");
     }
     match status {
         Ok(status) if status.success() => Ok(()),
@@ -227,7 +224,7 @@ mod tests {
             0o755,
         );
         run(
-            "pre-stop",
+            HookPoint::PreStop,
             &[ok, "a b;c".into()],
             &CTX,
             Duration::from_secs(5),
@@ -240,7 +237,7 @@ mod tests {
             "argv is not split by a shell"
         );
         let bad = script(dir.path(), "bad", "echo broken >&2; exit 3", 0o755);
-        let err = run("pre-backup", &[bad], &CTX, Duration::from_secs(5))
+        let err = run(HookPoint::PreBackup, &[bad], &CTX, Duration::from_secs(5))
             .await
             .unwrap_err()
             .to_string();
@@ -251,17 +248,22 @@ mod tests {
     async fn writable_relative_and_slow_hooks_are_refused_or_killed() {
         let dir = tempfile::tempdir().unwrap();
         let open = script(dir.path(), "open", "true", 0o777);
-        let err = run("pre-backup", &[open], &CTX, Duration::from_secs(5))
+        let err = run(HookPoint::PreBackup, &[open], &CTX, Duration::from_secs(5))
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("chmod go-w"), "{err}");
         let slow = script(dir.path(), "slow", "sleep 30", 0o755);
         let started = std::time::Instant::now();
-        let err = run("post-stop", &[slow], &CTX, Duration::from_millis(300))
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = run(
+            HookPoint::PostStop,
+            &[slow],
+            &CTX,
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("killed"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }

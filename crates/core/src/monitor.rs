@@ -5,13 +5,13 @@
 //! never a reason for a backup to fail.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
 use crate::backup::RunReport;
 use crate::config::{Config, MonitoringConfig};
 use crate::history::{self, RunRecord};
 use crate::notify;
+use crate::state::StateDir;
 
 /// Which ping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +164,7 @@ fn label(value: &str) -> String {
 /// After a run: rewrites the textfile from the local records, pings success or failure, and
 /// sends the run's notification when wanted. Returns what went wrong, for the user to see;
 /// none of it fails the run.
-pub async fn after_run(config: &Config, state_dir: &Path, report: &RunReport) -> Vec<String> {
+pub async fn after_run(config: &Config, state_dir: &StateDir, report: &RunReport) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(path) = &config.monitoring.prometheus_textfile {
         let records = history::load_local(state_dir).records;
@@ -230,7 +230,7 @@ pub async fn run_aborted(config: &Config, error: &str) -> Vec<String> {
 /// period), so a host that stopped backing up sends one alert, not one per check.
 pub fn overdue_alert(
     config: &Config,
-    state_dir: &Path,
+    state_dir: &StateDir,
     units: &[String],
     now: jiff::Timestamp,
 ) -> Option<(notify::Message, Vec<history::Overdue>)> {
@@ -271,17 +271,15 @@ pub fn overdue_alert(
 }
 
 /// Remembers that `overdue` were alerted (in `<state_dir>/overdue-alerts.json`).
-pub fn mark_alerted(state_dir: &Path, overdue: &[history::Overdue]) -> std::io::Result<()> {
+pub fn mark_alerted(state_dir: &StateDir, overdue: &[history::Overdue]) -> std::io::Result<()> {
     let mut alerted = load_alerts(state_dir);
     for o in overdue {
         alerted.insert(o.unit.clone(), alert_key(o));
     }
     let json = serde_json::to_vec_pretty(&alerted).map_err(std::io::Error::other)?;
     crate::durable::create_dir_all(state_dir, 0o700)?;
-    crate::durable::write_file(&state_dir.join(ALERTS_FILE), &json, 0o600)
+    crate::durable::write_file(&state_dir.overdue_alerts(), &json, 0o600)
 }
-
-const ALERTS_FILE: &str = "overdue-alerts.json";
 
 /// What an alert was about: the last success it saw.
 fn alert_key(o: &history::Overdue) -> String {
@@ -289,8 +287,8 @@ fn alert_key(o: &history::Overdue) -> String {
         .map_or_else(|| "never".to_owned(), |t| t.to_string())
 }
 
-fn load_alerts(state_dir: &Path) -> std::collections::BTreeMap<String, String> {
-    std::fs::read(state_dir.join(ALERTS_FILE))
+fn load_alerts(state_dir: &StateDir) -> std::collections::BTreeMap<String, String> {
+    std::fs::read(state_dir.overdue_alerts())
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
@@ -319,7 +317,8 @@ mod tests {
     #[test]
     fn overdue_alerts_once_per_period() {
         let dir = tempfile::tempdir().unwrap();
-        let runs = dir.path().join("runs");
+        let state = crate::state::StateDir::new(dir.path());
+        let runs = state.runs();
         std::fs::create_dir_all(&runs).unwrap();
         let write = |id: &str, at: &str| {
             std::fs::write(
@@ -332,7 +331,7 @@ mod tests {
         let config = Config::default();
         let units = ["app".to_owned(), "new".to_owned()];
         let now: jiff::Timestamp = "2026-11-10T00:00:00Z".parse().unwrap();
-        let (message, overdue) = overdue_alert(&config, dir.path(), &units, now).unwrap();
+        let (message, overdue) = overdue_alert(&config, &state, &units, now).unwrap();
         assert_eq!(overdue.len(), 2);
         assert!(
             message.title.contains("BACKUP OVERDUE for 2 unit(s)"),
@@ -344,12 +343,12 @@ mod tests {
             "{}",
             message.body
         );
-        mark_alerted(dir.path(), &overdue).unwrap();
-        assert!(overdue_alert(&config, dir.path(), &units, now).is_none());
+        mark_alerted(&state, &overdue).unwrap();
+        assert!(overdue_alert(&config, &state, &units, now).is_none());
         // A success, then silence again for longer than the threshold: a new alert.
         write("b", "2026-11-10T02:00:00Z");
         let later: jiff::Timestamp = "2026-11-12T00:00:00Z".parse().unwrap();
-        let (_, again) = overdue_alert(&config, dir.path(), &units, later).unwrap();
+        let (_, again) = overdue_alert(&config, &state, &units, later).unwrap();
         assert_eq!(
             again.iter().map(|o| o.unit.as_str()).collect::<Vec<_>>(),
             ["app"]

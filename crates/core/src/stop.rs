@@ -6,7 +6,6 @@
 //! killed in between leaves a record that [`recover`] turns back into running containers. Used
 //! by backup, restore, the restore drill, the daemon and `admin restart-stopped` alike.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -14,6 +13,7 @@ use serde::Serialize;
 use crate::docker::{Engine, RunState};
 use crate::lock::journal::{Journal, StoppedContainer};
 use crate::lock::{Lock, LockError, LockMode, RUN_LOCK};
+use crate::state::StateDir;
 use crate::unit::{ContainerState, Health, Unit};
 
 /// One container, by the id the engine knows and the name people know.
@@ -255,11 +255,11 @@ impl RecoveryReport {
 /// power cut). `_run_lock` is the held run lock: only its holder may touch the journal.
 pub async fn recover(
     engine: &Engine,
-    state_dir: &Path,
+    state_dir: &StateDir,
     _run_lock: &Lock,
     health_timeout: Duration,
 ) -> RecoveryReport {
-    let journal = Journal::in_dir(state_dir);
+    let journal = state_dir.journal();
     let pending = match journal.pending() {
         Ok(pending) => pending,
         Err(error) => {
@@ -309,9 +309,9 @@ pub async fn recover(
 /// starts what it stopped itself, so `Busy` is an answer, not a failure) and releases it after.
 pub async fn recover_now(
     engine: &Engine,
-    state_dir: &Path,
+    state_dir: &StateDir,
     health_timeout: Duration,
 ) -> Result<RecoveryReport, LockError> {
-    let lock = Lock::try_acquire(&state_dir.join("locks"), RUN_LOCK, LockMode::Exclusive)?;
+    let lock = Lock::try_acquire(&state_dir.locks(), RUN_LOCK, LockMode::Exclusive)?;
     Ok(recover(engine, state_dir, &lock, health_timeout).await)
 }

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use kopi_docka_core::config::Environment;
 use kopi_docka_core::{config_file, migrate};
 
 use super::UsageError;
@@ -20,7 +19,7 @@ pub fn run(
     match command {
         ConfigCommand::Show { json } => show(global, json, printer),
         ConfigCommand::Validate => {
-            let loaded = super::load_config(global)?;
+            let loaded = crate::settings::config(global)?;
             match &loaded.path {
                 Some(path) => printer.line(&format!("{}: valid", path.display())),
                 None => printer.line("no config file: the built-in defaults apply"),
@@ -35,7 +34,7 @@ pub fn run(
 }
 
 fn show(global: &GlobalArgs, json: bool, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let config = config_file::masked(&loaded.config);
     if json {
         printer.json(&config)?;
@@ -54,7 +53,7 @@ fn show(global: &GlobalArgs, json: bool, printer: &Printer) -> anyhow::Result<Ex
 
 /// Edits a copy with `$EDITOR`; the copy replaces the config only when it is valid.
 fn edit(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let Some(path) = loaded.path.clone() else {
         bail!(UsageError(
             "no config file to edit; create one with `kopi-docka setup`".into()
@@ -101,7 +100,7 @@ fn import_kopi_docka(
         printer.out(&migration.text);
         return Ok(ExitCode::Ok);
     }
-    let path = Environment::from_process()
+    let path = crate::settings::environment()
         .config_path(global.config.as_deref())
         .0;
     migrate::write(&migration, &path, force)?;

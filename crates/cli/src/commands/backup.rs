@@ -2,81 +2,43 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use kopi_docka_core::backup::run::{
-    self, BackupPlan, Outcome, RunError, RunSettings, StagingError,
-};
-use kopi_docka_core::backup::{BackupSettings, RunReport, UnitStatus};
+use kopi_docka_core::backup::run::{self, BackupPlan, Outcome, RunError, StagingError};
+use kopi_docka_core::backup::{RunReport, UnitStatus};
 use kopi_docka_core::bootstrap;
 use kopi_docka_core::config::LoadedConfig;
 use kopi_docka_core::docker::Engine;
-use kopi_docka_core::monitor;
-use kopi_docka_core::repo::{RepoSettings, Scope};
 use kopi_docka_core::stop;
 
-use crate::cli::{BackupArgs, GlobalArgs, ScopeArg};
+use crate::cli::{BackupArgs, GlobalArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
 use crate::render::human_bytes;
 
-/// Backs up the selected units. A run that ends before it has a report (engine down,
-/// repository unreachable, wrong password) still pings `/fail` and sends its notification:
-/// a run that did not happen must be heard of as loudly as one that failed.
+/// Backs up the selected units (or shows the plan of a dry run).
 pub async fn run(
     global: &GlobalArgs,
     args: &BackupArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let result = run_units(global, args, printer).await;
-    if let Err(error) = &result
-        && !args.dry_run
-        // Nothing was attempted: a usage error, or another run holds the lock (it reports).
-        && !matches!(ExitCode::from_error(error), ExitCode::Usage | ExitCode::Locked)
-        && let Ok(loaded) = super::load_config(global)
-    {
-        for problem in monitor::run_aborted(&loaded.config, &format!("{error:#}")).await {
-            printer.notice(&format!("warning: {problem}"));
-        }
-    }
-    result
-}
-
-async fn run_units(
-    global: &GlobalArgs,
-    args: &BackupArgs,
-    printer: &Printer,
-) -> anyhow::Result<ExitCode> {
-    let mut loaded = super::load_config(global)?;
+    let mut loaded = crate::settings::config(global)?;
     if loaded.path.is_none() && !args.dry_run {
         loaded = first_run(loaded, printer).await?;
     }
-    let repo_settings = RepoSettings::from_config(&loaded)?;
-    let settings = run_settings(&loaded, args);
-
-    let engine = Engine::connect(loaded.docker_host()?).await?;
-    crate::signals::install_once();
-    let interrupt = crate::signals::subscribe();
-
+    let settings = crate::settings::backup(&loaded, args);
     if args.dry_run {
-        let plan = run::plan(&loaded, &engine, &settings, args.sizes)
+        let plan = run::plan(&loaded, &settings, args.sizes)
             .await
             .map_err(run_error)?;
         printer.out(&render_plan(&plan));
         return Ok(ExitCode::Ok);
     }
 
-    let output = run::run(
-        &loaded,
-        &engine,
-        repo_settings,
-        &settings,
-        &interrupt,
-        Arc::new(CliProgress::new()),
-    )
-    .await;
+    crate::signals::install_once();
+    let interrupt = crate::signals::subscribe();
+    let output = run::run(&loaded, &settings, &interrupt, Arc::new(CliProgress::new())).await;
     for warning in &output.warnings {
         printer.notice(&format!("warning: {warning}"));
     }
@@ -98,48 +60,22 @@ async fn run_units(
     })
 }
 
-/// The core error as the command line has always shown it; the inner error keeps its type so
-/// [`ExitCode::from_error`] classifies it.
+/// The core error, with the staging shortage in human sizes.
 fn run_error(error: RunError) -> anyhow::Error {
     match error {
-        RunError::Repo(e) => e.into(),
-        RunError::Docker(e) => e.into(),
-        RunError::Lock(e) => e.into(),
-        RunError::UnknownUnits(e) => e.into(),
         RunError::Staging(StagingError::Low { free, dir }) => anyhow::anyhow!(
             "only {} free for staging in {}; free some space (or set KOPI_DOCKA_CACHE_DIR) \
              before a backup stops anything",
             human_bytes(free),
             dir.display()
         ),
-        RunError::Staging(e) => e.into(),
-    }
-}
-
-/// `[backup]` and the hooks from the config, with the command line's overrides.
-fn run_settings(loaded: &LoadedConfig, args: &BackupArgs) -> RunSettings {
-    let mut backup =
-        BackupSettings::from_config(&loaded.config, loaded.env.cache_dir().join("staging"));
-    if let Some(scope) = args.scope {
-        backup.scope = match scope {
-            ScopeArg::Minimal => Scope::Minimal,
-            ScopeArg::Standard => Scope::Standard,
-            ScopeArg::Full => Scope::Full,
-        };
-    }
-    backup.warm_pass &= !args.no_warm_pass;
-    RunSettings {
-        backup,
-        units: args.units.clone(),
-        wait: args.wait,
+        other => other.into(),
     }
 }
 
 /// No config anywhere: create the default one and the repository, and say so loudly.
 async fn first_run(loaded: LoadedConfig, printer: &Printer) -> anyhow::Result<LoadedConfig> {
-    let created = bootstrap::first_run(loaded.env, Arc::new(CliProgress::new()))
-        .await
-        .map_err(super::bootstrap_error)?;
+    let created = bootstrap::first_run(loaded.env, Arc::new(CliProgress::new())).await?;
     printer.notice(&format!(
         "FIRST RUN: created {config}\n\
          \x20 repository: {repo}\n\
@@ -253,9 +189,9 @@ fn render_report(report: &RunReport) -> String {
 
 /// Starts the containers the journal lists, and nothing else.
 pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let engine = Engine::connect(loaded.docker_host()?).await?;
-    let health = Duration::from_secs(u64::from(loaded.config.backup.health_timeout_seconds));
+    let health = loaded.config.backup.health_timeout();
     let report = stop::recover_now(&engine, &loaded.env.state_dir(), health)
         .await
         .context("a backup is running; it starts the containers it stopped itself")?;

@@ -15,7 +15,7 @@ pub async fn run(
     args: &JsonArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let report = match super::load_config(global) {
+    let report = match crate::settings::config(global) {
         Ok(loaded) => {
             doctor::run(
                 &loaded,

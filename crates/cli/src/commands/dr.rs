@@ -1,11 +1,10 @@
 //! `kopi-docka disaster-recovery export|import`
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use kopi_docka_core::config::Environment;
 use kopi_docka_core::dr::import::ImportRequest;
 use kopi_docka_core::dr::{self, ExportOptions, ImportOutcome, ImportReport, Passphrase};
 use kopi_docka_core::lock::LockMode;
@@ -35,14 +34,14 @@ async fn export(
     args: &DrExportArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let settings = RepoSettings::from_config(&loaded)?;
     let repo = Repo::open(settings, LockMode::Shared, Arc::new(CliProgress::new())).await?;
     let options = ExportOptions {
         include_ssh_key: args.include_ssh_key,
     };
     let (bundle, info) = dr::build(&loaded, &repo, options).await?;
-    let (passphrase, generated) = match given_passphrase(args.passphrase_file.as_deref())? {
+    let (passphrase, generated) = match dr::given_passphrase(args.passphrase_file.as_deref())? {
         Some(p) => (p, false),
         None if std::io::IsTerminal::is_terminal(&std::io::stderr()) => (
             Passphrase::generate().context("generating a passphrase")?,
@@ -91,22 +90,13 @@ fn passphrase_notice(p: &Passphrase) -> String {
     )
 }
 
-/// From `--passphrase-file` (private to its owner), else `$KOPI_DOCKA_DR_PASSPHRASE`; the
-/// passphrase file's own error keeps its type so [`ExitCode::from_error`] classifies it.
-fn given_passphrase(file: Option<&Path>) -> anyhow::Result<Option<Passphrase>> {
-    dr::given_passphrase(file).map_err(|error| match error {
-        dr::RefreshError::PassphraseFile(e) => e.into(),
-        other => other.into(),
-    })
-}
-
 async fn import(
     global: &GlobalArgs,
     args: &DrImportArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let passphrase = match given_passphrase(args.passphrase_file.as_deref())? {
+    let passphrase = match dr::given_passphrase(args.passphrase_file.as_deref())? {
         Some(p) => p,
         None => match printer.ask_secret("Passphrase of the bundle:") {
             Some(text) => Passphrase::new(&text)?,
@@ -116,7 +106,7 @@ async fn import(
             ))),
         },
     };
-    let env = Environment::from_process();
+    let env = crate::settings::environment();
     let plan = dr::import::plan(ImportRequest {
         bundle: &args.bundle,
         passphrase: &passphrase,
@@ -132,9 +122,6 @@ async fn import(
     if args.restore_all {
         crate::signals::install_once();
         let interrupt = crate::signals::subscribe();
-        let _run_lock =
-            kopi_docka_core::lock::run_lock(&installed.loaded().env.state_dir(), false, &interrupt)
-                .await?;
         restored = installed.restore_all(&interrupt).await?;
     }
     let import = installed.report(restored);
@@ -223,7 +210,7 @@ fn report(printer: &Printer, args: &DrImportArgs, import: &ImportReport) -> anyh
 
 /// ` --config PATH` unless `path` is where kopi-docka looks anyway.
 fn config_flag(path: &PathBuf) -> String {
-    let env = Environment::from_process();
+    let env = crate::settings::environment();
     if env.config_path(None).0 == *path {
         String::new()
     } else {

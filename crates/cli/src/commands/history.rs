@@ -52,13 +52,13 @@ pub async fn run(
             })
         })
         .transpose()?;
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let state_dir = loaded.env.state_dir();
     let mut found = history::load_local(&state_dir);
     let mut source = Source::Local;
     if found.records.is_empty() {
         tracing::info!(
-            dir = %state_dir.join("runs").display(),
+            dir = %state_dir.runs().display(),
             "no local run records; reading the repository's"
         );
         let repo = Repo::open(

@@ -15,8 +15,6 @@ mod snapshots;
 mod units;
 mod version;
 
-use kopi_docka_core::config::{self, Environment, LoadedConfig};
-
 use crate::cli::{AdminCommand, Cli, Command, NotificationCommand};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
@@ -57,23 +55,4 @@ pub struct UsageError(pub String);
 /// Reads a file that holds secrets; refuses it when group or others may read it.
 pub(crate) fn read_private(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(kopi_docka_core::durable::read_private(path)?)
-}
-
-/// A bootstrap error with the repository and config errors unwrapped, so
-/// [`ExitCode::from_error`] still classifies them by type.
-pub(crate) fn bootstrap_error(error: kopi_docka_core::bootstrap::BootstrapError) -> anyhow::Error {
-    use kopi_docka_core::bootstrap::BootstrapError;
-    match error {
-        BootstrapError::Config(e) => e.into(),
-        BootstrapError::Repo(e) => e.into(),
-        other => other.into(),
-    }
-}
-
-/// Loads the configuration named by the global options.
-pub fn load_config(global: &crate::cli::GlobalArgs) -> anyhow::Result<LoadedConfig> {
-    Ok(config::load(
-        global.config.as_deref(),
-        Environment::from_process(),
-    )?)
 }

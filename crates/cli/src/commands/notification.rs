@@ -12,7 +12,7 @@ pub async fn test(
     args: &JsonArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let config = &loaded.config.notifications;
     if config.targets.is_empty() {
         return Err(super::UsageError(

@@ -23,7 +23,7 @@ pub async fn run(
     command: RepoCommand,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let settings = RepoSettings::from_config(&loaded)?;
     match command {
         RepoCommand::Init(args) => init(settings, &args, printer).await,
@@ -54,9 +54,9 @@ async fn init(
     if let PasswordSource::File(path) = &settings.password
         && !path.exists()
     {
-        let password = bootstrap::generate_password().map_err(super::bootstrap_error)?;
+        let password = bootstrap::generate_password()?;
         if let Some(dir) = path.parent() {
-            bootstrap::create_dir(dir).map_err(super::bootstrap_error)?;
+            bootstrap::create_dir(dir)?;
         }
         write_password_file(path, &password)
             .with_context(|| format!("writing the new password to {}", path.display()))?;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use anyhow::bail;
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::lock::LockMode;
-use kopi_docka_core::lock::journal::Journal;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
 use kopi_docka_core::restore::{
@@ -31,7 +30,7 @@ pub async fn run(
     args: &RestoreArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let repo_settings = RepoSettings::from_config(&loaded)?;
     let this_host = repo_settings.hostname.clone();
     let interactive =
@@ -73,7 +72,7 @@ pub async fn run(
         return extract(&repo, &request, dir, args.json, printer).await;
     }
     let engine = Engine::connect(loaded.docker_host()?).await?;
-    let journal = Journal::in_dir(&loaded.env.state_dir());
+    let journal = loaded.env.state_dir().journal();
     let ctx = RestoreContext::new(
         &loaded,
         &engine,

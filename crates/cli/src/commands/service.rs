@@ -44,7 +44,7 @@ fn write_units(
     args: &WriteUnitsArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let on_calendar = timer_calendar(&loaded, args.schedule.as_deref())?;
     let binary = std::env::current_exe().context("finding the kopi-docka binary")?;
     let config = loaded
@@ -58,7 +58,10 @@ fn write_units(
         .unwrap_or_else(|| loaded.env.default_config_path())
         .parent()
         .map(PathBuf::from);
-    let mut writable = vec![loaded.env.state_dir(), loaded.env.cache_dir()];
+    let mut writable = vec![
+        loaded.env.state_dir().path().to_owned(),
+        loaded.env.cache_dir(),
+    ];
     writable.extend(config_dir);
     if let RepositoryLocation::Local(path) = loaded.repository_location() {
         writable.push(path);
@@ -130,7 +133,7 @@ struct DaemonSettings {
 
 impl DaemonSettings {
     fn resolve(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<Self> {
-        let loaded = super::load_config(global)?;
+        let loaded = crate::settings::config(global)?;
         let schedule = match &args.schedule {
             Some(text) => text
                 .parse::<Schedule>()
@@ -453,7 +456,7 @@ async fn recover_journal(loaded: &LoadedConfig) {
             return;
         }
     };
-    let health = Duration::from_secs(u64::from(loaded.config.backup.health_timeout_seconds));
+    let health = loaded.config.backup.health_timeout();
     let report = match stop::recover_now(&engine, &loaded.env.state_dir(), health).await {
         Ok(report) => report,
         Err(LockError::Busy { .. }) => {
@@ -474,7 +477,7 @@ async fn recover_journal(loaded: &LoadedConfig) {
 }
 
 fn status(global: &GlobalArgs, args: &JsonArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let report = service_status(&loaded);
     if args.json {
         printer.json(&report)?;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use kopi_docka_core::bootstrap::{self, RepositoryAction};
-use kopi_docka_core::config::{self, Environment, RepositoryLocation, RetentionConfig};
+use kopi_docka_core::config::{self, RepositoryLocation, RetentionConfig};
 use kopi_docka_core::repo::{Password, RepoSettings};
 use serde::Serialize;
 
@@ -40,7 +40,7 @@ pub async fn run(
     args: &SetupArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let env = Environment::from_process();
+    let env = crate::settings::environment();
     let config_path = env.config_path(global.config.as_deref()).0;
     let interactive = !args.non_interactive && std::io::stdin().is_terminal();
     if !interactive && !args.non_interactive {
@@ -79,14 +79,14 @@ pub async fn run(
     // Validate before anything is written.
     config::parse(&text, &config_path)?;
 
-    bootstrap::create_dir(&dir).map_err(super::bootstrap_error)?;
+    bootstrap::create_dir(&dir)?;
     let stamp = kopi_docka_core::durable::stamp(jiff::Timestamp::now());
     let previous_config = kopi_docka_core::durable::keep_aside(&config_path, &stamp)
         .with_context(|| format!("keeping {}", config_path.display()))?;
     if let Some(password) = generated {
-        bootstrap::write_password(&password_file, &password).map_err(super::bootstrap_error)?;
+        bootstrap::write_password(&password_file, &password)?;
     }
-    bootstrap::write_config(&config_path, &text).map_err(super::bootstrap_error)?;
+    bootstrap::write_config(&config_path, &text)?;
     let connected = match config::load(Some(&config_path), env) {
         Ok(loaded) => connect_or_init(&loaded).await,
         Err(error) => Err(error.into()),
@@ -160,10 +160,7 @@ fn password_file(args: &SetupArgs, dir: &Path) -> anyhow::Result<(PathBuf, Optio
     if file.exists() {
         return Ok((file, None));
     }
-    Ok((
-        file,
-        Some(bootstrap::generate_password().map_err(super::bootstrap_error)?),
-    ))
+    Ok((file, Some(bootstrap::generate_password()?)))
 }
 
 fn retention(

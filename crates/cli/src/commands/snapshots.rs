@@ -28,7 +28,7 @@ pub async fn run(
     args: &SnapshotsArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let settings = RepoSettings::from_config(&loaded)?;
     let repo = Repo::open(settings, LockMode::Shared, Arc::new(CliProgress::new())).await?;
     let filter = SnapshotFilter {

@@ -24,7 +24,7 @@ pub async fn run(
     args: &UnitsArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_config(global)?;
+    let loaded = crate::settings::config(global)?;
     let engine = Engine::connect(loaded.docker_host()?).await?;
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let units = unit::discover(&engine, &rules).await?;

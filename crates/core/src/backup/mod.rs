@@ -27,11 +27,12 @@ use tokio::sync::watch;
 
 use std::collections::BTreeMap;
 
-use crate::config::{Config, HookSet};
+use crate::config::{Config, HookPoint, HookSet};
 use crate::docker::Engine;
 use crate::hooks::HookContext;
 use crate::lock::journal::Journal;
 use crate::repo::{BackupId, Part, Repo, Scope, SnapshotMeta, UnitRef};
+use crate::state::StateDir;
 use crate::stop::StoppedUnit;
 use crate::unit::{ContainerState, Coverage, CoverageSummary, Unit, UnitKind};
 
@@ -69,12 +70,12 @@ impl BackupSettings {
                 .iter()
                 .map(|(name, unit)| (name.clone(), unit.hooks.clone()))
                 .collect(),
-            hook_timeout: Duration::from_secs(u64::from(config.hook_timeout_seconds)),
+            hook_timeout: config.hook_timeout(),
             scope: config.scope,
             warm_pass: config.warm_pass,
             stop_timeout: config.stop_timeout_seconds,
-            health_timeout: Duration::from_secs(u64::from(config.health_timeout_seconds)),
-            max_downtime: Duration::from_secs(u64::from(config.max_downtime_seconds)),
+            health_timeout: config.health_timeout(),
+            max_downtime: config.max_downtime(),
             staging_dir,
         }
     }
@@ -184,7 +185,7 @@ async fn backup_unit_timed(
         scope: settings.scope,
     };
 
-    if let Err(error) = hooks(settings, unit, &backup_id, "pre-backup", None).await {
+    if let Err(error) = hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await {
         report
             .errors
             .push(format!("{error}; the unit was not touched"));
@@ -231,7 +232,7 @@ async fn backup_unit_timed(
         return report;
     }
 
-    if let Err(error) = hooks(settings, unit, &backup_id, "pre-stop", None).await {
+    if let Err(error) = hooks(settings, unit, &backup_id, HookPoint::PreStop, None).await {
         report
             .errors
             .push(format!("{error}; the unit was not stopped"));
@@ -283,7 +284,15 @@ async fn finish(
         UnitStatus::Partial => "partial",
         UnitStatus::Failed => "failed",
     };
-    if let Err(error) = hooks(settings, unit, backup_id, "post-backup", Some(status)).await {
+    if let Err(error) = hooks(
+        settings,
+        unit,
+        backup_id,
+        HookPoint::PostBackup,
+        Some(status),
+    )
+    .await
+    {
         report.errors.push(error);
         if report.status == UnitStatus::Success {
             report.status = UnitStatus::Partial;
@@ -322,7 +331,7 @@ async fn stop_snapshot_restart(
     };
     let mut hook_errors = Vec::new();
     let (records, errors, interrupted) =
-        match hooks(settings, unit, backup_id, "post-stop", None).await {
+        match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
             Ok(()) => {
                 cold_pass(
                     repo,
@@ -339,14 +348,14 @@ async fn stop_snapshot_restart(
                 false,
             ),
         };
-    if let Err(error) = hooks(settings, unit, backup_id, "pre-start", None).await {
+    if let Err(error) = hooks(settings, unit, backup_id, HookPoint::PreStart, None).await {
         hook_errors.push(format!("{error}; the unit is started anyway"));
     }
     let restart = stopped
         .restart(engine, journal, settings.health_timeout)
         .await;
     if restart.errors.is_empty()
-        && let Err(error) = hooks(settings, unit, backup_id, "post-start", None).await
+        && let Err(error) = hooks(settings, unit, backup_id, HookPoint::PostStart, None).await
     {
         hook_errors.push(error);
     }
@@ -394,7 +403,7 @@ async fn hooks(
     settings: &BackupSettings,
     unit: &Unit,
     backup_id: &BackupId,
-    point: &'static str,
+    point: HookPoint,
     status: Option<&str>,
 ) -> Result<(), String> {
     let kind = unit.kind.to_string();
@@ -680,7 +689,7 @@ pub struct RunReport {
 /// could not be saved.
 pub async fn save_run(
     repo: &Repo,
-    state_dir: &Path,
+    state_dir: &StateDir,
     staging_dir: &Path,
     report: &RunReport,
 ) -> Vec<String> {
@@ -690,7 +699,7 @@ pub async fn save_run(
         Err(error) => return vec![format!("cannot encode the run report: {error}")],
     };
     let name = format!("{}.json", report.run_id);
-    let runs = state_dir.join("runs");
+    let runs = state_dir.runs();
     if let Err(error) = crate::durable::create_dir_all(&runs, 0o700)
         .and_then(|()| crate::durable::write_file(&runs.join(&name), &json, 0o600))
     {
@@ -730,10 +739,10 @@ pub async fn save_run(
 /// The most recent report of `unit` among the run reports in `<state_dir>/runs`, if any:
 /// the basis of a dry run's time estimate.
 pub fn last_unit_report(
-    state_dir: &Path,
+    state_dir: &StateDir,
     unit: &Unit,
 ) -> Option<(jiff::Timestamp, f64, Option<f64>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.runs())
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "json"))

@@ -14,9 +14,10 @@ use super::{
     BackupSettings, Interrupt, MIN_STAGING_FREE_BYTES, RunReport, UnitStatus, backup_docker_config,
     backup_unit, free_bytes, last_unit_report, new_backup_id, save_run, tree_size,
 };
-use crate::config::LoadedConfig;
+use crate::config::{ConfigError, LoadedConfig};
 use crate::docker::{DockerError, Engine};
-use crate::lock::journal::Journal;
+use crate::durable::error_chain;
+use crate::error::{Class, classify};
 use crate::lock::{LockError, LockMode};
 use crate::monitor::{self, Ping};
 use crate::progress::ProgressSink;
@@ -37,6 +38,9 @@ pub struct RunSettings {
 /// Why a run ended before it had a report.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The engine endpoint in the configuration or `$DOCKER_HOST` is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The repository cannot be opened.
     #[error(transparent)]
     Repo(#[from] RepoError),
@@ -205,27 +209,40 @@ pub fn check_staging_space(staging_dir: &Path) -> Result<(), StagingError> {
     Ok(())
 }
 
-/// Runs a backup of the selected units. `engine` is connected and `repo_settings` resolved by
-/// the caller (their failures are not a run); `interrupt` is set on SIGINT/SIGTERM.
+/// Runs a backup of the selected units; `interrupt` is set on SIGINT/SIGTERM.
+///
+/// A run that ends before it has a report (engine down, repository unreachable, wrong
+/// password) still pings `/fail` and sends its notification: a run that did not happen must
+/// be heard of as loudly as one that failed. Only a usage error or a run lock held by another
+/// run (which reports itself) stays quiet: nothing was attempted.
 pub async fn run(
     loaded: &LoadedConfig,
-    engine: &Engine,
-    repo_settings: RepoSettings,
     settings: &RunSettings,
     interrupt: &Interrupt,
     progress: Arc<dyn ProgressSink>,
 ) -> RunOutput {
     let mut warnings = Vec::new();
-    let result = run_units(
-        loaded,
-        engine,
-        repo_settings,
-        settings,
-        interrupt,
-        progress,
-        &mut warnings,
-    )
+    let result = async {
+        let repo_settings = RepoSettings::from_config(loaded)?;
+        let engine = Engine::connect(loaded.docker_host()?).await?;
+        run_units(
+            loaded,
+            &engine,
+            repo_settings,
+            settings,
+            interrupt,
+            progress,
+            &mut warnings,
+        )
+        .await
+    }
     .await;
+    if let Err(error) = &result
+        && !matches!(classify(error), Class::Usage | Class::Locked)
+    {
+        let aborted = monitor::run_aborted(&loaded.config, &error_chain(error)).await;
+        warnings.extend(aborted);
+    }
     RunOutput { warnings, result }
 }
 
@@ -243,7 +260,7 @@ async fn run_units(
     let state_dir = loaded.env.state_dir();
     // Held for the whole run: the journal and the containers are ours alone.
     let run_lock = crate::lock::run_lock(&state_dir, settings.wait, interrupt).await?;
-    let journal = Journal::in_dir(&state_dir);
+    let journal = state_dir.journal();
     // A run killed with SIGKILL or a power cut left containers stopped: they come first.
     let recovered =
         crate::stop::recover(engine, &state_dir, &run_lock, backup.health_timeout).await;
@@ -372,12 +389,14 @@ pub struct Estimate {
 /// or writing anything. With `sizes`, walks every volume and bind to count its bytes.
 pub async fn plan(
     loaded: &LoadedConfig,
-    engine: &Engine,
     settings: &RunSettings,
     sizes: bool,
 ) -> Result<BackupPlan, RunError> {
+    // The repository settings are checked as a real run would, though nothing is written.
+    RepoSettings::from_config(loaded)?;
+    let engine = Engine::connect(loaded.docker_host()?).await?;
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
-    let all = unit::discover(engine, &rules).await?;
+    let all = unit::discover(&engine, &rules).await?;
     let units = select(&all, &settings.units)?;
     let state_dir = loaded.env.state_dir();
     let size = |path: &Path| sizes.then(|| tree_size(path));

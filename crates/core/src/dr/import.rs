@@ -18,7 +18,6 @@ use crate::backup::Interrupt;
 use crate::config::{self, ConfigError, Environment, LoadedConfig};
 use crate::docker::{DockerError, Engine};
 use crate::lock::LockMode;
-use crate::lock::journal::Journal;
 use crate::progress::ProgressSink;
 use crate::repo::{Repo, RepoError, RepoSettings, SnapshotFilter};
 use crate::restore::{self, RestoreOutcome};
@@ -38,6 +37,9 @@ pub enum ImportError {
     /// The engine cannot be reached.
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// Another run holds the run lock.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 /// What to import and where its configuration goes.
@@ -123,13 +125,16 @@ impl Installed {
     }
 
     /// Restores every unit of the bundle's host from its newest point and starts it, one after
-    /// the other, until `interrupt` is set. The caller holds the run lock.
+    /// the other, until `interrupt` is set, holding the run lock: containers are stopped and
+    /// started, so never at the same time as a backup.
     pub async fn restore_all(
         &self,
         interrupt: &Interrupt,
     ) -> Result<Vec<UnitRestore>, ImportError> {
+        let _run_lock =
+            crate::lock::run_lock(&self.loaded.env.state_dir(), false, interrupt).await?;
         let engine = Engine::connect(self.loaded.docker_host()?).await?;
-        let journal = Journal::in_dir(&self.loaded.env.state_dir());
+        let journal = self.loaded.env.state_dir().journal();
         let snapshots = self
             .repo
             .snapshots(SnapshotFilter {

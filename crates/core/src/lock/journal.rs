@@ -31,11 +31,9 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// The journal in `state_dir`.
-    pub fn in_dir(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join("stopped-containers.json"),
-        }
+    /// The journal file at `path` (the state directory knows where: [`crate::state::StateDir::journal`]).
+    pub fn at(path: PathBuf) -> Self {
+        Self { path }
     }
 
     /// Its path.
@@ -106,7 +104,7 @@ mod tests {
     #[test]
     fn record_clear_and_order() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::in_dir(&dir.path().join("state"));
+        let journal = Journal::at(dir.path().join("state/stopped-containers.json"));
         assert!(journal.pending().unwrap().is_empty());
         journal.record(&[entry("b", 1), entry("a", 0)]).unwrap();
         let ids: Vec<_> = journal

@@ -108,11 +108,11 @@ pub const RUN_LOCK: &str = "run";
 /// Takes the run lock in `state_dir`; with `wait`, waits for another run to finish (until
 /// `interrupt` is set), which is what a timer-started backup behind a long one wants.
 pub async fn run_lock(
-    state_dir: &Path,
+    state_dir: &crate::state::StateDir,
     wait: bool,
     interrupt: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Lock, LockError> {
-    let dir = state_dir.join("locks");
+    let dir = state_dir.locks();
     loop {
         match Lock::try_acquire(&dir, RUN_LOCK, LockMode::Exclusive) {
             Err(LockError::Busy { .. }) if wait && !*interrupt.borrow() => {

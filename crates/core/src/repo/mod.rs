@@ -83,7 +83,7 @@ impl RepoSettings {
             compression: repo.compression,
             retention: loaded.config.retention.clone(),
             cache_dir: loaded.env.cache_dir().join("repository"),
-            lock_dir: loaded.env.state_dir().join("locks"),
+            lock_dir: loaded.env.state_dir().locks(),
         })
     }
 }

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::start::{self, Rewrite};
 use super::{RestoreContext, RestoreError, RestorePoint, data, networks};
 use crate::repo::RestoreMode;
+use crate::unit::ContainerState;
 
 /// The drill's label on everything it creates.
 pub const DRILL_LABEL: &str = "kopi-docka.drill";
@@ -238,7 +239,7 @@ async fn run(
             start::recreation(&inspect, env_values, &rewrite, container.service.as_deref())?;
         let id = start::create(ctx.engine, &name, recreation).await?;
         sandbox.containers.push(id.clone());
-        if container.state != "running" {
+        if container.state != ContainerState::Running {
             continue;
         }
         match crate::stop::start_and_wait(ctx.engine, &id, &name, ctx.health_timeout).await {

@@ -29,13 +29,13 @@ use serde_json::Value;
 pub use points::{PointError, PointSelector, RestorePoint, group, newest_per_unit};
 
 use crate::backup::Interrupt;
-use crate::config::{HookSet, LoadedConfig};
+use crate::config::{HookPoint, HookSet, LoadedConfig};
 use crate::docker::Engine;
 use crate::hooks::HookContext;
 use crate::lock::journal::Journal;
 use crate::repo::{Repo, RepoError, RestoreMode};
 use crate::stop::{ContainerRef, StopTarget, StoppedUnit};
-use crate::unit::UnitKind;
+use crate::unit::{ContainerState, UnitKind};
 use networks::NetworkOutcome;
 use recipe::Recipe;
 use start::ComposeTool;
@@ -311,9 +311,9 @@ impl<'a> RestoreContext<'a> {
             hooks: std::iter::once(config.hooks.clone())
                 .chain(config.units.get(unit).map(|u| u.hooks.clone()))
                 .collect(),
-            hook_timeout: Duration::from_secs(u64::from(config.backup.hook_timeout_seconds)),
+            hook_timeout: config.backup.hook_timeout(),
             stop_timeout: config.backup.stop_timeout_seconds,
-            health_timeout: Duration::from_secs(u64::from(config.backup.health_timeout_seconds)),
+            health_timeout: config.backup.health_timeout(),
             interrupt,
         })
     }
@@ -399,11 +399,33 @@ pub enum StartPlan {
 pub struct NetworkPlan {
     /// Name.
     pub name: String,
-    /// `missing`, `same` or `differs`.
-    pub state: &'static str,
+    /// How the engine's network compares with the recorded one.
+    pub state: NetworkState,
     /// What differs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<String>,
+}
+
+/// A recorded network against the engine's network of that name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkState {
+    /// The engine has no network of that name: it is created.
+    Missing,
+    /// The engine's network matches the recorded one.
+    Same,
+    /// It differs (recreated only with `--recreate-networks`).
+    Differs,
+}
+
+impl std::fmt::Display for NetworkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Missing => "missing",
+            Self::Same => "same",
+            Self::Differs => "differs",
+        })
+    }
 }
 
 /// What a restore will do; shown before it does it.
@@ -585,10 +607,15 @@ async fn plan_networks(
             continue;
         };
         let (state, differences) = match ctx.engine.find_network_json(name).await? {
-            None => ("missing", Vec::new()),
+            None => (NetworkState::Missing, Vec::new()),
             Some(existing) => {
                 let d = networks::differences(doc, &existing);
-                (if d.is_empty() { "same" } else { "differs" }, d)
+                let state = if d.is_empty() {
+                    NetworkState::Same
+                } else {
+                    NetworkState::Differs
+                };
+                (state, d)
             }
         };
         plans.push(NetworkPlan {
@@ -756,13 +783,16 @@ async fn plan_start(
                     dir: dir.display().to_string(),
                 });
             };
-            let all_ran = unit.containers.iter().all(|c| c.state == "running");
+            let all_ran = unit
+                .containers
+                .iter()
+                .all(|c| c.state == ContainerState::Running);
             let services: BTreeSet<String> = if all_ran {
                 BTreeSet::new()
             } else {
                 unit.containers
                     .iter()
-                    .filter(|c| c.state == "running")
+                    .filter(|c| c.state == ContainerState::Running)
                     .filter_map(|c| c.service.clone())
                     .collect()
             };
@@ -862,7 +892,7 @@ pub async fn execute(
         backup_id: point.backup_id.as_str(),
         status: None,
     };
-    run_hooks(ctx, "pre-restore", &hook_ctx)
+    run_hooks(ctx, HookPoint::PreRestore, &hook_ctx)
         .await
         .map_err(RestoreError::Hook)?;
     let mut outcome = RestoreOutcome {
@@ -891,7 +921,7 @@ pub async fn execute(
         status: Some(status),
         ..hook_ctx
     };
-    if let Err(error) = run_hooks(ctx, "post-restore", &hook_ctx).await {
+    if let Err(error) = run_hooks(ctx, HookPoint::PostRestore, &hook_ctx).await {
         outcome.warnings.push(error);
     }
     outcome.duration_seconds = started_at.elapsed().as_secs_f64();
@@ -1134,7 +1164,7 @@ async fn recreate(
             .unit
             .containers
             .iter()
-            .any(|c| c.name == *name && c.state == "running");
+            .any(|c| c.name == *name && c.state == ContainerState::Running);
         if !ran {
             outcome.warnings.push(format!(
                 "{name} was not running at backup time: created, not started"
@@ -1182,7 +1212,7 @@ async fn wait_for_unit(ctx: &RestoreContext<'_>, plan: &RestorePlan, outcome: &m
 
 async fn run_hooks(
     ctx: &RestoreContext<'_>,
-    point: &'static str,
+    point: HookPoint,
     hook_ctx: &HookContext<'_>,
 ) -> Result<(), String> {
     crate::hooks::run_point(&ctx.hooks, point, hook_ctx, ctx.hook_timeout)

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use super::RestoreError;
-use crate::unit::UnitKind;
+use crate::unit::{ContainerState, UnitKind};
 
 /// `manifest.json`.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,9 +69,9 @@ pub struct RecordedContainer {
     /// Compose service.
     #[serde(default)]
     pub service: Option<String>,
-    /// State at backup time (`running`, `exited`, ...).
+    /// State at backup time.
     #[serde(default)]
-    pub state: String,
+    pub state: ContainerState,
 }
 
 /// A named volume.

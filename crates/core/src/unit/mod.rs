@@ -13,7 +13,7 @@ mod mounts;
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub(crate) use discover::health;
 pub use discover::{build_units, discover};
@@ -114,8 +114,8 @@ pub struct ProjectFile {
     pub resolved_via: Option<String>,
 }
 
-/// Runtime state of a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Runtime state of a container (also read back from recorded recipes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerState {
     /// Created, never started.
@@ -133,6 +133,8 @@ pub enum ContainerState {
     /// Dead.
     Dead,
     /// Anything the engine reports that we do not know.
+    #[default]
+    #[serde(other)]
     Unknown,
 }
 

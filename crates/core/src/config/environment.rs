@@ -1,0 +1,115 @@
+//! The process facts that decide default paths, and the layout of the state directory.
+
+use std::path::{Path, PathBuf};
+
+use super::defaults;
+use super::load::ConfigSource;
+use crate::state::StateDir;
+
+/// The facts about the running process that decide default paths. Captured once so that the
+/// rest of the code (and the tests) never read the process environment directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// Effective uid is 0.
+    pub is_root: bool,
+    /// `$HOME`.
+    pub home: Option<PathBuf>,
+    /// `$XDG_CONFIG_HOME`.
+    pub xdg_config_home: Option<PathBuf>,
+    /// `$XDG_DATA_HOME`.
+    pub xdg_data_home: Option<PathBuf>,
+    /// `$XDG_STATE_HOME`.
+    pub xdg_state_home: Option<PathBuf>,
+    /// `$XDG_CACHE_HOME`.
+    pub xdg_cache_home: Option<PathBuf>,
+    /// `$KOPI_DOCKA_CONFIG`.
+    pub config_env: Option<PathBuf>,
+    /// `$KOPI_DOCKA_STATE_DIR`: overrides the state directory.
+    pub state_dir_env: Option<PathBuf>,
+    /// `$KOPI_DOCKA_CACHE_DIR`: overrides the cache directory.
+    pub cache_dir_env: Option<PathBuf>,
+    /// `$DOCKER_HOST`.
+    pub docker_host_env: Option<String>,
+}
+
+impl Environment {
+    /// Reads the current process's uid and environment.
+    pub fn from_process() -> Self {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        Self {
+            is_root: rustix::process::geteuid().is_root(),
+            home: var("HOME").map(PathBuf::from),
+            xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
+            xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
+            xdg_state_home: var("XDG_STATE_HOME").map(PathBuf::from),
+            xdg_cache_home: var("XDG_CACHE_HOME").map(PathBuf::from),
+            config_env: var("KOPI_DOCKA_CONFIG").map(PathBuf::from),
+            state_dir_env: var("KOPI_DOCKA_STATE_DIR").map(PathBuf::from),
+            cache_dir_env: var("KOPI_DOCKA_CACHE_DIR").map(PathBuf::from),
+            docker_host_env: var("DOCKER_HOST").map(|v| v.to_string_lossy().into_owned()),
+        }
+    }
+
+    fn xdg_dir(&self, explicit: Option<&PathBuf>, fallback: &str) -> PathBuf {
+        explicit
+            .filter(|p| p.is_absolute())
+            .cloned()
+            .or_else(|| self.home.as_ref().map(|h| h.join(fallback)))
+            .unwrap_or_else(|| PathBuf::from("/").join(fallback))
+    }
+
+    /// The config file to use and the rule that chose it: `flag` (`--config`), else
+    /// `$KOPI_DOCKA_CONFIG`, else [`Environment::default_config_path`].
+    pub fn config_path(&self, flag: Option<&Path>) -> (PathBuf, ConfigSource) {
+        match (flag, &self.config_env) {
+            (Some(path), _) => (path.to_path_buf(), ConfigSource::Flag),
+            (None, Some(path)) => (path.clone(), ConfigSource::EnvVar),
+            (None, None) => (self.default_config_path(), ConfigSource::Default),
+        }
+    }
+
+    /// The config file used when neither `--config` nor `$KOPI_DOCKA_CONFIG` is given.
+    pub fn default_config_path(&self) -> PathBuf {
+        if self.is_root {
+            PathBuf::from(defaults::ROOT_CONFIG)
+        } else {
+            self.xdg_dir(self.xdg_config_home.as_ref(), ".config")
+                .join("kopi-docka/config.toml")
+        }
+    }
+
+    /// Where kopi-docka keeps its own state: locks, the journal of stopped containers, run
+    /// history.
+    pub fn state_dir(&self) -> StateDir {
+        StateDir::new(if let Some(dir) = &self.state_dir_env {
+            dir.clone()
+        } else if self.is_root {
+            PathBuf::from(defaults::ROOT_STATE)
+        } else {
+            self.xdg_dir(self.xdg_state_home.as_ref(), ".local/state")
+                .join("kopi-docka")
+        })
+    }
+
+    /// Where the repository index cache lives (safe to delete).
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.cache_dir_env {
+            dir.clone()
+        } else if self.is_root {
+            PathBuf::from(defaults::ROOT_CACHE)
+        } else {
+            self.xdg_dir(self.xdg_cache_home.as_ref(), ".cache")
+                .join("kopi-docka")
+        }
+    }
+
+    /// The repository used when `[repository] location` is not set.
+    pub fn default_repository(&self) -> PathBuf {
+        if self.is_root {
+            PathBuf::from(defaults::ROOT_REPOSITORY)
+        } else {
+            self.xdg_dir(self.xdg_data_home.as_ref(), ".local/share")
+                .join("kopi-docka/repository")
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Finding, reading, parsing and validating the configuration file.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::defaults;
+use super::environment::Environment;
+use super::schema::Config;
+use super::values::{DockerHost, RepositoryLocation, normalize};
+
+/// Which rule picked the config file; named in errors so the user knows what to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigSource {
+    /// The global `--config` option.
+    Flag,
+    /// `$KOPI_DOCKA_CONFIG`.
+    EnvVar,
+    /// The per-user default path.
+    Default,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Flag => "--config",
+            Self::EnvVar => "$KOPI_DOCKA_CONFIG",
+            Self::Default => "the default location",
+        })
+    }
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed configuration (built-in defaults when no file exists).
+    pub config: Config,
+    /// The file it was read from; `None` when the default file does not exist.
+    pub path: Option<PathBuf>,
+    /// The rule that chose the path.
+    pub source: ConfigSource,
+    /// The process facts the defaults were resolved against.
+    pub env: Environment,
+}
+
+impl LoadedConfig {
+    /// The effective repository location.
+    pub fn repository_location(&self) -> RepositoryLocation {
+        self.config
+            .repository
+            .location
+            .clone()
+            .unwrap_or_else(|| RepositoryLocation::Local(self.env.default_repository()))
+    }
+
+    /// The effective engine endpoint: `[docker] host`, else `$DOCKER_HOST`, else the default socket.
+    pub fn docker_host(&self) -> Result<DockerHost, ConfigError> {
+        if let Some(host) = &self.config.docker.host {
+            return Ok(host.clone());
+        }
+        match &self.env.docker_host_env {
+            Some(value) => DockerHost::try_from(value.clone())
+                .map_err(|message| ConfigError::DockerHostEnv { message }),
+            None => Ok(DockerHost::Unix(PathBuf::from(defaults::DOCKER_SOCKET))),
+        }
+    }
+}
+
+/// Everything that can go wrong while finding and reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An explicitly named config file does not exist.
+    #[error(
+        "config file {path} (from {source_rule}) does not exist; create it (see examples/config/) \
+         or point {source_rule} at an existing file"
+    )]
+    NotFound {
+        /// The file.
+        path: PathBuf,
+        /// Which rule named it.
+        source_rule: ConfigSource,
+    },
+    /// The file exists but cannot be read.
+    #[error("cannot read config file {path}: {source}{hint}", hint = unreadable_hint(source))]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message (names the key for unknown or invalid keys).
+        message: String,
+    },
+    /// The file parsed but its values contradict each other.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// `$DOCKER_HOST` holds something we cannot use.
+    #[error("$DOCKER_HOST: {message}")]
+    DockerHostEnv {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn unreadable_hint(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => {
+            " (the file exists but this user may not read it: run with sudo or as its owner; \
+             kopi-docka never falls back to another config)"
+        }
+        io::ErrorKind::IsADirectory => " (it is a directory: point to the config.toml inside)",
+        _ => "",
+    }
+}
+
+/// Finds and reads the configuration following the lookup order in the module docs.
+pub fn load(flag: Option<&Path>, env: Environment) -> Result<LoadedConfig, ConfigError> {
+    let (path, source) = env.config_path(flag);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && source == ConfigSource::Default => {
+            tracing::debug!(path = %path.display(), "no config file; using built-in defaults");
+            return Ok(LoadedConfig {
+                config: Config::default(),
+                path: None,
+                source,
+                env,
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(ConfigError::NotFound {
+                path,
+                source_rule: source,
+            });
+        }
+        Err(source) => return Err(ConfigError::Unreadable { path, source }),
+    };
+    let config = parse(&text, &path)?;
+    Ok(LoadedConfig {
+        config,
+        path: Some(path),
+        source,
+        env,
+    })
+}
+
+/// Parses and validates config text; `path` is used for messages and to resolve relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut config: Config = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map_or((1, 1), |span| line_column(text, span.start));
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim_end().to_owned(),
+        }
+    })?;
+    if let Some(message) = secret_sources_invalid(&config) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
+    let repo = &mut config.repository;
+    if repo.password_file.is_some() && repo.password_command.is_some() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "[repository] sets both password-file and password-command; keep one".into(),
+        });
+    }
+    for (owner, set) in std::iter::once(("[hooks]".to_owned(), &config.hooks)).chain(
+        config
+            .units
+            .iter()
+            .map(|(name, unit)| (format!("[units.\"{name}\".hooks]"), &unit.hooks)),
+    ) {
+        if let Some(message) = set.invalid() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("{owner} {message}"),
+            });
+        }
+    }
+    if !config.retention.keeps_newest() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "[retention] keeps nothing but keep-within; set at least one keep-* value \
+                      (keep-within alone would forget everything after a long outage)"
+                .into(),
+        });
+    }
+    if !(0..=22).contains(&repo.compression) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "[repository] compression = {} is outside 0..=22 (1 is fastest, 3 is zstd's \
+                 default)",
+                repo.compression
+            ),
+        });
+    }
+    let base = path.parent().unwrap_or(Path::new("/"));
+    let resolve = |file: &mut PathBuf| {
+        if file.is_relative() {
+            *file = normalize(&std::path::absolute(base.join(&*file)).unwrap_or(base.join(&*file)));
+        }
+    };
+    if let Some(file) = &mut repo.password_file {
+        resolve(file);
+    }
+    let dr = &mut config.disaster_recovery;
+    if dr.bundle_dir.is_some() && (dr.passphrase_file.is_none() || dr.keep == 0) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "[disaster-recovery] bundle-dir needs passphrase-file (a file only you can \
+                      read) and keep >= 1"
+                .into(),
+        });
+    }
+    for file in [&mut dr.bundle_dir, &mut dr.passphrase_file]
+        .into_iter()
+        .flatten()
+    {
+        resolve(file);
+    }
+    Ok(config)
+}
+
+/// Exactly one URL source per notification target, at most one for the healthcheck; a known
+/// `kind`.
+fn secret_sources_invalid(config: &Config) -> Option<String> {
+    let m = &config.monitoring;
+    let count = |a: bool, b: bool, c: bool| usize::from(a) + usize::from(b) + usize::from(c);
+    if count(
+        m.healthcheck_url.is_some(),
+        m.healthcheck_url_file.is_some(),
+        m.healthcheck_url_env.is_some(),
+    ) > 1
+    {
+        return Some(
+            "[monitoring] sets more than one of healthcheck-url, healthcheck-url-file, \
+             healthcheck-url-env; keep one"
+                .into(),
+        );
+    }
+    for (i, t) in config.notifications.targets.iter().enumerate() {
+        if count(t.url.is_some(), t.url_file.is_some(), t.url_env.is_some()) != 1 {
+            return Some(format!(
+                "[[notifications.targets]] number {}: set exactly one of url, url-file, url-env",
+                i + 1
+            ));
+        }
+        if let Some(kind) = &t.kind
+            && !NOTIFICATION_KINDS.contains(&kind.as_str())
+        {
+            return Some(format!(
+                "[[notifications.targets]] number {}: kind `{kind}` is not one of {}",
+                i + 1,
+                NOTIFICATION_KINDS.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+/// The values `[[notifications.targets]] kind` accepts.
+pub const NOTIFICATION_KINDS: &[&str] =
+    &["webhook", "ntfy", "gotify", "discord", "slack", "telegram"];
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}

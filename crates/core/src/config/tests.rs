@@ -1,0 +1,204 @@
+use std::path::Path;
+
+use super::*;
+
+fn env(root: bool) -> Environment {
+    Environment {
+        is_root: root,
+        home: Some("/home/ann".into()),
+        xdg_config_home: None,
+        xdg_data_home: Some("/data/ann".into()),
+        xdg_state_home: None,
+        xdg_cache_home: None,
+        config_env: None,
+        state_dir_env: None,
+        cache_dir_env: None,
+        docker_host_env: None,
+    }
+}
+
+#[test]
+fn default_paths_depend_on_root() {
+    assert_eq!(
+        env(true).default_config_path(),
+        Path::new("/etc/kopi-docka/config.toml")
+    );
+    assert_eq!(
+        env(true).default_repository(),
+        Path::new("/var/lib/kopi-docka/repository")
+    );
+    assert_eq!(
+        env(false).default_config_path(),
+        Path::new("/home/ann/.config/kopi-docka/config.toml")
+    );
+    assert_eq!(
+        env(false).default_repository(),
+        Path::new("/data/ann/kopi-docka/repository")
+    );
+}
+
+#[test]
+fn retention_defaults_and_validation() {
+    let cfg = parse("", Path::new("/c.toml")).unwrap();
+    assert_eq!(cfg.retention.keep_last, 10);
+    assert_eq!(cfg.retention.keep_yearly, 3);
+    let within = parse("[retention]\nkeep-within = \"14d\"\n", Path::new("/c.toml")).unwrap();
+    assert!(within.retention.keep_within.is_some());
+    let nothing = "[retention]\nkeep-last = 0\nkeep-daily = 0\nkeep-weekly = 0\n\
+                   keep-monthly = 0\nkeep-yearly = 0\nkeep-within = \"1d\"\n";
+    let refused = parse(nothing, Path::new("/c.toml"));
+    assert!(
+        matches!(refused, Err(ConfigError::Invalid { .. })),
+        "{refused:?}"
+    );
+    let bad = parse(
+        "[retention]\nkeep-within = \"soon\"\n",
+        Path::new("/c.toml"),
+    );
+    assert!(
+        matches!(bad, Err(ConfigError::Parse { line: 2, .. })),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn hooks_need_an_absolute_program() {
+    let ok = "[hooks]\npre-stop = [\"/usr/local/bin/dump\", \"--fast\"]\n\
+              [units.web.hooks]\npost-start = [\"/bin/true\"]\n";
+    let cfg = parse(ok, Path::new("/c.toml")).unwrap();
+    assert_eq!(
+        cfg.units["web"].hooks.post_start.as_deref(),
+        Some(&["/bin/true".to_owned()][..])
+    );
+    let relative = "[units.web.hooks]\npre-backup = [\"dump.sh\"]\n";
+    let err = parse(relative, Path::new("/c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[units.\"web\".hooks] pre-backup") && err.contains("absolute"),
+        "{err}"
+    );
+    let empty = parse("[hooks]\npost-backup = []\n", Path::new("/c.toml"));
+    assert!(matches!(empty, Err(ConfigError::Invalid { .. })));
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let text = "[repository]\nlocation = \"/srv/repo\"\npasword-file = \"/x\"\n";
+    let err = parse(text, Path::new("/c.toml")).unwrap_err();
+    let ConfigError::Parse { line, message, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*line, 3);
+    assert!(message.contains("pasword-file"), "{message}");
+    assert!(err.to_string().starts_with("/c.toml:3:"), "{err}");
+}
+
+#[test]
+fn locations_parse() {
+    let local = RepositoryLocation::try_from("/srv//repo/".to_owned()).unwrap();
+    assert_eq!(local, RepositoryLocation::Local("/srv/repo".into()));
+    let sftp = RepositoryLocation::try_from("sftp:u@h:/r".to_owned()).unwrap();
+    assert_eq!(
+        sftp,
+        RepositoryLocation::Remote {
+            backend: RemoteBackend::Sftp,
+            target: "u@h:/r".into()
+        }
+    );
+    assert_eq!(sftp.to_string(), "sftp:u@h:/r");
+    assert!(RepositoryLocation::try_from("relative/repo".to_owned()).is_err());
+    assert!(RepositoryLocation::try_from("ftp:x".to_owned()).is_err());
+}
+
+#[test]
+fn invalid_location_reports_line() {
+    let text = "\n[repository]\nlocation = \"repo\"\n";
+    let err = parse(text, Path::new("/c.toml")).unwrap_err().to_string();
+    assert!(err.starts_with("/c.toml:3:"), "{err}");
+    assert!(err.contains("absolute"), "{err}");
+}
+
+#[test]
+fn password_sources_are_exclusive_and_relative_files_resolve() {
+    let both = "[repository]\npassword-file = \"p\"\npassword-command = \"pass show x\"\n";
+    assert!(matches!(
+        parse(both, Path::new("/etc/kd/c.toml")),
+        Err(ConfigError::Invalid { .. })
+    ));
+    let rel = "[repository]\npassword-file = \"../secrets/pw\"\n";
+    let cfg = parse(rel, Path::new("/etc/kd/c.toml")).unwrap();
+    assert_eq!(
+        cfg.repository.password_file.as_deref(),
+        Some(Path::new("/etc/secrets/pw"))
+    );
+}
+
+#[test]
+fn docker_host_forms() {
+    let parse = |s: &str| DockerHost::try_from(s.to_owned());
+    assert_eq!(
+        parse("unix:///run/d.sock"),
+        Ok(DockerHost::Unix("/run/d.sock".into()))
+    );
+    assert_eq!(
+        parse("/run/d.sock"),
+        Ok(DockerHost::Unix("/run/d.sock".into()))
+    );
+    assert_eq!(
+        parse("tcp://127.0.0.1:2375"),
+        Ok(DockerHost::Tcp("127.0.0.1:2375".into()))
+    );
+    assert!(parse("ssh://host").is_err());
+    assert!(parse("unix://relative").is_err());
+}
+
+#[test]
+fn docker_host_precedence() {
+    let mut e = env(true);
+    e.docker_host_env = Some("unix:///env.sock".into());
+    let mut loaded = LoadedConfig {
+        config: Config::default(),
+        path: None,
+        source: ConfigSource::Default,
+        env: e,
+    };
+    assert_eq!(
+        loaded.docker_host().unwrap(),
+        DockerHost::Unix("/env.sock".into())
+    );
+    loaded.config.docker.host = Some(DockerHost::Unix("/cfg.sock".into()));
+    assert_eq!(
+        loaded.docker_host().unwrap(),
+        DockerHost::Unix("/cfg.sock".into())
+    );
+}
+
+#[test]
+fn absolute_path_containment_is_by_component() {
+    let etc = AbsolutePath::try_from("/etc/".to_owned()).unwrap();
+    assert!(etc.contains(Path::new("/etc")));
+    assert!(etc.contains(Path::new("/etc/nginx/conf.d")));
+    assert!(!etc.contains(Path::new("/etcetera")));
+}
+
+#[test]
+fn missing_default_file_means_defaults_but_missing_named_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = env(false);
+    e.xdg_config_home = Some(dir.path().to_path_buf());
+    let loaded = load(None, e.clone()).unwrap();
+    assert!(loaded.path.is_none());
+    assert!(
+        !dir.path().join("kopi-docka").exists(),
+        "loading must not create files"
+    );
+    let missing = dir.path().join("nope.toml");
+    assert!(matches!(
+        load(Some(&missing), e),
+        Err(ConfigError::NotFound {
+            source_rule: ConfigSource::Flag,
+            ..
+        })
+    ));
+}

@@ -1,0 +1,307 @@
+//! The typed values keys hold: host paths, repository locations, engine endpoints, scopes.
+//! Each checks itself when it is parsed, so a loaded config holds only usable values.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where in a run a hook runs; named in the config (`pre-stop = [...]`), in the hook's
+/// `$KOPI_DOCKA_HOOK` and in messages by its kebab-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookPoint {
+    /// Before anything of the unit is read.
+    PreBackup,
+    /// Before the unit's containers are stopped.
+    PreStop,
+    /// After they stopped, before the cold pass.
+    PostStop,
+    /// Before they are started again.
+    PreStart,
+    /// After they started.
+    PostStart,
+    /// After the unit's backup, with its status.
+    PostBackup,
+    /// Before a restore changes anything.
+    PreRestore,
+    /// After a restore.
+    PostRestore,
+}
+
+impl HookPoint {
+    /// Its name in the config and in `$KOPI_DOCKA_HOOK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PreBackup => "pre-backup",
+            Self::PreStop => "pre-stop",
+            Self::PostStop => "post-stop",
+            Self::PreStart => "pre-start",
+            Self::PostStart => "post-start",
+            Self::PostBackup => "post-backup",
+            Self::PreRestore => "pre-restore",
+            Self::PostRestore => "post-restore",
+        }
+    }
+}
+
+impl fmt::Display for HookPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An absolute, lexically normalised host path (no `.`/`..`, no trailing slash).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AbsolutePath(pub(super) PathBuf);
+
+impl AbsolutePath {
+    /// The path.
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+
+    /// True when `path` is this path or lies below it (whole components, so `/etc` does not
+    /// contain `/etcetera`).
+    pub fn contains(&self, path: &Path) -> bool {
+        path.starts_with(&self.0)
+    }
+}
+
+impl TryFrom<String> for AbsolutePath {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let path = Path::new(&value);
+        if !path.is_absolute() {
+            return Err(format!(
+                "`{value}` is not an absolute path (start it with `/`)"
+            ));
+        }
+        Ok(Self(normalize(path)))
+    }
+}
+
+impl From<AbsolutePath> for String {
+    fn from(value: AbsolutePath) -> Self {
+        value.0.to_string_lossy().into_owned()
+    }
+}
+
+impl fmt::Display for AbsolutePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
+/// Lexically normalises an absolute path: drops `.`, resolves `..`, removes duplicate and
+/// trailing slashes. Does not touch the filesystem (the path may not exist here).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Where the repository lives. Remote kinds are parsed now so a config written today stays valid;
+/// their backends arrive with the repository engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RepositoryLocation {
+    /// A directory on this machine (`/path` or `local:/path`).
+    Local(PathBuf),
+    /// A remote backend, with the part after `scheme:` kept verbatim.
+    Remote {
+        /// Which backend.
+        backend: RemoteBackend,
+        /// Everything after the scheme prefix, e.g. `user@host:/srv/repo` for sftp.
+        target: String,
+    },
+}
+
+/// Remote repository backends (the restic location prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteBackend {
+    /// `sftp:user@host:/path`
+    Sftp,
+    /// `s3:endpoint/bucket/path`
+    S3,
+    /// `b2:bucket:path`
+    B2,
+    /// `azure:container:/path`
+    Azure,
+    /// `gs:bucket:/path`
+    Gcs,
+    /// `rclone:remote:path`
+    Rclone,
+    /// `rest:http://host:8000/repo`
+    Rest,
+}
+
+impl RemoteBackend {
+    const ALL: [Self; 7] = [
+        Self::Sftp,
+        Self::S3,
+        Self::B2,
+        Self::Azure,
+        Self::Gcs,
+        Self::Rclone,
+        Self::Rest,
+    ];
+
+    /// The location prefix, without the colon.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Self::Sftp => "sftp",
+            Self::S3 => "s3",
+            Self::B2 => "b2",
+            Self::Azure => "azure",
+            Self::Gcs => "gs",
+            Self::Rclone => "rclone",
+            Self::Rest => "rest",
+        }
+    }
+}
+
+impl TryFrom<String> for RepositoryLocation {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let path = value.strip_prefix("local:").unwrap_or(&value);
+        if path.starts_with('/') {
+            return Ok(Self::Local(normalize(Path::new(path))));
+        }
+        if let Some((scheme, target)) = value.split_once(':')
+            && let Some(backend) = RemoteBackend::ALL
+                .into_iter()
+                .find(|b| b.scheme() == scheme)
+        {
+            if target.is_empty() {
+                return Err(format!(
+                    "`{value}` names the {scheme} backend but no target"
+                ));
+            }
+            return Ok(Self::Remote {
+                backend,
+                target: target.to_owned(),
+            });
+        }
+        let schemes: Vec<_> = RemoteBackend::ALL
+            .iter()
+            .map(|b| format!("{}:", b.scheme()))
+            .collect();
+        Err(format!(
+            "`{value}` is neither an absolute local path nor a known backend location ({})",
+            schemes.join(", ")
+        ))
+    }
+}
+
+impl From<RepositoryLocation> for String {
+    fn from(value: RepositoryLocation) -> Self {
+        value.to_string()
+    }
+}
+
+impl fmt::Display for RepositoryLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(path) => path.display().fmt(f),
+            Self::Remote { backend, target } => write!(f, "{}:{target}", backend.scheme()),
+        }
+    }
+}
+
+/// A container engine endpoint: a unix socket or plain TCP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DockerHost {
+    /// `unix:///path/to/socket` (a bare absolute path is accepted too).
+    Unix(PathBuf),
+    /// `tcp://host:port` or `http://host:port` (unencrypted; use on loopback or a socket proxy).
+    Tcp(String),
+}
+
+impl TryFrom<String> for DockerHost {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if let Some(path) = value.strip_prefix("unix://") {
+            if path.starts_with('/') {
+                return Ok(Self::Unix(PathBuf::from(path)));
+            }
+        } else if value.starts_with('/') {
+            return Ok(Self::Unix(PathBuf::from(&value)));
+        } else if let Some(addr) = value
+            .strip_prefix("tcp://")
+            .or_else(|| value.strip_prefix("http://"))
+            && !addr.is_empty()
+        {
+            return Ok(Self::Tcp(addr.trim_end_matches('/').to_owned()));
+        }
+        Err(format!(
+            "`{value}` is not a supported engine address: use unix:///path/to/docker.sock or \
+             tcp://host:port"
+        ))
+    }
+}
+
+impl From<DockerHost> for String {
+    fn from(value: DockerHost) -> Self {
+        value.to_string()
+    }
+}
+
+impl fmt::Display for DockerHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix://{}", path.display()),
+            Self::Tcp(addr) => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
+/// How much of a unit a backup includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Volumes and binds only.
+    Minimal,
+    /// Plus recipe and networks.
+    Standard,
+    /// Plus the engine's own configuration.
+    Full,
+}
+
+impl Scope {
+    /// The word in the config and in snapshot tags.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Minimal => "minimal",
+            Self::Standard => "standard",
+            Self::Full => "full",
+        }
+    }
+
+    /// The scope a config or tag word names.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        [Self::Minimal, Self::Standard, Self::Full]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,65 @@
+//! The state directory and its layout: the only code that knows the names inside it.
+//!
+//! ```text
+//! <state>/locks/                  run.lock, daemon.lock, one lock per repository
+//! <state>/runs/                   one JSON report per run (0600)
+//! <state>/stopped-containers.json the journal of containers a run stopped
+//! <state>/overdue-alerts.json     which overdue alerts were sent
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::lock::journal::Journal;
+
+/// Where kopi-docka keeps its own state ([`crate::config::Environment::state_dir`]).
+///
+/// It dereferences to its [`Path`] for display and for code that needs the directory itself;
+/// what lives inside it is reached through its methods, never by joining names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir(PathBuf);
+
+impl StateDir {
+    /// The state directory at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self(path.into())
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The lock files: the run lock, the daemon lock, repository locks.
+    pub fn locks(&self) -> PathBuf {
+        self.0.join("locks")
+    }
+
+    /// The run reports, one JSON file per run.
+    pub fn runs(&self) -> PathBuf {
+        self.0.join("runs")
+    }
+
+    /// The journal of containers a run stopped and has not started again.
+    pub fn journal(&self) -> Journal {
+        Journal::at(self.0.join("stopped-containers.json"))
+    }
+
+    /// Which overdue alerts were already sent.
+    pub fn overdue_alerts(&self) -> PathBuf {
+        self.0.join("overdue-alerts.json")
+    }
+}
+
+impl std::ops::Deref for StateDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for StateDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
