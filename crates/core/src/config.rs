@@ -285,6 +285,13 @@ impl Default for BackupConfig {
     }
 }
 
+impl BackupConfig {
+    /// [`Self::health_timeout_seconds`] as a duration.
+    pub fn health_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.health_timeout_seconds))
+    }
+}
+
 /// `[repository]`: location and password source of the restic-format repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]

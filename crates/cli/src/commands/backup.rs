@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use kopi_docka_core::backup::run::{
@@ -255,7 +254,7 @@ fn render_report(report: &RunReport) -> String {
 pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = super::load_config(global)?;
     let engine = Engine::connect(loaded.docker_host()?).await?;
-    let health = Duration::from_secs(u64::from(loaded.config.backup.health_timeout_seconds));
+    let health = loaded.config.backup.health_timeout();
     let report = stop::recover_now(&engine, &loaded.env.state_dir(), health)
         .await
         .context("a backup is running; it starts the containers it stopped itself")?;

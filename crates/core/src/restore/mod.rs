@@ -313,7 +313,7 @@ impl<'a> RestoreContext<'a> {
                 .collect(),
             hook_timeout: Duration::from_secs(u64::from(config.backup.hook_timeout_seconds)),
             stop_timeout: config.backup.stop_timeout_seconds,
-            health_timeout: Duration::from_secs(u64::from(config.backup.health_timeout_seconds)),
+            health_timeout: config.backup.health_timeout(),
             interrupt,
         })
     }
