@@ -2,12 +2,19 @@
 //! `$KOPI_DOCKA_CONFIG` or the default path), the process environment and a command's flags
 //! become the typed values core runs take. Commands never combine them themselves.
 
+use std::ffi::OsString;
+
+use anyhow::Context as _;
 use kopi_docka_core::backup::BackupSettings;
 use kopi_docka_core::backup::run::RunSettings;
 use kopi_docka_core::config::{self, Environment, LoadedConfig};
+use kopi_docka_core::daemon::{BackupCommand, DaemonSettings};
 use kopi_docka_core::repo::Scope;
+use kopi_docka_core::schedule::Schedule;
+use kopi_docka_core::systemd;
 
-use crate::cli::{BackupArgs, GlobalArgs, ScopeArg};
+use crate::cli::{BackupArgs, DaemonArgs, GlobalArgs, ScopeArg};
+use crate::commands::UsageError;
 
 /// The process facts that decide default paths (uid, `$HOME`, `$XDG_*`, `$KOPI_DOCKA_*`).
 pub fn environment() -> Environment {
@@ -35,5 +42,73 @@ pub fn backup(loaded: &LoadedConfig, args: &BackupArgs) -> RunSettings {
         backup,
         units: args.units.clone(),
         wait: args.wait,
+    }
+}
+
+/// What the daemon runs with; resolved again on SIGHUP.
+pub fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<DaemonSettings> {
+    let loaded = config(global)?;
+    let schedule = match &args.schedule {
+        Some(text) => text
+            .parse::<Schedule>()
+            .map_err(|e| UsageError(e.to_string()))?,
+        None => loaded.config.daemon.schedule.clone(),
+    };
+    let units = if args.units.is_empty() {
+        loaded.config.daemon.units.clone()
+    } else {
+        args.units.clone()
+    };
+    let backup = backup_command(global, &loaded, &units)?;
+    Ok(DaemonSettings {
+        loaded,
+        schedule,
+        units,
+        backup,
+    })
+}
+
+/// The daemon's backup: `kopi-docka [--config PATH] [-v...] backup --wait [--unit NAME...]`.
+fn backup_command(
+    global: &GlobalArgs,
+    loaded: &LoadedConfig,
+    units: &[String],
+) -> anyhow::Result<BackupCommand> {
+    let program = std::env::current_exe().context("finding the kopi-docka binary")?;
+    let mut args: Vec<OsString> = Vec::new();
+    if let Some(config) = &loaded.path {
+        args.extend(["--config".into(), config.into()]);
+    }
+    args.extend(std::iter::repeat_n(
+        "-v".into(),
+        usize::from(global.verbose),
+    ));
+    args.extend(["backup".into(), "--wait".into()]);
+    for unit in units {
+        args.extend(["--unit".into(), unit.into()]);
+    }
+    Ok(BackupCommand { program, args })
+}
+
+/// The timer's `OnCalendar=`: `--schedule`, else `[daemon] schedule` when it is a calendar
+/// expression, else the default. systemd understands more than the daemon's subset, so an
+/// expression `systemd-analyze calendar` accepts is fine for the timer too.
+pub fn timer_calendar(loaded: &LoadedConfig, flag: Option<&str>) -> anyhow::Result<String> {
+    let Some(text) = flag else {
+        return Ok(loaded.config.daemon.schedule.on_calendar().map_or_else(
+            // `[daemon] schedule` is an interval: the timer keeps the built-in default.
+            || kopi_docka_core::config::defaults::schedule().to_string(),
+            str::to_owned,
+        ));
+    };
+    match text.parse::<Schedule>() {
+        Ok(schedule) if schedule.on_calendar().is_some() => Ok(text.to_owned()),
+        Ok(_) => Err(UsageError(format!(
+            "the timer needs a calendar expression (such as `daily` or `*-*-* 02:00:00`); \
+             `{text}` is an interval, which only the daemon understands"
+        ))
+        .into()),
+        Err(_) if systemd::calendar_accepted(text) => Ok(text.to_owned()),
+        Err(error) => Err(UsageError(error.to_string()).into()),
     }
 }

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod bootstrap;
 pub mod config;
 pub mod config_file;
+pub mod daemon;
 pub mod docker;
 pub mod doctor;
 pub mod dr;

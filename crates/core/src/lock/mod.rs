@@ -15,6 +15,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
+use serde::Serialize;
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,56 @@ impl Lock {
 /// runs never touch the same containers or the journal at once.
 pub const RUN_LOCK: &str = "run";
 
+/// The lock only one daemon per state directory holds.
+pub const DAEMON_LOCK: &str = "daemon";
+
+/// Whether a lock is held, as a status display says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockState {
+    /// Nobody holds it (or its file does not exist yet).
+    Free,
+    /// Another process holds it.
+    Held,
+    /// The lock file cannot be opened or locked.
+    Unknown,
+}
+
+impl LockState {
+    /// The state a probe's result says: busy is held, any other error unknown.
+    pub fn of<T>(probe: &Result<T, LockError>) -> Self {
+        match probe {
+            Ok(_) => Self::Free,
+            Err(LockError::Busy { .. }) => Self::Held,
+            Err(LockError::Io { .. }) => Self::Unknown,
+        }
+    }
+
+    /// `free`, `held` or `unknown`: the word `--json` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Held => "held",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for LockState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the lock `key` in `dir` is held, without holding it longer than the look takes.
+/// A lock file that does not exist is free: looking never creates one.
+pub fn peek(dir: &Path, key: &str) -> LockState {
+    if !dir.join(format!("{key}.lock")).exists() {
+        return LockState::Free;
+    }
+    LockState::of(&Lock::try_acquire(dir, key, LockMode::Shared))
+}
+
 /// Takes the run lock in `state_dir`; with `wait`, waits for another run to finish (until
 /// `interrupt` is set), which is what a timer-started backup behind a long one wants.
 pub async fn run_lock(
@@ -159,5 +210,40 @@ mod tests {
         drop(w);
         assert_ne!(key_for("/a"), key_for("/b"));
         assert_eq!(key_for("/srv/repo"), key);
+    }
+
+    #[test]
+    fn peek_says_free_held_unknown_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("locks");
+        assert_eq!(peek(&locks, RUN_LOCK), LockState::Free);
+        assert!(
+            !locks.exists(),
+            "looking must not create the lock directory"
+        );
+
+        let held = Lock::try_acquire(&locks, DAEMON_LOCK, LockMode::Exclusive).unwrap();
+        assert_eq!(peek(&locks, DAEMON_LOCK), LockState::Held);
+        assert_eq!(peek(&locks, RUN_LOCK), LockState::Free);
+        drop(held);
+        assert_eq!(peek(&locks, DAEMON_LOCK), LockState::Free);
+
+        let io = LockError::Io {
+            path: locks.join("x.lock"),
+            source: std::io::Error::other("denied"),
+        };
+        assert_eq!(LockState::of::<()>(&Err(io)), LockState::Unknown);
+    }
+
+    #[test]
+    fn lock_state_serializes_as_the_words_status_shows() {
+        for (state, word) in [
+            (LockState::Free, "free"),
+            (LockState::Held, "held"),
+            (LockState::Unknown, "unknown"),
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), word);
+            assert_eq!(state.to_string(), word);
+        }
     }
 }

@@ -107,6 +107,17 @@ pub fn state(unit_dir: &Path) -> Vec<UnitState> {
         .collect()
 }
 
+/// True when `systemd-analyze calendar` (if installed) accepts `expression`: systemd
+/// understands more calendar expressions than the daemon's own subset.
+pub fn calendar_accepted(expression: &str) -> bool {
+    std::process::Command::new("systemd-analyze")
+        .args(["calendar", "--", expression])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `systemctl show` properties of one unit; empty when systemctl fails or is missing.
 fn show(unit: &str) -> Vec<(String, String)> {
     let output = std::process::Command::new("systemctl")

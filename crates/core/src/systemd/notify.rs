@@ -4,6 +4,7 @@
 //! became ready and was restarted in a loop.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::SystemdError;
@@ -53,6 +54,56 @@ impl Notifier {
             })
     }
 }
+
+/// The service manager as the daemon sees it: `sd_notify` when systemd (or a test playing it)
+/// gave us a socket, a no-op otherwise. Cheap to clone; clones share the socket.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceManager(Option<Arc<Notifier>>);
+
+impl ServiceManager {
+    /// The manager `$NOTIFY_SOCKET` names; none when it is unset or empty.
+    pub fn from_env() -> Result<Self, SystemdError> {
+        match std::env::var("NOTIFY_SOCKET") {
+            Ok(target) if !target.is_empty() => Ok(Self(Some(Arc::new(Notifier::new(&target)?)))),
+            _ => Ok(Self(None)),
+        }
+    }
+
+    /// Sends `state`; a failure is logged, never returned: systemd gone or restarting does not
+    /// stop the daemon's own work.
+    pub fn notify(&self, state: &str) {
+        if let Some(notifier) = &self.0
+            && let Err(error) = notifier.notify(state)
+        {
+            tracing::warn!(%error, "cannot notify systemd");
+        }
+    }
+
+    /// Pings the watchdog (`$WATCHDOG_USEC`, when meant for us) from its own task for the rest
+    /// of the process, so a long backup never starves it. Needs a tokio runtime.
+    pub fn spawn_watchdog(&self) {
+        let interval = watchdog_interval(
+            std::env::var("WATCHDOG_USEC").ok().as_deref(),
+            std::env::var("WATCHDOG_PID").ok().as_deref(),
+        );
+        let (Some(_), Some(every)) = (&self.0, interval) else {
+            return;
+        };
+        let this = self.clone();
+        tracing::debug!(?every, "watchdog pings");
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                this.notify("WATCHDOG=1");
+            }
+        });
+    }
+}
+
+/// The variables through which systemd talks to its main process; a child the daemon starts
+/// must not see them, or it would speak for the service.
+pub const ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// How often to ping the watchdog: half of `$WATCHDOG_USEC` (systemd's advice), when the
 /// watchdog is meant for this process (`$WATCHDOG_PID` unset or ours).

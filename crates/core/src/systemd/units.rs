@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::SystemdError;
+use crate::config::{LoadedConfig, RepositoryLocation};
 
 /// The oneshot service the timer starts.
 pub const BACKUP_SERVICE: &str = "kopi-docka-backup.service";
@@ -31,6 +32,24 @@ pub struct UnitOptions {
     /// Directories the service must be able to write (state, cache, config dir, a local
     /// repository).
     pub writable: Vec<PathBuf>,
+}
+
+/// The directories a service running with `loaded` writes to: state, cache, the config file's
+/// directory (`config`, else the default config path) and a local repository.
+pub fn writable_dirs(loaded: &LoadedConfig, config: Option<&Path>) -> Vec<PathBuf> {
+    let config_dir = config
+        .map_or_else(|| loaded.env.default_config_path(), Path::to_path_buf)
+        .parent()
+        .map(PathBuf::from);
+    let mut writable = vec![
+        loaded.env.state_dir().path().to_owned(),
+        loaded.env.cache_dir(),
+    ];
+    writable.extend(config_dir);
+    if let RepositoryLocation::Local(path) = loaded.repository_location() {
+        writable.push(path);
+    }
+    writable
 }
 
 /// One rendered unit file.
@@ -294,6 +313,50 @@ mod tests {
             on_calendar: crate::config::defaults::schedule().to_string(),
             writable: vec!["/var/lib/kopi-docka".into()],
         }
+    }
+
+    #[test]
+    fn writable_dirs_are_state_cache_config_dir_and_a_local_repository() {
+        use crate::config::{Config, ConfigSource, Environment};
+        let env = Environment {
+            is_root: true,
+            home: None,
+            xdg_config_home: None,
+            xdg_data_home: None,
+            xdg_state_home: None,
+            xdg_cache_home: None,
+            config_env: None,
+            state_dir_env: Some("/srv/state".into()),
+            cache_dir_env: Some("/srv/cache".into()),
+            docker_host_env: None,
+        };
+        let mut loaded = LoadedConfig {
+            config: Config::default(),
+            path: None,
+            source: ConfigSource::Default,
+            env,
+        };
+        loaded.config.repository.location = Some(RepositoryLocation::Local("/srv/repo".into()));
+        assert_eq!(
+            writable_dirs(&loaded, Some(Path::new("/opt/kd/config.toml"))),
+            [
+                PathBuf::from("/srv/state"),
+                "/srv/cache".into(),
+                "/opt/kd".into(),
+                "/srv/repo".into()
+            ]
+        );
+        // No file named: the default config's directory. A remote repository needs no directory.
+        loaded.config.repository.location =
+            Some(RepositoryLocation::try_from("sftp:backup@nas:/repo".to_owned()).unwrap());
+        assert_eq!(
+            writable_dirs(&loaded, None),
+            [
+                PathBuf::from("/srv/state"),
+                "/srv/cache".into(),
+                "/etc/kopi-docka".into()
+            ]
+        );
     }
 
     #[test]
