@@ -3,13 +3,15 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use kopi_docka_core::config::Environment;
+use kopi_docka_core::config::{Config, Environment};
 use kopi_docka_core::{config_file, migrate};
+use serde::Serialize;
 
 use super::UsageError;
 use crate::cli::{ConfigCommand, GlobalArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
+use crate::render::Render;
 
 /// Runs an `admin config` subcommand.
 pub fn run(
@@ -18,7 +20,7 @@ pub fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        ConfigCommand::Show { json } => show(global, json, printer),
+        ConfigCommand::Show { .. } => show(global, printer),
         ConfigCommand::Validate => {
             let loaded = super::load_config(global)?;
             match &loaded.path {
@@ -34,21 +36,37 @@ pub fn run(
     }
 }
 
-fn show(global: &GlobalArgs, json: bool, printer: &Printer) -> anyhow::Result<ExitCode> {
+/// The effective configuration, secrets masked: TOML for people, JSON with `--json`.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct ConfigShow {
+    config: Config,
+    /// Where it came from.
+    #[serde(skip)]
+    source: String,
+}
+
+impl Render for ConfigShow {
+    fn human(&self) -> String {
+        let toml = toml::to_string_pretty(&self.config)
+            // Every config that was parsed from TOML serialises back to it.
+            .unwrap_or_else(|error| format!("# cannot show it as TOML ({error}); try --json\n"));
+        format!(
+            "# effective configuration from {} (secrets masked)\n{toml}",
+            self.source
+        )
+    }
+}
+
+fn show(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = super::load_config(global)?;
-    let config = config_file::masked(&loaded.config);
-    if json {
-        printer.json(&config)?;
-    } else {
-        let source = loaded.path.as_ref().map_or_else(
+    printer.report(&ConfigShow {
+        config: config_file::masked(&loaded.config),
+        source: loaded.path.as_ref().map_or_else(
             || "built-in defaults".to_owned(),
             |p| p.display().to_string(),
-        );
-        printer.out(&format!(
-            "# effective configuration from {source} (secrets masked)\n{}",
-            toml::to_string_pretty(&config)?
-        ));
-    }
+        ),
+    })?;
     Ok(ExitCode::Ok)
 }
 
@@ -110,4 +128,38 @@ fn import_kopi_docka(
         printer.notice(&format!("not carried over: {note}"));
     }
     Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::assert_renders;
+
+    #[test]
+    fn renders_the_masked_config() {
+        let path = Path::new("examples/config/full.toml");
+        let config = kopi_docka_core::config::parse(
+            include_str!("../../../../examples/config/full.toml"),
+            path,
+        )
+        .unwrap();
+        assert_renders!(
+            "config_show",
+            &ConfigShow {
+                config: config_file::masked(&config),
+                source: "/etc/kopi-docka/config.toml".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn renders_the_defaults() {
+        assert_renders!(
+            "config_show_defaults",
+            &ConfigShow {
+                config: Config::default(),
+                source: "built-in defaults".into(),
+            }
+        );
+    }
 }

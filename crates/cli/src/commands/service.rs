@@ -473,14 +473,9 @@ async fn recover_journal(loaded: &LoadedConfig) {
     }
 }
 
-fn status(global: &GlobalArgs, args: &JsonArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+fn status(global: &GlobalArgs, _: &JsonArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = super::load_config(global)?;
-    let report = service_status(&loaded);
-    if args.json {
-        printer.json(&report)?;
-    } else {
-        printer.out(&render_status(&report));
-    }
+    printer.report(&service_status(&loaded))?;
     Ok(ExitCode::Ok)
 }
 
@@ -520,6 +515,12 @@ fn service_status(loaded: &LoadedConfig) -> ServiceStatus {
     }
 }
 
+impl crate::render::Render for ServiceStatus {
+    fn human(&self) -> String {
+        render_status(self)
+    }
+}
+
 fn render_status(status: &ServiceStatus) -> String {
     // Writing into a String cannot fail.
     let mut out = String::new();
@@ -533,8 +534,7 @@ fn render_status(status: &ServiceStatus) -> String {
             .map(|t| {
                 format!(
                     ", next run {}",
-                    t.to_zoned(jiff::tz::TimeZone::system())
-                        .strftime("%Y-%m-%d %H:%M %Z")
+                    crate::render::zoned(t).strftime("%Y-%m-%d %H:%M %Z")
                 )
             })
             .unwrap_or_default();
@@ -556,9 +556,7 @@ fn render_status(status: &ServiceStatus) -> String {
             let _ = writeln!(
                 out,
                 "last run: {} ({}): {}",
-                run.started_at
-                    .to_zoned(jiff::tz::TimeZone::system())
-                    .strftime("%Y-%m-%d %H:%M %Z"),
+                crate::render::zoned(run.started_at).strftime("%Y-%m-%d %H:%M %Z"),
                 run.run_id,
                 run.result
             );
@@ -578,3 +576,6 @@ fn render_status(status: &ServiceStatus) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod status_tests;
