@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn renders_the_masked_config() {
-        let path = Path::new("examples/config/full.toml");
+        // Relative paths in it resolve against this, not against the test's working directory.
+        let path = Path::new("/etc/kopi-docka/config.toml");
         let config = kopi_docka_core::config::parse(
             include_str!("../../../../examples/config/full.toml"),
             path,

@@ -242,7 +242,14 @@ mod tests {
     fn unit(name: &str, status: &str, duration: f64, downtime: Option<f64>) -> UnitRecord {
         UnitRecord {
             name: name.into(),
-            kind: Some("stack".into()),
+            kind: Some(
+                if name == "portainer" {
+                    "standalone"
+                } else {
+                    "stack"
+                }
+                .into(),
+            ),
             status: status.into(),
             duration_seconds: Some(duration),
             downtime_seconds: downtime,
@@ -251,7 +258,9 @@ mod tests {
             errors: if status == "success" {
                 Vec::new()
             } else {
-                vec!["volume nextcloud_db: read error: input/output error".into()]
+                vec![format!(
+                    "volume {name}_data: read error: input/output error"
+                )]
             },
         }
     }

@@ -402,12 +402,14 @@ pub struct NetworkPlan {
     /// `missing`, `same` or `differs`.
     pub state: &'static str,
     /// What differs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<String>,
 }
 
 /// What a restore will do; shown before it does it.
 #[derive(Debug, Serialize, Deserialize)]
+// `NetworkPlan::state` is a `&'static str`: a plan is read only from static text (test fixtures).
+#[serde(bound(deserialize = "'de: 'static"))]
 pub struct RestorePlan {
     /// The point.
     pub point: RestorePoint,
