@@ -205,3 +205,25 @@ impl Printer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    use super::*;
+    use crate::render::assert_text;
+
+    /// An error with two causes, as the command line shows it and as `--json` does.
+    #[test]
+    fn renders_an_error_and_its_causes() {
+        let error = Err::<(), _>(std::io::Error::other("permission denied"))
+            .context("creating /srv/backup/kopi-docka/keys")
+            .context("setup changed nothing")
+            .unwrap_err();
+        assert_text!("error", Format::Text.render_error(&error, ExitCode::Failed));
+        assert_text!(
+            "error.json",
+            Format::Json.render_error(&error, ExitCode::Failed)
+        );
+    }
+}

@@ -263,10 +263,11 @@ fn json_error_lists_its_causes() {
         .stdout(predicate::str::is_empty());
     let error: serde_json::Value = serde_json::from_slice(&out.get_output().stderr).unwrap();
     assert_eq!(error["code"], 10);
-    let mut expected = format!("error: {}", error["message"].as_str().unwrap());
+    let mut expected = vec![format!("error: {}", error["message"].as_str().unwrap())];
     for cause in error["causes"].as_array().unwrap() {
-        expected.push_str(&format!("\n  caused by: {}", cause.as_str().unwrap()));
+        expected.push(format!("  caused by: {}", cause.as_str().unwrap()));
     }
+    let expected = expected.join("\n");
     assert_eq!(text.trim_end(), expected);
 }
 

@@ -500,15 +500,15 @@ mod tests {
 
     #[test]
     fn renders_the_point_menu() {
-        let menu: String = points()
-            .iter()
-            .map(|p| format!("{}\n", describe_point(p)))
-            .collect();
+        let mut menu = String::new();
+        for p in &points() {
+            let _ = writeln!(menu, "{}", describe_point(p));
+        }
         assert_text!("restore_point_menu", menu);
     }
 
     /// A plan as `prepare` makes it; its private part plays no role in rendering.
-    fn plan(start: serde_json::Value) -> RestorePlan {
+    fn plan(start: &serde_json::Value) -> RestorePlan {
         let plan = serde_json::json!({
             "point": nextcloud(),
             "project_dir": "/opt/stacks/nextcloud",
@@ -561,7 +561,7 @@ mod tests {
     fn renders_the_plan() {
         assert_renders!(
             "restore_plan",
-            &plan(serde_json::json!({
+            &plan(&serde_json::json!({
                 "method": "compose",
                 "tool": "docker compose",
                 "files": ["/opt/stacks/nextcloud/compose.yaml"],
@@ -572,7 +572,8 @@ mod tests {
 
     #[test]
     fn renders_the_other_ways_to_start() {
-        let then: String = [
+        let mut then = String::new();
+        for start in [
             serde_json::json!({"method": "none"}),
             serde_json::json!({"method": "restart_stopped"}),
             serde_json::json!({
@@ -582,16 +583,13 @@ mod tests {
                 "services": ["app", "db"],
             }),
             serde_json::json!({"method": "recreate", "containers": ["portainer"]}),
-        ]
-        .into_iter()
-        .map(|start| {
-            let text = plan(start).human();
-            text.lines()
-                .filter(|l| l.starts_with("  then:"))
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-        })
-        .collect();
+        ] {
+            for line in plan(&start).human().lines() {
+                if line.starts_with("  then:") {
+                    let _ = writeln!(then, "{line}");
+                }
+            }
+        }
         assert_text!("restore_plan_start", then);
     }
 

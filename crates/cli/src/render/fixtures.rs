@@ -81,6 +81,22 @@ fn project_file(path: &str, present: bool) -> ProjectFile {
 /// The two units: a stack with a gap (a missing bind source) and a standalone container whose
 /// docker socket is skipped.
 pub fn units() -> Vec<Unit> {
+    vec![nextcloud(), portainer()]
+}
+
+fn volume(name: &str, used_by: &str) -> UnitVolume {
+    UnitVolume {
+        name: name.into(),
+        driver: Some("local".into()),
+        mountpoint: Some(PathBuf::from(format!(
+            "/var/lib/docker/volumes/{name}/_data"
+        ))),
+        used_by: vec![used_by.into()],
+        verdict: Verdict::BACKED_UP,
+    }
+}
+
+fn nextcloud() -> Unit {
     let mut app = container(
         "nextcloud-app-1",
         Some("app"),
@@ -118,16 +134,7 @@ pub fn units() -> Vec<Unit> {
         read_only: true,
     }];
     db.networks = vec!["nextcloud_default".into()];
-    let volume = |name: &str, used_by: &str| UnitVolume {
-        name: name.into(),
-        driver: Some("local".into()),
-        mountpoint: Some(PathBuf::from(format!(
-            "/var/lib/docker/volumes/{name}/_data"
-        ))),
-        used_by: vec![used_by.into()],
-        verdict: Verdict::BACKED_UP,
-    };
-    let nextcloud = Unit {
+    Unit {
         name: UnitName::new("nextcloud"),
         kind: UnitKind::Stack,
         project: Some(ComposeProject {
@@ -189,7 +196,10 @@ pub fn units() -> Vec<Unit> {
                 Verdict::BACKED_UP,
             ),
         ]),
-    };
+    }
+}
+
+fn portainer() -> Unit {
     let mut portainer_container = container(
         "portainer",
         None,
@@ -207,7 +217,7 @@ pub fn units() -> Vec<Unit> {
         read_only: false,
     }];
     portainer_container.networks = vec!["bridge".into()];
-    let portainer = Unit {
+    Unit {
         name: UnitName::new("portainer"),
         kind: UnitKind::Standalone,
         project: None,
@@ -231,8 +241,7 @@ pub fn units() -> Vec<Unit> {
                 Verdict::skipped(CoverageReason::Socket),
             ),
         ]),
-    };
-    vec![nextcloud, portainer]
+    }
 }
 
 fn snapshot(
