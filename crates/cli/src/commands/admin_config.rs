@@ -23,15 +23,28 @@ pub fn run(
         ConfigCommand::Show { .. } => show(global, printer),
         ConfigCommand::Validate => {
             let loaded = super::load_config(global)?;
-            match &loaded.path {
-                Some(path) => printer.line(&format!("{}: valid", path.display())),
-                None => printer.line("no config file: the built-in defaults apply"),
-            }
+            printer.report(&Validated { path: loaded.path })?;
             Ok(ExitCode::Ok)
         }
         ConfigCommand::Edit => edit(global, printer),
         ConfigCommand::ImportKopiDocka { file, write, force } => {
             import_kopi_docka(global, &file, write, force, printer)
+        }
+    }
+}
+
+/// A config that loads (an invalid one is an error, exit code 2).
+#[derive(Serialize)]
+struct Validated {
+    /// The file; `None` when there is none and the defaults apply.
+    path: Option<std::path::PathBuf>,
+}
+
+impl Render for Validated {
+    fn human(&self) -> String {
+        match &self.path {
+            Some(path) => format!("{}: valid\n", path.display()),
+            None => "no config file: the built-in defaults apply\n".to_owned(),
         }
     }
 }
@@ -133,7 +146,20 @@ fn import_kopi_docka(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::assert_renders;
+    use crate::render::{assert_renders, assert_text};
+
+    /// `validate` has no `--json`: its text only.
+    #[test]
+    fn renders_validate() {
+        let file = Validated {
+            path: Some("/etc/kopi-docka/config.toml".into()),
+        };
+        let none = Validated { path: None };
+        assert_text!(
+            "config_validate",
+            format!("{}{}", file.human(), none.human())
+        );
+    }
 
     #[test]
     fn renders_the_masked_config() {

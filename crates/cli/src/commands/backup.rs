@@ -14,7 +14,7 @@ use kopi_docka_core::config::LoadedConfig;
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::monitor;
 use kopi_docka_core::repo::{RepoSettings, Scope};
-use kopi_docka_core::stop;
+use kopi_docka_core::stop::{self, RecoveryReport};
 
 use crate::cli::{BackupArgs, GlobalArgs, ScopeArg};
 use crate::exit::ExitCode;
@@ -256,6 +256,20 @@ fn render_report(report: &RunReport) -> String {
     out
 }
 
+impl Render for RecoveryReport {
+    /// What was started; the errors end the command (`some containers could not be started`).
+    fn human(&self) -> String {
+        let mut out = String::new();
+        for container in &self.started {
+            let _ = writeln!(out, "started {}", container.name);
+        }
+        if self.started.is_empty() && self.errors.is_empty() {
+            out.push_str("no container was left stopped\n");
+        }
+        out
+    }
+}
+
 /// Starts the containers the journal lists, and nothing else.
 pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = super::load_config(global)?;
@@ -264,12 +278,7 @@ pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::
     let report = stop::recover_now(&engine, &loaded.env.state_dir(), health)
         .await
         .context("a backup is running; it starts the containers it stopped itself")?;
-    for container in &report.started {
-        printer.line(&format!("started {}", container.name));
-    }
-    if report.started.is_empty() && report.errors.is_empty() {
-        printer.line("no container was left stopped");
-    }
+    printer.report(&report)?;
     if !report.errors.is_empty() {
         return Err(anyhow::anyhow!(report.errors.join("; ")))
             .context("some containers could not be started");
@@ -285,7 +294,31 @@ mod tests {
     use kopi_docka_core::unit::{CoverageSummary, UnitKind};
 
     use super::*;
-    use crate::render::{assert_renders, fixtures};
+    use crate::render::{assert_renders, assert_text, fixtures};
+
+    /// `admin restart-stopped` has no `--json`: its text only.
+    #[test]
+    fn renders_restart_stopped() {
+        let started = RecoveryReport {
+            started: vec![
+                stop::ContainerRef {
+                    id: format!("{:0<64}", "c1"),
+                    name: "nextcloud-db-1".into(),
+                },
+                stop::ContainerRef {
+                    id: format!("{:0<64}", "c2"),
+                    name: "nextcloud-app-1".into(),
+                },
+            ],
+            errors: Vec::new(),
+        };
+        let text = format!(
+            "{}--\n{}",
+            started.human(),
+            RecoveryReport::default().human()
+        );
+        assert_text!("restart_stopped", text);
+    }
 
     #[test]
     fn renders_the_dry_run_plan() {

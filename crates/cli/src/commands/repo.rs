@@ -233,16 +233,32 @@ async fn change_password(
     let source = settings.password.to_string();
     let repo = open(settings, LockMode::Exclusive).await?;
     repo.change_password(new, stored_in.clone()).await?;
-    match stored_in {
-        Some(path) => printer.line(&format!(
-            "password changed and written to {}; update every copy you keep elsewhere (DR bundles too)",
-            path.display()
-        )),
-        None => printer.line(&format!(
-            "password changed; update {source} to the new password now ({PASSWORD_ENV} or your secret store)"
-        )),
-    }
+    printer.report(&PasswordChanged { stored_in, source })?;
     Ok(ExitCode::Ok)
+}
+
+/// A new repository password is in place.
+#[derive(Serialize)]
+struct PasswordChanged {
+    /// The password file kopi-docka wrote it to, when it reads the password from a file.
+    stored_in: Option<std::path::PathBuf>,
+    /// Where the password comes from (what the user must update otherwise).
+    source: String,
+}
+
+impl Render for PasswordChanged {
+    fn human(&self) -> String {
+        match &self.stored_in {
+            Some(path) => format!(
+                "password changed and written to {}; update every copy you keep elsewhere (DR bundles too)\n",
+                path.display()
+            ),
+            None => format!(
+                "password changed; update {} to the new password now ({PASSWORD_ENV} or your secret store)\n",
+                self.source
+            ),
+        }
+    }
 }
 
 async fn stats(settings: RepoSettings, printer: &Printer) -> anyhow::Result<ExitCode> {
@@ -272,7 +288,24 @@ mod tests {
     use kopi_docka_core::repo::{CheckFinding, ForgetDecision};
 
     use super::*;
-    use crate::render::{assert_renders, fixtures};
+    use crate::render::{assert_renders, assert_text, fixtures};
+
+    /// `change-password` has no `--json`: its text only.
+    #[test]
+    fn renders_change_password() {
+        let file = PasswordChanged {
+            stored_in: Some("/etc/kopi-docka/repository.password".into()),
+            source: "password-file /etc/kopi-docka/repository.password".into(),
+        };
+        let command = PasswordChanged {
+            stored_in: None,
+            source: "password-command".into(),
+        };
+        assert_text!(
+            "change_password",
+            format!("{}{}", file.human(), command.human())
+        );
+    }
 
     #[test]
     fn renders_init() {
