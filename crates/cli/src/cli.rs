@@ -522,3 +522,46 @@ pub struct VersionArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+impl Cli {
+    /// Whether the command was given `--json`: its report, and the error that may end it, are
+    /// then written as JSON. Exhaustive, so a new command decides.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Units(args) => args.json,
+            Command::Backup(args) | Command::DryRun(args) => args.json,
+            Command::Snapshots(args) => args.json,
+            Command::Restore(args) => args.json,
+            Command::Setup(args) => args.json,
+            Command::DisasterRecovery(dr) => match &dr.command {
+                DrCommand::Export(args) => args.json,
+                DrCommand::Import(args) => args.json,
+            },
+            Command::Doctor(args) => args.json,
+            Command::History(args) => args.json,
+            Command::Admin(admin) => match &admin.command {
+                AdminCommand::Repo(repo) => match repo {
+                    RepoCommand::Init(args)
+                    | RepoCommand::Status(args)
+                    | RepoCommand::Stats(args) => args.json,
+                    RepoCommand::Check(args) => args.json,
+                    RepoCommand::Prune(args) => args.json,
+                    RepoCommand::ChangePassword(_) => false,
+                },
+                AdminCommand::RestartStopped => false,
+                AdminCommand::Config(config) => match config {
+                    ConfigCommand::Show { json } => *json,
+                    ConfigCommand::Validate
+                    | ConfigCommand::Edit
+                    | ConfigCommand::ImportKopiDocka { .. } => false,
+                },
+                AdminCommand::Service(service) => match service {
+                    ServiceCommand::Status(args) => args.json,
+                    ServiceCommand::WriteUnits(_) | ServiceCommand::Daemon(_) => false,
+                },
+                AdminCommand::Notification(NotificationCommand::Test(args)) => args.json,
+            },
+            Command::Version(args) => args.json,
+        }
+    }
+}

@@ -74,10 +74,18 @@ impl From<Class> for ExitCode {
     }
 }
 
-impl From<ExitCode> for std::process::ExitCode {
-    fn from(code: ExitCode) -> Self {
+impl ExitCode {
+    /// The number the process exits with.
+    pub fn code(self) -> u8 {
         // The discriminants are all below 256 by construction.
         #[allow(clippy::cast_possible_truncation, clippy::as_conversions)]
-        std::process::ExitCode::from(code as u8)
+        let code = self as u8;
+        code
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
     }
 }

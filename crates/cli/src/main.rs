@@ -13,7 +13,7 @@ mod signals;
 use clap::Parser;
 
 use crate::exit::ExitCode;
-use crate::printer::Printer;
+use crate::printer::{Format, Printer};
 
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
@@ -29,7 +29,7 @@ fn main() -> std::process::ExitCode {
                 })
         ),
     );
-    let printer = Printer::new();
+    let printer = Printer::new(Format::from_json_flag(cli.json()));
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,8 +38,9 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            printer.error(&error);
-            ExitCode::from_error(&error)
+            let code = ExitCode::from_error(&error);
+            printer.error(&error, code);
+            code
         }
     }
     .into()

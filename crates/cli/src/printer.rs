@@ -1,24 +1,116 @@
-//! The only code that writes to stdout and stderr. Results go to stdout (text or JSON);
-//! errors go to stderr.
+//! The only code that writes to stdout and stderr. Results go to stdout, as text or as JSON
+//! ([`Format`], chosen once from the command's `--json`); errors go to stderr, as text or as
+//! one JSON line.
+//!
+//! Commands hand their report to [`Printer::report`] and never look at `--json` themselves.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 
 use serde::Serialize;
 
+use crate::exit::ExitCode;
+use crate::render::Render;
+
+/// How results and the final error are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Human text (the default).
+    Text,
+    /// `--json`: the report as pretty JSON on stdout, an error as one JSON line on stderr.
+    Json,
+}
+
+impl Format {
+    /// `--json` given or not.
+    pub fn from_json_flag(json: bool) -> Self {
+        if json { Self::Json } else { Self::Text }
+    }
+
+    /// Exactly what [`Printer::report`] writes for `report` (the unit tests snapshot this).
+    pub fn render(self, report: &impl Render) -> anyhow::Result<String> {
+        match self {
+            Self::Text => Ok(report.human()),
+            Self::Json => {
+                let mut text = serde_json::to_string_pretty(report)?;
+                text.push('\n');
+                Ok(text)
+            }
+        }
+    }
+
+    /// Exactly what [`Printer::error`] writes for the error that ended the command.
+    pub fn render_error(self, error: &anyhow::Error, code: ExitCode) -> String {
+        match self {
+            Self::Text => {
+                let mut text = format!("error: {error}");
+                for cause in error.chain().skip(1) {
+                    // Writing into a String cannot fail.
+                    let _ = write!(text, "\n  caused by: {cause}");
+                }
+                text.push('\n');
+                text
+            }
+            Self::Json => {
+                let exit = ExitError {
+                    message_type: "exit_error",
+                    code: code.code(),
+                    message: error.to_string(),
+                    causes: error.chain().skip(1).map(ToString::to_string).collect(),
+                };
+                // A struct of strings and a number always serialises.
+                let mut text = serde_json::to_string(&exit).unwrap_or_else(|_| {
+                    format!(r#"{{"message_type":"exit_error","code":{}}}"#, code.code())
+                });
+                text.push('\n');
+                text
+            }
+        }
+    }
+}
+
+/// The error that ended a `--json` command, shaped like restic's (`restic --json` writes
+/// `{"message_type":"exit_error","code":N,"message":"..."}` on stderr), plus its causes.
+#[derive(Serialize)]
+struct ExitError {
+    message_type: &'static str,
+    /// The process exit code.
+    code: u8,
+    /// The error itself.
+    message: String,
+    /// What led to it, outermost first.
+    causes: Vec<String>,
+}
+
 /// Writes results and errors.
 #[derive(Debug)]
 pub struct Printer {
     stdout: std::io::Stdout,
     stderr: std::io::Stderr,
+    format: Format,
 }
 
 impl Printer {
-    /// A printer on the process's stdout and stderr.
-    pub fn new() -> Self {
+    /// A printer on the process's stdout and stderr that writes reports in `format`.
+    pub fn new(format: Format) -> Self {
         Self {
             stdout: std::io::stdout(),
             stderr: std::io::stderr(),
+            format,
+        }
+    }
+
+    /// Writes a command's report: its human text, or JSON with `--json`.
+    pub fn report(&self, report: &impl Render) -> anyhow::Result<()> {
+        self.out(&self.format.render(report)?);
+        Ok(())
+    }
+
+    /// Writes a report's human text, and nothing with `--json`: what a command shows before it
+    /// asks to go on (a restore's plan). Under `--json`, stdout carries only the final report.
+    pub fn preview(&self, report: &impl Render) {
+        if self.format == Format::Text {
+            self.out(&report.human());
         }
     }
 
@@ -37,14 +129,6 @@ impl Printer {
         {
             tracing::debug!(%error, "stdout closed");
         }
-    }
-
-    /// Writes a value as pretty JSON on stdout.
-    pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
-        let mut text = serde_json::to_string_pretty(value)?;
-        text.push('\n');
-        self.out(&text);
-        Ok(())
     }
 
     /// Writes a notice the user must see (not a result) on stderr.
@@ -111,17 +195,35 @@ impl Printer {
         read.ok().map(|_| answer.trim().to_owned())
     }
 
-    /// Writes the error that ended the command, with its causes, on stderr.
-    pub fn error(&self, error: &anyhow::Error) {
-        let mut text = format!("error: {error}");
-        for cause in error.chain().skip(1) {
-            // Writing into a String cannot fail.
-            let _ = write!(text, "\n  caused by: {cause}");
-        }
-        text.push('\n');
+    /// Writes the error that ended the command, with its causes, on stderr: text, or one
+    /// JSON line with `--json`.
+    pub fn error(&self, error: &anyhow::Error, code: ExitCode) {
+        let text = self.format.render_error(error, code);
         let mut stderr = self.stderr.lock();
         if stderr.write_all(text.as_bytes()).is_err() {
             // Nowhere left to report it; the exit code still says it failed.
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    use super::*;
+    use crate::render::assert_text;
+
+    /// An error with two causes, as the command line shows it and as `--json` does.
+    #[test]
+    fn renders_an_error_and_its_causes() {
+        let error = Err::<(), _>(std::io::Error::other("permission denied"))
+            .context("creating /srv/backup/kopi-docka/keys")
+            .context("setup changed nothing")
+            .unwrap_err();
+        assert_text!("error", Format::Text.render_error(&error, ExitCode::Failed));
+        assert_text!(
+            "error.json",
+            Format::Json.render_error(&error, ExitCode::Failed)
+        );
     }
 }

@@ -1,13 +1,38 @@
-//! Formatting shared by the human renderings of several commands: sizes, local times,
-//! coverage lines. One place, so two commands never show the same fact two ways.
+//! Output as a value: [`Render`], the trait every command's report implements, and the
+//! formatting shared by several human renderings (sizes, local times, coverage lines). One
+//! place, so two commands never show the same fact two ways.
+//!
+//! Each command file implements [`Render`] for its report beside the command, with unit tests
+//! that snapshot both renderings of fixture reports ([`assert_renders`]); no Docker needed.
 
 use kopi_docka_core::unit::{CoverageEntry, CoverageStatus};
+use serde::Serialize;
+
+/// A command's result: `Serialize` for `--json`, [`Render::human`] for people. The
+/// [`Printer`](crate::printer::Printer) picks one; commands never look at `--json`.
+pub trait Render: Serialize {
+    /// The text a person reads, newline-terminated lines.
+    fn human(&self) -> String;
+}
+
+/// The zone times are shown in: the system's; UTC in unit tests, so snapshots do not depend
+/// on the machine that runs them.
+pub fn display_zone() -> jiff::tz::TimeZone {
+    if cfg!(test) {
+        jiff::tz::TimeZone::UTC
+    } else {
+        jiff::tz::TimeZone::system()
+    }
+}
+
+/// A UTC time in the display zone ([`display_zone`]).
+pub fn zoned(t: jiff::Timestamp) -> jiff::Zoned {
+    t.to_zoned(display_zone())
+}
 
 /// A UTC time in the local time zone, for display.
 pub fn local_time(t: jiff::Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::system())
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    zoned(t).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// `1536` -> `1.5 KiB`.
@@ -40,3 +65,44 @@ pub fn gap_line(entry: &CoverageEntry) -> String {
         entry.detail.as_deref().unwrap_or_default()
     )
 }
+
+/// Snapshots both renderings of a report, exactly as the printer writes them:
+/// `<name>` (text) and `<name>.json`, in `crates/cli/src/snapshots/`. Use it in a command's
+/// unit tests.
+#[cfg(test)]
+macro_rules! assert_renders {
+    ($name:expr, $report:expr) => {{
+        let report = $report;
+        insta::with_settings!({ snapshot_path => crate::render::SNAPSHOTS }, {
+            insta::assert_snapshot!(
+                $name,
+                crate::printer::Format::Text.render(report).unwrap()
+            );
+            insta::assert_snapshot!(
+                format!("{}.json", $name),
+                crate::printer::Format::Json.render(report).unwrap()
+            );
+        });
+    }};
+}
+
+/// Where the renderers' snapshots are kept (one directory for every command).
+#[cfg(test)]
+pub const SNAPSHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/snapshots");
+#[cfg(test)]
+pub(crate) use assert_renders;
+
+/// Snapshots one text (a rendering with no JSON of its own) beside [`assert_renders`]'s.
+#[cfg(test)]
+macro_rules! assert_text {
+    ($name:expr, $text:expr) => {{
+        insta::with_settings!({ snapshot_path => crate::render::SNAPSHOTS }, {
+            insta::assert_snapshot!($name, $text);
+        });
+    }};
+}
+#[cfg(test)]
+pub(crate) use assert_text;
+
+#[cfg(test)]
+pub mod fixtures;

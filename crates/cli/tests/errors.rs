@@ -191,6 +191,86 @@ fn engine_not_listening_is_unreachable() {
         )));
 }
 
+/// Under `--json` the error that ends the command is one JSON line on stderr, shaped like
+/// restic's, with the exit code in it; stdout stays empty.
+#[test]
+fn json_error_is_one_json_line_on_stderr_with_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "config.toml",
+        "[repository]\n\npasword-file = \"/etc/pw\"\n",
+    );
+    let out = kopi_docka()
+        .args(["history", "--json", "--config"])
+        .arg(&config)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty());
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line: {stderr}");
+    let error: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(error["message_type"], "exit_error");
+    assert_eq!(error["code"], 2);
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{}:3:", config.display())),
+        "{message}"
+    );
+    assert!(
+        message.contains("unknown field `pasword-file`"),
+        "{message}"
+    );
+    assert!(error["causes"].is_array());
+
+    // Without --json the same error is text.
+    kopi_docka()
+        .args(["history", "--config"])
+        .arg(&config)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with("error: "));
+}
+
+/// An error with causes lists them, outermost first, as the text does with `caused by:`.
+#[test]
+fn json_error_lists_its_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "config.toml",
+        &format!(
+            "[repository]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
+            dir.path().join("no-repo").display(),
+            dir.path().join("pw").display()
+        ),
+    );
+    let pw = write(dir.path(), "pw", "secret\n");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = support::kopi_docka_at(&config, dir.path())
+        .args(["admin", "repo", "status"])
+        .assert()
+        .code(10)
+        .get_output()
+        .stderr
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    let out = support::kopi_docka_at(&config, dir.path())
+        .args(["admin", "repo", "status", "--json"])
+        .assert()
+        .code(10)
+        .stdout(predicate::str::is_empty());
+    let error: serde_json::Value = serde_json::from_slice(&out.get_output().stderr).unwrap();
+    assert_eq!(error["code"], 10);
+    let mut expected = vec![format!("error: {}", error["message"].as_str().unwrap())];
+    for cause in error["causes"].as_array().unwrap() {
+        expected.push(format!("  caused by: {}", cause.as_str().unwrap()));
+    }
+    let expected = expected.join("\n");
+    assert_eq!(text.trim_end(), expected);
+}
+
 #[test]
 fn unusable_docker_host_is_a_usage_error() {
     kopi_docka()

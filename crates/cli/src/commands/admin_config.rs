@@ -3,12 +3,15 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use kopi_docka_core::config::Config;
 use kopi_docka_core::{config_file, migrate};
+use serde::Serialize;
 
 use super::UsageError;
 use crate::cli::{ConfigCommand, GlobalArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
+use crate::render::Render;
 
 /// Runs an `admin config` subcommand.
 pub fn run(
@@ -17,13 +20,10 @@ pub fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        ConfigCommand::Show { json } => show(global, json, printer),
+        ConfigCommand::Show { .. } => show(global, printer),
         ConfigCommand::Validate => {
             let loaded = crate::settings::config(global)?;
-            match &loaded.path {
-                Some(path) => printer.line(&format!("{}: valid", path.display())),
-                None => printer.line("no config file: the built-in defaults apply"),
-            }
+            printer.report(&Validated { path: loaded.path })?;
             Ok(ExitCode::Ok)
         }
         ConfigCommand::Edit => edit(global, printer),
@@ -33,21 +33,53 @@ pub fn run(
     }
 }
 
-fn show(global: &GlobalArgs, json: bool, printer: &Printer) -> anyhow::Result<ExitCode> {
+/// A config that loads (an invalid one is an error, exit code 2).
+#[derive(Serialize)]
+struct Validated {
+    /// The file; `None` when there is none and the defaults apply.
+    path: Option<std::path::PathBuf>,
+}
+
+impl Render for Validated {
+    fn human(&self) -> String {
+        match &self.path {
+            Some(path) => format!("{}: valid\n", path.display()),
+            None => "no config file: the built-in defaults apply\n".to_owned(),
+        }
+    }
+}
+
+/// The effective configuration, secrets masked: TOML for people, JSON with `--json`.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct ConfigShow {
+    config: Config,
+    /// Where it came from.
+    #[serde(skip)]
+    source: String,
+}
+
+impl Render for ConfigShow {
+    fn human(&self) -> String {
+        let toml = toml::to_string_pretty(&self.config)
+            // Every config that was parsed from TOML serialises back to it.
+            .unwrap_or_else(|error| format!("# cannot show it as TOML ({error}); try --json\n"));
+        format!(
+            "# effective configuration from {} (secrets masked)\n{toml}",
+            self.source
+        )
+    }
+}
+
+fn show(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
-    let config = config_file::masked(&loaded.config);
-    if json {
-        printer.json(&config)?;
-    } else {
-        let source = loaded.path.as_ref().map_or_else(
+    printer.report(&ConfigShow {
+        config: config_file::masked(&loaded.config),
+        source: loaded.path.as_ref().map_or_else(
             || "built-in defaults".to_owned(),
             |p| p.display().to_string(),
-        );
-        printer.out(&format!(
-            "# effective configuration from {source} (secrets masked)\n{}",
-            toml::to_string_pretty(&config)?
-        ));
-    }
+        ),
+    })?;
     Ok(ExitCode::Ok)
 }
 
@@ -109,4 +141,52 @@ fn import_kopi_docka(
         printer.notice(&format!("not carried over: {note}"));
     }
     Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{assert_renders, assert_text};
+
+    /// `validate` has no `--json`: its text only.
+    #[test]
+    fn renders_validate() {
+        let file = Validated {
+            path: Some("/etc/kopi-docka/config.toml".into()),
+        };
+        let none = Validated { path: None };
+        assert_text!(
+            "config_validate",
+            format!("{}{}", file.human(), none.human())
+        );
+    }
+
+    #[test]
+    fn renders_the_masked_config() {
+        // Relative paths in it resolve against this, not against the test's working directory.
+        let path = Path::new("/etc/kopi-docka/config.toml");
+        let config = kopi_docka_core::config::parse(
+            include_str!("../../../../examples/config/full.toml"),
+            path,
+        )
+        .unwrap();
+        assert_renders!(
+            "config_show",
+            &ConfigShow {
+                config: config_file::masked(&config),
+                source: "/etc/kopi-docka/config.toml".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn renders_the_defaults() {
+        assert_renders!(
+            "config_show_defaults",
+            &ConfigShow {
+                config: Config::default(),
+                source: "built-in defaults".into(),
+            }
+        );
+    }
 }

@@ -9,13 +9,13 @@ use kopi_docka_core::backup::{RunReport, UnitStatus};
 use kopi_docka_core::bootstrap;
 use kopi_docka_core::config::LoadedConfig;
 use kopi_docka_core::docker::Engine;
-use kopi_docka_core::stop;
+use kopi_docka_core::stop::{self, RecoveryReport};
 
 use crate::cli::{BackupArgs, GlobalArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
-use crate::render::human_bytes;
+use crate::render::{Render, human_bytes, zoned};
 
 /// Backs up the selected units (or shows the plan of a dry run).
 pub async fn run(
@@ -32,7 +32,7 @@ pub async fn run(
         let plan = run::plan(&loaded, &settings, args.sizes)
             .await
             .map_err(run_error)?;
-        printer.out(&render_plan(&plan));
+        printer.report(&plan)?;
         return Ok(ExitCode::Ok);
     }
 
@@ -43,11 +43,7 @@ pub async fn run(
         printer.notice(&format!("warning: {warning}"));
     }
     let ran = output.result.map_err(run_error)?;
-    if args.json {
-        printer.json(&ran.report)?;
-    } else {
-        printer.out(&render_report(&ran.report));
-    }
+    printer.report(&ran.report)?;
     // Metrics, pings and notifications: their problems are shown, never a reason to fail.
     for problem in &ran.after_run {
         printer.notice(&format!("warning: {problem}"));
@@ -90,6 +86,18 @@ async fn first_run(loaded: LoadedConfig, printer: &Printer) -> anyhow::Result<Lo
     Ok(created.loaded)
 }
 
+impl Render for BackupPlan {
+    fn human(&self) -> String {
+        render_plan(self)
+    }
+}
+
+impl Render for RunReport {
+    fn human(&self) -> String {
+        render_report(self)
+    }
+}
+
 fn render_plan(plan: &BackupPlan) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
@@ -123,10 +131,7 @@ fn render_plan(plan: &BackupPlan) -> String {
         }
         match &unit.estimate {
             Some(estimate) => {
-                let local = estimate
-                    .last_run
-                    .to_zoned(jiff::tz::TimeZone::system())
-                    .strftime("%Y-%m-%d %H:%M");
+                let local = zoned(estimate.last_run).strftime("%Y-%m-%d %H:%M");
                 let down = estimate
                     .downtime_seconds
                     .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
@@ -187,6 +192,20 @@ fn render_report(report: &RunReport) -> String {
     out
 }
 
+impl Render for RecoveryReport {
+    /// What was started; the errors end the command (`some containers could not be started`).
+    fn human(&self) -> String {
+        let mut out = String::new();
+        for container in &self.started {
+            let _ = writeln!(out, "started {}", container.name);
+        }
+        if self.started.is_empty() && self.errors.is_empty() {
+            out.push_str("no container was left stopped\n");
+        }
+        out
+    }
+}
+
 /// Starts the containers the journal lists, and nothing else.
 pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
@@ -195,15 +214,182 @@ pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::
     let report = stop::recover_now(&engine, &loaded.env.state_dir(), health)
         .await
         .context("a backup is running; it starts the containers it stopped itself")?;
-    for container in &report.started {
-        printer.line(&format!("started {}", container.name));
-    }
-    if report.started.is_empty() && report.errors.is_empty() {
-        printer.line("no container was left stopped");
-    }
+    printer.report(&report)?;
     if !report.errors.is_empty() {
         return Err(anyhow::anyhow!(report.errors.join("; ")))
             .context("some containers could not be started");
     }
     Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use kopi_docka_core::backup::run::{Estimate, PlannedItem, UnitPlan};
+    use kopi_docka_core::backup::{SnapshotRecord, UnitReport};
+    use kopi_docka_core::repo::{Part, Scope};
+    use kopi_docka_core::unit::{CoverageSummary, UnitKind};
+
+    use super::*;
+    use crate::render::{assert_renders, assert_text, fixtures};
+
+    /// `admin restart-stopped` has no `--json`: its text only.
+    #[test]
+    fn renders_restart_stopped() {
+        let started = RecoveryReport {
+            started: vec![
+                stop::ContainerRef {
+                    id: format!("{:0<64}", "c1"),
+                    name: "nextcloud-db-1".into(),
+                },
+                stop::ContainerRef {
+                    id: format!("{:0<64}", "c2"),
+                    name: "nextcloud-app-1".into(),
+                },
+            ],
+            errors: Vec::new(),
+        };
+        let text = format!(
+            "{}--\n{}",
+            started.human(),
+            RecoveryReport::default().human()
+        );
+        assert_text!("restart_stopped", text);
+    }
+
+    #[test]
+    fn renders_the_dry_run_plan() {
+        let units = fixtures::units();
+        let item = |name: &str, bytes| PlannedItem {
+            name: name.into(),
+            bytes,
+        };
+        assert_renders!(
+            "backup_plan",
+            &BackupPlan {
+                scope: Scope::Standard,
+                warm_pass: true,
+                units: vec![
+                    UnitPlan {
+                        kind: UnitKind::Stack,
+                        name: "nextcloud".into(),
+                        stop_order: vec!["nextcloud-app-1".into(), "nextcloud-db-1".into()],
+                        volumes: vec![
+                            item("nextcloud_db", Some(73_400_320)),
+                            item("nextcloud_html", Some(1_288_490_188)),
+                        ],
+                        binds: vec![item("/srv/nextcloud/config", Some(48_213))],
+                        estimate: Some(Estimate {
+                            last_run: fixtures::time("2026-11-22T03:00:00Z"),
+                            seconds: 31.4,
+                            downtime_seconds: Some(1.2),
+                        }),
+                        gaps: units[0]
+                            .coverage
+                            .entries
+                            .iter()
+                            .filter(|e| !e.verdict.is_backed_up())
+                            .cloned()
+                            .collect(),
+                    },
+                    UnitPlan {
+                        kind: UnitKind::Standalone,
+                        name: "portainer".into(),
+                        stop_order: Vec::new(),
+                        volumes: vec![item("portainer_data", None)],
+                        binds: Vec::new(),
+                        estimate: None,
+                        gaps: units[1]
+                            .coverage
+                            .entries
+                            .iter()
+                            .filter(|e| !e.verdict.is_backed_up())
+                            .cloned()
+                            .collect(),
+                    },
+                ],
+            }
+        );
+    }
+
+    fn record(id: &str, part: Part, bytes_added: u64) -> SnapshotRecord {
+        SnapshotRecord {
+            id: format!("{id:0<64}"),
+            part,
+            bytes_added,
+            files_read: 15,
+        }
+    }
+
+    #[test]
+    fn renders_the_run_report() {
+        let volume = |name: &str| Part::Volume {
+            volume: name.into(),
+        };
+        assert_renders!(
+            "backup_report",
+            &RunReport {
+                run_id: fixtures::backup_id("2026-11-22T03:00:00Z", 1),
+                started_at: fixtures::time("2026-11-22T03:00:00Z"),
+                finished_at: fixtures::time("2026-11-22T03:02:40Z"),
+                host: fixtures::HOST.into(),
+                restarted_from_journal: vec!["immich-server".into()],
+                docker_config: None,
+                units: vec![
+                    UnitReport {
+                        name: "nextcloud".into(),
+                        kind: UnitKind::Stack,
+                        backup_id: fixtures::backup_id("2026-11-22T03:00:00Z", 0x3c4d),
+                        status: UnitStatus::Success,
+                        downtime_seconds: Some(1.234),
+                        snapshots: vec![
+                            record("a1", Part::Recipe, 18_432),
+                            record("a2", Part::Networks, 1_024),
+                            record("a3", volume("nextcloud_db"), 7_340_032),
+                            record("a4", volume("nextcloud_html"), 0),
+                            record(
+                                "a5",
+                                Part::Bind {
+                                    bind: "/srv/nextcloud/config".into(),
+                                },
+                                2_048,
+                            ),
+                        ],
+                        errors: Vec::new(),
+                        warnings: vec![
+                            "bind /srv/nextcloud/initdb does not exist on this host: NOT PROTECTED"
+                                .into(),
+                        ],
+                        coverage: CoverageSummary {
+                            backed_up: 5,
+                            skipped: 1,
+                            not_protected: 1,
+                        },
+                        interrupted: false,
+                        duration_seconds: 31.4,
+                    },
+                    UnitReport {
+                        name: "portainer".into(),
+                        kind: UnitKind::Standalone,
+                        backup_id: fixtures::backup_id("2026-11-22T03:02:10Z", 0x5e6f),
+                        status: UnitStatus::Failed,
+                        downtime_seconds: None,
+                        snapshots: Vec::new(),
+                        errors: vec![
+                            "volume portainer_data: reading /var/lib/docker/volumes/portainer_data/_data/portainer.db: permission denied"
+                                .into(),
+                        ],
+                        warnings: Vec::new(),
+                        coverage: CoverageSummary {
+                            backed_up: 1,
+                            skipped: 1,
+                            not_protected: 0,
+                        },
+                        interrupted: false,
+                        duration_seconds: 2.5,
+                    },
+                ],
+                errors: vec!["the disaster-recovery bundle was not refreshed: no passphrase".into()],
+            }
+        );
+    }
 }

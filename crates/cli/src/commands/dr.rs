@@ -1,21 +1,23 @@
 //! `kopi-docka disaster-recovery export|import`
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use kopi_docka_core::dr::export::ExportReport;
 use kopi_docka_core::dr::import::ImportRequest;
 use kopi_docka_core::dr::{self, ExportOptions, ImportOutcome, ImportReport, Passphrase};
 use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{Repo, RepoSettings};
+use serde::Serialize;
 
 use super::UsageError;
 use crate::cli::{DrCommand, DrExportArgs, DrImportArgs, GlobalArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
-use crate::render::human_bytes;
+use crate::render::{Render, human_bytes};
 
 /// Runs a disaster-recovery subcommand.
 pub async fn run(
@@ -61,25 +63,25 @@ async fn export(
         return Ok(ExitCode::Ok);
     }
     let report = dr::export::write(&bundle, info, &passphrase, args.file.clone(), generated)?;
-    if args.json {
-        printer.json(&report)?;
-    } else {
-        printer.line(&format!(
-            "wrote {} ({}, mode 0600): config, repository password, recovery info for {} units \
-             of host {}",
-            report.file.display(),
-            human_bytes(report.bytes),
-            report.info.units.len(),
-            report.info.host
-        ));
-        printer.line(
-            "Store it away from this machine (another disk, another place, a password manager).",
-        );
-    }
+    printer.report(&report)?;
     if generated {
         printer.notice(&passphrase_notice(&passphrase));
     }
     Ok(ExitCode::Ok)
+}
+
+impl Render for ExportReport {
+    fn human(&self) -> String {
+        format!(
+            "wrote {} ({}, mode 0600): config, repository password, recovery info for {} units \
+             of host {}\n\
+             Store it away from this machine (another disk, another place, a password manager).\n",
+            self.file.display(),
+            human_bytes(self.bytes),
+            self.info.units.len(),
+            self.info.host
+        )
+    }
 }
 
 fn passphrase_notice(p: &Passphrase) -> String {
@@ -114,7 +116,7 @@ async fn import(
         started,
     })?;
     if args.dry_run {
-        report(printer, args, &plan.dry_run())?;
+        printer.report(&Import::new(plan.dry_run()))?;
         return Ok(ExitCode::Ok);
     }
     let installed = plan.install(env, Arc::new(CliProgress::new())).await?;
@@ -124,20 +126,41 @@ async fn import(
         let interrupt = crate::signals::subscribe();
         restored = installed.restore_all(&interrupt).await?;
     }
-    let import = installed.report(restored);
-    report(printer, args, &import)?;
-    Ok(match import.outcome() {
+    let import = Import::new(installed.report(restored));
+    printer.report(&import)?;
+    Ok(match import.report.outcome() {
         ImportOutcome::Done => ExitCode::Ok,
         ImportOutcome::Partial => ExitCode::Partial,
         ImportOutcome::Interrupted => ExitCode::Interrupted,
     })
 }
 
-fn report(printer: &Printer, args: &DrImportArgs, import: &ImportReport) -> anyhow::Result<()> {
-    if args.json {
-        printer.json(import)?;
-        return Ok(());
+/// An import's report, with what its text needs to know.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Import {
+    report: ImportReport,
+    /// Where kopi-docka looks for its config without `--config`.
+    #[serde(skip)]
+    default_config: PathBuf,
+}
+
+impl Import {
+    fn new(report: ImportReport) -> Self {
+        Self {
+            report,
+            default_config: crate::settings::environment().config_path(None).0,
+        }
     }
+}
+
+impl Render for Import {
+    fn human(&self) -> String {
+        render_import(&self.report, &self.default_config)
+    }
+}
+
+fn render_import(import: &ImportReport, default_config: &Path) -> String {
     let (info, files, restored, dry_run) = (
         &import.info,
         &import.installed,
@@ -180,7 +203,7 @@ fn report(printer: &Printer, args: &DrImportArgs, import: &ImportReport) -> anyh
                 u.unit,
                 u.kind,
                 u.backup_id,
-                config_flag(&config),
+                config_flag(&config, default_config),
                 u.unit
             );
         }
@@ -204,16 +227,172 @@ fn report(printer: &Printer, args: &DrImportArgs, import: &ImportReport) -> anyh
         let _ = writeln!(out, "  {verdict} {}: {detail}", r.unit);
     }
     let _ = writeln!(out, "done in {:.1}s", import.duration_seconds);
-    printer.out(&out);
-    Ok(())
+    out
 }
 
 /// ` --config PATH` unless `path` is where kopi-docka looks anyway.
-fn config_flag(path: &PathBuf) -> String {
-    let env = crate::settings::environment();
-    if env.config_path(None).0 == *path {
+fn config_flag(path: &Path, default_config: &Path) -> String {
+    if default_config == path {
         String::new()
     } else {
         format!(" --config {}", path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kopi_docka_core::dr::import::UnitRestore;
+    use kopi_docka_core::dr::{InstallFile, RecoveryInfo, UnitPoint};
+    use kopi_docka_core::restore::RestoreOutcome;
+    use kopi_docka_core::unit::UnitKind;
+
+    use super::*;
+    use crate::render::{assert_renders, assert_text, fixtures};
+
+    fn info() -> RecoveryInfo {
+        RecoveryInfo {
+            created_at: fixtures::time("2026-11-22T03:02:45Z"),
+            host: fixtures::HOST.into(),
+            tool_version: "1.2.3".into(),
+            repository: "sftp:backup@nas.lan:/volume1/kopi-docka".into(),
+            rclone_config: None,
+            units: vec![
+                UnitPoint {
+                    unit: "nextcloud".into(),
+                    kind: "stack".into(),
+                    backup_id: "20261122T030000Z-3c4d".into(),
+                    time: fixtures::time("2026-11-22T03:00:00Z"),
+                },
+                UnitPoint {
+                    unit: "portainer".into(),
+                    kind: "standalone".into(),
+                    backup_id: "20261122T030210Z-5e6f".into(),
+                    time: fixtures::time("2026-11-22T03:02:10Z"),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn renders_an_export() {
+        assert_renders!(
+            "dr_export",
+            &ExportReport {
+                file: "/root/kopi-docka-dr-pve-01-20261122T030245Z.age".into(),
+                bytes: 3_412,
+                passphrase_generated: true,
+                info: info(),
+            }
+        );
+    }
+
+    /// What an import writes; the file contents play no role in rendering.
+    fn installed(backup: bool) -> Vec<InstallFile> {
+        let backup =
+            backup.then_some("/etc/kopi-docka/config.toml.kopi-docka-20261123T090000Z.bak");
+        serde_json::from_value(serde_json::json!([
+            {
+                "path": "/etc/kopi-docka/config.toml",
+                "mode": 0o600,
+                "replaces": true,
+                "backup": backup,
+            },
+            {
+                "path": "/etc/kopi-docka/repository.password",
+                "mode": 0o600,
+                "replaces": false,
+            },
+        ]))
+        .unwrap()
+    }
+
+    fn import(report: ImportReport, default_config: &str) -> Import {
+        Import {
+            report,
+            default_config: default_config.into(),
+        }
+    }
+
+    #[test]
+    fn renders_an_import_dry_run() {
+        assert_renders!(
+            "dr_import_dry_run",
+            &import(
+                ImportReport {
+                    dry_run: true,
+                    info: info(),
+                    installed: installed(false),
+                    restored: Vec::new(),
+                    duration_seconds: 0.31,
+                },
+                "/etc/kopi-docka/config.toml",
+            )
+        );
+    }
+
+    #[test]
+    fn renders_an_import_with_its_config_elsewhere() {
+        // The restore commands it lists name the config, since kopi-docka would not find it.
+        assert_text!(
+            "dr_import_config_elsewhere",
+            import(
+                ImportReport {
+                    dry_run: false,
+                    info: info(),
+                    installed: installed(true),
+                    restored: Vec::new(),
+                    duration_seconds: 1.5,
+                },
+                "/root/.config/kopi-docka/config.toml",
+            )
+            .human()
+        );
+    }
+
+    #[test]
+    fn renders_an_import_that_restored_everything() {
+        let outcome = RestoreOutcome {
+            host: fixtures::HOST.into(),
+            unit: "nextcloud".into(),
+            kind: UnitKind::Stack,
+            backup_id: "20261122T030000Z-3c4d".into(),
+            files: Vec::new(),
+            networks: Vec::new(),
+            data: Vec::new(),
+            started: vec!["nextcloud-db-1".into(), "nextcloud-app-1".into()],
+            left_stopped: Vec::new(),
+            rolled_back: false,
+            interrupted: false,
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            duration_seconds: 61.0,
+        };
+        assert_renders!(
+            "dr_import_restore_all",
+            &import(
+                ImportReport {
+                    dry_run: false,
+                    info: info(),
+                    installed: installed(false),
+                    restored: vec![
+                        UnitRestore {
+                            unit: "nextcloud".into(),
+                            outcome: Some(outcome),
+                            error: None,
+                        },
+                        UnitRestore {
+                            unit: "portainer".into(),
+                            outcome: None,
+                            error: Some(
+                                "no restore point of portainer from host pve-01 in the repository"
+                                    .into()
+                            ),
+                        },
+                    ],
+                    duration_seconds: 75.5,
+                },
+                "/etc/kopi-docka/config.toml",
+            )
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::UsageError;
 use crate::cli::{GlobalArgs, HistoryArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
-use crate::render::human_bytes;
+use crate::render::{Render, human_bytes, zoned};
 
 /// Where the records came from.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -24,14 +24,25 @@ enum Source {
     Repository,
 }
 
+/// Past runs, or (`--stats`) statistics per unit.
 #[derive(Serialize)]
-struct Output<'a> {
+struct Output {
     source: Source,
     #[serde(skip_serializing_if = "Option::is_none")]
-    runs: Option<&'a [RunRecord]>,
+    runs: Option<Vec<RunRecord>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stats: Option<Vec<history::UnitStats>>,
     unreadable: Vec<String>,
+}
+
+impl Render for Output {
+    fn human(&self) -> String {
+        match (&self.runs, &self.stats) {
+            (_, Some(stats)) => render_stats(stats),
+            (Some(runs), None) => render(runs, self.source),
+            (None, None) => render(&[], self.source),
+        }
+    }
 }
 
 /// Lists past runs.
@@ -90,18 +101,13 @@ pub async fn run(
         .iter()
         .map(|(p, why)| format!("{}: {why}", p.display()))
         .collect();
-    if args.json {
-        printer.json(&Output {
-            source,
-            runs: (!args.stats).then_some(runs.as_slice()),
-            stats: args.stats.then(|| history::stats(&runs)),
-            unreadable,
-        })?;
-    } else if args.stats {
-        printer.out(&render_stats(&history::stats(&runs)));
-    } else {
-        printer.out(&render(&runs, source));
-    }
+    let stats = args.stats.then(|| history::stats(&runs));
+    printer.report(&Output {
+        source,
+        runs: (!args.stats).then_some(runs),
+        stats,
+        unreadable,
+    })?;
     Ok(ExitCode::Ok)
 }
 
@@ -137,9 +143,7 @@ fn select(
 }
 
 fn local(t: jiff::Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::system())
-        .strftime("%Y-%m-%d %H:%M %Z")
-        .to_string()
+    zoned(t).strftime("%Y-%m-%d %H:%M %Z").to_string()
 }
 
 fn duration(seconds: f64) -> String {
@@ -227,4 +231,105 @@ fn render_stats(stats: &[history::UnitStats]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{assert_renders, fixtures};
+    use history::UnitRecord;
+
+    fn unit(name: &str, status: &str, duration: f64, downtime: Option<f64>) -> UnitRecord {
+        UnitRecord {
+            name: name.into(),
+            kind: Some(
+                if name == "portainer" {
+                    "standalone"
+                } else {
+                    "stack"
+                }
+                .into(),
+            ),
+            status: status.into(),
+            duration_seconds: Some(duration),
+            downtime_seconds: downtime,
+            bytes_added: 7_340_032,
+            snapshots: 4,
+            errors: if status == "success" {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "volume {name}_data: read error: input/output error"
+                )]
+            },
+        }
+    }
+
+    /// Newest first, as `select` returns them.
+    fn runs() -> Vec<RunRecord> {
+        vec![
+            RunRecord {
+                run_id: "20261122T030000Z-0001".into(),
+                started_at: fixtures::time("2026-11-22T03:00:00Z"),
+                finished_at: Some(fixtures::time("2026-11-22T03:02:40Z")),
+                host: Some(fixtures::HOST.into()),
+                units: vec![
+                    unit("nextcloud", "success", 31.4, Some(1.2)),
+                    unit("portainer", "failed", 95.0, None),
+                ],
+                errors: vec![
+                    "the disaster-recovery bundle was not refreshed: no passphrase".into(),
+                ],
+            },
+            RunRecord {
+                run_id: "20261121T030000Z-0002".into(),
+                started_at: fixtures::time("2026-11-21T03:00:00Z"),
+                finished_at: None,
+                host: None,
+                units: vec![unit("nextcloud", "success", 29.0, Some(0.9))],
+                errors: Vec::new(),
+            },
+        ]
+    }
+
+    #[test]
+    fn renders_runs() {
+        assert_renders!(
+            "history",
+            &Output {
+                source: Source::Local,
+                runs: Some(runs()),
+                stats: None,
+                unreadable: vec![
+                    "/var/lib/kopi-docka/runs/broken.json: expected value at line 1".into()
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn renders_runs_from_the_repository() {
+        assert_renders!(
+            "history_repository_empty",
+            &Output {
+                source: Source::Repository,
+                runs: Some(Vec::new()),
+                stats: None,
+                unreadable: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn renders_stats() {
+        assert_renders!(
+            "history_stats",
+            &Output {
+                source: Source::Local,
+                runs: None,
+                stats: Some(history::stats(&runs())),
+                unreadable: Vec::new(),
+            }
+        );
+    }
 }

@@ -22,7 +22,7 @@ use crate::printer::Printer;
 /// Runs the parsed command.
 pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Units(args) => units::run(&cli.global, &args, printer).await,
+        Command::Units(_) => units::run(&cli.global, printer).await,
         Command::Backup(args) => backup::run(&cli.global, &args, printer).await,
         Command::DryRun(mut args) => {
             args.dry_run = true;
@@ -32,18 +32,18 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => restore::run(&cli.global, &args, printer).await,
         Command::Setup(args) => setup::run(&cli.global, &args, printer).await,
         Command::DisasterRecovery(dr) => dr::run(&cli.global, dr.command, printer).await,
-        Command::Doctor(args) => doctor::run(&cli.global, &args, printer).await,
+        Command::Doctor(_) => doctor::run(&cli.global, printer).await,
         Command::History(args) => history::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
             AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
             AdminCommand::Config(command) => admin_config::run(&cli.global, command, printer),
             AdminCommand::Service(command) => service::run(&cli.global, command, printer).await,
-            AdminCommand::Notification(NotificationCommand::Test(args)) => {
-                notification::test(&cli.global, &args, printer).await
+            AdminCommand::Notification(NotificationCommand::Test(_)) => {
+                notification::test(&cli.global, printer).await
             }
         },
-        Command::Version(args) => version::run(&args, printer),
+        Command::Version(_) => version::run(printer),
     }
 }
 

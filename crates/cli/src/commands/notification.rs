@@ -1,17 +1,20 @@
 //! `kopi-docka admin notification test`
 
-use kopi_docka_core::notify::{self, Level, Message};
+use kopi_docka_core::notify::{self, Delivery, Level, Message};
+use serde::Serialize;
 
-use crate::cli::{GlobalArgs, JsonArgs};
+use crate::cli::GlobalArgs;
 use crate::exit::ExitCode;
 use crate::printer::Printer;
+use crate::render::Render;
+
+/// One delivery per target (JSON: the list itself).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Deliveries(Vec<Delivery>);
 
 /// Sends a test message to every target, whatever the on-* settings say.
-pub async fn test(
-    global: &GlobalArgs,
-    args: &JsonArgs,
-    printer: &Printer,
-) -> anyhow::Result<ExitCode> {
+pub async fn test(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
     let config = &loaded.config.notifications;
     if config.targets.is_empty() {
@@ -27,20 +30,48 @@ pub async fn test(
         body: "If you read this, kopi-docka can reach you here.".into(),
         level: Level::Success,
     };
-    let deliveries = notify::send_all(config, &message).await;
-    if args.json {
-        printer.json(&deliveries)?;
-    } else {
-        for d in &deliveries {
-            match &d.error {
-                None => printer.line(&format!("sent    {}", d.target)),
-                Some(error) => printer.line(&format!("FAILED  {error}")),
-            }
-        }
-    }
-    Ok(if deliveries.iter().all(|d| d.error.is_none()) {
+    let deliveries = Deliveries(notify::send_all(config, &message).await);
+    printer.report(&deliveries)?;
+    Ok(if deliveries.0.iter().all(|d| d.error.is_none()) {
         ExitCode::Ok
     } else {
         ExitCode::Failed
     })
+}
+
+impl Render for Deliveries {
+    fn human(&self) -> String {
+        self.0
+            .iter()
+            .map(|d| match &d.error {
+                None => format!("sent    {}\n", d.target),
+                Some(error) => format!("FAILED  {error}\n"),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::assert_renders;
+
+    #[test]
+    fn renders_deliveries() {
+        assert_renders!(
+            "notification_test",
+            &Deliveries(vec![
+                Delivery {
+                    target: "ntfys://ntfy.sh/kopi-docka-*****".into(),
+                    error: None,
+                },
+                Delivery {
+                    target: "mailtos://backup@example.org".into(),
+                    error: Some(
+                        "mailtos://backup@example.org: SMTP 535 authentication failed".into()
+                    ),
+                },
+            ])
+        );
+    }
 }

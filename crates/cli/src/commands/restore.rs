@@ -13,16 +13,17 @@ use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
 use kopi_docka_core::restore::{
-    self, DataKind, Parts, PointSelector, RestoreContext, RestoreOutcome, RestorePlan,
-    RestorePoint, RestoreRequest, StartPlan, points,
+    self, DataKind, ExtractedPart, Parts, PointSelector, RestoreContext, RestoreOutcome,
+    RestorePlan, RestorePoint, RestoreRequest, StartPlan, points,
 };
+use serde::Serialize;
 
 use super::UsageError;
 use crate::cli::{GlobalArgs, PartArg, RestoreArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
-use crate::render::{human_bytes, local_time};
+use crate::render::{Render, human_bytes, local_time};
 
 /// Restores one unit.
 pub async fn run(
@@ -69,7 +70,7 @@ pub async fn run(
     };
     request.check_subset()?;
     if let Some(dir) = &args.target_dir {
-        return extract(&repo, &request, dir, args.json, printer).await;
+        return extract(&repo, &request, dir, printer).await;
     }
     let engine = Engine::connect(loaded.docker_host()?).await?;
     let journal = loaded.env.state_dir().journal();
@@ -83,11 +84,7 @@ pub async fn run(
     )?;
     if args.drill {
         let report = drill::drill(&ctx, request.point, request.env_values).await?;
-        if args.json {
-            printer.json(&report)?;
-        } else {
-            printer.out(&render_drill(&report));
-        }
+        printer.report(&report)?;
         return Ok(if *interrupt.borrow() {
             ExitCode::Interrupted
         } else if report.passed {
@@ -98,23 +95,13 @@ pub async fn run(
     }
     let plan = restore::prepare(&ctx, request).await?;
     if args.dry_run {
-        if args.json {
-            printer.json(&plan)?;
-        } else {
-            printer.out(&render_plan(&plan));
-        }
+        printer.report(&plan)?;
         return Ok(ExitCode::Ok);
     }
-    if !args.json {
-        printer.out(&render_plan(&plan));
-    }
+    printer.preview(&plan);
     confirm(args.yes, interactive, printer)?;
     let outcome = restore::execute(&ctx, plan).await?;
-    if args.json {
-        printer.json(&outcome)?;
-    } else {
-        printer.out(&render_outcome(&outcome));
-    }
+    printer.report(&outcome)?;
     Ok(if outcome.interrupted || *interrupt.borrow() {
         ExitCode::Interrupted
     } else if outcome.ok() {
@@ -129,24 +116,50 @@ async fn extract(
     repo: &Repo,
     request: &RestoreRequest,
     dir: &Path,
-    json: bool,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let parts = restore::extract(repo, request, dir).await?;
-    if json {
-        printer.json(&parts)?;
-    } else {
-        for p in &parts {
-            printer.line(&format!(
+    printer.report(&Extracted(restore::extract(repo, request, dir).await?))?;
+    Ok(ExitCode::Ok)
+}
+
+/// The parts a `--target-dir` restore wrote (JSON: the list itself).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Extracted(Vec<ExtractedPart>);
+
+impl Render for Extracted {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        for p in &self.0 {
+            let _ = writeln!(
+                out,
                 "{:<40} -> {} ({} entries, {})",
                 p.part,
                 p.path.display(),
                 p.restored,
                 human_bytes(p.bytes)
-            ));
+            );
         }
+        out
     }
-    Ok(ExitCode::Ok)
+}
+
+impl Render for RestorePlan {
+    fn human(&self) -> String {
+        render_plan(self)
+    }
+}
+
+impl Render for RestoreOutcome {
+    fn human(&self) -> String {
+        render_outcome(self)
+    }
+}
+
+impl Render for DrillReport {
+    fn human(&self) -> String {
+        render_drill(self)
+    }
 }
 
 fn parts(only: &[PartArg]) -> Parts {
@@ -459,4 +472,265 @@ fn render_drill(r: &DrillReport) -> String {
         let _ = writeln!(out, "  not removed: {l}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use kopi_docka_core::restore::DataOutcome;
+    use kopi_docka_core::restore::data::Swapped;
+    use kopi_docka_core::restore::drill::DrillData;
+    use kopi_docka_core::restore::networks::{NetworkAction, NetworkOutcome};
+    use kopi_docka_core::unit::UnitKind;
+
+    use super::*;
+    use crate::render::{assert_renders, assert_text, fixtures};
+
+    /// The fixture's restore points, newest first.
+    fn points() -> Vec<RestorePoint> {
+        restore::group(&fixtures::snapshots())
+    }
+
+    fn nextcloud() -> RestorePoint {
+        points()
+            .into_iter()
+            .find(|p| p.unit == "nextcloud")
+            .unwrap()
+    }
+
+    #[test]
+    fn renders_the_point_menu() {
+        let mut menu = String::new();
+        for p in &points() {
+            let _ = writeln!(menu, "{}", describe_point(p));
+        }
+        assert_text!("restore_point_menu", menu);
+    }
+
+    /// A plan as `prepare` makes it; its private part plays no role in rendering.
+    fn plan(start: &serde_json::Value) -> RestorePlan {
+        let plan = serde_json::json!({
+            "point": nextcloud(),
+            "project_dir": "/opt/stacks/nextcloud",
+            "files": [
+                ["/opt/stacks/nextcloud/compose.yaml", true],
+                ["/opt/stacks/nextcloud/.env", false],
+            ],
+            "networks": [
+                {"name": "nextcloud_default", "state": "missing"},
+                {
+                    "name": "nextcloud_backend",
+                    "state": "differs",
+                    "differences": ["subnet: 172.20.0.0/16 recorded, 172.21.0.0/16 now"],
+                },
+            ],
+            "data": [
+                {
+                    "name": "nextcloud_db",
+                    "kind": "volume",
+                    "snapshot": format!("{:0<64}", "a3"),
+                    "size": 73_400_320,
+                    "target": "/var/lib/docker/volumes/nextcloud_db/_data",
+                    "exists": true,
+                },
+                {
+                    "name": "nextcloud_html",
+                    "kind": "volume",
+                    "snapshot": format!("{:0<64}", "a4"),
+                    "size": 1_288_490_188,
+                    "exists": false,
+                },
+                {
+                    "name": "/srv/nextcloud/config",
+                    "kind": "bind",
+                    "snapshot": format!("{:0<64}", "a5"),
+                    "target": "/srv/nextcloud/config",
+                    "exists": false,
+                },
+            ],
+            "stop": ["nextcloud-app-1", "nextcloud-db-1"],
+            "start": start,
+            "warnings": ["env file /opt/stacks/nextcloud/.env: 2 values were not recorded; give them with --env-file"],
+        });
+        // `NetworkPlan::state` borrows a `&'static str`.
+        let text: &'static str = Box::leak(plan.to_string().into_boxed_str());
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn renders_the_plan() {
+        assert_renders!(
+            "restore_plan",
+            &plan(&serde_json::json!({
+                "method": "compose",
+                "tool": "docker compose",
+                "files": ["/opt/stacks/nextcloud/compose.yaml"],
+                "services": [],
+            }))
+        );
+    }
+
+    #[test]
+    fn renders_the_other_ways_to_start() {
+        let mut then = String::new();
+        for start in [
+            serde_json::json!({"method": "none"}),
+            serde_json::json!({"method": "restart_stopped"}),
+            serde_json::json!({
+                "method": "compose",
+                "tool": "docker-compose",
+                "files": [],
+                "services": ["app", "db"],
+            }),
+            serde_json::json!({"method": "recreate", "containers": ["portainer"]}),
+        ] {
+            for line in plan(&start).human().lines() {
+                if line.starts_with("  then:") {
+                    let _ = writeln!(then, "{line}");
+                }
+            }
+        }
+        assert_text!("restore_plan_start", then);
+    }
+
+    fn outcome(errors: Vec<String>, interrupted: bool) -> RestoreOutcome {
+        let point = nextcloud();
+        RestoreOutcome {
+            host: point.host,
+            unit: point.unit,
+            kind: UnitKind::Stack,
+            backup_id: point.backup_id.to_string(),
+            files: vec![
+                (
+                    "/opt/stacks/nextcloud/compose.yaml".into(),
+                    Some(
+                        "/opt/stacks/nextcloud/compose.yaml.kopi-docka-20261122T100000Z.bak"
+                            .into(),
+                    ),
+                ),
+                ("/opt/stacks/nextcloud/.env".into(), None),
+            ],
+            networks: vec![NetworkOutcome {
+                name: "nextcloud_default".into(),
+                action: NetworkAction::Created,
+            }],
+            data: vec![
+                DataOutcome {
+                    name: "nextcloud_db".into(),
+                    kind: DataKind::Volume,
+                    swapped: Swapped {
+                        target: "/var/lib/docker/volumes/nextcloud_db/_data".into(),
+                        rollback: Some(
+                            "/var/lib/docker/volumes/nextcloud_db/._data.kopi-docka-rollback-20261122T100000Z"
+                                .into(),
+                        ),
+                        restored: 1_503,
+                        bytes: 73_400_320,
+                    },
+                },
+                DataOutcome {
+                    name: "/srv/nextcloud/config".into(),
+                    kind: DataKind::Bind,
+                    swapped: Swapped {
+                        target: "/srv/nextcloud/config".into(),
+                        rollback: None,
+                        restored: 12,
+                        bytes: 48_213,
+                    },
+                },
+            ],
+            started: if interrupted {
+                Vec::new()
+            } else {
+                vec!["nextcloud-db-1".into(), "nextcloud-app-1".into()]
+            },
+            left_stopped: if interrupted {
+                vec!["nextcloud-db-1".into(), "nextcloud-app-1".into()]
+            } else {
+                Vec::new()
+            },
+            rolled_back: false,
+            interrupted,
+            warnings: vec!["nextcloud-app-1 did not become healthy within 120s".into()],
+            errors,
+            duration_seconds: 42.25,
+        }
+    }
+
+    #[test]
+    fn renders_the_outcome() {
+        assert_renders!("restore_outcome", &outcome(Vec::new(), false));
+    }
+
+    #[test]
+    fn renders_an_interrupted_outcome() {
+        assert_renders!(
+            "restore_outcome_interrupted",
+            &outcome(
+                vec!["interrupted before the containers were started".into()],
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn renders_the_drill() {
+        assert_renders!(
+            "restore_drill",
+            &DrillReport {
+                host: fixtures::HOST.into(),
+                unit: "nextcloud".into(),
+                backup_id: nextcloud().backup_id.to_string(),
+                sandbox: "kdrill-3c4d".into(),
+                passed: false,
+                restore_seconds: 12.04,
+                verify_seconds: 3.5,
+                start_seconds: 8.25,
+                total_seconds: 25.0,
+                data: vec![
+                    DrillData {
+                        name: "nextcloud_db".into(),
+                        verified: 1_503,
+                        differing: 0,
+                        additional: 0,
+                    },
+                    DrillData {
+                        name: "/srv/nextcloud/config".into(),
+                        verified: 11,
+                        differing: 1,
+                        additional: 2,
+                    },
+                ],
+                started: vec!["kdrill-3c4d-db-1".into(), "kdrill-3c4d-app-1".into()],
+                errors: vec!["/srv/nextcloud/config: 1 file differs, 2 extra".into()],
+                leftovers: vec!["network kdrill-3c4d_default: in use".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn renders_an_extraction() {
+        assert_renders!(
+            "restore_extract",
+            &Extracted(vec![
+                ExtractedPart {
+                    part: "recipe".into(),
+                    path: "/tmp/nextcloud/recipe".into(),
+                    restored: 9,
+                    bytes: 18_432,
+                },
+                ExtractedPart {
+                    part: "volume nextcloud_db".into(),
+                    path: "/tmp/nextcloud/volumes/nextcloud_db".into(),
+                    restored: 1_503,
+                    bytes: 73_400_320,
+                },
+                ExtractedPart {
+                    part: "bind /srv/nextcloud/config".into(),
+                    path: "/tmp/nextcloud/binds/srv/nextcloud/config".into(),
+                    restored: 12,
+                    bytes: 48_213,
+                },
+            ])
+        );
+    }
 }

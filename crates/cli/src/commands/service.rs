@@ -82,15 +82,16 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::Ok)
 }
 
-fn status(global: &GlobalArgs, args: &JsonArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+fn status(global: &GlobalArgs, _: &JsonArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
-    let report = daemon::status(&loaded, Path::new(units::DEFAULT_UNIT_DIR));
-    if args.json {
-        printer.json(&report)?;
-    } else {
-        printer.out(&render_status(&report));
-    }
+    printer.report(&daemon::status(&loaded, Path::new(units::DEFAULT_UNIT_DIR)))?;
     Ok(ExitCode::Ok)
+}
+
+impl crate::render::Render for ServiceStatus {
+    fn human(&self) -> String {
+        render_status(self)
+    }
 }
 
 fn render_status(status: &ServiceStatus) -> String {
@@ -106,8 +107,7 @@ fn render_status(status: &ServiceStatus) -> String {
             .map(|t| {
                 format!(
                     ", next run {}",
-                    t.to_zoned(jiff::tz::TimeZone::system())
-                        .strftime("%Y-%m-%d %H:%M %Z")
+                    crate::render::zoned(t).strftime("%Y-%m-%d %H:%M %Z")
                 )
             })
             .unwrap_or_default();
@@ -129,9 +129,7 @@ fn render_status(status: &ServiceStatus) -> String {
             let _ = writeln!(
                 out,
                 "last run: {} ({}): {}",
-                run.started_at
-                    .to_zoned(jiff::tz::TimeZone::system())
-                    .strftime("%Y-%m-%d %H:%M %Z"),
+                crate::render::zoned(run.started_at).strftime("%Y-%m-%d %H:%M %Z"),
                 run.run_id,
                 run.result
             );
@@ -155,3 +153,6 @@ fn render_status(status: &ServiceStatus) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod status_tests;

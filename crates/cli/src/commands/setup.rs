@@ -21,7 +21,9 @@ use crate::cli::{GlobalArgs, SetupArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
+use crate::render::Render;
 
+/// What the setup wrote and found.
 #[derive(Serialize)]
 struct SetupReport {
     config: PathBuf,
@@ -112,11 +114,7 @@ pub async fn run(
         snapshots,
         previous_config,
     };
-    if args.json {
-        printer.json(&report)?;
-    } else {
-        printer.out(&render(&report));
-    }
+    printer.report(&report)?;
     Ok(ExitCode::Ok)
 }
 
@@ -238,6 +236,12 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
+impl Render for SetupReport {
+    fn human(&self) -> String {
+        render(self)
+    }
+}
+
 fn render(r: &SetupReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "wrote {} (mode 0600)", r.config.display());
@@ -269,4 +273,44 @@ fn render(r: &SetupReport) -> String {
         "Next: `kopi-docka units` to see what will be backed up, then `kopi-docka backup`."
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::assert_renders;
+
+    #[test]
+    fn renders_a_created_repository() {
+        assert_renders!(
+            "setup_created",
+            &SetupReport {
+                config: "/etc/kopi-docka/config.toml".into(),
+                repository: "/srv/backup/kopi-docka".into(),
+                password_file: "/etc/kopi-docka/repository.password".into(),
+                password_generated: true,
+                repository_action: RepositoryAction::Created,
+                snapshots: 0,
+                previous_config: None,
+            }
+        );
+    }
+
+    #[test]
+    fn renders_a_connected_repository() {
+        assert_renders!(
+            "setup_connected",
+            &SetupReport {
+                config: "/etc/kopi-docka/config.toml".into(),
+                repository: "sftp:backup@nas.lan:/volume1/kopi-docka".into(),
+                password_file: "/root/kopi-docka.password".into(),
+                password_generated: false,
+                repository_action: RepositoryAction::Connected,
+                snapshots: 42,
+                previous_config: Some(
+                    "/etc/kopi-docka/config.toml.kopi-docka-20261122T030000Z.bak".into()
+                ),
+            }
+        );
+    }
 }

@@ -12,14 +12,18 @@ use crate::cli::{GlobalArgs, SnapshotsArgs};
 use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::progress::CliProgress;
-use crate::render::{human_bytes, local_time};
+use crate::render::{Render, human_bytes, local_time};
 
+/// What the repository holds: JSON gives both lists, the text one of them.
 #[derive(Serialize)]
-struct SnapshotsReport<'a> {
+struct SnapshotsReport {
     /// Newest first.
-    restore_points: &'a [RestorePoint],
+    restore_points: Vec<RestorePoint>,
     /// Newest first.
-    snapshots: &'a [SnapshotInfo],
+    snapshots: Vec<SnapshotInfo>,
+    /// `--raw`: the text lists the single snapshots instead of the restore points.
+    #[serde(skip)]
+    raw: bool,
 }
 
 /// Lists restore points (or single snapshots with `--raw`), newest first.
@@ -38,18 +42,22 @@ pub async fn run(
     };
     let mut snapshots = repo.snapshots(filter).await?;
     snapshots.reverse();
-    let points = restore::group(&snapshots);
-    if args.json {
-        printer.json(&SnapshotsReport {
-            restore_points: &points,
-            snapshots: &snapshots,
-        })?;
-    } else if args.raw {
-        printer.out(&render(&snapshots));
-    } else {
-        printer.out(&render_points(&points));
-    }
+    printer.report(&SnapshotsReport {
+        restore_points: restore::group(&snapshots),
+        snapshots,
+        raw: args.raw,
+    })?;
     Ok(ExitCode::Ok)
+}
+
+impl Render for SnapshotsReport {
+    fn human(&self) -> String {
+        if self.raw {
+            render(&self.snapshots)
+        } else {
+            render_points(&self.restore_points)
+        }
+    }
 }
 
 fn render_points(points: &[RestorePoint]) -> String {
@@ -124,4 +132,33 @@ fn render(snapshots: &[SnapshotInfo]) -> String {
     }
     let _ = writeln!(out, "{} snapshots", snapshots.len());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{assert_renders, assert_text, fixtures};
+
+    fn report(raw: bool) -> SnapshotsReport {
+        let snapshots = fixtures::snapshots();
+        SnapshotsReport {
+            restore_points: restore::group(&snapshots),
+            snapshots,
+            raw,
+        }
+    }
+
+    #[test]
+    fn renders_restore_points() {
+        assert_renders!("snapshots", &report(false));
+    }
+
+    #[test]
+    fn renders_single_snapshots() {
+        // The JSON is the same as without --raw; only the text differs.
+        assert_text!(
+            "snapshots_raw",
+            crate::printer::Format::Text.render(&report(true)).unwrap()
+        );
+    }
 }

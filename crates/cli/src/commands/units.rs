@@ -5,38 +5,38 @@ use std::fmt::Write as _;
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::unit::{self, MountRules, Unit, UnitKind};
 
-use crate::render::gap_line;
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, UnitsArgs};
+use crate::cli::GlobalArgs;
 use crate::exit::ExitCode;
 use crate::printer::Printer;
+use crate::render::{Render, gap_line};
 
+/// The units on one engine.
 #[derive(Serialize)]
-struct UnitsReport<'a> {
+struct UnitsReport {
+    /// The engine's endpoint.
     engine: String,
-    units: &'a [Unit],
+    units: Vec<Unit>,
 }
 
 /// Discovers the units on the engine and prints them.
-pub async fn run(
-    global: &GlobalArgs,
-    args: &UnitsArgs,
-    printer: &Printer,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
     let engine = Engine::connect(loaded.docker_host()?).await?;
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let units = unit::discover(&engine, &rules).await?;
-    if args.json {
-        printer.json(&UnitsReport {
-            engine: engine.endpoint().to_string(),
-            units: &units,
-        })?;
-    } else {
-        printer.out(&render(&units));
-    }
+    printer.report(&UnitsReport {
+        engine: engine.endpoint().to_string(),
+        units,
+    })?;
     Ok(ExitCode::Ok)
+}
+
+impl Render for UnitsReport {
+    fn human(&self) -> String {
+        render(&self.units)
+    }
 }
 
 fn render(units: &[Unit]) -> String {
@@ -134,4 +134,32 @@ pub fn coverage_gaps(unit: &Unit) -> impl Iterator<Item = String> + '_ {
         .iter()
         .filter(|e| !e.verdict.is_backed_up())
         .map(gap_line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{assert_renders, fixtures};
+
+    #[test]
+    fn renders_units() {
+        assert_renders!(
+            "units",
+            &UnitsReport {
+                engine: "unix:///var/run/docker.sock".into(),
+                units: fixtures::units(),
+            }
+        );
+    }
+
+    #[test]
+    fn renders_no_units() {
+        assert_renders!(
+            "units_none",
+            &UnitsReport {
+                engine: "unix:///var/run/docker.sock".into(),
+                units: Vec::new(),
+            }
+        );
+    }
 }

@@ -300,7 +300,7 @@ pub fn open(
 }
 
 /// One file an import writes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstallFile {
     /// Where it goes.
     pub path: PathBuf,

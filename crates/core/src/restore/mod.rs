@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use points::{PointError, PointSelector, RestorePoint, group, newest_per_unit};
@@ -342,7 +342,7 @@ pub async fn restore_point(
 }
 
 /// A volume or bind to restore.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataPlan {
     /// Volume name or bind source as backed up.
     pub name: String,
@@ -361,7 +361,7 @@ pub struct DataPlan {
 }
 
 /// Volume or bind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataKind {
     /// Named volume.
@@ -371,7 +371,7 @@ pub enum DataKind {
 }
 
 /// How the unit is brought up afterwards.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "method")]
 pub enum StartPlan {
     /// Nothing is started (`--no-start`; the stopped containers stay stopped).
@@ -395,19 +395,19 @@ pub enum StartPlan {
 }
 
 /// A network as planned.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkPlan {
     /// Name.
     pub name: String,
     /// How the engine's network compares with the recorded one.
     pub state: NetworkState,
     /// What differs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<String>,
 }
 
 /// A recorded network against the engine's network of that name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkState {
     /// The engine has no network of that name: it is created.
@@ -429,7 +429,8 @@ impl std::fmt::Display for NetworkState {
 }
 
 /// What a restore will do; shown before it does it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+// `NetworkPlan::state` is a `&'static str`: a plan is read only from static text (test fixtures).
 pub struct RestorePlan {
     /// The point.
     pub point: RestorePoint,

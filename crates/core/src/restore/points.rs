@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::repo::{BackupId, Part, Scope, SnapshotInfo};
 use crate::unit::UnitKind;
@@ -246,7 +246,7 @@ pub fn find_backup<'a>(
 }
 
 /// One snapshot inside a restore point.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PointSnapshot {
     /// Full snapshot id.
     pub id: String,
@@ -256,7 +256,7 @@ pub struct PointSnapshot {
 }
 
 /// Everything one backup of one unit holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestorePoint {
     /// Host that made the backup.
     pub host: String,
