@@ -37,6 +37,15 @@ pub enum BootstrapError {
         #[source]
         source: std::io::Error,
     },
+    /// An existing config cannot be kept aside before it is replaced.
+    #[error("keeping {}", path.display())]
+    KeepAside {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The written config does not load.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -113,6 +122,136 @@ pub async fn connect_or_init(
         }
         Err(error) => Err(error),
     }
+}
+
+/// What `kopi-docka setup` writes: a config that [`config::parse`] accepted, and the
+/// password file it names (with the password to write when the file is new).
+#[derive(Debug)]
+pub struct SetupRequest {
+    /// Where the config goes; an existing file there is kept aside, never overwritten.
+    pub config_path: PathBuf,
+    /// The config text.
+    pub text: String,
+    /// The password file the config names.
+    pub password_file: PathBuf,
+    /// The password to write into it, when it does not exist yet.
+    pub new_password: Option<Password>,
+}
+
+/// What setup did.
+#[derive(Debug)]
+pub struct SetupOutcome {
+    /// Whether the repository was created or an existing one connected to.
+    pub action: RepositoryAction,
+    /// Snapshots in the repository.
+    pub snapshots: usize,
+    /// Where the config that was there before now is.
+    pub previous_config: Option<PathBuf>,
+}
+
+/// Writes the config (an existing one is kept aside first) and a new password, then connects
+/// to the repository or creates it. When anything fails after the first write, every write
+/// is undone (the old config back in place, a new password file removed): setup either works
+/// or changes nothing.
+pub async fn setup(
+    request: SetupRequest,
+    env: Environment,
+    progress: Arc<dyn ProgressSink>,
+) -> Result<SetupOutcome, BootstrapError> {
+    let SetupRequest {
+        config_path,
+        text,
+        password_file,
+        new_password,
+    } = request;
+    let dir = config_path.parent().unwrap_or(Path::new("/"));
+    create_dir(dir)?;
+    let stamp = crate::durable::stamp(jiff::Timestamp::now());
+    let previous_config = crate::durable::keep_aside(&config_path, &stamp).map_err(|source| {
+        BootstrapError::KeepAside {
+            path: config_path.clone(),
+            source,
+        }
+    })?;
+    let password_written = new_password.is_some();
+    let result = async {
+        if let Some(password) = &new_password {
+            write_password(&password_file, password)?;
+        }
+        write_config(&config_path, &text)?;
+        let loaded = config::load(Some(&config_path), env)?;
+        let settings = RepoSettings::from_config(&loaded)?;
+        Ok(connect_or_init(settings, progress).await?)
+    }
+    .await;
+    match result {
+        Ok((action, snapshots)) => Ok(SetupOutcome {
+            action,
+            snapshots,
+            previous_config,
+        }),
+        Err(error) => {
+            undo_setup(
+                &config_path,
+                previous_config.as_deref(),
+                password_written.then_some(password_file.as_path()),
+            );
+            Err(error)
+        }
+    }
+}
+
+/// Puts things back as they were before [`setup`] wrote anything.
+fn undo_setup(config: &Path, previous: Option<&Path>, new_password_file: Option<&Path>) {
+    let mut steps = Vec::new();
+    match previous {
+        Some(previous) => steps.push(std::fs::rename(previous, config)),
+        None => steps.push(remove_if_there(config)),
+    }
+    if let Some(password) = new_password_file {
+        steps.push(remove_if_there(password));
+    }
+    for step in steps {
+        if let Err(error) = step {
+            tracing::warn!(%error, "undoing the setup");
+        }
+    }
+}
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates the repository of `settings`. A password file the settings name that does not
+/// exist yet is created with a random password first, and removed again when the repository
+/// cannot be created (the password would belong to nothing). Returns that new file.
+pub async fn init_repository(
+    settings: RepoSettings,
+    progress: Arc<dyn ProgressSink>,
+) -> Result<Option<PathBuf>, BootstrapError> {
+    let mut created = None;
+    if let crate::repo::PasswordSource::File(path) = &settings.password
+        && !path.exists()
+    {
+        let password = generate_password()?;
+        if let Some(dir) = path.parent() {
+            create_dir(dir)?;
+        }
+        write_password(path, &password)?;
+        created = Some(path.clone());
+    }
+    if let Err(error) = Repo::init(settings, progress).await {
+        if let Some(path) = &created
+            && let Err(error) = std::fs::remove_file(path)
+        {
+            tracing::warn!(%error, path = %path.display(), "cannot remove the unused password file");
+        }
+        return Err(error.into());
+    }
+    Ok(created)
 }
 
 /// What the first run created.

@@ -8,7 +8,7 @@ use kopi_docka_core::bootstrap;
 use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{
     CheckReport, ForgetReport, PASSWORD_ENV, Password, PasswordSource, PruneReport, Repo,
-    RepoSettings, RepoStats, SnapshotFilter, write_password_file,
+    RepoSettings, RepoStats, SnapshotFilter,
 };
 use serde::Serialize;
 
@@ -63,27 +63,8 @@ impl Render for InitReport {
 }
 
 async fn init(settings: RepoSettings, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let mut created = None;
-    if let PasswordSource::File(path) = &settings.password
-        && !path.exists()
-    {
-        let password = bootstrap::generate_password()?;
-        if let Some(dir) = path.parent() {
-            bootstrap::create_dir(dir)?;
-        }
-        write_password_file(path, &password)
-            .with_context(|| format!("writing the new password to {}", path.display()))?;
-        created = Some(path.clone());
-    }
     let location = settings.location.to_string();
-    let result = Repo::init(settings, Arc::new(CliProgress::new())).await;
-    if let (Err(_), Some(path)) = (&result, &created) {
-        // The password belongs to a repository that was never created.
-        if let Err(error) = std::fs::remove_file(path) {
-            tracing::warn!(%error, path = %path.display(), "cannot remove the unused password file");
-        }
-    }
-    drop(result?);
+    let created = bootstrap::init_repository(settings, Arc::new(CliProgress::new())).await?;
     let report = InitReport {
         location,
         password_file_created: created,

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use kopi_docka_core::bootstrap::{self, RepositoryAction};
+use kopi_docka_core::bootstrap::{self, RepositoryAction, SetupRequest};
 use kopi_docka_core::config::{self, RepositoryLocation, RetentionConfig};
-use kopi_docka_core::repo::{Password, RepoSettings};
+use kopi_docka_core::repo::Password;
 use serde::Serialize;
 
 use super::UsageError;
@@ -81,64 +81,29 @@ pub async fn run(
     // Validate before anything is written.
     config::parse(&text, &config_path)?;
 
-    bootstrap::create_dir(&dir)?;
-    let stamp = kopi_docka_core::durable::stamp(jiff::Timestamp::now());
-    let previous_config = kopi_docka_core::durable::keep_aside(&config_path, &stamp)
-        .with_context(|| format!("keeping {}", config_path.display()))?;
-    if let Some(password) = generated {
-        bootstrap::write_password(&password_file, &password)?;
-    }
-    bootstrap::write_config(&config_path, &text)?;
-    let connected = match config::load(Some(&config_path), env) {
-        Ok(loaded) => connect_or_init(&loaded).await,
-        Err(error) => Err(error.into()),
-    };
-    let (action, snapshots) = match connected {
-        Ok(found) => found,
-        Err(error) => {
-            // Leave things as they were: no half-working config behind.
-            undo(
-                &config_path,
-                previous_config.as_deref(),
-                password_generated.then_some(&password_file),
-            );
-            return Err(error.context("setup changed nothing"));
-        }
-    };
+    let outcome = bootstrap::setup(
+        SetupRequest {
+            config_path: config_path.clone(),
+            text,
+            password_file: password_file.clone(),
+            new_password: generated,
+        },
+        env,
+        Arc::new(CliProgress::new()),
+    )
+    .await
+    .context("setup changed nothing")?;
     let report = SetupReport {
         config: config_path,
         repository: location.to_string(),
         password_file,
         password_generated,
-        repository_action: action,
-        snapshots,
-        previous_config,
+        repository_action: outcome.action,
+        snapshots: outcome.snapshots,
+        previous_config: outcome.previous_config,
     };
     printer.report(&report)?;
     Ok(ExitCode::Ok)
-}
-
-fn undo(config: &Path, previous: Option<&Path>, generated_password: Option<&PathBuf>) {
-    let mut steps = vec![std::fs::remove_file(config)];
-    if let Some(previous) = previous {
-        steps.push(std::fs::rename(previous, config));
-    }
-    if let Some(password) = generated_password {
-        steps.push(std::fs::remove_file(password));
-    }
-    for step in steps {
-        if let Err(error) = step {
-            tracing::warn!(%error, "undoing the setup");
-        }
-    }
-}
-
-/// An existing repository is connected to (its snapshots kept); a missing one is created.
-async fn connect_or_init(
-    loaded: &config::LoadedConfig,
-) -> anyhow::Result<(RepositoryAction, usize)> {
-    let settings = RepoSettings::from_config(loaded)?;
-    Ok(bootstrap::connect_or_init(settings, Arc::new(CliProgress::new())).await?)
 }
 
 /// The password file to use and, when it must be created, the new password. An existing
