@@ -225,7 +225,7 @@ fn render_report(report: &RunReport) -> String {
             UnitStatus::Partial => "PARTIAL",
             UnitStatus::Failed => "FAILED ",
         };
-        let added: u64 = u.snapshots.iter().map(|s| s.bytes_added).sum();
+        let added = u.bytes_added;
         let downtime = u
             .downtime_seconds
             .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
