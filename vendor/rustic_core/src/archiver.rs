@@ -299,6 +299,11 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
         summary.finalize(&self.snap.time);
         self.snap.summary = Some(summary);
 
+        // kopi-docka patch: the last moment to give up; after it the snapshot is saved
+        if is_set(cancel) {
+            p.finish();
+            return Err(cancelled());
+        }
         if !skip_identical_parent || Some(self.snap.tree) != self.parent.tree_id() {
             let id = self.be.save_file(&self.snap)?;
             self.snap.id = id.into();

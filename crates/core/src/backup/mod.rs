@@ -765,13 +765,23 @@ async fn cold_pass(
             // Stop reading now, and wait until the snapshot has given up: nothing may be read
             // or saved once the unit runs again.
             cancel.cancel();
+            // Bounded: a hung repository must not keep the unit down. A snapshot that has not
+            // returned by then sees the flag when it resumes and saves nothing.
             let waited = Instant::now();
-            match snapshot.await {
+            match tokio::time::timeout(CANCEL_WAIT, &mut snapshot).await {
                 // It was saved before it saw the flag: true, but part of no complete point.
-                Ok(Ok(info)) => records.push(record(info)),
-                Ok(Err(RepoError::Cancelled)) => {}
-                Ok(Err(other)) => errors.push(format!("{}: {other}", describe(part))),
-                Err(panic) => errors.push(format!("{}: internal error: {panic}", describe(part))),
+                Ok(Ok(Ok(info))) => records.push(record(info)),
+                Ok(Ok(Err(RepoError::Cancelled))) => {}
+                Ok(Ok(Err(other))) => errors.push(format!("{}: {other}", describe(part))),
+                Ok(Err(panic)) => {
+                    errors.push(format!("{}: internal error: {panic}", describe(part)));
+                }
+                Err(_) => errors.push(format!(
+                    "{}: the abandoned snapshot did not stop within {}s (a hung repository?); \
+                     the unit is started anyway",
+                    describe(part),
+                    CANCEL_WAIT.as_secs()
+                )),
             }
             tracing::info!(
                 part = %describe(part),
@@ -784,6 +794,10 @@ async fn cold_pass(
     }
     (records, errors, false)
 }
+
+/// How long an abandoned cold-pass snapshot may take to stop before the unit is started anyway.
+/// It stops at its next chunk of data (milliseconds) unless the repository itself hangs.
+const CANCEL_WAIT: Duration = Duration::from_secs(15);
 
 /// A new backup id: the time now plus 16 random bits.
 pub fn new_backup_id() -> BackupId {
