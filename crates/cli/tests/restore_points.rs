@@ -124,6 +124,21 @@ fn sigkill_after_the_warm_pass_leaves_no_restore_point() {
     assert_eq!(container_with_data(&env, "warm", 2 << 20), name);
     let started = Instant::now();
     let mut child = env.spawn(&["backup", "--unit", &name]);
+    // The log line that proves the warm pass ended (the pre-stop hook, which runs after it and
+    // sleeps, holds the window open while we kill).
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (logged, warm_logged) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            if line.contains("warm pass done") {
+                // The test may have given up waiting; nothing to do then.
+                let _ = logged.send(());
+            }
+        }
+    });
+    warm_logged
+        .recv_timeout(Duration::from_mins(1))
+        .expect("no `warm pass done` log line");
     wait_until("the pre-stop hook never ran", || {
         assert!(child.try_wait().unwrap().is_none(), "backup ended early");
         warm_done.exists()
