@@ -123,9 +123,12 @@ pub struct RestoreArgs {
     /// The restore point (see `kopi-docka snapshots`)
     #[arg(long, value_name = "ID", conflicts_with = "latest")]
     pub backup_id: Option<String>,
-    /// The newest restore point (the default when no --backup-id is given)
+    /// The newest complete restore point (the default when no --backup-id is given)
     #[arg(long)]
     pub latest: bool,
+    /// Also restore an incomplete point (one whose backup did not save every part)
+    #[arg(long)]
+    pub allow_incomplete: bool,
     /// Restore a backup made by another host [default: this host]
     #[arg(long, value_name = "HOST")]
     pub from_host: Option<String>,

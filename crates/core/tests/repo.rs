@@ -17,7 +17,7 @@ use kopi_docka_core::config::{RepositoryLocation, RetentionConfig};
 use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::progress::Silent;
 use kopi_docka_core::repo::{
-    BackupId, Part, PasswordSource, Repo, RepoError, RepoSettings, RestoreMode, Scope,
+    BackupId, Part, Pass, PasswordSource, Repo, RepoError, RepoSettings, RestoreMode, Scope,
     SnapshotFilter, SnapshotMeta, UnitRef, backend_spec,
 };
 use kopi_docka_core::unit::{UnitKind, UnitName};
@@ -98,6 +98,7 @@ fn volume_meta(unit: &str, volume: &str, id: &str) -> SnapshotMeta {
         },
         backup_id: BackupId::try_from(id.to_owned()).unwrap(),
         scope: Scope::Standard,
+        pass: None,
     }
 }
 
@@ -341,7 +342,9 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
             times.push((snap.id, t));
         }
     }
-    // Another volume of the same unit is its own group; one snapshot there survives anyway.
+    // An older backup of the same unit with another volume: retention counts restore points
+    // of the unit (all snapshots of a backup id together), not snapshots per path, so this
+    // point is as old as it looks and goes.
     repo.snapshot(
         source.clone(),
         volume_meta("u", "other", "x1"),
@@ -394,11 +397,11 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
     let mut want = expected.clone();
     want.sort();
     assert_eq!(kept, want);
-    assert_eq!(report.removed, 6);
+    assert_eq!(report.removed, 7);
     let others = repo.snapshots(SnapshotFilter::default()).await.unwrap();
     assert!(
-        others.iter().any(|s| s.meta.backup_id.as_str() == "x1"),
-        "single snapshot of another group kept"
+        !others.iter().any(|s| s.meta.backup_id.as_str() == "x1"),
+        "an old point is not kept for having a path of its own"
     );
     let prune = repo.prune(false).await.unwrap();
     assert!(!prune.dry_run);
@@ -411,6 +414,92 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
         "the foreign snapshot survives forget and prune"
     );
     assert!(fx.restic(&["check", "--read-data"]).status.success());
+}
+
+/// Retention decides whole points: the policy counts complete points only, an incomplete point
+/// stays while it is newer than the newest complete one, warm copies always go.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_counts_whole_points_and_drops_warm_copies() {
+    let mut fx = Fixture::new();
+    fx.settings.retention = RetentionConfig {
+        keep_last: 1,
+        keep_hourly: 0,
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        keep_yearly: 0,
+        keep_within: None,
+    };
+    let source = fx.path("source");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("f"), "x").unwrap();
+    let repo = fx.init().await;
+    let save = |part: Part, id: &str, pass: Pass, time: &str| {
+        let meta = SnapshotMeta {
+            pass: Some(pass),
+            part,
+            ..volume_meta("u", "v", id)
+        };
+        let (repo, source, time) = (repo.clone(), source.clone(), time.parse().unwrap());
+        async move { repo.snapshot(source, meta, Some(time)).await.unwrap() }
+    };
+    let vol = || Part::Volume { volume: "v".into() };
+    // b1: complete (recipe, volume, marker). b2: its pre-stop hook failed (recipe, a warm copy).
+    save(Part::Recipe, "b1", Pass::Final, "2026-11-01T00:00:00Z").await;
+    save(vol(), "b1", Pass::Final, "2026-11-01T00:00:01Z").await;
+    save(
+        Part::Point { parts: 2 },
+        "b1",
+        Pass::Final,
+        "2026-11-01T00:00:02Z",
+    )
+    .await;
+    save(Part::Recipe, "b2", Pass::Final, "2026-11-02T00:00:00Z").await;
+    save(vol(), "b2", Pass::Warm, "2026-11-02T00:00:01Z").await;
+    let ids = |snaps: Vec<kopi_docka_core::repo::SnapshotInfo>| {
+        let mut ids: Vec<String> = snaps
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{}",
+                    s.meta.backup_id,
+                    s.path.rsplit('/').next().unwrap()
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let now: jiff::Timestamp = "2026-11-03T00:00:00Z".parse().unwrap();
+    let report = repo.forget(now, false).await.unwrap();
+    assert_eq!(
+        report.removed, 1,
+        "only the warm copy: {:?}",
+        report.decisions
+    );
+    assert_eq!(
+        ids(repo.snapshots(SnapshotFilter::default()).await.unwrap()),
+        ["b1:point", "b1:recipe", "b1:v", "b2:recipe"],
+        "keep-last 1 keeps the complete point whole, and the newer incomplete one"
+    );
+
+    // A newer complete point: the older complete one and the incomplete one go, whole.
+    save(Part::Recipe, "b3", Pass::Final, "2026-11-03T00:00:00Z").await;
+    save(vol(), "b3", Pass::Final, "2026-11-03T00:00:01Z").await;
+    save(
+        Part::Point { parts: 2 },
+        "b3",
+        Pass::Final,
+        "2026-11-03T00:00:02Z",
+    )
+    .await;
+    let now: jiff::Timestamp = "2026-11-04T00:00:00Z".parse().unwrap();
+    let report = repo.forget(now, false).await.unwrap();
+    assert_eq!(report.removed, 4, "{:?}", report.decisions);
+    assert_eq!(
+        ids(repo.snapshots(SnapshotFilter::default()).await.unwrap()),
+        ["b3:point", "b3:recipe", "b3:v"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,10 @@ pub(crate) mod tree;
 pub(crate) mod tree_archiver;
 
 use std::path::{Path, PathBuf};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 use std::thread::scope;
 
 use itertools::Itertools;
@@ -22,7 +26,7 @@ use crate::{
     backend::node::NodeType,
     backend::{ReadSource, ReadSourceEntry, decrypt::DecryptFullBackend},
     blob::BlobType,
-    error::RusticResult,
+    error::{ErrorKind, RusticError, RusticResult},
     index::{
         ReadGlobalIndex,
         indexer::{Indexer, SharedIndexer},
@@ -64,6 +68,22 @@ pub struct Archiver<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> {
 
     /// The `SnapshotFile` to write to.
     snap: SnapshotFile,
+
+    /// kopi-docka patch: set to abandon the backup (see `BackupOptions::cancel`).
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+/// kopi-docka patch: the error of an abandoned backup.
+fn cancelled() -> Box<RusticError> {
+    RusticError::new(
+        ErrorKind::Other,
+        "The backup was cancelled; no snapshot was saved.",
+    )
+}
+
+/// kopi-docka patch: true once `cancel` is set.
+fn is_set(cancel: Option<&AtomicBool>) -> bool {
+    cancel.is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
 impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
@@ -103,7 +123,16 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
             be,
             index,
             snap,
+            cancel: None,
         })
+    }
+
+    /// kopi-docka patch: abandon the backup once `cancel` is set.
+    #[must_use]
+    pub fn cancellable(mut self, cancel: Option<Arc<AtomicBool>>) -> Self {
+        self.file_archiver.cancel.clone_from(&cancel);
+        self.cancel = cancel;
+        self
     }
 
     /// Archives the given source.
@@ -142,7 +171,9 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
         <R as ReadSource>::Open: Send,
         <R as ReadSource>::Iter: Send,
     {
-        scope(|s| -> RusticResult<_> {
+        let cancel = self.cancel.clone();
+        let cancel = cancel.as_deref();
+        let scope_result = scope(|s| -> RusticResult<_> {
             // determine backup size in parallel to running backup
             let src_size_handle = s.spawn(|| {
                 if !no_scan && !p.is_hidden() {
@@ -155,7 +186,9 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
             });
 
             // filter out errors and handle as_path
-            let iter = src.entries().filter_map(|item| match item {
+            // kopi-docka patch: the walk ends once the backup is cancelled
+            let iter = src.entries().take_while(|_| !is_set(cancel));
+            let iter = iter.filter_map(|item| match item {
                 Err(err) => {
                     warn!("ignoring error: {}", err.display_log());
                     None
@@ -192,7 +225,7 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
             let iter = TreeIterator::new(iter);
 
             // use parent snapshot
-            iter.filter_map(
+            let result = iter.filter_map(
                 |item| match self.parent.process(&self.be, self.index, item) {
                     Ok(item) => Some(item),
                     Err(err) => {
@@ -205,6 +238,10 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
             .batching(Batch::collect)
             // archive files in parallel
             .parallel_map_scoped(s, |batch| {
+                // kopi-docka patch: a cancelled backup opens no further file
+                if is_set(cancel) {
+                    return Vec::new();
+                }
                 batch
                     .into_iter()
                     .map(|item| self.file_archiver.process(item, p))
@@ -219,14 +256,38 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
                     None
                 }
             })
-            .try_for_each(|item| self.tree_archiver.add(item))?;
+            .try_for_each(|item| {
+                // kopi-docka patch: stop consuming (which stops the workers) once cancelled
+                if is_set(cancel) {
+                    return Err(cancelled());
+                }
+                self.tree_archiver.add(item)
+            });
+            if is_set(cancel) {
+                // kopi-docka patch: index what was packed so far, save no tree and no snapshot
+                src_size_handle
+                    .join()
+                    .expect("Scoped Size Handler thread should not panic!");
+                return Err(cancelled());
+            }
+            result?;
 
             src_size_handle
                 .join()
                 .expect("Scoped Size Handler thread should not panic!");
 
             Ok(())
-        })?;
+        });
+        if let Err(error) = scope_result {
+            if is_set(cancel) {
+                // kopi-docka patch: flush and index the data packed so far (so the repository
+                // has no unindexed pack); the partial tree and the snapshot are never written
+                _ = self.file_archiver.finalize()?;
+                self.indexer.write().unwrap().finalize()?;
+                p.finish();
+            }
+            return Err(error);
+        }
 
         let stats = self.file_archiver.finalize()?;
         let (id, mut summary) = self.tree_archiver.finalize(self.parent.tree_id())?;
@@ -238,6 +299,11 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
         summary.finalize(&self.snap.time);
         self.snap.summary = Some(summary);
 
+        // kopi-docka patch: the last moment to give up; after it the snapshot is saved
+        if is_set(cancel) {
+            p.finish();
+            return Err(cancelled());
+        }
         if !skip_identical_parent || Some(self.snap.tree) != self.parent.tree_id() {
             let id = self.be.save_file(&self.snap)?;
             self.snap.id = id.into();

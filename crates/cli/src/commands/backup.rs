@@ -166,7 +166,7 @@ fn render_report(report: &RunReport) -> String {
             UnitStatus::Partial => "PARTIAL",
             UnitStatus::Failed => "FAILED ",
         };
-        let added: u64 = u.snapshots.iter().map(|s| s.bytes_added).sum();
+        let added = u.bytes_added;
         let downtime = u
             .downtime_seconds
             .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
@@ -366,6 +366,8 @@ mod tests {
                         },
                         interrupted: false,
                         duration_seconds: 31.4,
+                        complete: true,
+                        bytes_added: 7_361_536,
                     },
                     UnitReport {
                         name: "portainer".into(),
@@ -386,6 +388,8 @@ mod tests {
                         },
                         interrupted: false,
                         duration_seconds: 2.5,
+                        complete: false,
+                        bytes_added: 0,
                     },
                 ],
                 errors: vec!["the disaster-recovery bundle was not refreshed: no passphrase".into()],

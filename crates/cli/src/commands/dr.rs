@@ -379,6 +379,7 @@ mod tests {
                             unit: "nextcloud".into(),
                             outcome: Some(outcome),
                             error: None,
+                            skipped_incomplete: Vec::new(),
                         },
                         UnitRestore {
                             unit: "portainer".into(),
@@ -387,6 +388,7 @@ mod tests {
                                 "no restore point of portainer from host pve-01 in the repository"
                                     .into()
                             ),
+                            skipped_incomplete: Vec::new(),
                         },
                     ],
                     duration_seconds: 75.5,

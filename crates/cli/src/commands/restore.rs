@@ -199,12 +199,29 @@ fn select_point(
         None => return Err(selector.unit_not_named(&host).into()),
     };
     let of_unit = selector.points(&host, &unit)?;
+    let allow = args.allow_incomplete;
     let point = match &args.backup_id {
-        Some(id) => points::find_backup(&of_unit, &unit, id)?,
+        Some(id) => points::find_backup(&of_unit, &unit, id, allow)?,
         None if interactive && !args.latest => {
-            choose(printer, "Restore point", &of_unit, |p| describe_point(p))?
+            let offered = points::restorable(&of_unit, &unit, allow)?;
+            *choose(printer, "Restore point", &offered, |p| describe_point(p))?
         }
-        None => of_unit[0],
+        None => {
+            let newest = points::newest(&of_unit, &unit, allow)?;
+            if !newest.skipped.is_empty() {
+                let ids: Vec<String> = newest
+                    .skipped
+                    .iter()
+                    .map(|p| p.backup_id.to_string())
+                    .collect();
+                printer.notice(&format!(
+                    "skipped newer incomplete restore point(s) of {unit}: {} (restore one with \
+                     --backup-id ID --allow-incomplete)",
+                    ids.join(", ")
+                ));
+            }
+            newest.point
+        }
     };
     Ok(point.clone())
 }
@@ -288,9 +305,10 @@ fn read_env_file(path: Option<&Path>) -> anyhow::Result<BTreeMap<String, String>
 
 fn describe_point(p: &RestorePoint) -> String {
     format!(
-        "{}  {}  scope {}, {}{} volume(s), {} bind(s), {}",
+        "{}  {}{}  scope {}, {}{} volume(s), {} bind(s), {}",
         local_time(p.time),
         p.backup_id,
+        if p.complete { "" } else { " (INCOMPLETE)" },
         p.scope,
         if p.recipe.is_some() { "recipe, " } else { "" },
         p.volumes.len(),

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use kopi_docka_core::lock::LockMode;
-use kopi_docka_core::repo::{Part, Repo, RepoSettings, SnapshotFilter, SnapshotInfo};
+use kopi_docka_core::repo::{Part, Pass, Repo, RepoSettings, SnapshotFilter, SnapshotInfo};
 use kopi_docka_core::restore::{self, RestorePoint};
 use serde::Serialize;
 
@@ -79,6 +79,9 @@ fn render_points(points: &[RestorePoint]) -> String {
         }
         contents.push(format!("{} vol", p.volumes.len()));
         contents.push(format!("{} bind", p.binds.len()));
+        if !p.complete {
+            contents.push("INCOMPLETE".to_owned());
+        }
         let _ = writeln!(
             out,
             "{local:<19}  {:<16}  {:<24}  {:<22}  {:<8}  {:<30}  {:>10}",
@@ -93,7 +96,7 @@ fn render_points(points: &[RestorePoint]) -> String {
     let _ = writeln!(
         out,
         "{} restore points (restore one with `kopi-docka restore --unit UNIT --backup-id ID`; \
-         single snapshots: --raw)",
+         INCOMPLETE ones need --allow-incomplete; single snapshots: --raw)",
         points.len()
     );
     out
@@ -121,6 +124,12 @@ fn render(snapshots: &[SnapshotInfo]) -> String {
             Part::Run => ("run", String::new()),
             Part::Volume { volume } => ("volume", volume.clone()),
             Part::Bind { bind } => ("bind", bind.display().to_string()),
+            Part::Point { parts } => ("point", format!("{parts} parts")),
+        };
+        let kind = if s.meta.pass == Some(Pass::Warm) {
+            "warm copy"
+        } else {
+            kind
         };
         let size = s.size.map(human_bytes).unwrap_or_default();
         let _ = writeln!(

@@ -264,6 +264,7 @@ fn snapshot(
             part,
             backup_id: backup_id.clone(),
             scope: Scope::Standard,
+            pass: None,
         },
         path: "/kopi-docka".into(),
         size,

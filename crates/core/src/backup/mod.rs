@@ -9,7 +9,15 @@
 //! 4. **cold pass**: snapshot again; the warm snapshot is the parent, so only changed files are
 //!    read;
 //! 5. start exactly the containers we stopped, in start order, and wait for their health;
-//! 6. forget the warm snapshots: only cold snapshots are restore points.
+//! 6. only when every planned part (recipe, networks, each volume and bind) was saved by a
+//!    cold pass that ran to its end: write the point's marker, last
+//!    ([`PointStatus`](crate::repo::PointStatus));
+//! 7. forget the warm snapshots. They are tagged `pass=warm` from the start, so a run killed
+//!    before this step leaves copies that nobody takes for a restore point.
+//!
+//! An abandoned cold pass (max downtime, SIGINT/SIGTERM) cancels the snapshot in progress and
+//! waits for it to return before the unit is started again: nothing is read, and no snapshot
+//! saved, once the unit runs.
 //!
 //! Steps 3 to 5 go through [`StoppedUnit`](crate::stop::StoppedUnit): stopping returns it, and
 //! the only way to get rid of it is its `restart`. Whatever happens in between (a snapshot
@@ -31,7 +39,7 @@ use crate::config::{Config, HookPoint, HookSet};
 use crate::docker::Engine;
 use crate::hooks::HookContext;
 use crate::lock::journal::Journal;
-use crate::repo::{BackupId, Part, Repo, Scope, SnapshotMeta, UnitRef};
+use crate::repo::{BackupId, Cancel, Part, Pass, Repo, RepoError, Scope, SnapshotMeta, UnitRef};
 use crate::state::StateDir;
 use crate::stop::StoppedUnit;
 use crate::unit::{ContainerState, Coverage, CoverageSummary, Unit, UnitKind};
@@ -101,7 +109,7 @@ pub struct SnapshotRecord {
     /// What it holds.
     #[serde(flatten)]
     pub part: Part,
-    /// New bytes stored.
+    /// New bytes stored for this part by this run, warm pass included.
     pub bytes_added: u64,
     /// Files read because new or changed.
     pub files_read: u64,
@@ -120,8 +128,13 @@ pub struct UnitReport {
     pub status: UnitStatus,
     /// First stop to last start, when anything was stopped.
     pub downtime_seconds: Option<f64>,
-    /// Cold snapshots (the restore point).
+    /// Cold snapshots (the restore point), its marker last when the point is complete.
     pub snapshots: Vec<SnapshotRecord>,
+    /// The point's marker was written: every planned part was saved.
+    pub complete: bool,
+    /// Bytes the repository grew by for this unit: every snapshot, the warm pass included
+    /// (also when the cold pass then failed).
+    pub bytes_added: u64,
     /// What went wrong.
     pub errors: Vec<String>,
     /// What the user should know.
@@ -169,6 +182,8 @@ async fn backup_unit_timed(
         status: UnitStatus::Success,
         downtime_seconds: None,
         snapshots: Vec::new(),
+        complete: false,
+        bytes_added: 0,
         errors: Vec::new(),
         warnings: gap_warnings(&unit.coverage),
         coverage: unit.coverage.summary,
@@ -183,6 +198,7 @@ async fn backup_unit_timed(
         part,
         backup_id: backup_id.clone(),
         scope: settings.scope,
+        pass: Some(Pass::Final),
     };
 
     if let Err(error) = hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await {
@@ -207,19 +223,8 @@ async fn backup_unit_timed(
 
     // 2. Warm pass (only useful when something will be stopped).
     if settings.warm_pass && !running.is_empty() {
-        for source in &mut sources {
-            if *interrupt.borrow() {
-                break;
-            }
-            let (part, path) = (&source.part, &source.path);
-            match repo.snapshot(path.clone(), meta(part.clone()), None).await {
-                Ok(info) => source.warm = Some(info.id),
-                // The cold pass will try again; a warm failure only costs downtime.
-                Err(error) => report
-                    .warnings
-                    .push(format!("warm pass of {}: {error}", describe(part))),
-            }
-        }
+        warm_pass(repo, &mut sources, &meta, interrupt, &mut report).await;
+        tracing::info!(unit = %unit.name, "warm pass done");
     }
 
     if *interrupt.borrow() {
@@ -229,6 +234,7 @@ async fn backup_unit_timed(
             .errors
             .push("interrupted before the unit was stopped".into());
         forget_warm(repo, &sources, &mut report).await;
+        count_bytes(&sources, &mut report);
         return report;
     }
 
@@ -238,6 +244,7 @@ async fn backup_unit_timed(
             .push(format!("{error}; the unit was not stopped"));
         report.status = UnitStatus::Failed;
         forget_warm(repo, &sources, &mut report).await;
+        count_bytes(&sources, &mut report);
         return report;
     }
 
@@ -256,11 +263,179 @@ async fn backup_unit_timed(
     )
     .await;
 
-    // 6. Warm snapshots are not consistent: never restore points.
+    // 6. The marker, last: only a point with every planned part is complete.
+    if !cold_failed && !report.interrupted {
+        commit_point(
+            repo,
+            unit,
+            &backup_id,
+            settings,
+            &sources,
+            &meta,
+            &mut report,
+        )
+        .await;
+    }
+
+    // 7. Warm snapshots are not consistent: never restore points.
     forget_warm(repo, &sources, &mut report).await;
+    count_bytes(&sources, &mut report);
 
     finish(settings, unit, &backup_id, cold_failed, taken, &mut report).await;
     report
+}
+
+/// Writes the point's marker when every planned part (recipe and networks unless the scope is
+/// minimal, each source) was saved; the report says whether the point is complete.
+async fn commit_point(
+    repo: &Repo,
+    unit: &Unit,
+    backup_id: &BackupId,
+    settings: &BackupSettings,
+    sources: &[Source],
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    report: &mut UnitReport,
+) {
+    let recipe = if settings.scope == Scope::Minimal {
+        0
+    } else {
+        2
+    };
+    let planned = sources.len() + recipe;
+    if planned == 0 || report.snapshots.len() != planned {
+        return;
+    }
+    match write_marker(repo, unit, backup_id, settings, meta, &report.snapshots).await {
+        Ok(record) => {
+            report.snapshots.push(record);
+            report.complete = true;
+        }
+        Err(error) => report.errors.push(format!(
+            "{error}; the restore point is incomplete (restore it with --allow-incomplete)"
+        )),
+    }
+}
+
+/// Snapshots every source while the unit runs (tagged `pass=warm`), so the cold pass reads
+/// only what changed. SIGINT/SIGTERM abandons the snapshot in progress.
+async fn warm_pass(
+    repo: &Repo,
+    sources: &mut [Source],
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    interrupt: &Interrupt,
+    report: &mut UnitReport,
+) {
+    for source in sources {
+        if *interrupt.borrow() {
+            break;
+        }
+        let warm_meta = SnapshotMeta {
+            pass: Some(Pass::Warm),
+            ..meta(source.part.clone())
+        };
+        let cancel = Cancel::new();
+        let mut snapshot = tokio::spawn({
+            let (repo, path, cancel) = (repo.clone(), source.path.clone(), cancel.clone());
+            async move { repo.snapshot_cancellable(path, warm_meta, cancel).await }
+        });
+        let mut interrupt = interrupt.clone();
+        let joined = tokio::select! {
+            joined = &mut snapshot => joined,
+            _ = interrupt.wait_for(|stop| *stop) => {
+                cancel.cancel();
+                snapshot.await
+            }
+        };
+        match joined {
+            Ok(Ok(info)) => {
+                source.warm_bytes = info.summary.map_or(0, |s| s.bytes_added_packed);
+                source.warm = Some(info.id);
+            }
+            Ok(Err(RepoError::Cancelled)) => {}
+            // The cold pass will try again; a warm failure only costs downtime.
+            Ok(Err(error)) => report
+                .warnings
+                .push(format!("warm pass of {}: {error}", describe(&source.part))),
+            Err(panic) => report.warnings.push(format!(
+                "warm pass of {}: internal error: {panic}",
+                describe(&source.part)
+            )),
+        }
+    }
+}
+
+/// Adds the warm pass's bytes to the cold snapshot of the same part (it stored them), and
+/// totals what the unit added to the repository.
+fn count_bytes(sources: &[Source], report: &mut UnitReport) {
+    let mut orphaned = 0;
+    for source in sources.iter().filter(|s| s.warm_bytes > 0) {
+        match report.snapshots.iter_mut().find(|r| r.part == source.part) {
+            Some(record) => record.bytes_added += source.warm_bytes,
+            None => orphaned += source.warm_bytes,
+        }
+    }
+    report.bytes_added = orphaned + report.snapshots.iter().map(|r| r.bytes_added).sum::<u64>();
+}
+
+/// What a point's marker holds: the parts it commits, for people and `restic dump`.
+#[derive(Serialize)]
+struct MarkerDoc<'a> {
+    backup_id: &'a BackupId,
+    unit: &'a str,
+    kind: UnitKind,
+    tool_version: &'static str,
+    parts: Vec<MarkerPart<'a>>,
+}
+
+#[derive(Serialize)]
+struct MarkerPart<'a> {
+    #[serde(flatten)]
+    part: &'a Part,
+    snapshot: &'a str,
+}
+
+/// Writes the marker that makes the point complete: a snapshot of `point.json`, tagged
+/// `type=point` with the number of parts.
+async fn write_marker(
+    repo: &Repo,
+    unit: &Unit,
+    backup_id: &BackupId,
+    settings: &BackupSettings,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    parts: &[SnapshotRecord],
+) -> Result<SnapshotRecord, String> {
+    let doc = MarkerDoc {
+        backup_id,
+        unit: unit.name.as_str(),
+        kind: unit.kind,
+        tool_version: crate::VERSION,
+        parts: parts
+            .iter()
+            .map(|r| MarkerPart {
+                part: &r.part,
+                snapshot: &r.id,
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&doc).map_err(|e| format!("point marker: {e}"))?;
+    let count = u32::try_from(parts.len()).map_err(|e| format!("point marker: {e}"))?;
+    let staging = settings
+        .staging_dir
+        .join(format!("point-{}-{}-{backup_id}", unit.kind, unit.name));
+    let saved = match crate::durable::create_dir_all(&staging, 0o700)
+        .and_then(|()| std::fs::write(staging.join("point.json"), &json))
+    {
+        Ok(()) => repo
+            .snapshot(staging.clone(), meta(Part::Point { parts: count }), None)
+            .await
+            .map(record)
+            .map_err(|e| format!("point marker: {e}")),
+        Err(error) => Err(format!("staging the point marker: {error}")),
+    };
+    if let Err(error) = std::fs::remove_dir_all(&staging) {
+        tracing::debug!(%error, "cannot remove the point marker staging dir");
+    }
+    saved
 }
 
 /// Sets the unit's status and runs the post-backup hook with it.
@@ -455,6 +630,7 @@ fn describe(part: &Part) -> String {
         Part::Networks => "networks".into(),
         Part::DockerConfig => "docker config".into(),
         Part::Run => "run report".into(),
+        Part::Point { .. } => "point marker".into(),
     }
 }
 
@@ -465,6 +641,8 @@ struct Source {
     path: PathBuf,
     /// Its warm-pass snapshot, once taken: the cold pass's parent.
     warm: Option<String>,
+    /// Bytes its warm-pass snapshot stored.
+    warm_bytes: u64,
 }
 
 /// Volumes and binds that are backed up.
@@ -501,6 +679,7 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
             part,
             path,
             warm: None,
+            warm_bytes: 0,
         })
         .collect()
 }
@@ -555,38 +734,79 @@ async fn cold_pass(
     let mut records = Vec::new();
     let mut errors = Vec::new();
     let deadline = tokio::time::Instant::now() + budget;
-    for Source { part, path, warm } in sources {
+    for Source {
+        part, path, warm, ..
+    } in sources
+    {
         if *interrupt.borrow() {
             errors.push(format!("interrupted before {}", describe(part)));
             return (records, errors, true);
         }
         // A spawned task turns a panic into an error instead of unwinding past the restart.
-        let snapshot = tokio::spawn({
-            let repo = repo.clone();
+        let cancel = Cancel::new();
+        let mut snapshot = tokio::spawn({
+            let (repo, cancel) = (repo.clone(), cancel.clone());
             let (path, meta, parent) = (path.clone(), meta(part.clone()), warm.clone());
-            async move { repo.snapshot_while_stopped(path, meta, parent).await }
+            async move {
+                repo.snapshot_while_stopped(path, meta, parent, cancel)
+                    .await
+            }
         });
-        tokio::select! {
-            joined = snapshot => match joined {
-                Ok(Ok(info)) => records.push(record(info)),
-                Ok(Err(error)) => errors.push(format!("{}: {error}", describe(part))),
-                Err(panic) => errors.push(format!("{}: internal error: {panic}", describe(part))),
-            },
-            () = tokio::time::sleep_until(deadline) => {
-                errors.push(format!(
-                    "cold pass exceeded max-downtime-seconds ({}s) at {}; the unit was restarted without a complete backup",
-                    budget.as_secs(), describe(part)
-                ));
-                return (records, errors, false);
+        let abandoned = tokio::select! {
+            joined = &mut snapshot => {
+                match joined {
+                    Ok(Ok(info)) => records.push(record(info)),
+                    Ok(Err(error)) => errors.push(format!("{}: {error}", describe(part))),
+                    Err(panic) => errors.push(format!("{}: internal error: {panic}", describe(part))),
+                }
+                None
             }
+            () = tokio::time::sleep_until(deadline) => Some((format!(
+                "cold pass exceeded max-downtime-seconds ({}s) at {}; the unit was restarted \
+                 without a complete backup",
+                budget.as_secs(), describe(part)
+            ), false)),
             _ = interrupt.wait_for(|stop| *stop) => {
-                errors.push(format!("interrupted during {}", describe(part)));
-                return (records, errors, true);
+                Some((format!("interrupted during {}", describe(part)), true))
             }
+        };
+        if let Some((error, interrupted)) = abandoned {
+            // Stop reading now, and wait until the snapshot has given up: nothing may be read
+            // or saved once the unit runs again.
+            cancel.cancel();
+            // Bounded: a hung repository must not keep the unit down. A snapshot that has not
+            // returned by then sees the flag when it resumes and saves nothing.
+            let waited = Instant::now();
+            match tokio::time::timeout(CANCEL_WAIT, &mut snapshot).await {
+                // It was saved before it saw the flag: true, but part of no complete point.
+                Ok(Ok(Ok(info))) => records.push(record(info)),
+                Ok(Ok(Err(RepoError::Cancelled))) => {}
+                Ok(Ok(Err(other))) => errors.push(format!("{}: {other}", describe(part))),
+                Ok(Err(panic)) => {
+                    errors.push(format!("{}: internal error: {panic}", describe(part)));
+                }
+                Err(_) => errors.push(format!(
+                    "{}: the abandoned snapshot did not stop within {}s (a hung repository?); \
+                     the unit is started anyway",
+                    describe(part),
+                    CANCEL_WAIT.as_secs()
+                )),
+            }
+            tracing::info!(
+                part = %describe(part),
+                seconds = waited.elapsed().as_secs_f64(),
+                "cold pass abandoned"
+            );
+            errors.push(error);
+            return (records, errors, interrupted);
         }
     }
     (records, errors, false)
 }
+
+/// How long an abandoned cold-pass snapshot may take to stop before the unit is started anyway.
+/// It stops at its next chunk of data (milliseconds) unless the repository itself hangs.
+const CANCEL_WAIT: Duration = Duration::from_secs(15);
 
 /// A new backup id: the time now plus 16 random bits.
 pub fn new_backup_id() -> BackupId {
@@ -647,6 +867,7 @@ pub async fn backup_docker_config(
                 part: Part::DockerConfig,
                 backup_id: backup_id.clone(),
                 scope: Scope::Full,
+                pass: None,
             };
             repo.snapshot(staging.clone(), meta, None)
                 .await
@@ -714,6 +935,7 @@ pub async fn save_run(
         part: Part::Run,
         backup_id: report.run_id.clone(),
         scope: Scope::Minimal,
+        pass: None,
     };
     let saved = match crate::durable::create_dir_all(&staging, 0o700)
         .and_then(|()| std::fs::write(staging.join("run.json"), &json))

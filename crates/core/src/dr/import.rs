@@ -19,7 +19,7 @@ use crate::config::{self, ConfigError, Environment, LoadedConfig};
 use crate::docker::{DockerError, Engine};
 use crate::lock::LockMode;
 use crate::progress::ProgressSink;
-use crate::repo::{Repo, RepoError, RepoSettings, SnapshotFilter};
+use crate::repo::{BackupId, Repo, RepoError, RepoSettings, SnapshotFilter};
 use crate::restore::{self, RestoreOutcome};
 
 /// What can stop an import after the bundle is opened.
@@ -124,9 +124,10 @@ impl Installed {
         &self.loaded
     }
 
-    /// Restores every unit of the bundle's host from its newest point and starts it, one after
-    /// the other, until `interrupt` is set, holding the run lock: containers are stopped and
-    /// started, so never at the same time as a backup.
+    /// Restores every unit of the bundle's host from its newest complete point and starts it,
+    /// one after the other, until `interrupt` is set, holding the run lock (containers are
+    /// stopped and started: never at the same time as a backup). Newer incomplete points are
+    /// skipped (and named in the result); a unit without a complete point is not restored.
     pub async fn restore_all(
         &self,
         interrupt: &Interrupt,
@@ -142,14 +143,36 @@ impl Installed {
                 ..SnapshotFilter::default()
             })
             .await?;
-        let points = restore::newest_per_unit(restore::group(&snapshots));
+        let units = restore::newest_per_unit(restore::group(&snapshots));
         let mut outcomes = Vec::new();
-        for point in points {
+        for newest in units {
             if *interrupt.borrow() {
                 break;
             }
+            let (unit, skipped) = (newest.unit, newest.skipped);
+            if !skipped.is_empty() {
+                tracing::warn!(
+                    unit = %unit,
+                    skipped = %skipped.iter().map(BackupId::as_str).collect::<Vec<_>>().join(", "),
+                    "skipping newer incomplete restore points"
+                );
+            }
+            let Some(point) = newest.point else {
+                outcomes.push(UnitRestore {
+                    error: Some(
+                        restore::PointError::NoCompletePoint {
+                            unit: unit.clone(),
+                            incomplete: skipped.iter().map(ToString::to_string).collect(),
+                        }
+                        .to_string(),
+                    ),
+                    unit,
+                    outcome: None,
+                    skipped_incomplete: skipped,
+                });
+                continue;
+            };
             tracing::info!(unit = %point.unit, backup_id = %point.backup_id, "restoring");
-            let unit = point.unit.clone();
             // One unit that cannot be restored (a missing secret, a missing image) must not keep
             // the others down.
             let result = restore::restore_point(
@@ -166,11 +189,13 @@ impl Installed {
                     unit,
                     outcome: Some(outcome),
                     error: None,
+                    skipped_incomplete: skipped,
                 },
                 Err(error) => UnitRestore {
                     unit,
                     outcome: None,
                     error: Some(crate::durable::error_chain(&error)),
+                    skipped_incomplete: skipped,
                 },
             });
         }
@@ -253,6 +278,9 @@ pub struct UnitRestore {
     /// Why there is no outcome.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Newer incomplete points of the unit that were passed over, newest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_incomplete: Vec<BackupId>,
 }
 
 impl UnitRestore {

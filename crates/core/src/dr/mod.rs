@@ -234,6 +234,7 @@ async fn latest_points(repo: &Repo, host: &str) -> Result<Vec<UnitPoint>, DrErro
     Ok(
         crate::restore::newest_per_unit(crate::restore::group(&snapshots))
             .into_iter()
+            .filter_map(|u| u.point)
             .map(|p| UnitPoint {
                 unit: p.unit,
                 kind: p.kind.to_string(),

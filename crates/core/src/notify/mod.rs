@@ -263,6 +263,8 @@ mod tests {
             status,
             downtime_seconds: Some(2.5),
             snapshots: Vec::new(),
+            complete: status == UnitStatus::Success,
+            bytes_added: 0,
             errors: if status == UnitStatus::Success {
                 Vec::new()
             } else {

@@ -11,12 +11,24 @@
 //! | `volume=<name>` / `bind=<source>` | volume / bind snapshots |
 //! | `backup_id=<id>` | always; shared by all snapshots of one unit backup |
 //! | `scope=<minimal\|standard\|full>` | always |
+//! | `pass=warm` | a warm-pass copy: taken while the unit ran, never part of a restore point |
+//! | `pass=final` | a part of a restore point (recipe, networks, cold volume or bind) |
+//! | `type=point`, `parts=<n>` | the point's commit marker, written last (see below) |
+//!
+//! **Completeness.** A unit backup saves its parts, then, only when every part it planned was
+//! saved by a successful cold pass, one last small snapshot: the marker (`type=point`), whose
+//! `parts` tag says how many parts the point has. A point whose parts carry `pass=final` is
+//! complete when its marker is there and the number of its parts matches; anything a crash,
+//! a signal, an abandoned cold pass or a failed hook leaves behind is incomplete by
+//! construction ([`PointStatus`]). Snapshots written before markers existed carry no `pass`
+//! tag: their points count as complete ([`PointStatus::Unmarked`]).
 //!
 //! The snapshot path is stable per (unit, type, volume or bind), so restic-style parent
 //! detection and retention work across runs: `/kopi-docka/<kind>/<unit>/volumes/<volume>`,
 //! `/kopi-docka/<kind>/<unit>/binds/<source without leading slash>`,
 //! `/kopi-docka/<kind>/<unit>/recipe`, `/kopi-docka/<kind>/<unit>/networks`,
-//! `/kopi-docka/host/docker-config`, `/kopi-docka/host/runs`.
+//! `/kopi-docka/<kind>/<unit>/point`, `/kopi-docka/host/docker-config`,
+//! `/kopi-docka/host/runs`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -103,6 +115,11 @@ pub enum Part {
         /// Host path.
         bind: PathBuf,
     },
+    /// The commit marker of a restore point, written after all its parts.
+    Point {
+        /// How many parts (recipe, networks, volumes, binds) the point has.
+        parts: u32,
+    },
 }
 
 impl Part {
@@ -114,7 +131,76 @@ impl Part {
             Self::Run => "run",
             Self::Volume { .. } => "volume",
             Self::Bind { .. } => "bind",
+            Self::Point { .. } => "point",
         }
+    }
+
+    /// True for the parts a restore point is made of (not the marker, not host snapshots).
+    pub fn is_point_part(&self) -> bool {
+        matches!(
+            self,
+            Self::Recipe | Self::Networks | Self::Volume { .. } | Self::Bind { .. }
+        )
+    }
+}
+
+/// Which pass wrote a unit's snapshot (the `pass` tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pass {
+    /// Taken while the unit ran, as the cold pass's parent: never part of a restore point.
+    Warm,
+    /// Part of a restore point (or its marker).
+    Final,
+}
+
+impl Pass {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Warm => "warm",
+            Self::Final => "final",
+        }
+    }
+}
+
+/// Whether a restore point may be restored without asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointStatus {
+    /// Its marker is there and lists as many parts as it has.
+    Complete,
+    /// Written by a version with markers, without (a matching) one: a run that was killed,
+    /// interrupted, abandoned, or whose stop, hook or cold pass failed.
+    Incomplete,
+    /// Written before markers existed (no `pass` tag): counted as complete.
+    Unmarked,
+}
+
+impl PointStatus {
+    /// The status of a point made of the snapshots with these metas (warm copies ignored).
+    pub fn of<'a>(metas: impl IntoIterator<Item = &'a SnapshotMeta>) -> Self {
+        let (mut marked, mut parts, mut planned) = (false, 0_u32, None);
+        for meta in metas {
+            if meta.pass == Some(Pass::Warm) {
+                continue;
+            }
+            marked |= meta.pass.is_some();
+            match meta.part {
+                Part::Point { parts: n } => planned = Some(n),
+                ref part if part.is_point_part() => parts += 1,
+                _ => {}
+            }
+        }
+        match planned {
+            _ if !marked => Self::Unmarked,
+            Some(n) if n == parts => Self::Complete,
+            _ => Self::Incomplete,
+        }
+    }
+
+    /// Complete, or written before markers existed.
+    pub fn restorable_by_default(self) -> bool {
+        self != Self::Incomplete
     }
 }
 
@@ -140,6 +226,9 @@ pub struct SnapshotMeta {
     pub backup_id: BackupId,
     /// The backup's scope.
     pub scope: Scope,
+    /// Which pass wrote it; `None` for host snapshots and for snapshots of earlier versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass: Option<Pass>,
 }
 
 /// A tag set that claims to be ours but cannot be read.
@@ -170,10 +259,14 @@ impl SnapshotMeta {
         match &self.part {
             Part::Volume { volume } => tags.push(format!("volume={volume}")),
             Part::Bind { bind } => tags.push(format!("bind={}", bind.display())),
+            Part::Point { parts } => tags.push(format!("parts={parts}")),
             Part::Recipe | Part::Networks | Part::DockerConfig | Part::Run => {}
         }
         tags.push(format!("backup_id={}", self.backup_id));
         tags.push(format!("scope={}", self.scope));
+        if let Some(pass) = self.pass {
+            tags.push(format!("pass={}", pass.as_str()));
+        }
         tags
     }
 
@@ -203,6 +296,15 @@ impl SnapshotMeta {
             "bind" => Part::Bind {
                 bind: PathBuf::from(get("bind")?),
             },
+            "point" => {
+                let parts = get("parts")?;
+                Part::Point {
+                    parts: parts.parse().map_err(|_| MetaError::Invalid {
+                        tag: "parts",
+                        value: parts.to_owned(),
+                    })?,
+                }
+            }
             other => {
                 return Err(MetaError::Invalid {
                     tag: "type",
@@ -229,7 +331,19 @@ impl SnapshotMeta {
             (Some(_), None) => return Err(MetaError::Missing("kind")),
         };
         let scope = get("scope")?;
+        let pass = match values.get("pass").copied() {
+            None => None,
+            Some("warm") => Some(Pass::Warm),
+            Some("final") => Some(Pass::Final),
+            Some(other) => {
+                return Err(MetaError::Invalid {
+                    tag: "pass",
+                    value: other.to_owned(),
+                });
+            }
+        };
         Ok(Some(Self {
+            pass,
             unit,
             part,
             backup_id: BackupId::try_from(get("backup_id")?.to_owned())?,
@@ -253,6 +367,7 @@ impl SnapshotMeta {
             Part::Networks => base.join("networks"),
             Part::DockerConfig => base.join("docker-config"),
             Part::Run => base.join("runs"),
+            Part::Point { .. } => base.join("point"),
             Part::Volume { volume } => base.join("volumes").join(volume),
             Part::Bind { bind } => base
                 .join("binds")
@@ -298,6 +413,7 @@ mod tests {
             part,
             backup_id: BackupId::new("2026-11-22T03:04:05Z".parse().unwrap(), 0xbeef),
             scope: Scope::Standard,
+            pass: None,
         }
     }
 
@@ -316,6 +432,18 @@ mod tests {
             let m = meta(part);
             let tags = m.tags();
             let parsed = SnapshotMeta::parse(tags.iter().map(String::as_str)).unwrap();
+            assert_eq!(parsed, Some(m));
+        }
+        for (part, pass) in [
+            (Part::Volume { volume: "v".into() }, Pass::Warm),
+            (Part::Recipe, Pass::Final),
+            (Part::Point { parts: 4 }, Pass::Final),
+        ] {
+            let m = SnapshotMeta {
+                pass: Some(pass),
+                ..meta(part)
+            };
+            let parsed = SnapshotMeta::parse(m.tags().iter().map(String::as_str)).unwrap();
             assert_eq!(parsed, Some(m));
         }
         let docker = SnapshotMeta {
@@ -364,6 +492,50 @@ mod tests {
             Err(MetaError::Missing("volume"))
         );
         assert!(SnapshotMeta::parse(["kopi-docka", "type=disk"]).is_err());
+    }
+
+    #[test]
+    fn a_point_is_complete_only_with_a_matching_marker() {
+        let with = |part: Part, pass: Option<Pass>| SnapshotMeta { pass, ..meta(part) };
+        let vol = || Part::Volume { volume: "v".into() };
+        let fin = Some(Pass::Final);
+        let recipe = with(Part::Recipe, fin);
+        let volume = with(vol(), fin);
+        let warm = with(vol(), Some(Pass::Warm));
+        let marker = |n| with(Part::Point { parts: n }, fin);
+        let status = |metas: &[&SnapshotMeta]| PointStatus::of(metas.iter().copied());
+        assert_eq!(
+            status(&[&recipe, &volume, &marker(2)]),
+            PointStatus::Complete
+        );
+        assert_eq!(
+            status(&[&recipe, &warm, &marker(2)]),
+            PointStatus::Incomplete,
+            "a warm copy never stands in for a part"
+        );
+        assert_eq!(status(&[&recipe, &volume]), PointStatus::Incomplete);
+        assert_eq!(status(&[&recipe, &warm]), PointStatus::Incomplete);
+        assert_eq!(
+            status(&[&recipe, &marker(3), &volume]),
+            PointStatus::Incomplete,
+            "a part is missing"
+        );
+        let old = [with(Part::Recipe, None), with(vol(), None)];
+        assert_eq!(PointStatus::of(&old), PointStatus::Unmarked);
+        assert!(PointStatus::Unmarked.restorable_by_default());
+        assert!(!PointStatus::Incomplete.restorable_by_default());
+        assert!(
+            SnapshotMeta::parse([
+                "kopi-docka",
+                "type=recipe",
+                "unit=x",
+                "kind=stack",
+                "backup_id=b",
+                "scope=minimal",
+                "pass=lukewarm"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

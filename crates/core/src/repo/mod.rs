@@ -18,6 +18,7 @@ mod progress;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::SnapshotFile;
@@ -30,7 +31,9 @@ use rustic_core::{
 use serde::Serialize;
 
 pub use location::{BackendSpec, LocationError, backend_spec};
-pub use meta::{BackupId, MARKER, MetaError, Part, RootMeta, Scope, SnapshotMeta, UnitRef};
+pub use meta::{
+    BackupId, MARKER, MetaError, Part, Pass, PointStatus, RootMeta, Scope, SnapshotMeta, UnitRef,
+};
 pub use password::{PASSWORD_ENV, Password, PasswordError, PasswordSource, write_password_file};
 
 use crate::config::{LoadedConfig, RepositoryLocation, RetentionConfig};
@@ -184,6 +187,9 @@ pub enum RepoError {
     /// A write was attempted through a handle opened for reading.
     #[error("internal error: {0} needs the repository opened for writing")]
     ReadOnly(&'static str),
+    /// A snapshot was abandoned through its [`Cancel`]; nothing was saved.
+    #[error("the snapshot was abandoned before it was saved")]
+    Cancelled,
     /// A blocking task died.
     #[error("internal error: repository task failed: {0}")]
     Task(String),
@@ -240,6 +246,28 @@ pub enum RestoreMode {
     Merge,
     /// Make the target equal to the snapshot: remove what it does not have.
     Delete,
+}
+
+/// Abandons a snapshot in progress: once set, the snapshot stops reading (at the next file
+/// chunk) and saves nothing. Cheap to clone; all clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the flag.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// True once set.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A snapshot of ours, as listed.
@@ -550,16 +578,35 @@ impl Repo {
         blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
     }
 
+    /// [`Repo::snapshot`] that `cancel` abandons (the warm pass, which SIGTERM must cut short).
+    pub async fn snapshot_cancellable(
+        &self,
+        source: PathBuf,
+        meta: SnapshotMeta,
+        cancel: Cancel,
+    ) -> Result<SnapshotInfo, RepoError> {
+        self.require_write("snapshot")?;
+        let this = self.clone();
+        let how = How {
+            cancel: Some(cancel),
+            ..How::default()
+        };
+        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
+    }
+
     /// [`Repo::snapshot`] while the unit is stopped, where every second is downtime. `parent`
     /// (the warm pass's snapshot of `source`) spares the search through all snapshots for
     /// one; if it cannot be read, the snapshot has no parent and reads everything. And no
     /// second walk of the source counts its size for the progress total: on a small machine
-    /// that walk takes a core away from the snapshot.
+    /// that walk takes a core away from the snapshot. Once `cancel` is set, it stops reading
+    /// and saves nothing ([`RepoError::Cancelled`]): an abandoned cold pass must not read on,
+    /// nor save a snapshot, after the unit runs again.
     pub async fn snapshot_while_stopped(
         &self,
         source: PathBuf,
         meta: SnapshotMeta,
         parent: Option<String>,
+        cancel: Cancel,
     ) -> Result<SnapshotInfo, RepoError> {
         self.require_write("snapshot")?;
         let this = self.clone();
@@ -567,6 +614,7 @@ impl Repo {
             time: None,
             parent,
             count_total: false,
+            cancel: Some(cancel),
         };
         blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
     }
@@ -610,6 +658,7 @@ impl Repo {
         let backup = BackupOptions::default()
             .as_path(meta.snapshot_path())
             .no_scan(!how.count_total)
+            .cancel(how.cancel.as_ref().map(|c| c.0.clone()))
             .parent_opts(
                 ParentOptions::default().parents(how.parent.iter().cloned().collect::<Vec<_>>()),
             );
@@ -623,9 +672,13 @@ impl Repo {
             .fresh()?
             .to_indexed_ids()
             .map_err(engine("reading the index"))?;
-        let snap = indexed
-            .backup(&backup, &sources, snap)
-            .map_err(engine("backup"))?;
+        let snap = indexed.backup(&backup, &sources, snap).map_err(|error| {
+            if how.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                RepoError::Cancelled
+            } else {
+                engine("backup")(error)
+            }
+        })?;
         if let Some(s) = &snap.summary {
             tracing::info!(
                 source = %source.display(),
@@ -786,8 +839,16 @@ impl Repo {
         .await
     }
 
-    /// Applies the retention policy to this host's snapshots; removes the others' only when
-    /// `dry_run` is false. `now` anchors the keep-within window.
+    /// Applies the retention policy to this host's restore points; removes the others only
+    /// when `dry_run` is false. `now` anchors the keep-within window.
+    ///
+    /// The policy counts whole points, never single snapshots: every snapshot of a point is
+    /// kept or forgotten with it ([`RetentionItem`]). Complete points (and points of earlier
+    /// versions) are what the policy keeps; an incomplete point is kept while it is newer
+    /// than the unit's newest complete point (the trace of a failing unit) and forgotten with
+    /// the older ones; warm-pass copies are always forgotten (a killed run left them). Host
+    /// snapshots (engine configuration, run reports) are kept per path as before. Markers go
+    /// first, so a crash in the middle leaves incomplete points, never complete-looking halves.
     pub async fn forget(
         &self,
         now: jiff::Timestamp,
@@ -804,31 +865,77 @@ impl Repo {
                 .into_iter()
                 .filter(|s| s.hostname == host)
                 .collect();
+            let items = RetentionItem::from_snapshots(snaps);
             let keep = keep_options(&this.settings.retention);
+            let (representatives, mut decided): (Vec<_>, Vec<_>) = items
+                .into_iter()
+                .partition(|item| item.representative.is_some());
+            let mut by_id: std::collections::HashMap<String, RetentionItem> = representatives
+                .into_iter()
+                .filter_map(|item| {
+                    let rep = item.representative.as_ref()?;
+                    Some((rep.id.to_string(), item))
+                })
+                .collect();
+            let mut criterion = SnapshotGroupCriterion::new();
+            criterion.hostname = true;
+            criterion.label = true;
             let groups = ForgetGroups::from_grouped_snapshots_with_retention(
-                Grouped::from_items(snaps, SnapshotGroupCriterion::default()),
+                Grouped::from_items(
+                    by_id
+                        .values()
+                        .filter_map(|item| item.representative.clone())
+                        .collect(),
+                    criterion,
+                ),
                 &keep,
                 &now.to_zoned(jiff::tz::TimeZone::UTC),
             )
             .map_err(engine("applying retention"))?;
-            let mut decisions = Vec::new();
-            for group in &groups.0 {
-                for item in &group.items {
-                    if let Some(snapshot) = info_of(&item.snapshot) {
-                        decisions.push(ForgetDecision {
-                            snapshot,
-                            keep: item.keep,
-                            reasons: item.reasons.clone(),
-                        });
+            for group in groups.0 {
+                for fate in group.items {
+                    if let Some(mut item) = by_id.remove(&fate.snapshot.id.to_string()) {
+                        item.keep = fate.keep;
+                        item.reasons = fate.reasons;
+                        decided.push(item);
                     }
                 }
             }
-            let ids = groups.into_forget_ids();
-            let removed = if dry_run { 0 } else { ids.len() };
-            if !dry_run && !ids.is_empty() {
-                this.inner
-                    .delete_snapshots(&ids)
-                    .map_err(engine("removing snapshots"))?;
+            RetentionItem::drop_superseded_incomplete(&mut decided);
+            let mut decisions = Vec::new();
+            let (mut markers, mut rest) = (Vec::new(), Vec::new());
+            for item in decided {
+                for snap in item.members {
+                    if !item.keep {
+                        if matches!(snap.meta.part, Part::Point { .. }) {
+                            markers.push(snap.file_id);
+                        } else {
+                            rest.push(snap.file_id);
+                        }
+                    }
+                    decisions.push(ForgetDecision {
+                        snapshot: snap.info,
+                        keep: item.keep,
+                        reasons: item.reasons.clone(),
+                    });
+                }
+            }
+            decisions.sort_by(|a, b| {
+                (&a.snapshot.path, b.snapshot.time).cmp(&(&b.snapshot.path, a.snapshot.time))
+            });
+            let removed = if dry_run {
+                0
+            } else {
+                markers.len() + rest.len()
+            };
+            if !dry_run {
+                for ids in [markers, rest] {
+                    if !ids.is_empty() {
+                        this.inner
+                            .delete_snapshots(&ids)
+                            .map_err(engine("removing snapshots"))?;
+                    }
+                }
             }
             Ok(ForgetReport { decisions, removed })
         })
@@ -1167,6 +1274,8 @@ struct How {
     parent: Option<String>,
     /// Walk the source once more to count its size for the progress total.
     count_total: bool,
+    /// Abandons the snapshot when set.
+    cancel: Option<Cancel>,
 }
 
 impl Default for How {
@@ -1175,6 +1284,7 @@ impl Default for How {
             time: None,
             parent: None,
             count_total: true,
+            cancel: None,
         }
     }
 }
@@ -1205,6 +1315,134 @@ fn info_of(snap: &SnapshotFile) -> Option<SnapshotInfo> {
         summary,
         meta,
     })
+}
+
+/// One snapshot inside a [`RetentionItem`].
+struct Member {
+    file_id: rustic_core::repofile::SnapshotId,
+    info: SnapshotInfo,
+    meta: SnapshotMeta,
+}
+
+/// What retention keeps or forgets as a whole: a restore point (all snapshots of one unit
+/// backup), a host snapshot, or a warm-pass copy.
+struct RetentionItem {
+    members: Vec<Member>,
+    /// Stands for the item in rustic_core's policy (its newest snapshot, relabelled with the
+    /// item's group); `None` when the policy does not decide (incomplete, warm).
+    representative: Option<SnapshotFile>,
+    /// For incomplete points: the unit (kind, name) and the time of the point.
+    incomplete: Option<((String, String), jiff::Timestamp)>,
+    keep: bool,
+    reasons: Vec<String>,
+}
+
+impl RetentionItem {
+    fn from_snapshots(snaps: Vec<SnapshotFile>) -> Vec<Self> {
+        type PointKey = (String, String, BackupId);
+        let mut points: std::collections::BTreeMap<PointKey, Vec<(SnapshotFile, Member)>> =
+            std::collections::BTreeMap::new();
+        let mut items = Vec::new();
+        for snap in snaps {
+            // Unreadable tags: nobody can say what it belongs to, so it is left alone.
+            let Some(info) = info_of(&snap) else {
+                continue;
+            };
+            let member = Member {
+                file_id: snap.id,
+                meta: info.meta.clone(),
+                info,
+            };
+            if member.meta.pass == Some(Pass::Warm) {
+                items.push(Self {
+                    members: vec![member],
+                    representative: None,
+                    incomplete: None,
+                    keep: false,
+                    reasons: vec!["warm-pass copy (never a restore point)".into()],
+                });
+                continue;
+            }
+            if let Some(unit) = member.meta.unit.clone() {
+                points
+                    .entry((
+                        unit.kind.to_string(),
+                        unit.name.to_string(),
+                        member.meta.backup_id.clone(),
+                    ))
+                    .or_default()
+                    .push((snap, member));
+            } else {
+                let mut representative = snap;
+                representative.label.clone_from(&member.info.path);
+                items.push(Self {
+                    members: vec![member],
+                    representative: Some(representative),
+                    incomplete: None,
+                    keep: true,
+                    reasons: Vec::new(),
+                });
+            }
+        }
+        for ((kind, unit, _), mut group) in points {
+            group.sort_by_key(|(_, m)| m.info.time);
+            let status = PointStatus::of(group.iter().map(|(_, m)| &m.meta));
+            let time = group
+                .last()
+                .map_or(jiff::Timestamp::UNIX_EPOCH, |(_, m)| m.info.time);
+            let (files, members): (Vec<SnapshotFile>, Vec<Member>) = group.into_iter().unzip();
+            let (representative, incomplete) = if status.restorable_by_default() {
+                let mut newest = files.into_iter().last();
+                if let Some(rep) = &mut newest {
+                    rep.label = format!("/kopi-docka/{kind}/{unit}");
+                }
+                (newest, None)
+            } else {
+                (None, Some(((kind, unit), time)))
+            };
+            items.push(Self {
+                members,
+                representative,
+                incomplete,
+                keep: true,
+                reasons: Vec::new(),
+            });
+        }
+        items
+    }
+
+    /// Decides the incomplete points: kept while newer than their unit's newest complete point
+    /// that the policy keeps, forgotten otherwise.
+    fn drop_superseded_incomplete(items: &mut [Self]) {
+        let mut newest_kept: std::collections::HashMap<(String, String), jiff::Timestamp> =
+            std::collections::HashMap::new();
+        for item in items.iter().filter(|i| i.keep && i.incomplete.is_none()) {
+            let Some(unit) = item.members.first().and_then(|m| m.meta.unit.as_ref()) else {
+                continue;
+            };
+            let key = (unit.kind.to_string(), unit.name.to_string());
+            let time = item.members.iter().map(|m| m.info.time).max();
+            if let Some(time) = time {
+                let entry = newest_kept.entry(key).or_insert(time);
+                *entry = (*entry).max(time);
+            }
+        }
+        for item in items.iter_mut() {
+            let Some((unit, time)) = &item.incomplete else {
+                continue;
+            };
+            match newest_kept.get(unit) {
+                Some(complete) if complete > time => {
+                    item.keep = false;
+                    item.reasons = vec!["incomplete, older than a complete point".into()];
+                }
+                _ => {
+                    item.keep = true;
+                    item.reasons = vec!["incomplete, newer than every complete point".into()];
+                }
+            }
+        }
+    }
 }
 
 fn keep_options(retention: &RetentionConfig) -> KeepOptions {

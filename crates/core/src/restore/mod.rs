@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use points::{PointError, PointSelector, RestorePoint, group, newest_per_unit};
+pub use points::{PointError, PointSelector, RestorePoint, UnitNewest, group, newest_per_unit};
 
 use crate::backup::Interrupt;
 use crate::config::{HookPoint, HookSet, LoadedConfig};

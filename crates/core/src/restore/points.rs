@@ -1,7 +1,11 @@
 //! Restore points: the snapshots of one unit backup, grouped.
 //!
 //! A backup of a unit writes several snapshots (recipe, networks, one per volume and bind)
-//! that share a `backup_id`. A restore point is that group, per host and unit.
+//! that share a `backup_id`. A restore point is that group, per host and unit. Warm-pass
+//! copies belong to no point. Whether a point is complete is decided by its marker
+//! ([`PointStatus`]): `--latest`, `--restore-all` and the wizard use complete points only and
+//! say which newer incomplete ones they skipped; naming an incomplete one takes
+//! `allow_incomplete`.
 //!
 //! Choosing one is narrowing down: host, then unit, then point ([`PointSelector`]). Each step
 //! that finds nothing says what there is instead ([`PointError`]), so a wrong flag is corrected
@@ -12,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::repo::{BackupId, Part, Scope, SnapshotInfo};
+use crate::repo::{BackupId, Part, Pass, PointStatus, Scope, SnapshotInfo, SnapshotMeta};
 use crate::unit::UnitKind;
 
 /// A restore point or part that was asked for and is not there: a usage error. Each lists
@@ -70,6 +74,30 @@ pub enum PointError {
         id: String,
         /// The newest five backup ids of the unit.
         newest: Vec<String>,
+    },
+    /// The point asked for is incomplete, and nobody allowed that.
+    #[error(
+        "restore point {id} of unit `{unit}` is incomplete (the backup that wrote it did not \
+         save every part: it was killed, interrupted, or a stop, hook or cold pass failed); \
+         restore it anyway with --allow-incomplete, or pick a complete one"
+    )]
+    Incomplete {
+        /// The unit.
+        unit: String,
+        /// The backup id asked for.
+        id: String,
+    },
+    /// The unit has points, none of them complete.
+    #[error(
+        "unit `{unit}` has no complete restore point; incomplete ones: {} (restore one with \
+         --backup-id ID --allow-incomplete)",
+        list(incomplete)
+    )]
+    NoCompletePoint {
+        /// The unit.
+        unit: String,
+        /// Its incomplete points, newest first (at most five).
+        incomplete: Vec<String>,
     },
     /// `--volume` names a volume the point does not have.
     #[error(
@@ -205,12 +233,13 @@ impl<'a> PointSelector<'a> {
     }
 
     /// Without asking anybody: the host (default this one), the unit (required) and the backup
-    /// (default the newest).
+    /// (default the newest complete one).
     pub fn select(
         &self,
         host: Option<&str>,
         unit: Option<&str>,
         backup_id: Option<&str>,
+        allow_incomplete: bool,
     ) -> Result<&'a RestorePoint, PointError> {
         let host = host.unwrap_or(&self.this_host);
         let Some(unit) = unit else {
@@ -218,19 +247,21 @@ impl<'a> PointSelector<'a> {
         };
         let of_unit = self.points(host, unit)?;
         match backup_id {
-            Some(id) => find_backup(&of_unit, unit, id),
-            None => Ok(of_unit[0]),
+            Some(id) => find_backup(&of_unit, unit, id, allow_incomplete),
+            None => newest(&of_unit, unit, allow_incomplete).map(|n| n.point),
         }
     }
 }
 
-/// The point with backup `id` among `of_unit` (the points of `unit`, newest first).
+/// The point with backup `id` among `of_unit` (the points of `unit`, newest first); an
+/// incomplete one only with `allow_incomplete`.
 pub fn find_backup<'a>(
     of_unit: &[&'a RestorePoint],
     unit: &str,
     id: &str,
+    allow_incomplete: bool,
 ) -> Result<&'a RestorePoint, PointError> {
-    of_unit
+    let point = of_unit
         .iter()
         .copied()
         .find(|p| p.backup_id.as_str() == id)
@@ -242,7 +273,62 @@ pub fn find_backup<'a>(
                 .take(5)
                 .map(|p| p.backup_id.to_string())
                 .collect(),
+        })?;
+    if point.complete || allow_incomplete {
+        Ok(point)
+    } else {
+        Err(PointError::Incomplete {
+            unit: unit.to_owned(),
+            id: id.to_owned(),
         })
+    }
+}
+
+/// The newest point of a unit that may be restored, and the newer ones it passed over.
+#[derive(Debug, Clone, Copy)]
+pub struct Newest<'a, P> {
+    /// The point.
+    pub point: P,
+    /// Newer incomplete points that were skipped, newest first.
+    pub skipped: &'a [P],
+}
+
+/// The newest complete point among `of_unit` (the points of `unit`, newest first), or simply
+/// the newest with `allow_incomplete`.
+pub fn newest<'a, 'p>(
+    of_unit: &'a [&'p RestorePoint],
+    unit: &str,
+    allow_incomplete: bool,
+) -> Result<Newest<'a, &'p RestorePoint>, PointError> {
+    let index = of_unit
+        .iter()
+        .position(|p| p.complete || allow_incomplete)
+        .ok_or_else(|| PointError::NoCompletePoint {
+            unit: unit.to_owned(),
+            incomplete: of_unit
+                .iter()
+                .take(5)
+                .map(|p| p.backup_id.to_string())
+                .collect(),
+        })?;
+    Ok(Newest {
+        point: of_unit[index],
+        skipped: &of_unit[..index],
+    })
+}
+
+/// The points a user may pick from without `allow_incomplete` (all with it), newest first.
+pub fn restorable<'p>(
+    of_unit: &[&'p RestorePoint],
+    unit: &str,
+    allow_incomplete: bool,
+) -> Result<Vec<&'p RestorePoint>, PointError> {
+    newest(of_unit, unit, allow_incomplete)?;
+    Ok(of_unit
+        .iter()
+        .copied()
+        .filter(|p| p.complete || allow_incomplete)
+        .collect())
 }
 
 /// One snapshot inside a restore point.
@@ -270,6 +356,10 @@ pub struct RestorePoint {
     pub time: jiff::Timestamp,
     /// The backup's scope.
     pub scope: Scope,
+    /// Complete, incomplete, or written before completeness was recorded.
+    pub status: PointStatus,
+    /// Restored without `--allow-incomplete`: complete, or written before markers existed.
+    pub complete: bool,
     /// Compose files, env files, inspect output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipe: Option<PointSnapshot>,
@@ -294,18 +384,23 @@ impl RestorePoint {
 }
 
 /// Groups snapshots into restore points, newest first. Snapshots without a unit (engine
-/// configuration, run records) belong to no point.
+/// configuration, run records) and warm-pass copies belong to no point.
 pub fn group(snapshots: &[SnapshotInfo]) -> Vec<RestorePoint> {
     let mut points: BTreeMap<(String, String, BackupId), RestorePoint> = BTreeMap::new();
+    let mut metas: BTreeMap<(String, String, BackupId), Vec<&SnapshotMeta>> = BTreeMap::new();
     for info in snapshots {
         let Some(unit) = &info.meta.unit else {
             continue;
         };
+        if info.meta.pass == Some(Pass::Warm) {
+            continue;
+        }
         let key = (
             info.host.clone(),
             unit.name.to_string(),
             info.meta.backup_id.clone(),
         );
+        metas.entry(key.clone()).or_default().push(&info.meta);
         let point = points.entry(key).or_insert_with(|| RestorePoint {
             host: info.host.clone(),
             unit: unit.name.to_string(),
@@ -313,6 +408,8 @@ pub fn group(snapshots: &[SnapshotInfo]) -> Vec<RestorePoint> {
             backup_id: info.meta.backup_id.clone(),
             time: info.time,
             scope: info.meta.scope,
+            status: PointStatus::Unmarked,
+            complete: true,
             recipe: None,
             networks: None,
             volumes: BTreeMap::new(),
@@ -332,21 +429,61 @@ pub fn group(snapshots: &[SnapshotInfo]) -> Vec<RestorePoint> {
             Part::Bind { bind } => {
                 point.binds.insert(bind.clone(), snapshot);
             }
-            Part::DockerConfig | Part::Run => {}
+            Part::DockerConfig | Part::Run | Part::Point { .. } => {}
         }
+    }
+    for (key, point) in &mut points {
+        let status = PointStatus::of(metas.get(key).into_iter().flatten().copied());
+        point.status = status;
+        point.complete = status.restorable_by_default();
     }
     let mut points: Vec<RestorePoint> = points.into_values().collect();
     points.sort_by(|a, b| (b.time, &b.backup_id).cmp(&(a.time, &a.backup_id)));
     points
 }
 
-/// The newest point of each (host, unit), from points sorted newest first by [`group`].
-pub fn newest_per_unit(points: Vec<RestorePoint>) -> Vec<RestorePoint> {
-    let mut seen = std::collections::BTreeSet::new();
-    points
-        .into_iter()
-        .filter(|p| seen.insert((p.host.clone(), p.unit.clone())))
-        .collect()
+/// The newest complete point of each (host, unit), from points sorted newest first by
+/// [`group`], with the newer incomplete points it skipped; `point` is `None` for a unit
+/// without a complete point.
+pub fn newest_per_unit(points: Vec<RestorePoint>) -> Vec<UnitNewest> {
+    let mut units: Vec<UnitNewest> = Vec::new();
+    for point in points {
+        let found = units
+            .iter()
+            .position(|u| u.host == point.host && u.unit == point.unit);
+        let index = found.unwrap_or_else(|| {
+            units.push(UnitNewest {
+                host: point.host.clone(),
+                unit: point.unit.clone(),
+                point: None,
+                skipped: Vec::new(),
+            });
+            units.len() - 1
+        });
+        let entry = &mut units[index];
+        if entry.point.is_some() {
+            continue;
+        }
+        if point.complete {
+            entry.point = Some(point);
+        } else {
+            entry.skipped.push(point.backup_id);
+        }
+    }
+    units
+}
+
+/// A unit's newest complete point, and the newer incomplete ones passed over.
+#[derive(Debug, Clone)]
+pub struct UnitNewest {
+    /// Host that made the backups.
+    pub host: String,
+    /// Unit name.
+    pub unit: String,
+    /// The newest complete point, if any.
+    pub point: Option<RestorePoint>,
+    /// Newer incomplete points, newest first.
+    pub skipped: Vec<BackupId>,
 }
 
 #[cfg(test)]
@@ -375,6 +512,7 @@ mod tests {
                 part,
                 backup_id: BackupId::try_from(backup.to_owned()).unwrap(),
                 scope: Scope::Standard,
+                pass: None,
             },
             path: String::new(),
             size: Some(10),
@@ -422,7 +560,7 @@ mod tests {
         assert_eq!(b1.data_size(), 20);
         let newest = newest_per_unit(points);
         assert_eq!(newest.len(), 2, "one per host");
-        assert_eq!(newest[0].backup_id.as_str(), "b2");
+        assert_eq!(newest[0].point.as_ref().unwrap().backup_id.as_str(), "b2");
     }
 
     #[test]
@@ -438,7 +576,7 @@ mod tests {
         assert_eq!(selector.hosts(), ["h2", "h1"]);
         assert_eq!(
             selector
-                .select(Some("h1"), Some("app"), None)
+                .select(Some("h1"), Some("app"), None, false)
                 .unwrap()
                 .backup_id
                 .as_str(),
@@ -446,22 +584,80 @@ mod tests {
         );
         let message = |r: Result<&RestorePoint, PointError>| r.unwrap_err().to_string();
         assert_eq!(
-            message(selector.select(Some("h3"), Some("app"), None)),
+            message(selector.select(Some("h3"), Some("app"), None, false)),
             "no restore points from host `h3`; hosts in the repository: h2, h1 (pick one with \
              --from-host HOST)"
         );
         assert_eq!(
-            message(selector.select(None, None, None)),
+            message(selector.select(None, None, None, false)),
             "name the unit with --unit; units with restore points from `h2`: db"
         );
         assert_eq!(
-            message(selector.select(None, Some("app"), None)),
+            message(selector.select(None, Some("app"), None, false)),
             "unknown unit `app` on host `h2`; it has restore points from h1: add --from-host; \
              units with restore points there: db"
         );
         assert_eq!(
-            message(selector.select(Some("h1"), Some("app"), Some("b9"))),
+            message(selector.select(Some("h1"), Some("app"), Some("b9"), false)),
             "unit `app` has no restore point `b9`; the newest are: b2, b1"
+        );
+    }
+
+    #[test]
+    fn incomplete_points_are_skipped_by_default_and_warm_copies_never_grouped() {
+        let final_ = |mut s: SnapshotInfo| {
+            s.meta.pass = Some(Pass::Final);
+            s
+        };
+        let vol = || Part::Volume { volume: "d".into() };
+        let mut warm = snap("w", "h", "app", "b3", vol(), "2026-01-03T00:00:00Z");
+        warm.meta.pass = Some(Pass::Warm);
+        let snaps = vec![
+            final_(snap("a1", "h", "app", "b1", vol(), "2026-01-01T00:00:00Z")),
+            final_(snap(
+                "a2",
+                "h",
+                "app",
+                "b1",
+                Part::Point { parts: 1 },
+                "2026-01-01T00:00:01Z",
+            )),
+            final_(snap(
+                "a3",
+                "h",
+                "app",
+                "b2",
+                Part::Recipe,
+                "2026-01-02T00:00:00Z",
+            )),
+            warm,
+        ];
+        let points = group(&snaps);
+        assert_eq!(points.len(), 2, "the warm copy makes no point: {points:?}");
+        assert_eq!(points[0].status, PointStatus::Incomplete);
+        assert!(points[1].complete);
+        let selector = PointSelector::new(&points, "h");
+        let latest = selector.select(None, Some("app"), None, false).unwrap();
+        assert_eq!(latest.backup_id.as_str(), "b1");
+        let of_unit = selector.points("h", "app").unwrap();
+        let chosen = newest(&of_unit, "app", false).unwrap();
+        assert_eq!(chosen.skipped.len(), 1);
+        assert_eq!(chosen.skipped[0].backup_id.as_str(), "b2");
+        let err = selector
+            .select(None, Some("app"), Some("b2"), false)
+            .unwrap_err();
+        assert!(matches!(err, PointError::Incomplete { .. }), "{err}");
+        assert!(selector.select(None, Some("app"), Some("b2"), true).is_ok());
+        let newest = newest_per_unit(points.clone());
+        assert_eq!(newest[0].point.as_ref().unwrap().backup_id.as_str(), "b1");
+        assert_eq!(newest[0].skipped[0].as_str(), "b2");
+        let only_incomplete: Vec<RestorePoint> = points[..1].to_vec();
+        let selector = PointSelector::new(&only_incomplete, "h");
+        let err = selector.select(None, Some("app"), None, false).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no complete restore point; incomplete ones: b2"),
+            "{err}"
         );
     }
 }

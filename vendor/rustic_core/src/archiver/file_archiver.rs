@@ -1,4 +1,8 @@
 use std::io::Read;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use crate::{
     archiver::{
@@ -35,6 +39,8 @@ pub(crate) struct FileArchiver<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> 
     index: &'a I,
     data_packer: Packer<BE>,
     config: ConfigFile,
+    /// kopi-docka patch: set to abandon the backup; checked before every chunk.
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
 }
 
 impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
@@ -70,6 +76,7 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
             index,
             data_packer,
             config: config.clone(),
+            cancel: None,
         })
     }
 
@@ -147,6 +154,13 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
             usize::try_from(node.meta.size).unwrap_or(usize::MAX),
         )?
         .map(|chunk| {
+            // kopi-docka patch: a cancelled backup stops reading mid-file
+            if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(RusticError::new(
+                    ErrorKind::Other,
+                    "The backup was cancelled; no snapshot was saved.",
+                ));
+            }
             let chunk = chunk?;
             let id = hash(&chunk);
             let size = chunk.len() as u64;

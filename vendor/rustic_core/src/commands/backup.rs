@@ -4,6 +4,7 @@ use itertools::Itertools;
 use log::info;
 
 use std::path::PathBuf;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use path_dedot::ParseDot;
 use serde_derive::{Deserialize, Serialize};
@@ -195,6 +196,15 @@ pub struct BackupOptions {
     #[serde(flatten)]
     /// Options how to filter from a local source
     pub ignore_filter_opts: LocalSourceFilterOptions,
+
+    /// kopi-docka patch: set from another thread to abandon the backup. Once it is seen, no
+    /// further file is opened, the file being read stops at its next chunk, and no snapshot is
+    /// saved (the backup returns an error). Data already packed is indexed, so the repository
+    /// stays consistent; a prune removes it when nothing uses it.
+    #[cfg_attr(feature = "clap", clap(skip))]
+    #[cfg_attr(feature = "merge", merge(skip))]
+    #[serde(skip)]
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Backup data, create a snapshot.
@@ -284,7 +294,8 @@ where
 
     let be = DryRunBackend::new(repo.dbe().clone(), opts.dry_run);
     info!("starting to backup {backup_paths:?} ...");
-    let archiver = Archiver::new(be, index, repo.config(), parent, snap)?;
+    let archiver = Archiver::new(be, index, repo.config(), parent, snap)?
+        .cancellable(opts.cancel.clone());
     let p = repo.progress_bytes("backing up...");
 
     archiver.archive(
