@@ -5,14 +5,15 @@
 //! Nothing here prints: problems the user should see come back as strings beside the report.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use super::preflight::{StagingError, check_staging_space};
 use super::{
-    BackupSettings, Interrupt, MIN_STAGING_FREE_BYTES, RunReport, UnitStatus, backup_docker_config,
-    backup_unit, free_bytes, last_unit_report, new_backup_id, save_run, tree_size,
+    BackupSettings, Interrupt, RunReport, UnitStatus, backup_docker_config, backup_unit,
+    last_unit_report, new_backup_id, save_run, tree_size,
 };
 use crate::config::{ConfigError, LoadedConfig};
 use crate::docker::{DockerError, Engine};
@@ -87,32 +88,6 @@ impl fmt::Display for UnknownUnits {
             }
         )
     }
-}
-
-/// The staging directory cannot take a unit's recipe.
-#[derive(Debug, thiserror::Error)]
-pub enum StagingError {
-    /// Its free space cannot be read.
-    #[error("checking free space for {}", dir.display())]
-    Check {
-        /// The staging directory.
-        dir: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Its filesystem is nearly full.
-    #[error(
-        "only {free} bytes free for staging in {}; free some space (or set \
-         KOPI_DOCKA_CACHE_DIR) before a backup stops anything",
-        dir.display()
-    )]
-    Low {
-        /// Free bytes.
-        free: u64,
-        /// The staging directory.
-        dir: PathBuf,
-    },
 }
 
 /// How a run ended, for the exit code.
@@ -191,22 +166,6 @@ pub fn select<'a>(all: &'a [Unit], names: &[String]) -> Result<Vec<&'a Unit>, Un
         .iter()
         .filter(|u| names.iter().any(|n| n == u.name.as_str()))
         .collect())
-}
-
-/// Fails when the staging filesystem is nearly full: found before anything stops, not while
-/// a unit is down.
-pub fn check_staging_space(staging_dir: &Path) -> Result<(), StagingError> {
-    let free = free_bytes(staging_dir).map_err(|source| StagingError::Check {
-        dir: staging_dir.to_owned(),
-        source,
-    })?;
-    if free < MIN_STAGING_FREE_BYTES {
-        return Err(StagingError::Low {
-            free,
-            dir: staging_dir.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 /// Runs a backup of the selected units; `interrupt` is set on SIGINT/SIGTERM.

@@ -1,0 +1,690 @@
+//! The unit algorithm: a cold backup of one unit with minimal downtime and a guaranteed
+//! restart.
+//!
+//! Order per unit:
+//! 1. stage the recipe and networks (needs the engine, not stopped containers) and snapshot them;
+//! 2. **warm pass**: snapshot every volume and bind while the unit runs, so the repository
+//!    already holds the bulk;
+//! 3. record the containers to stop in the journal (durably), then stop the running ones in
+//!    reverse start order;
+//! 4. **cold pass**: snapshot again; the warm snapshot is the parent, so only changed files are
+//!    read;
+//! 5. start exactly the containers we stopped, in start order, and wait for their health;
+//! 6. only when every planned part (recipe, networks, each volume and bind) was saved by a
+//!    cold pass that ran to its end: write the point's marker, last
+//!    ([`PointStatus`](crate::repo::PointStatus));
+//! 7. forget the warm snapshots. They are tagged `pass=warm` from the start, so a run killed
+//!    before this step leaves copies that nobody takes for a restore point.
+//!
+//! An abandoned cold pass (max downtime, SIGINT/SIGTERM) cancels the snapshot in progress and
+//! waits for it to return before the unit is started again: nothing is read, and no snapshot
+//! saved, once the unit runs.
+//!
+//! Steps 3 to 5 go through [`StoppedUnit`](crate::stop::StoppedUnit): stopping returns it, and
+//! the only way to get rid of it is its `restart`. Whatever happens in between (a snapshot
+//! error, a hung repository past the downtime budget, a panic in the cold pass, SIGINT/SIGTERM),
+//! the code below reaches that call before it returns.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::HookPoint;
+use crate::docker::Engine;
+use crate::hooks::HookContext;
+use crate::lock::journal::Journal;
+use crate::repo::{BackupId, Cancel, Part, Pass, Repo, RepoError, Scope, SnapshotMeta, UnitRef};
+use crate::stop::StoppedUnit;
+use crate::unit::{ContainerState, Coverage, Unit, UnitKind};
+
+use super::report::{SnapshotRecord, UnitReport, UnitStatus};
+use super::{BackupSettings, Interrupt, new_backup_id, recipe};
+
+/// Backs up one unit. Never returns with a container of ours left stopped, unless the engine
+/// refuses to start it (then the journal keeps it for the next run, and the report says so).
+pub async fn backup_unit(
+    engine: &Engine,
+    repo: &Repo,
+    journal: &Journal,
+    unit: &Unit,
+    settings: &BackupSettings,
+    interrupt: &Interrupt,
+) -> UnitReport {
+    let started = Instant::now();
+    let mut report = backup_unit_timed(engine, repo, journal, unit, settings, interrupt).await;
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+async fn backup_unit_timed(
+    engine: &Engine,
+    repo: &Repo,
+    journal: &Journal,
+    unit: &Unit,
+    settings: &BackupSettings,
+    interrupt: &Interrupt,
+) -> UnitReport {
+    let backup_id = new_backup_id();
+    let mut report = UnitReport {
+        name: unit.name.to_string(),
+        kind: unit.kind,
+        backup_id: backup_id.clone(),
+        status: UnitStatus::Success,
+        downtime_seconds: None,
+        snapshots: Vec::new(),
+        complete: false,
+        bytes_added: 0,
+        errors: Vec::new(),
+        warnings: gap_warnings(&unit.coverage),
+        coverage: unit.coverage.summary,
+        interrupted: false,
+        duration_seconds: 0.0,
+    };
+    let meta = |part: Part| SnapshotMeta {
+        unit: Some(UnitRef {
+            name: unit.name.clone(),
+            kind: unit.kind,
+        }),
+        part,
+        backup_id: backup_id.clone(),
+        scope: settings.scope,
+        pass: Some(Pass::Final),
+    };
+
+    if let Err(error) = hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await {
+        report
+            .errors
+            .push(format!("{error}; the unit was not touched"));
+        report.status = UnitStatus::Failed;
+        return report;
+    }
+
+    // 1. Recipe and networks.
+    if settings.scope != Scope::Minimal {
+        recipe_step(engine, repo, unit, &backup_id, settings, &meta, &mut report).await;
+    }
+
+    let mut sources = data_sources(unit);
+    let running: Vec<&crate::unit::Container> = unit
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .collect();
+
+    // 2. Warm pass (only useful when something will be stopped).
+    if settings.warm_pass && !running.is_empty() {
+        warm_pass(repo, &mut sources, &meta, interrupt, &mut report).await;
+        tracing::info!(unit = %unit.name, "warm pass done");
+    }
+
+    if *interrupt.borrow() {
+        report.interrupted = true;
+        report.status = UnitStatus::Failed;
+        report
+            .errors
+            .push("interrupted before the unit was stopped".into());
+        forget_warm(repo, &sources, &mut report).await;
+        count_bytes(&sources, &mut report);
+        return report;
+    }
+
+    if let Err(error) = hooks(settings, unit, &backup_id, HookPoint::PreStop, None).await {
+        report
+            .errors
+            .push(format!("{error}; the unit was not stopped"));
+        report.status = UnitStatus::Failed;
+        forget_warm(repo, &sources, &mut report).await;
+        count_bytes(&sources, &mut report);
+        return report;
+    }
+
+    // 3-5. Stop, cold pass, restart.
+    let (cold_failed, taken) = stop_snapshot_restart(
+        engine,
+        repo,
+        journal,
+        unit,
+        settings,
+        &backup_id,
+        &sources,
+        &meta,
+        interrupt,
+        &mut report,
+    )
+    .await;
+
+    // 6. The marker, last: only a point with every planned part is complete.
+    if !cold_failed && !report.interrupted {
+        commit_point(
+            repo,
+            unit,
+            &backup_id,
+            settings,
+            &sources,
+            &meta,
+            &mut report,
+        )
+        .await;
+    }
+
+    // 7. Warm snapshots are not consistent: never restore points.
+    forget_warm(repo, &sources, &mut report).await;
+    count_bytes(&sources, &mut report);
+
+    finish(settings, unit, &backup_id, cold_failed, taken, &mut report).await;
+    report
+}
+
+/// Writes the point's marker when every planned part (recipe and networks unless the scope is
+/// minimal, each source) was saved; the report says whether the point is complete.
+async fn commit_point(
+    repo: &Repo,
+    unit: &Unit,
+    backup_id: &BackupId,
+    settings: &BackupSettings,
+    sources: &[Source],
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    report: &mut UnitReport,
+) {
+    let recipe = if settings.scope == Scope::Minimal {
+        0
+    } else {
+        2
+    };
+    let planned = sources.len() + recipe;
+    if planned == 0 || report.snapshots.len() != planned {
+        return;
+    }
+    match write_marker(repo, unit, backup_id, settings, meta, &report.snapshots).await {
+        Ok(record) => {
+            report.snapshots.push(record);
+            report.complete = true;
+        }
+        Err(error) => report.errors.push(format!(
+            "{error}; the restore point is incomplete (restore it with --allow-incomplete)"
+        )),
+    }
+}
+
+/// Snapshots every source while the unit runs (tagged `pass=warm`), so the cold pass reads
+/// only what changed. SIGINT/SIGTERM abandons the snapshot in progress.
+async fn warm_pass(
+    repo: &Repo,
+    sources: &mut [Source],
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    interrupt: &Interrupt,
+    report: &mut UnitReport,
+) {
+    for source in sources {
+        if *interrupt.borrow() {
+            break;
+        }
+        let warm_meta = SnapshotMeta {
+            pass: Some(Pass::Warm),
+            ..meta(source.part.clone())
+        };
+        let cancel = Cancel::new();
+        let mut snapshot = tokio::spawn({
+            let (repo, path, cancel) = (repo.clone(), source.path.clone(), cancel.clone());
+            async move { repo.snapshot_cancellable(path, warm_meta, cancel).await }
+        });
+        let mut interrupt = interrupt.clone();
+        let joined = tokio::select! {
+            joined = &mut snapshot => joined,
+            _ = interrupt.wait_for(|stop| *stop) => {
+                cancel.cancel();
+                snapshot.await
+            }
+        };
+        match joined {
+            Ok(Ok(info)) => {
+                source.warm_bytes = info.summary.map_or(0, |s| s.bytes_added_packed);
+                source.warm = Some(info.id);
+            }
+            Ok(Err(RepoError::Cancelled)) => {}
+            // The cold pass will try again; a warm failure only costs downtime.
+            Ok(Err(error)) => report
+                .warnings
+                .push(format!("warm pass of {}: {error}", describe(&source.part))),
+            Err(panic) => report.warnings.push(format!(
+                "warm pass of {}: internal error: {panic}",
+                describe(&source.part)
+            )),
+        }
+    }
+}
+
+/// Adds the warm pass's bytes to the cold snapshot of the same part (it stored them), and
+/// totals what the unit added to the repository.
+fn count_bytes(sources: &[Source], report: &mut UnitReport) {
+    let mut orphaned = 0;
+    for source in sources.iter().filter(|s| s.warm_bytes > 0) {
+        match report.snapshots.iter_mut().find(|r| r.part == source.part) {
+            Some(record) => record.bytes_added += source.warm_bytes,
+            None => orphaned += source.warm_bytes,
+        }
+    }
+    report.bytes_added = orphaned + report.snapshots.iter().map(|r| r.bytes_added).sum::<u64>();
+}
+
+/// What a point's marker holds: the parts it commits, for people and `restic dump`.
+#[derive(Serialize)]
+struct MarkerDoc<'a> {
+    backup_id: &'a BackupId,
+    unit: &'a str,
+    kind: UnitKind,
+    tool_version: &'static str,
+    parts: Vec<MarkerPart<'a>>,
+}
+
+#[derive(Serialize)]
+struct MarkerPart<'a> {
+    #[serde(flatten)]
+    part: &'a Part,
+    snapshot: &'a str,
+}
+
+/// Writes the marker that makes the point complete: a snapshot of `point.json`, tagged
+/// `type=point` with the number of parts.
+async fn write_marker(
+    repo: &Repo,
+    unit: &Unit,
+    backup_id: &BackupId,
+    settings: &BackupSettings,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    parts: &[SnapshotRecord],
+) -> Result<SnapshotRecord, String> {
+    let doc = MarkerDoc {
+        backup_id,
+        unit: unit.name.as_str(),
+        kind: unit.kind,
+        tool_version: crate::VERSION,
+        parts: parts
+            .iter()
+            .map(|r| MarkerPart {
+                part: &r.part,
+                snapshot: &r.id,
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&doc).map_err(|e| format!("point marker: {e}"))?;
+    let count = u32::try_from(parts.len()).map_err(|e| format!("point marker: {e}"))?;
+    let staging = settings
+        .staging_dir
+        .join(format!("point-{}-{}-{backup_id}", unit.kind, unit.name));
+    let saved = match crate::durable::create_dir_all(&staging, 0o700)
+        .and_then(|()| std::fs::write(staging.join("point.json"), &json))
+    {
+        Ok(()) => repo
+            .snapshot(staging.clone(), meta(Part::Point { parts: count }), None)
+            .await
+            .map(SnapshotRecord::from)
+            .map_err(|e| format!("point marker: {e}")),
+        Err(error) => Err(format!("staging the point marker: {error}")),
+    };
+    if let Err(error) = std::fs::remove_dir_all(&staging) {
+        tracing::debug!(%error, "cannot remove the point marker staging dir");
+    }
+    saved
+}
+
+/// Sets the unit's status and runs the post-backup hook with it.
+async fn finish(
+    settings: &BackupSettings,
+    unit: &Unit,
+    backup_id: &BackupId,
+    cold_failed: bool,
+    taken: usize,
+    report: &mut UnitReport,
+) {
+    report.status = if !cold_failed && report.errors.is_empty() {
+        UnitStatus::Success
+    } else if taken > 0 {
+        UnitStatus::Partial
+    } else {
+        UnitStatus::Failed
+    };
+    let status = match report.status {
+        UnitStatus::Success => "success",
+        UnitStatus::Partial => "partial",
+        UnitStatus::Failed => "failed",
+    };
+    if let Err(error) = hooks(
+        settings,
+        unit,
+        backup_id,
+        HookPoint::PostBackup,
+        Some(status),
+    )
+    .await
+    {
+        report.errors.push(error);
+        if report.status == UnitStatus::Success {
+            report.status = UnitStatus::Partial;
+        }
+    }
+}
+
+/// Stops the unit, runs the cold pass, and starts the unit again whatever happened in between.
+/// Returns whether the cold pass failed and how many snapshots it took.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the whole state of one unit's backup"
+)]
+async fn stop_snapshot_restart(
+    engine: &Engine,
+    repo: &Repo,
+    journal: &Journal,
+    unit: &Unit,
+    settings: &BackupSettings,
+    backup_id: &BackupId,
+    sources: &[Source],
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    interrupt: &Interrupt,
+    report: &mut UnitReport,
+) -> (bool, usize) {
+    let stopped = match StoppedUnit::stop(engine, journal, unit, settings.stop_timeout).await {
+        Ok(stopped) => stopped,
+        Err((stopped, error)) => {
+            report.errors.push(error);
+            let restart = stopped
+                .restart(engine, journal, settings.health_timeout)
+                .await;
+            report.errors.extend(restart.errors);
+            return (true, 0);
+        }
+    };
+    let mut hook_errors = Vec::new();
+    let (records, errors, interrupted) =
+        match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
+            Ok(()) => {
+                cold_pass(
+                    repo,
+                    sources,
+                    meta,
+                    settings.max_downtime,
+                    interrupt.clone(),
+                )
+                .await
+            }
+            Err(error) => (
+                Vec::new(),
+                vec![format!("{error}; the cold pass was skipped")],
+                false,
+            ),
+        };
+    if let Err(error) = hooks(settings, unit, backup_id, HookPoint::PreStart, None).await {
+        hook_errors.push(format!("{error}; the unit is started anyway"));
+    }
+    let restart = stopped
+        .restart(engine, journal, settings.health_timeout)
+        .await;
+    if restart.errors.is_empty()
+        && let Err(error) = hooks(settings, unit, backup_id, HookPoint::PostStart, None).await
+    {
+        hook_errors.push(error);
+    }
+    report.downtime_seconds = restart.downtime.map(|d| d.as_secs_f64());
+    report.interrupted = interrupted;
+    let cold_failed = !errors.is_empty();
+    report.errors.extend(errors);
+    report.errors.extend(restart.errors);
+    report.errors.extend(hook_errors);
+    report.warnings.extend(restart.warnings);
+    let taken = records.len();
+    report.snapshots.extend(records);
+    (cold_failed, taken)
+}
+
+/// Stages and snapshots the recipe and networks; errors go into the report.
+async fn recipe_step(
+    engine: &Engine,
+    repo: &Repo,
+    unit: &Unit,
+    backup_id: &BackupId,
+    settings: &BackupSettings,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    report: &mut UnitReport,
+) {
+    let staging = settings
+        .staging_dir
+        .join(format!("{}-{}-{backup_id}", unit.kind, unit.name));
+    match stage_and_snapshot(engine, repo, unit, backup_id, &staging, meta).await {
+        Ok(records) => report.snapshots.extend(records),
+        Err(error) => report.errors.push(error),
+    }
+    if let Err(error) = std::fs::remove_dir_all(&staging)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        report.warnings.push(format!(
+            "cannot remove staging dir {}: {error}",
+            staging.display()
+        ));
+    }
+}
+
+/// Runs the global, then the unit's hook for `point`. The first failure is returned.
+async fn hooks(
+    settings: &BackupSettings,
+    unit: &Unit,
+    backup_id: &BackupId,
+    point: HookPoint,
+    status: Option<&str>,
+) -> Result<(), String> {
+    let kind = unit.kind.to_string();
+    let context = HookContext {
+        unit: unit.name.as_str(),
+        kind: &kind,
+        backup_id: backup_id.as_str(),
+        status,
+    };
+    let sets = std::iter::once(&settings.hooks).chain(settings.unit_hooks.get(unit.name.as_str()));
+    crate::hooks::run_point(sets, point, &context, settings.hook_timeout)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn forget_warm(repo: &Repo, sources: &[Source], report: &mut UnitReport) {
+    let warm_ids: Vec<String> = sources.iter().filter_map(|s| s.warm.clone()).collect();
+    if warm_ids.is_empty() {
+        return;
+    }
+    if let Err(error) = repo.forget_ids(warm_ids).await {
+        report
+            .warnings
+            .push(format!("cannot forget the warm-pass snapshots: {error}"));
+    }
+}
+
+fn gap_warnings(coverage: &Coverage) -> Vec<String> {
+    coverage
+        .entries
+        .iter()
+        .filter(|e| e.verdict.status == crate::unit::CoverageStatus::NotProtected)
+        .map(|e| {
+            format!(
+                "not protected: {} {}: {}",
+                e.kind,
+                e.identifier,
+                e.detail.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn describe(part: &Part) -> String {
+    match part {
+        Part::Volume { volume } => format!("volume {volume}"),
+        Part::Bind { bind } => format!("bind {}", bind.display()),
+        Part::Recipe => "recipe".into(),
+        Part::Networks => "networks".into(),
+        Part::DockerConfig => "docker config".into(),
+        Part::Run => "run report".into(),
+        Part::Point { .. } => "point marker".into(),
+    }
+}
+
+/// A volume or bind to back up.
+struct Source {
+    part: Part,
+    /// The host path to read.
+    path: PathBuf,
+    /// Its warm-pass snapshot, once taken: the cold pass's parent.
+    warm: Option<String>,
+    /// Bytes its warm-pass snapshot stored.
+    warm_bytes: u64,
+}
+
+/// Volumes and binds that are backed up.
+fn data_sources(unit: &Unit) -> Vec<Source> {
+    let volumes = unit
+        .volumes
+        .iter()
+        .filter(|v| v.verdict.is_backed_up())
+        .filter_map(|v| {
+            v.mountpoint.clone().map(|m| {
+                (
+                    Part::Volume {
+                        volume: v.name.clone(),
+                    },
+                    m,
+                )
+            })
+        });
+    let binds = unit
+        .binds
+        .iter()
+        .filter(|b| b.verdict.is_backed_up())
+        .map(|b| {
+            (
+                Part::Bind {
+                    bind: b.source.clone(),
+                },
+                b.source.clone(),
+            )
+        });
+    volumes
+        .chain(binds)
+        .map(|(part, path)| Source {
+            part,
+            path,
+            warm: None,
+            warm_bytes: 0,
+        })
+        .collect()
+}
+
+async fn stage_and_snapshot(
+    engine: &Engine,
+    repo: &Repo,
+    unit: &Unit,
+    backup_id: &BackupId,
+    staging: &Path,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+) -> Result<Vec<SnapshotRecord>, String> {
+    let recipe_dir = staging.join("recipe");
+    let networks_dir = staging.join("networks");
+    crate::durable::create_dir_all(&recipe_dir, 0o700).map_err(|e| format!("staging: {e}"))?;
+    recipe::stage(engine, unit, backup_id, &recipe_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    recipe::stage_networks(engine, unit, &networks_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut records = Vec::new();
+    for (part, dir) in [(Part::Recipe, recipe_dir), (Part::Networks, networks_dir)] {
+        let info = repo
+            .snapshot(dir, meta(part.clone()), None)
+            .await
+            .map_err(|e| format!("{}: {e}", describe(&part)))?;
+        records.push(SnapshotRecord::from(info));
+    }
+    Ok(records)
+}
+
+/// The cold pass, bounded by the downtime budget and the interrupt. Returns the snapshots
+/// taken, the errors, and whether it was interrupted.
+async fn cold_pass(
+    repo: &Repo,
+    sources: &[Source],
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    budget: Duration,
+    mut interrupt: Interrupt,
+) -> (Vec<SnapshotRecord>, Vec<String>, bool) {
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let deadline = tokio::time::Instant::now() + budget;
+    for Source {
+        part, path, warm, ..
+    } in sources
+    {
+        if *interrupt.borrow() {
+            errors.push(format!("interrupted before {}", describe(part)));
+            return (records, errors, true);
+        }
+        // A spawned task turns a panic into an error instead of unwinding past the restart.
+        let cancel = Cancel::new();
+        let mut snapshot = tokio::spawn({
+            let (repo, cancel) = (repo.clone(), cancel.clone());
+            let (path, meta, parent) = (path.clone(), meta(part.clone()), warm.clone());
+            async move {
+                repo.snapshot_while_stopped(path, meta, parent, cancel)
+                    .await
+            }
+        });
+        let abandoned = tokio::select! {
+            joined = &mut snapshot => {
+                match joined {
+                    Ok(Ok(info)) => records.push(SnapshotRecord::from(info)),
+                    Ok(Err(error)) => errors.push(format!("{}: {error}", describe(part))),
+                    Err(panic) => errors.push(format!("{}: internal error: {panic}", describe(part))),
+                }
+                None
+            }
+            () = tokio::time::sleep_until(deadline) => Some((format!(
+                "cold pass exceeded max-downtime-seconds ({}s) at {}; the unit was restarted \
+                 without a complete backup",
+                budget.as_secs(), describe(part)
+            ), false)),
+            _ = interrupt.wait_for(|stop| *stop) => {
+                Some((format!("interrupted during {}", describe(part)), true))
+            }
+        };
+        if let Some((error, interrupted)) = abandoned {
+            // Stop reading now, and wait until the snapshot has given up: nothing may be read
+            // or saved once the unit runs again.
+            cancel.cancel();
+            // Bounded: a hung repository must not keep the unit down. A snapshot that has not
+            // returned by then sees the flag when it resumes and saves nothing.
+            let waited = Instant::now();
+            match tokio::time::timeout(CANCEL_WAIT, &mut snapshot).await {
+                // It was saved before it saw the flag: true, but part of no complete point.
+                Ok(Ok(Ok(info))) => records.push(SnapshotRecord::from(info)),
+                Ok(Ok(Err(RepoError::Cancelled))) => {}
+                Ok(Ok(Err(other))) => errors.push(format!("{}: {other}", describe(part))),
+                Ok(Err(panic)) => {
+                    errors.push(format!("{}: internal error: {panic}", describe(part)));
+                }
+                Err(_) => errors.push(format!(
+                    "{}: the abandoned snapshot did not stop within {}s (a hung repository?); \
+                     the unit is started anyway",
+                    describe(part),
+                    CANCEL_WAIT.as_secs()
+                )),
+            }
+            tracing::info!(
+                part = %describe(part),
+                seconds = waited.elapsed().as_secs_f64(),
+                "cold pass abandoned"
+            );
+            errors.push(error);
+            return (records, errors, interrupted);
+        }
+    }
+    (records, errors, false)
+}
+
+/// How long an abandoned cold-pass snapshot may take to stop before the unit is started anyway.
+/// It stops at its next chunk of data (milliseconds) unless the repository itself hangs.
+const CANCEL_WAIT: Duration = Duration::from_secs(15);

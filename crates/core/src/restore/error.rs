@@ -1,0 +1,135 @@
+//! Everything that can stop a restore.
+
+use std::path::{Path, PathBuf};
+
+use crate::repo::RepoError;
+
+/// What can go wrong in a restore.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The repository failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The engine failed.
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The recipe cannot be read.
+    #[error("the recipe is unreadable: {path}: {reason}")]
+    Recipe {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The point has no recipe, and one is needed.
+    #[error(
+        "restore point {backup_id} of {unit} has no recipe (it was made with scope `minimal`), \
+         so there is nothing to recreate the unit from.\nRestore its data only: \
+         `kopi-docka restore --unit {unit} --backup-id {backup_id} --only volumes,binds \
+         --no-start` (into existing containers), or into a directory with `--target-dir DIR`."
+    )]
+    NoRecipe {
+        /// Unit.
+        unit: String,
+        /// Backup.
+        backup_id: String,
+    },
+    /// Neither compose implementation is installed.
+    #[error(
+        "starting stack {unit} needs `docker compose` or `docker-compose`, and neither is on PATH.\n\
+         Install one (Debian: `apt install docker-compose`, or Docker's docker-compose-plugin), \
+         or restore without starting: add `--no-start`, then start it yourself from {dir}."
+    )]
+    ComposeMissing {
+        /// Unit.
+        unit: String,
+        /// Where the compose files go.
+        dir: String,
+    },
+    /// Compose failed.
+    #[error("`{command}` failed: {output}")]
+    Compose {
+        /// The command.
+        command: String,
+        /// Its output, shortened.
+        output: String,
+    },
+    /// Redacted environment values nobody supplied.
+    #[error(
+        "the saved configuration has redacted secret values for {names:?}; supply them in an env \
+         file (`NAME=value` lines, mode 0600) with `--env-file FILE`"
+    )]
+    RedactedEnv {
+        /// Variable names.
+        names: Vec<String>,
+    },
+    /// A target is a mount point: a rename cannot swap it.
+    #[error(
+        "{path} is a mount point, so it cannot be swapped with a restored copy; restore it with \
+         `--target-dir DIR` and copy the files into place yourself"
+    )]
+    MountPoint {
+        /// The target.
+        path: PathBuf,
+    },
+    /// Not enough room for the restored copy beside the current one.
+    #[error(
+        "{path} has {free} bytes free but the restore needs {needed}; free space there (the \
+         current content is kept until the restored copy is complete)"
+    )]
+    NoSpace {
+        /// The filesystem.
+        path: PathBuf,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// A volume has no local mountpoint.
+    #[error(
+        "volume {name} has no local mountpoint (driver {driver}); restore it with --target-dir"
+    )]
+    NotLocal {
+        /// Volume.
+        name: String,
+        /// Its driver.
+        driver: String,
+    },
+    /// The pre-restore hook failed.
+    #[error("{0}; nothing was restored")]
+    Hook(String),
+    /// SIGINT or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+    /// The test failpoint fired.
+    #[error("injected failure restoring {path}")]
+    Injected {
+        /// The target.
+        path: PathBuf,
+    },
+    /// The private working directory cannot be created.
+    #[error("creating {}", path.display())]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl RestoreError {
+    pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

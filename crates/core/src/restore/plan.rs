@@ -1,0 +1,507 @@
+//! [`prepare`]: what a restore will do, as data, before it does anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::points::RestorePoint;
+
+use super::recipe::Recipe;
+use super::start::ComposeTool;
+use super::{data, networks, recipe, start};
+use crate::repo::RestoreMode;
+use crate::stop::{ContainerRef, StopTarget};
+use crate::unit::{ContainerState, UnitKind};
+
+use super::{Parts, RestoreContext, RestoreError, RestoreRequest};
+
+/// A volume or bind to restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataPlan {
+    /// Volume name or bind source as backed up.
+    pub name: String,
+    /// Volume or bind.
+    pub kind: DataKind,
+    /// Snapshot to restore.
+    pub snapshot: String,
+    /// Its size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The live path (None for a volume that does not exist yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<PathBuf>,
+    /// Whether there is current content (kept as a rollback copy).
+    pub exists: bool,
+}
+
+/// Volume or bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataKind {
+    /// Named volume.
+    Volume,
+    /// Bind mount source.
+    Bind,
+}
+
+/// How the unit is brought up afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "method")]
+pub enum StartPlan {
+    /// Nothing is started (`--no-start`; the stopped containers stay stopped).
+    None,
+    /// The unit's containers exist: start the ones we stop.
+    RestartStopped,
+    /// `compose up -d` from the restored compose files.
+    Compose {
+        /// `docker compose` or `docker-compose`.
+        tool: String,
+        /// Compose files.
+        files: Vec<PathBuf>,
+        /// Services to start (those that ran at backup time).
+        services: Vec<String>,
+    },
+    /// Containers recreated from their saved configuration.
+    Recreate {
+        /// Container names in start order.
+        containers: Vec<String>,
+    },
+}
+
+/// A network as planned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkPlan {
+    /// Name.
+    pub name: String,
+    /// How the engine's network compares with the recorded one.
+    pub state: NetworkState,
+    /// What differs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+}
+
+/// A recorded network against the engine's network of that name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkState {
+    /// The engine has no network of that name: it is created.
+    Missing,
+    /// The engine's network matches the recorded one.
+    Same,
+    /// It differs (recreated only with `--recreate-networks`).
+    Differs,
+}
+
+impl std::fmt::Display for NetworkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Missing => "missing",
+            Self::Same => "same",
+            Self::Differs => "differs",
+        })
+    }
+}
+
+/// What a restore will do; shown before it does it.
+#[derive(Debug, Serialize, Deserialize)]
+// `NetworkPlan::state` is a `&'static str`: a plan is read only from static text (test fixtures).
+pub struct RestorePlan {
+    /// The point.
+    pub point: RestorePoint,
+    /// Where compose files go (stacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_dir: Option<PathBuf>,
+    /// Files placed: destination and whether an existing different file is replaced (it is
+    /// kept as `*.kopi-docka-<time>.bak`).
+    pub files: Vec<(PathBuf, bool)>,
+    /// Networks.
+    pub networks: Vec<NetworkPlan>,
+    /// Volumes and binds.
+    pub data: Vec<DataPlan>,
+    /// Running containers that are stopped for the restore.
+    pub stop: Vec<String>,
+    /// Afterwards.
+    pub start: StartPlan,
+    /// Things to know.
+    pub warnings: Vec<String>,
+    #[serde(skip)]
+    pub(super) internal: Internal,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Internal {
+    pub(super) recipe: Option<Recipe>,
+    pub(super) file_sources: Vec<PathBuf>,
+    pub(super) network_docs: Vec<Value>,
+    pub(super) stop: Vec<StopTarget>,
+    pub(super) compose_tool: Option<ComposeTool>,
+    pub(super) stamp: String,
+    pub(super) recreate_networks: bool,
+    pub(super) env_values: BTreeMap<String, String>,
+}
+
+/// Reads the point's recipe and networks, looks at the engine, and says what a restore of
+/// `request` will do. Changes nothing but the private working directory.
+pub async fn prepare(
+    ctx: &RestoreContext<'_>,
+    request: RestoreRequest,
+) -> Result<RestorePlan, RestoreError> {
+    let point = &request.point;
+    let stamp = crate::durable::stamp(jiff::Timestamp::now());
+    let recipe = match &point.recipe {
+        Some(snap) => Some(read_recipe(ctx, &snap.id, &stamp).await?),
+        None => None,
+    };
+    let all_containers = ctx.engine.inspect_all_containers().await?;
+    let unit_exists = all_containers.iter().any(|c| belongs_to(c, point));
+    let mut warnings = Vec::new();
+    if recipe.is_none() {
+        let wants_recipe = request.parts.recipe && request.parts != Parts::ALL;
+        if wants_recipe
+            || request.parts.networks && request.parts != Parts::ALL
+            || (request.start && !unit_exists)
+        {
+            return Err(RestoreError::NoRecipe {
+                unit: point.unit.clone(),
+                backup_id: point.backup_id.to_string(),
+            });
+        }
+        warnings.push("this point has no recipe (scope minimal): only data is restored".into());
+    }
+    let project_dir = match (&recipe, point.kind) {
+        (Some(r), UnitKind::Stack) => request
+            .compose_dir
+            .clone()
+            .or_else(|| r.working_dir().map(Path::to_path_buf))
+            .or_else(|| Some(ctx.work_dir.join("compose").join(&point.unit))),
+        _ => None,
+    };
+    let (file_sources, files) = plan_files(recipe.as_ref(), project_dir.as_deref(), request.parts)?;
+    let (network_docs, networks) = plan_networks(ctx, point, request.parts, &stamp).await?;
+    let data = plan_data(ctx, &request, recipe.as_ref(), project_dir.as_deref()).await?;
+    let stop = to_stop(&all_containers, &data, recipe.as_ref());
+    let (start, compose_tool) = plan_start(
+        &request,
+        recipe.as_ref(),
+        unit_exists,
+        project_dir.as_deref(),
+    )
+    .await?;
+    Ok(RestorePlan {
+        point: request.point.clone(),
+        project_dir,
+        files,
+        networks,
+        stop: stop.iter().map(|t| t.container.name.clone()).collect(),
+        data,
+        start,
+        warnings,
+        internal: Internal {
+            recipe,
+            file_sources,
+            network_docs,
+            stop,
+            compose_tool,
+            stamp,
+            recreate_networks: request.recreate_networks,
+            env_values: request.env_values,
+        },
+    })
+}
+
+pub(super) async fn read_recipe(
+    ctx: &RestoreContext<'_>,
+    snapshot: &str,
+    stamp: &str,
+) -> Result<Recipe, RestoreError> {
+    let dir = ctx.work_dir.join(format!("recipe-{stamp}"));
+    data::remove_any(&dir)?;
+    ctx.repo
+        .restore(snapshot.to_owned(), dir.clone(), RestoreMode::EmptyOnly)
+        .await?;
+    Recipe::load(&dir)
+}
+
+pub(super) fn belongs_to(
+    container: &bollard::models::ContainerInspectResponse,
+    point: &RestorePoint,
+) -> bool {
+    match point.kind {
+        UnitKind::Stack => container
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(crate::docker::compose::label::PROJECT))
+            .is_some_and(|p| *p == point.unit),
+        UnitKind::Standalone => container
+            .name
+            .as_deref()
+            .is_some_and(|n| n.trim_start_matches('/') == point.unit),
+    }
+}
+
+type FilePlans = (Vec<PathBuf>, Vec<(PathBuf, bool)>);
+
+fn plan_files(
+    recipe: Option<&Recipe>,
+    project_dir: Option<&Path>,
+    parts: Parts,
+) -> Result<FilePlans, RestoreError> {
+    let (Some(recipe), Some(project_dir), true) = (recipe, project_dir, parts.recipe) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut sources = Vec::new();
+    let mut plans = Vec::new();
+    for (from, to) in recipe.project_files(project_dir)? {
+        let overwrites = match (std::fs::read(&from), std::fs::read(&to)) {
+            (Ok(a), Ok(b)) => a != b,
+            _ => false,
+        };
+        sources.push(from);
+        plans.push((to, overwrites));
+    }
+    Ok((sources, plans))
+}
+
+async fn plan_networks(
+    ctx: &RestoreContext<'_>,
+    point: &RestorePoint,
+    parts: Parts,
+    stamp: &str,
+) -> Result<(Vec<Value>, Vec<NetworkPlan>), RestoreError> {
+    let (Some(snap), true) = (&point.networks, parts.networks) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let docs = networks::read_recorded(
+        ctx.repo,
+        &snap.id,
+        &ctx.work_dir,
+        &format!("networks-{stamp}"),
+    )
+    .await?;
+    let mut plans = Vec::new();
+    for doc in &docs {
+        let Some(name) = doc.get("Name").and_then(Value::as_str) else {
+            continue;
+        };
+        let (state, differences) = match ctx.engine.find_network_json(name).await? {
+            None => (NetworkState::Missing, Vec::new()),
+            Some(existing) => {
+                let d = networks::differences(doc, &existing);
+                let state = if d.is_empty() {
+                    NetworkState::Same
+                } else {
+                    NetworkState::Differs
+                };
+                (state, d)
+            }
+        };
+        plans.push(NetworkPlan {
+            name: name.to_owned(),
+            state,
+            differences,
+        });
+    }
+    Ok((docs, plans))
+}
+
+async fn plan_data(
+    ctx: &RestoreContext<'_>,
+    request: &RestoreRequest,
+    recipe: Option<&Recipe>,
+    project_dir: Option<&Path>,
+) -> Result<Vec<DataPlan>, RestoreError> {
+    let point = &request.point;
+    let mut plans = Vec::new();
+    if request.parts.volumes {
+        for (name, snap) in &point.volumes {
+            if !request.volumes.is_empty() && !request.volumes.contains(name) {
+                continue;
+            }
+            let target = match ctx.engine.inspect_volume_json(name).await? {
+                Some(doc) => Some(local_mountpoint(name, &doc)?),
+                None => None,
+            };
+            let exists = target.as_deref().is_some_and(dir_has_content);
+            if let Some(t) = &target {
+                data::preflight(t, snap.size)?;
+            }
+            plans.push(DataPlan {
+                name: name.clone(),
+                kind: DataKind::Volume,
+                snapshot: snap.id.clone(),
+                size: snap.size,
+                target,
+                exists,
+            });
+        }
+    }
+    if request.parts.binds {
+        let original = recipe.and_then(Recipe::working_dir);
+        for (source, snap) in &point.binds {
+            if !request.binds.is_empty() && !request.binds.contains(source) {
+                continue;
+            }
+            let target = match project_dir {
+                Some(dir) => recipe::relocate(source, original, dir),
+                None => source.clone(),
+            };
+            data::preflight(&target, snap.size)?;
+            plans.push(DataPlan {
+                name: source.to_string_lossy().into_owned(),
+                kind: DataKind::Bind,
+                snapshot: snap.id.clone(),
+                size: snap.size,
+                exists: std::fs::symlink_metadata(&target).is_ok(),
+                target: Some(target),
+            });
+        }
+    }
+    Ok(plans)
+}
+
+pub(super) fn local_mountpoint(name: &str, doc: &Value) -> Result<PathBuf, RestoreError> {
+    let driver = doc.get("Driver").and_then(Value::as_str).unwrap_or("local");
+    match doc.get("Mountpoint").and_then(Value::as_str) {
+        Some(m) if driver == "local" && !m.is_empty() => Ok(PathBuf::from(m)),
+        _ => Err(RestoreError::NotLocal {
+            name: name.to_owned(),
+            driver: driver.to_owned(),
+        }),
+    }
+}
+
+fn dir_has_content(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Running containers that mount a planned volume or bind, in the unit's start order.
+fn to_stop(
+    containers: &[bollard::models::ContainerInspectResponse],
+    data: &[DataPlan],
+    recipe: Option<&Recipe>,
+) -> Vec<StopTarget> {
+    let volumes: BTreeSet<&str> = data
+        .iter()
+        .filter(|d| d.kind == DataKind::Volume)
+        .map(|d| d.name.as_str())
+        .collect();
+    let binds: Vec<&Path> = data
+        .iter()
+        .filter(|d| d.kind == DataKind::Bind)
+        .filter_map(|d| d.target.as_deref())
+        .collect();
+    let mut out = Vec::new();
+    for c in containers {
+        let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        let uses = c.mounts.iter().flatten().any(|m| {
+            m.name.as_deref().is_some_and(|n| volumes.contains(n))
+                || m.source.as_deref().is_some_and(|s| {
+                    let s = Path::new(s);
+                    binds.iter().any(|b| s.starts_with(b) || b.starts_with(s))
+                })
+        });
+        if running && uses {
+            let name = c
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .trim_start_matches('/');
+            let unit = c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(crate::docker::compose::label::PROJECT).cloned())
+                .unwrap_or_else(|| name.to_owned());
+            out.push(StopTarget {
+                container: ContainerRef {
+                    id: c.id.clone().unwrap_or_default(),
+                    name: name.to_owned(),
+                },
+                unit,
+            });
+        }
+    }
+    let order = recipe
+        .map(|r| r.manifest.unit.start_order.clone())
+        .unwrap_or_default();
+    out.sort_by_key(|t| {
+        order
+            .iter()
+            .position(|o| *o == t.container.name)
+            .unwrap_or(usize::MAX)
+    });
+    out
+}
+
+async fn plan_start(
+    request: &RestoreRequest,
+    recipe: Option<&Recipe>,
+    unit_exists: bool,
+    project_dir: Option<&Path>,
+) -> Result<(StartPlan, Option<ComposeTool>), RestoreError> {
+    let point = &request.point;
+    if !request.start {
+        return Ok((StartPlan::None, None));
+    }
+    if unit_exists {
+        return Ok((StartPlan::RestartStopped, None));
+    }
+    let recipe = recipe.ok_or_else(|| RestoreError::NoRecipe {
+        unit: point.unit.clone(),
+        backup_id: point.backup_id.to_string(),
+    })?;
+    let unit = &recipe.manifest.unit;
+    match point.kind {
+        UnitKind::Stack => {
+            let dir = project_dir.unwrap_or(Path::new("."));
+            let Some(tool) = ComposeTool::find().await else {
+                return Err(RestoreError::ComposeMissing {
+                    unit: point.unit.clone(),
+                    dir: dir.display().to_string(),
+                });
+            };
+            let all_ran = unit
+                .containers
+                .iter()
+                .all(|c| c.state == ContainerState::Running);
+            let services: BTreeSet<String> = if all_ran {
+                BTreeSet::new()
+            } else {
+                unit.containers
+                    .iter()
+                    .filter(|c| c.state == ContainerState::Running)
+                    .filter_map(|c| c.service.clone())
+                    .collect()
+            };
+            Ok((
+                StartPlan::Compose {
+                    tool: tool.display().into(),
+                    files: recipe.compose_files(dir),
+                    services: services.into_iter().collect(),
+                },
+                Some(tool),
+            ))
+        }
+        UnitKind::Standalone => {
+            for c in &unit.containers {
+                let inspect = recipe.inspect(&c.name)?;
+                let missing: Vec<String> = start::redacted_env(&inspect)
+                    .into_iter()
+                    .filter(|n| !request.env_values.contains_key(n))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(RestoreError::RedactedEnv { names: missing });
+                }
+            }
+            Ok((
+                StartPlan::Recreate {
+                    containers: unit.containers.iter().map(|c| c.name.clone()).collect(),
+                },
+                None,
+            ))
+        }
+    }
+}
