@@ -63,16 +63,7 @@ fn backup_snapshots_everything_and_restarts_in_order() {
         .assert()
         .success();
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    // The stack's .env secret and the repository password: in the repository only, never in
-    // the report, the log, the run records or the cache.
-    let password = std::fs::read_to_string(env.password_file()).unwrap();
-    for secret in ["fixture-secret", password.trim()] {
-        support::assert_not_leaked(
-            secret,
-            out.get_output(),
-            &[&env.path("state"), &env.path("cache")],
-        );
-    }
+    check_no_secret_leaks(&env, out.get_output());
     let units = report["units"].as_array().unwrap();
     assert_eq!(units.len(), 2);
     let s = units.iter().find(|u| u["name"] == stack.as_str()).unwrap();
@@ -454,6 +445,15 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
         "it was stopped and started again"
     );
     assert!(!env.path("state/stopped-containers.json").exists());
+}
+
+/// The stack's .env secret and the repository password are in the repository only: never in
+/// the report, the log, the run records or the cache.
+fn check_no_secret_leaks(env: &Env, output: &std::process::Output) {
+    let password = std::fs::read_to_string(env.password_file()).unwrap();
+    for secret in ["fixture-secret", password.trim()] {
+        support::assert_not_leaked(secret, output, &[&env.path("state"), &env.path("cache")]);
+    }
 }
 
 /// The run report is kept in the state dir and in the repository.
@@ -889,40 +889,8 @@ fn changes_between_the_warm_and_the_cold_pass_are_in_the_restore_point() {
         IDLE,
     ]);
     let data = volume_path(&volume);
-    let write = |path: &Path, text: &str| std::fs::write(path, text).unwrap();
-    write(&data.join("kept.txt"), "unchanged");
-    write(&data.join("deleted.txt"), "deleted before the stop");
-    std::fs::create_dir(data.join("deleted-dir")).unwrap();
-    write(&data.join("deleted-dir/inner.txt"), "gone with its dir");
-    // Rewritten in the same second as its previous write: only the fraction of the mtime moves.
-    write(&data.join("same-second.txt"), "AAAAAAAA");
-    set_mtime(&data.join("same-second.txt"), "@1700000000.100000000");
-    // Rewritten right after the warm pass read it, no time set at all.
-    write(&data.join("fresh.txt"), "written now");
-    // Rewritten, then its mtime set back exactly: only the ctime tells.
-    write(&data.join("set-back.txt"), "original content");
-    set_mtime(&data.join("set-back.txt"), "@1577836800.123456789");
-    write(&bind.join("conf.txt"), "version=1");
-
     let scripts = tempfile::tempdir().unwrap();
-    let d = data.display();
-    let hook = hook_script(
-        scripts.path(),
-        "change-after-warm-pass",
-        &format!(
-            "set -e\n\
-             echo new > {d}/new.txt\n\
-             rm {d}/deleted.txt\n\
-             rm -r {d}/deleted-dir\n\
-             printf BBBBBBBB > {d}/same-second.txt\n\
-             touch -d @1700000000.600000000 {d}/same-second.txt\n\
-             printf 'WRITTEN NOW' > {d}/fresh.txt\n\
-             printf 'REWRITTEN CONTNT' > {d}/set-back.txt\n\
-             touch -d @1577836800.123456789 {d}/set-back.txt\n\
-             printf version=2 > {}/conf.txt\n",
-            bind.display()
-        ),
-    );
+    let hook = data_changed_after_the_warm_pass(&data, &bind, scripts.path());
     env.write_config(
         "config.toml",
         &format!("[units.\"{name}\".hooks]\npre-stop = [\"{hook}\"]\n"),
@@ -1099,6 +1067,44 @@ fn stack_stops_dependents_first_and_starts_them_after_a_slow_healthy_dependency(
         db_healthy.time
     );
     assert!(running(&db) && running(&web));
+}
+
+/// Files in `data` and `bind` before the backup, and a pre-stop hook (in `scripts`) that
+/// changes them after the warm pass in every way a shortcut could miss; returns the hook.
+fn data_changed_after_the_warm_pass(data: &Path, bind: &Path, scripts: &Path) -> String {
+    let write = |path: &Path, text: &str| std::fs::write(path, text).unwrap();
+    write(&data.join("kept.txt"), "unchanged");
+    write(&data.join("deleted.txt"), "deleted before the stop");
+    std::fs::create_dir(data.join("deleted-dir")).unwrap();
+    write(&data.join("deleted-dir/inner.txt"), "gone with its dir");
+    // Rewritten in the same second as its previous write: only the fraction of the mtime moves.
+    write(&data.join("same-second.txt"), "AAAAAAAA");
+    set_mtime(&data.join("same-second.txt"), "@1700000000.100000000");
+    // Rewritten right after the warm pass read it, no time set at all.
+    write(&data.join("fresh.txt"), "written now");
+    // Rewritten, then its mtime set back exactly: only the ctime tells.
+    write(&data.join("set-back.txt"), "original content");
+    set_mtime(&data.join("set-back.txt"), "@1577836800.123456789");
+    write(&bind.join("conf.txt"), "version=1");
+
+    let d = data.display();
+    hook_script(
+        scripts,
+        "change-after-warm-pass",
+        &format!(
+            "set -e\n\
+             echo new > {d}/new.txt\n\
+             rm {d}/deleted.txt\n\
+             rm -r {d}/deleted-dir\n\
+             printf BBBBBBBB > {d}/same-second.txt\n\
+             touch -d @1700000000.600000000 {d}/same-second.txt\n\
+             printf 'WRITTEN NOW' > {d}/fresh.txt\n\
+             printf 'REWRITTEN CONTNT' > {d}/set-back.txt\n\
+             touch -d @1577836800.123456789 {d}/set-back.txt\n\
+             printf version=2 > {}/conf.txt\n",
+            bind.display()
+        ),
+    )
 }
 
 /// Sets `path`'s mtime with `touch -d` (`@seconds.fraction`).

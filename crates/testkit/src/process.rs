@@ -84,7 +84,9 @@ impl LoggedChild {
         let stdout = std::thread::spawn(move || {
             let mut text = String::new();
             if let Err(error) = stdout.read_to_string(&mut text) {
-                text.push_str(&format!("\n(reading stdout failed: {error})"));
+                text.push_str("\n(reading stdout failed: ");
+                text.push_str(&error.to_string());
+                text.push(')');
             }
             text
         });
@@ -139,7 +141,7 @@ impl LoggedChild {
     /// Waits for the end and returns the exit status and all output.
     pub fn finish(mut self) -> Finished {
         let status = self.child.wait().unwrap();
-        for line in self.lines.iter() {
+        for line in &self.lines {
             self.log.push_str(&line);
             self.log.push('\n');
         }
