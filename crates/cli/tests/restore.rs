@@ -541,7 +541,7 @@ fn drill_passes_and_leaves_nothing_behind() {
     assert_eq!(
         leftovers(),
         Vec::<String>::new(),
-        "the drill left something on the engine"
+        "the drill left something behind"
     );
     assert_eq!(
         inspect(&db, "{{.State.StartedAt}}"),
