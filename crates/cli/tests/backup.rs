@@ -934,13 +934,10 @@ fn changes_between_the_warm_and_the_cold_pass_are_in_the_restore_point() {
     assert_eq!(read(&restored.join("kept.txt")), "unchanged");
     let restored_bind = target.join("binds").join(bind.strip_prefix("/").unwrap());
     assert_eq!(read(&restored_bind.join("conf.txt")), "version=2");
-    // And nothing else differs: every file, mode, owner and mtime as the stopped unit had them.
-    let opts = CompareOptions {
-        ignore_root_metadata: true,
-        ..CompareOptions::default()
-    };
-    tree::assert_trees_equal(&data, &restored, &opts);
-    tree::assert_trees_equal(&bind, &restored_bind, &opts);
+    // And nothing else differs: every file, mode, owner and mtime as the stopped unit had
+    // them, the volume root's 999:999 0700 included.
+    tree::assert_trees_equal(&data, &restored, &CompareOptions::default());
+    tree::assert_trees_equal(&bind, &restored_bind, &CompareOptions::default());
     let cold_read: u64 = unit["snapshots"]
         .as_array()
         .unwrap()
@@ -1072,6 +1069,10 @@ fn stack_stops_dependents_first_and_starts_them_after_a_slow_healthy_dependency(
 /// Files in `data` and `bind` before the backup, and a pre-stop hook (in `scripts`) that
 /// changes them after the warm pass in every way a shortcut could miss; returns the hook.
 fn data_changed_after_the_warm_pass(data: &Path, bind: &Path, scripts: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    // A database's volume root: its own owner and mode, which the point must keep.
+    std::os::unix::fs::chown(data, Some(999), Some(999)).unwrap();
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).unwrap();
     let write = |path: &Path, text: &str| std::fs::write(path, text).unwrap();
     write(&data.join("kept.txt"), "unchanged");
     write(&data.join("deleted.txt"), "deleted before the stop");

@@ -375,7 +375,7 @@ fn daemon_feeds_the_watchdog_during_a_long_backup_and_stops_safely() {
     // watchdog pings must arrive while it is, each within the 1 s period.
     events.wait_for(&app, "die", events.since());
     let down = Instant::now();
-    let (mut from, mut last, mut pings) = (systemd.seen.len(), down, 0);
+    let (mut from, mut last, mut pings, mut first) = (systemd.seen.len(), down, 0, None);
     while pings < 4 {
         let i = systemd.wait_for_next("WATCHDOG=1", from, Duration::from_secs(2));
         from = i + 1;
@@ -389,8 +389,16 @@ fn daemon_feeds_the_watchdog_during_a_long_backup_and_stops_safely() {
             "no WATCHDOG=1 for {gap:?} (the period is 1 s): {:?}",
             systemd.texts()
         );
+        first.get_or_insert(at);
         (last, pings) = (at, pings + 1);
     }
+    // And not a flood either: every half period, so 3 gaps of about 0.5 s.
+    let spread = last.duration_since(first.unwrap());
+    assert!(
+        spread >= Duration::from_secs(1),
+        "4 pings within {spread:?}: {:?}",
+        systemd.texts()
+    );
     assert_eq!(
         docker(&["inspect", "--format", "{{.State.Running}}", &app]),
         "false",
