@@ -118,6 +118,18 @@ impl Env {
         cmd
     }
 
+    /// `<wrapper...> kopi-docka <args>` on this installation: the binary run by another
+    /// program (`unshare`, `setpriv`, `strace`), with the same isolated environment.
+    pub fn cmd_via(&self, wrapper: &[&str], args: &[&str]) -> assert_cmd::Command {
+        let (program, rest) = wrapper.split_first().expect("a wrapper program");
+        let mut cmd = Command::new(program);
+        cmd.args(rest).arg(binary());
+        isolate(&mut cmd);
+        installation(&mut cmd, &self.config, self.dir.path());
+        cmd.args(args);
+        assert_cmd::Command::from_std(cmd)
+    }
+
     /// `kopi-docka <args>` with another config file of this installation.
     pub fn cmd_with(&self, config: &str, args: &[&str]) -> assert_cmd::Command {
         let mut cmd = kopi_docka_at(&self.path(config), self.dir.path());
