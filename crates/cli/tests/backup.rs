@@ -1066,6 +1066,71 @@ fn stack_stops_dependents_first_and_starts_them_after_a_slow_healthy_dependency(
     assert!(running(&db) && running(&web));
 }
 
+/// A container with `--restart always` is stopped the way the engine does not undo: it stays
+/// down for the whole cold pass (the engine starts it only when kopi-docka does, after the
+/// snapshot was saved), and its restart policy is unchanged afterwards.
+#[test]
+fn a_restart_policy_does_not_bring_the_container_back_during_the_cold_pass() {
+    if !support::docker_tests_enabled(
+        "a_restart_policy_does_not_bring_the_container_back_during_the_cold_pass",
+    ) {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-always", env.prefix);
+    let volume = format!("{name}-data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--restart",
+        "always",
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    support::fill_random(&volume_path(&volume).join("big.bin"), 64 << 20);
+    let events = EngineEvents::start(&env.prefix);
+    let out = env
+        .cmd(&[
+            "backup",
+            "--unit",
+            &name,
+            "--no-warm-pass",
+            "--scope",
+            "minimal",
+        ])
+        .assert()
+        .success();
+    let log = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let saved = log
+        .lines()
+        .find(|l| l.contains("snapshot saved") && l.contains(&volume))
+        .unwrap_or_else(|| panic!("no snapshot of {volume} in the log:\n{log}"));
+    let saved = support::parse_time(saved.split_whitespace().next().unwrap());
+    let died = events.find(&name, "die", events.since()).unwrap();
+    let starts: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| e.name == name && e.action == "start" && e.time > died.time)
+        .collect();
+    assert_eq!(starts.len(), 1, "started more than once: {starts:#?}");
+    assert!(
+        starts[0].time > saved,
+        "the engine started it at {:?}, before the cold snapshot was saved at {saved:?}",
+        starts[0].time
+    );
+    assert!(running(&name));
+    assert_eq!(
+        inspect(&name, "{{.HostConfig.RestartPolicy.Name}}"),
+        "always"
+    );
+}
+
 /// Files in `data` and `bind` before the backup, and a pre-stop hook (in `scripts`) that
 /// changes them after the warm pass in every way a shortcut could miss; returns the hook.
 fn data_changed_after_the_warm_pass(data: &Path, bind: &Path, scripts: &Path) -> String {
