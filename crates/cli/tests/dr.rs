@@ -284,7 +284,11 @@ fn export_writes_no_plaintext_to_disk() {
                 "-f",
                 "-qq",
                 "-e",
-                "trace=open,openat,creat,rename,renameat,renameat2",
+                "trace=open,openat,creat,rename,renameat,renameat2,write,pwrite64,writev",
+                // Every byte written, so a plaintext file deleted before the end (its path
+                // gone, its content unreadable afterwards) is still seen.
+                "-s",
+                "10000000",
                 "-o",
             ])
             .arg(&trace)
@@ -326,6 +330,15 @@ fn export_writes_no_plaintext_to_disk() {
             );
         }
     }
+    let leaked: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(password))
+        .map(|l| &l[..l.len().min(200)])
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the password was written in plaintext: {leaked:#?}"
+    );
     let sealed = std::fs::read(&bundle).unwrap();
     assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
     assert!(!String::from_utf8_lossy(&sealed).contains(password));
