@@ -10,12 +10,14 @@
 
 use kopi_docka_testkit as support;
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Env, IDLE, IMAGE, docker};
+use support::tree::{self, CompareOptions};
+use support::{EngineEvents, Env, IDLE, IMAGE, LoggedChild, Signal, docker};
 
 fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "--format", format, name])
@@ -61,6 +63,7 @@ fn backup_snapshots_everything_and_restarts_in_order() {
         .assert()
         .success();
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    check_no_secret_leaks(&env, out.get_output());
     let units = report["units"].as_array().unwrap();
     assert_eq!(units.len(), 2);
     let s = units.iter().find(|u| u["name"] == stack.as_str()).unwrap();
@@ -97,7 +100,7 @@ fn backup_snapshots_everything_and_restarts_in_order() {
         "db was stopped and started"
     );
     assert!(
-        inspect(&db, "{{.State.StartedAt}}") < inspect(&web, "{{.State.StartedAt}}"),
+        support::started_at(&db) < support::started_at(&web),
         "db starts before web"
     );
     assert_eq!(inspect(&db, "{{.State.Health.Status}}"), "healthy");
@@ -283,7 +286,8 @@ fn sigterm_while_starting_still_starts_everything() {
 }
 
 /// A cold pass longer than `max-downtime-seconds` is abandoned: the unit runs again at once
-/// and the backup is reported failed.
+/// (the downtime the report and the engine show is the budget, not the time the whole
+/// snapshot would take) and the backup is reported failed.
 #[test]
 fn max_downtime_bounds_the_cold_pass() {
     if !support::docker_tests_enabled("max_downtime_bounds_the_cold_pass") {
@@ -294,6 +298,7 @@ fn max_downtime_bounds_the_cold_pass() {
         .init()
         .build();
     let name = busy_container(&env, "bounded", 600);
+    let events = EngineEvents::start(&env.prefix);
     let out = env
         .cmd(&[
             "backup",
@@ -316,6 +321,77 @@ fn max_downtime_bounds_the_cold_pass() {
     // Abandoned, not finished: no volume snapshot is a restore point.
     assert_eq!(unit["snapshots"].as_array().unwrap().len(), 0, "{unit}");
     assert!(running(&name));
+    // The budget was used up, and the unit was started right after it: stopping and starting
+    // an idle container takes well under a second, even on a loaded machine; reading the
+    // whole volume takes many.
+    let downtime = unit["downtime_seconds"].as_f64().unwrap();
+    assert!(
+        (1.0..MAX_DOWNTIME_SLACK).contains(&downtime),
+        "downtime {downtime}s for a 1s budget: {unit}"
+    );
+    let stopped = events.find(&name, "kill", events.since()).unwrap();
+    let started = events.wait_for(&name, "start", stopped.time);
+    let down = started.time.duration_since(stopped.time).unwrap();
+    assert!(
+        down.as_secs_f64() < MAX_DOWNTIME_SLACK,
+        "the engine saw the unit down for {down:?}"
+    );
+}
+
+/// The upper bound of a downtime with a 1 s budget on a loaded 2-core machine.
+const MAX_DOWNTIME_SLACK: f64 = 4.0;
+
+/// An abandoned cold pass (downtime budget exceeded, or SIGTERM) leaves nothing in the
+/// repository that `restore` could take for a point of that run: the snapshot it was taking
+/// must not be saved after the unit runs again.
+#[test]
+#[ignore = "issue 16 (1): an abandoned cold pass keeps reading in the background and saves its snapshot after the unit was started again"]
+fn an_abandoned_cold_pass_leaves_no_snapshot() {
+    if !support::docker_tests_enabled("an_abandoned_cold_pass_leaves_no_snapshot") {
+        return;
+    }
+    let env = Env::builder()
+        .extra("[backup]\nmax-downtime-seconds = 1\n")
+        .init()
+        .build();
+    let name = busy_container(&env, "abandoned", 300);
+    let out = env
+        .cmd(&[
+            "backup",
+            "--unit",
+            &name,
+            "--no-warm-pass",
+            "--scope",
+            "minimal",
+            "--json",
+        ])
+        .assert()
+        .code(1);
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert!(
+        report["units"][0]["errors"]
+            .to_string()
+            .contains("max-downtime-seconds")
+    );
+    assert_no_snapshot_of(&env, &name);
+
+    // The same after SIGTERM during the cold pass, with a budget that is not the limit.
+    env.write_config("config.toml", "");
+    let child = cold_backup_in_progress(&env, &name);
+    child.signal(Signal::TERM);
+    let out = child.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
+    assert_no_snapshot_of(&env, &name);
+}
+
+/// The repository holds no snapshot of `unit` at all.
+fn assert_no_snapshot_of(env: &Env, unit: &str) {
+    let listed = env.json(&["snapshots", "--unit", unit, "--json"]);
+    assert_eq!(
+        listed["snapshots"].as_array().unwrap().len(),
+        0,
+        "a snapshot of an interrupted or abandoned cold pass is in the repository: {listed:#}"
+    );
 }
 
 /// A run killed with SIGKILL after stopping containers leaves the journal; the next run (or
@@ -360,18 +436,27 @@ fn sigterm_during_the_cold_pass_restarts_and_exits_130() {
     }
     let env = installation();
     let name = busy_container(&env, "busy", 400);
+    let started = support::started_at(&name);
 
     let child = cold_backup_in_progress(&env, &name);
-    support::sigterm(&child);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    child.signal(Signal::TERM);
+    let out = child.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
     assert!(running(&name), "the container runs again after SIGTERM");
+    assert!(
+        support::started_at(&name) > started,
+        "it was stopped and started again"
+    );
     assert!(!env.path("state/stopped-containers.json").exists());
+}
+
+/// The stack's .env secret and the repository password are in the repository only: never in
+/// the report, the log, the run records or the cache.
+fn check_no_secret_leaks(env: &Env, output: &std::process::Output) {
+    let password = std::fs::read_to_string(env.password_file()).unwrap();
+    for secret in ["fixture-secret", password.trim()] {
+        support::assert_not_leaked(secret, output, &[&env.path("state"), &env.path("cache")]);
+    }
 }
 
 /// The run report is kept in the state dir and in the repository.
@@ -427,8 +512,22 @@ fn sigterm_while_stopping_restarts_and_exits_130() {
         .init()
         .build();
     let name = format!("{}-stubborn", env.prefix);
-    docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "2147483647"]);
-    let mut child = env.spawn(&[
+    let volume = format!("{name}-data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sleep",
+        "2147483647",
+    ]);
+    std::fs::write(volume_path(&volume).join("rows"), "data").unwrap();
+    let started = support::started_at(&name);
+    let events = EngineEvents::start(&env.prefix);
+    let child = env.spawn_logged(&[
         "backup",
         "--unit",
         &name,
@@ -436,25 +535,26 @@ fn sigterm_while_stopping_restarts_and_exits_130() {
         "--scope",
         "minimal",
     ]);
-    // The journal is written just before the first stop.
-    let journal = env.path("state/stopped-containers.json");
-    wait_until("the backup never reached the stop", || {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "backup ended before stopping anything"
-        );
-        journal.exists()
-    });
-    support::sigterm(&child);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // The engine sends the container SIGTERM first (the `kill` event); it ignores it, so the
+    // stop lasts the whole 3 s timeout: the signal comes while it is stopping.
+    let stopping = events.wait_for(&name, "kill", events.since());
+    child.signal(Signal::TERM);
+    let signalled = std::time::SystemTime::now();
+    let out = child.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
+    let died = events.wait_for(&name, "die", stopping.time);
+    assert!(
+        died.time > signalled,
+        "the signal came after the stop ended"
     );
     assert!(running(&name), "the container runs again");
-    assert!(!journal.exists());
+    assert!(
+        support::started_at(&name) > started,
+        "it was really stopped, and started again"
+    );
+    assert!(!env.path("state/stopped-containers.json").exists());
+    // Interrupted before the cold pass: nothing of it is a point.
+    assert_no_snapshot_of(&env, &name);
 }
 
 /// SIGKILL during the cold pass leaves the container down and the journal behind; the next
@@ -466,9 +566,9 @@ fn sigkill_during_the_cold_pass_is_repaired_by_the_next_run() {
     }
     let env = installation();
     let name = busy_container(&env, "killed", 400);
-    let mut child = cold_backup_in_progress(&env, &name);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let child = cold_backup_in_progress(&env, &name);
+    child.signal(Signal::KILL);
+    assert_eq!(child.finish().status.signal(), Some(9), "killed by SIGKILL");
     assert!(
         !running(&name),
         "nothing restarts a SIGKILLed run's containers by itself"
@@ -577,38 +677,56 @@ fn concurrent_backups_never_overlap() {
     let name = busy_container(&env, "slow", 300);
     let other = format!("{}-other", env.prefix);
     docker(&["run", "-d", "--name", &other, IMAGE, "sh", "-c", IDLE]);
+    let events = EngineEvents::start(&env.prefix);
 
     let first = cold_backup_in_progress(&env, &name);
-    let other_started = inspect(&other, "{{.State.StartedAt}}");
     env.cmd(&["backup", "--unit", &other])
         .assert()
         .code(11)
         .stderr(predicates::str::contains("another kopi-docka process"));
     assert_eq!(
-        inspect(&other, "{{.State.StartedAt}}"),
-        other_started,
+        events.find(&other, "kill", events.since()),
+        None,
         "the refused run stopped nothing"
     );
     assert!(
         !running(&name),
         "the refused run did not restart the first run's container"
     );
-    let waiting = env.spawn(&["backup", "--unit", &other, "--wait"]);
-    let first = first.wait_with_output().unwrap();
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let waiting = waiting.wait_with_output().unwrap();
-    assert_eq!(
-        waiting.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&waiting.stderr)
-    );
+    let waiting = env.spawn_logged(&["backup", "--unit", &other, "--wait", "--json"]);
+    let first = first.finish();
+    assert_eq!(first.status.code(), Some(0), "{}", first.stderr);
+    let waiting = waiting.finish();
+    assert_eq!(waiting.status.code(), Some(0), "{}", waiting.stderr);
     assert!(running(&name) && running(&other));
+
+    // It waited: the engine saw it stop `other` only after the first run had started `name`
+    // again and had finished.
+    let runs: Vec<Value> = std::fs::read_dir(env.path("state/runs"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    let first_report = runs
+        .iter()
+        .find(|r| r["units"][0]["name"] == name.as_str())
+        .unwrap();
+    let first_end = support::parse_time(first_report["finished_at"].as_str().unwrap());
+    let restarted = events.find(&name, "start", events.since()).unwrap();
+    let stopped_other = events.find(&other, "kill", events.since()).unwrap();
+    assert!(
+        stopped_other.time > restarted.time && stopped_other.time > first_end,
+        "the waiting run stopped {other} at {:?}, the first run started {name} again at {:?} \
+         and finished at {first_end:?}",
+        stopped_other.time,
+        restarted.time
+    );
+    let second: Value = serde_json::from_str(&waiting.stdout).unwrap();
+    assert_eq!(second["units"][0]["status"], "success", "{second}");
+    assert!(
+        waiting.stderr.contains("waiting for it"),
+        "{}",
+        waiting.stderr
+    );
 }
 
 /// An executable hook script (mode 0755) in `dir`.
@@ -742,6 +860,350 @@ fn hooks_run_in_order_and_a_failing_pre_backup_hook_stops_nothing() {
     );
 }
 
+/// The consistency promise: whatever changes after the warm pass and before the stop is in
+/// the restore point, because the cold pass looks at every file again. A pre-stop hook (it runs
+/// after the warm pass) makes every kind of change a "reuse the warm copy" or "trust the
+/// mtime" shortcut would miss; the point is then restored and compared with the data as it was
+/// while the unit was down.
+#[test]
+fn changes_between_the_warm_and_the_cold_pass_are_in_the_restore_point() {
+    if !support::docker_tests_enabled(
+        "changes_between_the_warm_and_the_cold_pass_are_in_the_restore_point",
+    ) {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-changing", env.prefix);
+    let volume = format!("{name}-data");
+    let bind = env.path("bind");
+    std::fs::create_dir(&bind).unwrap();
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        "-v",
+        &format!("{}:/bind", bind.display()),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let data = volume_path(&volume);
+    let scripts = tempfile::tempdir().unwrap();
+    let hook = data_changed_after_the_warm_pass(&data, &bind, scripts.path());
+    env.write_config(
+        "config.toml",
+        &format!("[units.\"{name}\".hooks]\npre-stop = [\"{hook}\"]\n"),
+    );
+
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    // The hook ran: the live data is the changed data.
+    assert!(data.join("new.txt").exists() && !data.join("deleted.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(data.join("set-back.txt")).unwrap(),
+        "REWRITTEN CONTNT"
+    );
+
+    let target = env.path("restored");
+    env.cmd(&[
+        "restore",
+        "--unit",
+        &name,
+        "--target-dir",
+        target.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let restored = target.join("volumes").join(&volume);
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert_eq!(read(&restored.join("new.txt")), "new\n");
+    assert!(
+        !restored.join("deleted.txt").exists(),
+        "a deleted file came back"
+    );
+    assert!(
+        !restored.join("deleted-dir").exists(),
+        "a deleted dir came back"
+    );
+    assert_eq!(read(&restored.join("same-second.txt")), "BBBBBBBB");
+    assert_eq!(read(&restored.join("fresh.txt")), "WRITTEN NOW");
+    assert_eq!(read(&restored.join("set-back.txt")), "REWRITTEN CONTNT");
+    assert_eq!(read(&restored.join("kept.txt")), "unchanged");
+    assert_eq!(read(&restored.join("many/1234")), "ROW 1234");
+    assert_eq!(read(&restored.join("many/1233")), "row 1233");
+    let restored_bind = target.join("binds").join(bind.strip_prefix("/").unwrap());
+    assert_eq!(read(&restored_bind.join("conf.txt")), "version=2");
+    // And nothing else differs: every file, mode, owner and mtime as the stopped unit had
+    // them, the volume root's 999:999 0700 included.
+    tree::assert_trees_equal(&data, &restored, &CompareOptions::default());
+    tree::assert_trees_equal(&bind, &restored_bind, &CompareOptions::default());
+    let cold_read: u64 = unit["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["files_read"].as_u64().unwrap())
+        .sum();
+    // new, same-second, fresh, set-back, many/1234, conf: read again in the cold pass; the
+    // 2,000 unchanged small files are not.
+    assert!(
+        (6..100).contains(&cold_read),
+        "the cold pass read {cold_read} files: {unit}"
+    );
+}
+
+/// A created but never started container has nothing to stop, and its volumes are backed up
+/// all the same: the point holds their data.
+#[test]
+fn volumes_of_a_never_started_container_are_in_the_point() {
+    if !support::docker_tests_enabled("volumes_of_a_never_started_container_are_in_the_point") {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-created", env.prefix);
+    let volume = format!("{name}-data");
+    docker(&[
+        "create",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let data = volume_path(&volume);
+    std::fs::create_dir(data.join("db")).unwrap();
+    std::fs::write(data.join("db/rows"), "rows of a stopped database").unwrap();
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    assert!(
+        unit["downtime_seconds"].is_null(),
+        "nothing was stopped: {unit}"
+    );
+    assert_eq!(
+        inspect(&name, "{{.State.Status}}"),
+        "created",
+        "and nothing started"
+    );
+    let parts: Vec<&Value> = unit["snapshots"].as_array().unwrap().iter().collect();
+    assert!(
+        parts
+            .iter()
+            .any(|s| s["type"] == "volume" && s["volume"] == volume.as_str()),
+        "no snapshot of {volume}: {unit}"
+    );
+    let target = env.path("restored");
+    env.cmd(&[
+        "restore",
+        "--unit",
+        &name,
+        "--target-dir",
+        target.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let restored = target.join("volumes").join(&volume);
+    assert_eq!(
+        std::fs::read_to_string(restored.join("db/rows")).unwrap(),
+        "rows of a stopped database"
+    );
+    tree::assert_trees_equal(
+        &data,
+        &restored,
+        &CompareOptions {
+            ignore_root_metadata: true,
+            ..CompareOptions::default()
+        },
+    );
+}
+
+/// The engine's events show the order: the dependent (web) is stopped completely before its
+/// dependency (db) is asked to stop, and after the cold pass web is started only once db,
+/// whose health check passes only 3 s after its start, is healthy.
+#[test]
+fn stack_stops_dependents_first_and_starts_them_after_a_slow_healthy_dependency() {
+    if !support::docker_tests_enabled(
+        "stack_stops_dependents_first_and_starts_them_after_a_slow_healthy_dependency",
+    ) {
+        return;
+    }
+    let mut env = Env::builder()
+        .extra("[backup]\nhealth-timeout-seconds = 60\n")
+        .init()
+        .build();
+    let (stack, _dir) = env.stack(
+        "services:\n  db:\n    command: [\"sh\", \"-c\", \"rm -f /tmp/ready; (sleep 3; touch /tmp/ready) & \
+         trap 'exit 0' TERM; sleep 2147483647 & wait\"]\n    healthcheck:\n      \
+         test: [\"CMD-SHELL\", \"test -f /tmp/ready\"]\n      interval: 1s\n",
+    );
+    let (db, web) = (format!("{stack}_db_1"), format!("{stack}_web_1"));
+    let events = EngineEvents::start(&env.prefix);
+    let report = env.json(&["backup", "--unit", &stack, "--scope", "minimal", "--json"]);
+    assert_eq!(report["units"][0]["status"], "success", "{report}");
+
+    let since = events.since();
+    let web_stopped = events.find(&web, "stop", since).unwrap();
+    let db_stopping = events.find(&db, "kill", since).unwrap();
+    assert!(
+        web_stopped.time <= db_stopping.time,
+        "db was asked to stop at {:?}, before web had stopped at {:?}",
+        db_stopping.time,
+        web_stopped.time
+    );
+    let db_started = events.find(&db, "start", db_stopping.time).unwrap();
+    let db_healthy = events.wait_for(&db, "health_status: healthy", db_started.time);
+    let web_started = events.find(&web, "start", web_stopped.time).unwrap();
+    let healthy_after = db_healthy.time.duration_since(db_started.time).unwrap();
+    assert!(
+        healthy_after >= Duration::from_secs(2),
+        "the health check was not slow: healthy {healthy_after:?} after the start"
+    );
+    assert!(
+        web_started.time > db_healthy.time,
+        "web started at {:?}, db was healthy only at {:?}",
+        web_started.time,
+        db_healthy.time
+    );
+    assert!(running(&db) && running(&web));
+}
+
+/// A container with `--restart always` is stopped the way the engine does not undo: it stays
+/// down for the whole cold pass (the engine starts it only when kopi-docka does, after the
+/// snapshot was saved), and its restart policy is unchanged afterwards.
+#[test]
+fn a_restart_policy_does_not_bring_the_container_back_during_the_cold_pass() {
+    if !support::docker_tests_enabled(
+        "a_restart_policy_does_not_bring_the_container_back_during_the_cold_pass",
+    ) {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-always", env.prefix);
+    let volume = format!("{name}-data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--restart",
+        "always",
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    support::fill_random(&volume_path(&volume).join("big.bin"), 64 << 20);
+    let events = EngineEvents::start(&env.prefix);
+    let out = env
+        .cmd(&[
+            "backup",
+            "--unit",
+            &name,
+            "--no-warm-pass",
+            "--scope",
+            "minimal",
+        ])
+        .assert()
+        .success();
+    let log = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let saved = log
+        .lines()
+        .find(|l| l.contains("snapshot saved") && l.contains(&volume))
+        .unwrap_or_else(|| panic!("no snapshot of {volume} in the log:\n{log}"));
+    let saved = support::parse_time(saved.split_whitespace().next().unwrap());
+    let died = events.find(&name, "die", events.since()).unwrap();
+    let starts: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| e.name == name && e.action == "start" && e.time > died.time)
+        .collect();
+    assert_eq!(starts.len(), 1, "started more than once: {starts:#?}");
+    assert!(
+        starts[0].time > saved,
+        "the engine started it at {:?}, before the cold snapshot was saved at {saved:?}",
+        starts[0].time
+    );
+    assert!(running(&name));
+    assert_eq!(
+        inspect(&name, "{{.HostConfig.RestartPolicy.Name}}"),
+        "always"
+    );
+}
+
+/// Files in `data` and `bind` before the backup, and a pre-stop hook (in `scripts`) that
+/// changes them after the warm pass in every way a shortcut could miss; returns the hook.
+fn data_changed_after_the_warm_pass(data: &Path, bind: &Path, scripts: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    // A database's volume root: its own owner and mode, which the point must keep.
+    std::os::unix::fs::chown(data, Some(999), Some(999)).unwrap();
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let write = |path: &Path, text: &str| std::fs::write(path, text).unwrap();
+    write(&data.join("kept.txt"), "unchanged");
+    write(&data.join("deleted.txt"), "deleted before the stop");
+    std::fs::create_dir(data.join("deleted-dir")).unwrap();
+    write(&data.join("deleted-dir/inner.txt"), "gone with its dir");
+    // Rewritten in the same second as its previous write: only the fraction of the mtime moves.
+    write(&data.join("same-second.txt"), "AAAAAAAA");
+    set_mtime(&data.join("same-second.txt"), "@1700000000.100000000");
+    // Rewritten right after the warm pass read it, no time set at all.
+    write(&data.join("fresh.txt"), "written now");
+    // Rewritten, then its mtime set back exactly: only the ctime tells.
+    write(&data.join("set-back.txt"), "original content");
+    set_mtime(&data.join("set-back.txt"), "@1577836800.123456789");
+    write(&bind.join("conf.txt"), "version=1");
+    // Many small files, one of them rewritten with the same size among the unchanged.
+    std::fs::create_dir(data.join("many")).unwrap();
+    for i in 0..2000 {
+        write(&data.join(format!("many/{i:04}")), &format!("row {i:04}"));
+    }
+
+    let d = data.display();
+    hook_script(
+        scripts,
+        "change-after-warm-pass",
+        &format!(
+            "set -e\n\
+             echo new > {d}/new.txt\n\
+             rm {d}/deleted.txt\n\
+             rm -r {d}/deleted-dir\n\
+             printf BBBBBBBB > {d}/same-second.txt\n\
+             touch -d @1700000000.600000000 {d}/same-second.txt\n\
+             printf 'WRITTEN NOW' > {d}/fresh.txt\n\
+             printf 'REWRITTEN CONTNT' > {d}/set-back.txt\n\
+             touch -d @1577836800.123456789 {d}/set-back.txt\n\
+             printf 'ROW 1234' > {d}/many/1234\n\
+             printf version=2 > {}/conf.txt\n",
+            bind.display()
+        ),
+    )
+}
+
+/// Sets `path`'s mtime with `touch -d` (`@seconds.fraction`).
+fn set_mtime(path: &Path, when: &str) {
+    support::run(Command::new("touch").arg("-d").arg(when).arg(path));
+}
+
+/// Where a volume's data lives on the host.
+fn volume_path(volume: &str) -> PathBuf {
+    PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        volume,
+    ]))
+}
+
 /// Polls `done` every 10 ms for up to a minute; panics with `what` when it never holds.
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_mins(1);
@@ -752,9 +1214,11 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Starts `backup --unit name --no-warm-pass --scope minimal` in the background and returns
-/// once it has stopped the container, i.e. during its cold pass.
-fn cold_backup_in_progress(env: &Env, name: &str) -> std::process::Child {
-    let mut child = env.spawn(&[
+/// once its log proves the cold pass began: the container was stopped, and then the snapshot
+/// of its volume started (the repository's own info line).
+fn cold_backup_in_progress(env: &Env, name: &str) -> LoggedChild {
+    let mut child = env.spawn_logged(&[
+        "-v",
         "backup",
         "--unit",
         name,
@@ -762,13 +1226,13 @@ fn cold_backup_in_progress(env: &Env, name: &str) -> std::process::Child {
         "--scope",
         "minimal",
     ]);
-    wait_until("the container was never stopped", || {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "backup ended before stopping anything"
-        );
-        !running(name)
+    child.wait_for_line("the container was never stopped", |l| {
+        l.contains(" stopped") && l.contains(name)
     });
+    child.wait_for_line("the cold pass never started", |l| {
+        l.contains("starting to backup")
+    });
+    assert!(!running(name), "{}", child.log());
     child
 }
 

@@ -102,10 +102,9 @@ fn a_wiped_host_comes_back_from_the_refreshed_bundle() {
     .unwrap();
 
     // Two runs: each refreshes the bundle, and only the newest is kept.
+    let mut last_run = Value::Null;
     for _ in 0..2 {
-        env.cmd(&["backup", "--unit", &stack, "--unit", &solo])
-            .assert()
-            .success();
+        last_run = env.json(&["backup", "--unit", &stack, "--unit", &solo, "--json"]);
     }
     let bundles: Vec<PathBuf> = std::fs::read_dir(env.path("bundles"))
         .unwrap()
@@ -118,6 +117,11 @@ fn a_wiped_host_comes_back_from_the_refreshed_bundle() {
         std::fs::metadata(&bundles[0]).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    check_bundle_names_the_points_of(&env, &bundle, &last_run);
+    let env_file = std::fs::read_to_string(stack_dir.join(".env")).unwrap();
+    let page = std::fs::read_to_string(stack_dir.join("html/index.html")).unwrap();
+    // The config is etc/config.toml: its password file is etc/password.
+    let repo_password = std::fs::read_to_string(env.path("etc/password")).unwrap();
 
     // A new host: no config, state, cache, containers, volumes, networks or project files.
     support::run(
@@ -155,18 +159,15 @@ fn a_wiped_host_comes_back_from_the_refreshed_bundle() {
         std::fs::read_to_string(mountpoint(&solo_volume).join("payload")).unwrap(),
         "solo data"
     );
-    assert!(stack_dir.join("html/index.html").exists());
-    assert!(stack_dir.join(".env").exists());
-    let config = env.path("etc/config.toml");
     assert_eq!(
-        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
-        0o600
+        std::fs::read_to_string(stack_dir.join("html/index.html")).unwrap(),
+        page
     );
-    let password = env.path("etc/repository.password");
     assert_eq!(
-        std::fs::metadata(&password).unwrap().permissions().mode() & 0o777,
-        0o600
+        std::fs::read_to_string(stack_dir.join(".env")).unwrap(),
+        env_file
     );
+    check_installed_config_and_password(&env, &repo_password);
     // The installed config works for the next backup, under the old host name.
     env.cmd(&["backup", "--unit", &solo]).assert().success();
 }
@@ -283,7 +284,11 @@ fn export_writes_no_plaintext_to_disk() {
                 "-f",
                 "-qq",
                 "-e",
-                "trace=open,openat,creat,rename,renameat,renameat2",
+                "trace=open,openat,creat,rename,renameat,renameat2,write,pwrite64,writev",
+                // Every byte written, so a plaintext file deleted before the end (its path
+                // gone, its content unreadable afterwards) is still seen.
+                "-s",
+                "10000000",
                 "-o",
             ])
             .arg(&trace)
@@ -325,15 +330,77 @@ fn export_writes_no_plaintext_to_disk() {
             );
         }
     }
+    let leaked: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(password))
+        .map(|l| &l[..l.len().min(200)])
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the password was written in plaintext: {leaked:#?}"
+    );
     let sealed = std::fs::read(&bundle).unwrap();
     assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
     assert!(!String::from_utf8_lossy(&sealed).contains(password));
 }
 
-/// Decrypts `bundle` with Debian's `age` and lists the tar inside. `age` reads its passphrase
-/// from the terminal only: `script` gives it one.
+/// The bundle installed the config and the repository's password, both 0600.
+fn check_installed_config_and_password(env: &Env, repo_password: &str) {
+    let config = env.path("etc/config.toml");
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let password = env.path("etc/repository.password");
+    assert_eq!(
+        std::fs::metadata(&password).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(&password).unwrap().trim(),
+        repo_password.trim()
+    );
+}
+
+/// The bundle was refreshed by the run that reported `run`: it names that run's restore points.
+fn check_bundle_names_the_points_of(env: &Env, bundle: &Path, run: &Value) {
+    let info: Value =
+        serde_json::from_str(&stock_age_file(env, bundle, "recovery-info.json")).unwrap();
+    for unit in run["units"].as_array().unwrap() {
+        let named = info["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["unit"] == unit["name"] && u["backup_id"] == unit["backup_id"]);
+        assert!(
+            named,
+            "{} of the run not in the bundle: {info:#}",
+            unit["backup_id"]
+        );
+    }
+}
+
+/// Decrypts `bundle` with Debian's `age` and lists the tar inside.
 fn stock_age_listing(env: &Env, bundle: &Path) -> String {
+    let tar = stock_age_decrypt(env, bundle);
+    let listing = support::run(Command::new("tar").arg("-tf").arg(&tar));
+    String::from_utf8_lossy(&listing.stdout).into_owned()
+}
+
+/// The file `name` from the tar inside `bundle`, decrypted with Debian's `age`.
+fn stock_age_file(env: &Env, bundle: &Path, name: &str) -> String {
+    let tar = stock_age_decrypt(env, bundle);
+    let file = support::run(Command::new("tar").arg("-xOf").arg(&tar).arg(name));
+    String::from_utf8_lossy(&file.stdout).into_owned()
+}
+
+/// Decrypts `bundle` with Debian's `age` into a tar and returns its path. `age` reads its
+/// passphrase from the terminal only: `script` gives it one.
+fn stock_age_decrypt(env: &Env, bundle: &Path) -> PathBuf {
     let tar = env.path("bundle.tar");
+    if tar.exists() {
+        std::fs::remove_file(&tar).unwrap();
+    }
     let mut age = Command::new("script")
         .args(["-qec"])
         .arg(format!("age -d -o {} {}", tar.display(), bundle.display()))
@@ -348,6 +415,5 @@ fn stock_age_listing(env: &Env, bundle: &Path) -> String {
     )
     .unwrap();
     assert!(age.wait().unwrap().success());
-    let listing = support::run(Command::new("tar").arg("-tf").arg(&tar));
-    String::from_utf8_lossy(&listing.stdout).into_owned()
+    tar
 }

@@ -152,7 +152,7 @@ kind = "telegram"
         slack = server.url("/services/T/B/C"),
     ));
     let out = env
-        .cmd(&["admin", "notification", "test"])
+        .cmd(&["-v", "admin", "notification", "test"])
         .env(
             "KD_TEST_TELEGRAM_URL",
             format!("http://{}", server.url("/bot1:abc/sendMessage?chat_id=42")),
@@ -165,10 +165,10 @@ kind = "telegram"
         6,
         "{stdout}"
     );
-    assert!(
-        !stdout.contains("TOKEN") && !stdout.contains("1:abc"),
-        "secrets printed: {stdout}"
-    );
+    // Neither on stdout nor in the (verbose) log.
+    for secret in ["TOKEN", "1:abc", "s3cret"] {
+        support::assert_not_leaked(secret, out.get_output(), &[&env.path("state")]);
+    }
 
     let webhook = server.find("/hook").json();
     assert_eq!(webhook["type"], "success");
@@ -229,7 +229,10 @@ fn failed_delivery_is_reported_without_the_secret() {
          [[notifications.targets]]\nurl = \"json://127.0.0.1:{closed}/other-secret\"\n",
         failing.url("/secret-token")
     ));
-    let out = env.cmd(&["admin", "notification", "test"]).assert().code(1);
+    let out = env
+        .cmd(&["-v", "admin", "notification", "test"])
+        .assert()
+        .code(1);
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(stdout.contains("HTTP 500"), "{stdout}");
     assert_eq!(
@@ -237,7 +240,7 @@ fn failed_delivery_is_reported_without_the_secret() {
         2,
         "{stdout}"
     );
-    assert!(!stdout.contains("secret"), "the URL leaked: {stdout}");
+    support::assert_not_leaked("secret", out.get_output(), &[&env.path("state")]);
     assert_eq!(failing.requests().len(), 1);
 }
 
@@ -463,7 +466,7 @@ on-success = true
 [[notifications.targets]]
 url = "json://{hook}"
 [[notifications.targets]]
-url = "json://127.0.0.1:{closed}/dead"
+url = "json://127.0.0.1:{closed}/dead-token-kdtest"
 [units."{bad}".hooks]
 pre-backup = ["/bin/false"]
 "#,
@@ -476,6 +479,12 @@ pre-backup = ["/bin/false"]
     let out = env.cmd(&["backup", "--unit", &good]).assert().success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("notification not delivered"), "{stderr}");
+    // The failing target's URL (its path is a token) is in no output and no record.
+    support::assert_not_leaked(
+        "dead-token-kdtest",
+        out.get_output(),
+        &[&env.path("state"), &env.path("cache")],
+    );
     let targets: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
     assert_eq!(targets, ["/ping/abc/start", "/ping/abc", "/hook"]);
     let success = server.requests()[1].clone();

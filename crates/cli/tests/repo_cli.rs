@@ -46,12 +46,13 @@ fn init_status_stats_check_and_snapshots() {
     );
     assert_eq!(mode(&env.password_file()), 0o600);
     assert_eq!(mode(&env.path("secrets")), 0o700);
-    assert_eq!(
-        std::fs::read_to_string(env.password_file())
-            .unwrap()
-            .trim()
-            .len(),
-        64
+    let password = std::fs::read_to_string(env.password_file()).unwrap();
+    assert_eq!(password.trim().len(), 64);
+    // It is in its file only: not on the terminal, not in the log, not in the state or cache.
+    support::assert_not_leaked(
+        password.trim(),
+        out.get_output(),
+        &[&env.path("state"), &env.path("cache")],
     );
 
     let status = json(
@@ -161,14 +162,43 @@ fn change_password_generates_stores_and_old_one_stops_working() {
     let env = installation();
     env.cmd(&["admin", "repo", "init"]).assert().success();
     let old = std::fs::read_to_string(env.password_file()).unwrap();
-    env.cmd(&["admin", "repo", "change-password"])
+    let out = env
+        .cmd(&["admin", "repo", "change-password"])
         .assert()
         .success()
         .stdout(predicate::str::contains("password changed and written to"));
     let new = std::fs::read_to_string(env.password_file()).unwrap();
     assert_ne!(old, new);
     assert_eq!(mode(&env.password_file()), 0o600);
+    for password in [&old, &new] {
+        support::assert_not_leaked(
+            password.trim(),
+            out.get_output(),
+            &[&env.path("state"), &env.path("cache")],
+        );
+    }
     env.cmd(&["admin", "repo", "status"]).assert().success();
+
+    // The old password opens nothing any more: neither kopi-docka nor restic.
+    std::fs::write(env.password_file(), &old).unwrap();
+    env.cmd(&["admin", "repo", "status"])
+        .assert()
+        .code(12)
+        .stderr(predicate::str::contains("wrong password"));
+    let restic = std::process::Command::new("restic")
+        .args(["--no-cache", "-r"])
+        .arg(env.repo())
+        .arg("--password-file")
+        .arg(env.password_file())
+        .args(["cat", "config"])
+        .output()
+        .unwrap();
+    assert!(
+        !restic.status.success(),
+        "restic opened the repository with the old password"
+    );
+    std::fs::write(env.password_file(), &new).unwrap();
+    support::restic(&env.repo(), &env.password_file(), ["cat", "config"]);
     let keys = std::fs::read_dir(env.repo().join("keys")).unwrap().count();
     assert_eq!(keys, 1, "the old key is gone");
 }
@@ -260,6 +290,13 @@ fn first_backup_without_config_sets_everything_up() {
     let out = run();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("FIRST RUN: created"), "{stderr}");
+    let generated =
+        std::fs::read_to_string(home.join("config/kopi-docka/repository.password")).unwrap();
+    support::assert_not_leaked(
+        generated.trim(),
+        out.get_output(),
+        &[&home.join("state"), &home.join("cache")],
+    );
     assert!(
         stderr.contains("cannot reach the container engine"),
         "{stderr}"

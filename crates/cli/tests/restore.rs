@@ -503,19 +503,12 @@ fn drill_passes_and_leaves_nothing_behind() {
     env.cmd(&["backup", "--unit", &stack]).assert().success();
     let db = format!("{stack}_db_1");
     let started = inspect(&db, "{{.State.StartedAt}}");
-    // Everything a drill creates is named `<unit>-drill-<random>...`.
+    // Everything a drill creates is named `<unit>-drill-<random>...` and labelled
+    // `kopi-docka.drill=<unit>-drill-<random>`: found by either, whatever its name; and its
+    // copies of the binds live in a `drill-*` dir of the restore work dir.
     let sandbox = format!("{stack}-drill-");
-    let leftovers = || -> Vec<String> {
-        [
-            docker(&["ps", "-a", "--format", "{{.Names}}"]),
-            docker(&["volume", "ls", "--format", "{{.Name}}"]),
-            docker(&["network", "ls", "--format", "{{.Name}}"]),
-        ]
-        .iter()
-        .flat_map(|l| l.lines().map(str::to_owned).collect::<Vec<_>>())
-        .filter(|n| n.starts_with(&sandbox))
-        .collect()
-    };
+    let work_dir = env.path("cache/restore");
+    let leftovers = || drill_leftovers(&sandbox, &work_dir);
 
     // DB_PASSWORD comes from the recipe's .env; DATABASE_URL has no env file entry.
     env.cmd(&["restore", "--drill", "--unit", &stack])
@@ -548,13 +541,69 @@ fn drill_passes_and_leaves_nothing_behind() {
     assert_eq!(
         leftovers(),
         Vec::<String>::new(),
-        "the drill left something on the engine"
+        "the drill left something behind"
     );
     assert_eq!(
         inspect(&db, "{{.State.StartedAt}}"),
         started,
         "production untouched"
     );
+}
+
+/// What a drill of sandbox `<unit>-drill-` left: engine objects by name or by label, and
+/// sandbox dirs (its bind copies) in the restore work dir.
+fn drill_leftovers(sandbox: &str, work_dir: &Path) -> Vec<String> {
+    let labelled = "label=kopi-docka.drill";
+    let mut found: Vec<String> = [
+        docker(&["ps", "-a", "--format", "{{.Names}}"]),
+        docker(&["volume", "ls", "--format", "{{.Name}}"]),
+        docker(&["network", "ls", "--format", "{{.Name}}"]),
+    ]
+    .iter()
+    .flat_map(|l| l.lines().map(str::to_owned).collect::<Vec<_>>())
+    .filter(|n| n.starts_with(sandbox))
+    .collect();
+    for list in [
+        docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            labelled,
+            "--format",
+            "{{.Names}} {{.Labels}}",
+        ]),
+        docker(&[
+            "volume",
+            "ls",
+            "--filter",
+            labelled,
+            "--format",
+            "{{.Name}} {{.Labels}}",
+        ]),
+        docker(&[
+            "network",
+            "ls",
+            "--filter",
+            labelled,
+            "--format",
+            "{{.Name}} {{.Labels}}",
+        ]),
+    ] {
+        found.extend(
+            list.lines()
+                .filter(|l| l.contains(&format!("kopi-docka.drill={sandbox}")))
+                .map(|l| format!("labelled: {l}")),
+        );
+    }
+    if let Ok(entries) = std::fs::read_dir(work_dir) {
+        found.extend(
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("drill-"))
+                .map(|n| format!("sandbox dir: {n}")),
+        );
+    }
+    found
 }
 
 /// Each wrong selector fails with exit code 2 (1 for a point without a recipe), names what

@@ -220,9 +220,25 @@ fn kopi_docka_configs_are_mapped_and_the_rest_is_named() {
         ],
     )
     .assert()
-    .success();
+    .success()
+    .stderr(predicates::str::contains("not carried over: kopia_params"));
     assert_eq!(mode(&dir.join("etc/config.toml")), 0o600);
+    // What was written is what was shown: every mapped value, every note.
+    let written = std::fs::read_to_string(dir.join("etc/config.toml")).unwrap();
+    assert_eq!(written.trim_end(), text.trim_end());
     cmd(dir, &["admin", "config", "validate"])
         .assert()
         .success();
+    let shown = cmd(dir, &["admin", "config", "show"]).assert().success();
+    let shown = String::from_utf8_lossy(&shown.get_output().stdout).into_owned();
+    for expect in [
+        "keep-daily = 10",
+        "stop-timeout-seconds = 45",
+        "scope = \"minimal\"",
+    ] {
+        assert!(
+            shown.contains(expect),
+            "`{expect}` not in the loaded config:\n{shown}"
+        );
+    }
 }

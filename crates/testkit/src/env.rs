@@ -6,6 +6,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::docker::{DockerResources, unique_prefix};
+use crate::process::LoggedChild;
 
 /// The real `kopi-docka` binary with an environment that does not leak the developer's config,
 /// engine settings or DR passphrase into the test.
@@ -117,6 +118,18 @@ impl Env {
         cmd
     }
 
+    /// `<wrapper...> kopi-docka <args>` on this installation: the binary run by another
+    /// program (`unshare`, `setpriv`, `strace`), with the same isolated environment.
+    pub fn cmd_via(&self, wrapper: &[&str], args: &[&str]) -> assert_cmd::Command {
+        let (program, rest) = wrapper.split_first().expect("a wrapper program");
+        let mut cmd = Command::new(program);
+        cmd.args(rest).arg(binary());
+        isolate(&mut cmd);
+        installation(&mut cmd, &self.config, self.dir.path());
+        cmd.args(args);
+        assert_cmd::Command::from_std(cmd)
+    }
+
     /// `kopi-docka <args>` with another config file of this installation.
     pub fn cmd_with(&self, config: &str, args: &[&str]) -> assert_cmd::Command {
         let mut cmd = kopi_docka_at(&self.path(config), self.dir.path());
@@ -141,6 +154,15 @@ impl Env {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
+    }
+
+    /// `kopi-docka <args>` in the background with its stderr read as it comes (wait for the
+    /// log line that proves a phase began with [`LoggedChild::wait_for_line`]).
+    pub fn spawn_logged(&self, args: &[&str]) -> LoggedChild {
+        let mut cmd = Command::new(binary());
+        isolate(&mut cmd);
+        installation(&mut cmd, &self.config, self.dir.path());
+        LoggedChild::spawn(cmd.args(args))
     }
 
     /// Writes a config file `name` for this installation's repository, with `extra` after the

@@ -40,3 +40,41 @@ pub fn fill_random(path: &Path, bytes: usize) {
         file.write_all(&block).unwrap();
     }
 }
+
+/// Panics when `secret` shows in a command's stdout or stderr, or in any file below `dirs`
+/// (state, cache, logs): a leak check that reads only stdout misses the log and the files a
+/// run leaves behind.
+pub fn assert_not_leaked(secret: &str, output: &std::process::Output, dirs: &[&Path]) {
+    assert!(!secret.is_empty(), "an empty secret is found everywhere");
+    for (name, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(secret), "the secret is in {name}:\n{text}");
+    }
+    for dir in dirs {
+        let found = files_containing(dir, secret.as_bytes());
+        assert!(found.is_empty(), "the secret is in {found:?}");
+    }
+}
+
+/// Regular files below `dir` (symlinks not followed) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if meta.is_file()
+            && std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}

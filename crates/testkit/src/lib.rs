@@ -5,6 +5,9 @@
 //! - [`docker`]: real Docker resources named `kdtest-<random>-...` that are removed on drop,
 //!   even when the test panics. Docker tests run only with `KOPI_DOCKA_DOCKER_TESTS=1` (the
 //!   README's test command sets it); with the switch on, an unreachable engine FAILS the test.
+//! - [`events`]: the engine's events for a test's containers, read while the test runs, and
+//!   its times parsed (orders are checked from timestamps, never from string comparison).
+//! - [`process::LoggedChild`]: a background run whose log lines a test can wait for.
 //! - [`tree`]: a tree holding every file kind and metadata aspect a restore must reproduce, and
 //!   a comparison that lists every difference.
 //!
@@ -18,11 +21,13 @@
 
 pub mod docker;
 mod env;
+pub mod events;
 pub mod files;
 pub mod process;
 pub mod tree;
 
 pub use docker::{DockerResources, IDLE, IMAGE, docker, docker_tests_enabled, unique_prefix};
 pub use env::{Env, EnvBuilder, kopi_docka, kopi_docka_at};
-pub use files::{copy_fixture, fill_random, write_private};
-pub use process::{restic, run, sigterm};
+pub use events::{EngineEvents, Event, parse_time, started_at};
+pub use files::{assert_not_leaked, copy_fixture, files_containing, fill_random, write_private};
+pub use process::{Finished, LoggedChild, Signal, restic, run, sigterm};
