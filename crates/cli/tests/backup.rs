@@ -345,7 +345,6 @@ const MAX_DOWNTIME_SLACK: f64 = 4.0;
 /// repository that `restore` could take for a point of that run: the snapshot it was taking
 /// must not be saved after the unit runs again.
 #[test]
-#[ignore = "issue 16 (1): an abandoned cold pass keeps reading in the background and saves its snapshot after the unit was started again"]
 fn an_abandoned_cold_pass_leaves_no_snapshot() {
     if !support::docker_tests_enabled("an_abandoned_cold_pass_leaves_no_snapshot") {
         return;
