@@ -9,9 +9,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{self, ConfigError, Environment, LoadedConfig};
-use crate::lock::LockMode;
 use crate::progress::ProgressSink;
-use crate::repo::{Password, Repo, RepoError, RepoSettings, SnapshotFilter, write_password_file};
+use crate::repo::{
+    Password, Repo, RepoError, RepoSettings, SnapshotFilter, WriteRepo, write_password_file,
+};
 
 /// A step of the bootstrap failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,13 +112,13 @@ pub async fn connect_or_init(
     settings: RepoSettings,
     progress: Arc<dyn ProgressSink>,
 ) -> Result<(RepositoryAction, usize), RepoError> {
-    match Repo::open(settings.clone(), LockMode::Shared, progress.clone()).await {
+    match Repo::open(settings.clone(), progress.clone()).await {
         Ok(repo) => {
             let count = repo.snapshots(SnapshotFilter::default()).await?.len();
             Ok((RepositoryAction::Connected, count))
         }
         Err(RepoError::NotFound { .. }) => {
-            Repo::init(settings, progress).await?;
+            WriteRepo::init(settings, progress).await?;
             Ok((RepositoryAction::Created, 0))
         }
         Err(error) => Err(error),
@@ -243,7 +244,7 @@ pub async fn init_repository(
         write_password(path, &password)?;
         created = Some(path.clone());
     }
-    if let Err(error) = Repo::init(settings, progress).await {
+    if let Err(error) = WriteRepo::init(settings, progress).await {
         if let Some(path) = &created
             && let Err(error) = std::fs::remove_file(path)
         {
@@ -287,7 +288,7 @@ pub async fn first_run(
     write_config(&config_path, &text)?;
     let loaded = config::load(Some(&config_path), env)?;
     let settings = RepoSettings::from_config(&loaded)?;
-    match Repo::init(settings, progress).await {
+    match WriteRepo::init(settings, progress).await {
         Ok(_) | Err(RepoError::AlreadyExists { .. }) => {}
         Err(error) => return Err(error.into()),
     }

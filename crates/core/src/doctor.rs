@@ -206,13 +206,7 @@ async fn repo_check(loaded: &LoadedConfig, checks: &mut Vec<Check>) -> Option<Re
         }
     };
     let location = settings.location.to_string();
-    match Repo::open(
-        settings,
-        LockMode::Shared,
-        Arc::new(crate::progress::Silent),
-    )
-    .await
-    {
+    match Repo::open(settings, Arc::new(crate::progress::Silent)).await {
         Ok(repo) => {
             checks.push(check(
                 "repository",

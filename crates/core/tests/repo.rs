@@ -14,11 +14,10 @@ use std::process::Command;
 use std::sync::Arc;
 
 use kopi_docka_core::config::{RepositoryLocation, RetentionConfig};
-use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::progress::Silent;
 use kopi_docka_core::repo::{
     BackupId, Part, Pass, PasswordSource, Repo, RepoError, RepoSettings, RestoreMode, Scope,
-    SnapshotFilter, SnapshotMeta, UnitRef, backend_spec,
+    SnapshotFilter, SnapshotMeta, UnitRef, WriteRepo, backend_spec,
 };
 use kopi_docka_core::unit::{UnitKind, UnitName};
 use support::tree::{self, CompareOptions};
@@ -56,14 +55,18 @@ impl Fixture {
         self.path("repo")
     }
 
-    async fn init(&self) -> Repo {
-        Repo::init(self.settings.clone(), Arc::new(Silent))
+    async fn init(&self) -> WriteRepo {
+        WriteRepo::init(self.settings.clone(), Arc::new(Silent))
             .await
             .unwrap()
     }
 
-    async fn open(&self, mode: LockMode) -> Result<Repo, RepoError> {
-        Repo::open(self.settings.clone(), mode, Arc::new(Silent)).await
+    async fn open(&self) -> Result<Repo, RepoError> {
+        Repo::open(self.settings.clone(), Arc::new(Silent)).await
+    }
+
+    async fn open_write(&self) -> Result<WriteRepo, RepoError> {
+        WriteRepo::open(self.settings.clone(), Arc::new(Silent)).await
     }
 
     fn restic(&self, args: &[&str]) -> std::process::Output {
@@ -222,7 +225,7 @@ async fn we_read_a_repository_written_by_restic() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let repo = fx.open(LockMode::Exclusive).await.unwrap();
+    let repo = fx.open_write().await.unwrap();
     assert!(
         repo.snapshots(SnapshotFilter::default())
             .await
@@ -373,9 +376,9 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let repo = fx.open(LockMode::Exclusive).await.unwrap();
+    let repo = fx.open_write().await.unwrap();
     let now: jiff::Timestamp = "2026-11-06T00:00:00Z".parse().unwrap();
-    let dry = repo.forget(now, true).await.unwrap();
+    let dry = repo.retention_plan(now).await.unwrap();
     assert_eq!(dry.removed, 0);
     assert_eq!(
         repo.snapshots(SnapshotFilter::default())
@@ -385,7 +388,7 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
         11,
         "dry run removes nothing"
     );
-    let report = repo.forget(now, false).await.unwrap();
+    let report = repo.forget(now).await.unwrap();
     // keep-last 2: 05 12:00, 05 00:00; keep-daily 3: newest of 05, 04, 03.
     let expected: Vec<String> = ["d5h12", "d5h0", "d4h12", "d3h12"]
         .iter()
@@ -412,7 +415,7 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
         !others.iter().any(|s| s.meta.backup_id.as_str() == "x1"),
         "an old point is not kept for having a path of its own"
     );
-    let prune = repo.prune(false).await.unwrap();
+    let prune = repo.prune().await.unwrap();
     assert!(!prune.dry_run);
     drop(repo);
     let foreign = fx.restic(&["snapshots", "--json", "--tag", "manual"]);
@@ -480,7 +483,7 @@ async fn retention_counts_whole_points_and_drops_warm_copies() {
         ids
     };
     let now: jiff::Timestamp = "2026-11-03T00:00:00Z".parse().unwrap();
-    let report = repo.forget(now, false).await.unwrap();
+    let report = repo.forget(now).await.unwrap();
     assert_eq!(
         report.removed, 1,
         "only the warm copy: {:?}",
@@ -503,7 +506,7 @@ async fn retention_counts_whole_points_and_drops_warm_copies() {
     )
     .await;
     let now: jiff::Timestamp = "2026-11-04T00:00:00Z".parse().unwrap();
-    let report = repo.forget(now, false).await.unwrap();
+    let report = repo.forget(now).await.unwrap();
     assert_eq!(report.removed, 4, "{:?}", report.decisions);
     assert_eq!(
         ids(repo.snapshots(SnapshotFilter::default()).await.unwrap()),
@@ -515,7 +518,7 @@ async fn retention_counts_whole_points_and_drops_warm_copies() {
 async fn bad_inputs_fail_clearly_and_change_nothing() {
     // Missing repository.
     let fx = Fixture::new();
-    let err = fx.open(LockMode::Shared).await.unwrap_err();
+    let err = fx.open().await.unwrap_err();
     assert!(matches!(err, RepoError::NotFound { .. }), "{err}");
     assert!(
         err.to_string().contains("kopi-docka admin repo init"),
@@ -525,9 +528,9 @@ async fn bad_inputs_fail_clearly_and_change_nothing() {
 
     // Location is a file.
     std::fs::write(fx.repo_dir(), "not a repo").unwrap();
-    let err = fx.open(LockMode::Shared).await.unwrap_err();
+    let err = fx.open().await.unwrap_err();
     assert!(err.to_string().contains("is a file"), "{err}");
-    let err = Repo::init(fx.settings.clone(), Arc::new(Silent))
+    let err = WriteRepo::init(fx.settings.clone(), Arc::new(Silent))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("is a file"), "{err}");
@@ -539,7 +542,7 @@ async fn bad_inputs_fail_clearly_and_change_nothing() {
 
     // Init twice.
     drop(fx.init().await);
-    let err = Repo::init(fx.settings.clone(), Arc::new(Silent))
+    let err = WriteRepo::init(fx.settings.clone(), Arc::new(Silent))
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::AlreadyExists { .. }), "{err}");
@@ -550,16 +553,14 @@ async fn bad_inputs_fail_clearly_and_change_nothing() {
     std::fs::write(&pw, "wrong").unwrap();
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     wrong.password = PasswordSource::File(pw.clone());
-    let err = Repo::open(wrong.clone(), LockMode::Shared, Arc::new(Silent))
+    let err = Repo::open(wrong.clone(), Arc::new(Silent))
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::WrongPassword { .. }), "{err}");
 
     // Password file readable by others.
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = Repo::open(wrong, LockMode::Shared, Arc::new(Silent))
-        .await
-        .unwrap_err();
+    let err = Repo::open(wrong, Arc::new(Silent)).await.unwrap_err();
     assert!(
         err.to_string()
             .contains(&format!("chmod 600 {}", pw.display())),
@@ -572,8 +573,8 @@ async fn bad_inputs_fail_clearly_and_change_nothing() {
     );
 
     // A writer excludes everyone else.
-    let writer = fx.open(LockMode::Exclusive).await.unwrap();
-    let err = fx.open(LockMode::Shared).await.unwrap_err();
+    let writer = fx.open_write().await.unwrap();
+    let err = fx.open().await.unwrap_err();
     assert!(matches!(err, RepoError::Lock(_)), "{err}");
     drop(writer);
 }
@@ -606,7 +607,7 @@ async fn check_finds_a_corrupted_pack() {
     std::fs::set_permissions(pack, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(pack, &bytes).unwrap();
 
-    let repo = fx.open(LockMode::Shared).await.unwrap();
+    let repo = fx.open().await.unwrap();
     let report = repo.check(Some(100.0)).await.unwrap();
     assert!(!report.ok, "{report:?}");
     assert!(
@@ -642,21 +643,19 @@ async fn change_password_keeps_the_repository_reachable() {
         std::fs::read_to_string(fx.path("password")).unwrap(),
         "a new secret\n"
     );
-    let repo = fx.open(LockMode::Shared).await.unwrap();
+    let repo = fx.open().await.unwrap();
     drop(repo);
     let mut with_old = fx.settings.clone();
     let old_file = fx.path("old-password");
     std::fs::write(&old_file, old).unwrap();
     std::fs::set_permissions(&old_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     with_old.password = PasswordSource::File(old_file);
-    let err = Repo::open(with_old, LockMode::Shared, Arc::new(Silent))
-        .await
-        .unwrap_err();
+    let err = Repo::open(with_old, Arc::new(Silent)).await.unwrap_err();
     assert!(
         matches!(err, RepoError::WrongPassword { .. }),
         "old password no longer opens: {err}"
     );
-    let repo = fx.open(LockMode::Shared).await.unwrap();
+    let repo = fx.open().await.unwrap();
     let stats = repo.stats().await.unwrap();
     assert_eq!(stats.version, 2);
 }

@@ -8,7 +8,6 @@ use anyhow::{Context as _, bail};
 use kopi_docka_core::dr::export::ExportReport;
 use kopi_docka_core::dr::import::ImportRequest;
 use kopi_docka_core::dr::{self, ExportOptions, ImportOutcome, ImportReport, Passphrase};
-use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{Repo, RepoSettings};
 use serde::Serialize;
 
@@ -38,7 +37,7 @@ async fn export(
 ) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
     let settings = RepoSettings::from_config(&loaded)?;
-    let repo = Repo::open(settings, LockMode::Shared, Arc::new(CliProgress::new())).await?;
+    let repo = Repo::open(settings, Arc::new(CliProgress::new())).await?;
     let options = ExportOptions {
         include_ssh_key: args.include_ssh_key,
     };

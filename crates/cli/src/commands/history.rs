@@ -4,7 +4,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use kopi_docka_core::history::{self, RunRecord};
-use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{Repo, RepoSettings};
 use serde::Serialize;
 
@@ -74,7 +73,6 @@ pub async fn run(
         );
         let repo = Repo::open(
             RepoSettings::from_config(&loaded)?,
-            LockMode::Shared,
             Arc::new(kopi_docka_core::progress::Silent),
         )
         .await?;

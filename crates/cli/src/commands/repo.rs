@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use kopi_docka_core::bootstrap;
-use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{
     CheckReport, ForgetReport, PASSWORD_ENV, Password, PasswordSource, PruneReport, Repo,
-    RepoSettings, RepoStats, SnapshotFilter,
+    RepoSettings, RepoStats, SnapshotFilter, WriteRepo,
 };
 use serde::Serialize;
 
@@ -36,8 +35,12 @@ pub async fn run(
     }
 }
 
-async fn open(settings: RepoSettings, mode: LockMode) -> anyhow::Result<Repo> {
-    Ok(Repo::open(settings, mode, Arc::new(CliProgress::new())).await?)
+async fn open(settings: RepoSettings) -> anyhow::Result<Repo> {
+    Ok(Repo::open(settings, Arc::new(CliProgress::new())).await?)
+}
+
+async fn open_write(settings: RepoSettings) -> anyhow::Result<WriteRepo> {
+    Ok(WriteRepo::open(settings, Arc::new(CliProgress::new())).await?)
 }
 
 /// A repository created.
@@ -97,7 +100,7 @@ impl Render for StatusReport {
 }
 
 async fn status(settings: RepoSettings, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let repo = open(settings, LockMode::Shared).await?;
+    let repo = open(settings).await?;
     let snapshots = repo.snapshots(SnapshotFilter::default()).await?;
     let units: std::collections::BTreeSet<_> = snapshots
         .iter()
@@ -119,7 +122,7 @@ async fn check(
     args: &CheckArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let repo = open(settings, LockMode::Shared).await?;
+    let repo = open(settings).await?;
     let report = repo.check(args.read_data_subset).await?;
     printer.report(&report)?;
     Ok(if report.ok {
@@ -181,14 +184,14 @@ async fn prune(
     args: &PruneArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let mode = if args.dry_run {
-        LockMode::Shared
+    let now = jiff::Timestamp::now();
+    let (forget, prune) = if args.dry_run {
+        let repo = open(settings).await?;
+        (repo.retention_plan(now).await?, repo.prune_plan().await?)
     } else {
-        LockMode::Exclusive
+        let repo = open_write(settings).await?;
+        (repo.forget(now).await?, repo.prune().await?)
     };
-    let repo = open(settings, mode).await?;
-    let forget = repo.forget(jiff::Timestamp::now(), args.dry_run).await?;
-    let prune = repo.prune(args.dry_run).await?;
     printer.report(&PruneOutput { forget, prune })?;
     Ok(ExitCode::Ok)
 }
@@ -212,7 +215,7 @@ async fn change_password(
         ),
     };
     let source = settings.password.to_string();
-    let repo = open(settings, LockMode::Exclusive).await?;
+    let repo = open_write(settings).await?;
     repo.change_password(new, stored_in.clone()).await?;
     printer.report(&PasswordChanged { stored_in, source })?;
     Ok(ExitCode::Ok)
@@ -243,7 +246,7 @@ impl Render for PasswordChanged {
 }
 
 async fn stats(settings: RepoSettings, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let repo = open(settings, LockMode::Shared).await?;
+    let repo = open(settings).await?;
     printer.report(&repo.stats().await?)?;
     Ok(ExitCode::Ok)
 }

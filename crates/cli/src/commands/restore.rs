@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use kopi_docka_core::docker::Engine;
-use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
 use kopi_docka_core::restore::{
@@ -45,12 +44,7 @@ pub async fn run(
     } else {
         None
     };
-    let repo = Repo::open(
-        repo_settings,
-        LockMode::Shared,
-        Arc::new(CliProgress::new()),
-    )
-    .await?;
+    let repo = Repo::open(repo_settings, Arc::new(CliProgress::new())).await?;
     let points = restore::group(&repo.snapshots(SnapshotFilter::default()).await?);
     let point = select_point(&points, args, &this_host, interactive, printer)?;
     let only = if args.only.is_empty() && interactive && args.unit.is_none() {

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use kopi_docka_core::lock::LockMode;
 use kopi_docka_core::repo::{Part, Pass, Repo, RepoSettings, SnapshotFilter, SnapshotInfo};
 use kopi_docka_core::restore::{self, RestorePoint};
 use serde::Serialize;
@@ -34,7 +33,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
     let settings = RepoSettings::from_config(&loaded)?;
-    let repo = Repo::open(settings, LockMode::Shared, Arc::new(CliProgress::new())).await?;
+    let repo = Repo::open(settings, Arc::new(CliProgress::new())).await?;
     let filter = SnapshotFilter {
         host: args.host.clone(),
         unit: args.unit.clone(),

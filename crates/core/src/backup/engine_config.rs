@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::repo::{BackupId, Part, Repo, Scope, SnapshotMeta};
+use crate::repo::{BackupId, Part, Scope, SnapshotMeta, WriteRepo};
 
 use super::report::SnapshotRecord;
 
@@ -15,7 +15,7 @@ pub const DOCKER_CONFIG_FILES: &[&str] = &[
 /// Snapshots the engine's configuration ([`DOCKER_CONFIG_FILES`], those that exist) once per
 /// run. `Ok(None)` when none exists.
 pub async fn backup_docker_config(
-    repo: &Repo,
+    repo: &WriteRepo,
     staging_dir: &Path,
     backup_id: &BackupId,
 ) -> Result<Option<SnapshotRecord>, String> {

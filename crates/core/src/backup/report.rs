@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::repo::{BackupId, Part, Repo, Scope, SnapshotMeta};
+use crate::repo::{BackupId, Part, Scope, SnapshotMeta, WriteRepo};
 use crate::state::StateDir;
 use crate::unit::{CoverageSummary, Unit, UnitKind};
 
@@ -92,7 +92,7 @@ pub struct RunReport {
 /// snapshot in the repository, so the history survives the loss of the host. Returns what
 /// could not be saved.
 pub async fn save_run(
-    repo: &Repo,
+    repo: &WriteRepo,
     state_dir: &StateDir,
     staging_dir: &Path,
     report: &RunReport,

@@ -19,10 +19,10 @@ use crate::config::{ConfigError, LoadedConfig};
 use crate::docker::{DockerError, Engine};
 use crate::durable::error_chain;
 use crate::error::{Class, classify};
-use crate::lock::{LockError, LockMode};
+use crate::lock::LockError;
 use crate::monitor::{self, Ping};
 use crate::progress::ProgressSink;
-use crate::repo::{Repo, RepoError, RepoSettings, Scope};
+use crate::repo::{RepoError, RepoSettings, Scope, WriteRepo};
 use crate::unit::{self, ContainerState, CoverageEntry, MountRules, Unit, UnitKind};
 
 /// What a run does, resolved from the configuration and the command line.
@@ -238,7 +238,7 @@ async fn run_units(
     // Preflight before anything stops: room to stage recipes, the repository reachable, the
     // password right, and no other kopi-docka writing to it.
     check_staging_space(&backup.staging_dir)?;
-    let repo = Repo::open(repo_settings, LockMode::Exclusive, progress).await?;
+    let repo = WriteRepo::open(repo_settings, progress).await?;
 
     let mut reports = Vec::new();
     for unit in units {

@@ -34,7 +34,9 @@ use crate::config::HookPoint;
 use crate::docker::Engine;
 use crate::hooks::HookContext;
 use crate::lock::journal::Journal;
-use crate::repo::{BackupId, Cancel, Part, Pass, Repo, RepoError, Scope, SnapshotMeta, UnitRef};
+use crate::repo::{
+    BackupId, Cancel, Part, Pass, RepoError, Scope, SnapshotMeta, UnitRef, WriteRepo,
+};
 use crate::stop::StoppedUnit;
 use crate::unit::{ContainerState, Coverage, Unit, UnitKind};
 
@@ -45,7 +47,7 @@ use super::{BackupSettings, Interrupt, new_backup_id, recipe};
 /// refuses to start it (then the journal keeps it for the next run, and the report says so).
 pub async fn backup_unit(
     engine: &Engine,
-    repo: &Repo,
+    repo: &WriteRepo,
     journal: &Journal,
     unit: &Unit,
     settings: &BackupSettings,
@@ -59,7 +61,7 @@ pub async fn backup_unit(
 
 async fn backup_unit_timed(
     engine: &Engine,
-    repo: &Repo,
+    repo: &WriteRepo,
     journal: &Journal,
     unit: &Unit,
     settings: &BackupSettings,
@@ -179,7 +181,7 @@ async fn backup_unit_timed(
 /// Writes the point's marker when every planned part (recipe and networks unless the scope is
 /// minimal, each source) was saved; the report says whether the point is complete.
 async fn commit_point(
-    repo: &Repo,
+    repo: &WriteRepo,
     unit: &Unit,
     backup_id: &BackupId,
     settings: &BackupSettings,
@@ -210,7 +212,7 @@ async fn commit_point(
 /// Snapshots every source while the unit runs (tagged `pass=warm`), so the cold pass reads
 /// only what changed. SIGINT/SIGTERM abandons the snapshot in progress.
 async fn warm_pass(
-    repo: &Repo,
+    repo: &WriteRepo,
     sources: &mut [Source],
     meta: &impl Fn(Part) -> SnapshotMeta,
     interrupt: &Interrupt,
@@ -288,7 +290,7 @@ struct MarkerPart<'a> {
 /// Writes the marker that makes the point complete: a snapshot of `point.json`, tagged
 /// `type=point` with the number of parts.
 async fn write_marker(
-    repo: &Repo,
+    repo: &WriteRepo,
     unit: &Unit,
     backup_id: &BackupId,
     settings: &BackupSettings,
@@ -374,7 +376,7 @@ async fn finish(
 )]
 async fn stop_snapshot_restart(
     engine: &Engine,
-    repo: &Repo,
+    repo: &WriteRepo,
     journal: &Journal,
     unit: &Unit,
     settings: &BackupSettings,
@@ -440,7 +442,7 @@ async fn stop_snapshot_restart(
 /// Stages and snapshots the recipe and networks; errors go into the report.
 async fn recipe_step(
     engine: &Engine,
-    repo: &Repo,
+    repo: &WriteRepo,
     unit: &Unit,
     backup_id: &BackupId,
     settings: &BackupSettings,
@@ -485,7 +487,7 @@ async fn hooks(
         .map_err(|e| e.to_string())
 }
 
-async fn forget_warm(repo: &Repo, sources: &[Source], report: &mut UnitReport) {
+async fn forget_warm(repo: &WriteRepo, sources: &[Source], report: &mut UnitReport) {
     let warm_ids: Vec<String> = sources.iter().filter_map(|s| s.warm.clone()).collect();
     if warm_ids.is_empty() {
         return;
@@ -577,7 +579,7 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
 
 async fn stage_and_snapshot(
     engine: &Engine,
-    repo: &Repo,
+    repo: &WriteRepo,
     unit: &Unit,
     backup_id: &BackupId,
     staging: &Path,
@@ -606,7 +608,7 @@ async fn stage_and_snapshot(
 /// The cold pass, bounded by the downtime budget and the interrupt. Returns the snapshots
 /// taken, the errors, and whether it was interrupted.
 async fn cold_pass(
-    repo: &Repo,
+    repo: &WriteRepo,
     sources: &[Source],
     meta: &impl Fn(Part) -> SnapshotMeta,
     budget: Duration,

@@ -17,7 +17,6 @@ use super::{DrError, InstallFile, Passphrase, RecoveryInfo};
 use crate::backup::Interrupt;
 use crate::config::{self, ConfigError, Environment, LoadedConfig};
 use crate::docker::{DockerError, Engine};
-use crate::lock::LockMode;
 use crate::progress::ProgressSink;
 use crate::repo::{BackupId, Repo, RepoError, RepoSettings, SnapshotFilter};
 use crate::restore::{self, RestoreOutcome};
@@ -97,7 +96,7 @@ impl ImportPlan {
         super::install(&mut self.files, &stamp)?;
         let loaded = config::load(Some(&self.config_path), env)?;
         let settings = RepoSettings::from_config(&loaded)?;
-        let repo = Repo::open(settings, LockMode::Shared, progress).await?;
+        let repo = Repo::open(settings, progress).await?;
         Ok(Installed {
             info: self.info,
             files: self.files,

@@ -184,9 +184,6 @@ pub enum RepoError {
         /// Why.
         reason: String,
     },
-    /// A write was attempted through a handle opened for reading.
-    #[error("internal error: {0} needs the repository opened for writing")]
-    ReadOnly(&'static str),
     /// A snapshot was abandoned through its [`Cancel`]; nothing was saved.
     #[error("the snapshot was abandoned before it was saved")]
     Cancelled,
@@ -427,13 +424,13 @@ pub struct RepoStats {
     pub blobs: u64,
 }
 
-/// An open repository. Cheap to clone; the lock is released when the last clone drops.
+/// An open repository, for reading ([`WriteRepo`] writes). Cheap to clone; the lock is
+/// released when the last clone drops.
 #[derive(Debug, Clone)]
 pub struct Repo {
     settings: Arc<RepoSettings>,
     inner: Arc<Repository<OpenStatus>>,
     progress: Arc<dyn ProgressSink>,
-    mode: LockMode,
     _lock: Arc<Lock>,
 }
 
@@ -447,13 +444,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Repo {
-    /// Opens the repository, taking the lock in `mode`.
+    /// Opens the repository for reading, sharing its lock with other readers.
     pub async fn open(
         settings: RepoSettings,
-        mode: LockMode,
         progress: Arc<dyn ProgressSink>,
     ) -> Result<Self, RepoError> {
-        blocking(move || Self::open_blocking(settings, mode, progress)).await
+        blocking(move || Self::open_blocking(settings, LockMode::Shared, progress)).await
     }
 
     fn open_blocking(
@@ -483,60 +479,8 @@ impl Repo {
             settings: Arc::new(settings),
             inner: Arc::new(inner),
             progress,
-            mode,
             _lock: Arc::new(lock),
         })
-    }
-
-    /// Creates a new repository (refusing to touch an existing one) and opens it for writing.
-    pub async fn init(
-        settings: RepoSettings,
-        progress: Arc<dyn ProgressSink>,
-    ) -> Result<Self, RepoError> {
-        blocking(move || {
-            let lock = lock(&settings, LockMode::Exclusive)?;
-            if let RepositoryLocation::Local(path) = &settings.location {
-                check_local_location(path, true)?;
-                crate::durable::create_dir_all(path, 0o700).map_err(|source| RepoError::Io {
-                    operation: "creating",
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-            let password = settings.password.read()?;
-            let repo = unopened(&settings, progress.clone())?;
-            if repo
-                .config_id()
-                .map_err(engine("reading the location"))?
-                .is_some()
-            {
-                return Err(RepoError::AlreadyExists {
-                    location: settings.location.to_string(),
-                });
-            }
-            // rustic_core's own 32 MiB doubles what a backup holds in packs being filled and
-            // written.
-            let mut config =
-                ConfigOptions::default().set_datapack_size(bytesize::ByteSize::mib(DATA_PACK_MIB));
-            if settings.compression != 0 {
-                config = config.set_compression(settings.compression);
-            }
-            let inner = repo
-                .init(
-                    &Credentials::password(password.expose()),
-                    &key_options(&settings),
-                    &config,
-                )
-                .map_err(engine("creating the repository"))?;
-            Ok(Self {
-                settings: Arc::new(settings),
-                inner: Arc::new(inner),
-                progress,
-                mode: LockMode::Exclusive,
-                _lock: Arc::new(lock),
-            })
-        })
-        .await
     }
 
     /// The settings it was opened with.
@@ -550,73 +494,6 @@ impl Repo {
         unopened(&self.settings, self.progress.clone())?
             .open(&Credentials::Masterkey(self.inner.key()))
             .map_err(engine("opening the repository"))
-    }
-
-    fn require_write(&self, what: &'static str) -> Result<(), RepoError> {
-        if self.mode == LockMode::Exclusive {
-            Ok(())
-        } else {
-            Err(RepoError::ReadOnly(what))
-        }
-    }
-
-    /// Snapshots the directory or file `source` under `meta`'s stable path. The previous
-    /// snapshot of the same path from this host is the parent, so unchanged files are not read
-    /// again. `time` backdates the snapshot (imports, tests); normally `None` (now).
-    pub async fn snapshot(
-        &self,
-        source: PathBuf,
-        meta: SnapshotMeta,
-        time: Option<jiff::Timestamp>,
-    ) -> Result<SnapshotInfo, RepoError> {
-        self.require_write("snapshot")?;
-        let this = self.clone();
-        let how = How {
-            time,
-            ..How::default()
-        };
-        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
-    }
-
-    /// [`Repo::snapshot`] that `cancel` abandons (the warm pass, which SIGTERM must cut short).
-    pub async fn snapshot_cancellable(
-        &self,
-        source: PathBuf,
-        meta: SnapshotMeta,
-        cancel: Cancel,
-    ) -> Result<SnapshotInfo, RepoError> {
-        self.require_write("snapshot")?;
-        let this = self.clone();
-        let how = How {
-            cancel: Some(cancel),
-            ..How::default()
-        };
-        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
-    }
-
-    /// [`Repo::snapshot`] while the unit is stopped, where every second is downtime. `parent`
-    /// (the warm pass's snapshot of `source`) spares the search through all snapshots for
-    /// one; if it cannot be read, the snapshot has no parent and reads everything. And no
-    /// second walk of the source counts its size for the progress total: on a small machine
-    /// that walk takes a core away from the snapshot. Once `cancel` is set, it stops reading
-    /// and saves nothing ([`RepoError::Cancelled`]): an abandoned cold pass must not read on,
-    /// nor save a snapshot, after the unit runs again.
-    pub async fn snapshot_while_stopped(
-        &self,
-        source: PathBuf,
-        meta: SnapshotMeta,
-        parent: Option<String>,
-        cancel: Cancel,
-    ) -> Result<SnapshotInfo, RepoError> {
-        self.require_write("snapshot")?;
-        let this = self.clone();
-        let how = How {
-            time: None,
-            parent,
-            count_total: false,
-            cancel: Some(cancel),
-        };
-        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
     }
 
     fn snapshot_blocking(
@@ -849,14 +726,11 @@ impl Repo {
     /// the older ones; warm-pass copies are always forgotten (a killed run left them). Host
     /// snapshots (engine configuration, run reports) are kept per path as before. Markers go
     /// first, so a crash in the middle leaves incomplete points, never complete-looking halves.
-    pub async fn forget(
+    async fn forget_points(
         &self,
         now: jiff::Timestamp,
         dry_run: bool,
     ) -> Result<ForgetReport, RepoError> {
-        if !dry_run {
-            self.require_write("forget")?;
-        }
         let this = self.clone();
         blocking(move || {
             let host = this.settings.hostname.clone();
@@ -942,33 +816,14 @@ impl Repo {
         .await
     }
 
-    /// Removes the snapshots with these ids (e.g. a backup's warm-pass snapshots). Only ours.
-    pub async fn forget_ids(&self, ids: Vec<String>) -> Result<usize, RepoError> {
-        self.require_write("forget")?;
-        let this = self.clone();
-        blocking(move || {
-            let ours: Vec<_> = this
-                .our_snapshots()?
-                .into_iter()
-                .filter(|s| ids.contains(&s.id.to_string()))
-                .map(|s| s.id)
-                .collect();
-            if !ours.is_empty() {
-                this.inner
-                    .delete_snapshots(&ours)
-                    .map_err(engine("removing snapshots"))?;
-            }
-            Ok(ours.len())
-        })
-        .await
+    /// What [`WriteRepo::forget`] would forget now, changing nothing.
+    pub async fn retention_plan(&self, now: jiff::Timestamp) -> Result<ForgetReport, RepoError> {
+        self.forget_points(now, true).await
     }
 
     /// Removes data no snapshot references. Deletes at once: safe because we hold the
     /// exclusive lock (never run `restic prune` on the repository while kopi-docka runs).
-    pub async fn prune(&self, dry_run: bool) -> Result<PruneReport, RepoError> {
-        if !dry_run {
-            self.require_write("prune")?;
-        }
+    async fn prune_data(&self, dry_run: bool) -> Result<PruneReport, RepoError> {
         let this = self.clone();
         blocking(move || {
             let options = PruneOptions::default().instant_delete(true);
@@ -989,6 +844,11 @@ impl Repo {
             Ok(report)
         })
         .await
+    }
+
+    /// What [`WriteRepo::prune`] would remove now, changing nothing.
+    pub async fn prune_plan(&self) -> Result<PruneReport, RepoError> {
+        self.prune_data(true).await
     }
 
     /// Checks the repository's structure and, with `read_data_percent`, reads and verifies
@@ -1031,6 +891,193 @@ impl Repo {
         .await
     }
 
+    /// Sizes and counts.
+    pub async fn stats(&self) -> Result<RepoStats, RepoError> {
+        let this = self.clone();
+        blocking(move || {
+            let files = this
+                .inner
+                .infos_files()
+                .map_err(engine("listing repository files"))?;
+            let count = |tpe| {
+                files
+                    .repo
+                    .iter()
+                    .find(|f| f.tpe == tpe)
+                    .map_or((0, 0), |f| (f.count, f.size))
+            };
+            let (snapshots, _) = count(rustic_core::FileType::Snapshot);
+            let (packs, pack_bytes) = count(rustic_core::FileType::Pack);
+            let index = this
+                .inner
+                .infos_index()
+                .map_err(engine("reading the index"))?;
+            Ok(RepoStats {
+                location: this.settings.location.to_string(),
+                version: this.inner.config().version,
+                snapshots,
+                kopi_docka_snapshots: this.our_snapshots()?.len() as u64,
+                packs,
+                pack_bytes,
+                uncompressed_bytes: index.blobs.iter().map(|b| b.data_size).sum(),
+                blobs: index.blobs.iter().map(|b| b.count).sum(),
+            })
+        })
+        .await
+    }
+}
+
+/// A repository opened for writing: the exclusive lock is held, and only this handle can add
+/// or remove snapshots, prune or change the password. It reads like a [`Repo`] (it derefs to
+/// one), so code that only reads takes `&Repo` and accepts both.
+#[derive(Debug, Clone)]
+pub struct WriteRepo(Repo);
+
+impl std::ops::Deref for WriteRepo {
+    type Target = Repo;
+
+    fn deref(&self) -> &Repo {
+        &self.0
+    }
+}
+
+impl WriteRepo {
+    /// Opens the repository for writing, holding its lock exclusively.
+    pub async fn open(
+        settings: RepoSettings,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Self, RepoError> {
+        blocking(move || Repo::open_blocking(settings, LockMode::Exclusive, progress))
+            .await
+            .map(Self)
+    }
+
+    /// Creates a new repository (refusing to touch an existing one) and opens it for writing.
+    pub async fn init(
+        settings: RepoSettings,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Result<Self, RepoError> {
+        blocking(move || {
+            let lock = lock(&settings, LockMode::Exclusive)?;
+            if let RepositoryLocation::Local(path) = &settings.location {
+                check_local_location(path, true)?;
+                crate::durable::create_dir_all(path, 0o700).map_err(|source| RepoError::Io {
+                    operation: "creating",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            let password = settings.password.read()?;
+            let repo = unopened(&settings, progress.clone())?;
+            if repo
+                .config_id()
+                .map_err(engine("reading the location"))?
+                .is_some()
+            {
+                return Err(RepoError::AlreadyExists {
+                    location: settings.location.to_string(),
+                });
+            }
+            // rustic_core's own 32 MiB doubles what a backup holds in packs being filled and
+            // written.
+            let mut config =
+                ConfigOptions::default().set_datapack_size(bytesize::ByteSize::mib(DATA_PACK_MIB));
+            if settings.compression != 0 {
+                config = config.set_compression(settings.compression);
+            }
+            let inner = repo
+                .init(
+                    &Credentials::password(password.expose()),
+                    &key_options(&settings),
+                    &config,
+                )
+                .map_err(engine("creating the repository"))?;
+            Ok(Self(Repo {
+                settings: Arc::new(settings),
+                inner: Arc::new(inner),
+                progress,
+                _lock: Arc::new(lock),
+            }))
+        })
+        .await
+    }
+
+    /// Snapshots the directory or file `source` under `meta`'s stable path. The previous
+    /// snapshot of the same path from this host is the parent, so unchanged files are not read
+    /// again. `time` backdates the snapshot (imports, tests); normally `None` (now).
+    pub async fn snapshot(
+        &self,
+        source: PathBuf,
+        meta: SnapshotMeta,
+        time: Option<jiff::Timestamp>,
+    ) -> Result<SnapshotInfo, RepoError> {
+        let this = self.clone();
+        let how = How {
+            time,
+            ..How::default()
+        };
+        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
+    }
+
+    /// [`Repo::snapshot`] that `cancel` abandons (the warm pass, which SIGTERM must cut short).
+    pub async fn snapshot_cancellable(
+        &self,
+        source: PathBuf,
+        meta: SnapshotMeta,
+        cancel: Cancel,
+    ) -> Result<SnapshotInfo, RepoError> {
+        let this = self.clone();
+        let how = How {
+            cancel: Some(cancel),
+            ..How::default()
+        };
+        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
+    }
+
+    /// [`Repo::snapshot`] while the unit is stopped, where every second is downtime. `parent`
+    /// (the warm pass's snapshot of `source`) spares the search through all snapshots for
+    /// one; if it cannot be read, the snapshot has no parent and reads everything. And no
+    /// second walk of the source counts its size for the progress total: on a small machine
+    /// that walk takes a core away from the snapshot. Once `cancel` is set, it stops reading
+    /// and saves nothing ([`RepoError::Cancelled`]): an abandoned cold pass must not read on,
+    /// nor save a snapshot, after the unit runs again.
+    pub async fn snapshot_while_stopped(
+        &self,
+        source: PathBuf,
+        meta: SnapshotMeta,
+        parent: Option<String>,
+        cancel: Cancel,
+    ) -> Result<SnapshotInfo, RepoError> {
+        let this = self.clone();
+        let how = How {
+            time: None,
+            parent,
+            count_total: false,
+            cancel: Some(cancel),
+        };
+        blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
+    }
+
+    /// Removes the snapshots with these ids (e.g. a backup's warm-pass snapshots). Only ours.
+    pub async fn forget_ids(&self, ids: Vec<String>) -> Result<usize, RepoError> {
+        let this = self.clone();
+        blocking(move || {
+            let ours: Vec<_> = this
+                .our_snapshots()?
+                .into_iter()
+                .filter(|s| ids.contains(&s.id.to_string()))
+                .map(|s| s.id)
+                .collect();
+            if !ours.is_empty() {
+                this.inner
+                    .delete_snapshots(&ours)
+                    .map_err(engine("removing snapshots"))?;
+            }
+            Ok(ours.len())
+        })
+        .await
+    }
+
     /// Adds a key for `new`, proves it opens the repository, writes it to `password_file` when
     /// given (atomically, 0600), then removes the key this handle was opened with. At every
     /// moment the password on record opens the repository.
@@ -1039,7 +1086,6 @@ impl Repo {
         new: Password,
         password_file: Option<PathBuf>,
     ) -> Result<(), RepoError> {
-        self.require_write("change-password")?;
         let this = self.clone();
         blocking(move || {
             let settings = &this.settings;
@@ -1083,39 +1129,15 @@ impl Repo {
         .await
     }
 
-    /// Sizes and counts.
-    pub async fn stats(&self) -> Result<RepoStats, RepoError> {
-        let this = self.clone();
-        blocking(move || {
-            let files = this
-                .inner
-                .infos_files()
-                .map_err(engine("listing repository files"))?;
-            let count = |tpe| {
-                files
-                    .repo
-                    .iter()
-                    .find(|f| f.tpe == tpe)
-                    .map_or((0, 0), |f| (f.count, f.size))
-            };
-            let (snapshots, _) = count(rustic_core::FileType::Snapshot);
-            let (packs, pack_bytes) = count(rustic_core::FileType::Pack);
-            let index = this
-                .inner
-                .infos_index()
-                .map_err(engine("reading the index"))?;
-            Ok(RepoStats {
-                location: this.settings.location.to_string(),
-                version: this.inner.config().version,
-                snapshots,
-                kopi_docka_snapshots: this.our_snapshots()?.len() as u64,
-                packs,
-                pack_bytes,
-                uncompressed_bytes: index.blobs.iter().map(|b| b.data_size).sum(),
-                blobs: index.blobs.iter().map(|b| b.count).sum(),
-            })
-        })
-        .await
+    /// Applies the retention policy: forgets whole points ([`Repo::retention_plan`] shows
+    /// which).
+    pub async fn forget(&self, now: jiff::Timestamp) -> Result<ForgetReport, RepoError> {
+        self.forget_points(now, false).await
+    }
+
+    /// Removes data no snapshot references ([`Repo::prune_plan`] shows what).
+    pub async fn prune(&self) -> Result<PruneReport, RepoError> {
+        self.prune_data(false).await
     }
 }
 
