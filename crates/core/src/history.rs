@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::backup::UnitStatus;
 use crate::repo::{Repo, RepoError, RestoreMode, SnapshotFilter};
 use crate::state::StateDir;
 
@@ -43,8 +44,8 @@ pub struct UnitRecord {
     pub name: String,
     /// `stack` or `standalone`, when recorded.
     pub kind: Option<String>,
-    /// `success`, `partial`, `failed`, or `unknown` when the record has none.
-    pub status: String,
+    /// The backup's status, `unknown` when the record has none (or one we do not know).
+    pub status: RecordedStatus,
     /// Wall time of the unit's backup.
     pub duration_seconds: Option<f64>,
     /// First stop to last start.
@@ -60,7 +61,37 @@ pub struct UnitRecord {
 impl UnitRecord {
     /// True unless the unit succeeded.
     pub fn failed(&self) -> bool {
-        self.status != "success"
+        self.status.0 != Some(UnitStatus::Success)
+    }
+}
+
+/// A unit's status as a run record holds it: the backup's [`UnitStatus`], or unknown for a
+/// record without one (or from a version with statuses this one does not know). Shown and
+/// serialised by name, `unknown` for the latter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedStatus(pub Option<UnitStatus>);
+
+impl RecordedStatus {
+    /// The status a record names.
+    pub fn parse(text: &str) -> Self {
+        Self(UnitStatus::parse(text))
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        self.0.map_or("unknown", UnitStatus::as_str)
+    }
+}
+
+impl std::fmt::Display for RecordedStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for RecordedStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -121,11 +152,15 @@ impl RunRecord {
                         Some(UnitRecord {
                             name: u["name"].as_str()?.to_owned(),
                             kind: u["kind"].as_str().map(str::to_owned),
-                            status: u["status"].as_str().unwrap_or("unknown").to_owned(),
+                            status: RecordedStatus::parse(u["status"].as_str().unwrap_or("")),
                             duration_seconds: u["duration_seconds"].as_f64(),
                             downtime_seconds: u["downtime_seconds"].as_f64(),
-                            bytes_added: snapshots.map_or(0, |s| {
-                                s.iter().filter_map(|s| s["bytes_added"].as_u64()).sum()
+                            // The unit's own figure (warm pass included) where the record has
+                            // one; records of earlier versions only have their snapshots'.
+                            bytes_added: u["bytes_added"].as_u64().unwrap_or_else(|| {
+                                snapshots.map_or(0, |s| {
+                                    s.iter().filter_map(|s| s["bytes_added"].as_u64()).sum()
+                                })
                             }),
                             snapshots: snapshots.map_or(0, Vec::len),
                             errors: strings(&u["errors"]),

@@ -235,7 +235,7 @@ fn render_stats(stats: &[history::UnitStats]) -> String {
 mod tests {
     use super::*;
     use crate::render::{assert_renders, fixtures};
-    use history::UnitRecord;
+    use history::{RecordedStatus, UnitRecord};
 
     fn unit(name: &str, status: &str, duration: f64, downtime: Option<f64>) -> UnitRecord {
         UnitRecord {
@@ -248,7 +248,7 @@ mod tests {
                 }
                 .into(),
             ),
-            status: status.into(),
+            status: RecordedStatus::parse(status),
             duration_seconds: Some(duration),
             downtime_seconds: downtime,
             bytes_added: 7_340_032,

@@ -21,6 +21,30 @@ pub enum UnitStatus {
     Failed,
 }
 
+impl UnitStatus {
+    /// Its name in reports and run records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Partial => "partial",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status named `text` in a report, if it is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Success, Self::Partial, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for UnitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One snapshot made for the unit.
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotRecord {
