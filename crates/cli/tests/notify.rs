@@ -647,3 +647,28 @@ fn a_run_that_cannot_start_pings_fail_and_notifies() {
             .contains("/nonexistent/docker.sock")
     );
 }
+
+/// A run asked for units that do not exist (a `[daemon] units` typo, or the stack removed)
+/// fails as a usage error, but unlike other usage errors it is heard of: the notification is
+/// sent and the healthcheck pinged `/fail`.
+#[test]
+fn a_run_that_finds_none_of_its_units_still_notifies() {
+    if !support::docker_tests_enabled("a_run_that_finds_none_of_its_units_still_notifies") {
+        return;
+    }
+    let server = HttpServer::start(200);
+    let env = Env::builder()
+        .extra(&format!(
+            "[monitoring]\nhealthcheck-url = \"http://{ping}\"\n\
+             [[notifications.targets]]\nurl = \"json://{hook}\"\n",
+            ping = server.url("/ping"),
+            hook = server.url("/hook"),
+        ))
+        .init()
+        .build();
+    let missing = format!("{}-gone", env.prefix);
+    env.cmd(&["backup", "--unit", &missing]).assert().code(2);
+    let notification = server.find("/hook").body;
+    assert!(notification.contains(&missing), "{notification}");
+    server.find("/ping/fail");
+}

@@ -845,3 +845,102 @@ fn the_wizard_asks_for_what_is_missing_on_a_terminal() {
         "before"
     );
 }
+
+/// Every file under `dir`, recursively (nothing when it does not exist).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The repository password and the DR passphrase never reach a hook's environment or compose's
+/// interpolation (`${KOPI_DOCKA_PASSWORD}` in a compose file stays empty), and neither a dry
+/// run nor a restore leaves the plaintext recipe in the cache.
+#[test]
+fn secrets_stay_out_of_hooks_compose_and_the_cache() {
+    if !support::docker_tests_enabled("secrets_stay_out_of_hooks_compose_and_the_cache") {
+        return;
+    }
+    let mut env = installation("");
+    let hook = env.path("dump-env.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\nenv >> {}\n", env.path("hook-env").display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.write_config(
+        "config.toml",
+        &with_health_timeout(&format!(
+            "[hooks]\npre-restore = [\"{0}\"]\npre-backup = [\"{0}\"]",
+            hook.display()
+        )),
+    );
+    let (stack, dir) = env.stack(
+        "services:\n  web:\n    environment:\n      LEAK: \"pw=${KOPI_DOCKA_PASSWORD:-}\"\n      \
+         LEAK_DR: \"dr=${KOPI_DOCKA_DR_PASSPHRASE:-}\"\n",
+    );
+    let password = std::fs::read_to_string(env.password_file())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let passphrase = "dr-passphrase-in-env";
+    let with_secrets = |args: &[&str]| {
+        let mut cmd = env.cmd(args);
+        cmd.env("KOPI_DOCKA_PASSWORD", &password)
+            .env("KOPI_DOCKA_DR_PASSPHRASE", passphrase);
+        cmd
+    };
+    with_secrets(&["backup", "--unit", &stack])
+        .assert()
+        .success();
+    support::run(
+        Command::new("docker-compose")
+            .args(["-p", &stack, "down", "--timeout", "1"])
+            .current_dir(&dir),
+    );
+    let cache = env.dir().join("cache");
+    with_secrets(&["restore", "--unit", &stack, "--latest", "--dry-run"])
+        .assert()
+        .success();
+    let after_dry_run = files_under(&cache.join("restore"));
+    with_secrets(&["restore", "--unit", &stack, "--latest", "--yes", "--json"])
+        .assert()
+        .success();
+    let after_restore = files_under(&cache.join("restore"));
+
+    let web = format!("{stack}_web_1");
+    let env_in_web = inspect(&web, "{{json .Config.Env}}");
+    assert!(env_in_web.contains("LEAK=pw=\""), "{env_in_web}");
+    assert!(env_in_web.contains("LEAK_DR=dr=\""), "{env_in_web}");
+    assert!(!env_in_web.contains(&password), "{env_in_web}");
+    let hook_env = std::fs::read_to_string(env.path("hook-env")).unwrap();
+    assert!(
+        hook_env.contains("KOPI_DOCKA_HOOK=pre-restore"),
+        "{hook_env}"
+    );
+    assert!(
+        hook_env.contains("KOPI_DOCKA_HOOK=pre-backup"),
+        "{hook_env}"
+    );
+    for secret in [
+        password.as_str(),
+        passphrase,
+        "KOPI_DOCKA_PASSWORD",
+        "KOPI_DOCKA_DR_PASSPHRASE",
+    ] {
+        assert!(!hook_env.contains(secret), "{secret} in a hook: {hook_env}");
+    }
+    assert_eq!(after_dry_run, Vec::<PathBuf>::new(), "after the dry run");
+    assert_eq!(after_restore, Vec::<PathBuf>::new(), "after the restore");
+}

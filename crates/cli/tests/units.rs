@@ -357,3 +357,65 @@ fn units_json_lists_fixture_stacks_volumes_binds_and_coverage() {
     ]);
     assert!(left.is_empty(), "cleanup left containers: {left}");
 }
+
+/// A `[units."x"]` table or a `[daemon] units` entry that names no unit is a warning in
+/// `units` (text and JSON), `backup` and `doctor`; names that exist are not.
+#[test]
+fn config_names_without_a_unit_are_warnings() {
+    if !support::docker_tests_enabled("config_names_without_a_unit_are_warnings") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let (web, typo, gone) = (
+        format!("{prefix}-web"),
+        format!("{prefix}-wbe"),
+        format!("{prefix}-gone"),
+    );
+    let env = support::Env::builder()
+        .prefix(&prefix)
+        .extra(&format!(
+            "[units.\"{web}\"]\nmax-age-hours = 48\n[units.\"{typo}\"]\nmax-age-hours = 48\n\
+             [daemon]\nunits = [\"{web}\", \"{gone}\"]\n"
+        ))
+        .init()
+        .build();
+    docker(&["run", "-d", "--name", &web, IMAGE, "sh", "-c", IDLE]);
+
+    let report = env.json(&["units", "--json"]);
+    let warnings = strings(&report["warnings"]);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].starts_with(&format!("[units.\"{typo}\"] names no discovered unit")));
+    assert!(warnings[1].starts_with(&format!("[daemon] units names \"{gone}\"")));
+    assert!(!warnings.iter().any(|w| w.contains(&format!("\"{web}\""))));
+    let text = env.cmd(&["units"]).assert().success();
+    let stdout = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains(&format!("warning: [units.\"{typo}\"]")),
+        "{stdout}"
+    );
+
+    let backup = env.cmd(&["backup", "--unit", &web]).assert().success();
+    let stderr = String::from_utf8_lossy(&backup.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("[units.\"{typo}\"] names no discovered unit")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("\"{gone}\", which is no discovered unit")),
+        "{stderr}"
+    );
+
+    let doctor = env.cmd(&["doctor", "--json"]).output().unwrap();
+    let doctor: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let config_checks: Vec<&Value> = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "configured units")
+        .collect();
+    assert_eq!(config_checks.len(), 2, "{doctor:#}");
+    assert!(
+        config_checks.iter().all(|c| c["status"] == "warn"),
+        "{doctor:#}"
+    );
+}

@@ -39,10 +39,16 @@ pub enum ConfigFileError {
     Io(#[from] std::io::Error),
 }
 
-/// `config` with the repository's password command and every option whose name looks secret
-/// replaced by `***`, for showing.
+/// `config` with the repository's password command, every option whose name looks secret, and
+/// the notification and monitoring URLs (they carry tokens and passwords) replaced by `***`
+/// (a URL keeps its scheme and host: `https://hc-ping.com/***`), for showing.
 pub fn masked(config: &Config) -> Config {
     let mut config = config.clone();
+    for target in &mut config.notifications.targets {
+        target.url = target.url.as_deref().map(masked_url);
+    }
+    config.monitoring.healthcheck_url =
+        config.monitoring.healthcheck_url.as_deref().map(masked_url);
     if config.repository.password_command.is_some() {
         config.repository.password_command = Some("***".into());
     }
@@ -53,6 +59,17 @@ pub fn masked(config: &Config) -> Config {
         }
     }
     config
+}
+
+/// `scheme://host/***`: enough to recognise the service, nothing of the credentials in the
+/// user part, the path or the query.
+fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}/***")
 }
 
 /// A private copy of the config file to edit, beside it (`*.toml.edit-<stamp>`).
@@ -103,5 +120,56 @@ mod tests {
         assert_eq!(shown.repository.password_command.as_deref(), Some("***"));
         assert_eq!(shown.repository.options["access-key-id"], "***");
         assert_eq!(shown.repository.options["region"], "eu");
+    }
+
+    #[test]
+    fn notification_and_monitoring_urls_are_masked() {
+        let mut config = Config::default();
+        config
+            .notifications
+            .targets
+            .push(crate::config::NotificationTarget {
+                url: Some("tgram://123456:AAHsecret@telegram/987".into()),
+                ..Default::default()
+            });
+        config
+            .notifications
+            .targets
+            .push(crate::config::NotificationTarget {
+                url: Some("https://hooks.example/services/T000/B000/XXXX".into()),
+                ..Default::default()
+            });
+        config
+            .notifications
+            .targets
+            .push(crate::config::NotificationTarget {
+                url_env: Some("NOTIFY_URL".into()),
+                ..Default::default()
+            });
+        config.monitoring.healthcheck_url =
+            Some("https://user:pw@hc.example/ping/uuid?token=t".into());
+        let shown = masked(&config);
+        let urls: Vec<Option<&str>> = shown
+            .notifications
+            .targets
+            .iter()
+            .map(|t| t.url.as_deref())
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                Some("tgram://telegram/***"),
+                Some("https://hooks.example/***"),
+                None
+            ]
+        );
+        assert_eq!(
+            shown.notifications.targets[2].url_env.as_deref(),
+            Some("NOTIFY_URL")
+        );
+        assert_eq!(
+            shown.monitoring.healthcheck_url.as_deref(),
+            Some("https://hc.example/***")
+        );
     }
 }

@@ -96,6 +96,9 @@ pub async fn run(loaded: &LoadedConfig, unit_dir: &Path, now: jiff::Timestamp) -
     let records = records(loaded, repo.as_ref(), &mut checks).await;
     freshness_checks(loaded, units.as_deref(), &records, now, &mut checks);
     if let Some(units) = &units {
+        for warning in unit::unmatched_config_names(&loaded.config, units) {
+            checks.push(check("configured units", Status::Warn, warning));
+        }
         for unit in units.iter().filter(|u| u.coverage.has_gaps) {
             checks.push(check(
                 format!("coverage {}", unit.name),

@@ -108,6 +108,7 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    crate::config::environment::remove_secrets(&mut command);
     // A script written a moment ago can be "text file busy" while another thread's fork still
     // holds its write descriptor until that child's exec: a short retry, not a failed hook.
     let mut attempt = 0;

@@ -18,6 +18,9 @@ struct UnitsReport {
     /// The engine's endpoint.
     engine: String,
     units: Vec<Unit>,
+    /// Config names that match no unit (`[units."x"]`, `[daemon] units`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// Discovers the units on the engine and prints them.
@@ -26,16 +29,23 @@ pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitC
     let engine = Engine::connect(loaded.docker_host()?).await?;
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let units = unit::discover(&engine, &rules).await?;
+    let warnings = unit::unmatched_config_names(&loaded.config, &units);
     printer.report(&UnitsReport {
         engine: engine.endpoint().to_string(),
         units,
+        warnings,
     })?;
     Ok(ExitCode::Ok)
 }
 
 impl Render for UnitsReport {
     fn human(&self) -> String {
-        render(&self.units)
+        let mut out = render(&self.units);
+        for warning in &self.warnings {
+            // Writing into a String cannot fail.
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        out
     }
 }
 
@@ -148,6 +158,7 @@ mod tests {
             &UnitsReport {
                 engine: "unix:///var/run/docker.sock".into(),
                 units: fixtures::units(),
+                warnings: Vec::new(),
             }
         );
     }
@@ -159,6 +170,22 @@ mod tests {
             &UnitsReport {
                 engine: "unix:///var/run/docker.sock".into(),
                 units: Vec::new(),
+                warnings: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn renders_config_names_without_a_unit() {
+        assert_renders!(
+            "units_unmatched",
+            &UnitsReport {
+                engine: "unix:///var/run/docker.sock".into(),
+                units: Vec::new(),
+                warnings: vec![
+                    "[units.\"wbe\"] names no discovered unit: its settings apply to nothing"
+                        .into()
+                ],
             }
         );
     }

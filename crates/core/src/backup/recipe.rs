@@ -143,62 +143,279 @@ fn copy_project_file(
 /// The placeholder for redacted values.
 pub const REDACTED: &str = "***REDACTED***";
 
-/// Words in an environment variable name that mark its value as a secret. The name is split
-/// at `_`, `-` and `.`, and a word must match whole: `DB_PASSWORD` and `API_KEY` are secrets,
-/// `KEYCLOAK_URL` and `MONKEY` are not.
+/// Words in a name (environment variable, label key, command-line flag) that mark its value as
+/// a secret. The name is split at `_`, `-`, `.` and `/`, and a word must match whole:
+/// `DB_PASSWORD` and `API_KEY` are secrets, `KEYCLOAK_URL` and `MONKEY` are not.
 const SECRET_WORDS: &[&str] = &[
     "PASSWORD",
     "PASSWD",
     "PASS",
     "PWD",
+    "PASSPHRASE",
     "SECRET",
     "SECRETS",
     "TOKEN",
     "KEY",
     "APIKEY",
+    "AUTHKEY",
     "PRIVATE",
     "CREDENTIAL",
     "CREDENTIALS",
     "AUTH",
+    "BASICAUTH",
+    "DIGESTAUTH",
     "SALT",
     "DSN",
+    "WEBHOOK",
 ];
 
-/// Redacts one `NAME=value` entry: the whole value when the name has a secret word, else only a
-/// password inside a URL (`scheme://user:password@host` keeps user and host).
+/// Endings that mark a single-word name as a secret: `PGPASSWORD`, `WEBPASSWORD`, `DBPASS`,
+/// `requirepass`, `TS_AUTHKEY`, `BORG_PASSPHRASE`.
+const SECRET_SUFFIXES: &[&str] = &[
+    "PASSWORD",
+    "PASSWD",
+    "PASS",
+    "PASSPHRASE",
+    "SECRET",
+    "TOKEN",
+    "APIKEY",
+    "AUTHKEY",
+];
+
+/// Ordinary words that end in `PASS`.
+const NOT_SECRET: &[&str] = &[
+    "BYPASS",
+    "COMPASS",
+    "SURPASS",
+    "TRESPASS",
+    "OVERPASS",
+    "UNDERPASS",
+];
+
+/// Query parameters whose values are secrets (`?token=...`, `&sig=...`).
+const SECRET_QUERY_WORDS: &[&str] = &[
+    "TOKEN",
+    "KEY",
+    "APIKEY",
+    "SECRET",
+    "PASSWORD",
+    "PASS",
+    "AUTH",
+    "SIG",
+    "SIGNATURE",
+    "CODE",
+];
+
+fn secret_word(word: &str) -> bool {
+    let upper = word.to_ascii_uppercase();
+    SECRET_WORDS.contains(&upper.as_str())
+        || (!NOT_SECRET.contains(&upper.as_str())
+            && SECRET_SUFFIXES.iter().any(|s| upper.ends_with(s)))
+}
+
+/// Whether a variable name, label key or flag name (`--requirepass`) names a secret.
+fn secret_name(name: &str) -> bool {
+    name.split(['_', '-', '.', '/'])
+        .filter(|w| !w.is_empty())
+        .any(secret_word)
+}
+
+/// Redacts one `NAME=value` entry: the whole value when the name is a secret's, else the
+/// secrets inside URLs in it (see [`redact_urls`]).
 pub fn redact_env(entry: &str) -> String {
     let Some((name, value)) = entry.split_once('=') else {
         return entry.to_owned();
     };
-    let secret_name = name
-        .split(['_', '-', '.'])
-        .any(|word| SECRET_WORDS.iter().any(|s| word.eq_ignore_ascii_case(s)));
-    if secret_name && !value.is_empty() {
+    if secret_name(name) && !value.is_empty() {
         return format!("{name}={REDACTED}");
     }
-    format!("{name}={}", redact_url_password(value))
+    format!("{name}={}", redact_urls(value))
 }
 
-fn redact_url_password(value: &str) -> String {
-    let Some(scheme_end) = value.find("://") else {
-        return value.to_owned();
+/// Redacts the secrets of every URL in `text`: the password of `user:password@`, the values of
+/// secret query parameters (`?token=`, `&key=`), and path segments that look like tokens
+/// (16 or more letters, digits, `-` and `_`, with both letters and digits, as in webhook
+/// URLs).
+fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The URL runs from its scheme to the next whitespace or quote.
+        let scheme_start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`'))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..scheme_start]);
+        out.push_str(&redact_url(&rest[scheme_start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
     };
-    let rest = &value[scheme_end + 3..];
+    let (scheme, rest) = url.split_at(scheme_end);
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return value.to_owned();
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{user}:{REDACTED}{}", &authority[at..]),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
     };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return value.to_owned();
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
     };
-    format!(
-        "{}{}:{REDACTED}{}",
-        &value[..scheme_end + 3],
-        &userinfo[..colon],
-        &value[scheme_end + 3 + at..]
-    )
+    let path: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            if token_like(segment) {
+                REDACTED.to_owned()
+            } else {
+                segment.to_owned()
+            }
+        })
+        .collect();
+    let mut out = format!("{scheme}{authority}{}", path.join("/"));
+    if let Some(query) = query {
+        let (query, fragment) = match query.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (query, None),
+        };
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, value)) if !value.is_empty() && secret_query(key) => {
+                    format!("{key}={REDACTED}")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+        if let Some(fragment) = fragment {
+            out.push('#');
+            out.push_str(fragment);
+        }
+    }
+    out
+}
+
+fn secret_query(key: &str) -> bool {
+    secret_name(key)
+        || key
+            .split(['_', '-', '.'])
+            .any(|w| SECRET_QUERY_WORDS.iter().any(|s| w.eq_ignore_ascii_case(s)))
+}
+
+/// A path segment that is a credential rather than a name: long, and made of letters and digits
+/// both (`T0123ABCD/B0123ABCD/abcdefghijklmnopqrstuvwx` has one; `docker-compose` has none).
+fn token_like(segment: &str) -> bool {
+    segment.len() >= 16
+        && segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        && segment.chars().any(|c| c.is_ascii_digit())
+        && segment.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+/// A basic-auth or htpasswd hash (`user:$apr1$...`, `$2y$...`, `{SHA}...`).
+fn password_hash(value: &str) -> bool {
+    [
+        "$apr1$", "$2a$", "$2b$", "$2y$", "$1$", "$5$", "$6$", "{SHA}", "{SSHA}",
+    ]
+    .iter()
+    .any(|marker| value.contains(marker))
+}
+
+/// Redacts a command (`Cmd`, `Entrypoint`, a health check's `Test`): the value after a secret
+/// flag (`--requirepass x`, `--password=x`), `NAME=value` words with a secret name, URLs.
+/// Arguments that are shell scripts (`sh -c "..."`) are redacted word by word.
+fn redact_command(args: &mut [serde_json::Value]) {
+    let mut redact_next = false;
+    for arg in args.iter_mut() {
+        let Some(text) = arg.as_str() else {
+            redact_next = false;
+            continue;
+        };
+        let redacted = if redact_next {
+            redact_next = false;
+            REDACTED.to_owned()
+        } else if text.contains(char::is_whitespace) {
+            redact_script(text)
+        } else {
+            let (word, next) = redact_word(text);
+            redact_next = next;
+            word
+        };
+        if redacted != text {
+            *arg = serde_json::Value::String(redacted);
+        }
+    }
+}
+
+/// One argument: the redacted argument, and whether the next one is a secret value.
+fn redact_word(word: &str) -> (String, bool) {
+    if let Some(flag) = word.strip_prefix('-') {
+        let flag = flag.trim_start_matches('-');
+        return match flag.split_once('=') {
+            Some((name, value)) if secret_name(name) && !value.is_empty() => (
+                format!("{}={REDACTED}", &word[..word.len() - value.len() - 1]),
+                false,
+            ),
+            Some(_) => (redact_urls(word), false),
+            None => (word.to_owned(), flag.len() > 1 && secret_name(flag)),
+        };
+    }
+    if word.contains('=') {
+        return (redact_env(word), false);
+    }
+    (redact_urls(word), false)
+}
+
+/// A shell script, word by word; unchanged (spacing and all) when nothing in it is secret.
+fn redact_script(script: &str) -> String {
+    let mut changed = false;
+    let mut redact_next = false;
+    let words: Vec<String> = script
+        .split(' ')
+        .map(|word| {
+            if word.is_empty() {
+                return String::new();
+            }
+            let redacted = if redact_next {
+                redact_next = false;
+                REDACTED.to_owned()
+            } else {
+                let (w, next) = redact_word(word);
+                redact_next = next;
+                w
+            };
+            changed |= redacted != word;
+            redacted
+        })
+        .collect();
+    if changed {
+        words.join(" ")
+    } else {
+        script.to_owned()
+    }
+}
+
+/// Redacts a label's value when its key names a secret (`...basicauth.users`), when the value
+/// is a password hash, and the secrets of URLs in it.
+fn redact_label(key: &str, value: &str) -> String {
+    if !value.is_empty() && (secret_name(key) || password_hash(value)) {
+        return REDACTED.to_owned();
+    }
+    redact_urls(value)
 }
 
 fn redact_inspect(doc: &mut serde_json::Value) {
@@ -209,6 +426,31 @@ fn redact_inspect(doc: &mut serde_json::Value) {
         for entry in env.iter_mut() {
             if let Some(text) = entry.as_str() {
                 *entry = serde_json::Value::String(redact_env(text));
+            }
+        }
+    }
+    for pointer in [
+        "/Config/Cmd",
+        "/Config/Entrypoint",
+        "/Config/Healthcheck/Test",
+        "/Args",
+    ] {
+        if let Some(args) = doc.pointer_mut(pointer).and_then(|a| a.as_array_mut()) {
+            redact_command(args);
+        }
+    }
+    if let Some(path) = doc.pointer_mut("/Path")
+        && let Some(text) = path.as_str()
+    {
+        *path = serde_json::Value::String(redact_urls(text));
+    }
+    if let Some(labels) = doc
+        .pointer_mut("/Config/Labels")
+        .and_then(|l| l.as_object_mut())
+    {
+        for (key, value) in labels.iter_mut() {
+            if let Some(text) = value.as_str() {
+                *value = serde_json::Value::String(redact_label(key, text));
             }
         }
     }
@@ -253,6 +495,159 @@ mod tests {
             redact_env("URL=https://host/p?a=b:c@d"),
             "URL=https://host/p?a=b:c@d"
         );
+    }
+
+    #[test]
+    fn single_word_secret_names_are_redacted() {
+        for name in [
+            "PGPASSWORD",
+            "WEBPASSWORD",
+            "DBPASS",
+            "TS_AUTHKEY",
+            "MYSQL_ROOT_PASSWD",
+        ] {
+            assert_eq!(
+                redact_env(&format!("{name}=x")),
+                format!("{name}={REDACTED}")
+            );
+        }
+        for name in [
+            "BORG_PASSPHRASE",
+            "RESTIC_PASSPHRASE",
+            "passphrase",
+            "GH_TOKEN",
+            "githubtoken",
+        ] {
+            assert_eq!(
+                redact_env(&format!("{name}=x")),
+                format!("{name}={REDACTED}")
+            );
+        }
+        for name in [
+            "BYPASS_CACHE",
+            "COMPASS",
+            "PATH",
+            "HOSTNAME",
+            "TOKENIZER_MODE",
+        ] {
+            assert_eq!(redact_env(&format!("{name}=x")), format!("{name}=x"));
+        }
+    }
+
+    #[test]
+    fn tokens_in_url_paths_and_queries_are_redacted() {
+        assert_eq!(
+            redact_env("SLACK_WEBHOOK=https://hooks.example/services/T000/B000/XXXX"),
+            format!("SLACK_WEBHOOK={REDACTED}")
+        );
+        assert_eq!(
+            redact_env(
+                "NOTIFY=https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdefghij0123456789wxyz"
+            ),
+            format!("NOTIFY=https://hooks.slack.com/services/T0123ABCD/B0123ABCD/{REDACTED}")
+        );
+        assert_eq!(
+            redact_env("PING=https://hc.example/ping?token=abc&check=web&api_key=k#frag"),
+            format!(
+                "PING=https://hc.example/ping?token={REDACTED}&check=web&api_key={REDACTED}#frag"
+            )
+        );
+        assert_eq!(
+            redact_env("MIRROR=see https://bob:hunter2@git.example/r.git and more"),
+            format!("MIRROR=see https://bob:{REDACTED}@git.example/r.git and more")
+        );
+        assert_eq!(
+            redact_env("HOME_URL=https://example.org/docs/docker-compose-reference?lang=en"),
+            "HOME_URL=https://example.org/docs/docker-compose-reference?lang=en"
+        );
+    }
+
+    #[test]
+    fn passwords_in_command_arguments_are_redacted() {
+        let mut cmd = serde_json::json!([
+            "redis-server",
+            "--requirepass",
+            "hunter2",
+            "--password=pw",
+            "--port",
+            "6379",
+            "-p",
+            "80",
+            "--db-url=postgres://u:pw@db/x",
+            "TOKEN=t",
+            "--bypass",
+            "on"
+        ]);
+        redact_command(cmd.as_array_mut().unwrap());
+        assert_eq!(
+            cmd,
+            serde_json::json!([
+                "redis-server",
+                "--requirepass",
+                REDACTED,
+                format!("--password={REDACTED}"),
+                "--port",
+                "6379",
+                "-p",
+                "80",
+                format!("--db-url=postgres://u:{REDACTED}@db/x"),
+                format!("TOKEN={REDACTED}"),
+                "--bypass",
+                "on"
+            ])
+        );
+        let mut script = serde_json::json!([
+            "sh",
+            "-c",
+            "exec redis-server  --requirepass s3cret --appendonly yes"
+        ]);
+        redact_command(script.as_array_mut().unwrap());
+        assert_eq!(
+            script[2],
+            format!("exec redis-server  --requirepass {REDACTED} --appendonly yes")
+        );
+        let mut plain = serde_json::json!(["sh", "-c", "trap 'exit 0' TERM;  sleep 1 & wait"]);
+        let before = plain.clone();
+        redact_command(plain.as_array_mut().unwrap());
+        assert_eq!(plain, before, "nothing secret: untouched, spacing and all");
+    }
+
+    #[test]
+    fn labels_and_health_checks_are_redacted() {
+        let mut doc = serde_json::json!({
+            "Config": {
+                "Env": ["PGPASSWORD=pw"],
+                "Cmd": ["mysqld", "--password=pw"],
+                "Healthcheck": {"Test": ["CMD-SHELL", "redis-cli --pass s3cret ping"]},
+                "Labels": {
+                    "traefik.http.middlewares.admin.basicauth.users": "admin:$apr1$H6uskkkW$IgXLP6ewTrSuBkTrqE8wj/",
+                    "com.example.users": "bob:$2y$05$abcdefghijklmnopqrstuv",
+                    "com.docker.compose.project": "app",
+                    "com.docker.compose.project.working_dir": "/srv/app",
+                    "backup.notify": "https://hc.example/ping?token=abc"
+                }
+            }
+        });
+        redact_inspect(&mut doc);
+        assert_eq!(doc["Config"]["Env"][0], format!("PGPASSWORD={REDACTED}"));
+        assert_eq!(doc["Config"]["Cmd"][1], format!("--password={REDACTED}"));
+        assert_eq!(
+            doc["Config"]["Healthcheck"]["Test"][1],
+            format!("redis-cli --pass {REDACTED} ping")
+        );
+        let labels = &doc["Config"]["Labels"];
+        assert_eq!(
+            labels["traefik.http.middlewares.admin.basicauth.users"],
+            REDACTED
+        );
+        assert_eq!(labels["com.example.users"], REDACTED);
+        assert_eq!(labels["com.docker.compose.project"], "app");
+        assert_eq!(labels["com.docker.compose.project.working_dir"], "/srv/app");
+        assert_eq!(
+            labels["backup.notify"],
+            format!("https://hc.example/ping?token={REDACTED}")
+        );
+        assert!(!doc.to_string().contains("s3cret") && !doc.to_string().contains("$apr1$"));
     }
 
     #[test]

@@ -196,8 +196,11 @@ pub async fn run(
         .await
     }
     .await;
+    // Units asked for that do not exist are a usage error, but one a scheduled run (`[daemon]
+    // units`) makes with nobody watching: heard of like any failed run.
     if let Err(error) = &result
-        && !matches!(classify(error), Class::Usage | Class::Locked)
+        && (matches!(error, RunError::UnknownUnits(_))
+            || !matches!(classify(error), Class::Usage | Class::Locked))
     {
         let aborted = monitor::run_aborted(&loaded.config, &error_chain(error)).await;
         warnings.extend(aborted);
@@ -230,6 +233,10 @@ async fn run_units(
 
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let all = unit::discover(engine, &rules).await?;
+    for warning in unit::unmatched_config_names(&loaded.config, &all) {
+        tracing::warn!("{warning}");
+        warnings.push(warning);
+    }
     let units = select(&all, &settings.units)?;
 
     if let Err(error) = monitor::ping(&loaded.config.monitoring, Ping::Start, "").await {

@@ -6,6 +6,19 @@ use super::defaults;
 use super::load::ConfigSource;
 use crate::state::StateDir;
 
+/// Variables that carry kopi-docka's own secrets: the repository password and the DR
+/// passphrase. They are removed from the environment of every program kopi-docka starts for
+/// others (hooks, compose): a hook has no need for them, and compose would interpolate
+/// `${KOPI_DOCKA_PASSWORD}` into a container's configuration.
+pub const SECRET_VARS: [&str; 2] = [crate::repo::PASSWORD_ENV, crate::dr::PASSPHRASE_ENV];
+
+/// Removes [`SECRET_VARS`] from the environment `command` will run with.
+pub fn remove_secrets(command: &mut tokio::process::Command) {
+    for name in SECRET_VARS {
+        command.env_remove(name);
+    }
+}
+
 /// The facts about the running process that decide default paths. Captured once so that the
 /// rest of the code (and the tests) never read the process environment directly.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -180,6 +180,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message,
         });
     }
+    if let Some(message) = out_of_range(&config) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
     let repo = &mut config.repository;
     if repo.password_file.is_some() && repo.password_command.is_some() {
         return Err(ConfigError::Invalid {
@@ -243,6 +249,75 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         resolve(file);
     }
     Ok(config)
+}
+
+/// Longest time a container may take to stop, a hook may run, or a restarted container may
+/// take to become healthy: a day. More is a typo (minutes meant as seconds, an extra zero).
+pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;
+/// Longest a unit may stay down: a week.
+pub const MAX_DOWNTIME_SECONDS: u32 = 604_800;
+/// Longest one notification may take to deliver.
+pub const MAX_NOTIFICATION_SECONDS: u32 = 300;
+/// Largest freshness threshold: a year (366 days).
+pub const MAX_AGE_HOURS: u32 = 8_784;
+
+/// The first numeric key outside its range, as `[table] key = value is outside lo..=hi (why)`.
+/// Zero is never allowed: a zero timeout kills at once, a zero downtime abandons every cold
+/// pass, a zero freshness threshold makes every unit overdue.
+fn out_of_range(config: &Config) -> Option<String> {
+    let b = &config.backup;
+    let mut checks: Vec<(String, u32, u32, &str)> = vec![
+        (
+            "[backup] stop-timeout-seconds".into(),
+            b.stop_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+            "seconds a container gets to stop before it is killed",
+        ),
+        (
+            "[backup] health-timeout-seconds".into(),
+            b.health_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+            "seconds to wait for a restarted container to become healthy",
+        ),
+        (
+            "[backup] hook-timeout-seconds".into(),
+            b.hook_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+            "seconds a hook may run; 0 would kill every hook at once",
+        ),
+        (
+            "[backup] max-downtime-seconds".into(),
+            b.max_downtime_seconds,
+            MAX_DOWNTIME_SECONDS,
+            "longest a unit may stay down; 0 would abandon every cold pass",
+        ),
+        (
+            "[notifications] timeout-seconds".into(),
+            config.notifications.timeout_seconds,
+            MAX_NOTIFICATION_SECONDS,
+            "seconds one delivery may take; 0 would drop every notification",
+        ),
+        (
+            "[monitoring] max-age-hours".into(),
+            config.monitoring.max_age_hours,
+            MAX_AGE_HOURS,
+            "hours after which a unit counts as overdue",
+        ),
+    ];
+    for (name, unit) in &config.units {
+        if let Some(hours) = unit.max_age_hours {
+            checks.push((
+                format!("[units.\"{name}\"] max-age-hours"),
+                hours,
+                MAX_AGE_HOURS,
+                "hours after which this unit counts as overdue",
+            ));
+        }
+    }
+    checks
+        .into_iter()
+        .find(|(_, value, max, _)| !(1..=*max).contains(value))
+        .map(|(key, value, max, what)| format!("{key} = {value} is outside 1..={max} ({what})"))
 }
 
 /// Exactly one URL source per notification target, at most one for the healthcheck; a known

@@ -62,6 +62,63 @@ fn retention_defaults_and_validation() {
 }
 
 #[test]
+fn zero_and_absurd_values_are_refused_with_key_and_range() {
+    let cases = [
+        (
+            "[backup]\nmax-downtime-seconds = 0\n",
+            "[backup] max-downtime-seconds = 0 is outside 1..=604800",
+        ),
+        (
+            "[backup]\nmax-downtime-seconds = 604801\n",
+            "[backup] max-downtime-seconds = 604801 is outside 1..=604800",
+        ),
+        (
+            "[backup]\nhook-timeout-seconds = 0\n",
+            "[backup] hook-timeout-seconds = 0 is outside 1..=86400",
+        ),
+        (
+            "[backup]\nstop-timeout-seconds = 0\n",
+            "[backup] stop-timeout-seconds = 0 is outside 1..=86400",
+        ),
+        (
+            "[backup]\nstop-timeout-seconds = 86401\n",
+            "[backup] stop-timeout-seconds = 86401 is outside 1..=86400",
+        ),
+        (
+            "[backup]\nhealth-timeout-seconds = 0\n",
+            "[backup] health-timeout-seconds = 0 is outside 1..=86400",
+        ),
+        (
+            "[notifications]\ntimeout-seconds = 0\n",
+            "[notifications] timeout-seconds = 0 is outside 1..=300",
+        ),
+        (
+            "[monitoring]\nmax-age-hours = 0\n",
+            "[monitoring] max-age-hours = 0 is outside 1..=8784",
+        ),
+        (
+            "[units.\"web\"]\nmax-age-hours = 0\n",
+            "[units.\"web\"] max-age-hours = 0 is outside 1..=8784",
+        ),
+    ];
+    for (text, expected) in cases {
+        match parse(text, Path::new("/c.toml")) {
+            Err(ConfigError::Invalid { message, .. }) => {
+                assert!(message.starts_with(expected), "{text}: {message}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let bounds = "[backup]\nstop-timeout-seconds = 86400\nhook-timeout-seconds = 1\n\
+                  max-downtime-seconds = 1\nhealth-timeout-seconds = 1\n\
+                  [notifications]\ntimeout-seconds = 300\n[monitoring]\nmax-age-hours = 8784\n";
+    assert!(
+        parse(bounds, Path::new("/c.toml")).is_ok(),
+        "the bounds themselves are allowed"
+    );
+}
+
+#[test]
 fn hooks_need_an_absolute_program() {
     let ok = "[hooks]\npre-stop = [\"/usr/local/bin/dump\", \"--fast\"]\n\
               [units.web.hooks]\npost-start = [\"/bin/true\"]\n";

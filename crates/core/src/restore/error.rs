@@ -71,6 +71,19 @@ pub enum RestoreError {
         /// Variable names.
         names: Vec<String>,
     },
+    /// Secrets redacted outside the environment (command arguments, health check, labels):
+    /// a container recreated from them would run with the placeholder.
+    #[error(
+        "the saved configuration of {container} has redacted secrets in {fields:?} (kopi-docka \
+         does not keep them in plain text); create the container yourself (`docker create` with \
+         its real command and labels), then restore again: the data goes into it"
+    )]
+    RedactedConfig {
+        /// The container.
+        container: String,
+        /// `Cmd`, `Entrypoint`, `Healthcheck`, `Labels`.
+        fields: Vec<String>,
+    },
     /// A target is a mount point: a rename cannot swap it.
     #[error(
         "{path} is a mount point, so it cannot be swapped with a restored copy; restore it with \

@@ -220,8 +220,17 @@ pub(super) async fn read_recipe(
     data::remove_any(&dir)?;
     ctx.repo
         .restore(snapshot.to_owned(), dir.clone(), RestoreMode::EmptyOnly)
-        .await?;
-    Recipe::load(&dir)
+        .await
+        .inspect_err(|_| remove_plaintext(&dir))?;
+    // Once loaded, the recipe removes its directory when dropped.
+    Recipe::load(&dir).inspect_err(|_| remove_plaintext(&dir))
+}
+
+/// Removes a recipe copy that never became a [`Recipe`] (its env files are plain text).
+fn remove_plaintext(dir: &Path) {
+    if let Err(error) = data::remove_any(dir) {
+        tracing::warn!(dir = %dir.display(), %error, "cannot remove the restored recipe copy");
+    }
 }
 
 pub(super) fn belongs_to(
@@ -494,6 +503,13 @@ async fn plan_start(
                     .collect();
                 if !missing.is_empty() {
                     return Err(RestoreError::RedactedEnv { names: missing });
+                }
+                let fields = start::redacted_config(&inspect);
+                if !fields.is_empty() {
+                    return Err(RestoreError::RedactedConfig {
+                        container: c.name.clone(),
+                        fields,
+                    });
                 }
             }
             Ok((

@@ -84,7 +84,9 @@ pub struct RecordedVolume {
     pub driver: Option<String>,
 }
 
-/// A restored recipe directory.
+/// A restored recipe directory. It holds the stack's `.env` and env files in plain text, so it
+/// is removed when the recipe is dropped: after the restore, the dry run or the drill that read
+/// it, whether they succeeded or not.
 #[derive(Debug)]
 pub struct Recipe {
     /// Where it was restored.
@@ -93,6 +95,17 @@ pub struct Recipe {
     pub manifest: Manifest,
     /// Volume inspect documents by name (empty for recipes older than `volumes.json`).
     pub volumes: BTreeMap<String, serde_json::Value>,
+}
+
+impl Drop for Recipe {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot remove the restored recipe copy");
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Recipe {

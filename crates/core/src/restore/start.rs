@@ -40,15 +40,19 @@ impl ComposeTool {
         on_path("docker-compose").map(Self::Standalone)
     }
 
+    /// The compose command, without kopi-docka's secrets in its environment: compose
+    /// interpolates `${VAR}` from it into the containers it creates.
     fn command(&self) -> tokio::process::Command {
-        match self {
+        let mut cmd = match self {
             Self::Plugin(docker) => {
                 let mut cmd = tokio::process::Command::new(docker);
                 cmd.arg("compose");
                 cmd
             }
             Self::Standalone(path) => tokio::process::Command::new(path),
-        }
+        };
+        crate::config::environment::remove_secrets(&mut cmd);
+        cmd
     }
 
     /// How the user would type it.
@@ -136,6 +140,19 @@ pub fn redacted_env(inspect: &Value) -> Vec<String> {
     env_entries(inspect)
         .filter(|(_, value)| value.contains(REDACTED))
         .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
+/// Parts of a saved inspect document besides the environment that hold redacted secrets.
+pub fn redacted_config(inspect: &Value) -> Vec<String> {
+    ["Cmd", "Entrypoint", "Healthcheck", "Labels"]
+        .into_iter()
+        .filter(|field| {
+            inspect
+                .pointer(&format!("/Config/{field}"))
+                .is_some_and(|v| v.to_string().contains(REDACTED))
+        })
+        .map(str::to_owned)
         .collect()
 }
 
@@ -397,6 +414,34 @@ mod tests {
                 "front": {"Aliases": null, "IPAMConfig": {"IPv4Address": "172.20.0.9"}}
             }}
         })
+    }
+
+    #[test]
+    fn compose_runs_without_our_secrets() {
+        for tool in [
+            ComposeTool::Plugin("/usr/bin/docker".into()),
+            ComposeTool::Standalone("/usr/bin/docker-compose".into()),
+        ] {
+            let command = tool.command();
+            let removed: Vec<_> = command
+                .as_std()
+                .get_envs()
+                .filter(|(_, value)| value.is_none())
+                .map(|(name, _)| name.to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(removed, ["KOPI_DOCKA_DR_PASSPHRASE", "KOPI_DOCKA_PASSWORD"]);
+        }
+    }
+
+    #[test]
+    fn secrets_redacted_outside_the_environment_are_named() {
+        let doc = serde_json::json!({"Config": {
+            "Cmd": ["redis-server", "--requirepass", REDACTED],
+            "Labels": {"a.basicauth.users": REDACTED, "b": "c"},
+            "Entrypoint": null,
+        }});
+        assert_eq!(redacted_config(&doc), ["Cmd", "Labels"]);
+        assert_eq!(redacted_config(&inspect()), Vec::<String>::new());
     }
 
     #[test]

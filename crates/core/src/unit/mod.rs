@@ -19,6 +19,29 @@ pub(crate) use discover::health;
 pub use discover::{build_units, discover};
 pub use mounts::MountRules;
 
+/// Names in the configuration that match no discovered unit, one message each: a
+/// `[units."x"]` table (its hooks and thresholds never apply) and a `[daemon] units` entry (the
+/// scheduled run fails on it). A typo there is silent otherwise, so `units`, `backup` and
+/// `doctor` warn about it.
+pub fn unmatched_config_names(config: &crate::config::Config, units: &[Unit]) -> Vec<String> {
+    let known = |name: &str| units.iter().any(|u| u.name.as_str() == name);
+    let tables = config.units.keys().filter(|name| !known(name)).map(|name| {
+        format!("[units.\"{name}\"] names no discovered unit: its settings apply to nothing")
+    });
+    let daemon = config
+        .daemon
+        .units
+        .iter()
+        .filter(|name| !known(name))
+        .map(|name| {
+            format!(
+                "[daemon] units names \"{name}\", which is no discovered unit: scheduled runs fail \
+                 until it exists or the entry is removed"
+            )
+        });
+    tables.chain(daemon).collect()
+}
+
 /// Stack or standalone container.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
@@ -465,5 +488,27 @@ impl Coverage {
             entries,
             summary,
         }
+    }
+}
+
+#[cfg(test)]
+mod config_names_tests {
+    use super::*;
+
+    #[test]
+    fn config_names_without_a_unit_are_reported() {
+        let mut config = crate::config::Config::default();
+        config
+            .units
+            .insert("web".into(), crate::config::UnitConfig::default());
+        config
+            .units
+            .insert("gone".into(), crate::config::UnitConfig::default());
+        config.daemon.units = vec!["web".into(), "typo".into()];
+        let messages = unmatched_config_names(&config, &[]);
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert!(messages[0].starts_with("[units.\"gone\"]"), "{messages:?}");
+        assert!(messages[1].starts_with("[units.\"web\"]"), "{messages:?}");
+        assert!(messages[3].contains("\"typo\""), "{messages:?}");
     }
 }
