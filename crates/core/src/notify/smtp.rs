@@ -369,6 +369,26 @@ mod tests {
     }
 
     #[test]
+    fn plus_is_a_plus_in_every_part() {
+        let e = Email::parse(
+            "me+kd:pa+ss@smtp.example.com:587/ops+alerts@example.com?from=kd+host@example.com",
+            Security::Tls,
+        )
+        .unwrap();
+        assert_eq!(e.user.as_deref(), Some("me+kd"));
+        assert_eq!(e.password.as_deref(), Some("pa+ss"));
+        assert_eq!(e.to, ["ops+alerts@example.com"]);
+        assert_eq!(e.from, "kd+host@example.com");
+        let e = Email::parse(
+            "me:p%2Bs%20s%3A%25@smtp.example.com?to=a+b@x.org",
+            Security::Tls,
+        )
+        .unwrap();
+        assert_eq!(e.password.as_deref(), Some("p+s s:%"));
+        assert_eq!(e.to, ["a+b@x.org"]);
+    }
+
+    #[test]
     fn mailto_urls() {
         let e = Email::parse(
             "me%40example.com:p%40ss@smtp.example.com:587?to=a@x.org,b@y.org",
