@@ -35,21 +35,10 @@ pub fn local_time(t: jiff::Timestamp) -> String {
     zoned(t).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// `1536` -> `1.5 KiB`.
+/// `1536` -> `1.5 KiB`: IEC units, one decimal, the unit that fits (bytesize, as core's
+/// messages use).
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    #[allow(clippy::cast_precision_loss, reason = "display only")]
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
 /// The line of one coverage entry that is not backed up.
@@ -106,3 +95,18 @@ pub(crate) use assert_text;
 
 #[cfg(test)]
 pub mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_in_the_unit_that_fits() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(812 << 20), "812.0 MiB");
+        assert_eq!(human_bytes(3 << 50), "3.0 PiB");
+        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
+    }
+}

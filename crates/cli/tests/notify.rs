@@ -331,6 +331,103 @@ fn email_reaches_a_real_smtp_server() {
     );
 }
 
+/// aiosmtpd that requires authentication and offers only AUTH LOGIN (as Microsoft 365's
+/// submission endpoint does), accepting `me+kd` / `pa+ss w`; it records the mechanism used and
+/// the EHLO name in `auth.log`.
+const LOGIN_ONLY_SERVER: &str = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, maildir, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def check(server, session, envelope, mechanism, data):
+    ok = (mechanism == "LOGIN" and isinstance(data, LoginPassword)
+          and data.login == b"me+kd" and data.password == b"pa+ss w")
+    with open(log, "a") as f:
+        f.write(f"{mechanism} {ok} {session.host_name}\n")
+    return AuthResult(success=ok)
+controller = Controller(Mailbox(maildir), hostname="127.0.0.1", port=port,
+                        authenticator=check, auth_required=True, auth_require_tls=False,
+                        auth_exclude_mechanism=["PLAIN"])
+controller.start()
+while True:
+    time.sleep(3600)
+"#;
+
+/// A server that offers only AUTH LOGIN, a password and a user with `+` in them, and a UTF-8
+/// host name in the subject: delivered, with the subject encoded (RFC 2047) and a Message-ID.
+#[test]
+fn email_with_login_auth_and_a_utf8_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (maildir, log) = (dir.path().join("maildir"), dir.path().join("auth.log"));
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", LOGIN_ONLY_SERVER, &port.to_string()])
+        .arg(&maildir)
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let smtp = SmtpServer {
+        child,
+        port,
+        maildir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "aiosmtpd did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let env = installation(&format!(
+        "hostname = \"Größe-Server\"\n\
+         [[notifications.targets]]\n\
+         url = \"mailto://me+kd:pa+ss%20w@127.0.0.1:{}?to=ops+alerts@example.com&from=kd@example.com\"\n",
+        smtp.port
+    ));
+    env.cmd(&["admin", "notification", "test"])
+        .assert()
+        .success();
+    let auth = std::fs::read_to_string(&log).unwrap();
+    assert!(auth.starts_with("LOGIN True "), "{auth}");
+    // The EHLO name is a fully qualified name or an address literal, never a bare word.
+    let ehlo = auth.split_whitespace().nth(2).unwrap();
+    assert!(ehlo.contains('.') || ehlo.starts_with('['), "{ehlo}");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let mail = &messages[0];
+    assert!(mail.contains("To: ops+alerts@example.com"), "{mail}");
+    assert!(mail.contains("Subject: kopi-docka on =?utf-8?"), "{mail}");
+    assert!(mail.contains("Message-ID: <"), "{mail}");
+    // The subject decodes back to what was sent (Python's email parser, as a client would).
+    let decoded = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys, email, email.policy; \
+             m = email.message_from_string(sys.stdin.read(), policy=email.policy.default); \
+             print(m['subject'])",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(mail.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&decoded.stdout).trim(),
+        "kopi-docka on Größe-Server: test notification"
+    );
+}
+
 /// A self-signed certificate for 127.0.0.1 (openssl), trusted by the client through
 /// `SSL_CERT_FILE`: (cert, key).
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {

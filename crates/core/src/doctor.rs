@@ -267,10 +267,9 @@ fn space_checks(loaded: &LoadedConfig, checks: &mut Vec<Check>) {
     }
 }
 
+/// `812.0 MiB`, `3.5 GiB`: the unit that fits, as every size kopi-docka shows.
 fn human(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss, reason = "display only")]
-    let gib = bytes as f64 / f64::from(1_u32 << 30);
-    format!("{gib:.1} GiB")
+    bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
 fn lock_checks(loaded: &LoadedConfig, checks: &mut Vec<Check>) {
@@ -511,5 +510,16 @@ fn ago(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
         format!("{}d", hours / 24)
     } else {
         format!("{hours}h")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_space_uses_the_unit_that_fits() {
+        assert_eq!(super::human(812 << 20), "812.0 MiB");
+        assert_eq!(super::human(500), "500 B");
+        assert_eq!(super::human((3 << 30) + (1 << 29)), "3.5 GiB");
+        assert_eq!(super::human(5 << 40), "5.0 TiB");
     }
 }

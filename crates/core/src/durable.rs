@@ -2,40 +2,49 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `contents` atomically: a temp file in the same directory created with
 /// `mode` (never wider, whatever the umask), fsync, rename over `path`, fsync of the directory.
 /// Readers see the old file or the new one, never a mix.
+///
+/// The temp file has a random name created exclusively (`tempfile`), so a temp file left by a
+/// crash, even one whose name a reused PID would have produced, never blocks a later write.
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err()
-        && tmp.exists()
-        && let Err(error) = std::fs::remove_file(&tmp)
-    {
-        tracing::warn!(path = %tmp.display(), %error, "cannot remove temporary file");
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(path.file_name().unwrap_or_default());
+    prefix.push(".tmp-");
+    // The mode is given at creation (O_CREAT|O_EXCL), so there is no moment when the file is
+    // readable by others, as there would be with a chmod afterwards.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    let written = tmp
+        .write_all(contents)
+        .and_then(|()| tmp.as_file().sync_all());
+    if let Err(error) = written {
+        discard(tmp);
+        return Err(error);
     }
-    result
+    if let Err(error) = tmp.persist(path) {
+        discard(error.file);
+        return Err(error.error);
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes a temp file that will not be renamed into place; says so when that fails too.
+fn discard(tmp: tempfile::NamedTempFile) {
+    let name = tmp.path().to_owned();
+    if let Err(error) = tmp.close() {
+        tracing::warn!(path = %name.display(), %error, "cannot remove temporary file");
+    }
 }
 
 /// Creates a directory and its parents with `mode` for the ones it creates.
@@ -81,6 +90,36 @@ mod tests {
     fn error_chain_joins_causes_like_anyhow() {
         let error = Outer(std::io::Error::other("inner"));
         assert_eq!(error_chain(&error), "outer: inner");
+    }
+
+    #[test]
+    fn a_stale_temp_file_does_not_block_writes() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.json");
+        // What a crashed writer with this process's PID left behind under the old naming.
+        let stale = dir
+            .path()
+            .join(format!(".journal.json.tmp-{}", std::process::id()));
+        std::fs::write(&stale, "half").unwrap();
+        write_file(&path, b"new", 0o600).unwrap();
+        write_file(&path, b"newer", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "newer");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Only the stale file (not ours to remove) and the result are left.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                format!(".journal.json.tmp-{}", std::process::id()),
+                "journal.json".to_owned()
+            ]
+        );
     }
 
     #[test]

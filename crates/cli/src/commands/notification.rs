@@ -24,7 +24,13 @@ pub async fn test(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<Exit
         )
         .into());
     }
-    let host = kopi_docka_core::repo::this_hostname();
+    // The name backup notifications use: the configured one, or this machine's.
+    let host = loaded
+        .config
+        .repository
+        .hostname
+        .clone()
+        .unwrap_or_else(kopi_docka_core::repo::this_hostname);
     let message = Message {
         title: format!("kopi-docka on {host}: test notification"),
         body: "If you read this, kopi-docka can reach you here.".into(),

@@ -68,29 +68,13 @@ fn query(rest: &str) -> (&str, Vec<(String, String)>) {
     }
 }
 
-/// Decodes `%XX` escapes (and `+` as a space, as in form-encoded queries).
+/// Decodes `%XX` escapes as RFC 3986 does for every part of a URL: `+` stays a plus (only
+/// HTML form bodies make it a space, and passwords and addresses such as `me+tag@x` contain
+/// it), a `%` not followed by two hex digits stays as written, invalid UTF-8 becomes U+FFFD.
 pub(super) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(text.get(i + 1..i + 3).unwrap_or("-"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl Destination {
@@ -408,6 +392,11 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("a%40b.c+d%"), "a@b.c d%");
+        // RFC 3986: `+` is a plus (only HTML forms make it a space); a stray `%` stays.
+        assert_eq!(percent_decode("a%40b.c+d%"), "a@b.c+d%");
+        assert_eq!(percent_decode("pa+ss%2B%20%zz%4"), "pa+ss+ %zz%4");
+        assert_eq!(percent_decode("%C3%A9t%C3%A9"), "été");
+        // Invalid UTF-8 is replaced, not an error.
+        assert_eq!(percent_decode("%FF"), "\u{fffd}");
     }
 }

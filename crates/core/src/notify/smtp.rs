@@ -1,10 +1,13 @@
-//! A minimal SMTP client: one message per session, STARTTLS or implicit TLS, AUTH PLAIN.
-//! Small enough to read in one sitting, so no mail library is needed for one email per run.
+//! Email notifications: the Apprise-style `mailto://` / `mailtos://` URL front end over
+//! `lettre` (SMTP, STARTTLS or implicit TLS, AUTH PLAIN or LOGIN, MIME encoding of subjects and
+//! bodies), on the rustls stack the rest of kopi-docka uses.
 
-use std::sync::Arc;
-
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
-use tokio::net::TcpStream;
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 
 use super::Message;
 use super::destination::percent_decode;
@@ -47,9 +50,6 @@ impl std::fmt::Debug for Email {
             .finish_non_exhaustive()
     }
 }
-
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 impl Email {
     /// Parses the part after `mailto://`:
@@ -151,208 +151,109 @@ impl Email {
 
     /// Delivers one message.
     pub async fn send(&self, message: &Message) -> Result<(), String> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
-        let mut tls = self.implicit;
-        let stream: Box<dyn Stream> = if self.implicit {
-            Box::new(self.tls(tcp).await?)
+        let mail = self.mail(message)?;
+        let tls = TlsParameters::new(self.host.clone())
+            .map_err(|e| format!("TLS setup for {}: {e}", self.host))?;
+        let credentials = self.user.clone().zip(self.password.clone());
+        let tls = if self.implicit {
+            Tls::Wrapper(tls)
+        } else if self.security == Security::Tls || (credentials.is_some() && !self.loopback()) {
+            // mailto:// with a password: never sent in clear text to another host.
+            Tls::Required(tls)
         } else {
-            Box::new(tcp)
+            Tls::Opportunistic(tls)
         };
-        let mut session = Session::new(stream);
-        session.expect(220).await?;
-        let mut caps = session.command("EHLO kopi-docka", 250).await?;
-        let offers_tls = caps.iter().any(|l| l.eq_ignore_ascii_case("STARTTLS"));
-        if !tls && (offers_tls || self.security == Security::Tls) {
-            if !offers_tls {
-                return Err(format!(
-                    "{} does not offer STARTTLS (mailtos:// requires TLS)",
-                    self.host
-                ));
-            }
-            session.command("STARTTLS", 220).await?;
-            let plain = session.into_inner();
-            session = Session::new(Box::new(self.tls(plain).await?));
-            tls = true;
-            caps = session.command("EHLO kopi-docka", 250).await?;
+        let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
+            .port(self.port)
+            .tls(tls)
+            .hello_name(self.hello_name().await);
+        if let Some((user, password)) = credentials {
+            // Whichever the server offers: Microsoft 365's submission endpoint offers only LOGIN.
+            transport = transport
+                .credentials(Credentials::new(user, password))
+                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
         }
-        if let (Some(user), Some(password)) = (&self.user, &self.password) {
-            if !tls && !self.loopback() {
-                return Err(format!(
-                    "{} offers no TLS; kopi-docka does not send a password in clear text (use \
-                     mailtos://)",
-                    self.host
-                ));
-            }
-            if !caps
-                .iter()
-                .any(|l| l.to_ascii_uppercase().starts_with("AUTH"))
-            {
-                return Err(format!("{} does not offer AUTH", self.host));
-            }
-            let token = base64(format!("\0{user}\0{password}").as_bytes());
-            session
-                .command_secret(&format!("AUTH PLAIN {token}"), 235)
-                .await?;
-        }
-        session
-            .command(&format!("MAIL FROM:<{}>", self.from), 250)
-            .await?;
-        for to in &self.to {
-            session.command(&format!("RCPT TO:<{to}>"), 250).await?;
-        }
-        session.command("DATA", 354).await?;
-        session.data(&self.render(message)).await?;
-        session.expect(250).await?;
-        // The message is accepted; a failed QUIT changes nothing.
-        if let Err(error) = session.command("QUIT", 221).await {
-            tracing::debug!(%error, "SMTP QUIT");
-        }
-        Ok(())
-    }
-
-    async fn tls<S: AsyncRead + AsyncWrite + Unpin>(
-        &self,
-        plain: S,
-    ) -> Result<tokio_rustls::client::TlsStream<S>, String> {
-        use rustls_platform_verifier::BuilderVerifierExt as _;
-        // An explicit provider: more than one is compiled in, so rustls cannot pick one itself.
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
-            .with_platform_verifier()
-            .map_err(|e| format!("TLS setup: {e}"))?
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-            .map_err(|e| format!("TLS server name {}: {e}", self.host))?;
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, plain)
+        transport
+            .build()
+            .send(mail)
             .await
-            .map_err(|e| format!("TLS with {}: {e}", self.host))
-    }
-
-    fn render(&self, message: &Message) -> String {
-        let date = jiff::Zoned::now().strftime("%a, %d %b %Y %H:%M:%S %z");
-        let subject: String = message
-            .title
-            .chars()
-            .map(|c| {
-                if c.is_ascii() && !c.is_ascii_control() {
-                    c
-                } else {
-                    '?'
-                }
+            .map(drop)
+            .map_err(|error| {
+                format!(
+                    "SMTP with {}:{} ({}): {}",
+                    self.host,
+                    self.port,
+                    self.mode(),
+                    crate::durable::error_chain(&error)
+                )
             })
-            .collect();
-        let mut text = format!(
-            "From: {}\r\nTo: {}\r\nSubject: {subject}\r\nDate: {date}\r\nMIME-Version: 1.0\r\n\
-             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\
-             X-Mailer: kopi-docka\r\n\r\n",
-            self.from,
-            self.to.join(", ")
-        );
-        for line in message.body.lines() {
-            // Dot-stuffing: a line starting with `.` gets another one (RFC 5321 4.5.2).
-            if line.starts_with('.') {
-                text.push('.');
+    }
+
+    /// How the session is protected, for messages.
+    fn mode(&self) -> &'static str {
+        match (self.implicit, self.security) {
+            (true, _) => "implicit TLS",
+            (false, Security::Tls) => "STARTTLS required",
+            (false, Security::Opportunistic) if self.password.is_some() && !self.loopback() => {
+                "STARTTLS required to send the password; mailto:// never sends it in clear text"
             }
-            text.push_str(line);
-            text.push_str("\r\n");
-        }
-        text
-    }
-}
-
-struct Session {
-    stream: BufReader<Box<dyn Stream>>,
-}
-
-impl Session {
-    fn new(stream: Box<dyn Stream>) -> Self {
-        Self {
-            stream: BufReader::new(stream),
+            (false, Security::Opportunistic) => "STARTTLS when offered",
         }
     }
 
-    fn into_inner(self) -> Box<dyn Stream> {
-        self.stream.into_inner()
+    /// The message: UTF-8 subject encoded per RFC 2047, body in the transfer encoding that
+    /// needs no 8BITMIME, Date and Message-ID set.
+    fn mail(&self, message: &Message) -> Result<lettre::Message, String> {
+        let mailbox = |address: &str| {
+            address
+                .parse::<Mailbox>()
+                .map_err(|e| format!("email address `{address}`: {e}"))
+        };
+        let mut builder = lettre::Message::builder()
+            .from(mailbox(&self.from)?)
+            .subject(message.title.as_str())
+            .message_id(None)
+            .user_agent(concat!("kopi-docka/", env!("CARGO_PKG_VERSION")).to_owned());
+        for to in &self.to {
+            builder = builder.to(mailbox(to)?);
+        }
+        builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(message.body.clone())
+            .map_err(|e| format!("building the email: {e}"))
     }
 
-    /// Reads one (possibly multi-line) reply; returns its text lines after the code.
-    async fn expect(&mut self, code: u16) -> Result<Vec<String>, String> {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = self
-                .stream
-                .read_line(&mut line)
+    /// The EHLO name (RFC 5321 4.1.4): the host's name when it is fully qualified, otherwise
+    /// the address literal of the interface that reaches the server, never a bare word.
+    async fn hello_name(&self) -> ClientId {
+        let name = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        if name.contains('.') && !name.ends_with('.') {
+            return ClientId::Domain(name);
+        }
+        // A connected UDP socket sends nothing; it only asks the kernel for the route.
+        let local = async {
+            let server = tokio::net::lookup_host((self.host.as_str(), self.port))
                 .await
-                .map_err(|e| format!("SMTP read: {e}"))?;
-            if n == 0 {
-                return Err("the SMTP server closed the connection".into());
-            }
-            let line = line.trim_end();
-            let got: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-            lines.push(line.get(4..).unwrap_or_default().to_owned());
-            if line.as_bytes().get(3) != Some(&b'-') {
-                if got != code {
-                    return Err(format!("SMTP server answered `{line}` (expected {code})"));
-                }
-                return Ok(lines);
-            }
-        }
-    }
-
-    async fn write(&mut self, text: &str) -> Result<(), String> {
-        let stream = self.stream.get_mut();
-        stream
-            .write_all(text.as_bytes())
-            .await
-            .and(stream.flush().await)
-            .map_err(|e| format!("SMTP write: {e}"))
-    }
-
-    async fn command(&mut self, line: &str, code: u16) -> Result<Vec<String>, String> {
-        self.write(&format!("{line}\r\n")).await?;
-        self.expect(code).await
-    }
-
-    /// Like `command`, but an error never repeats what was sent.
-    async fn command_secret(&mut self, line: &str, code: u16) -> Result<Vec<String>, String> {
-        self.write(&format!("{line}\r\n")).await?;
-        self.expect(code)
-            .await
-            .map_err(|e| format!("authentication failed: {e}"))
-    }
-
-    async fn data(&mut self, text: &str) -> Result<(), String> {
-        self.write(text).await?;
-        self.write(".\r\n").await
-    }
-}
-
-/// Standard base64 with padding (RFC 4648), for AUTH PLAIN.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+                .ok()?
+                .next()?;
+            let unspecified: std::net::SocketAddr = if server.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
             } else {
-                out.push('=');
-            }
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = tokio::net::UdpSocket::bind(unspecified).await.ok()?;
+            socket.connect(server).await.ok()?;
+            socket.local_addr().ok()
+        };
+        match local.await.map(|a| a.ip()) {
+            Some(std::net::IpAddr::V4(ip)) => ClientId::Ipv4(ip),
+            Some(std::net::IpAddr::V6(ip)) => ClientId::Ipv6(ip),
+            None => ClientId::Domain(name),
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -360,12 +261,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"\0user\0pass"), "AHVzZXIAcGFzcw==");
+    fn mail_has_an_encoded_subject_a_message_id_and_an_ascii_body() {
+        let e = Email::parse("smtp.example.com?to=ops@example.com", Security::Tls).unwrap();
+        let mail = e
+            .mail(&Message {
+                title: "Sicherung fehlgeschlagen: Größe überschritten ✗".into(),
+                body: "Einheit «wiki»: 3 Fehler\n.a line starting with a dot\n".into(),
+                level: super::super::Level::Failure,
+            })
+            .unwrap();
+        let text = String::from_utf8(mail.formatted()).unwrap();
+        assert!(text.is_ascii(), "{text}");
+        assert!(
+            text.contains("Subject: Sicherung fehlgeschlagen: =?utf-8?b?"),
+            "{text}"
+        );
+        assert!(text.contains("Message-ID: <"), "{text}");
+        assert!(text.contains("Date: "), "{text}");
+        assert!(text.contains("From: kopi-docka@smtp.example.com"), "{text}");
+        assert!(text.contains("To: ops@example.com"), "{text}");
+    }
+
+    #[test]
+    fn plus_is_a_plus_in_every_part() {
+        let e = Email::parse(
+            "me+kd:pa+ss@smtp.example.com:587/ops+alerts@example.com?from=kd+host@example.com",
+            Security::Tls,
+        )
+        .unwrap();
+        assert_eq!(e.user.as_deref(), Some("me+kd"));
+        assert_eq!(e.password.as_deref(), Some("pa+ss"));
+        assert_eq!(e.to, ["ops+alerts@example.com"]);
+        assert_eq!(e.from, "kd+host@example.com");
+        let e = Email::parse(
+            "me:p%2Bs%20s%3A%25@smtp.example.com?to=a+b@x.org",
+            Security::Tls,
+        )
+        .unwrap();
+        assert_eq!(e.password.as_deref(), Some("p+s s:%"));
+        assert_eq!(e.to, ["a+b@x.org"]);
     }
 
     #[test]
