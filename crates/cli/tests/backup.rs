@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::tree::{self, CompareOptions};
-use support::{EngineEvents, Env, IDLE, IMAGE, LoggedChild, Signal, docker};
+use support::{EngineEvents, Env, IDLE, IMAGE, LoggedChild, Signal, docker, volume_mountpoint};
 
 fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "--format", format, name])
@@ -179,13 +179,7 @@ fn dry_run_touches_nothing_and_estimates_from_history() {
         "-c",
         "head -c 3000000 /dev/zero > /data/f; trap 'exit 0' TERM; sleep 2147483647 & wait",
     ]);
-    let data = PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "--format",
-        "{{.Mountpoint}}",
-        &format!("{name}-data"),
-    ]));
+    let data = volume_mountpoint(&format!("{name}-data"));
     wait_until("the container never wrote its data", || {
         std::fs::metadata(data.join("f")).map_or(0, |m| m.len()) >= 3_000_000
     });
@@ -523,7 +517,7 @@ fn sigterm_while_stopping_restarts_and_exits_130() {
         "sleep",
         "2147483647",
     ]);
-    std::fs::write(volume_path(&volume).join("rows"), "data").unwrap();
+    std::fs::write(volume_mountpoint(&volume).join("rows"), "data").unwrap();
     let started = support::started_at(&name);
     let events = EngineEvents::start(&env.prefix);
     let child = env.spawn_logged(&[
@@ -890,7 +884,7 @@ fn changes_between_the_warm_and_the_cold_pass_are_in_the_restore_point() {
         "-c",
         IDLE,
     ]);
-    let data = volume_path(&volume);
+    let data = volume_mountpoint(&volume);
     let scripts = tempfile::tempdir().unwrap();
     let hook = data_changed_after_the_warm_pass(&data, &bind, scripts.path());
     env.write_config(
@@ -977,7 +971,7 @@ fn volumes_of_a_never_started_container_are_in_the_point() {
         "-c",
         IDLE,
     ]);
-    let data = volume_path(&volume);
+    let data = volume_mountpoint(&volume);
     std::fs::create_dir(data.join("db")).unwrap();
     std::fs::write(data.join("db/rows"), "rows of a stopped database").unwrap();
     let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
@@ -1101,7 +1095,7 @@ fn a_restart_policy_does_not_bring_the_container_back_during_the_cold_pass() {
         "-c",
         IDLE,
     ]);
-    support::fill_random(&volume_path(&volume).join("big.bin"), 64 << 20);
+    support::fill_random(&volume_mountpoint(&volume).join("big.bin"), 64 << 20);
     let events = EngineEvents::start(&env.prefix);
     let out = env
         .cmd(&[
@@ -1192,17 +1186,6 @@ fn set_mtime(path: &Path, when: &str) {
     support::run(Command::new("touch").arg("-d").arg(when).arg(path));
 }
 
-/// Where a volume's data lives on the host.
-fn volume_path(volume: &str) -> PathBuf {
-    PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "--format",
-        "{{.Mountpoint}}",
-        volume,
-    ]))
-}
-
 /// Polls `done` every 10 ms for up to a minute; panics with `what` when it never holds.
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_mins(1);
@@ -1239,26 +1222,7 @@ fn cold_backup_in_progress(env: &Env, name: &str) -> LoggedChild {
 /// without warm pass takes a while.
 fn busy_container(env: &Env, suffix: &str, mib: usize) -> String {
     let name = format!("{}-{suffix}", env.prefix);
-    let volume = format!("{name}-data");
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "-v",
-        &format!("{volume}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        IDLE,
-    ]);
-    let mountpoint = PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "--format",
-        "{{.Mountpoint}}",
-        &volume,
-    ]));
-    support::fill_random(&mountpoint.join("big.bin"), mib << 20);
+    let data = support::idle_with_volume(&name);
+    support::fill_random(&data.join("big.bin"), mib << 20);
     name
 }

@@ -16,19 +16,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::{Env, IDLE, IMAGE, docker, kopi_docka};
+use support::{Env, IDLE, IMAGE, docker, kopi_docka, volume_mountpoint};
 
 const PASSPHRASE: &str = "kdtest-correct-horse-battery";
-
-fn mountpoint(volume: &str) -> PathBuf {
-    PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "--format",
-        "{{.Mountpoint}}",
-        volume,
-    ]))
-}
 
 fn running(name: &str) -> bool {
     docker(&["inspect", "--format", "{{.State.Running}}", name]) == "true"
@@ -94,9 +84,9 @@ fn a_wiped_host_comes_back_from_the_refreshed_bundle() {
         "-c",
         IDLE,
     ]);
-    std::fs::write(mountpoint(&solo_volume).join("payload"), "solo data").unwrap();
+    std::fs::write(volume_mountpoint(&solo_volume).join("payload"), "solo data").unwrap();
     std::fs::write(
-        mountpoint(&format!("{stack}_db-data")).join("rows"),
+        volume_mountpoint(&format!("{stack}_db-data")).join("rows"),
         "42 rows",
     )
     .unwrap();
@@ -152,11 +142,12 @@ fn a_wiped_host_comes_back_from_the_refreshed_bundle() {
     assert!(running(&format!("{stack}_web_1")));
     assert!(running(&solo));
     assert_eq!(
-        std::fs::read_to_string(mountpoint(&format!("{stack}_db-data")).join("rows")).unwrap(),
+        std::fs::read_to_string(volume_mountpoint(&format!("{stack}_db-data")).join("rows"))
+            .unwrap(),
         "42 rows"
     );
     assert_eq!(
-        std::fs::read_to_string(mountpoint(&solo_volume).join("payload")).unwrap(),
+        std::fs::read_to_string(volume_mountpoint(&solo_volume).join("payload")).unwrap(),
         "solo data"
     );
     assert_eq!(

@@ -18,20 +18,10 @@ use std::process::Command;
 
 use serde_json::Value;
 use support::tree::{self, CompareOptions};
-use support::{Env, IDLE, IMAGE, docker};
+use support::{Env, IDLE, IMAGE, docker, volume_mountpoint};
 
 fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "--format", format, name])
-}
-
-fn mountpoint(volume: &str) -> PathBuf {
-    PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "--format",
-        "{{.Mountpoint}}",
-        volume,
-    ]))
 }
 
 fn exists(kind: &str, name: &str) -> bool {
@@ -102,9 +92,9 @@ fn stack_round_trip_on_a_fresh_host() {
     ));
     let db_volume = format!("{stack}_db-data");
     let cache_volume = format!("{stack}_web-cache");
-    std::fs::create_dir(mountpoint(&db_volume).join("rich")).unwrap();
-    tree::build_rich_tree(&mountpoint(&db_volume).join("rich"));
-    std::fs::write(mountpoint(&cache_volume).join("cached"), "cache").unwrap();
+    std::fs::create_dir(volume_mountpoint(&db_volume).join("rich")).unwrap();
+    tree::build_rich_tree(&volume_mountpoint(&db_volume).join("rich"));
+    std::fs::write(volume_mountpoint(&cache_volume).join("cached"), "cache").unwrap();
     std::fs::write(dir.join("html/index.html"), "<h1>restored</h1>").unwrap();
     std::os::unix::fs::chown(dir.join("html/index.html"), Some(33), Some(33)).unwrap();
     let networks = [format!("{stack}_backend"), format!("{stack}_frontend")];
@@ -124,8 +114,8 @@ fn stack_round_trip_on_a_fresh_host() {
     // mount of its own, and a rename cannot leave it.
     let reference_volume = format!("{}-reference", env.prefix);
     docker(&["volume", "create", &reference_volume]);
-    let reference_rich = mountpoint(&reference_volume).join("rich");
-    move_aside(&mountpoint(&db_volume).join("rich"), &reference_rich);
+    let reference_rich = volume_mountpoint(&reference_volume).join("rich");
+    move_aside(&volume_mountpoint(&db_volume).join("rich"), &reference_rich);
     let reference_html = env.path("reference-html");
     move_aside(&dir.join("html"), &reference_html);
     docker(&["volume", "rm", &db_volume, &cache_volume]);
@@ -144,7 +134,7 @@ fn stack_round_trip_on_a_fresh_host() {
     }
     tree::assert_trees_equal(
         &reference_rich,
-        &mountpoint(&db_volume).join("rich"),
+        &volume_mountpoint(&db_volume).join("rich"),
         &CompareOptions::default(),
     );
     tree::assert_trees_equal(
@@ -153,7 +143,7 @@ fn stack_round_trip_on_a_fresh_host() {
         &CompareOptions::default(),
     );
     assert_eq!(
-        std::fs::read_to_string(mountpoint(&cache_volume).join("cached")).unwrap(),
+        std::fs::read_to_string(volume_mountpoint(&cache_volume).join("cached")).unwrap(),
         "cache"
     );
     assert!(
@@ -184,16 +174,16 @@ fn restore_over_existing_data_keeps_a_rollback_copy_and_rolls_back_on_failure() 
     let (db, web) = (format!("{stack}_db_1"), format!("{stack}_web_1"));
     let hooks_log = || std::fs::read_to_string(env.path("hooks.log")).unwrap_or_default();
     for v in [&db_volume, &cache_volume] {
-        std::fs::write(mountpoint(v).join("marker"), "v1").unwrap();
+        std::fs::write(volume_mountpoint(v).join("marker"), "v1").unwrap();
     }
     env.cmd(&["backup", "--unit", &stack]).assert().success();
     for v in [&db_volume, &cache_volume] {
-        std::fs::write(mountpoint(v).join("marker"), "v2").unwrap();
-        std::fs::write(mountpoint(v).join("newer"), "only in v2").unwrap();
+        std::fs::write(volume_mountpoint(v).join("marker"), "v2").unwrap();
+        std::fs::write(volume_mountpoint(v).join("newer"), "only in v2").unwrap();
     }
 
     // The second volume fails after the first was swapped in: both must hold v2 again.
-    let failing = mountpoint(&cache_volume);
+    let failing = volume_mountpoint(&cache_volume);
     let out = env
         .cmd(&[
             "restore", "--unit", &stack, "--only", "volumes", "--yes", "--json",
@@ -207,7 +197,7 @@ fn restore_over_existing_data_keeps_a_rollback_copy_and_rolls_back_on_failure() 
     let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(outcome["rolled_back"], true, "{outcome:#}");
     for v in [&db_volume, &cache_volume] {
-        let data = mountpoint(v);
+        let data = volume_mountpoint(v);
         assert_eq!(std::fs::read_to_string(data.join("marker")).unwrap(), "v2");
         assert!(data.join("newer").exists());
         let siblings: Vec<_> = std::fs::read_dir(data.parent().unwrap()).unwrap().collect();
@@ -239,7 +229,7 @@ fn restore_over_existing_data_keeps_a_rollback_copy_and_rolls_back_on_failure() 
     ]);
     assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
     assert_eq!(outcome["started"], serde_json::json!([web]));
-    let data = mountpoint(&cache_volume);
+    let data = volume_mountpoint(&cache_volume);
     assert_eq!(std::fs::read_to_string(data.join("marker")).unwrap(), "v1");
     assert!(!data.join("newer").exists());
     let rollback = PathBuf::from(outcome["data"][0]["rollback"].as_str().unwrap());
@@ -256,7 +246,7 @@ fn restore_over_existing_data_keeps_a_rollback_copy_and_rolls_back_on_failure() 
     assert_ne!(inspect(&web, "{{.State.StartedAt}}"), web_started);
     assert_eq!(inspect(&web, "{{.State.Running}}"), "true");
     assert_eq!(
-        std::fs::read_to_string(mountpoint(&db_volume).join("marker")).unwrap(),
+        std::fs::read_to_string(volume_mountpoint(&db_volume).join("marker")).unwrap(),
         "v2"
     );
     assert!(hooks_log().ends_with(&format!(
@@ -312,7 +302,11 @@ fn standalone_round_trip_recreates_the_configuration() {
         "-c",
         IDLE,
     ]);
-    std::fs::write(mountpoint(&volume).join("payload"), "standalone data").unwrap();
+    std::fs::write(
+        volume_mountpoint(&volume).join("payload"),
+        "standalone data",
+    )
+    .unwrap();
     let fields = "{{json .Config.Image}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} \
                   {{json .Config.Env}} {{json .Config.User}} {{json .Config.WorkingDir}} \
                   {{json .Config.Labels}} {{json .Config.Hostname}} \
@@ -353,7 +347,7 @@ fn standalone_round_trip_recreates_the_configuration() {
     assert_eq!(inspect(&name, fields), before);
     assert!(inspect(&name, &aliases_format).contains("solo-alias"));
     assert_eq!(
-        std::fs::read_to_string(mountpoint(&volume).join("payload")).unwrap(),
+        std::fs::read_to_string(volume_mountpoint(&volume).join("payload")).unwrap(),
         "standalone data"
     );
     assert_eq!(inspect(&net, "{{json .Labels}}"), r#"{"kdtest":"1"}"#);
@@ -385,7 +379,11 @@ fn another_hosts_backup_and_bad_input() {
         "-c",
         IDLE,
     ]);
-    std::fs::write(mountpoint(&volume).join("payload"), "from the old server").unwrap();
+    std::fs::write(
+        volume_mountpoint(&volume).join("payload"),
+        "from the old server",
+    )
+    .unwrap();
     let out = env.json(&["backup", "--unit", &name, "--json"]);
     let backup_id = out["units"][0]["backup_id"].as_str().unwrap().to_owned();
     env.cmd(&["backup", "--unit", &name, "--scope", "minimal"])
@@ -421,7 +419,7 @@ fn another_hosts_backup_and_bad_input() {
     assert_eq!(outcome["host"], "kdtest-old-server");
     assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
     assert_eq!(
-        std::fs::read_to_string(mountpoint(&volume).join("payload")).unwrap(),
+        std::fs::read_to_string(volume_mountpoint(&volume).join("payload")).unwrap(),
         "from the old server"
     );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "original");
@@ -496,7 +494,7 @@ fn drill_passes_and_leaves_nothing_behind() {
     let mut env = installation("");
     let (stack, _dir) = env.stack("");
     std::fs::write(
-        mountpoint(&format!("{stack}_db-data")).join("rows"),
+        volume_mountpoint(&format!("{stack}_db-data")).join("rows"),
         "42 rows",
     )
     .unwrap();
@@ -706,7 +704,7 @@ fn sigterm_during_a_restore_rolls_back_and_leaves_the_unit_stopped() {
     let mut env = installation("");
     let (stack, _dir) = env.stack("");
     let db_volume = format!("{stack}_db-data");
-    let data = mountpoint(&db_volume);
+    let data = volume_mountpoint(&db_volume);
     // Big enough that the restore is still writing when the signal arrives.
     support::fill_random(&data.join("big.bin"), 512 << 20);
     std::fs::write(data.join("marker"), "v1").unwrap();
@@ -809,9 +807,9 @@ fn the_wizard_asks_for_what_is_missing_on_a_terminal() {
         "-c",
         IDLE,
     ]);
-    std::fs::write(mountpoint(&volume).join("payload"), "before").unwrap();
+    std::fs::write(volume_mountpoint(&volume).join("payload"), "before").unwrap();
     env.cmd(&["backup", "--unit", &name]).assert().success();
-    std::fs::write(mountpoint(&volume).join("payload"), "after").unwrap();
+    std::fs::write(volume_mountpoint(&volume).join("payload"), "after").unwrap();
 
     // `script` runs the wizard on a pseudo-terminal and types the answers: the first unit,
     // the newest point, all parts, yes.
@@ -841,7 +839,7 @@ fn the_wizard_asks_for_what_is_missing_on_a_terminal() {
         );
     }
     assert_eq!(
-        std::fs::read_to_string(mountpoint(&volume).join("payload")).unwrap(),
+        std::fs::read_to_string(volume_mountpoint(&volume).join("payload")).unwrap(),
         "before"
     );
 }

@@ -15,39 +15,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Env, IDLE, IMAGE, docker};
+use support::{Env, docker, volume_mountpoint};
 
 fn running(name: &str) -> bool {
     docker(&["inspect", "--format", "{{.State.Running}}", name]) == "true"
 }
 
-fn mountpoint(volume: &str) -> PathBuf {
-    PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "--format",
-        "{{.Mountpoint}}",
-        volume,
-    ]))
-}
-
 /// A running container `<prefix>-<suffix>` whose volume holds `bytes` of incompressible data.
 fn container_with_data(env: &Env, suffix: &str, bytes: usize) -> String {
     let name = format!("{}-{suffix}", env.prefix);
-    let volume = format!("{name}-data");
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "-v",
-        &format!("{volume}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        IDLE,
-    ]);
-    support::fill_random(&mountpoint(&volume).join("data.bin"), bytes);
+    let data = support::idle_with_volume(&name);
+    support::fill_random(&data.join("data.bin"), bytes);
     name
 }
 
@@ -496,7 +474,7 @@ fn restore_all_skips_incomplete_points() {
     support::write_private(&env.path("dr-passphrase"), &format!("{passphrase}\n"));
     let name = container_with_data(&env, "dr", 64 << 10);
     let volume = format!("{name}-data");
-    std::fs::write(mountpoint(&volume).join("payload"), "complete").unwrap();
+    std::fs::write(volume_mountpoint(&volume).join("payload"), "complete").unwrap();
     let good = env.json(&["backup", "--unit", &name, "--json"]);
     let good = good["units"][0]["backup_id"].as_str().unwrap().to_owned();
     let bundles: Vec<PathBuf> = std::fs::read_dir(env.path("bundles"))
@@ -506,7 +484,7 @@ fn restore_all_skips_incomplete_points() {
     let bundle = env.path("bundle.age");
     std::fs::copy(&bundles[0], &bundle).unwrap();
 
-    std::fs::write(mountpoint(&volume).join("payload"), "never saved").unwrap();
+    std::fs::write(volume_mountpoint(&volume).join("payload"), "never saved").unwrap();
     let scripts = tempfile::tempdir().unwrap();
     let failing = failing_post_stop_config(&env, scripts.path(), "etc/failing.toml", "");
     let out = env
@@ -549,7 +527,7 @@ fn restore_all_skips_incomplete_points() {
     assert!(stderr.contains("incomplete"), "{stderr}");
     assert!(running(&name));
     assert_eq!(
-        std::fs::read_to_string(mountpoint(&volume).join("payload")).unwrap(),
+        std::fs::read_to_string(volume_mountpoint(&volume).join("payload")).unwrap(),
         "complete"
     );
     eprintln!(

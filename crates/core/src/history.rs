@@ -11,13 +11,15 @@
 //!   there).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::backup::UnitStatus;
-use crate::repo::{Repo, RepoError, RestoreMode, SnapshotFilter};
+use crate::config::LoadedConfig;
+use crate::repo::{Repo, RepoError, RepoSettings, RestoreMode, SnapshotFilter};
 use crate::state::StateDir;
 
 /// One run, as recorded.
@@ -263,6 +265,47 @@ pub fn load_local(state_dir: &StateDir) -> Loaded {
 /// Start time of the latest local run, if any: the base of an interval schedule.
 pub fn last_run_started(state_dir: &StateDir) -> Option<Timestamp> {
     load_local(state_dir).records.last().map(|r| r.started_at)
+}
+
+/// Where run records came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordSource {
+    /// `<state_dir>/runs`.
+    Local,
+    /// The `type=run` snapshots (the local state is gone).
+    Repository,
+}
+
+/// This host's run records: the local ones, else (a new or wiped host) the repository's,
+/// read through a scratch directory in the cache that is removed afterwards.
+pub async fn load(loaded: &LoadedConfig) -> Result<(Loaded, RecordSource), RepoError> {
+    let state_dir = loaded.env.state_dir();
+    let local = load_local(&state_dir);
+    if !local.records.is_empty() {
+        return Ok((local, RecordSource::Local));
+    }
+    tracing::info!(
+        dir = %state_dir.runs().display(),
+        "no local run records; reading the repository's"
+    );
+    let repo = Repo::open(
+        RepoSettings::from_config(loaded)?,
+        Arc::new(crate::progress::Silent),
+    )
+    .await?;
+    let scratch = loaded
+        .env
+        .cache_dir()
+        .join(format!("history-{}", std::process::id()));
+    let host = Some(repo.settings().hostname.clone());
+    let result = load_from_repo(&repo, host, &scratch).await;
+    if let Err(error) = std::fs::remove_dir_all(&scratch)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(%error, path = %scratch.display(), "cannot remove the scratch dir");
+    }
+    Ok((result?, RecordSource::Repository))
 }
 
 /// Reads the run records stored in the repository (`type=run` snapshots) of `host` (all

@@ -55,6 +55,36 @@ pub fn docker(args: &[&str]) -> String {
         .to_owned()
 }
 
+/// Where the named volume's data lives on the host.
+pub fn volume_mountpoint(volume: &str) -> PathBuf {
+    PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        volume,
+    ]))
+}
+
+/// Starts the idle container `name` with the named volume `<name>-data` at `/data`; returns
+/// the volume's mountpoint on the host.
+pub fn idle_with_volume(name: &str) -> PathBuf {
+    let volume = format!("{name}-data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-v",
+        &format!("{volume}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    volume_mountpoint(&volume)
+}
+
 /// Everything a Docker test created, removed on drop (also when the test panics).
 #[derive(Default)]
 pub struct DockerResources {

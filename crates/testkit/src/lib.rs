@@ -26,7 +26,10 @@ pub mod files;
 pub mod process;
 pub mod tree;
 
-pub use docker::{DockerResources, IDLE, IMAGE, docker, docker_tests_enabled, unique_prefix};
+pub use docker::{
+    DockerResources, IDLE, IMAGE, docker, docker_tests_enabled, idle_with_volume, unique_prefix,
+    volume_mountpoint,
+};
 pub use env::{Env, EnvBuilder, kopi_docka, kopi_docka_at};
 pub use events::{EngineEvents, Event, parse_time, started_at};
 pub use files::{assert_not_leaked, copy_fixture, files_containing, fill_random, write_private};

@@ -1,10 +1,8 @@
 //! `kopi-docka history`
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use kopi_docka_core::history::{self, RunRecord};
-use kopi_docka_core::repo::{Repo, RepoSettings};
+use kopi_docka_core::history::{self, RecordSource, RunRecord};
 use serde::Serialize;
 
 use super::UsageError;
@@ -13,20 +11,10 @@ use crate::exit::ExitCode;
 use crate::printer::Printer;
 use crate::render::{Render, human_bytes, zoned};
 
-/// Where the records came from.
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Source {
-    /// `<state_dir>/runs`.
-    Local,
-    /// The `type=run` snapshots (the local state is gone).
-    Repository,
-}
-
 /// Past runs, or (`--stats`) statistics per unit.
 #[derive(Serialize)]
 struct Output {
-    source: Source,
+    source: RecordSource,
     #[serde(skip_serializing_if = "Option::is_none")]
     runs: Option<Vec<RunRecord>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,33 +51,7 @@ pub async fn run(
         })
         .transpose()?;
     let loaded = crate::settings::config(global)?;
-    let state_dir = loaded.env.state_dir();
-    let mut found = history::load_local(&state_dir);
-    let mut source = Source::Local;
-    if found.records.is_empty() {
-        tracing::info!(
-            dir = %state_dir.runs().display(),
-            "no local run records; reading the repository's"
-        );
-        let repo = Repo::open(
-            RepoSettings::from_config(&loaded)?,
-            Arc::new(kopi_docka_core::progress::Silent),
-        )
-        .await?;
-        let scratch = loaded
-            .env
-            .cache_dir()
-            .join(format!("history-{}", std::process::id()));
-        let host = Some(repo.settings().hostname.clone());
-        let result = history::load_from_repo(&repo, host, &scratch).await;
-        if let Err(error) = std::fs::remove_dir_all(&scratch)
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(%error, path = %scratch.display(), "cannot remove the scratch dir");
-        }
-        found = result?;
-        source = Source::Repository;
-    }
+    let (found, source) = history::load(&loaded).await?;
     for (path, why) in &found.unreadable {
         tracing::warn!(path = %path.display(), "skipped an unreadable run record: {why}");
     }
@@ -158,9 +120,9 @@ fn duration(seconds: f64) -> String {
     }
 }
 
-fn render(runs: &[RunRecord], source: Source) -> String {
+fn render(runs: &[RunRecord], source: RecordSource) -> String {
     let mut out = String::new();
-    if matches!(source, Source::Repository) {
+    if matches!(source, RecordSource::Repository) {
         out.push_str("(from the repository: no run records on this host)\n");
     }
     if runs.is_empty() {
@@ -295,7 +257,7 @@ mod tests {
         assert_renders!(
             "history",
             &Output {
-                source: Source::Local,
+                source: RecordSource::Local,
                 runs: Some(runs()),
                 stats: None,
                 unreadable: vec![
@@ -310,7 +272,7 @@ mod tests {
         assert_renders!(
             "history_repository_empty",
             &Output {
-                source: Source::Repository,
+                source: RecordSource::Repository,
                 runs: Some(Vec::new()),
                 stats: None,
                 unreadable: Vec::new(),
@@ -323,7 +285,7 @@ mod tests {
         assert_renders!(
             "history_stats",
             &Output {
-                source: Source::Local,
+                source: RecordSource::Local,
                 runs: None,
                 stats: Some(history::stats(&runs())),
                 unreadable: Vec::new(),
