@@ -942,3 +942,243 @@ fn secrets_stay_out_of_hooks_compose_and_the_cache() {
     assert_eq!(after_dry_run, Vec::<PathBuf>::new(), "after the dry run");
     assert_eq!(after_restore, Vec::<PathBuf>::new(), "after the restore");
 }
+
+/// A local volume created with `o=bind,device=DIR` is mounted on its mountpoint only while a
+/// container uses it: the point must hold DIR's data (not the empty mountpoint the stop leaves),
+/// and a restore must put it back into DIR. An nfs-backed one is reported as not protected.
+#[test]
+fn device_backed_volume_is_backed_up_from_its_device_and_restored_there() {
+    if !support::docker_tests_enabled(
+        "device_backed_volume_is_backed_up_from_its_device_and_restored_there",
+    ) {
+        return;
+    }
+    let env = installation("");
+    let name = format!("{}-dev", env.prefix);
+    let device = env.path("device");
+    std::fs::create_dir(&device).unwrap();
+    std::fs::write(device.join("rows"), "42 rows").unwrap();
+    device_volume(&name, &device);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{name}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let nfs = format!("{}-nfs", env.prefix);
+    docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "-o",
+        "type=nfs",
+        "-o",
+        "o=addr=127.0.0.1,ro",
+        "-o",
+        "device=:/nothing",
+        &nfs,
+    ]);
+    // Created, never started (and `nocopy`: the engine mounts it at creation otherwise): an
+    // nfs mount with no server fails.
+    docker(&[
+        "create",
+        "--name",
+        &nfs,
+        "-v",
+        &format!("{nfs}:/data:nocopy"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+
+    let units = env.json(&["units", "--json"]);
+    let unit = |n: &str| {
+        units["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let dev_volume = &unit(&name)["volumes"][0];
+    assert_eq!(
+        dev_volume["device"],
+        device.to_str().unwrap(),
+        "{dev_volume:#}"
+    );
+    assert_eq!(dev_volume["status"], "backed_up", "{dev_volume:#}");
+    let nfs_volume = &unit(&nfs)["volumes"][0];
+    assert_eq!(nfs_volume["status"], "not_protected", "{nfs_volume:#}");
+    assert_eq!(
+        nfs_volume["reason"]["code"], "device_volume",
+        "{nfs_volume:#}"
+    );
+    let out = env
+        .cmd(&["backup", "--unit", &nfs, "--dry-run"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+        + &String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        text.contains("nfs"),
+        "the dry run names the nfs gap: {text}"
+    );
+
+    let report = env.json(&["backup", "--unit", &name, "--json"]);
+    let u = &report["units"][0];
+    assert_eq!(u["status"], "success", "{u:#}");
+    assert_eq!(u["complete"], true, "{u:#}");
+    let listed = env.json(&["snapshots", "--unit", &name, "--json"]);
+    let snapshot = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "volume")
+        .unwrap();
+    let restored = env.restic_restore(snapshot);
+    assert_eq!(
+        std::fs::read_to_string(restored.join("rows")).unwrap(),
+        "42 rows",
+        "the point holds the device's data, not the empty mountpoint"
+    );
+
+    std::fs::write(device.join("rows"), "changed").unwrap();
+    std::fs::write(device.join("later"), "after the backup").unwrap();
+    env.cmd(&["restore", "--unit", &name, "--yes"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(device.join("rows")).unwrap(),
+        "42 rows"
+    );
+    assert!(!device.join("later").exists());
+    assert_eq!(
+        docker(&["exec", &name, "cat", "/data/rows"]),
+        "42 rows",
+        "the container sees the restored data"
+    );
+}
+
+/// A drill of a unit with a device-backed volume, a bind and an excluded bind mounts none of
+/// the production paths: the container appends to a file in each of its mounts when it
+/// starts, and none of the production files grows. The report says what became of each mount.
+#[test]
+fn drill_never_mounts_production_devices_or_binds() {
+    if !support::docker_tests_enabled("drill_never_mounts_production_devices_or_binds") {
+        return;
+    }
+    let env = installation("");
+    let excluded = env.path("excluded");
+    env.write_config(
+        "config.toml",
+        &with_health_timeout(&format!(
+            "[discovery]\nexclude-paths = [\"{}\"]\n",
+            excluded.display()
+        )),
+    );
+    let name = format!("{}-drilled", env.prefix);
+    let device = env.path("device");
+    let bind = env.path("bind");
+    for dir in [&device, &bind, &excluded] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    device_volume(&name, &device);
+    let command = "rm -f /tmp/ready; for d in /data /bind /excluded; do echo start >> $d/starts; \
+                   done; touch /tmp/ready; trap 'exit 0' TERM; sleep 2147483647 & wait";
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{name}:/data"),
+        "-v",
+        &format!("{}:/bind", bind.display()),
+        "-v",
+        &format!("{}:/excluded", excluded.display()),
+        "--health-cmd",
+        "test -f /tmp/ready",
+        "--health-interval",
+        "1s",
+        IMAGE,
+        "sh",
+        "-c",
+        command,
+    ]);
+    env.cmd(&["backup", "--unit", &name]).assert().success();
+    let starts = || {
+        [&device, &bind, &excluded]
+            .map(|d| std::fs::read_to_string(d.join("starts")).unwrap_or_default())
+    };
+    let before = starts();
+    assert!(
+        before.iter().all(|s| s.lines().count() == 2),
+        "started twice (run, backup): {before:?}"
+    );
+
+    let report = env.json(&["restore", "--drill", "--unit", &name, "--json"]);
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert_eq!(report["started"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_eq!(
+        starts(),
+        before,
+        "the drilled container wrote into production paths"
+    );
+    let treatment = |destination: &str| {
+        report["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == destination)
+            .unwrap_or_else(|| panic!("no mount {destination} in {report:#}"))
+            .clone()
+    };
+    let data = treatment("/data");
+    assert_eq!(data["treatment"], "sandbox_copy", "{data:#}");
+    assert!(
+        data["copy"].as_str().unwrap().contains("-drill-"),
+        "{data:#}"
+    );
+    let copied_bind = treatment("/bind");
+    assert_eq!(copied_bind["treatment"], "sandbox_copy", "{copied_bind:#}");
+    assert_ne!(copied_bind["copy"], bind.to_str().unwrap());
+    let left_out = treatment("/excluded");
+    assert_eq!(left_out["treatment"], "left_out", "{left_out:#}");
+    assert_eq!(report["mounts"].as_array().unwrap().len(), 3, "{report:#}");
+    let text = env
+        .cmd(&["restore", "--drill", "--unit", &name])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains("left out") && text.contains("sandbox copy"),
+        "{text}"
+    );
+    assert_eq!(starts(), before);
+}
+
+/// `docker volume create` of a local volume bound to `device`.
+fn device_volume(name: &str, device: &Path) {
+    docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "-o",
+        "type=none",
+        "-o",
+        "o=bind",
+        "-o",
+        &format!("device={}", device.display()),
+        name,
+    ]);
+}

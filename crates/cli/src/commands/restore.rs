@@ -11,6 +11,7 @@ use anyhow::bail;
 use kopi_docka_core::docker::Engine;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
+use kopi_docka_core::restore::start::Treatment;
 use kopi_docka_core::restore::{
     self, DataKind, ExtractedPart, Parts, PointSelector, RestoreContext, RestoreOutcome,
     RestorePlan, RestorePoint, RestoreRequest, StartPlan, points,
@@ -474,6 +475,26 @@ fn render_drill(r: &DrillReport) -> String {
             d.name, d.verified, d.differing, d.additional
         );
     }
+    if !r.mounts.is_empty() {
+        let _ = writeln!(out, "  mounts (production is never mounted):");
+    }
+    for m in &r.mounts {
+        let what = match &m.treatment {
+            Treatment::SandboxCopy { copy } => format!("sandbox copy {copy}"),
+            Treatment::Fresh => "fresh, empty".to_owned(),
+            Treatment::LeftOut { reason } => format!("left out: {reason}"),
+        };
+        let source = if m.source.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", m.source)
+        };
+        let _ = writeln!(
+            out,
+            "    {} {}{source} -> {}: {what}",
+            m.container, m.kind, m.destination
+        );
+    }
     if !r.started.is_empty() {
         let _ = writeln!(out, "  running: {}", r.started.join(", "));
     }
@@ -492,6 +513,7 @@ mod tests {
     use kopi_docka_core::restore::data::Swapped;
     use kopi_docka_core::restore::drill::DrillData;
     use kopi_docka_core::restore::networks::{NetworkAction, NetworkOutcome};
+    use kopi_docka_core::restore::start::SandboxMount;
     use kopi_docka_core::unit::UnitKind;
 
     use super::*;
@@ -710,6 +732,35 @@ mod tests {
                         verified: 11,
                         differing: 1,
                         additional: 2,
+                    },
+                ],
+                mounts: vec![
+                    SandboxMount {
+                        container: "nextcloud-db-1".into(),
+                        destination: "/var/lib/mysql".into(),
+                        kind: "volume".into(),
+                        source: "nextcloud_db".into(),
+                        treatment: Treatment::SandboxCopy {
+                            copy: "kdrill-3c4d_nextcloud_db".into(),
+                        },
+                    },
+                    SandboxMount {
+                        container: "nextcloud-app-1".into(),
+                        destination: "/var/run/docker.sock".into(),
+                        kind: "bind".into(),
+                        source: "/var/run/docker.sock".into(),
+                        treatment: Treatment::LeftOut {
+                            reason: "not in the restore point; a drill never mounts production \
+                                     data"
+                                .into(),
+                        },
+                    },
+                    SandboxMount {
+                        container: "nextcloud-app-1".into(),
+                        destination: "/tmp".into(),
+                        kind: "tmpfs".into(),
+                        source: String::new(),
+                        treatment: Treatment::Fresh,
                     },
                 ],
                 started: vec!["kdrill-3c4d-db-1".into(), "kdrill-3c4d-app-1".into()],

@@ -75,6 +75,7 @@ fn project_file(path: &str, present: bool) -> ProjectFile {
         present,
         recorded_as: None,
         resolved_via: None,
+        refused: None,
     }
 }
 
@@ -91,6 +92,7 @@ fn volume(name: &str, used_by: &str) -> UnitVolume {
         mountpoint: Some(PathBuf::from(format!(
             "/var/lib/docker/volumes/{name}/_data"
         ))),
+        device: None,
         used_by: vec![used_by.into()],
         verdict: Verdict::BACKED_UP,
     }
@@ -167,6 +169,7 @@ fn nextcloud() -> Unit {
         ],
         networks: vec!["nextcloud_default".into()],
         start_order: vec!["nextcloud-db-1".into(), "nextcloud-app-1".into()],
+        refused: None,
         coverage: coverage(vec![
             entry(CoverageKind::Volume, "nextcloud_db", Verdict::BACKED_UP),
             entry(CoverageKind::Volume, "nextcloud_html", Verdict::BACKED_UP),
@@ -233,6 +236,7 @@ fn portainer() -> Unit {
         }],
         networks: vec!["bridge".into()],
         start_order: vec!["portainer".into()],
+        refused: None,
         coverage: coverage(vec![
             entry(CoverageKind::Volume, "portainer_data", Verdict::BACKED_UP),
             entry(

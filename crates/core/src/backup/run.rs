@@ -375,7 +375,8 @@ pub async fn plan(
                 .containers
                 .iter()
                 .rev()
-                .filter(|c| c.state == ContainerState::Running)
+                // A refused unit is never touched.
+                .filter(|c| c.state == ContainerState::Running && unit.refused.is_none())
                 .map(|c| c.name.clone())
                 .collect(),
             volumes: unit
@@ -384,7 +385,7 @@ pub async fn plan(
                 .filter(|v| v.verdict.is_backed_up())
                 .map(|v| PlannedItem {
                     name: v.name.clone(),
-                    bytes: v.mountpoint.as_deref().and_then(size),
+                    bytes: v.data_path().and_then(size),
                 })
                 .collect(),
             binds: unit

@@ -94,6 +94,15 @@ async fn backup_unit_timed(
         pass: Some(Pass::Final),
     };
 
+    if let Some(why) = &unit.refused {
+        report.errors.push(format!(
+            "not backed up: {why}; the unit was not touched (rename it, or remove the crafted \
+             container)"
+        ));
+        report.status = UnitStatus::Failed;
+        return report;
+    }
+
     if let Err(error) = hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await {
         report
             .errors
@@ -545,12 +554,12 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
         .iter()
         .filter(|v| v.verdict.is_backed_up())
         .filter_map(|v| {
-            v.mountpoint.clone().map(|m| {
+            v.data_path().map(|m| {
                 (
                     Part::Volume {
                         volume: v.name.clone(),
                     },
-                    m,
+                    m.to_path_buf(),
                 )
             })
         });

@@ -58,6 +58,9 @@ pub struct DrillReport {
     pub total_seconds: f64,
     /// Volumes and binds.
     pub data: Vec<DrillData>,
+    /// Every mount of the drilled containers and what the sandbox got instead: a copy from
+    /// the point, something fresh, or nothing.
+    pub mounts: Vec<start::SandboxMount>,
     /// Containers that came up.
     pub started: Vec<String>,
     /// What failed.
@@ -111,6 +114,7 @@ pub async fn drill(
         start_seconds: 0.0,
         total_seconds: 0.0,
         data: Vec::new(),
+        mounts: Vec::new(),
         started: Vec::new(),
         errors: Vec::new(),
         leftovers: Vec::new(),
@@ -178,6 +182,10 @@ async fn run(
         let sandbox_volume = format!("{sandbox_name}_{name}");
         let mut request = super::volume_request(&sandbox_volume, recipe.volumes.get(name));
         request.labels = Some([(DRILL_LABEL.to_owned(), sandbox_name.to_owned())].into());
+        // A plain local volume: the recorded options (`o=bind,device=...`, nfs) would mount
+        // the production data into the sandbox.
+        request.driver = None;
+        request.driver_opts = None;
         ctx.engine.create_volume(request).await?;
         sandbox.volumes.push(sandbox_volume.clone());
         let doc = ctx
@@ -237,6 +245,7 @@ async fn run(
         let name = format!("{sandbox_name}_{}", container.name);
         let recreation =
             start::recreation(&inspect, env_values, &rewrite, container.service.as_deref())?;
+        report.mounts.extend(recreation.mounts.iter().cloned());
         let id = start::create(ctx.engine, &name, recreation).await?;
         sandbox.containers.push(id.clone());
         if container.state != ContainerState::Running {

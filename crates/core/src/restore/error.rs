@@ -116,6 +116,15 @@ pub enum RestoreError {
         /// Its driver.
         driver: String,
     },
+    /// A device-backed local volume whose data is not on this host (nfs, cifs), or whose
+    /// device is refused.
+    #[error("volume {name} cannot be restored in place: {why}; restore it with --target-dir")]
+    DeviceVolume {
+        /// Volume.
+        name: String,
+        /// Why.
+        why: String,
+    },
     /// The pre-restore hook failed.
     #[error("{0}; nothing was restored")]
     Hook(String),

@@ -371,10 +371,32 @@ async fn plan_data(
     Ok(plans)
 }
 
+/// Where a local volume's data is restored: its mountpoint, or for a volume created with
+/// `o=bind,device=PATH` the directory `PATH` (the engine mounts it on the mountpoint only while
+/// a container uses the volume; data put in the mountpoint would be hidden then).
 pub(super) fn local_mountpoint(name: &str, doc: &Value) -> Result<PathBuf, RestoreError> {
     let driver = doc.get("Driver").and_then(Value::as_str).unwrap_or("local");
-    match doc.get("Mountpoint").and_then(Value::as_str) {
-        Some(m) if driver == "local" && !m.is_empty() => Ok(PathBuf::from(m)),
+    let options = doc
+        .get("Options")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
+    let backing = crate::unit::LocalBacking::from_options(options).map_err(|why| {
+        RestoreError::DeviceVolume {
+            name: name.to_owned(),
+            why,
+        }
+    })?;
+    match (backing, doc.get("Mountpoint").and_then(Value::as_str)) {
+        (crate::unit::LocalBacking::Bind(device), _) if driver == "local" => Ok(device),
+        (crate::unit::LocalBacking::Mounted { fs_type, device }, _) if driver == "local" => {
+            Err(RestoreError::DeviceVolume {
+                name: name.to_owned(),
+                why: format!("it is mounted from {fs_type} `{device}`, not kept on this host"),
+            })
+        }
+        (_, Some(m)) if driver == "local" && !m.is_empty() => Ok(PathBuf::from(m)),
         _ => Err(RestoreError::NotLocal {
             name: name.to_owned(),
             driver: driver.to_owned(),

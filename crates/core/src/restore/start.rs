@@ -133,6 +133,42 @@ pub struct Recreation {
     pub body: ContainerCreateBody,
     /// Further networks (the engine attaches one at creation).
     pub more_networks: Vec<(String, EndpointSettings)>,
+    /// In a drill: what became of each recorded mount (empty otherwise).
+    pub mounts: Vec<SandboxMount>,
+}
+
+/// What a drill did with one mount of a recorded container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SandboxMount {
+    /// The drilled container (its recorded name).
+    pub container: String,
+    /// Path inside the container (or the device path for a host device).
+    pub destination: String,
+    /// `volume`, `bind`, `tmpfs`, `device`, `volumes-from`...
+    pub kind: String,
+    /// The production volume, path or container it named.
+    pub source: String,
+    /// What the sandbox container got instead.
+    #[serde(flatten)]
+    pub treatment: Treatment,
+}
+
+/// A drill mounts a sandbox copy or nothing; never production data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "treatment", rename_all = "snake_case")]
+pub enum Treatment {
+    /// The copy restored from the point: a sandbox volume or a directory in the drill's dir.
+    SandboxCopy {
+        /// The sandbox volume or path.
+        copy: String,
+    },
+    /// A new empty volume or a tmpfs: nothing of production.
+    Fresh,
+    /// Not mounted at all.
+    LeftOut {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Names of the redacted environment variables in a saved inspect document.
@@ -225,6 +261,18 @@ pub fn recreation(
         .unwrap_or_default()
         .to_owned();
     networks.sort_by_key(|(name, _)| *name != mode);
+    let mounts = match &rewrite.drill {
+        Some(_) => sandbox_mounts(
+            &mut host,
+            rewrite,
+            inspect
+                .get("Name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim_start_matches('/'),
+        ),
+        None => Vec::new(),
+    };
     apply_rewrite(config_obj, &mut host, &mut networks, rewrite);
     let mut body = config;
     let first: Map<String, Value> = networks.first().cloned().into_iter().collect();
@@ -249,6 +297,7 @@ pub fn recreation(
     Ok(Recreation {
         body,
         more_networks,
+        mounts,
     })
 }
 
@@ -348,6 +397,135 @@ fn apply_rewrite(
             labels.insert("kopi-docka.drill".into(), Value::String(drill.clone()));
         }
     }
+}
+
+/// A drill's mounts: every volume and bind in the point becomes its sandbox copy; everything
+/// else that would reach production (volumes and binds outside the point, device-backed
+/// volumes' inline driver options, `--volumes-from`, host devices) is left out. Says what
+/// became of each.
+fn sandbox_mounts(host: &mut Value, rewrite: &Rewrite, container: &str) -> Vec<SandboxMount> {
+    let mut out = Vec::new();
+    let Some(host) = host.as_object_mut() else {
+        return out;
+    };
+    let mut record = |kind: &str, source: &str, destination: &str, treatment: Treatment| {
+        out.push(SandboxMount {
+            container: container.to_owned(),
+            destination: destination.to_owned(),
+            kind: kind.to_owned(),
+            source: source.to_owned(),
+            treatment,
+        });
+    };
+    let not_in_point = || Treatment::LeftOut {
+        reason: "not in the restore point; a drill never mounts production data".into(),
+    };
+    let copy = |kind: &str, source: &str| match kind {
+        "volume" => rewrite.volumes.get(source).cloned(),
+        "bind" => rewrite
+            .binds
+            .get(Path::new(source))
+            .map(|p| p.to_string_lossy().into_owned()),
+        _ => None,
+    };
+    if let Some(binds) = host.get_mut("Binds").and_then(Value::as_array_mut) {
+        binds.retain_mut(|bind| {
+            let spec = bind.as_str().unwrap_or_default().to_owned();
+            let (source, rest) = spec.split_once(':').unwrap_or((&spec, ""));
+            let destination = rest.split(':').next().unwrap_or_default();
+            let kind = if source.starts_with('/') {
+                "bind"
+            } else {
+                "volume"
+            };
+            match copy(kind, source) {
+                Some(new) => {
+                    *bind = Value::String(format!("{new}:{rest}"));
+                    record(
+                        kind,
+                        source,
+                        destination,
+                        Treatment::SandboxCopy { copy: new },
+                    );
+                    true
+                }
+                None => {
+                    record(kind, source, destination, not_in_point());
+                    false
+                }
+            }
+        });
+    }
+    if let Some(mounts) = host.get_mut("Mounts").and_then(Value::as_array_mut) {
+        mounts.retain_mut(|mount| {
+            let text = |key: &str| {
+                mount
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (kind, source, destination) = (text("Type"), text("Source"), text("Target"));
+            if kind == "tmpfs" || (kind == "volume" && source.is_empty()) {
+                // Memory, or an anonymous volume the engine creates empty.
+                if let Some(m) = mount.as_object_mut() {
+                    m.remove("VolumeOptions");
+                }
+                record(&kind, &source, &destination, Treatment::Fresh);
+                return true;
+            }
+            match copy(&kind, &source) {
+                Some(new) => {
+                    mount["Source"] = Value::String(new.clone());
+                    // Inline driver options (`o=bind,device=...`) would point the sandbox
+                    // volume at the production device.
+                    if let Some(m) = mount.as_object_mut() {
+                        m.remove("VolumeOptions");
+                    }
+                    record(
+                        &kind,
+                        &source,
+                        &destination,
+                        Treatment::SandboxCopy { copy: new },
+                    );
+                    true
+                }
+                None => {
+                    record(&kind, &source, &destination, not_in_point());
+                    false
+                }
+            }
+        });
+    }
+    for (key, kind) in [("VolumesFrom", "volumes-from"), ("Devices", "device")] {
+        let Some(Value::Array(items)) = host.remove(key) else {
+            continue;
+        };
+        for item in items {
+            let source = match &item {
+                Value::String(s) => s.clone(),
+                other => other
+                    .get("PathOnHost")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            let destination = item
+                .get("PathInContainer")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            record(
+                kind,
+                &source,
+                &destination,
+                Treatment::LeftOut {
+                    reason: "production data or hardware; a drill never mounts it".into(),
+                },
+            );
+        }
+    }
+    out
 }
 
 /// `SOURCE:DEST[:MODE]` with the source renamed when it is a volume or bind being rewritten.

@@ -1,13 +1,14 @@
 //! Turns the engine's containers and volumes into units.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum, Volume,
 };
 
-use super::mounts::{HostMount, MountRules, PathResolver};
+use super::mounts::{HostMount, LocalBacking, MountRules, PathResolver};
+use super::names;
 use super::{
     BindMount, ComposeProject, Container, ContainerState, Coverage, CoverageEntry, CoverageKind,
     CoverageReason, Health, ProjectFile, Unit, UnitBind, UnitKind, UnitName, UnitVolume, Verdict,
@@ -228,11 +229,18 @@ fn stack_unit(
     rules: &MountRules,
 ) -> Unit {
     members.sort_by(|a, b| a.container.name.cmp(&b.container.name));
-    // All members of a project normally carry the same project labels; take the first that has
-    // them (a container created by hand with only the project label has none).
-    let labelled = members
-        .iter()
-        .find(|m| m.labels.contains_key(label::CONFIG_FILES));
+    if names::engine_name(project).is_err() {
+        // Its labels are not read at all: nothing of a refused unit becomes a path.
+        return assemble(
+            UnitName::new(project),
+            UnitKind::Stack,
+            None,
+            members,
+            volumes,
+            rules,
+        );
+    }
+    let labelled = project_labels(project, &members);
     let get = |key: &str| labelled.and_then(|m| m.labels.get(key)).map(String::as_str);
 
     let working_dir_recorded = get(label::WORKING_DIR).map(PathBuf::from);
@@ -241,28 +249,41 @@ fn stack_unit(
             .resolve(recorded)
             .map_or_else(|| recorded.to_path_buf(), |(path, _)| path)
     });
+    // The directory every project file must be in (see `names`).
+    let base = checked_working_dir(get(label::WORKING_DIR), working_dir.as_deref());
+    if let (Err(why), Some(recorded)) = (&base, get(label::WORKING_DIR))
+        && (names::host_path(recorded).is_err() || working_dir.as_deref().is_some_and(Path::exists))
+    {
+        tracing::warn!(
+            project = %project.escape_debug(),
+            %why,
+            "working directory refused: none of the project's files is read or backed up"
+        );
+    }
 
     // v1 records config files relative to the working dir as compose saw it.
-    let compose_files: Vec<ProjectFile> = get(label::CONFIG_FILES)
+    let mut compose_files: Vec<ProjectFile> = get(label::CONFIG_FILES)
         .map(compose::split_list)
         .unwrap_or_default()
         .iter()
         .map(|f| project_file(resolver, f, working_dir_recorded.as_deref()))
         .collect();
+    vet(project, &mut compose_files, &base);
 
     let mut env_files: Vec<ProjectFile> = Vec::new();
     if let Some(dir) = &working_dir {
         let dot_env = dir.join(".env");
-        if dot_env.is_file() {
+        if std::fs::symlink_metadata(&dot_env).is_ok() {
             env_files.push(ProjectFile {
                 path: dot_env,
                 present: true,
                 recorded_as: None,
                 resolved_via: None,
+                refused: None,
             });
         }
     }
-    let services = read_compose_files(&compose_files, resolver, &mut env_files);
+    let services = read_compose_files(&compose_files, &base, resolver, &mut env_files);
     for env in get(label::ENVIRONMENT_FILE)
         .map(compose::split_list)
         .unwrap_or_default()
@@ -274,6 +295,7 @@ fn stack_unit(
         ));
     }
     dedup_by_path(&mut env_files);
+    vet(project, &mut env_files, &base);
 
     for m in &mut members {
         if m.container.depends_on.is_empty()
@@ -300,9 +322,104 @@ fn stack_unit(
     )
 }
 
+/// The member whose compose labels describe the project. All members normally carry the same
+/// ones; a container created by hand with only the project label has none, and one created
+/// with crafted labels (anyone who can run a container can set them) must not decide where
+/// another stack's recipe is read from: labels with a usable working directory win, then
+/// those most members share.
+fn project_labels<'a>(project: &str, members: &'a [Member]) -> Option<&'a Member> {
+    let key = |m: &Member| {
+        (
+            m.labels.get(label::WORKING_DIR).cloned(),
+            m.labels.get(label::CONFIG_FILES).cloned(),
+            m.labels.get(label::ENVIRONMENT_FILE).cloned(),
+        )
+    };
+    let labelled: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.labels.contains_key(label::CONFIG_FILES))
+        .collect();
+    let usable = |m: &Member| {
+        m.labels
+            .get(label::WORKING_DIR)
+            .is_some_and(|w| names::host_path(w).is_ok_and(|p| names::working_dir(&p).is_ok()))
+    };
+    let best = labelled.iter().copied().max_by_key(|m| {
+        let shared = labelled.iter().filter(|o| key(o) == key(m)).count();
+        // Ties go to the first by name (max_by_key keeps the last maximum).
+        (
+            usable(m),
+            shared,
+            std::cmp::Reverse(m.container.name.clone()),
+        )
+    })?;
+    let ignored: Vec<&str> = labelled
+        .iter()
+        .filter(|m| key(m) != key(best))
+        .map(|m| m.container.name.as_str())
+        .collect();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            project = %project.escape_debug(),
+            used = %best.container.name,
+            ?ignored,
+            "members of this project disagree on their compose labels; the project's files are \
+             read as the used container's labels say"
+        );
+    }
+    Some(best)
+}
+
+/// The canonical working directory, or why project files cannot be read from it.
+fn checked_working_dir(recorded: Option<&str>, resolved: Option<&Path>) -> Result<PathBuf, String> {
+    let (Some(recorded), Some(resolved)) = (recorded, resolved) else {
+        return Err("the project records no working directory".into());
+    };
+    names::host_path(recorded).map_err(|why| format!("working directory {recorded:?}: {why}"))?;
+    names::working_dir(resolved)
+}
+
+/// Marks the project files that must not be read, and warns about each. With no usable
+/// working directory, none is read.
+fn vet(project: &str, files: &mut [ProjectFile], base: &Result<PathBuf, String>) {
+    for file in files.iter_mut() {
+        let verdict = match (&file.refused, base) {
+            (Some(why), _) => Err(why.clone()),
+            // Missing stays missing.
+            (None, _) if !file.present => Ok(()),
+            (None, Err(why)) => Err(why.clone()),
+            (None, Ok(base)) => names::read_project_file(&file.path, base).map(drop),
+        };
+        if let Err(why) = verdict {
+            tracing::warn!(
+                project = %project.escape_debug(),
+                file = %file.path.display(),
+                %why,
+                "project file refused: it is neither read nor backed up"
+            );
+            file.refused = Some(why);
+        }
+    }
+}
+
 /// A project file as compose recorded it (relative ones against `base`), found on this host.
 fn project_file(resolver: &PathResolver, recorded: &str, base: Option<&Path>) -> ProjectFile {
     let recorded_path = Path::new(recorded);
+    if recorded.contains('\0')
+        || recorded_path
+            .components()
+            .any(|c| c == Component::ParentDir)
+    {
+        return ProjectFile {
+            path: recorded_path.to_path_buf(),
+            present: false,
+            recorded_as: None,
+            resolved_via: None,
+            refused: Some(format!(
+                "the recorded path {recorded:?} contains `..` or NUL"
+            )),
+        };
+    }
     let as_recorded = match (recorded_path.is_absolute(), base) {
         (true, _) | (false, None) => recorded_path.to_path_buf(),
         (false, Some(base)) => base.join(recorded_path),
@@ -317,6 +434,7 @@ fn project_file(resolver: &PathResolver, recorded: &str, base: Option<&Path>) ->
         path,
         present,
         resolved_via: via,
+        refused: None,
     }
 }
 
@@ -325,13 +443,20 @@ fn project_file(resolver: &PathResolver, recorded: &str, base: Option<&Path>) ->
 /// then unknown, and a warning says so.
 fn read_compose_files(
     compose_files: &[ProjectFile],
+    base: &Result<PathBuf, String>,
     resolver: &PathResolver,
     env_files: &mut Vec<ProjectFile>,
 ) -> BTreeMap<String, compose::ServiceFacts> {
     let mut services: BTreeMap<String, compose::ServiceFacts> = BTreeMap::new();
-    for file in compose_files.iter().filter(|f| f.present) {
-        let facts = match std::fs::read_to_string(&file.path)
-            .map_err(|e| e.to_string())
+    let Ok(base) = base else {
+        return services;
+    };
+    for file in compose_files
+        .iter()
+        .filter(|f| f.present && f.refused.is_none())
+    {
+        let facts = match names::read_project_file(&file.path, base)
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
             .and_then(|text| compose::parse_services(&text).map_err(|e| e.to_string()))
         {
             Ok(facts) => facts,
@@ -379,6 +504,7 @@ fn assemble(
 ) -> Unit {
     order_members(&mut members);
     let containers: Vec<Container> = members.into_iter().map(|m| m.container).collect();
+    let refused = refusal(&name, &containers);
     let start_order = containers.iter().map(|c| c.name.clone()).collect();
 
     let mut unit_volumes: BTreeMap<&str, UnitVolume> = BTreeMap::new();
@@ -389,7 +515,7 @@ fn assemble(
         for v in &c.volumes {
             let entry = unit_volumes
                 .entry(&v.name)
-                .or_insert_with(|| volume_entry(&v.name, volumes));
+                .or_insert_with(|| volume_entry(&v.name, volumes, rules));
             entry.used_by.push(c.name.clone());
         }
         for b in &c.binds {
@@ -439,10 +565,12 @@ fn assemble(
         .collect();
     if let Some(project) = &project {
         let file_entry = |kind, f: &ProjectFile| {
-            let verdict = if f.present {
-                Verdict::BACKED_UP
-            } else {
-                Verdict::not_protected(CoverageReason::Missing)
+            let verdict = match (&f.refused, f.present) {
+                (Some(why), _) => {
+                    Verdict::not_protected(CoverageReason::Refused { why: why.clone() })
+                }
+                (None, true) => Verdict::BACKED_UP,
+                (None, false) => Verdict::not_protected(CoverageReason::Missing),
             };
             CoverageEntry::new(kind, f.path.display().to_string(), verdict)
         };
@@ -460,6 +588,14 @@ fn assemble(
         );
     }
     coverage.extend(entries);
+    if let Some(why) = &refused {
+        tracing::warn!(unit = %name.as_str().escape_debug(), %why, "unit refused: it is not backed up");
+        coverage.push(CoverageEntry::new(
+            CoverageKind::Name,
+            name.as_str().escape_debug().to_string(),
+            Verdict::not_protected(CoverageReason::Refused { why: why.clone() }),
+        ));
+    }
 
     Unit {
         name,
@@ -471,38 +607,73 @@ fn assemble(
         networks: networks.into_iter().collect(),
         start_order,
         coverage: Coverage::from_entries(coverage),
+        refused,
     }
 }
 
-fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>) -> UnitVolume {
+/// Why a unit cannot be backed up safely: its name, a member's name or a member's service
+/// would become a path, a tag or a compose argument.
+fn refusal(name: &UnitName, containers: &[Container]) -> Option<String> {
+    let unit = names::engine_name(name.as_str()).map_err(|why| format!("unit name: {why}"));
+    let members = containers.iter().map(|c| {
+        names::engine_name(&c.name)
+            .map_err(|why| format!("container name: {why}"))
+            .and_then(|()| match &c.service {
+                Some(service) => names::engine_name(service)
+                    .map_err(|why| format!("service of {}: {why}", c.name)),
+                None => Ok(()),
+            })
+    });
+    std::iter::once(unit).chain(members).find_map(Result::err)
+}
+
+fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>, rules: &MountRules) -> UnitVolume {
+    let mut entry = UnitVolume {
+        name: name.to_owned(),
+        driver: None,
+        mountpoint: None,
+        device: None,
+        used_by: Vec::new(),
+        verdict: Verdict::not_protected(CoverageReason::VolumeNotListed),
+    };
+    if let Err(why) = names::engine_name(name) {
+        entry.verdict = Verdict::not_protected(CoverageReason::Refused { why });
+        return entry;
+    }
     let Some(volume) = volumes.get(name) else {
-        return UnitVolume {
-            name: name.to_owned(),
-            driver: None,
-            mountpoint: None,
-            used_by: Vec::new(),
-            verdict: Verdict::not_protected(CoverageReason::VolumeNotListed),
-        };
+        return entry;
     };
     let mountpoint = PathBuf::from(&volume.mountpoint);
-    let verdict = if volume.driver != "local" {
+    entry.driver = Some(volume.driver.clone());
+    entry.verdict = if volume.driver != "local" {
         Verdict::not_protected(CoverageReason::VolumeDriver {
             driver: volume.driver.clone(),
         })
-    } else if !mountpoint.is_dir() {
-        // A remote engine, or an engine in another mount namespace: the data is not readable
-        // from here.
-        Verdict::not_protected(CoverageReason::Missing)
     } else {
-        Verdict::BACKED_UP
+        let options = volume.options.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        match LocalBacking::from_options(options) {
+            // A remote engine, or an engine in another mount namespace: the data is not
+            // readable from here.
+            Ok(LocalBacking::Plain) if !mountpoint.is_dir() => {
+                Verdict::not_protected(CoverageReason::Missing)
+            }
+            Ok(LocalBacking::Plain) => Verdict::BACKED_UP,
+            Ok(LocalBacking::Tmpfs) => Verdict::skipped(CoverageReason::Tmpfs),
+            // The engine mounts the device on the mountpoint only while a container uses the
+            // volume: after the stop, the data is only in the device directory.
+            Ok(LocalBacking::Bind(device)) => {
+                let verdict = rules.classify_bind(&device);
+                entry.device = Some(device);
+                verdict
+            }
+            Ok(LocalBacking::Mounted { fs_type, device }) => {
+                Verdict::not_protected(CoverageReason::DeviceVolume { fs_type, device })
+            }
+            Err(why) => Verdict::not_protected(CoverageReason::Refused { why }),
+        }
     };
-    UnitVolume {
-        name: name.to_owned(),
-        driver: Some(volume.driver.clone()),
-        mountpoint: Some(mountpoint),
-        used_by: Vec::new(),
-        verdict,
-    }
+    entry.mountpoint = Some(mountpoint);
+    entry
 }
 
 /// Sorts members into start order: services after the services they depend on (Kahn's

@@ -9,15 +9,16 @@
 
 mod discover;
 mod mounts;
+pub mod names;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub(crate) use discover::health;
 pub use discover::{build_units, discover};
-pub use mounts::MountRules;
+pub use mounts::{LocalBacking, MountRules};
 
 /// Names in the configuration that match no discovered unit, one message each: a
 /// `[units."x"]` table (its hooks and thresholds never apply) and a `[daemon] units` entry (the
@@ -108,6 +109,10 @@ pub struct Unit {
     pub start_order: Vec<String>,
     /// Every mount and project file with its verdict.
     pub coverage: Coverage,
+    /// Why the unit is not backed up at all: a name from the engine that cannot safely become
+    /// a path, a tag or an argument ([`names`]). Such a unit is listed, never touched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// Compose project facts of a stack.
@@ -135,6 +140,10 @@ pub struct ProjectFile {
     /// The container whose mount translated the recorded path (e.g. Portainer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_via: Option<String>,
+    /// Why the file is not read (outside the working directory, not a regular file...): it
+    /// is then neither read nor backed up ([`names`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// Runtime state of a container (also read back from recorded recipes).
@@ -248,11 +257,24 @@ pub struct UnitVolume {
     /// Where the engine keeps the data on this host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mountpoint: Option<PathBuf>,
+    /// For a local volume created with `o=bind,device=PATH`: the host directory the engine
+    /// mounts on `mountpoint` only while a container uses it. The data is there, and it is
+    /// what is backed up and restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<PathBuf>,
     /// Member containers that mount it.
     pub used_by: Vec<String>,
     /// Backed up or not, and why.
     #[serde(flatten)]
     pub verdict: Verdict,
+}
+
+impl UnitVolume {
+    /// Where the data really is on this host: the bind device of a device-backed volume,
+    /// else the engine's mountpoint.
+    pub fn data_path(&self) -> Option<&Path> {
+        self.device.as_deref().or(self.mountpoint.as_deref())
+    }
 }
 
 /// A bind mount source of a unit.
@@ -320,6 +342,20 @@ pub enum CoverageReason {
     },
     /// The engine does not list the volume a container mounts.
     VolumeNotListed,
+    /// A local volume that mounts a filesystem (`type=nfs`, `cifs`, a block device) only
+    /// while a container uses it: after the stop its mountpoint is an empty directory.
+    DeviceVolume {
+        /// The `type` option.
+        fs_type: String,
+        /// The `device` option.
+        device: String,
+    },
+    /// A name or path from the engine (labels set by whoever created the container) that is
+    /// refused before it becomes a path, an argument or a file name.
+    Refused {
+        /// What was refused and why.
+        why: String,
+    },
 }
 
 impl fmt::Display for CoverageReason {
@@ -353,6 +389,12 @@ impl fmt::Display for CoverageReason {
                 "volume driver `{driver}` keeps the data elsewhere; back it up where it lives"
             ),
             Self::VolumeNotListed => f.write_str("the engine does not list this volume"),
+            Self::DeviceVolume { fs_type, device } => write!(
+                f,
+                "local volume mounted from {fs_type} `{device}` only while a container uses it \
+                 (empty after the stop); back it up where it lives"
+            ),
+            Self::Refused { why } => write!(f, "refused: {why}"),
         }
     }
 }
@@ -410,6 +452,8 @@ pub enum CoverageKind {
     ComposeFile,
     /// An env file of the project.
     EnvFile,
+    /// A name from the engine (unit, container, service, volume).
+    Name,
 }
 
 impl fmt::Display for CoverageKind {
@@ -420,6 +464,7 @@ impl fmt::Display for CoverageKind {
             Self::Tmpfs => "tmpfs",
             Self::ComposeFile => "compose file",
             Self::EnvFile => "env file",
+            Self::Name => "name",
         })
     }
 }

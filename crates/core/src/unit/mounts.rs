@@ -61,6 +61,72 @@ impl MountRules {
     }
 }
 
+/// What a local volume's driver options (`docker volume create -o type=.. -o o=.. -o device=..`,
+/// compose `driver_opts`) make of it. The local driver mounts such a volume on its mountpoint
+/// only while a container uses it; stopped, the mountpoint is an empty directory, so the data
+/// must be read where it really is, or reported as out of reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalBacking {
+    /// No mount options: the data is in the mountpoint.
+    Plain,
+    /// `o=bind,device=PATH`: the data is in the host directory `PATH`.
+    Bind(PathBuf),
+    /// `type=tmpfs`: memory only.
+    Tmpfs,
+    /// Any other filesystem (`nfs`, `cifs`, a block device): mounted only while in use.
+    Mounted {
+        /// The `type` option (`nfs`, `cifs`, `ext4`...).
+        fs_type: String,
+        /// The `device` option.
+        device: String,
+    },
+}
+
+impl LocalBacking {
+    /// Reads the local driver's options. A bind device that is not a plain absolute path
+    /// (relative, `..`, NUL) is refused: it comes from whoever created the volume.
+    pub fn from_options<'a>(
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        let (mut fs_type, mut o, mut device) = ("", "", "");
+        for (key, value) in options {
+            match key {
+                "type" => fs_type = value,
+                "o" => o = value,
+                "device" => device = value,
+                _ => {}
+            }
+        }
+        if fs_type == "tmpfs" {
+            return Ok(Self::Tmpfs);
+        }
+        let bind = o.split(',').any(|t| t == "bind" || t == "rbind");
+        if device.is_empty() {
+            return Ok(if fs_type.is_empty() || fs_type == "none" {
+                Self::Plain
+            } else {
+                Self::Mounted {
+                    fs_type: fs_type.to_owned(),
+                    device: String::new(),
+                }
+            });
+        }
+        if bind {
+            return crate::unit::names::host_path(device)
+                .map(Self::Bind)
+                .map_err(|why| format!("bind device `{}`: {why}", device.escape_debug()));
+        }
+        Ok(Self::Mounted {
+            fs_type: if fs_type.is_empty() {
+                "a device".to_owned()
+            } else {
+                fs_type.to_owned()
+            },
+            device: device.to_owned(),
+        })
+    }
+}
+
 /// A mount of some container on this host: `destination` inside it maps to `source` here.
 #[derive(Debug, Clone)]
 pub(super) struct HostMount {
@@ -157,6 +223,41 @@ mod tests {
         assert_eq!(rules.classify_bind(&data), Verdict::BACKED_UP);
         let missing = rules.classify_bind(&dir.path().join("gone"));
         assert_eq!(missing.status, CoverageStatus::NotProtected);
+    }
+
+    #[test]
+    fn local_volume_options() {
+        let backing = |opts: &[(&'static str, &'static str)]| {
+            LocalBacking::from_options(opts.iter().copied())
+        };
+        assert_eq!(backing(&[]), Ok(LocalBacking::Plain));
+        assert_eq!(
+            backing(&[("type", "none"), ("o", "bind"), ("device", "/srv/data/")]),
+            Ok(LocalBacking::Bind("/srv/data".into()))
+        );
+        assert_eq!(
+            backing(&[
+                ("type", "nfs"),
+                ("o", "addr=10.0.0.1,rw"),
+                ("device", ":/export")
+            ]),
+            Ok(LocalBacking::Mounted {
+                fs_type: "nfs".into(),
+                device: ":/export".into()
+            })
+        );
+        assert_eq!(
+            backing(&[("type", "tmpfs"), ("device", "tmpfs")]),
+            Ok(LocalBacking::Tmpfs)
+        );
+        for bad in ["srv/data", "/srv/../etc", "/srv/\0x"] {
+            let bad = bad.replace("\\0", "\0");
+            let opts = [("o", "bind"), ("device", bad.as_str())];
+            assert!(
+                LocalBacking::from_options(opts.iter().copied()).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
