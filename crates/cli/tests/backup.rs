@@ -1226,3 +1226,178 @@ fn busy_container(env: &Env, suffix: &str, mib: usize) -> String {
     support::fill_random(&data.join("big.bin"), mib << 20);
     name
 }
+
+/// Labels are set by whoever runs a container. Crafted ones (a compose file that is
+/// /etc/shadow, a FIFO, a working dir with `..`, a project name with `/` or a leading `-`,
+/// a container that joins another stack with /etc as its working dir) each give a warning,
+/// hang nothing, put nothing of /etc/shadow into the repository, and leave the other units
+/// backed up.
+#[test]
+fn crafted_labels_are_refused_and_the_rest_is_backed_up() {
+    if !support::docker_tests_enabled("crafted_labels_are_refused_and_the_rest_is_backed_up") {
+        return;
+    }
+    let mut env = installation();
+    let (stack, _dir) = env.stack("");
+    let p = env.prefix.clone();
+    let crafted_dir = env.path("crafted");
+    std::fs::create_dir(&crafted_dir).unwrap();
+    let fifo = crafted_dir.join("docker-compose.yml");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let dir = crafted_dir.to_str().unwrap();
+    let dotdot = format!("{dir}/../..");
+    let fifo_path = fifo.to_str().unwrap();
+    // (container, project, working dir, config files, what the warning says)
+    let crafted: [(String, String, &str, &str, &str); 6] = [
+        (
+            format!("{p}-a-joins"),
+            stack.clone(),
+            "/etc",
+            "/etc/shadow",
+            "disagree",
+        ),
+        (
+            format!("{p}-shadow"),
+            format!("{p}-shadow"),
+            dir,
+            "/etc/shadow",
+            "outside the project's working directory",
+        ),
+        (
+            format!("{p}-fifo"),
+            format!("{p}-fifo"),
+            dir,
+            fifo_path,
+            "not a regular file",
+        ),
+        (
+            format!("{p}-dotdot"),
+            format!("{p}-dotdot"),
+            dotdot.as_str(),
+            "docker-compose.yml",
+            "contains `..`",
+        ),
+        (
+            format!("{p}-slash"),
+            format!("{p}/slash"),
+            dir,
+            "docker-compose.yml",
+            "contains `/`",
+        ),
+        (
+            format!("{p}-dash"),
+            format!("-{p}-dash"),
+            dir,
+            "docker-compose.yml",
+            "starts with `-`",
+        ),
+    ];
+    for (container, project, working_dir, files, _) in &crafted {
+        docker(&[
+            "create",
+            "--name",
+            container,
+            "--label",
+            &format!("com.docker.compose.project={project}"),
+            "--label",
+            "com.docker.compose.service=app",
+            "--label",
+            &format!("com.docker.compose.project.working_dir={working_dir}"),
+            "--label",
+            &format!("com.docker.compose.project.config_files={files}"),
+            IMAGE,
+            "true",
+        ]);
+    }
+    let mut args = vec![
+        "backup".to_owned(),
+        "--json".to_owned(),
+        format!("--unit={stack}"),
+    ];
+    for (_, project, ..) in &crafted[1..] {
+        args.push(format!("--unit={project}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // No hang: a FIFO read would block forever.
+    let out = env
+        .cmd(&args)
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .code(3);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    for (_, project, _, _, warning) in &crafted {
+        assert!(
+            stderr.contains(warning),
+            "no warning `{warning}` for {project}: {stderr}"
+        );
+    }
+    let unit = |name: &str| {
+        report["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap_or_else(|| panic!("no unit {name} in {report:#}"))
+            .clone()
+    };
+    // The victim stack and the units whose files were refused are backed up; the names that
+    // cannot become paths are not, and say why.
+    for name in [
+        stack.clone(),
+        format!("{p}-shadow"),
+        format!("{p}-fifo"),
+        format!("{p}-dotdot"),
+    ] {
+        let u = unit(&name);
+        assert_eq!(u["complete"], true, "{u:#}");
+    }
+    for name in [format!("{p}/slash"), format!("-{p}-dash")] {
+        let u = unit(&name);
+        assert_eq!(u["status"], "failed", "{u:#}");
+        assert!(u["snapshots"].as_array().unwrap().is_empty(), "{u:#}");
+        assert!(
+            u["errors"][0].as_str().unwrap().contains("refused"),
+            "{u:#}"
+        );
+    }
+    for name in [format!("{p}-fifo"), format!("{p}-shadow")] {
+        let warnings = unit(&name)["warnings"].to_string();
+        assert!(warnings.contains("refused"), "{name}: {warnings}");
+    }
+    // The victim's recipe holds its own compose file, read through its own labels.
+    let listed = env.json(&["snapshots", "--unit", &stack, "--json"]);
+    let recipe = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "recipe")
+        .unwrap();
+    let root = env.restic_restore(recipe);
+    assert!(root.join("compose/docker-compose.yml").is_file());
+
+    // Nothing of /etc/shadow anywhere in the repository.
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+    let needle = shadow.lines().next().unwrap();
+    let snapshots: Value = serde_json::from_slice(
+        &support::restic(&env.repo(), &env.password_file(), ["snapshots", "--json"]).stdout,
+    )
+    .unwrap();
+    for s in snapshots.as_array().unwrap() {
+        let restored =
+            env.restic_restore(&serde_json::json!({"id": s["id"], "path": s["paths"][0]}));
+        let found = support::files_containing(&restored, needle.as_bytes());
+        assert!(
+            found.is_empty(),
+            "/etc/shadow is in the repository: {found:?}"
+        );
+    }
+    assert!(!snapshots.as_array().unwrap().is_empty());
+}

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::docker::Engine;
 use crate::repo::BackupId;
-use crate::unit::{ProjectFile, Unit};
+use crate::unit::{ProjectFile, Unit, names};
 
 /// Error while staging.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +62,14 @@ pub async fn stage(
     dir: &Path,
 ) -> Result<(), RecipeError> {
     let compose_dir = dir.join("compose");
-    if let Some(project) = &unit.project {
-        let base = project.working_dir.as_deref();
+    if let Some(project) = &unit.project
+        && let Some(base) = project.working_dir.as_deref()
+    {
         for file in project
             .compose_files
             .iter()
             .chain(&project.env_files)
-            .filter(|f| f.present)
+            .filter(|f| f.present && f.refused.is_none())
         {
             copy_project_file(file, base, &compose_dir)?;
         }
@@ -127,16 +128,20 @@ fn staged_path(file: &Path, base: Option<&Path>) -> PathBuf {
     Path::new("_abs").join(file.strip_prefix("/").unwrap_or(file))
 }
 
-fn copy_project_file(
-    file: &ProjectFile,
-    base: Option<&Path>,
-    into: &Path,
-) -> Result<(), RecipeError> {
-    let dest = into.join(staged_path(&file.path, base));
+/// Copies a project file that discovery accepted, checked again as it is read (it may have
+/// been swapped for a FIFO or a link to a host secret since): see [`crate::unit::names`].
+fn copy_project_file(file: &ProjectFile, base: &Path, into: &Path) -> Result<(), RecipeError> {
+    let refused = |why: String| RecipeError::Io {
+        path: file.path.clone(),
+        source: std::io::Error::other(why),
+    };
+    let canonical = names::working_dir(base).map_err(refused)?;
+    let bytes = names::read_project_file(&file.path, &canonical).map_err(refused)?;
+    let dest = into.join(staged_path(&file.path, Some(base)));
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    std::fs::copy(&file.path, &dest).map_err(io(&file.path))?;
+    std::fs::write(&dest, bytes).map_err(io(&dest))?;
     Ok(())
 }
 
