@@ -1328,7 +1328,7 @@ fn crafted_labels_are_refused_and_the_rest_is_backed_up() {
     // No hang: a FIFO read would block forever.
     let out = env
         .cmd(&args)
-        .timeout(Duration::from_secs(300))
+        .timeout(Duration::from_secs(120))
         .assert()
         .code(3);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
