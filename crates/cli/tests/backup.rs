@@ -1239,6 +1239,81 @@ fn crafted_labels_are_refused_and_the_rest_is_backed_up() {
     }
     let mut env = installation();
     let (stack, _dir) = env.stack("");
+    let crafted = create_crafted(&env, &stack);
+    let p = env.prefix.clone();
+    let mut args = vec![
+        "backup".to_owned(),
+        "--json".to_owned(),
+        format!("--unit={stack}"),
+    ];
+    for (project, _) in &crafted[1..] {
+        args.push(format!("--unit={project}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // No hang: a FIFO read would block forever.
+    let out = env
+        .cmd(&args)
+        .timeout(Duration::from_mins(2))
+        .assert()
+        .code(3);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    for (project, warning) in &crafted {
+        assert!(
+            stderr.contains(warning),
+            "no warning `{warning}` for {project}: {stderr}"
+        );
+    }
+    let unit = |name: &str| {
+        report["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap_or_else(|| panic!("no unit {name} in {report:#}"))
+            .clone()
+    };
+    // The victim stack and the units whose files were refused are backed up; the names that
+    // cannot become paths are not, and say why.
+    for name in [
+        stack.clone(),
+        format!("{p}-shadow"),
+        format!("{p}-fifo"),
+        format!("{p}-dotdot"),
+    ] {
+        let u = unit(&name);
+        assert_eq!(u["complete"], true, "{u:#}");
+    }
+    for name in [format!("{p}/slash"), format!("-{p}-dash")] {
+        let u = unit(&name);
+        assert_eq!(u["status"], "failed", "{u:#}");
+        assert!(u["snapshots"].as_array().unwrap().is_empty(), "{u:#}");
+        assert!(
+            u["errors"][0].as_str().unwrap().contains("refused"),
+            "{u:#}"
+        );
+    }
+    for name in [format!("{p}-fifo"), format!("{p}-shadow")] {
+        let warnings = unit(&name)["warnings"].to_string();
+        assert!(warnings.contains("refused"), "{name}: {warnings}");
+    }
+    // The victim's recipe holds its own compose file, read through its own labels.
+    let listed = env.json(&["snapshots", "--unit", &stack, "--json"]);
+    let recipe = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "recipe")
+        .unwrap();
+    let root = env.restic_restore(recipe);
+    assert!(root.join("compose/docker-compose.yml").is_file());
+
+    assert_shadow_not_in(&env);
+}
+
+/// Containers with crafted compose labels (their project names start with the test prefix):
+/// (project, the warning it must give). The first joins `stack`.
+fn create_crafted(env: &Env, stack: &str) -> Vec<(String, &'static str)> {
     let p = env.prefix.clone();
     let crafted_dir = env.path("crafted");
     std::fs::create_dir(&crafted_dir).unwrap();
@@ -1258,7 +1333,7 @@ fn crafted_labels_are_refused_and_the_rest_is_backed_up() {
     let crafted: [(String, String, &str, &str, &str); 6] = [
         (
             format!("{p}-a-joins"),
-            stack.clone(),
+            stack.to_owned(),
             "/etc",
             "/etc/shadow",
             "disagree",
@@ -1316,74 +1391,14 @@ fn crafted_labels_are_refused_and_the_rest_is_backed_up() {
             "true",
         ]);
     }
-    let mut args = vec![
-        "backup".to_owned(),
-        "--json".to_owned(),
-        format!("--unit={stack}"),
-    ];
-    for (_, project, ..) in &crafted[1..] {
-        args.push(format!("--unit={project}"));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    // No hang: a FIFO read would block forever.
-    let out = env
-        .cmd(&args)
-        .timeout(Duration::from_secs(120))
-        .assert()
-        .code(3);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    for (_, project, _, _, warning) in &crafted {
-        assert!(
-            stderr.contains(warning),
-            "no warning `{warning}` for {project}: {stderr}"
-        );
-    }
-    let unit = |name: &str| {
-        report["units"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["name"] == name)
-            .unwrap_or_else(|| panic!("no unit {name} in {report:#}"))
-            .clone()
-    };
-    // The victim stack and the units whose files were refused are backed up; the names that
-    // cannot become paths are not, and say why.
-    for name in [
-        stack.clone(),
-        format!("{p}-shadow"),
-        format!("{p}-fifo"),
-        format!("{p}-dotdot"),
-    ] {
-        let u = unit(&name);
-        assert_eq!(u["complete"], true, "{u:#}");
-    }
-    for name in [format!("{p}/slash"), format!("-{p}-dash")] {
-        let u = unit(&name);
-        assert_eq!(u["status"], "failed", "{u:#}");
-        assert!(u["snapshots"].as_array().unwrap().is_empty(), "{u:#}");
-        assert!(
-            u["errors"][0].as_str().unwrap().contains("refused"),
-            "{u:#}"
-        );
-    }
-    for name in [format!("{p}-fifo"), format!("{p}-shadow")] {
-        let warnings = unit(&name)["warnings"].to_string();
-        assert!(warnings.contains("refused"), "{name}: {warnings}");
-    }
-    // The victim's recipe holds its own compose file, read through its own labels.
-    let listed = env.json(&["snapshots", "--unit", &stack, "--json"]);
-    let recipe = listed["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["type"] == "recipe")
-        .unwrap();
-    let root = env.restic_restore(recipe);
-    assert!(root.join("compose/docker-compose.yml").is_file());
+    crafted
+        .into_iter()
+        .map(|(_, project, _, _, warning)| (project, warning))
+        .collect()
+}
 
-    // Nothing of /etc/shadow anywhere in the repository.
+/// Nothing of /etc/shadow in any snapshot of the repository (each restored with restic).
+fn assert_shadow_not_in(env: &Env) {
     let shadow = std::fs::read_to_string("/etc/shadow").unwrap();
     let needle = shadow.lines().next().unwrap();
     let snapshots: Value = serde_json::from_slice(

@@ -98,6 +98,14 @@ fn volume(name: &str, used_by: &str) -> UnitVolume {
     }
 }
 
+fn nextcloud_project() -> ComposeProject {
+    ComposeProject {
+        working_dir: Some("/opt/stacks/nextcloud".into()),
+        compose_files: vec![project_file("/opt/stacks/nextcloud/compose.yaml", true)],
+        env_files: vec![project_file("/opt/stacks/nextcloud/.env", true)],
+    }
+}
+
 fn nextcloud() -> Unit {
     let mut app = container(
         "nextcloud-app-1",
@@ -139,11 +147,7 @@ fn nextcloud() -> Unit {
     Unit {
         name: UnitName::new("nextcloud"),
         kind: UnitKind::Stack,
-        project: Some(ComposeProject {
-            working_dir: Some("/opt/stacks/nextcloud".into()),
-            compose_files: vec![project_file("/opt/stacks/nextcloud/compose.yaml", true)],
-            env_files: vec![project_file("/opt/stacks/nextcloud/.env", true)],
-        }),
+        project: Some(nextcloud_project()),
         containers: vec![db, app],
         volumes: vec![
             volume("nextcloud_db", "nextcloud-db-1"),

@@ -94,16 +94,12 @@ async fn backup_unit_timed(
         pass: Some(Pass::Final),
     };
 
-    if let Some(why) = &unit.refused {
-        report.errors.push(format!(
-            "not backed up: {why}; the unit was not touched (rename it, or remove the crafted \
-             container)"
-        ));
-        report.status = UnitStatus::Failed;
-        return report;
-    }
-
-    if let Err(error) = hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await {
+    // A unit refused for its name is never touched (`unit::names`).
+    let pre_backup = match &unit.refused {
+        Some(why) => Err(format!("not backed up: {why}")),
+        None => hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await,
+    };
+    if let Err(error) = pre_backup {
         report
             .errors
             .push(format!("{error}; the unit was not touched"));

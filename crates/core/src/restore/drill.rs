@@ -180,13 +180,9 @@ async fn run(
     for (name, snap) in &point.volumes {
         check_interrupt(ctx)?;
         let sandbox_volume = format!("{sandbox_name}_{name}");
-        let mut request = super::volume_request(&sandbox_volume, recipe.volumes.get(name));
-        request.labels = Some([(DRILL_LABEL.to_owned(), sandbox_name.to_owned())].into());
-        // A plain local volume: the recorded options (`o=bind,device=...`, nfs) would mount
-        // the production data into the sandbox.
-        request.driver = None;
-        request.driver_opts = None;
-        ctx.engine.create_volume(request).await?;
+        ctx.engine
+            .create_volume(sandbox_volume_request(&sandbox_volume, sandbox_name))
+            .await?;
         sandbox.volumes.push(sandbox_volume.clone());
         let doc = ctx
             .engine
@@ -259,6 +255,14 @@ async fn run(
     }
     report.start_seconds = start_started.elapsed().as_secs_f64();
     Ok(())
+}
+
+/// A plain local volume for the sandbox: the recorded driver and options (`o=bind,device=...`,
+/// nfs) would mount the production data into it.
+fn sandbox_volume_request(name: &str, sandbox_name: &str) -> bollard::models::VolumeCreateRequest {
+    let mut request = super::volume_request(name, None);
+    request.labels = Some([(DRILL_LABEL.to_owned(), sandbox_name.to_owned())].into());
+    request
 }
 
 fn check_interrupt(ctx: &RestoreContext<'_>) -> Result<(), RestoreError> {

@@ -403,6 +403,10 @@ fn apply_rewrite(
 /// else that would reach production (volumes and binds outside the point, device-backed
 /// volumes' inline driver options, `--volumes-from`, host devices) is left out. Says what
 /// became of each.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one walk over the four places a create body names mounts"
+)]
 fn sandbox_mounts(host: &mut Value, rewrite: &Rewrite, container: &str) -> Vec<SandboxMount> {
     let mut out = Vec::new();
     let Some(host) = host.as_object_mut() else {
@@ -438,21 +442,18 @@ fn sandbox_mounts(host: &mut Value, rewrite: &Rewrite, container: &str) -> Vec<S
             } else {
                 "volume"
             };
-            match copy(kind, source) {
-                Some(new) => {
-                    *bind = Value::String(format!("{new}:{rest}"));
-                    record(
-                        kind,
-                        source,
-                        destination,
-                        Treatment::SandboxCopy { copy: new },
-                    );
-                    true
-                }
-                None => {
-                    record(kind, source, destination, not_in_point());
-                    false
-                }
+            if let Some(new) = copy(kind, source) {
+                *bind = Value::String(format!("{new}:{rest}"));
+                record(
+                    kind,
+                    source,
+                    destination,
+                    Treatment::SandboxCopy { copy: new },
+                );
+                true
+            } else {
+                record(kind, source, destination, not_in_point());
+                false
             }
         });
     }
@@ -474,26 +475,23 @@ fn sandbox_mounts(host: &mut Value, rewrite: &Rewrite, container: &str) -> Vec<S
                 record(&kind, &source, &destination, Treatment::Fresh);
                 return true;
             }
-            match copy(&kind, &source) {
-                Some(new) => {
-                    mount["Source"] = Value::String(new.clone());
-                    // Inline driver options (`o=bind,device=...`) would point the sandbox
-                    // volume at the production device.
-                    if let Some(m) = mount.as_object_mut() {
-                        m.remove("VolumeOptions");
-                    }
-                    record(
-                        &kind,
-                        &source,
-                        &destination,
-                        Treatment::SandboxCopy { copy: new },
-                    );
-                    true
+            if let Some(new) = copy(&kind, &source) {
+                mount["Source"] = Value::String(new.clone());
+                // Inline driver options (`o=bind,device=...`) would point the sandbox
+                // volume at the production device.
+                if let Some(m) = mount.as_object_mut() {
+                    m.remove("VolumeOptions");
                 }
-                None => {
-                    record(&kind, &source, &destination, not_in_point());
-                    false
-                }
+                record(
+                    &kind,
+                    &source,
+                    &destination,
+                    Treatment::SandboxCopy { copy: new },
+                );
+                true
+            } else {
+                record(&kind, &source, &destination, not_in_point());
+                false
             }
         });
     }

@@ -387,8 +387,9 @@ fn vet(project: &str, files: &mut [ProjectFile], base: &Result<PathBuf, String>)
             (Some(why), _) => Err(why.clone()),
             // Missing stays missing.
             (None, _) if !file.present => Ok(()),
-            (None, Err(why)) => Err(why.clone()),
-            (None, Ok(base)) => names::read_project_file(&file.path, base).map(drop),
+            (None, base) => base
+                .clone()
+                .and_then(|base| names::read_project_file(&file.path, &base).map(drop)),
         };
         if let Err(why) = verdict {
             tracing::warn!(
@@ -588,14 +589,7 @@ fn assemble(
         );
     }
     coverage.extend(entries);
-    if let Some(why) = &refused {
-        tracing::warn!(unit = %name.as_str().escape_debug(), %why, "unit refused: it is not backed up");
-        coverage.push(CoverageEntry::new(
-            CoverageKind::Name,
-            name.as_str().escape_debug().to_string(),
-            Verdict::not_protected(CoverageReason::Refused { why: why.clone() }),
-        ));
-    }
+    coverage.extend(refused.as_deref().map(|why| refused_entry(&name, why)));
 
     Unit {
         name,
@@ -609,6 +603,18 @@ fn assemble(
         coverage: Coverage::from_entries(coverage),
         refused,
     }
+}
+
+/// The coverage line of a refused unit (and its warning).
+fn refused_entry(name: &UnitName, why: &str) -> CoverageEntry {
+    tracing::warn!(unit = %name.as_str().escape_debug(), %why, "unit refused: it is not backed up");
+    CoverageEntry::new(
+        CoverageKind::Name,
+        name.as_str().escape_debug().to_string(),
+        Verdict::not_protected(CoverageReason::Refused {
+            why: why.to_owned(),
+        }),
+    )
 }
 
 /// Why a unit cannot be backed up safely: its name, a member's name or a member's service
@@ -645,11 +651,7 @@ fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>, rules: &MountRules
     };
     let mountpoint = PathBuf::from(&volume.mountpoint);
     entry.driver = Some(volume.driver.clone());
-    entry.verdict = if volume.driver != "local" {
-        Verdict::not_protected(CoverageReason::VolumeDriver {
-            driver: volume.driver.clone(),
-        })
-    } else {
+    entry.verdict = if volume.driver == "local" {
         let options = volume.options.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         match LocalBacking::from_options(options) {
             // A remote engine, or an engine in another mount namespace: the data is not
@@ -671,6 +673,10 @@ fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>, rules: &MountRules
             }
             Err(why) => Verdict::not_protected(CoverageReason::Refused { why }),
         }
+    } else {
+        Verdict::not_protected(CoverageReason::VolumeDriver {
+            driver: volume.driver.clone(),
+        })
     };
     entry.mountpoint = Some(mountpoint);
     entry
