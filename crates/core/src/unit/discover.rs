@@ -185,9 +185,17 @@ pub(crate) fn health(status: HealthStatusEnum) -> Option<Health> {
 
 /// Every mount of every container, as the resolver needs them.
 fn host_mounts(inspected: &[ContainerInspectResponse], volumes: &[Volume]) -> Vec<HostMount> {
-    let mountpoints: HashMap<&str, &str> = volumes
+    // A bind-backed volume's data is in its device, also while nothing mounts it.
+    let mountpoints: HashMap<&str, String> = volumes
         .iter()
-        .map(|v| (v.name.as_str(), v.mountpoint.as_str()))
+        .map(|v| {
+            let options = v.options.iter().map(|(k, o)| (k.as_str(), o.as_str()));
+            let path = match LocalBacking::from_options(options) {
+                Ok(LocalBacking::Bind(device)) => device.display().to_string(),
+                _ => v.mountpoint.clone(),
+            };
+            (v.name.as_str(), path)
+        })
         .collect();
     let mountpoints = &mountpoints;
     inspected
@@ -204,10 +212,7 @@ fn host_mounts(inspected: &[ContainerInspectResponse], volumes: &[Volume]) -> Ve
                     Some("bind") => m.source.clone()?,
                     Some("volume") => {
                         let name = m.name.as_deref()?;
-                        mountpoints
-                            .get(name)
-                            .map(|s| (*s).to_owned())
-                            .or(m.source.clone())?
+                        mountpoints.get(name).cloned().or(m.source.clone())?
                     }
                     _ => return None,
                 };
