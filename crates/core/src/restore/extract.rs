@@ -85,6 +85,18 @@ pub async fn extract(
         }
         let name = nofollow::file_name(&path).map_err(RestoreError::io(&path))?;
         let parent = nofollow::open_parent(&path).map_err(RestoreError::io(&path))?;
+        if nofollow::exists_in(&parent, &name.to_string_lossy()).map_err(RestoreError::io(&path))? {
+            // `dir` was empty: an earlier part of this point put something here (a symlink,
+            // perhaps); writing the part into it would follow it.
+            return Err(RestoreError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists already (an earlier part of this point put it there, possibly a \
+                     symlink); a restore does not write through it",
+                ),
+            });
+        }
         // Through the descriptor: what the path names cannot change while the part is written.
         let through = nofollow::fd_path(&parent).join(name);
         let report = repo
