@@ -589,8 +589,8 @@ impl Cli {
                     ServiceCommand::Status(args) => args.json,
                     ServiceCommand::WriteUnits(_) | ServiceCommand::Daemon(_) => false,
                 },
-                AdminCommand::Notification(NotificationCommand::Test(args)) => args.json,
-                AdminCommand::RollbackCopies(RollbackCopiesCommand::List(args)) => args.json,
+                AdminCommand::Notification(NotificationCommand::Test(args))
+                | AdminCommand::RollbackCopies(RollbackCopiesCommand::List(args)) => args.json,
                 AdminCommand::RollbackCopies(RollbackCopiesCommand::Prune(args)) => args.json,
             },
             Command::Version(args) => args.json,

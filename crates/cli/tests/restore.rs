@@ -949,7 +949,7 @@ fn secrets_stay_out_of_hooks_compose_and_the_cache() {
     assert_eq!(after_restore, Vec::<PathBuf>::new(), "after the restore");
 }
 
-/// Issue 16.5: a restore SIGKILLed after its first volume swap leaves the unit mixed (one
+/// Issue 16.5: a restore killed (SIGKILL) after its first volume swap leaves the unit mixed (one
 /// volume restored, one not) and its containers stopped; the next run that touches the unit
 /// rolls the swapped volume back before it starts any container, so the unit's data is all
 /// from one point again. Then the rollback copies of a real restore are listed and pruned.
@@ -1081,8 +1081,7 @@ impl Drop for Mounted {
 /// stopped or written, with the sizes and what to do.
 #[test]
 fn a_restore_that_does_not_fit_is_refused_before_it_starts() {
-    if !support::docker_tests_enabled("a_restore_that_does_not_fit_is_refused_before_it_starts")
-    {
+    if !support::docker_tests_enabled("a_restore_that_does_not_fit_is_refused_before_it_starts") {
         return;
     }
     let env = installation("");
@@ -1132,6 +1131,10 @@ fn a_restore_that_does_not_fit_is_refused_before_it_starts() {
         3,
         "the binds and the filler only"
     );
-    assert_eq!(inspect(&name, "{{.State.StartedAt}}"), started, "never stopped");
+    assert_eq!(
+        inspect(&name, "{{.State.StartedAt}}"),
+        started,
+        "never stopped"
+    );
     drop(small);
 }

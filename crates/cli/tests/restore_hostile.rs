@@ -32,8 +32,16 @@ fn assert_untouched(canary: &Path) {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["passwd"], "something was written into {}", canary.display());
-    assert_eq!(std::fs::read_to_string(canary.join("passwd")).unwrap(), "canary");
+    assert_eq!(
+        names,
+        ["passwd"],
+        "something was written into {}",
+        canary.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(canary.join("passwd")).unwrap(),
+        "canary"
+    );
 }
 
 /// A local user for the test, removed on drop.
@@ -47,10 +55,11 @@ impl User {
         // useradd names are at most 32 characters: kdtest-xxxxxxxx fits.
         let name = prefix.to_owned();
         support::run(Command::new("useradd").args(["-M", "-N", "-s", "/usr/sbin/nologin", &name]));
-        let uid = String::from_utf8_lossy(&support::run(Command::new("id").args(["-u", &name])).stdout)
-            .trim()
-            .parse()
-            .unwrap();
+        let uid =
+            String::from_utf8_lossy(&support::run(Command::new("id").args(["-u", &name])).stdout)
+                .trim()
+                .parse()
+                .unwrap();
         Self { name, uid }
     }
 
@@ -92,12 +101,28 @@ fn a_symlink_another_user_plants_cannot_redirect_a_restore() {
     }
     let name = format!("{}-solo", env.prefix);
     docker(&[
-        "run", "-d", "--name", &name, "-v", &format!("{}:/data", data.display()), IMAGE, "sh",
-        "-c", IDLE,
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{}:/data", data.display()),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
     ]);
     env.cmd(&["backup", "--unit", &name]).assert().success();
     std::fs::write(data.join("marker"), "v2").unwrap();
-    let restore = ["restore", "--unit", &name, "--only", "binds", "--no-start", "--yes"];
+    let restore = [
+        "restore",
+        "--unit",
+        &name,
+        "--only",
+        "binds",
+        "--no-start",
+        "--yes",
+    ];
 
     // 1. The user's app directory becomes a symlink to "/etc".
     let real = home.join("app-real");
@@ -111,7 +136,10 @@ fn a_symlink_another_user_plants_cannot_redirect_a_restore() {
         "{stderr}"
     );
     assert_untouched(&etc);
-    assert_eq!(std::fs::read_to_string(real.join("data/marker")).unwrap(), "v2");
+    assert_eq!(
+        std::fs::read_to_string(real.join("data/marker")).unwrap(),
+        "v2"
+    );
     std::fs::remove_file(&app).unwrap();
     std::fs::rename(&real, &app).unwrap();
 
@@ -133,13 +161,23 @@ fn a_symlink_another_user_plants_cannot_redirect_a_restore() {
     let private: Vec<PathBuf> = std::fs::read_dir(&app)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".data.kopi-docka-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".data.kopi-docka-")
+        })
         .collect();
     assert_eq!(private.len(), 2, "{private:?}");
     for p in &private {
         let meta = std::fs::symlink_metadata(p).unwrap();
         assert!(meta.is_dir());
-        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o700), "{}", p.display());
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o777),
+            (0, 0o700),
+            "{}",
+            p.display()
+        );
     }
     assert_untouched(&etc);
     docker(&["rm", "-f", &name]);
@@ -151,9 +189,13 @@ const BACKUP_ID: &str = "20261204T000000Z-beef";
 /// Writes a snapshot of `dir` with restic itself, as host [`EVIL_HOST`], with our tags.
 fn craft(env: &Env, dir: &Path, tags: &[&str]) {
     let mut args: Vec<String> = vec!["backup".into(), "--host".into(), EVIL_HOST.into()];
-    for t in ["kopi-docka", &format!("backup_id={BACKUP_ID}"), "scope=standard"]
-        .iter()
-        .chain(tags)
+    for t in [
+        "kopi-docka",
+        &format!("backup_id={BACKUP_ID}"),
+        "scope=standard",
+    ]
+    .iter()
+    .chain(tags)
     {
         args.push("--tag".into());
         args.push((*t).to_owned());
@@ -191,100 +233,261 @@ fn recipe_dir(env: &Env, name: &str, unit: &str, working_dir: &Path, compose: &s
     dir
 }
 
-/// Issue 16.8: crafted snapshots written with restic itself. Every one is refused with a clear
-/// message and nothing is written outside where the restore may write.
-#[test]
-fn crafted_repositories_are_refused() {
-    if !support::docker_tests_enabled("crafted_repositories_are_refused") {
-        return;
+/// An installation, the canary standing in for /etc, and a directory with one file to craft
+/// snapshots from.
+fn crafted(test: &str) -> Option<(Env, PathBuf, PathBuf)> {
+    if !support::docker_tests_enabled(test) {
+        return None;
     }
     let env = Env::builder().init().build();
     let etc = canary(&env);
     let payload = env.path("payload");
     std::fs::create_dir(&payload).unwrap();
     std::fs::write(payload.join("pwned"), "pwned").unwrap();
-    let out_dir = |n: &str| env.path(&format!("out-{n}")).display().to_string();
-    let target_dir = |n: &str| vec!["--target-dir".to_owned(), out_dir(n)];
-    let unit = |n: &str| format!("{}-{n}", env.prefix);
+    Some((env, etc, payload))
+}
 
+fn unit(env: &Env, n: &str) -> String {
+    format!("{}-{n}", env.prefix)
+}
+
+fn out_dir(env: &Env, n: &str) -> String {
+    env.path(&format!("out-{n}")).display().to_string()
+}
+
+/// `etc` without its leading `/`.
+fn relative(etc: &Path) -> String {
+    etc.strip_prefix("/").unwrap().display().to_string()
+}
+
+/// Issue 16.8, crafted with restic: unsafe names and paths in tags (a volume `../..`, a bind
+/// with `..`, a unit `../../evil`) are not read as ours; restoring them fails and names the tag.
+#[test]
+fn unsafe_tags_are_refused() {
+    let Some((env, etc, payload)) = crafted("unsafe_tags_are_refused") else {
+        return;
+    };
     // 1-3: unsafe names and paths in tags: the snapshot is not read as ours.
-    let rel = etc.strip_prefix("/").unwrap().display().to_string();
+    let rel = relative(&etc);
     for (n, tag) in [
         ("vol", format!("volume=../../../../../../../../{rel}")),
         ("bind", format!("bind=/srv/../../{rel}")),
     ] {
-        let kind = if n == "vol" { "type=volume" } else { "type=bind" };
-        craft(&env, &payload, &[&format!("unit={}", unit(n)), "kind=stack", kind, &tag]);
-        let extra = target_dir(n);
-        let (code, text) = restore(&env, &unit(n), &extra.iter().map(String::as_str).collect::<Vec<_>>());
+        let kind = if n == "vol" {
+            "type=volume"
+        } else {
+            "type=bind"
+        };
+        craft(
+            &env,
+            &payload,
+            &[&format!("unit={}", unit(&env, n)), "kind=stack", kind, &tag],
+        );
+        let extra = ["--target-dir".to_owned(), out_dir(&env, n)];
+        let (code, text) = restore(
+            &env,
+            &unit(&env, n),
+            &extra.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         assert_eq!(code, Some(2), "{text}");
         assert!(text.contains("is refused"), "{text}");
         assert_untouched(&etc);
     }
-    craft(&env, &payload, &["unit=../../evil", "kind=stack", "type=recipe"]);
-    let (code, text) = restore(&env, "../../evil", &["--target-dir", &out_dir("unit")]);
+    craft(
+        &env,
+        &payload,
+        &["unit=../../evil", "kind=stack", "type=recipe"],
+    );
+    let (code, text) = restore(
+        &env,
+        "../../evil",
+        &["--target-dir", &out_dir(&env, "unit")],
+    );
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("`unit=\"../../evil\"` is refused"), "{text}");
+}
 
+/// Issue 16.8, crafted with restic: a bind `/a` holding the symlink `b -> /etc/cron.d`, then a
+/// bind `/a/b`: `--target-dir` must not write the second through the first.
+#[test]
+fn target_dir_never_writes_through_an_earlier_part() {
+    let Some((env, etc, payload)) = crafted("target_dir_never_writes_through_an_earlier_part")
+    else {
+        return;
+    };
     // 4: a bind /a holding the symlink b -> "/etc/cron.d" (absent), then a bind /a/b:
     // --target-dir must not write the second through the first.
     let a = env.path("nested-a");
     std::fs::create_dir(&a).unwrap();
     std::os::unix::fs::symlink(etc.join("cron.d"), a.join("b")).unwrap();
-    craft(&env, &a, &[&format!("unit={}", unit("nest")), "kind=stack", "type=bind", "bind=/srv/a"]);
-    craft(&env, &payload, &[&format!("unit={}", unit("nest")), "kind=stack", "type=bind", "bind=/srv/a/b"]);
-    let (code, text) = restore(&env, &unit("nest"), &["--target-dir", &out_dir("nest")]);
+    craft(
+        &env,
+        &a,
+        &[
+            &format!("unit={}", unit(&env, "nest")),
+            "kind=stack",
+            "type=bind",
+            "bind=/srv/a",
+        ],
+    );
+    craft(
+        &env,
+        &payload,
+        &[
+            &format!("unit={}", unit(&env, "nest")),
+            "kind=stack",
+            "type=bind",
+            "bind=/srv/a/b",
+        ],
+    );
+    let (code, text) = restore(
+        &env,
+        &unit(&env, "nest"),
+        &["--target-dir", &out_dir(&env, "nest")],
+    );
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("a restore does not write through it"), "{text}");
+    assert!(
+        text.contains("a restore does not write through it"),
+        "{text}"
+    );
     assert_untouched(&etc);
+}
 
+/// Issue 16.8, crafted with restic: a recipe file that goes outside the project directory
+/// needs --trust-recipe (`--yes` is not enough); confirmed, it goes where the recipe says.
+#[test]
+fn recipe_files_outside_the_project_need_trust() {
+    let Some((env, etc, _payload)) = crafted("recipe_files_outside_the_project_need_trust") else {
+        return;
+    };
+    let rel = relative(&etc);
     // 5: a recipe that writes a file outside its project directory.
     let project = env.path("project-abs");
-    let recipe = recipe_dir(&env, "recipe-abs", &unit("abs"), &project, "services:\n  web:\n    image: kdtest/busybox:1\n");
+    let recipe = recipe_dir(
+        &env,
+        "recipe-abs",
+        &unit(&env, "abs"),
+        &project,
+        "services:\n  web:\n    image: kdtest/busybox:1\n",
+    );
     let abs = recipe.join("compose/_abs").join(&rel);
     std::fs::create_dir_all(&abs).unwrap();
     std::fs::write(abs.join("cron-job"), "* * * * * root evil").unwrap();
-    craft(&env, &recipe, &[&format!("unit={}", unit("abs")), "kind=stack", "type=recipe"]);
+    craft(
+        &env,
+        &recipe,
+        &[
+            &format!("unit={}", unit(&env, "abs")),
+            "kind=stack",
+            "type=recipe",
+        ],
+    );
     let args = ["--only", "recipe", "--no-start", "--yes"];
-    let (code, text) = restore(&env, &unit("abs"), &args);
+    let (code, text) = restore(&env, &unit(&env, "abs"), &args);
     assert_eq!(code, Some(2), "{text}");
     assert!(
-        text.contains(&format!("a file outside the project directory: {}", etc.join("cron-job").display())),
+        text.contains(&format!(
+            "a file outside the project directory: {}",
+            etc.join("cron-job").display()
+        )),
         "{text}"
     );
     assert!(text.contains("--trust-recipe"), "{text}");
     assert_untouched(&etc);
-    assert!(!project.exists(), "nothing placed in the project directory either");
+    assert!(
+        !project.exists(),
+        "nothing placed in the project directory either"
+    );
     // Confirmed: it goes where the recipe says.
-    let (code, text) = restore(&env, &unit("abs"), &[&args[..], &["--trust-recipe"]].concat());
+    let (code, text) = restore(
+        &env,
+        &unit(&env, "abs"),
+        &[&args[..], &["--trust-recipe"]].concat(),
+    );
     assert_eq!(code, Some(0), "{text}");
     assert!(etc.join("cron-job").exists());
     std::fs::remove_file(etc.join("cron-job")).unwrap();
+}
 
+/// Issue 16.8, crafted with restic: a privileged service with host namespaces, all
+/// capabilities, /etc and the Docker socket bound in is listed in the plan and refused without
+/// --trust-recipe; nothing is created.
+#[test]
+fn privileged_recipes_need_trust() {
+    let Some((env, etc, _payload)) = crafted("privileged_recipes_need_trust") else {
+        return;
+    };
     // 6: a privileged service with host namespaces and /etc bound in.
     let project = env.path("project-priv");
     let evil = "services:\n  web:\n    image: kdtest/busybox:1\n    privileged: true\n    \
                 network_mode: host\n    pid: host\n    cap_add: [ALL]\n    volumes:\n      \
                 - /etc:/host-etc\n      - /var/run/docker.sock:/var/run/docker.sock\n";
-    let recipe = recipe_dir(&env, "recipe-priv", &unit("priv"), &project, evil);
-    craft(&env, &recipe, &[&format!("unit={}", unit("priv")), "kind=stack", "type=recipe"]);
-    let (code, text) = restore(&env, &unit("priv"), &["--yes"]);
+    let recipe = recipe_dir(&env, "recipe-priv", &unit(&env, "priv"), &project, evil);
+    craft(
+        &env,
+        &recipe,
+        &[
+            &format!("unit={}", unit(&env, "priv")),
+            "kind=stack",
+            "type=recipe",
+        ],
+    );
+    let (code, text) = restore(&env, &unit(&env, "priv"), &["--yes"]);
     assert_eq!(code, Some(2), "{text}");
-    for needle in ["privileged", "network_mode host", "pid host", "cap_add ALL", "binds /etc", "binds /var/run/docker.sock"] {
+    for needle in [
+        "privileged",
+        "network_mode host",
+        "pid host",
+        "cap_add ALL",
+        "binds /etc",
+        "binds /var/run/docker.sock",
+    ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
     assert!(!project.exists());
-    let created = docker(&["ps", "-a", "--filter", &format!("name={}", unit("priv")), "--format", "{{.Names}}"]);
+    let created = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name={}", unit(&env, "priv")),
+        "--format",
+        "{{.Names}}",
+    ]);
     assert_eq!(created, "", "no container was created");
+    assert_untouched(&etc);
     // The plan shows it before asking.
-    let (code, text) = restore(&env, &unit("priv"), &["--dry-run"]);
+    let (code, text) = restore(&env, &unit(&env, "priv"), &["--dry-run"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("needs trust: service web (docker-compose.yml): privileged"), "{text}");
+    assert!(
+        text.contains("needs trust: service web (docker-compose.yml): privileged"),
+        "{text}"
+    );
+}
 
+/// Issue 16.8, crafted with restic: a bind target under /usr and a recipe whose project
+/// directory is /etc are refused before anything is written.
+#[test]
+fn host_internal_targets_are_refused() {
+    let Some((env, etc, payload)) = crafted("host_internal_targets_are_refused") else {
+        return;
+    };
     // 7: a bind target under a host-internal path (standing in: /usr/local/share/<prefix>).
     let internal = PathBuf::from(format!("/usr/local/share/{}", env.prefix));
-    craft(&env, &payload, &[&format!("unit={}", unit("usr")), "kind=standalone", "type=bind", &format!("bind={}", internal.display())]);
-    let (code, text) = restore(&env, &unit("usr"), &["--only", "binds", "--no-start", "--yes"]);
+    craft(
+        &env,
+        &payload,
+        &[
+            &format!("unit={}", unit(&env, "usr")),
+            "kind=standalone",
+            "type=bind",
+            &format!("bind={}", internal.display()),
+        ],
+    );
+    let (code, text) = restore(
+        &env,
+        &unit(&env, "usr"),
+        &["--only", "binds", "--no-start", "--yes"],
+    );
     let leaked = internal.exists();
     if leaked {
         std::fs::remove_dir_all(&internal).unwrap();
@@ -292,13 +495,30 @@ fn crafted_repositories_are_refused() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("under the host-internal path /usr"), "{text}");
     assert!(!leaked, "{} was written", internal.display());
-
     // 8: a recipe whose project directory is /etc.
     let etc_compose = Path::new("/etc/docker-compose.yml");
     let before = std::fs::read(etc_compose).ok();
-    let recipe = recipe_dir(&env, "recipe-etc", &unit("etcdir"), Path::new("/etc"), "services: {}\n");
-    craft(&env, &recipe, &[&format!("unit={}", unit("etcdir")), "kind=stack", "type=recipe"]);
-    let (code, text) = restore(&env, &unit("etcdir"), &["--only", "recipe", "--no-start", "--yes"]);
+    let recipe = recipe_dir(
+        &env,
+        "recipe-etc",
+        &unit(&env, "etcdir"),
+        Path::new("/etc"),
+        "services: {}\n",
+    );
+    craft(
+        &env,
+        &recipe,
+        &[
+            &format!("unit={}", unit(&env, "etcdir")),
+            "kind=stack",
+            "type=recipe",
+        ],
+    );
+    let (code, text) = restore(
+        &env,
+        &unit(&env, "etcdir"),
+        &["--only", "recipe", "--no-start", "--yes"],
+    );
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("the recipe's project directory"), "{text}");
     assert_eq!(std::fs::read(etc_compose).ok(), before, "/etc untouched");

@@ -482,7 +482,12 @@ mod tests {
     #[test]
     fn unsafe_tag_values_are_refused() {
         let parse = |extra: &[&str]| {
-            let mut tags = vec!["kopi-docka", "kind=stack", "backup_id=20261122T030405Z-beef", "scope=standard"];
+            let mut tags = vec![
+                "kopi-docka",
+                "kind=stack",
+                "backup_id=20261122T030405Z-beef",
+                "scope=standard",
+            ];
             tags.extend(extra);
             SnapshotMeta::parse(tags)
         };
@@ -497,9 +502,16 @@ mod tests {
             &["unit=x", "type=bind", "bind=/"],
         ] {
             let error = parse(bad).unwrap_err();
-            assert!(matches!(error, MetaError::Unsafe { .. }), "{bad:?}: {error}");
+            assert!(
+                matches!(error, MetaError::Unsafe { .. }),
+                "{bad:?}: {error}"
+            );
         }
-        assert!(parse(&["unit=x", "type=bind", "bind=/srv/app..old"]).unwrap().is_some());
+        assert!(
+            parse(&["unit=x", "type=bind", "bind=/srv/app..old"])
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

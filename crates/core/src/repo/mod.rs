@@ -1342,7 +1342,11 @@ impl Default for How {
 /// Why a tree entry at `path` named `name` must not be restored, if it must not: names are
 /// single components (no `/`, not `.` or `..`, no NUL) and `path` is relative with only such
 /// components; an entry must not repeat the path of the one before it (the listing is sorted).
-fn unsafe_entry(path: &Path, name: &std::ffi::OsStr, previous: Option<&Path>) -> Option<&'static str> {
+fn unsafe_entry(
+    path: &Path,
+    name: &std::ffi::OsStr,
+    previous: Option<&Path>,
+) -> Option<&'static str> {
     use std::os::unix::ffi::OsStrExt as _;
     let bytes = name.as_bytes();
     if bytes.is_empty() {
@@ -1553,8 +1557,14 @@ mod tests {
         let ok = |p: &str, n: &str| unsafe_entry(Path::new(p), OsStr::new(n), None);
         assert_eq!(ok("a/b", "b"), None);
         assert_eq!(ok("..", ".."), Some("is `.` or `..`"));
-        assert_eq!(ok("a/../../etc", "etc"), Some("leads outside the restore target (absolute or `..`)"));
-        assert_eq!(ok("/etc/passwd", "passwd"), Some("leads outside the restore target (absolute or `..`)"));
+        assert_eq!(
+            ok("a/../../etc", "etc"),
+            Some("leads outside the restore target (absolute or `..`)")
+        );
+        assert_eq!(
+            ok("/etc/passwd", "passwd"),
+            Some("leads outside the restore target (absolute or `..`)")
+        );
         assert_eq!(ok("a/etc/passwd", "etc/passwd"), Some("contains `/`"));
         assert_eq!(ok("a/x", "x\0y"), Some("contains a NUL byte"));
         assert_eq!(ok("a/", ""), Some("is empty"));

@@ -161,11 +161,12 @@ pub async fn swap(staged: Staged, journal: &mut SwapJournal) -> Result<Swapped, 
     let private_path = target.with_file_name(&private.name);
     journal.swapping().map_err(RestoreError::Swap)?;
     let name = nofollow::file_name(&target).map_err(RestoreError::io(&target))?;
-    let had_content = nofollow::exists_in(&parent, &name.to_string_lossy())
-        .map_err(RestoreError::io(&target))?;
+    let had_content =
+        nofollow::exists_in(&parent, &name.to_string_lossy()).map_err(RestoreError::io(&target))?;
     let (data, rollback) = (OsStr::new("data"), OsStr::new("rollback"));
     if had_content {
-        nofollow::rename(&parent, name, &private.fd, rollback).map_err(RestoreError::io(&target))?;
+        nofollow::rename(&parent, name, &private.fd, rollback)
+            .map_err(RestoreError::io(&target))?;
     }
     if let Err(error) = nofollow::rename(&private.fd, data, &parent, name) {
         if had_content && let Err(e) = nofollow::rename(&private.fd, rollback, &parent, name) {
@@ -209,4 +210,3 @@ pub fn remove_any(path: &Path) -> Result<(), RestoreError> {
     };
     result.map_err(RestoreError::io(path))
 }
-

@@ -181,7 +181,11 @@ async fn restore_data_and_start(
             return;
         }
     };
-    let mut journal = SwapJournal::new(&ctx.state_dir, &plan.point.unit, plan.point.backup_id.as_str());
+    let mut journal = SwapJournal::new(
+        &ctx.state_dir,
+        &plan.point.unit,
+        plan.point.backup_id.as_str(),
+    );
     let mut swapped: Vec<DataOutcome> = Vec::new();
     let mut failure = None;
     for item in &plan.data {

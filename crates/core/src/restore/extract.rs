@@ -34,7 +34,8 @@ pub async fn extract(
     dir: &Path,
 ) -> Result<Vec<ExtractedPart>, RestoreError> {
     let point = &request.point;
-    let dir = &nofollow::resolve_trusted(&std::path::absolute(dir).map_err(RestoreError::io(dir))?)?;
+    let dir =
+        &nofollow::resolve_trusted(&std::path::absolute(dir).map_err(RestoreError::io(dir))?)?;
     let mut jobs: Vec<(String, String, PathBuf)> = Vec::new();
     if request.parts.recipe
         && let Some(s) = &point.recipe
@@ -71,7 +72,7 @@ pub async fn extract(
     }
     let mut out = Vec::new();
     for (part, id, path) in jobs {
-        let escapes = path.strip_prefix(&dir).map_or(true, |rel| {
+        let escapes = path.strip_prefix(dir).map_or(true, |rel| {
             !rel.components().all(|c| matches!(c, Component::Normal(_)))
         });
         if escapes {
@@ -99,9 +100,7 @@ pub async fn extract(
         }
         // Through the descriptor: what the path names cannot change while the part is written.
         let through = nofollow::fd_path(&parent).join(name);
-        let report = repo
-            .restore(id, through, RestoreMode::EmptyOnly)
-            .await?;
+        let report = repo.restore(id, through, RestoreMode::EmptyOnly).await?;
         out.push(ExtractedPart {
             part,
             path,

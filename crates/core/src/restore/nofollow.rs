@@ -180,7 +180,12 @@ pub fn open_child(parent: &OwnedFd, name: &OsStr, create: Option<u32>) -> std::i
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(e.into()),
             }
-            Ok(rustix::fs::openat(parent, name, dir_flags(), Mode::empty())?)
+            Ok(rustix::fs::openat(
+                parent,
+                name,
+                dir_flags(),
+                Mode::empty(),
+            )?)
         }
         Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -209,7 +214,12 @@ pub fn exists_in(dir: &OwnedFd, name: &str) -> std::io::Result<bool> {
 }
 
 /// Renames `from` in `from_dir` to `to` in `to_dir` (neither followed if a symlink).
-pub fn rename(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr) -> std::io::Result<()> {
+pub fn rename(
+    from_dir: &OwnedFd,
+    from: &OsStr,
+    to_dir: &OwnedFd,
+    to: &OsStr,
+) -> std::io::Result<()> {
     Ok(rustix::fs::renameat(from_dir, from, to_dir, to)?)
 }
 
@@ -349,7 +359,10 @@ mod tests {
         let b = PrivateDir::create(&parent, ".x.kopi-docka-").unwrap();
         assert_ne!(a.name, b.name);
         let meta = std::fs::metadata(dir.path().join(&a.name)).unwrap();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o700);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o700
+        );
         std::fs::write(a.path().join("f"), "x").unwrap();
         assert!(dir.path().join(&a.name).join("f").exists());
         std::fs::create_dir(dir.path().join("open")).unwrap();

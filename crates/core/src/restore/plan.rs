@@ -203,7 +203,9 @@ pub async fn prepare(
     {
         return Err(RestoreError::RefusedTarget {
             path: dir.clone(),
-            why: format!("{why} (the recipe's project directory; --compose-dir DIR puts it elsewhere)"),
+            why: format!(
+                "{why} (the recipe's project directory; --compose-dir DIR puts it elsewhere)"
+            ),
         });
     }
     let (file_sources, files) = plan_files(recipe.as_ref(), project_dir.as_deref(), request.parts)?;
@@ -223,7 +225,10 @@ pub async fn prepare(
     )
     .await?;
     let from_recipe = !files.is_empty()
-        || matches!(start, StartPlan::Compose { .. } | StartPlan::Recreate { .. });
+        || matches!(
+            start,
+            StartPlan::Compose { .. } | StartPlan::Recreate { .. }
+        );
     if from_recipe && let Some(r) = &recipe {
         needs_trust.extend(privileges(r));
     }
@@ -266,9 +271,7 @@ fn privileges(recipe: &Recipe) -> Vec<String> {
                 stack.push(path);
                 continue;
             }
-            let is_yaml = path
-                .extension()
-                .is_some_and(|e| e == "yml" || e == "yaml");
+            let is_yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
             let Some(doc) = is_yaml
                 .then(|| std::fs::read(&path).ok())
                 .flatten()
@@ -276,7 +279,11 @@ fn privileges(recipe: &Recipe) -> Vec<String> {
             else {
                 continue;
             };
-            let name = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             out.extend(trust::compose_privileges(&name, &doc));
         }
     }

@@ -183,8 +183,8 @@ pub fn put_back(entry: &SwapEntry) -> Result<(), SwapError> {
     };
     let has = |dir, n: &str| nofollow::exists_in(dir, n).map_err(err(&entry.private));
     let has_rollback = has(&private.fd, "rollback")?;
-    if !has(&private.fd, "data")? && nofollow::exists_in(&parent, name.to_str().unwrap_or_default())
-        .map_err(err(target))?
+    if !has(&private.fd, "data")?
+        && nofollow::exists_in(&parent, name.to_str().unwrap_or_default()).map_err(err(target))?
     {
         nofollow::rename(&parent, name, &private.fd, OsStr::new("failed")).map_err(err(target))?;
     }

@@ -110,7 +110,10 @@ pub fn inspect_privileges(container: &str, inspect: &Value) -> Vec<String> {
 
 /// What a compose file's services ask of the host (`file` names it in the messages).
 pub fn compose_privileges(file: &str, doc: &serde_yaml_ng::Value) -> Vec<String> {
-    let Some(services) = doc.get("services").and_then(serde_yaml_ng::Value::as_mapping) else {
+    let Some(services) = doc
+        .get("services")
+        .and_then(serde_yaml_ng::Value::as_mapping)
+    else {
         return Vec::new();
     };
     let json = |v: &serde_yaml_ng::Value| serde_json::to_value(v).unwrap_or(Value::Null);
@@ -177,12 +180,7 @@ fn security_opts(who: &str, list: Option<&Value>) -> Vec<String> {
 fn internal_binds(who: &str, sources: impl Iterator<Item = PathBuf>) -> Vec<String> {
     sources
         .filter_map(|s| host_internal(&s).map(|under| (s, under)))
-        .map(|(s, under)| {
-            format!(
-                "{who}: binds {} (host-internal: {under})",
-                s.display()
-            )
-        })
+        .map(|(s, under)| format!("{who}: binds {} (host-internal: {under})", s.display()))
         .collect()
 }
 
@@ -192,7 +190,15 @@ mod tests {
 
     #[test]
     fn refused_targets() {
-        for bad in ["/", "/etc", "/etc/cron.d", "/usr/local/bin", "/var/run/docker.sock", "/home", "/var/lib"] {
+        for bad in [
+            "/",
+            "/etc",
+            "/etc/cron.d",
+            "/usr/local/bin",
+            "/var/run/docker.sock",
+            "/home",
+            "/var/lib",
+        ] {
             assert!(refused_target(Path::new(bad)).is_some(), "{bad}");
         }
         for good in ["/srv/app/data", "/home/alice/app", "/var/lib/app", "/opt/x"] {
