@@ -165,6 +165,10 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+    /// Also accept what the recipe asks beyond a plain restore (files outside the project
+    /// directory, privileged containers, host namespaces, devices, host-internal binds)
+    #[arg(long)]
+    pub trust_recipe: bool,
     /// Print JSON on stdout instead of text
     #[arg(long)]
     pub json: bool,
@@ -312,6 +316,29 @@ pub enum AdminCommand {
     /// Notifications ([notifications] in the config)
     #[command(subcommand)]
     Notification(NotificationCommand),
+    /// The previous content restores kept beside volumes and binds: list, remove
+    #[command(subcommand)]
+    RollbackCopies(RollbackCopiesCommand),
+}
+
+/// `kopi-docka admin rollback-copies`
+#[derive(Debug, Subcommand)]
+pub enum RollbackCopiesCommand {
+    /// List the rollback copies restores kept (where, for which unit and point, size, age)
+    List(JsonArgs),
+    /// Remove rollback copies (all, or those older than --older-than)
+    Prune(RollbackPruneArgs),
+}
+
+/// `kopi-docka admin rollback-copies prune`
+#[derive(Debug, Args)]
+pub struct RollbackPruneArgs {
+    /// Only copies older than this: a span back from now (7d, 12h) or a date (2026-11-01)
+    #[arg(long, value_name = "WHEN")]
+    pub older_than: Option<String>,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kopi-docka admin config`
@@ -562,7 +589,9 @@ impl Cli {
                     ServiceCommand::Status(args) => args.json,
                     ServiceCommand::WriteUnits(_) | ServiceCommand::Daemon(_) => false,
                 },
-                AdminCommand::Notification(NotificationCommand::Test(args)) => args.json,
+                AdminCommand::Notification(NotificationCommand::Test(args))
+                | AdminCommand::RollbackCopies(RollbackCopiesCommand::List(args)) => args.json,
+                AdminCommand::RollbackCopies(RollbackCopiesCommand::Prune(args)) => args.json,
             },
             Command::Version(args) => args.json,
         }

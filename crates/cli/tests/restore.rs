@@ -233,7 +233,13 @@ fn restore_over_existing_data_keeps_a_rollback_copy_and_rolls_back_on_failure() 
     assert_eq!(std::fs::read_to_string(data.join("marker")).unwrap(), "v1");
     assert!(!data.join("newer").exists());
     let rollback = PathBuf::from(outcome["data"][0]["rollback"].as_str().unwrap());
-    assert_eq!(rollback.parent(), data.parent());
+    // In a private (0700) directory beside the volume's data.
+    let private = rollback.parent().unwrap();
+    assert_eq!(private.parent(), data.parent());
+    assert_eq!(
+        std::fs::metadata(private).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     assert_eq!(
         std::fs::read_to_string(rollback.join("marker")).unwrap(),
         "v2"
@@ -426,11 +432,11 @@ fn another_hosts_backup_and_bad_input() {
     let kept: Vec<String> = std::fs::read_dir(env.path(""))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".app.conf.kopi-docka-rollback-"))
+        .filter(|n| n.starts_with(".app.conf.kopi-docka-"))
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(
-        std::fs::read_to_string(env.path(&kept[0])).unwrap(),
+        std::fs::read_to_string(env.path(&kept[0]).join("rollback")).unwrap(),
         "changed on the new host"
     );
 
@@ -1194,4 +1200,194 @@ fn device_volume(name: &str, device: &Path) {
         &format!("device={}", device.display()),
         name,
     ]);
+}
+
+/// Issue 16.5: a restore killed (SIGKILL) after its first volume swap leaves the unit mixed (one
+/// volume restored, one not) and its containers stopped; the next run that touches the unit
+/// rolls the swapped volume back before it starts any container, so the unit's data is all
+/// from one point again. Then the rollback copies of a real restore are listed and pruned.
+#[test]
+fn a_restore_killed_between_swaps_is_rolled_back_by_the_next_run() {
+    if !support::docker_tests_enabled(
+        "a_restore_killed_between_swaps_is_rolled_back_by_the_next_run",
+    ) {
+        return;
+    }
+    let mut env = installation("");
+    let (stack, _dir) = env.stack("");
+    let db_volume = format!("{stack}_db-data");
+    let cache_volume = format!("{stack}_web-cache");
+    for v in [&db_volume, &cache_volume] {
+        std::fs::write(volume_mountpoint(v).join("marker"), "v1").unwrap();
+    }
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    for v in [&db_volume, &cache_volume] {
+        std::fs::write(volume_mountpoint(v).join("marker"), "v2").unwrap();
+    }
+    let marker = |v: &str| std::fs::read_to_string(volume_mountpoint(v).join("marker")).unwrap();
+
+    // Volumes are restored in name order: db-data first. Hold right after its swap, kill.
+    let first = volume_mountpoint(&db_volume);
+    let mut child = env.spawn_logged_with(
+        &["restore", "--unit", &stack, "--only", "volumes", "--yes"],
+        &[(
+            "KOPI_DOCKA_FAILPOINT",
+            &format!("hold-after-swap:{}", first.display()),
+        )],
+    );
+    child.wait_for_line("the first swap", |l| l.contains("holding after the swap"));
+    child.signal(support::Signal::KILL);
+    let killed = child.finish();
+    assert!(!killed.status.success());
+    assert_eq!(marker(&db_volume), "v1", "the first volume was swapped");
+    assert_eq!(marker(&cache_volume), "v2", "the second was not");
+    assert!(env.path("state/restore-swaps.json").exists());
+    for c in [format!("{stack}_db_1"), format!("{stack}_web_1")] {
+        assert_eq!(inspect(&c, "{{.State.Running}}"), "false", "{c} stopped");
+    }
+
+    // The next run: data rolled back first, then the containers started.
+    let out = env.cmd(&["admin", "restart-stopped"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains(&format!("rolled back {}", first.display())),
+        "{text}"
+    );
+    assert_eq!(marker(&db_volume), "v2");
+    assert_eq!(marker(&cache_volume), "v2");
+    assert!(!env.path("state/restore-swaps.json").exists());
+    for v in [&db_volume, &cache_volume] {
+        let left = std::fs::read_dir(volume_mountpoint(v).parent().unwrap())
+            .unwrap()
+            .count();
+        assert_eq!(left, 1, "only _data is left beside {v}");
+    }
+    for c in [format!("{stack}_db_1"), format!("{stack}_web_1")] {
+        assert_eq!(inspect(&c, "{{.State.Running}}"), "true", "{c} runs again");
+    }
+
+    // A real restore keeps rollback copies: listed, then pruned.
+    env.cmd(&["restore", "--unit", &stack, "--only", "volumes", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(marker(&db_volume), "v1");
+    let listed = env.json(&["admin", "rollback-copies", "list", "--json"]);
+    let copies = listed.as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{listed:#}");
+    for c in copies {
+        let path = PathBuf::from(c["path"].as_str().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(path.join("marker")).unwrap(),
+            "v2",
+            "{c:#}"
+        );
+        assert_eq!(c["unit"], stack.as_str());
+    }
+    let kept = env.json(&[
+        "admin",
+        "rollback-copies",
+        "prune",
+        "--older-than",
+        "1d",
+        "--json",
+    ]);
+    assert_eq!(kept["removed"], serde_json::json!([]), "{kept:#}");
+    assert_eq!(kept["kept"].as_array().unwrap().len(), 2);
+    let pruned = env.json(&["admin", "rollback-copies", "prune", "--json"]);
+    assert_eq!(pruned["removed"].as_array().unwrap().len(), 2, "{pruned:#}");
+    for c in copies {
+        assert!(!Path::new(c["private"].as_str().unwrap()).exists());
+    }
+    let listed = env.json(&["admin", "rollback-copies", "list", "--json"]);
+    assert_eq!(listed, serde_json::json!([]));
+    assert_eq!(marker(&db_volume), "v1", "the live data stays");
+}
+
+/// Unmounts a test mount on drop (also when the test panics).
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn tmpfs(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        support::run(Command::new("mount").args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            at.to_str().unwrap(),
+        ]));
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let out = Command::new("umount").arg("-l").arg(&self.0).output();
+        if !out.is_ok_and(|o| o.status.success()) {
+            eprintln!("warning: cannot unmount {}", self.0.display());
+        }
+    }
+}
+
+/// Issue 16.5: a restore whose parts do not fit where they land is refused before anything is
+/// stopped or written, with the sizes and what to do.
+#[test]
+fn a_restore_that_does_not_fit_is_refused_before_it_starts() {
+    if !support::docker_tests_enabled("a_restore_that_does_not_fit_is_refused_before_it_starts") {
+        return;
+    }
+    let env = installation("");
+    let small = Mounted::tmpfs(&env.path("small"), "16m");
+    let (one, two) = (small.0.join("one"), small.0.join("two"));
+    for d in [&one, &two] {
+        std::fs::create_dir(d).unwrap();
+        support::fill_random(&d.join("payload.bin"), 3 << 20);
+        std::fs::write(d.join("marker"), "v1").unwrap();
+    }
+    let name = format!("{}-solo", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{}:/one", one.display()),
+        "-v",
+        &format!("{}:/two", two.display()),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    env.cmd(&["backup", "--unit", &name]).assert().success();
+    for d in [&one, &two] {
+        std::fs::write(d.join("marker"), "v2").unwrap();
+    }
+    // Each bind alone (3 MiB) fits in what is left (about 4 MiB); both together do not.
+    support::fill_random(&small.0.join("filler.bin"), 6 << 20);
+    let started = inspect(&name, "{{.State.StartedAt}}");
+
+    let out = env
+        .cmd(&["restore", "--unit", &name, "--only", "binds", "--yes"])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("not enough space"), "{stderr}");
+    assert!(stderr.contains(&small.0.display().to_string()), "{stderr}");
+    assert!(stderr.contains("Nothing was changed"), "{stderr}");
+    for d in [&one, &two] {
+        assert_eq!(std::fs::read_to_string(d.join("marker")).unwrap(), "v2");
+    }
+    assert_eq!(
+        std::fs::read_dir(&small.0).unwrap().count(),
+        3,
+        "the binds and the filler only"
+    );
+    assert_eq!(
+        inspect(&name, "{{.State.StartedAt}}"),
+        started,
+        "never stopped"
+    );
+    drop(small);
 }

@@ -71,11 +71,22 @@ pub fn class_of(error: &(dyn Error + 'static)) -> Option<Class> {
         .or_else(|| of::<DrError>(error))
         .or_else(|| of::<ImportError>(error))
         .or_else(|| of::<RefreshError>(error))
+        .or_else(|| of::<crate::restore::RestoreError>(error))
 }
 
 impl Classify for ConfigError {
     fn class(&self) -> Option<Class> {
         Some(Class::Usage)
+    }
+}
+
+impl Classify for crate::restore::RestoreError {
+    fn class(&self) -> Option<Class> {
+        match self {
+            Self::Untrusted { .. } => Some(Class::Usage),
+            Self::Repo(e) => e.class(),
+            _ => None,
+        }
     }
 }
 

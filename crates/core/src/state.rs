@@ -5,6 +5,8 @@
 //! <state>/runs/                   one JSON report per run (0600)
 //! <state>/stopped-containers.json the journal of containers a run stopped
 //! <state>/overdue-alerts.json     which overdue alerts were sent
+//! <state>/restore-swaps.json      the swaps of a restore in progress (rolled back if left)
+//! <state>/rollback-copies.json    rollback copies restores kept (`admin rollback-copies`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -42,6 +44,16 @@ impl StateDir {
     /// The journal of containers a run stopped and has not started again.
     pub fn journal(&self) -> Journal {
         Journal::at(self.0.join("stopped-containers.json"))
+    }
+
+    /// The journal of a restore's swaps while it swaps (`restore::swaps`).
+    pub fn restore_swaps(&self) -> PathBuf {
+        self.0.join("restore-swaps.json")
+    }
+
+    /// The rollback copies restores kept.
+    pub fn rollback_copies(&self) -> PathBuf {
+        self.0.join("rollback-copies.json")
     }
 
     /// Which overdue alerts were already sent.

@@ -242,6 +242,10 @@ pub struct RecoveryReport {
     pub started: Vec<ContainerRef>,
     /// Containers that could not be started, or a journal that could not be read or updated.
     pub errors: Vec<String>,
+    /// Volumes and binds an interrupted restore had swapped, rolled back before any container
+    /// was started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rolled_back: Vec<std::path::PathBuf>,
 }
 
 impl RecoveryReport {
@@ -259,6 +263,21 @@ pub async fn recover(
     _run_lock: &Lock,
     health_timeout: Duration,
 ) -> RecoveryReport {
+    // First the data, then the containers: none may start on a half-restored unit.
+    let swaps = crate::restore::swaps::recover(state_dir);
+    if !swaps.errors.is_empty() {
+        let mut errors = swaps.errors;
+        errors.push(
+            "containers an interrupted restore stopped stay stopped until its volumes and binds \
+             are put back"
+                .into(),
+        );
+        return RecoveryReport {
+            started: Vec::new(),
+            errors,
+            rolled_back: swaps.rolled_back,
+        };
+    }
     let journal = state_dir.journal();
     let pending = match journal.pending() {
         Ok(pending) => pending,
@@ -266,10 +285,14 @@ pub async fn recover(
             return RecoveryReport {
                 started: Vec::new(),
                 errors: vec![format!("cannot read {}: {error}", journal.path().display())],
+                rolled_back: swaps.rolled_back,
             };
         }
     };
-    let mut report = RecoveryReport::default();
+    let mut report = RecoveryReport {
+        rolled_back: swaps.rolled_back,
+        ..RecoveryReport::default()
+    };
     for container in pending {
         match engine.state(&container.id).await {
             Ok(None) => {

@@ -159,9 +159,15 @@ impl Env {
     /// `kopi-docka <args>` in the background with its stderr read as it comes (wait for the
     /// log line that proves a phase began with [`LoggedChild::wait_for_line`]).
     pub fn spawn_logged(&self, args: &[&str]) -> LoggedChild {
+        self.spawn_logged_with(args, &[])
+    }
+
+    /// [`Env::spawn_logged`] with extra environment variables (a failpoint).
+    pub fn spawn_logged_with(&self, args: &[&str], vars: &[(&str, &str)]) -> LoggedChild {
         let mut cmd = Command::new(binary());
         isolate(&mut cmd);
         installation(&mut cmd, &self.config, self.dir.path());
+        cmd.envs(vars.iter().copied());
         LoggedChild::spawn(cmd.args(args))
     }
 

@@ -196,10 +196,17 @@ impl Render for RecoveryReport {
     /// What was started; the errors end the command (`some containers could not be started`).
     fn human(&self) -> String {
         let mut out = String::new();
+        for path in &self.rolled_back {
+            let _ = writeln!(
+                out,
+                "rolled back {} (an interrupted restore had swapped it)",
+                path.display()
+            );
+        }
         for container in &self.started {
             let _ = writeln!(out, "started {}", container.name);
         }
-        if self.started.is_empty() && self.errors.is_empty() {
+        if self.started.is_empty() && self.errors.is_empty() && self.rolled_back.is_empty() {
             out.push_str("no container was left stopped\n");
         }
         out
@@ -247,6 +254,7 @@ mod tests {
                 },
             ],
             errors: Vec::new(),
+            rolled_back: vec!["/var/lib/docker/volumes/nextcloud_db/_data".into()],
         };
         let text = format!(
             "{}--\n{}",

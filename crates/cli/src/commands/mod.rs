@@ -9,6 +9,7 @@ mod history;
 mod notification;
 mod repo;
 mod restore;
+mod rollback_copies;
 mod service;
 mod setup;
 mod snapshots;
@@ -41,6 +42,9 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             AdminCommand::Service(command) => service::run(&cli.global, command, printer).await,
             AdminCommand::Notification(NotificationCommand::Test(_)) => {
                 notification::test(&cli.global, printer).await
+            }
+            AdminCommand::RollbackCopies(command) => {
+                rollback_copies::run(&cli.global, command, printer).await
             }
         },
         Command::Version(_) => version::run(printer),

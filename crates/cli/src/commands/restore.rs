@@ -40,7 +40,7 @@ pub async fn run(
     let interrupt = crate::signals::subscribe();
     let touches_docker = args.target_dir.is_none() && !args.dry_run;
     // Restores stop and start containers: never at the same time as a backup or another restore.
-    let _run_lock = if touches_docker {
+    let run_lock = if touches_docker {
         Some(kopi_docka_core::lock::run_lock(&loaded.env.state_dir(), false, &interrupt).await?)
     } else {
         None
@@ -68,6 +68,25 @@ pub async fn run(
         return extract(&repo, &request, dir, printer).await;
     }
     let engine = Engine::connect(loaded.docker_host()?).await?;
+    if let Some(lock) = &run_lock {
+        // What a killed run left: volumes half swapped are rolled back, then its stopped
+        // containers started, before this restore plans anything.
+        let health = loaded.config.backup.health_timeout();
+        let recovered =
+            kopi_docka_core::stop::recover(&engine, &loaded.env.state_dir(), lock, health).await;
+        for path in &recovered.rolled_back {
+            printer.notice(&format!(
+                "rolled back {} (an interrupted restore had swapped it)",
+                path.display()
+            ));
+        }
+        if !recovered.errors.is_empty() {
+            bail!(
+                "{}\nresolve this before restoring again",
+                recovered.errors.join("\n")
+            );
+        }
+    }
     let journal = loaded.env.state_dir().journal();
     let ctx = RestoreContext::new(
         &loaded,
@@ -88,13 +107,16 @@ pub async fn run(
             ExitCode::Failed
         });
     }
-    let plan = restore::prepare(&ctx, request).await?;
+    let mut plan = restore::prepare(&ctx, request).await?;
     if args.dry_run {
         printer.report(&plan)?;
         return Ok(ExitCode::Ok);
     }
     printer.preview(&plan);
     confirm(args.yes, interactive, printer)?;
+    if !plan.trusted() && (args.trust_recipe || confirm_trust(interactive, printer)?) {
+        plan.trust();
+    }
     let outcome = restore::execute(&ctx, plan).await?;
     printer.report(&outcome)?;
     Ok(if outcome.interrupted || *interrupt.borrow() {
@@ -289,6 +311,21 @@ fn confirm(yes: bool, interactive: bool, printer: &Printer) -> anyhow::Result<()
     }
 }
 
+/// The recipe asks for more than a plain restore (listed in the plan): on a terminal the user
+/// decides; without one only `--trust-recipe` does (core refuses otherwise).
+fn confirm_trust(interactive: bool, printer: &Printer) -> anyhow::Result<bool> {
+    if !interactive {
+        return Ok(false);
+    }
+    match printer
+        .ask("The recipe asks for the access listed under `needs trust` above. Trust it? [y/N]")
+        .as_deref()
+    {
+        Some("y" | "Y" | "yes") => Ok(true),
+        _ => bail!(UsageError("not trusted; nothing was changed".into())),
+    }
+}
+
 /// `NAME=value` lines from a file that only its owner may read.
 fn read_env_file(path: Option<&Path>) -> anyhow::Result<BTreeMap<String, String>> {
     let Some(path) = path else {
@@ -382,6 +419,9 @@ fn render_plan(plan: &RestorePlan) -> String {
     let _ = writeln!(out, "  then:     {start}");
     for w in &plan.warnings {
         let _ = writeln!(out, "  warning:  {w}");
+    }
+    for t in &plan.needs_trust {
+        let _ = writeln!(out, "  needs trust: {t}");
     }
     out
 }
@@ -654,11 +694,13 @@ mod tests {
                     swapped: Swapped {
                         target: "/var/lib/docker/volumes/nextcloud_db/_data".into(),
                         rollback: Some(
-                            "/var/lib/docker/volumes/nextcloud_db/._data.kopi-docka-rollback-20261122T100000Z"
+                            "/var/lib/docker/volumes/nextcloud_db/._data.kopi-docka-q7RxW2mKp9Ta/rollback"
                                 .into(),
                         ),
                         restored: 1_503,
                         bytes: 73_400_320,
+                        private: "/var/lib/docker/volumes/nextcloud_db/._data.kopi-docka-q7RxW2mKp9Ta"
+                            .into(),
                     },
                 },
                 DataOutcome {
@@ -669,6 +711,7 @@ mod tests {
                         rollback: None,
                         restored: 12,
                         bytes: 48_213,
+                        private: "/srv/nextcloud/.config.kopi-docka-Zt4bN8sLw1Qe".into(),
                     },
                 },
             ],

@@ -237,6 +237,19 @@ pub enum MetaError {
     /// A required tag is absent.
     #[error("snapshot tagged `kopi-docka` has no `{0}=` tag")]
     Missing(&'static str),
+    /// A name or path a restore could be steered outside its target with.
+    #[error(
+        "snapshot tag `{tag}={value:?}` is refused: {why}; a restore could be steered outside \
+         its target with it (the repository may have been tampered with)"
+    )]
+    Unsafe {
+        /// The tag key.
+        tag: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// A tag has a value we do not understand.
     #[error("snapshot tag `{tag}={value}` is not valid")]
     Invalid {
@@ -291,10 +304,10 @@ impl SnapshotMeta {
             "docker-config" => Part::DockerConfig,
             "run" => Part::Run,
             "volume" => Part::Volume {
-                volume: get("volume")?.to_owned(),
+                volume: safe_name("volume", get("volume")?)?.to_owned(),
             },
             "bind" => Part::Bind {
-                bind: PathBuf::from(get("bind")?),
+                bind: safe_bind(get("bind")?)?,
             },
             "point" => {
                 let parts = get("parts")?;
@@ -314,7 +327,7 @@ impl SnapshotMeta {
         };
         let unit = match (values.get("unit"), values.get("kind")) {
             (Some(name), Some(kind)) => Some(UnitRef {
-                name: UnitName::new(name),
+                name: UnitName::new(safe_name("unit", name)?),
                 kind: match *kind {
                     "stack" => UnitKind::Stack,
                     "standalone" => UnitKind::Standalone,
@@ -376,6 +389,54 @@ impl SnapshotMeta {
     }
 }
 
+/// A unit or volume name from a tag: one path component, never `.`, `..`, `/` or NUL (they
+/// become directory names under `--target-dir` and the cache).
+fn safe_name<'a>(tag: &'static str, value: &'a str) -> Result<&'a str, MetaError> {
+    let why = if value.is_empty() {
+        Some("it is empty")
+    } else if value.contains('\0') {
+        Some("it contains a NUL byte")
+    } else if value.contains('/') {
+        Some("a name must not contain `/`")
+    } else if value == "." || value == ".." {
+        Some("a name must not be `.` or `..`")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(MetaError::Unsafe {
+            tag,
+            value: value.to_owned(),
+            why,
+        }),
+        None => Ok(value),
+    }
+}
+
+/// A bind source from a tag: an absolute path of plain components (no `..`, no NUL).
+fn safe_bind(value: &str) -> Result<PathBuf, MetaError> {
+    let path = Path::new(value);
+    let why = if value.contains('\0') {
+        Some("it contains a NUL byte")
+    } else if !path.is_absolute() {
+        Some("a bind source must be an absolute path")
+    } else if value.split('/').any(|c| c == "..") {
+        Some("a bind source must not contain `..`")
+    } else if path.parent().is_none() {
+        Some("a bind source must not be `/`")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(MetaError::Unsafe {
+            tag: "bind",
+            value: value.to_owned(),
+            why,
+        }),
+        None => Ok(path.to_path_buf()),
+    }
+}
+
 /// Mode, owner and mtime of the backed-up directory itself. rustic_core does not store them
 /// for the root of a backup source (measured), and a Postgres data directory (0700, uid 999)
 /// is unusable without them, so we keep them in the snapshot description and put them back
@@ -415,6 +476,42 @@ mod tests {
             scope: Scope::Standard,
             pass: None,
         }
+    }
+
+    /// Issue 16.8: names and paths in tags that could steer a restore are refused.
+    #[test]
+    fn unsafe_tag_values_are_refused() {
+        let parse = |extra: &[&str]| {
+            let mut tags = vec![
+                "kopi-docka",
+                "kind=stack",
+                "backup_id=20261122T030405Z-beef",
+                "scope=standard",
+            ];
+            tags.extend(extra);
+            SnapshotMeta::parse(tags)
+        };
+        for bad in [
+            &["unit=../x", "type=recipe"][..],
+            &["unit=a/b", "type=recipe"],
+            &["unit=..", "type=recipe"],
+            &["unit=x", "type=volume", "volume=../../etc"],
+            &["unit=x", "type=volume", "volume=a\0b"],
+            &["unit=x", "type=bind", "bind=srv/app"],
+            &["unit=x", "type=bind", "bind=/srv/../etc"],
+            &["unit=x", "type=bind", "bind=/"],
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(
+                matches!(error, MetaError::Unsafe { .. }),
+                "{bad:?}: {error}"
+            );
+        }
+        assert!(
+            parse(&["unit=x", "type=bind", "bind=/srv/app..old"])
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

@@ -157,6 +157,19 @@ pub enum RepoError {
         /// The target.
         path: PathBuf,
     },
+    /// A snapshot holds an entry a restore must not write (a crafted or damaged repository).
+    #[error(
+        "snapshot {snapshot} holds an entry named {path:?}, which {reason}; a restore refuses \
+         it (the repository may have been tampered with). Nothing was written"
+    )]
+    UnsafeEntry {
+        /// The snapshot.
+        snapshot: String,
+        /// The entry's path inside the snapshot.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// A local file operation failed.
     #[error("{operation} {path}: {source}")]
     Io {
@@ -643,6 +656,21 @@ impl Repo {
         let ls = indexed
             .ls(&node, &LsOptions::default())
             .map_err(engine("listing the snapshot"))?;
+        // Every entry is checked before anything is written: a crafted tree must not name a
+        // path outside the target, nor a second entry under a name it already used (a symlink
+        // first, then files "through" it).
+        let mut previous: Option<PathBuf> = None;
+        for item in ls.clone() {
+            let (path, entry) = item.map_err(engine("listing the snapshot"))?;
+            if let Some(reason) = unsafe_entry(&path, &entry.name(), previous.as_deref()) {
+                return Err(RepoError::UnsafeEntry {
+                    snapshot: id.to_owned(),
+                    path,
+                    reason,
+                });
+            }
+            previous = Some(path);
+        }
         let dest = LocalDestination::new(&target.to_string_lossy(), true, !node.is_dir())
             .map_err(engine("preparing the restore target"))?;
         let mut options = RestoreOptions::default()
@@ -1311,6 +1339,40 @@ impl Default for How {
     }
 }
 
+/// Why a tree entry at `path` named `name` must not be restored, if it must not: names are
+/// single components (no `/`, not `.` or `..`, no NUL) and `path` is relative with only such
+/// components; an entry must not repeat the path of the one before it (the listing is sorted).
+fn unsafe_entry(
+    path: &Path,
+    name: &std::ffi::OsStr,
+    previous: Option<&Path>,
+) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return Some("is empty");
+    }
+    if bytes.contains(&0) {
+        return Some("contains a NUL byte");
+    }
+    if bytes.contains(&b'/') {
+        return Some("contains `/`");
+    }
+    if bytes == b"." || bytes == b".." {
+        return Some("is `.` or `..`");
+    }
+    if !path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Some("leads outside the restore target (absolute or `..`)");
+    }
+    if previous == Some(path) {
+        return Some("appears twice in one directory");
+    }
+    None
+}
+
 fn info_of(snap: &SnapshotFile) -> Option<SnapshotInfo> {
     let meta = match SnapshotMeta::parse(snap.tags.iter().map(String::as_str)) {
         Ok(Some(meta)) => meta,
@@ -1481,4 +1543,34 @@ fn keep_options(retention: &RetentionConfig) -> KeepOptions {
         .as_ref()
         .map(crate::config::KeepWithin::span);
     keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    /// Issue 16.8: what a crafted tree could name (restic itself cannot write these, so they
+    /// are checked here rather than with a crafted repository).
+    #[test]
+    fn unsafe_tree_entries_are_refused() {
+        let ok = |p: &str, n: &str| unsafe_entry(Path::new(p), OsStr::new(n), None);
+        assert_eq!(ok("a/b", "b"), None);
+        assert_eq!(ok("..", ".."), Some("is `.` or `..`"));
+        assert_eq!(
+            ok("a/../../etc", "etc"),
+            Some("leads outside the restore target (absolute or `..`)")
+        );
+        assert_eq!(
+            ok("/etc/passwd", "passwd"),
+            Some("leads outside the restore target (absolute or `..`)")
+        );
+        assert_eq!(ok("a/etc/passwd", "etc/passwd"), Some("contains `/`"));
+        assert_eq!(ok("a/x", "x\0y"), Some("contains a NUL byte"));
+        assert_eq!(ok("a/", ""), Some("is empty"));
+        assert_eq!(
+            unsafe_entry(Path::new("a/b"), OsStr::new("b"), Some(Path::new("a/b"))),
+            Some("appears twice in one directory")
+        );
+    }
 }

@@ -93,19 +93,62 @@ pub enum RestoreError {
         /// The target.
         path: PathBuf,
     },
-    /// Not enough room for the restored copy beside the current one.
+    /// Not enough room for the restored copies beside the current content.
     #[error(
-        "{path} has {free} bytes free but the restore needs {needed}; free space there (the \
-         current content is kept until the restored copy is complete)"
+        "not enough space for this restore on the filesystem of {}: it needs {} for {parts} \
+         (the current content stays as a rollback copy, so nothing is freed while it runs), \
+         {} is free.{} Nothing was changed.",
+        path.display(),
+        bytesize::ByteSize(*needed).display().iec(),
+        bytesize::ByteSize(*free).display().iec(),
+        rollback_hint(*rollback_copies, *rollback_bytes)
     )]
     NoSpace {
-        /// The filesystem.
+        /// A path on the filesystem.
         path: PathBuf,
+        /// What lands there.
+        parts: String,
         /// Bytes needed.
         needed: u64,
         /// Bytes free.
         free: u64,
+        /// Rollback copies of earlier restores on that filesystem.
+        rollback_copies: usize,
+        /// Their bytes.
+        rollback_bytes: u64,
     },
+    /// A target no backup of ours can have.
+    #[error(
+        "the restore point would write {}, but {why}: a backup never includes such a path, \
+         so the repository may have been tampered with. Nothing was changed; look at the point \
+         with `--target-dir DIR`",
+        path.display()
+    )]
+    RefusedTarget {
+        /// The target.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The recipe asks for more than a plain restore, and nobody confirmed it.
+    #[error(
+        "the recipe of {unit} asks for more than a plain restore:\n  {}\nNothing was changed. \
+         Review it (`kopi-docka restore --unit {unit} --dry-run`, or `--target-dir DIR`), then \
+         confirm on a terminal or add --trust-recipe",
+        items.join("\n  ")
+    )]
+    Untrusted {
+        /// Unit.
+        unit: String,
+        /// What needs trust.
+        items: Vec<String>,
+    },
+    /// The swap journal could not be written, or a target not put back.
+    #[error(transparent)]
+    Swap(#[from] super::swaps::SwapError),
+    /// A target path another user could redirect.
+    #[error(transparent)]
+    Unsafe(#[from] super::nofollow::UnsafePath),
     /// A volume has no local mountpoint.
     #[error(
         "volume {name} has no local mountpoint (driver {driver}); restore it with --target-dir"
@@ -145,6 +188,19 @@ pub enum RestoreError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+fn rollback_hint(copies: usize, bytes: u64) -> String {
+    if copies == 0 {
+        " Free space there.".to_owned()
+    } else {
+        format!(
+            " {copies} rollback copies of earlier restores hold {} there: review them with \
+             `kopi-docka admin rollback-copies list` and remove them with `kopi-docka admin \
+             rollback-copies prune`, or free space otherwise.",
+            bytesize::ByteSize(bytes).display().iec()
+        )
+    }
 }
 
 impl RestoreError {

@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::networks::NetworkOutcome;
-use super::{data, networks, recipe, start};
+use super::swaps::{self, RollbackCopy, SwapJournal};
+use super::{data, networks, nofollow, recipe, start};
 use crate::config::HookPoint;
 use crate::hooks::HookContext;
 use crate::stop::StoppedUnit;
@@ -74,6 +75,12 @@ pub async fn execute(
     plan: RestorePlan,
 ) -> Result<RestoreOutcome, RestoreError> {
     let started_at = Instant::now();
+    if !plan.trusted() {
+        return Err(RestoreError::Untrusted {
+            unit: plan.point.unit.clone(),
+            items: plan.needs_trust.clone(),
+        });
+    }
     let point = &plan.point;
     let kind = point.kind.to_string();
     let hook_ctx = HookContext {
@@ -154,7 +161,6 @@ async fn restore_data_and_start(
     plan: &RestorePlan,
     outcome: &mut RestoreOutcome,
 ) {
-    let stamp = &plan.internal.stamp;
     let stopped = match StoppedUnit::stop_containers(
         ctx.engine,
         ctx.journal,
@@ -175,6 +181,11 @@ async fn restore_data_and_start(
             return;
         }
     };
+    let mut journal = SwapJournal::new(
+        &ctx.state_dir,
+        &plan.point.unit,
+        plan.point.backup_id.as_str(),
+    );
     let mut swapped: Vec<DataOutcome> = Vec::new();
     let mut failure = None;
     for item in &plan.data {
@@ -182,7 +193,7 @@ async fn restore_data_and_start(
             failure = Some(RestoreError::Interrupted);
             break;
         }
-        match restore_item(ctx, plan, item, stamp).await {
+        match restore_item(ctx, plan, item, &mut journal).await {
             Ok(done) => swapped.push(done),
             Err(error) => {
                 failure = Some(error);
@@ -193,7 +204,7 @@ async fn restore_data_and_start(
     if let Some(error) = failure {
         outcome.interrupted = matches!(error, RestoreError::Interrupted);
         outcome.errors.push(format!("restore failed: {error}"));
-        roll_back(&swapped, stamp, outcome);
+        roll_back(journal, &swapped, outcome);
         if outcome.interrupted {
             outcome.left_stopped = stopped.leave_stopped(ctx.journal);
         } else {
@@ -205,23 +216,57 @@ async fn restore_data_and_start(
         }
         return;
     }
+    if let Err(error) = keep_rollback_copies(ctx, plan, &swapped, journal) {
+        // Every target is swapped: the unit is at the restored point. The list of copies or
+        // the journal's removal failed; the copies themselves are in place.
+        outcome.warnings.push(error.to_string());
+    }
     outcome.data = swapped;
     start_unit(ctx, plan, stopped, outcome).await;
+}
+
+/// Lists the rollback copies for `admin rollback-copies`, removes the private directories of
+/// targets that had no content, then the journal: the restore is complete.
+fn keep_rollback_copies(
+    ctx: &RestoreContext<'_>,
+    plan: &RestorePlan,
+    swapped: &[DataOutcome],
+    journal: SwapJournal,
+) -> Result<(), RestoreError> {
+    let now = jiff::Timestamp::now();
+    let mut copies = Vec::new();
+    for done in swapped {
+        match &done.swapped.rollback {
+            Some(path) => copies.push(RollbackCopy {
+                path: path.clone(),
+                private: done.swapped.private.clone(),
+                target: done.swapped.target.clone(),
+                unit: plan.point.unit.clone(),
+                backup_id: plan.point.backup_id.to_string(),
+                created: now,
+                bytes: None,
+            }),
+            None => swaps::remove_private(&done.swapped.private, true)?,
+        }
+    }
+    swaps::register(&ctx.state_dir, copies)?;
+    journal.finish()?;
+    Ok(())
 }
 
 async fn restore_item(
     ctx: &RestoreContext<'_>,
     plan: &RestorePlan,
     item: &DataPlan,
-    stamp: &str,
+    journal: &mut SwapJournal,
 ) -> Result<DataOutcome, RestoreError> {
     let target = match (&item.target, item.kind) {
         (Some(t), _) => t.clone(),
-        (None, _) => create_volume(ctx, plan, &item.name).await?,
+        (None, _) => nofollow::resolve_trusted(&create_volume(ctx, plan, &item.name).await?)?,
     };
     tracing::info!(name = %item.name, target = %target.display(), "restoring");
-    let swapped =
-        data::restore_in_place(ctx.repo, &item.snapshot, &target, stamp, &ctx.interrupt).await?;
+    let staged = data::stage(ctx.repo, &item.snapshot, &target, journal, &ctx.interrupt).await?;
+    let swapped = data::swap(staged, journal).await?;
     Ok(DataOutcome {
         name: item.name.clone(),
         kind: item.kind,
@@ -272,20 +317,12 @@ pub fn volume_request(
     }
 }
 
-fn roll_back(swapped: &[DataOutcome], stamp: &str, outcome: &mut RestoreOutcome) {
-    for done in swapped.iter().rev() {
-        match done.swapped.undo(stamp) {
-            Ok(()) => tracing::warn!(name = %done.name, "rolled back to its previous content"),
-            Err(error) => outcome.errors.push(format!(
-                "cannot roll back {}: {error}; its previous content is at {}",
-                done.name,
-                done.swapped
-                    .rollback
-                    .as_deref()
-                    .map_or_else(|| "(none)".into(), |p| p.display().to_string())
-            )),
-        }
+fn roll_back(journal: SwapJournal, swapped: &[DataOutcome], outcome: &mut RestoreOutcome) {
+    let errors = journal.roll_back();
+    for done in swapped {
+        tracing::warn!(name = %done.name, "rolled back to its previous content");
     }
+    outcome.errors.extend(errors);
     outcome.rolled_back = true;
     outcome
         .warnings

@@ -1,12 +1,12 @@
 //! `--target-dir`: the parts of a point as plain files, no container touched.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::repo::{Repo, RestoreMode};
 
-use super::{RestoreError, RestoreRequest};
+use super::{RestoreError, RestoreRequest, nofollow};
 
 /// One part restored into a directory.
 #[derive(Debug, Serialize)]
@@ -23,12 +23,19 @@ pub struct ExtractedPart {
 
 /// Restores the selected parts as plain files under `dir` (`recipe/`, `networks/`,
 /// `volumes/NAME/`, `binds/PATH`), touching no container. `dir` must be empty or absent.
+///
+/// Nothing is written outside `dir`: names come from tags that refuse `/`, `..` and NUL
+/// ([`crate::repo::SnapshotMeta::parse`]), and each part's directory is opened from `/`
+/// without following a symlink, so a symlink an earlier part restored (a bind `/a` holding
+/// `b -> /etc`, then a bind `/a/b`) cannot redirect a later one.
 pub async fn extract(
     repo: &Repo,
     request: &RestoreRequest,
     dir: &Path,
 ) -> Result<Vec<ExtractedPart>, RestoreError> {
     let point = &request.point;
+    let dir =
+        &nofollow::resolve_trusted(&std::path::absolute(dir).map_err(RestoreError::io(dir))?)?;
     let mut jobs: Vec<(String, String, PathBuf)> = Vec::new();
     if request.parts.recipe
         && let Some(s) = &point.recipe
@@ -65,9 +72,35 @@ pub async fn extract(
     }
     let mut out = Vec::new();
     for (part, id, path) in jobs {
-        let report = repo
-            .restore(id, path.clone(), RestoreMode::EmptyOnly)
-            .await?;
+        let escapes = path.strip_prefix(dir).map_or(true, |rel| {
+            !rel.components().all(|c| matches!(c, Component::Normal(_)))
+        });
+        if escapes {
+            return Err(RestoreError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "leads outside the target directory; refused",
+                ),
+            });
+        }
+        let name = nofollow::file_name(&path).map_err(RestoreError::io(&path))?;
+        let parent = nofollow::open_parent(&path).map_err(RestoreError::io(&path))?;
+        if nofollow::exists_in(&parent, &name.to_string_lossy()).map_err(RestoreError::io(&path))? {
+            // `dir` was empty: an earlier part of this point put something here (a symlink,
+            // perhaps); writing the part into it would follow it.
+            return Err(RestoreError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists already (an earlier part of this point put it there, possibly a \
+                     symlink); a restore does not write through it",
+                ),
+            });
+        }
+        // Through the descriptor: what the path names cannot change while the part is written.
+        let through = nofollow::fd_path(&parent).join(name);
+        let report = repo.restore(id, through, RestoreMode::EmptyOnly).await?;
         out.push(ExtractedPart {
             part,
             path,

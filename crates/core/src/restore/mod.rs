@@ -6,8 +6,12 @@
 //! - volumes are created when missing, with their recorded driver, options and labels;
 //! - only running containers that mount a restored volume or bind are stopped, through
 //!   [`StoppedUnit`] (journaled), and exactly those are started again;
-//! - every volume and bind is restored beside its target and swapped in ([`data`]); if any part
-//!   fails, every part already swapped is put back, so the unit never mixes two points in time;
+//! - every volume and bind is restored into a private directory beside its target and swapped
+//!   in ([`data`]), every swap recorded in a journal first ([`swaps`]); if any part fails, every
+//!   part already swapped is put back, and a restore killed between swaps is rolled back by the
+//!   next run, so the unit never mixes two points in time;
+//! - targets are resolved and written without following symlinks other users own
+//!   ([`nofollow`]);
 //! - an interrupt (SIGINT/SIGTERM) rolls back the same way and leaves the stopped containers
 //!   stopped, for the user to decide;
 //! - existing networks are never recreated by stopping containers.
@@ -18,10 +22,13 @@ pub mod error;
 pub mod execute;
 pub mod extract;
 pub mod networks;
+pub mod nofollow;
 pub mod plan;
 pub mod points;
 pub mod recipe;
 pub mod start;
+pub mod swaps;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +48,7 @@ use crate::config::{HookSet, LoadedConfig};
 use crate::docker::Engine;
 use crate::lock::journal::Journal;
 use crate::repo::Repo;
+use crate::state::StateDir;
 use recipe::Recipe;
 
 /// Which parts of a point to restore.
@@ -143,6 +151,8 @@ pub struct RestoreContext<'a> {
     pub repo: &'a Repo,
     /// The stopped-containers journal.
     pub journal: &'a Journal,
+    /// The state directory (the swap journal, the list of rollback copies).
+    pub state_dir: StateDir,
     /// A private working directory (recipes are read here).
     pub work_dir: PathBuf,
     /// Global hooks and the unit's hooks.
@@ -180,6 +190,7 @@ impl<'a> RestoreContext<'a> {
             engine,
             repo,
             journal,
+            state_dir: loaded.env.state_dir(),
             work_dir,
             hooks: std::iter::once(config.hooks.clone())
                 .chain(config.units.get(unit).map(|u| u.hooks.clone()))

@@ -10,7 +10,7 @@ use super::points::RestorePoint;
 
 use super::recipe::Recipe;
 use super::start::ComposeTool;
-use super::{data, networks, recipe, start};
+use super::{data, networks, nofollow, recipe, start, trust};
 use crate::repo::RestoreMode;
 use crate::stop::{ContainerRef, StopTarget};
 use crate::unit::{ContainerState, UnitKind};
@@ -126,8 +126,25 @@ pub struct RestorePlan {
     pub start: StartPlan,
     /// Things to know.
     pub warnings: Vec<String>,
+    /// What the recipe asks for beyond a plain restore (files outside the project directory,
+    /// privileged containers, host namespaces, capabilities, devices, host-internal binds):
+    /// the restore refuses unless [`RestorePlan::trust`] was called ([`super::trust`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_trust: Vec<String>,
     #[serde(skip)]
     pub(super) internal: Internal,
+}
+
+impl RestorePlan {
+    /// The user confirmed [`RestorePlan::needs_trust`] (on a terminal, or `--trust-recipe`).
+    pub fn trust(&mut self) {
+        self.internal.trusted = true;
+    }
+
+    /// Whether the restore may go ahead as far as trust goes.
+    pub fn trusted(&self) -> bool {
+        self.needs_trust.is_empty() || self.internal.trusted
+    }
 }
 
 #[derive(Debug, Default)]
@@ -140,6 +157,7 @@ pub(super) struct Internal {
     pub(super) stamp: String,
     pub(super) recreate_networks: bool,
     pub(super) env_values: BTreeMap<String, String>,
+    pub(super) trusted: bool,
 }
 
 /// Reads the point's recipe and networks, looks at the engine, and says what a restore of
@@ -178,7 +196,24 @@ pub async fn prepare(
             .or_else(|| Some(ctx.work_dir.join("compose").join(&point.unit))),
         _ => None,
     };
+    // The recorded project directory comes from the repository; --compose-dir from the user.
+    if request.compose_dir.is_none()
+        && let Some(dir) = &project_dir
+        && let Some(why) = trust::refused_target(dir)
+    {
+        return Err(RestoreError::RefusedTarget {
+            path: dir.clone(),
+            why: format!(
+                "{why} (the recipe's project directory; --compose-dir DIR puts it elsewhere)"
+            ),
+        });
+    }
     let (file_sources, files) = plan_files(recipe.as_ref(), project_dir.as_deref(), request.parts)?;
+    let mut needs_trust: Vec<String> = files
+        .iter()
+        .filter(|(to, _)| project_dir.as_deref().is_none_or(|d| !to.starts_with(d)))
+        .map(|(to, _)| format!("a file outside the project directory: {}", to.display()))
+        .collect();
     let (network_docs, networks) = plan_networks(ctx, point, request.parts, &stamp).await?;
     let data = plan_data(ctx, &request, recipe.as_ref(), project_dir.as_deref()).await?;
     let stop = to_stop(&all_containers, &data, recipe.as_ref());
@@ -189,7 +224,16 @@ pub async fn prepare(
         project_dir.as_deref(),
     )
     .await?;
+    let from_recipe = !files.is_empty()
+        || matches!(
+            start,
+            StartPlan::Compose { .. } | StartPlan::Recreate { .. }
+        );
+    if from_recipe && let Some(r) = &recipe {
+        needs_trust.extend(privileges(r));
+    }
     Ok(RestorePlan {
+        needs_trust,
         point: request.point.clone(),
         project_dir,
         files,
@@ -207,8 +251,50 @@ pub async fn prepare(
             stamp,
             recreate_networks: request.recreate_networks,
             env_values: request.env_values,
+            trusted: false,
         },
     })
+}
+
+/// What the recipe's compose files and saved container configurations ask of the host.
+fn privileges(recipe: &Recipe) -> Vec<String> {
+    let mut out = Vec::new();
+    let root = recipe.dir.join("compose");
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+                continue;
+            }
+            let is_yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
+            let Some(doc) = is_yaml
+                .then(|| std::fs::read(&path).ok())
+                .flatten()
+                .and_then(|text| serde_yaml_ng::from_slice::<serde_yaml_ng::Value>(&text).ok())
+            else {
+                continue;
+            };
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            out.extend(trust::compose_privileges(&name, &doc));
+        }
+    }
+    for c in &recipe.manifest.unit.containers {
+        if let Ok(inspect) = recipe.inspect(&c.name) {
+            out.extend(trust::inspect_privileges(&c.name, &inspect));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 pub(super) async fn read_recipe(
@@ -330,12 +416,12 @@ async fn plan_data(
                 continue;
             }
             let target = match ctx.engine.inspect_volume_json(name).await? {
-                Some(doc) => Some(local_mountpoint(name, &doc)?),
+                Some(doc) => Some(nofollow::resolve_parent(&local_mountpoint(name, &doc)?)?),
                 None => None,
             };
             let exists = target.as_deref().is_some_and(dir_has_content);
             if let Some(t) = &target {
-                data::preflight(t, snap.size)?;
+                data::preflight(t)?;
             }
             plans.push(DataPlan {
                 name: name.clone(),
@@ -353,11 +439,14 @@ async fn plan_data(
             if !request.binds.is_empty() && !request.binds.contains(source) {
                 continue;
             }
-            let target = match project_dir {
+            let target = nofollow::resolve_parent(&match project_dir {
                 Some(dir) => recipe::relocate(source, original, dir),
                 None => source.clone(),
-            };
-            data::preflight(&target, snap.size)?;
+            })?;
+            if let Some(why) = trust::refused_target(&target) {
+                return Err(RestoreError::RefusedTarget { path: target, why });
+            }
+            data::preflight(&target)?;
             plans.push(DataPlan {
                 name: source.to_string_lossy().into_owned(),
                 kind: DataKind::Bind,
@@ -368,7 +457,60 @@ async fn plan_data(
             });
         }
     }
+    check_space(&ctx.state_dir, &plans)?;
     Ok(plans)
+}
+
+/// Refuses a restore whose parts do not all fit: per filesystem, the sizes of every part that
+/// lands there against its free space. Nothing is freed while a restore runs (the current
+/// content stays as a rollback copy), so the whole size is needed. A volume that does not
+/// exist yet is counted on the filesystem of the other volumes, when there is one.
+fn check_space(state_dir: &crate::state::StateDir, plans: &[DataPlan]) -> Result<(), RestoreError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let existing = |p: &Path| -> PathBuf {
+        p.ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(Path::new("/"))
+            .to_path_buf()
+    };
+    let volume_home = plans
+        .iter()
+        .find(|d| d.kind == DataKind::Volume && d.target.is_some())
+        .and_then(|d| d.target.as_deref())
+        .map(existing);
+    // dev -> (a path there, bytes, part names)
+    let mut per_fs: BTreeMap<u64, (PathBuf, u64, Vec<String>)> = BTreeMap::new();
+    for d in plans {
+        let Some(place) = d
+            .target
+            .as_deref()
+            .map(existing)
+            .or_else(|| volume_home.clone())
+        else {
+            continue;
+        };
+        let dev = std::fs::metadata(&place)
+            .map_err(RestoreError::io(&place))?
+            .dev();
+        let entry = per_fs.entry(dev).or_insert_with(|| (place, 0, Vec::new()));
+        entry.1 += d.size.unwrap_or(0);
+        entry.2.push(d.name.clone());
+    }
+    for (dev, (place, needed, names)) in per_fs {
+        let free = crate::backup::free_bytes(&place).map_err(RestoreError::io(&place))?;
+        if free < needed {
+            let (rollback_copies, rollback_bytes) = super::swaps::bytes_on_device(state_dir, dev);
+            return Err(RestoreError::NoSpace {
+                path: place,
+                parts: names.join(", "),
+                needed,
+                free,
+                rollback_copies,
+                rollback_bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Where a local volume's data is restored: its mountpoint, or for a volume created with

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::RestoreError;
+use super::{RestoreError, nofollow};
 use crate::unit::{ContainerState, UnitKind};
 
 /// `manifest.json`.
@@ -220,26 +220,33 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RestoreEr
 }
 
 /// Puts `from` at `to`. An existing different file is first renamed to
-/// `<name>.kopi-docka-<stamp>.bak`, which is returned.
+/// `<name>.kopi-docka-<stamp>.bak`, which is returned. The directories on the way are resolved
+/// and opened without following symlinks other users own ([`nofollow`]); whatever is at `to`
+/// itself (a symlink, a FIFO) is renamed aside unread, never followed.
 pub fn place_file(from: &Path, to: &Path, stamp: &str) -> Result<Option<PathBuf>, RestoreError> {
     let new = std::fs::read(from).map_err(RestoreError::io(from))?;
-    let mut backup = None;
-    match std::fs::read(to) {
-        Ok(old) if old == new => return Ok(None),
-        Ok(_) => backup = crate::durable::keep_aside(to, stamp).map_err(RestoreError::io(to))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(RestoreError::io(to)(e)),
-    }
-    if let Some(parent) = to.parent() {
-        crate::durable::create_dir_all(parent, 0o755).map_err(RestoreError::io(parent))?;
-    }
+    let to = nofollow::resolve_parent(to)?;
+    let name = nofollow::file_name(&to).map_err(RestoreError::io(&to))?;
+    let parent = nofollow::open_parent(&to).map_err(RestoreError::io(&to))?;
+    let at = nofollow::fd_path(&parent).join(name);
+    let backup = match std::fs::symlink_metadata(&at) {
+        Ok(meta) if meta.is_file() && std::fs::read(&at).map_err(RestoreError::io(&to))? == new => {
+            return Ok(None);
+        }
+        Ok(_) => {
+            crate::durable::keep_aside(&at, stamp).map_err(RestoreError::io(&to))?;
+            Some(crate::durable::aside_path(&to, stamp))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(RestoreError::io(&to)(e)),
+    };
     let mode = std::fs::metadata(from).map_err(RestoreError::io(from))?;
     crate::durable::write_file(
-        to,
+        &at,
         &new,
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o7777,
     )
-    .map_err(RestoreError::io(to))?;
+    .map_err(RestoreError::io(&to))?;
     Ok(backup)
 }
 
