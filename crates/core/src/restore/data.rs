@@ -19,8 +19,9 @@ use crate::repo::{Repo, RestoreMode};
 /// Test-only fault injection: when `KOPI_DOCKA_FAILPOINT` names `restore:<target path>`, the
 /// restore of that target fails after its content is staged, before the swap. The tests use
 /// it to prove the rollback of a unit whose other volumes were already swapped in; there is no
-/// other reliable way to make a real restore fail at that exact moment.
-const FAILPOINT_ENV: &str = "KOPI_DOCKA_FAILPOINT";
+/// other reliable way to make a real restore fail at that exact moment. (The drill has its own
+/// point, `drill-before-verify:`, in debug builds.)
+pub(super) const FAILPOINT_ENV: &str = "KOPI_DOCKA_FAILPOINT";
 
 /// How long an interrupted restore waits for the abandoned rustic_core restore to give up.
 const ABANDON_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
