@@ -570,6 +570,70 @@ mod tests {
     }
 
     #[test]
+    fn the_text_is_kept_for_messages_and_timers() {
+        let schedule: Schedule = "Mon..Fri 22:30".parse().unwrap();
+        assert_eq!(schedule.as_str(), "Mon..Fri 22:30");
+        assert_eq!(schedule.to_string(), "Mon..Fri 22:30");
+        assert_eq!(String::from(schedule.clone()), "Mon..Fri 22:30");
+        assert_eq!(schedule.on_calendar(), Some("Mon..Fri 22:30"));
+        let json = serde_json::to_string(&schedule).unwrap();
+        assert_eq!(json, "\"Mon..Fri 22:30\"");
+        assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), schedule);
+    }
+
+    #[test]
+    fn field_edges() {
+        // A one-value range, overlapping weekday lists, steps from a start and from `*`.
+        assert_eq!(
+            next("*-*-* 5..5:00", "2026-11-22T05:00:00Z"),
+            "2026-11-23T05:00:00Z"
+        );
+        // 2026-11-22 is a Sunday; Sun..Sun and an overlapping list keep every named day.
+        assert_eq!(
+            next("Sun..Sun 08:00", "2026-11-22T05:00:00Z"),
+            "2026-11-22T08:00:00Z"
+        );
+        assert_eq!(
+            next("Mon..Wed,Tue 08:00", "2026-11-23T09:00:00Z"),
+            "2026-11-24T08:00:00Z"
+        );
+        assert_eq!(
+            next("*-*-* *:*/20", "2026-11-22T05:00:01Z"),
+            "2026-11-22T05:20:00Z"
+        );
+        assert_eq!(
+            next("*-*-* *:10/20", "2026-11-22T05:30:00Z"),
+            "2026-11-22T05:50:00Z"
+        );
+        assert_eq!(
+            next("*-*-* 23:59:59", "2026-11-22T23:59:58Z"),
+            "2026-11-22T23:59:59Z"
+        );
+        assert_eq!(
+            next("*-*-1,15 00:00", "2026-11-02T00:00:00Z"),
+            "2026-11-15T00:00:00Z"
+        );
+        for bad in [
+            "*-*-* */0:00",
+            "*-*-* 1/x:00",
+            "*-*-* 24:00",
+            "*-*-* 02:60",
+            "*-*-* 02:00:60",
+            "*-*-0 02:00",
+            "*-*-32 02:00",
+            "*-12-* 02:00",
+            "Fri..Mon 02:00",
+            "Mon *-*-* 02:00 extra",
+            "Mon",
+            "*-* 02:00",
+            "*-*-* 02",
+            "every -1h",
+        ] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
     fn errors_say_what_is_accepted() {
         for bad in [
             "",

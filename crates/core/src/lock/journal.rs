@@ -177,5 +177,7 @@ mod tests {
         assert!(journal.pending().is_err());
         assert!(journal.record(&[entry("a", 0)]).is_err());
         assert_eq!(std::fs::read(journal.path()).unwrap(), b"{ not json");
+        // Unreadable (here: a directory) is an error too; only a missing file is empty.
+        assert!(Journal::at(dir.path().to_path_buf()).pending().is_err());
     }
 }
