@@ -631,6 +631,15 @@ mod tests {
         ] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad} was accepted");
         }
+        for (bad, reason) in [
+            ("Mon", "a time such as 02:00 is missing"),
+            ("Mon *-*-* 02:00 extra", "too many parts"),
+            ("*-*-* 5..2:00", "hour range `5..2` runs backwards"),
+            ("*-*-* */0:00", "hour step `0` is not a positive number"),
+        ] {
+            let err = bad.parse::<Schedule>().unwrap_err();
+            assert_eq!(err.reason, reason, "{bad}");
+        }
     }
 
     #[test]
