@@ -266,6 +266,13 @@ fn export_writes_no_plaintext_to_disk() {
     let env = installation("");
     let password = std::fs::read_to_string(env.path("etc/password")).unwrap();
     let password = password.trim();
+    // What the bundle seals: the repository password, the DR passphrase, and the user's config
+    // (a token in it is as secret as the password; its comment line stands for it).
+    let secrets = [
+        ("the repository password", password),
+        ("the DR passphrase", PASSPHRASE),
+        ("the config", "# the user's own config, with a comment"),
+    ];
     let bundle = env.path("bundle.age");
     let trace = env.path("strace.log");
     let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
@@ -275,11 +282,13 @@ fn export_writes_no_plaintext_to_disk() {
                 "-f",
                 "-qq",
                 "-e",
-                "trace=open,openat,creat,rename,renameat,renameat2,write,pwrite64,writev",
+                "trace=open,openat,creat,rename,renameat,renameat2,write,pwrite64,writev,pwritev",
                 // Every byte written, so a plaintext file deleted before the end (its path
-                // gone, its content unreadable afterwards) is still seen.
+                // gone, its content unreadable afterwards) is still seen; all of it as \xHH,
+                // so compressed streams can be decoded byte for byte.
                 "-s",
                 "10000000",
+                "-xx",
                 "-o",
             ])
             .arg(&trace)
@@ -305,7 +314,8 @@ fn export_writes_no_plaintext_to_disk() {
                 || l.contains("O_CREAT")
                 || l.contains("rename")
         })
-        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+        .filter_map(|l| strace_strings(l).into_iter().next())
+        .map(|p| String::from_utf8(p).unwrap())
         .filter(|p| !p.starts_with("/dev/"))
         .collect();
     assert!(written.iter().any(|p| Path::new(p) == bundle), "{log}");
@@ -315,24 +325,123 @@ fn export_writes_no_plaintext_to_disk() {
             p == bundle || p.starts_with(env.path("state")) || p.starts_with(env.path("cache"));
         assert!(allowed, "export wrote {path}");
         if let Ok(content) = std::fs::read(p) {
-            assert!(
-                !String::from_utf8_lossy(&content).contains(password),
-                "{path} holds the repository password in plaintext"
-            );
+            for (what, secret) in secrets {
+                assert!(
+                    !contains(&content, secret.as_bytes()),
+                    "{path} holds {what} in plaintext"
+                );
+            }
         }
     }
-    let leaked: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(password))
-        .map(|l| &l[..l.len().min(200)])
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "the password was written in plaintext: {leaked:#?}"
-    );
+    let streams = written_streams(&log);
+    assert!(!streams.is_empty(), "no write seen in the trace: {log}");
+    for (stream, bytes) in &streams {
+        for (how, plain) in
+            std::iter::once(("as written".to_owned(), bytes.clone())).chain(decompressed(bytes))
+        {
+            for (what, secret) in secrets {
+                assert!(
+                    !contains(&plain, secret.as_bytes()),
+                    "{what} was written in plaintext ({how}) to {stream}"
+                );
+            }
+        }
+    }
     let sealed = std::fs::read(&bundle).unwrap();
     assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
-    assert!(!String::from_utf8_lossy(&sealed).contains(password));
+    assert!(!contains(&sealed, password.as_bytes()));
+}
+
+/// The quoted strings of one `strace -xx` line (paths, write buffers), decoded.
+fn strace_strings(line: &str) -> Vec<Vec<u8>> {
+    let mut strings = Vec::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('x') => {
+                        let hex: String = chars.by_ref().take(2).collect();
+                        bytes.push(u8::from_str_radix(&hex, 16).unwrap());
+                    }
+                    Some('n') => bytes.push(b'\n'),
+                    Some(other) => bytes.extend(other.to_string().as_bytes()),
+                    None => {}
+                },
+                other => bytes.extend(other.to_string().as_bytes()),
+            }
+        }
+        strings.push(bytes);
+    }
+    strings
+}
+
+/// Every byte the traced processes wrote, joined per file descriptor (by process and fd, and
+/// by fd alone for the threads of one process), plus every path and buffer on its own.
+fn written_streams(log: &str) -> Vec<(String, Vec<u8>)> {
+    let mut streams: std::collections::BTreeMap<String, Vec<u8>> =
+        std::collections::BTreeMap::new();
+    let mut singles = Vec::new();
+    for (n, line) in log.lines().enumerate() {
+        let (pid, call) = line.split_once(' ').unwrap_or(("", line));
+        let strings = strace_strings(line);
+        for (i, s) in strings.iter().enumerate() {
+            singles.push((format!("string {i} of trace line {}", n + 1), s.clone()));
+        }
+        let Some((name, args)) = call.split_once('(') else {
+            continue;
+        };
+        if !["write", "pwrite64", "writev", "pwritev"].contains(&name) {
+            continue;
+        }
+        let fd = args.split(',').next().unwrap_or_default().to_owned();
+        for bytes in strings {
+            streams
+                .entry(format!("fd {fd} of pid {pid}"))
+                .or_default()
+                .extend(&bytes);
+            streams.entry(format!("fd {fd}")).or_default().extend(bytes);
+        }
+    }
+    streams.into_iter().chain(singles).collect()
+}
+
+/// What every gzip member and zstd frame found anywhere in `bytes` decodes to (as far as it
+/// decodes: a stream cut short or followed by other bytes still yields its plaintext).
+fn decompressed(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    const GZIP: &[u8] = &[0x1f, 0x8b, 0x08];
+    const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+    let read_all = |mut reader: Box<dyn std::io::Read + '_>| {
+        let mut out = Vec::new();
+        let mut buf = [0_u8; 8192];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    };
+    let mut found = Vec::new();
+    for at in 0..bytes.len() {
+        let rest = &bytes[at..];
+        if rest.starts_with(GZIP) {
+            let plain = read_all(Box::new(flate2::read::GzDecoder::new(rest)));
+            found.push((format!("gzip at byte {at}"), plain));
+        } else if rest.starts_with(ZSTD)
+            && let Ok(decoder) = zstd::stream::read::Decoder::new(rest)
+        {
+            let plain = read_all(Box::new(decoder.single_frame()));
+            found.push((format!("zstd at byte {at}"), plain));
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The bundle installed the config and the repository's password, both 0600.

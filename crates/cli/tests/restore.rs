@@ -554,6 +554,91 @@ fn drill_passes_and_leaves_nothing_behind() {
     );
 }
 
+/// The drill's verdict rests on comparing the sandbox with the snapshots: data changed after
+/// the sandbox restore and before the comparison (a same-size rewrite with its mtime set back,
+/// through the debug build's `drill-before-verify` failpoint) fails the drill.
+#[test]
+fn drill_fails_when_the_sandbox_data_is_corrupted_before_verification() {
+    if !support::docker_tests_enabled(
+        "drill_fails_when_the_sandbox_data_is_corrupted_before_verification",
+    ) {
+        return;
+    }
+    let mut env = installation("");
+    let (stack, _dir) = env.stack("");
+    let volume = format!("{stack}_db-data");
+    std::fs::write(volume_mountpoint(&volume).join("rows"), "42 rows").unwrap();
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    let secrets = env_file(
+        &env,
+        "DATABASE_URL=postgres://app:fixture-secret@db:5432/app\n",
+    );
+    // Runs with every restored path as an argument; rewrites `rows` where it is found, same
+    // size and the old mtime, so only a comparison by content can tell.
+    let corrupt = r#"for d in "$@"; do
+        if [ -f "$d/rows" ]; then
+            ref=$(mktemp) && touch -r "$d/rows" "$ref" &&
+            printf '43 rows' > "$d/rows" && touch -r "$ref" "$d/rows" && rm "$ref" &&
+            echo "corrupted $d/rows" >&2 || exit 1
+        fi
+    done"#;
+    let out = env
+        .cmd(&[
+            "restore",
+            "--drill",
+            "--unit",
+            &stack,
+            "--json",
+            "--env-file",
+            secrets.to_str().unwrap(),
+        ])
+        .env(
+            "KOPI_DOCKA_FAILPOINT",
+            format!("drill-before-verify:{corrupt}"),
+        )
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        stderr.contains("corrupted "),
+        "the failpoint did not run: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["passed"], false, "{report:#}");
+    let data = report["data"].as_array().unwrap();
+    let db = data.iter().find(|d| d["name"] == volume.as_str()).unwrap();
+    assert_eq!(db["differing"], 1, "{report:#}");
+    assert_eq!(db["additional"], 0, "{report:#}");
+    let errors: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with(&format!("{volume}: 1 files differ"))),
+        "{report:#}"
+    );
+    // Only the corrupted volume differs; the drill still cleaned up everything.
+    assert!(
+        data.iter()
+            .filter(|d| d["name"] != volume.as_str())
+            .all(|d| d["differing"] == 0 && d["additional"] == 0),
+        "{report:#}"
+    );
+    assert_eq!(
+        drill_leftovers(&format!("{stack}-drill-"), &env.path("cache/restore")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        std::fs::read_to_string(volume_mountpoint(&volume).join("rows")).unwrap(),
+        "42 rows",
+        "production untouched"
+    );
+}
+
 /// What a drill of sandbox `<unit>-drill-` left: engine objects by name or by label, and
 /// sandbox dirs (its bind copies) in the restore work dir.
 fn drill_leftovers(sandbox: &str, work_dir: &Path) -> Vec<String> {

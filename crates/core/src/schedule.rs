@@ -110,14 +110,12 @@ impl Calendar {
                 for &h in &self.hours {
                     for &m in &self.minutes {
                         for &s in &self.seconds {
-                            let Ok(civil) = date
-                                .at(h.cast_signed(), m.cast_signed(), s.cast_signed(), 0)
-                                .to_zoned(tz.clone())
-                            else {
-                                continue;
-                            };
-                            if civil.timestamp() > now {
-                                return civil.timestamp();
+                            let civil =
+                                date.at(h.cast_signed(), m.cast_signed(), s.cast_signed(), 0);
+                            if let Some(at) = instant(civil, tz)
+                                && at > now
+                            {
+                                return at;
                             }
                         }
                     }
@@ -140,6 +138,26 @@ impl Calendar {
             .as_ref()
             .is_none_or(|days| days.contains(&date.day().cast_unsigned()));
         weekday_ok && day_ok
+    }
+}
+
+/// When local time `civil` happens in `tz`. A time the clocks skip (spring forward: 02:30 on
+/// the day 02:00 jumps to 03:00) runs at the first instant after the gap, like cron, instead of
+/// being skipped for the day; a time they repeat (fall back) runs at its first occurrence only.
+/// Both keep the instants in the order of the local times, so the first match is the earliest.
+fn instant(civil: jiff::civil::DateTime, tz: &TimeZone) -> Option<Timestamp> {
+    let ambiguous = tz.to_ambiguous_timestamp(civil);
+    match ambiguous.offset() {
+        jiff::tz::AmbiguousOffset::Gap { .. } => {
+            let before_gap = ambiguous.earlier().ok()?;
+            match tz.following(before_gap).next() {
+                Some(transition) => Some(transition.timestamp()),
+                None => ambiguous.compatible().ok(),
+            }
+        }
+        jiff::tz::AmbiguousOffset::Unambiguous { .. } | jiff::tz::AmbiguousOffset::Fold { .. } => {
+            ambiguous.earlier().ok()
+        }
     }
 }
 
@@ -410,6 +428,68 @@ mod tests {
         );
     }
 
+    fn berlin(expr: &str, now: &str) -> String {
+        let schedule: Schedule = expr.parse().unwrap();
+        let tz = TimeZone::get("Europe/Berlin").unwrap();
+        let now: Timestamp = now.parse().unwrap();
+        schedule.next_after(now, None, &tz).to_string()
+    }
+
+    /// 2026-03-29 in Berlin: 02:00 CET jumps to 03:00 CEST (01:00 UTC), so 02:30 never
+    /// happens. It runs at the first instant after the gap (cron runs skipped jobs then;
+    /// systemd's timers skip the day, see docs/configuration.md), once, and the next day at
+    /// 02:30 CEST again.
+    #[test]
+    fn a_time_the_clocks_skip_runs_when_the_gap_ends() {
+        assert_eq!(
+            berlin("*-*-* 02:30:00", "2026-03-28T12:00:00Z"),
+            "2026-03-29T01:00:00Z"
+        );
+        assert_eq!(
+            berlin("*-*-* 02:30:00", "2026-03-29T01:00:00Z"),
+            "2026-03-30T00:30:00Z"
+        );
+        // Every time in the gap (02:10, 02:30) coalesces into one run at 03:00 CEST; the
+        // 03:10 and 03:30 after it are real times and keep their order.
+        let expr = "*-*-* 2,3:10,30";
+        assert_eq!(berlin(expr, "2026-03-29T00:00:00Z"), "2026-03-29T01:00:00Z");
+        assert_eq!(berlin(expr, "2026-03-29T01:00:00Z"), "2026-03-29T01:10:00Z");
+        assert_eq!(berlin(expr, "2026-03-29T01:10:00Z"), "2026-03-29T01:30:00Z");
+        assert_eq!(berlin(expr, "2026-03-29T01:30:00Z"), "2026-03-30T00:10:00Z");
+        // The day before and after: 02:30 is the local time it says.
+        assert_eq!(
+            berlin("*-*-* 02:30:00", "2026-03-27T12:00:00Z"),
+            "2026-03-28T01:30:00Z"
+        );
+    }
+
+    /// 2026-10-25 in Berlin: 03:00 CEST falls back to 02:00 CET, so 02:30 happens twice
+    /// (00:30 and 01:30 UTC). It runs once, at the first; a run still going or finished
+    /// between the two is not followed by another at the second.
+    #[test]
+    fn a_time_the_clocks_repeat_runs_once() {
+        assert_eq!(
+            berlin("*-*-* 02:30:00", "2026-10-24T12:00:00Z"),
+            "2026-10-25T00:30:00Z"
+        );
+        for after_the_first in ["2026-10-25T00:30:00Z", "2026-10-25T01:15:00Z"] {
+            assert_eq!(
+                berlin("*-*-* 02:30:00", after_the_first),
+                "2026-10-26T01:30:00Z",
+                "after {after_the_first}"
+            );
+        }
+        // Hourly at :30: 01:30 CEST, 02:30 CEST, then 03:30 CET; no second 02:30.
+        assert_eq!(
+            berlin("*:30", "2026-10-25T00:00:00Z"),
+            "2026-10-25T00:30:00Z"
+        );
+        assert_eq!(
+            berlin("*:30", "2026-10-25T00:30:00Z"),
+            "2026-10-25T02:30:00Z"
+        );
+    }
+
     #[test]
     fn intervals_count_from_the_last_run() {
         let schedule: Schedule = "every 6h".parse().unwrap();
@@ -487,6 +567,79 @@ mod tests {
             accepted > 0,
             "the generator never produced a valid schedule"
         );
+    }
+
+    #[test]
+    fn the_text_is_kept_for_messages_and_timers() {
+        let schedule: Schedule = "Mon..Fri 22:30".parse().unwrap();
+        assert_eq!(schedule.as_str(), "Mon..Fri 22:30");
+        assert_eq!(schedule.to_string(), "Mon..Fri 22:30");
+        assert_eq!(String::from(schedule.clone()), "Mon..Fri 22:30");
+        assert_eq!(schedule.on_calendar(), Some("Mon..Fri 22:30"));
+        let json = serde_json::to_string(&schedule).unwrap();
+        assert_eq!(json, "\"Mon..Fri 22:30\"");
+        assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), schedule);
+    }
+
+    #[test]
+    fn field_edges() {
+        // A one-value range, overlapping weekday lists, steps from a start and from `*`.
+        assert_eq!(
+            next("*-*-* 5..5:00", "2026-11-22T05:00:00Z"),
+            "2026-11-23T05:00:00Z"
+        );
+        // 2026-11-22 is a Sunday; Sun..Sun and an overlapping list keep every named day.
+        assert_eq!(
+            next("Sun..Sun 08:00", "2026-11-22T05:00:00Z"),
+            "2026-11-22T08:00:00Z"
+        );
+        assert_eq!(
+            next("Mon..Wed,Tue 08:00", "2026-11-23T09:00:00Z"),
+            "2026-11-24T08:00:00Z"
+        );
+        assert_eq!(
+            next("*-*-* *:*/20", "2026-11-22T05:00:01Z"),
+            "2026-11-22T05:20:00Z"
+        );
+        assert_eq!(
+            next("*-*-* *:10/20", "2026-11-22T05:30:00Z"),
+            "2026-11-22T05:50:00Z"
+        );
+        assert_eq!(
+            next("*-*-* 23:59:59", "2026-11-22T23:59:58Z"),
+            "2026-11-22T23:59:59Z"
+        );
+        assert_eq!(
+            next("*-*-1,15 00:00", "2026-11-02T00:00:00Z"),
+            "2026-11-15T00:00:00Z"
+        );
+        for bad in [
+            "*-*-* */0:00",
+            "*-*-* 1/x:00",
+            "*-*-* 24:00",
+            "*-*-* 02:60",
+            "*-*-* 02:00:60",
+            "*-*-0 02:00",
+            "*-*-32 02:00",
+            "*-12-* 02:00",
+            "Fri..Mon 02:00",
+            "Mon *-*-* 02:00 extra",
+            "Mon",
+            "*-* 02:00",
+            "*-*-* 02",
+            "every -1h",
+        ] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad} was accepted");
+        }
+        for (bad, reason) in [
+            ("Mon", "a time such as 02:00 is missing"),
+            ("Mon *-*-* 02:00 extra", "too many parts"),
+            ("*-*-* 5..2:00", "hour range `5..2` runs backwards"),
+            ("*-*-* */0:00", "hour step `0` is not a positive number"),
+        ] {
+            let err = bad.parse::<Schedule>().unwrap_err();
+            assert_eq!(err.reason, reason, "{bad}");
+        }
     }
 
     #[test]

@@ -500,6 +500,13 @@ mod tests {
             redact_env("URL=https://host/p?a=b:c@d"),
             "URL=https://host/p?a=b:c@d"
         );
+        // Several URLs in one value, each ending at whitespace or a quote, the first at the
+        // very start after a space.
+        assert_eq!(
+            redact_env("URLS= git+ssh://a:one@h/db \"mysql://b:two@h2/x\" 'x://c:three@h3'"),
+            "URLS= git+ssh://a:***REDACTED***@h/db \"mysql://b:***REDACTED***@h2/x\" \
+             'x://c:***REDACTED***@h3'"
+        );
     }
 
     #[test]

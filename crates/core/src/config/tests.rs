@@ -259,3 +259,74 @@ fn missing_default_file_means_defaults_but_missing_named_file_is_an_error() {
         })
     ));
 }
+
+#[test]
+fn values_print_as_they_parse() {
+    for (point, name) in [
+        (HookPoint::PreBackup, "pre-backup"),
+        (HookPoint::PreStop, "pre-stop"),
+        (HookPoint::PostStop, "post-stop"),
+        (HookPoint::PreStart, "pre-start"),
+        (HookPoint::PostStart, "post-start"),
+        (HookPoint::PostBackup, "post-backup"),
+        (HookPoint::PreRestore, "pre-restore"),
+        (HookPoint::PostRestore, "post-restore"),
+    ] {
+        assert_eq!(point.as_str(), name);
+        assert_eq!(point.to_string(), name);
+    }
+    for scope in [Scope::Minimal, Scope::Standard, Scope::Full] {
+        assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        assert_eq!(scope.to_string(), scope.as_str());
+    }
+    assert_eq!(Scope::Minimal.as_str(), "minimal");
+    assert_eq!(Scope::Standard.as_str(), "standard");
+    assert_eq!(Scope::Full.as_str(), "full");
+    assert_eq!(Scope::parse("everything"), None);
+
+    let path = AbsolutePath::try_from("/srv/./data/../app//".to_owned()).unwrap();
+    assert_eq!(path.as_path(), Path::new("/srv/app"));
+    assert_eq!(path.to_string(), "/srv/app");
+    assert_eq!(String::from(path), "/srv/app");
+    assert_eq!(
+        super::values::normalize(Path::new("/../a/b/..")),
+        Path::new("/a")
+    );
+    assert!(AbsolutePath::try_from("srv/app".to_owned()).is_err());
+
+    let local = RepositoryLocation::try_from("local:/srv/repo/".to_owned()).unwrap();
+    assert_eq!(local, RepositoryLocation::Local("/srv/repo".into()));
+    assert_eq!(local.to_string(), "/srv/repo");
+    assert_eq!(String::from(local), "/srv/repo");
+    for (text, backend) in [
+        ("sftp:h:/r", RemoteBackend::Sftp),
+        ("s3:h/b", RemoteBackend::S3),
+        ("b2:b:p", RemoteBackend::B2),
+        ("azure:c:/p", RemoteBackend::Azure),
+        ("gs:b:/p", RemoteBackend::Gcs),
+        ("rclone:r:p", RemoteBackend::Rclone),
+        ("rest:http://h/r", RemoteBackend::Rest),
+    ] {
+        let location = RepositoryLocation::try_from(text.to_owned()).unwrap();
+        assert!(
+            matches!(&location, RepositoryLocation::Remote { backend: b, .. } if *b == backend),
+            "{text}: {location:?}"
+        );
+        assert_eq!(String::from(location), text);
+    }
+    let empty = RepositoryLocation::try_from("sftp:".to_owned()).unwrap_err();
+    assert!(empty.contains("no target"), "{empty}");
+    let unknown = RepositoryLocation::try_from("ftp:x".to_owned()).unwrap_err();
+    assert!(
+        unknown.contains("sftp:, s3:, b2:, azure:, gs:, rclone:, rest:"),
+        "{unknown}"
+    );
+
+    let tcp = DockerHost::try_from("http://127.0.0.1:2375/".to_owned()).unwrap();
+    assert_eq!(tcp, DockerHost::Tcp("127.0.0.1:2375".into()));
+    assert_eq!(tcp.to_string(), "tcp://127.0.0.1:2375");
+    assert_eq!(String::from(tcp), "tcp://127.0.0.1:2375");
+    let unix = DockerHost::try_from("/run/d.sock".to_owned()).unwrap();
+    assert_eq!(unix.to_string(), "unix:///run/d.sock");
+    assert!(DockerHost::try_from("tcp://".to_owned()).is_err());
+}

@@ -118,4 +118,66 @@ mod tests {
         journal.clear("b").unwrap();
         assert!(!journal.path().exists(), "an empty journal leaves no file");
     }
+
+    #[test]
+    fn recording_again_replaces_and_unknown_ids_change_nothing() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::at(dir.path().join("state/stopped-containers.json"));
+        // Nothing to record, nothing there: no error, no file.
+        journal.record(&[]).unwrap();
+        journal.clear("nobody").unwrap();
+        assert!(!journal.path().exists());
+
+        let mut other_unit = entry("z", 0);
+        other_unit.unit = "a-unit".into();
+        journal
+            .record(&[entry("a", 0), entry("b", 1), other_unit])
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(journal.path()), 0o600);
+        assert_eq!(mode(journal.path().parent().unwrap()), 0o700);
+        // The same container recorded again (a second stop) is one entry, the newer one.
+        let mut again = entry("a", 2);
+        again.name = "renamed".into();
+        journal.record(&[again]).unwrap();
+        let entries = journal.pending().unwrap();
+        let seen: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.unit.as_str(),
+                    e.id.as_str(),
+                    e.start_rank,
+                    e.name.as_str(),
+                )
+            })
+            .collect();
+        // Sorted by unit, then by start rank.
+        assert_eq!(
+            seen,
+            vec![
+                ("a-unit", "z", 0, "c-z"),
+                ("u", "b", 1, "c-b"),
+                ("u", "a", 2, "renamed"),
+            ]
+        );
+        let written = std::fs::read(journal.path()).unwrap();
+        journal.clear("nobody").unwrap();
+        assert_eq!(std::fs::read(journal.path()).unwrap(), written);
+        journal.clear("z").unwrap();
+        assert_eq!(journal.pending().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_journal_is_an_error_not_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::at(dir.path().join("stopped-containers.json"));
+        std::fs::write(journal.path(), b"{ not json").unwrap();
+        assert!(journal.pending().is_err());
+        assert!(journal.record(&[entry("a", 0)]).is_err());
+        assert_eq!(std::fs::read(journal.path()).unwrap(), b"{ not json");
+        // Unreadable (here: a directory) is an error too; only a missing file is empty.
+        assert!(Journal::at(dir.path().to_path_buf()).pending().is_err());
+    }
 }

@@ -197,6 +197,70 @@ mod tests {
         assert_eq!(spec("gs:bkt:/p").options["bucket"], "bkt");
     }
 
+    fn refused(location: &str) -> String {
+        let location = RepositoryLocation::try_from(location.to_owned()).unwrap();
+        backend_spec(&location, &BTreeMap::new())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn sftp_hosts_ports_and_what_is_refused() {
+        let plain = spec("sftp:nas:/kd");
+        assert_eq!(plain.options["endpoint"], "ssh://nas:22");
+        assert!(!plain.options.contains_key("user"));
+        // A bracketed IPv6 address: its colons are not a port.
+        let v6 = spec("sftp://backup@[fd00::5]//srv/repo");
+        assert_eq!(v6.options["endpoint"], "ssh://[fd00::5]:22");
+        assert_eq!(v6.options["user"], "backup");
+        let v6_port = spec("sftp://[fd00::5]:2222/srv/repo");
+        assert_eq!(v6_port.options["endpoint"], "ssh://[fd00::5]:2222");
+        assert_eq!(v6_port.options["root"], "/srv/repo");
+        for bad in [
+            "sftp:backup@:/kd",
+            "sftp:nas:",
+            "sftp:nas",
+            "sftp://nas",
+            "sftp://backup@/srv",
+        ] {
+            let message = refused(bad);
+            assert!(message.contains(bad), "{message}");
+            assert!(message.contains("write sftp:user@host:/path"), "{message}");
+        }
+    }
+
+    #[test]
+    fn s3_defaults_and_what_is_refused() {
+        let s = spec("s3:minio.lan/bucket");
+        assert_eq!(s.options["endpoint"], "https://minio.lan");
+        assert_eq!(s.options["root"], "/");
+        assert_eq!(s.options["region"], "us-east-1");
+        let t = spec("s3:https://s3.example/b/deep/path");
+        assert_eq!(t.options["endpoint"], "https://s3.example");
+        assert_eq!(t.options["bucket"], "b");
+        assert_eq!(t.options["root"], "/deep/path");
+        for bad in ["s3:minio.lan", "s3:minio.lan/", "s3:/bucket", "s3:https://"] {
+            assert!(refused(bad).contains("write s3:"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bucket_backends_and_what_is_refused() {
+        let b2 = spec("b2:bkt");
+        assert_eq!(b2.repository, "opendal:b2");
+        assert_eq!(b2.options["bucket"], "bkt");
+        assert_eq!(b2.options["root"], "/");
+        let azure = spec("azure:cont://p/q");
+        assert_eq!(azure.options["container"], "cont");
+        assert_eq!(azure.options["root"], "/p/q");
+        let gcs = spec("gs:bkt:p");
+        assert_eq!(gcs.repository, "opendal:gcs");
+        assert_eq!(gcs.options["root"], "/p");
+        assert!(refused("b2::path").contains("write b2:bucket:path"));
+        assert!(refused("azure::/p").contains("write azure:container:/path"));
+        assert!(refused("gs::/p").contains("write gs:bucket:/path"));
+    }
+
     #[test]
     fn extra_options_win() {
         let location = RepositoryLocation::try_from("s3:minio:9000/b".to_owned()).unwrap();

@@ -28,8 +28,9 @@ use crate::repo::{Repo, RestoreMode};
 /// `hold-after-swap:<target path>` the restore stops (forever) right after that target was
 /// swapped, for a test to kill it there. The tests use them to prove the rollback of a unit
 /// whose other volumes were already swapped in; there is no other reliable way to make a real
-/// restore fail or die at that exact moment.
-const FAILPOINT_ENV: &str = "KOPI_DOCKA_FAILPOINT";
+/// restore fail or die at that exact moment. (The drill has its own point,
+/// `drill-before-verify:`, in debug builds.)
+pub(super) const FAILPOINT_ENV: &str = "KOPI_DOCKA_FAILPOINT";
 
 /// How long an interrupted restore waits for the abandoned rustic_core restore to give up.
 const ABANDON_WAIT: std::time::Duration = std::time::Duration::from_secs(30);

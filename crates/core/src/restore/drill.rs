@@ -209,6 +209,7 @@ async fn run(
         restored.push((source.display().to_string(), snap.id.clone(), target));
     }
     report.restore_seconds = restore_started.elapsed().as_secs_f64();
+    failpoint_before_verify(&restored).await;
 
     let verify_started = Instant::now();
     for (name, id, path) in restored {
@@ -264,6 +265,40 @@ fn sandbox_volume_request(name: &str, sandbox_name: &str) -> bollard::models::Vo
     request.labels = Some([(DRILL_LABEL.to_owned(), sandbox_name.to_owned())].into());
     request
 }
+
+/// Test-only fault injection, compiled into debug builds only: when `KOPI_DOCKA_FAILPOINT` is
+/// `drill-before-verify:<shell command>`, the command runs after the sandbox's data is restored
+/// and before it is compared with the snapshots, with the restored paths (volume mountpoints,
+/// bind copies) as its arguments. The tests corrupt a restored file there to prove that the
+/// comparison fails the drill; nothing else can reach the sandbox at that exact moment, and no
+/// user needs a hook that may change the data before it is checked.
+#[cfg(debug_assertions)]
+async fn failpoint_before_verify(restored: &[(String, String, PathBuf)]) {
+    let Some(command) = std::env::var_os(super::data::FAILPOINT_ENV).and_then(|v| {
+        v.to_string_lossy()
+            .strip_prefix("drill-before-verify:")
+            .map(str::to_owned)
+    }) else {
+        return;
+    };
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .arg("failpoint")
+        .args(restored.iter().map(|(_, _, path)| path))
+        .status()
+        .await;
+    if !status.as_ref().is_ok_and(std::process::ExitStatus::success) {
+        tracing::warn!(?status, "the drill-before-verify failpoint command failed");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[allow(
+    clippy::unused_async,
+    reason = "the debug build's version runs a command"
+)]
+async fn failpoint_before_verify(_restored: &[(String, String, PathBuf)]) {}
 
 fn check_interrupt(ctx: &RestoreContext<'_>) -> Result<(), RestoreError> {
     if *ctx.interrupt.borrow() {
