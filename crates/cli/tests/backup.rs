@@ -1226,3 +1226,106 @@ fn busy_container(env: &Env, suffix: &str, mib: usize) -> String {
     support::fill_random(&data.join("big.bin"), mib << 20);
     name
 }
+
+/// A PID 1 that ignores SIGTERM: every stop waits for the whole timeout, then the engine kills.
+const IGNORES_TERM: &str = "trap '' TERM; while true; do sleep 1; done";
+
+/// `stop-timeout-seconds` is a floor: a container's own longer stop timeout (compose
+/// `stop_grace_period`, `--stop-timeout`) is kept, and a container without one gets the floor.
+/// A container the engine had to kill is named in the report with what it cost and a hint.
+#[test]
+fn stop_timeout_is_a_floor_and_a_killed_container_is_named() {
+    if !support::docker_tests_enabled("stop_timeout_is_a_floor_and_a_killed_container_is_named") {
+        return;
+    }
+    let env = Env::builder()
+        .extra("[backup]\nstop-timeout-seconds = 2\n")
+        .init()
+        .build();
+    let (graceful, plain) = (
+        format!("{}-grace8", env.prefix),
+        format!("{}-nograce", env.prefix),
+    );
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &graceful,
+        "--stop-timeout",
+        "8",
+        IMAGE,
+        "sh",
+        "-c",
+        IGNORES_TERM,
+    ]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &plain,
+        IMAGE,
+        "sh",
+        "-c",
+        IGNORES_TERM,
+    ]);
+    let events = EngineEvents::start(&env.prefix);
+    let out = env
+        .cmd(&[
+            "backup", "--unit", &graceful, "--unit", &plain, "--scope", "minimal", "--json",
+        ])
+        .assert()
+        .success();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+
+    // The engine's own record: from the stop signal to the kill, each container got the
+    // longer of its own timeout and the configured floor.
+    for (name, want) in [(&graceful, 8.0), (&plain, 2.0)] {
+        let signalled = events.find(name, "kill", events.since()).unwrap();
+        let died = events.wait_for(name, "die", signalled.time);
+        let waited = died
+            .time
+            .duration_since(signalled.time)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            (want - 0.5..want + 3.0).contains(&waited),
+            "{name} was killed {waited:.1}s after its stop signal, expected {want}s"
+        );
+        let unit = report["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name.as_str())
+            .unwrap();
+        let killed = unit["killed"].as_array().unwrap();
+        assert_eq!(killed.len(), 1, "{unit}");
+        assert_eq!(killed[0]["name"], name.as_str(), "{unit}");
+        assert_eq!(
+            killed[0]["timeout_seconds"].as_f64().unwrap(),
+            want,
+            "{unit}"
+        );
+        assert!(
+            killed[0]["seconds"].as_f64().unwrap() >= want - 0.5,
+            "{unit}"
+        );
+        assert!(running(name), "{name} was not started again");
+    }
+}
+
+/// A container that stops on its signal is not reported as killed, even with the timeout
+/// floor far above the time it took.
+#[test]
+fn a_container_that_stops_on_its_signal_is_not_reported_killed() {
+    if !support::docker_tests_enabled("a_container_that_stops_on_its_signal_is_not_reported_killed")
+    {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-polite", env.prefix);
+    docker(&["run", "-d", "--name", &name, IMAGE, "sh", "-c", IDLE]);
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    assert_eq!(unit["killed"].as_array().unwrap().len(), 0, "{unit}");
+}

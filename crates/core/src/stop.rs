@@ -34,6 +34,29 @@ pub struct StopTarget {
     pub unit: String,
 }
 
+/// A container the engine had to kill: it did not stop on its stop signal within its timeout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KilledContainer {
+    /// Container name.
+    pub name: String,
+    /// How long its stop took (all of it the timeout).
+    pub seconds: f64,
+    /// The timeout it was given: the larger of its own and `stop-timeout-seconds`.
+    pub timeout_seconds: u32,
+}
+
+impl KilledContainer {
+    /// What to do about it, for reports.
+    pub fn hint(&self) -> String {
+        format!(
+            "{} ignored its stop signal and was killed after {:.1}s (timeout {}s); its main \
+             process (a shell or server as PID 1?) does not handle SIGTERM: add `init: true` \
+             to its compose service, or set `stop_signal` to the signal it stops on",
+            self.name, self.seconds, self.timeout_seconds
+        )
+    }
+}
+
 /// A unit whose running containers we stopped. Consume it with [`StoppedUnit::restart`].
 #[must_use = "a stopped unit must be restarted"]
 #[derive(Debug)]
@@ -41,6 +64,8 @@ pub struct StoppedUnit {
     /// Stopped containers in start order.
     stopped: Vec<StoppedContainer>,
     first_stop: Option<Instant>,
+    /// Containers the engine had to kill.
+    killed: Vec<KilledContainer>,
 }
 
 /// What restarting reported.
@@ -52,11 +77,14 @@ pub struct RestartReport {
     pub errors: Vec<String>,
     /// Unhealthy or slow containers.
     pub warnings: Vec<String>,
+    /// Containers the engine had to kill when they were stopped.
+    pub killed: Vec<KilledContainer>,
 }
 
 impl StoppedUnit {
-    /// Journals, then stops the unit's running containers in reverse start order. On a failed
-    /// stop, the containers already stopped come back with the error, to be restarted.
+    /// Journals, then stops the unit's running containers in reverse start order. `timeout` is
+    /// a floor: a container's own longer stop timeout is kept. On a failed stop, the
+    /// containers already stopped come back with the error, to be restarted.
     pub async fn stop(
         engine: &Engine,
         journal: &Journal,
@@ -101,6 +129,7 @@ impl StoppedUnit {
         let mut this = Self {
             stopped: Vec::new(),
             first_stop: None,
+            killed: Vec::new(),
         };
         if to_stop.is_empty() {
             return Ok(this);
@@ -118,17 +147,44 @@ impl StoppedUnit {
             this.first_stop.get_or_insert_with(Instant::now);
             // Recorded before the call: a stop that fails half-way may still have stopped it.
             this.stopped.insert(0, container.clone());
-            if let Err(error) = engine.stop(&container.id, timeout).await {
-                // The ones never asked to stop still run: they leave the journal now.
-                for untouched in to_stop
-                    .iter()
-                    .filter(|c| !this.stopped.iter().any(|s| s.id == c.id))
-                {
-                    if let Err(e) = journal.clear(&untouched.id) {
-                        tracing::warn!(%e, "cannot update the journal");
+            match engine.stop(&container.id, timeout).await {
+                Ok(outcome) => {
+                    if outcome.killed {
+                        let killed = KilledContainer {
+                            name: container.name.clone(),
+                            seconds: outcome.seconds,
+                            timeout_seconds: outcome.timeout_secs,
+                        };
+                        tracing::warn!("{}", killed.hint());
+                        this.killed.push(killed);
                     }
                 }
-                return Err((this, format!("stopping {}: {error}", container.name)));
+                Err(error) => {
+                    // The engine may still be stopping it (a request that failed is not a
+                    // stop that finished): wait for it before anyone starts it again, or the
+                    // late kill would leave it stopped with no journal entry.
+                    match engine
+                        .wait_stopped(&container.id, crate::docker::stop_client_timeout(timeout))
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            container = %container.name,
+                            "still running after a failed stop"
+                        ),
+                        Err(e) => tracing::warn!(container = %container.name, %e, "cannot inspect"),
+                    }
+                    // The ones never asked to stop still run: they leave the journal now.
+                    for untouched in to_stop
+                        .iter()
+                        .filter(|c| !this.stopped.iter().any(|s| s.id == c.id))
+                    {
+                        if let Err(e) = journal.clear(&untouched.id) {
+                            tracing::warn!(%e, "cannot update the journal");
+                        }
+                    }
+                    return Err((this, format!("stopping {}: {error}", container.name)));
+                }
             }
             tracing::info!(container = %container.name, "stopped");
         }
@@ -142,7 +198,10 @@ impl StoppedUnit {
         journal: &Journal,
         health_timeout: Duration,
     ) -> RestartReport {
-        let mut report = RestartReport::default();
+        let mut report = RestartReport {
+            killed: self.killed.clone(),
+            ..RestartReport::default()
+        };
         let mut last_start = None;
         for container in &self.stopped {
             match start_and_wait(engine, &container.id, &container.name, health_timeout).await {

@@ -79,6 +79,7 @@ async fn backup_unit_timed(
         bytes_added: 0,
         errors: Vec::new(),
         warnings: gap_warnings(&unit.coverage),
+        killed: Vec::new(),
         coverage: unit.coverage.summary,
         interrupted: false,
         duration_seconds: 0.0,
@@ -394,6 +395,7 @@ async fn stop_snapshot_restart(
                 .restart(engine, journal, settings.health_timeout)
                 .await;
             report.errors.extend(restart.errors);
+            report.killed.extend(restart.killed);
             return (true, 0);
         }
     };
@@ -434,6 +436,7 @@ async fn stop_snapshot_restart(
     report.errors.extend(restart.errors);
     report.errors.extend(hook_errors);
     report.warnings.extend(restart.warnings);
+    report.killed.extend(restart.killed);
     let taken = records.len();
     report.snapshots.extend(records);
     (cold_failed, taken)
