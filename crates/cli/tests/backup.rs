@@ -1329,3 +1329,38 @@ fn a_container_that_stops_on_its_signal_is_not_reported_killed() {
     assert_eq!(unit["status"], "success", "{unit}");
     assert_eq!(unit["killed"].as_array().unwrap().len(), 0, "{unit}");
 }
+
+/// A run past `run-time-limit-seconds` is abandoned like an interrupted one: the unit in
+/// progress is started again, no complete point is claimed, and the run reports (and
+/// notifies) the limit as a failure.
+#[test]
+fn a_run_past_its_time_limit_is_abandoned_cleanly() {
+    if !support::docker_tests_enabled("a_run_past_its_time_limit_is_abandoned_cleanly") {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-slow", env.prefix);
+    // The post-stop hook holds the unit down past the 3 s limit.
+    let hook = hook_script(env.dir(), "hold", "sleep 6");
+    env.write_config(
+        "config.toml",
+        &format!(
+            "[backup]\nrun-time-limit-seconds = 3\n[units.\"{name}\".hooks]\npost-stop = [\"{hook}\"]\n"
+        ),
+    );
+    let _mountpoint = support::idle_with_volume(&name);
+    let out = env
+        .cmd(&["backup", "--unit", &name, "--no-warm-pass", "--scope", "minimal", "--json"])
+        .assert()
+        .code(1);
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert!(
+        report["errors"].to_string().contains("run-time-limit-seconds (3s)"),
+        "{report}"
+    );
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "failed", "{unit}");
+    assert_eq!(unit["complete"], false, "{unit}");
+    assert!(running(&name), "the unit must run again");
+    assert_no_snapshot_of(&env, &name);
+}

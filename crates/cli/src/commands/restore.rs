@@ -37,13 +37,11 @@ pub async fn run(
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !args.json;
     crate::signals::install_once();
     let interrupt = crate::signals::subscribe();
-    let touches_docker = args.target_dir.is_none() && !args.dry_run;
-    // Restores stop and start containers: never at the same time as a backup or another restore.
-    let _run_lock = if touches_docker {
-        Some(kopi_docka_core::lock::run_lock(&loaded.env.state_dir(), false, &interrupt).await?)
-    } else {
-        None
-    };
+    // Restores stop and start containers: never at the same time as a backup or another
+    // restore. The run lock is taken only after the questions, so a restore waiting at a
+    // prompt never holds up a scheduled backup; what the plan was made from is looked at
+    // again once the lock is held.
+    let state_dir = loaded.env.state_dir();
     let repo = Repo::open(repo_settings, Arc::new(CliProgress::new())).await?;
     let points = restore::group(&repo.snapshots(SnapshotFilter::default()).await?);
     let point = select_point(&points, args, &this_host, interactive, printer)?;
@@ -77,6 +75,7 @@ pub async fn run(
         interrupt.clone(),
     )?;
     if args.drill {
+        let _run_lock = kopi_docka_core::lock::run_lock(&state_dir, false, &interrupt).await?;
         let report = drill::drill(&ctx, request.point, request.env_values).await?;
         printer.report(&report)?;
         return Ok(if *interrupt.borrow() {
@@ -87,13 +86,23 @@ pub async fn run(
             ExitCode::Failed
         });
     }
-    let plan = restore::prepare(&ctx, request).await?;
+    let plan = restore::prepare(&ctx, request.clone()).await?;
     if args.dry_run {
         printer.report(&plan)?;
         return Ok(ExitCode::Ok);
     }
     printer.preview(&plan);
     confirm(args.yes, interactive, printer)?;
+    let _run_lock = kopi_docka_core::lock::run_lock(&state_dir, false, &interrupt).await?;
+    let shown = serde_json::to_value(&plan)?;
+    let plan = restore::prepare(&ctx, request).await?;
+    if serde_json::to_value(&plan)? != shown {
+        bail!(UsageError(
+            "what the restore would do changed while it waited for the answer (a container \
+             started or stopped, a file appeared); nothing was changed: run the restore again"
+                .into()
+        ));
+    }
     let outcome = restore::execute(&ctx, plan).await?;
     printer.report(&outcome)?;
     Ok(if outcome.interrupted || *interrupt.borrow() {
