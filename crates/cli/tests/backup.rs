@@ -1350,12 +1350,22 @@ fn a_run_past_its_time_limit_is_abandoned_cleanly() {
     );
     let _mountpoint = support::idle_with_volume(&name);
     let out = env
-        .cmd(&["backup", "--unit", &name, "--no-warm-pass", "--scope", "minimal", "--json"])
+        .cmd(&[
+            "backup",
+            "--unit",
+            &name,
+            "--no-warm-pass",
+            "--scope",
+            "minimal",
+            "--json",
+        ])
         .assert()
         .code(1);
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert!(
-        report["errors"].to_string().contains("run-time-limit-seconds (3s)"),
+        report["errors"]
+            .to_string()
+            .contains("run-time-limit-seconds (3s)"),
         "{report}"
     );
     let unit = &report["units"][0];
@@ -1363,4 +1373,57 @@ fn a_run_past_its_time_limit_is_abandoned_cleanly() {
     assert_eq!(unit["complete"], false, "{unit}");
     assert!(running(&name), "the unit must run again");
     assert_no_snapshot_of(&env, &name);
+}
+
+/// Two runs with different state directories (root's and a docker-group user's, two
+/// configurations) never stop the same container at once: the second finds it locked
+/// host-wide and stops nothing.
+#[test]
+fn runs_with_different_state_dirs_never_stop_the_same_container_at_once() {
+    if !support::docker_tests_enabled(
+        "runs_with_different_state_dirs_never_stop_the_same_container_at_once",
+    ) {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-shared", env.prefix);
+    let hook = hook_script(env.dir(), "hold", "sleep 6");
+    env.write_config(
+        "config.toml",
+        &format!("[units.\"{name}\".hooks]\npost-stop = [\"{hook}\"]\n"),
+    );
+    let _mountpoint = support::idle_with_volume(&name);
+    let events = EngineEvents::start(&env.prefix);
+    let first = env.spawn(&["backup", "--unit", &name, "--scope", "minimal"]);
+    // The first run holds the unit down (its post-stop hook sleeps).
+    events.wait_for(&name, "die", events.since());
+    let second = env
+        .cmd(&["backup", "--unit", &name, "--scope", "minimal", "--json"])
+        .env("KOPI_DOCKA_STATE_DIR", env.path("state-other"))
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&second.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&second.stderr)));
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "failed", "{unit}");
+    assert!(
+        unit["errors"]
+            .to_string()
+            .contains("another kopi-docka run on this host"),
+        "{unit}"
+    );
+    let output = first.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The unit went down once (the first run's stop), not twice.
+    let kills = events
+        .all()
+        .iter()
+        .filter(|e| e.name == name && e.action == "die")
+        .count();
+    assert_eq!(kills, 1, "{:#?}", events.all());
+    assert!(running(&name));
 }

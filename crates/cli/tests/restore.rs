@@ -891,7 +891,10 @@ fn a_restore_waiting_at_a_prompt_does_not_hold_the_run_lock() {
         }
         String::from_utf8_lossy(&screen).into_owned()
     });
-    if seen_rx.recv_timeout(std::time::Duration::from_mins(2)).is_err() {
+    if seen_rx
+        .recv_timeout(std::time::Duration::from_mins(2))
+        .is_err()
+    {
         child.kill().unwrap();
         panic!("no confirmation question: {}", reader.join().unwrap());
     }
@@ -905,7 +908,10 @@ fn a_restore_waiting_at_a_prompt_does_not_hold_the_run_lock() {
         "the run lock was held during the prompt: {}",
         String::from_utf8_lossy(&other.stderr)
     );
-    assert!(!status.success(), "not confirmed must not succeed: {screen}");
+    assert!(
+        !status.success(),
+        "not confirmed must not succeed: {screen}"
+    );
     assert!(screen.contains("nothing was changed"), "{screen}");
 }
 

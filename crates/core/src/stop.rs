@@ -66,6 +66,8 @@ pub struct StoppedUnit {
     first_stop: Option<Instant>,
     /// Containers the engine had to kill.
     killed: Vec<KilledContainer>,
+    /// The host-wide locks of the stopped containers, released once they run again.
+    _host_locks: Vec<Lock>,
 }
 
 /// What restarting reported.
@@ -103,7 +105,14 @@ impl StoppedUnit {
                 unit: unit.name.to_string(),
             })
             .collect();
-        Self::stop_containers(engine, journal, running, timeout).await
+        // All of the unit's containers, stopped ones too: one that another run has just
+        // stopped looks stopped here, and is not ours to read while that run restarts it.
+        let all = unit
+            .containers
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str()))
+            .collect();
+        Self::stop_locked(engine, journal, running, all, timeout).await
     }
 
     /// Journals, then stops `containers` (given in start order) in reverse order. Same
@@ -112,6 +121,23 @@ impl StoppedUnit {
         engine: &Engine,
         journal: &Journal,
         containers: Vec<StopTarget>,
+        timeout: u32,
+    ) -> Result<Self, (Self, String)> {
+        let refs: Vec<ContainerRef> = containers.iter().map(|t| t.container.clone()).collect();
+        let ids = refs
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str()))
+            .collect();
+        Self::stop_locked(engine, journal, containers, ids, timeout).await
+    }
+
+    /// Takes the host-wide lock of each of `lock` (see [`crate::lock::host`]), then journals
+    /// and stops `containers`.
+    async fn stop_locked(
+        engine: &Engine,
+        journal: &Journal,
+        containers: Vec<StopTarget>,
+        lock: Vec<(&str, &str)>,
         timeout: u32,
     ) -> Result<Self, (Self, String)> {
         let now = jiff::Timestamp::now();
@@ -130,7 +156,18 @@ impl StoppedUnit {
             stopped: Vec::new(),
             first_stop: None,
             killed: Vec::new(),
+            _host_locks: Vec::new(),
         };
+        // Another kopi-docka run on this host (another user, another state directory) may be
+        // backing up the same containers: none is stopped unless all are ours.
+        for (id, name) in lock {
+            match crate::lock::host::try_lock_container(engine.endpoint(), id) {
+                Ok(lock) => this._host_locks.push(lock),
+                Err(error) => {
+                    return Err((this, format!("{name}: {error}; nothing was stopped")));
+                }
+            }
+        }
         if to_stop.is_empty() {
             return Ok(this);
         }
@@ -330,6 +367,16 @@ pub async fn recover(
     };
     let mut report = RecoveryReport::default();
     for container in pending {
+        // Another run on this host holds it now: it starts it itself; ours stays journaled
+        // until a later recovery finds it running.
+        let _host_lock =
+            match crate::lock::host::try_lock_container(engine.endpoint(), &container.id) {
+                Ok(lock) => lock,
+                Err(error) => {
+                    report.errors.push(format!("{}: {error}", container.name));
+                    continue;
+                }
+            };
         match engine.state(&container.id).await {
             Ok(None) => {
                 tracing::warn!(container = %container.name, "journaled container no longer exists");

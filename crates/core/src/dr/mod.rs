@@ -525,7 +525,10 @@ mod tests {
             vec![dir.path().join("kopi-docka-dr-web-20260101T000000Z.age")]
         );
         for name in others {
-            assert!(dir.path().join(name).exists(), "{name} was pruned by host web");
+            assert!(
+                dir.path().join(name).exists(),
+                "{name} was pruned by host web"
+            );
         }
     }
 
