@@ -1279,7 +1279,8 @@ fn stop_timeout_is_a_floor_and_a_killed_container_is_named() {
 
     // The engine's own record: from the stop signal to the kill, each container got the
     // longer of its own timeout and the configured floor.
-    for (name, want) in [(&graceful, 8.0), (&plain, 2.0)] {
+    for (name, timeout) in [(&graceful, 8_u32), (&plain, 2)] {
+        let want = f64::from(timeout);
         let signalled = events.find(name, "kill", events.since()).unwrap();
         let died = events.wait_for(name, "die", signalled.time);
         let waited = died
@@ -1301,8 +1302,8 @@ fn stop_timeout_is_a_floor_and_a_killed_container_is_named() {
         assert_eq!(killed.len(), 1, "{unit}");
         assert_eq!(killed[0]["name"], name.as_str(), "{unit}");
         assert_eq!(
-            killed[0]["timeout_seconds"].as_f64().unwrap(),
-            want,
+            killed[0]["timeout_seconds"].as_u64().unwrap(),
+            u64::from(timeout),
             "{unit}"
         );
         assert!(

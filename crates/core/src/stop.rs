@@ -67,7 +67,7 @@ pub struct StoppedUnit {
     /// Containers the engine had to kill.
     killed: Vec<KilledContainer>,
     /// The host-wide locks of the stopped containers, released once they run again.
-    _host_locks: Vec<Lock>,
+    host_locks: Vec<Lock>,
 }
 
 /// What restarting reported.
@@ -156,13 +156,13 @@ impl StoppedUnit {
             stopped: Vec::new(),
             first_stop: None,
             killed: Vec::new(),
-            _host_locks: Vec::new(),
+            host_locks: Vec::new(),
         };
         // Another kopi-docka run on this host (another user, another state directory) may be
         // backing up the same containers: none is stopped unless all are ours.
         for (id, name) in lock {
             match crate::lock::host::try_lock_container(engine.endpoint(), id) {
-                Ok(lock) => this._host_locks.push(lock),
+                Ok(lock) => this.host_locks.push(lock),
                 Err(error) => {
                     return Err((this, format!("{name}: {error}; nothing was stopped")));
                 }

@@ -76,7 +76,7 @@ pub async fn run(
     )?;
     if args.drill {
         let _run_lock = kopi_docka_core::lock::run_lock(&state_dir, false, &interrupt).await?;
-        let report = drill::drill(&ctx, request.point, request.env_values).await?;
+        let report = Box::pin(drill::drill(&ctx, request.point, request.env_values)).await?;
         printer.report(&report)?;
         return Ok(if *interrupt.borrow() {
             ExitCode::Interrupted
@@ -86,7 +86,7 @@ pub async fn run(
             ExitCode::Failed
         });
     }
-    let plan = restore::prepare(&ctx, request.clone()).await?;
+    let plan = Box::pin(restore::prepare(&ctx, request.clone())).await?;
     if args.dry_run {
         printer.report(&plan)?;
         return Ok(ExitCode::Ok);
@@ -95,7 +95,7 @@ pub async fn run(
     confirm(args.yes, interactive, printer)?;
     let _run_lock = kopi_docka_core::lock::run_lock(&state_dir, false, &interrupt).await?;
     let shown = serde_json::to_value(&plan)?;
-    let plan = restore::prepare(&ctx, request).await?;
+    let plan = Box::pin(restore::prepare(&ctx, request)).await?;
     if serde_json::to_value(&plan)? != shown {
         bail!(UsageError(
             "what the restore would do changed while it waited for the answer (a container \
@@ -103,7 +103,7 @@ pub async fn run(
                 .into()
         ));
     }
-    let outcome = restore::execute(&ctx, plan).await?;
+    let outcome = Box::pin(restore::execute(&ctx, plan)).await?;
     printer.report(&outcome)?;
     Ok(if outcome.interrupted || *interrupt.borrow() {
         ExitCode::Interrupted

@@ -141,7 +141,7 @@ fn read_file(path: &Path) -> Result<String, PasswordError> {
 
 /// How long `password-command` may take (a secret manager that asks for a touch or a PIN
 /// included) before it is killed.
-pub const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+pub const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_mins(2);
 
 fn run_command(command: &str) -> Result<String, PasswordError> {
     run_command_within(command, PASSWORD_COMMAND_TIMEOUT)

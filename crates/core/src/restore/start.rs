@@ -81,7 +81,7 @@ fn on_path(program: &str) -> Option<PathBuf> {
 }
 
 /// How long `compose up` may take (image pulls included) before it is killed.
-pub const COMPOSE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const COMPOSE_TIMEOUT: Duration = Duration::from_mins(30);
 
 /// `compose -p PROJECT -f FILE... up -d [SERVICE...]` in `project_dir`, against `engine`.
 pub async fn compose_up(
