@@ -1416,3 +1416,205 @@ fn assert_shadow_not_in(env: &Env) {
     }
     assert!(!snapshots.as_array().unwrap().is_empty());
 }
+
+/// A PID 1 that ignores SIGTERM: every stop waits for the whole timeout, then the engine kills.
+const IGNORES_TERM: &str = "trap '' TERM; while true; do sleep 1; done";
+
+/// `stop-timeout-seconds` is a floor: a container's own longer stop timeout (compose
+/// `stop_grace_period`, `--stop-timeout`) is kept, and a container without one gets the floor.
+/// A container the engine had to kill is named in the report with what it cost and a hint.
+#[test]
+fn stop_timeout_is_a_floor_and_a_killed_container_is_named() {
+    if !support::docker_tests_enabled("stop_timeout_is_a_floor_and_a_killed_container_is_named") {
+        return;
+    }
+    let env = Env::builder()
+        .extra("[backup]\nstop-timeout-seconds = 2\n")
+        .init()
+        .build();
+    let (graceful, plain) = (
+        format!("{}-grace8", env.prefix),
+        format!("{}-nograce", env.prefix),
+    );
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &graceful,
+        "--stop-timeout",
+        "8",
+        IMAGE,
+        "sh",
+        "-c",
+        IGNORES_TERM,
+    ]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &plain,
+        IMAGE,
+        "sh",
+        "-c",
+        IGNORES_TERM,
+    ]);
+    let events = EngineEvents::start(&env.prefix);
+    let out = env
+        .cmd(&[
+            "backup", "--unit", &graceful, "--unit", &plain, "--scope", "minimal", "--json",
+        ])
+        .assert()
+        .success();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+
+    // The engine's own record: from the stop signal to the kill, each container got the
+    // longer of its own timeout and the configured floor.
+    for (name, timeout) in [(&graceful, 8_u32), (&plain, 2)] {
+        let want = f64::from(timeout);
+        let signalled = events.find(name, "kill", events.since()).unwrap();
+        let died = events.wait_for(name, "die", signalled.time);
+        let waited = died
+            .time
+            .duration_since(signalled.time)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            (want - 0.5..want + 3.0).contains(&waited),
+            "{name} was killed {waited:.1}s after its stop signal, expected {want}s"
+        );
+        let unit = report["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name.as_str())
+            .unwrap();
+        let killed = unit["killed"].as_array().unwrap();
+        assert_eq!(killed.len(), 1, "{unit}");
+        assert_eq!(killed[0]["name"], name.as_str(), "{unit}");
+        assert_eq!(
+            killed[0]["timeout_seconds"].as_u64().unwrap(),
+            u64::from(timeout),
+            "{unit}"
+        );
+        assert!(
+            killed[0]["seconds"].as_f64().unwrap() >= want - 0.5,
+            "{unit}"
+        );
+        assert!(running(name), "{name} was not started again");
+    }
+}
+
+/// A container that stops on its signal is not reported as killed, even with the timeout
+/// floor far above the time it took.
+#[test]
+fn a_container_that_stops_on_its_signal_is_not_reported_killed() {
+    if !support::docker_tests_enabled("a_container_that_stops_on_its_signal_is_not_reported_killed")
+    {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-polite", env.prefix);
+    docker(&["run", "-d", "--name", &name, IMAGE, "sh", "-c", IDLE]);
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    assert_eq!(unit["killed"].as_array().unwrap().len(), 0, "{unit}");
+}
+
+/// A run past `run-time-limit-seconds` is abandoned like an interrupted one: the unit in
+/// progress is started again, no complete point is claimed, and the run reports (and
+/// notifies) the limit as a failure.
+#[test]
+fn a_run_past_its_time_limit_is_abandoned_cleanly() {
+    if !support::docker_tests_enabled("a_run_past_its_time_limit_is_abandoned_cleanly") {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-slow", env.prefix);
+    // The post-stop hook holds the unit down past the 3 s limit.
+    let hook = hook_script(env.dir(), "hold", "sleep 6");
+    env.write_config(
+        "config.toml",
+        &format!(
+            "[backup]\nrun-time-limit-seconds = 3\n[units.\"{name}\".hooks]\npost-stop = [\"{hook}\"]\n"
+        ),
+    );
+    let _mountpoint = support::idle_with_volume(&name);
+    let out = env
+        .cmd(&[
+            "backup",
+            "--unit",
+            &name,
+            "--no-warm-pass",
+            "--scope",
+            "minimal",
+            "--json",
+        ])
+        .assert()
+        .code(1);
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert!(
+        report["errors"]
+            .to_string()
+            .contains("run-time-limit-seconds (3s)"),
+        "{report}"
+    );
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "failed", "{unit}");
+    assert_eq!(unit["complete"], false, "{unit}");
+    assert!(running(&name), "the unit must run again");
+    assert_no_snapshot_of(&env, &name);
+}
+
+/// Two runs with different state directories (root's and a docker-group user's, two
+/// configurations) never stop the same container at once: the second finds it locked
+/// host-wide and stops nothing.
+#[test]
+fn runs_with_different_state_dirs_never_stop_the_same_container_at_once() {
+    if !support::docker_tests_enabled(
+        "runs_with_different_state_dirs_never_stop_the_same_container_at_once",
+    ) {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-shared", env.prefix);
+    let hook = hook_script(env.dir(), "hold", "sleep 6");
+    env.write_config(
+        "config.toml",
+        &format!("[units.\"{name}\".hooks]\npost-stop = [\"{hook}\"]\n"),
+    );
+    let _mountpoint = support::idle_with_volume(&name);
+    let events = EngineEvents::start(&env.prefix);
+    let first = env.spawn(&["backup", "--unit", &name, "--scope", "minimal"]);
+    // The first run holds the unit down (its post-stop hook sleeps).
+    events.wait_for(&name, "die", events.since());
+    let second = env
+        .cmd(&["backup", "--unit", &name, "--scope", "minimal", "--json"])
+        .env("KOPI_DOCKA_STATE_DIR", env.path("state-other"))
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&second.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&second.stderr)));
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "failed", "{unit}");
+    assert!(
+        unit["errors"]
+            .to_string()
+            .contains("another kopi-docka run on this host"),
+        "{unit}"
+    );
+    let output = first.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The unit went down once (the first run's stop), not twice.
+    let kills = events
+        .all()
+        .iter()
+        .filter(|e| e.name == name && e.action == "die")
+        .count();
+    assert_eq!(kills, 1, "{:#?}", events.all());
+    assert!(running(&name));
+}

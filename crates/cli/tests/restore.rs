@@ -935,6 +935,77 @@ fn the_wizard_asks_for_what_is_missing_on_a_terminal() {
     );
 }
 
+/// A restore waiting at its confirmation does not hold the run lock: a backup (here the
+/// journal recovery, which takes the same lock) can run meanwhile; the restore takes the lock
+/// only after the answer.
+#[test]
+fn a_restore_waiting_at_a_prompt_does_not_hold_the_run_lock() {
+    if !support::docker_tests_enabled("a_restore_waiting_at_a_prompt_does_not_hold_the_run_lock") {
+        return;
+    }
+    let env = installation("");
+    let name = format!("{}-solo", env.prefix);
+    docker(&["run", "-d", "--name", &name, IMAGE, "sh", "-c", IDLE]);
+    env.cmd(&["backup", "--unit", &name]).assert().success();
+
+    let command = format!(
+        "KOPI_DOCKA_STATE_DIR={} KOPI_DOCKA_CACHE_DIR={} {} --config {} restore --unit {name} --latest",
+        env.path("state").display(),
+        env.path("cache").display(),
+        assert_cmd::cargo::cargo_bin("kopi-docka").display(),
+        env.path("config.toml").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("KOPI_DOCKA_CONFIG")
+        .env_remove("DOCKER_HOST")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut screen = Vec::new();
+        let mut buf = [0_u8; 4096];
+        let mut told = false;
+        loop {
+            let n = std::io::Read::read(&mut stdout, &mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            screen.extend_from_slice(&buf[..n]);
+            if !told && String::from_utf8_lossy(&screen).contains("Proceed? [y/N]") {
+                told = true;
+                seen_tx.send(()).unwrap();
+            }
+        }
+        String::from_utf8_lossy(&screen).into_owned()
+    });
+    if seen_rx
+        .recv_timeout(std::time::Duration::from_mins(2))
+        .is_err()
+    {
+        child.kill().unwrap();
+        panic!("no confirmation question: {}", reader.join().unwrap());
+    }
+    // The restore sits at its question: another run on this state directory may go on.
+    let other = env.cmd(&["admin", "restart-stopped"]).output().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"n\n").unwrap();
+    let status = child.wait().unwrap();
+    let screen = reader.join().unwrap();
+    assert!(
+        other.status.success(),
+        "the run lock was held during the prompt: {}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    assert!(
+        !status.success(),
+        "not confirmed must not succeed: {screen}"
+    );
+    assert!(screen.contains("nothing was changed"), "{screen}");
+}
+
 /// Every file under `dir`, recursively (nothing when it does not exist).
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();

@@ -4,7 +4,8 @@
 //! interpolated into a command line); its program must be an absolute path that neither group
 //! nor others may write (a writable hook run as root is a privilege escalation); it gets the
 //! unit, the backup id and the point in its environment; it is killed after the timeout; its
-//! output goes to the log, line by line.
+//! stdout and stderr are read at the same time and only their ends ([`OUTPUT_CAP`]) go to the
+//! log, line by line.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
@@ -121,22 +122,13 @@ pub async fn run(
             other => break other.map_err(|e| refused(format!("cannot start: {e}")))?,
         }
     };
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let collect = async {
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(s) = stdout.as_mut() {
-            // Output is for the log; unreadable bytes are not a reason to fail the hook.
-            let _ = s.read_to_string(&mut out).await;
-        }
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_string(&mut err).await;
-        }
-        (out, err)
-    };
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    // Both pipes are drained at the same time: a hook that fills one (64 KiB) while we wait
+    // for the other to end would block until its timeout. Only the last OUTPUT_CAP bytes of
+    // each are kept, so a chatty hook cannot fill memory or the log.
     let finished = tokio::time::timeout(timeout, async {
-        let (out, err) = collect.await;
+        let (out, err) = tokio::join!(drain_capped(stdout), drain_capped(stderr));
         (child.wait().await, out, err)
     })
     .await;
@@ -164,6 +156,49 @@ pub async fn run(
             output: format!("{err}{out}"),
         }),
         Err(e) => Err(refused(format!("cannot wait for it: {e}"))),
+    }
+}
+
+/// The most of a hook's stdout and of its stderr that is kept (the end of each).
+pub const OUTPUT_CAP: usize = 64 * 1024;
+
+/// Reads `pipe` to its end, keeping only its last [`OUTPUT_CAP`] bytes (with a note of how
+/// much was dropped before them).
+async fn drain_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut dropped = 0_usize;
+    let mut chunk = vec![0_u8; 16 * 1024];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > 2 * OUTPUT_CAP {
+                    let excess = kept.len() - OUTPUT_CAP;
+                    kept.drain(..excess);
+                    dropped += excess;
+                }
+            }
+            // Output is for the log; an unreadable pipe is not a reason to fail the hook.
+            Err(error) => {
+                tracing::debug!(%error, "cannot read a hook's output");
+                break;
+            }
+        }
+    }
+    if kept.len() > OUTPUT_CAP {
+        let excess = kept.len() - OUTPUT_CAP;
+        kept.drain(..excess);
+        dropped += excess;
+    }
+    let text = String::from_utf8_lossy(&kept).into_owned();
+    if dropped == 0 {
+        text
+    } else {
+        format!("[{dropped} bytes of output not kept]\n{text}")
     }
 }
 
@@ -267,5 +302,37 @@ mod tests {
         .to_string();
         assert!(err.contains("killed"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// A hook that writes 10 MB to each of stdout and stderr finishes (nothing blocks on a
+    /// full pipe) and only the ends of its output are kept.
+    #[tokio::test]
+    async fn a_chatty_hook_neither_blocks_nor_fills_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let chatty = script(
+            dir.path(),
+            "chatty",
+            "head -c 10000000 /dev/zero | tr '\\0' e >&2; head -c 10000000 /dev/zero | tr '\\0' o; echo LAST-ERR >&2; exit 4",
+            0o755,
+        );
+        let err = run(HookPoint::PreStop, &[chatty], &CTX, Duration::from_secs(20))
+            .await
+            .unwrap_err();
+        let HookError::Failed {
+            outcome, output, ..
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert!(
+            outcome.contains("failed"),
+            "the hook was not waited for: {outcome}"
+        );
+        assert!(output.contains("LAST-ERR"), "the end of stderr is kept");
+        assert!(
+            output.len() <= 2 * OUTPUT_CAP + 200,
+            "{} bytes kept",
+            output.len()
+        );
     }
 }

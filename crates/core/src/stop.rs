@@ -34,6 +34,29 @@ pub struct StopTarget {
     pub unit: String,
 }
 
+/// A container the engine had to kill: it did not stop on its stop signal within its timeout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KilledContainer {
+    /// Container name.
+    pub name: String,
+    /// How long its stop took (all of it the timeout).
+    pub seconds: f64,
+    /// The timeout it was given: the larger of its own and `stop-timeout-seconds`.
+    pub timeout_seconds: u32,
+}
+
+impl KilledContainer {
+    /// What to do about it, for reports.
+    pub fn hint(&self) -> String {
+        format!(
+            "{} ignored its stop signal and was killed after {:.1}s (timeout {}s); its main \
+             process (a shell or server as PID 1?) does not handle SIGTERM: add `init: true` \
+             to its compose service, or set `stop_signal` to the signal it stops on",
+            self.name, self.seconds, self.timeout_seconds
+        )
+    }
+}
+
 /// A unit whose running containers we stopped. Consume it with [`StoppedUnit::restart`].
 #[must_use = "a stopped unit must be restarted"]
 #[derive(Debug)]
@@ -41,6 +64,10 @@ pub struct StoppedUnit {
     /// Stopped containers in start order.
     stopped: Vec<StoppedContainer>,
     first_stop: Option<Instant>,
+    /// Containers the engine had to kill.
+    killed: Vec<KilledContainer>,
+    /// The host-wide locks of the stopped containers, released once they run again.
+    host_locks: Vec<Lock>,
 }
 
 /// What restarting reported.
@@ -52,11 +79,14 @@ pub struct RestartReport {
     pub errors: Vec<String>,
     /// Unhealthy or slow containers.
     pub warnings: Vec<String>,
+    /// Containers the engine had to kill when they were stopped.
+    pub killed: Vec<KilledContainer>,
 }
 
 impl StoppedUnit {
-    /// Journals, then stops the unit's running containers in reverse start order. On a failed
-    /// stop, the containers already stopped come back with the error, to be restarted.
+    /// Journals, then stops the unit's running containers in reverse start order. `timeout` is
+    /// a floor: a container's own longer stop timeout is kept. On a failed stop, the
+    /// containers already stopped come back with the error, to be restarted.
     pub async fn stop(
         engine: &Engine,
         journal: &Journal,
@@ -75,7 +105,14 @@ impl StoppedUnit {
                 unit: unit.name.to_string(),
             })
             .collect();
-        Self::stop_containers(engine, journal, running, timeout).await
+        // All of the unit's containers, stopped ones too: one that another run has just
+        // stopped looks stopped here, and is not ours to read while that run restarts it.
+        let all = unit
+            .containers
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str()))
+            .collect();
+        Self::stop_locked(engine, journal, running, all, timeout).await
     }
 
     /// Journals, then stops `containers` (given in start order) in reverse order. Same
@@ -84,6 +121,23 @@ impl StoppedUnit {
         engine: &Engine,
         journal: &Journal,
         containers: Vec<StopTarget>,
+        timeout: u32,
+    ) -> Result<Self, (Self, String)> {
+        let refs: Vec<ContainerRef> = containers.iter().map(|t| t.container.clone()).collect();
+        let ids = refs
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str()))
+            .collect();
+        Self::stop_locked(engine, journal, containers, ids, timeout).await
+    }
+
+    /// Takes the host-wide lock of each of `lock` (see [`crate::lock::host`]), then journals
+    /// and stops `containers`.
+    async fn stop_locked(
+        engine: &Engine,
+        journal: &Journal,
+        containers: Vec<StopTarget>,
+        lock: Vec<(&str, &str)>,
         timeout: u32,
     ) -> Result<Self, (Self, String)> {
         let now = jiff::Timestamp::now();
@@ -101,7 +155,19 @@ impl StoppedUnit {
         let mut this = Self {
             stopped: Vec::new(),
             first_stop: None,
+            killed: Vec::new(),
+            host_locks: Vec::new(),
         };
+        // Another kopi-docka run on this host (another user, another state directory) may be
+        // backing up the same containers: none is stopped unless all are ours.
+        for (id, name) in lock {
+            match crate::lock::host::try_lock_container(engine.endpoint(), id) {
+                Ok(lock) => this.host_locks.push(lock),
+                Err(error) => {
+                    return Err((this, format!("{name}: {error}; nothing was stopped")));
+                }
+            }
+        }
         if to_stop.is_empty() {
             return Ok(this);
         }
@@ -118,17 +184,44 @@ impl StoppedUnit {
             this.first_stop.get_or_insert_with(Instant::now);
             // Recorded before the call: a stop that fails half-way may still have stopped it.
             this.stopped.insert(0, container.clone());
-            if let Err(error) = engine.stop(&container.id, timeout).await {
-                // The ones never asked to stop still run: they leave the journal now.
-                for untouched in to_stop
-                    .iter()
-                    .filter(|c| !this.stopped.iter().any(|s| s.id == c.id))
-                {
-                    if let Err(e) = journal.clear(&untouched.id) {
-                        tracing::warn!(%e, "cannot update the journal");
+            match engine.stop(&container.id, timeout).await {
+                Ok(outcome) => {
+                    if outcome.killed {
+                        let killed = KilledContainer {
+                            name: container.name.clone(),
+                            seconds: outcome.seconds,
+                            timeout_seconds: outcome.timeout_secs,
+                        };
+                        tracing::warn!("{}", killed.hint());
+                        this.killed.push(killed);
                     }
                 }
-                return Err((this, format!("stopping {}: {error}", container.name)));
+                Err(error) => {
+                    // The engine may still be stopping it (a request that failed is not a
+                    // stop that finished): wait for it before anyone starts it again, or the
+                    // late kill would leave it stopped with no journal entry.
+                    match engine
+                        .wait_stopped(&container.id, crate::docker::stop_client_timeout(timeout))
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            container = %container.name,
+                            "still running after a failed stop"
+                        ),
+                        Err(e) => tracing::warn!(container = %container.name, %e, "cannot inspect"),
+                    }
+                    // The ones never asked to stop still run: they leave the journal now.
+                    for untouched in to_stop
+                        .iter()
+                        .filter(|c| !this.stopped.iter().any(|s| s.id == c.id))
+                    {
+                        if let Err(e) = journal.clear(&untouched.id) {
+                            tracing::warn!(%e, "cannot update the journal");
+                        }
+                    }
+                    return Err((this, format!("stopping {}: {error}", container.name)));
+                }
             }
             tracing::info!(container = %container.name, "stopped");
         }
@@ -142,7 +235,10 @@ impl StoppedUnit {
         journal: &Journal,
         health_timeout: Duration,
     ) -> RestartReport {
-        let mut report = RestartReport::default();
+        let mut report = RestartReport {
+            killed: self.killed.clone(),
+            ..RestartReport::default()
+        };
         let mut last_start = None;
         for container in &self.stopped {
             match start_and_wait(engine, &container.id, &container.name, health_timeout).await {
@@ -294,6 +390,16 @@ pub async fn recover(
         ..RecoveryReport::default()
     };
     for container in pending {
+        // Another run on this host holds it now: it starts it itself; ours stays journaled
+        // until a later recovery finds it running.
+        let _host_lock =
+            match crate::lock::host::try_lock_container(engine.endpoint(), &container.id) {
+                Ok(lock) => lock,
+                Err(error) => {
+                    report.errors.push(format!("{}: {error}", container.name));
+                    continue;
+                }
+            };
         match engine.state(&container.id).await {
             Ok(None) => {
                 tracing::warn!(container = %container.name, "journaled container no longer exists");

@@ -182,6 +182,9 @@ fn render_report(report: &RunReport) -> String {
         for e in &u.errors {
             let _ = writeln!(out, "    error: {e}");
         }
+        for k in &u.killed {
+            let _ = writeln!(out, "    killed: {}", k.hint());
+        }
         for w in &u.warnings {
             let _ = writeln!(out, "    warning: {w}");
         }
@@ -234,6 +237,7 @@ mod tests {
     use kopi_docka_core::backup::run::{Estimate, PlannedItem, UnitPlan};
     use kopi_docka_core::backup::{SnapshotRecord, UnitReport};
     use kopi_docka_core::repo::{Part, Scope};
+    use kopi_docka_core::stop::KilledContainer;
     use kopi_docka_core::unit::{CoverageSummary, UnitKind};
 
     use super::*;
@@ -367,6 +371,11 @@ mod tests {
                             "bind /srv/nextcloud/initdb does not exist on this host: NOT PROTECTED"
                                 .into(),
                         ],
+                        killed: vec![KilledContainer {
+                            name: "nextcloud-cron-1".into(),
+                            seconds: 30.2,
+                            timeout_seconds: 30,
+                        }],
                         coverage: CoverageSummary {
                             backed_up: 5,
                             skipped: 1,
@@ -389,6 +398,7 @@ mod tests {
                                 .into(),
                         ],
                         warnings: Vec::new(),
+                        killed: Vec::new(),
                         coverage: CoverageSummary {
                             backed_up: 1,
                             skipped: 1,

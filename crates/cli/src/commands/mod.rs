@@ -32,7 +32,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Snapshots(args) => snapshots::run(&cli.global, &args, printer).await,
         Command::Restore(args) => restore::run(&cli.global, &args, printer).await,
         Command::Setup(args) => setup::run(&cli.global, &args, printer).await,
-        Command::DisasterRecovery(dr) => dr::run(&cli.global, dr.command, printer).await,
+        Command::DisasterRecovery(dr) => Box::pin(dr::run(&cli.global, dr.command, printer)).await,
         Command::Doctor(_) => doctor::run(&cli.global, printer).await,
         Command::History(args) => history::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {

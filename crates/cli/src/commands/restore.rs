@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::bail;
+use kopi_docka_core::config::LoadedConfig;
 use kopi_docka_core::docker::Engine;
+use kopi_docka_core::lock::Lock;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
 use kopi_docka_core::restore::start::Treatment;
@@ -38,13 +40,10 @@ pub async fn run(
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !args.json;
     crate::signals::install_once();
     let interrupt = crate::signals::subscribe();
-    let touches_docker = args.target_dir.is_none() && !args.dry_run;
-    // Restores stop and start containers: never at the same time as a backup or another restore.
-    let run_lock = if touches_docker {
-        Some(kopi_docka_core::lock::run_lock(&loaded.env.state_dir(), false, &interrupt).await?)
-    } else {
-        None
-    };
+    // Restores stop and start containers: never at the same time as a backup or another
+    // restore. The run lock is taken only after the questions, so a restore waiting at a
+    // prompt never holds up a scheduled backup; what the plan was made from is looked at
+    // again once the lock is held.
     let repo = Repo::open(repo_settings, Arc::new(CliProgress::new())).await?;
     let points = restore::group(&repo.snapshots(SnapshotFilter::default()).await?);
     let point = select_point(&points, args, &this_host, interactive, printer)?;
@@ -68,25 +67,6 @@ pub async fn run(
         return extract(&repo, &request, dir, printer).await;
     }
     let engine = Engine::connect(loaded.docker_host()?).await?;
-    if let Some(lock) = &run_lock {
-        // What a killed run left: volumes half swapped are rolled back, then its stopped
-        // containers started, before this restore plans anything.
-        let health = loaded.config.backup.health_timeout();
-        let recovered =
-            kopi_docka_core::stop::recover(&engine, &loaded.env.state_dir(), lock, health).await;
-        for path in &recovered.rolled_back {
-            printer.notice(&format!(
-                "rolled back {} (an interrupted restore had swapped it)",
-                path.display()
-            ));
-        }
-        if !recovered.errors.is_empty() {
-            bail!(
-                "{}\nresolve this before restoring again",
-                recovered.errors.join("\n")
-            );
-        }
-    }
     let journal = loaded.env.state_dir().journal();
     let ctx = RestoreContext::new(
         &loaded,
@@ -97,7 +77,8 @@ pub async fn run(
         interrupt.clone(),
     )?;
     if args.drill {
-        let report = drill::drill(&ctx, request.point, request.env_values).await?;
+        let _run_lock = lock_and_recover(&loaded, &engine, &interrupt, printer).await?;
+        let report = Box::pin(drill::drill(&ctx, request.point, request.env_values)).await?;
         printer.report(&report)?;
         return Ok(if *interrupt.borrow() {
             ExitCode::Interrupted
@@ -107,17 +88,29 @@ pub async fn run(
             ExitCode::Failed
         });
     }
-    let mut plan = restore::prepare(&ctx, request).await?;
+    let mut plan = Box::pin(restore::prepare(&ctx, request.clone())).await?;
     if args.dry_run {
         printer.report(&plan)?;
         return Ok(ExitCode::Ok);
     }
     printer.preview(&plan);
     confirm(args.yes, interactive, printer)?;
-    if !plan.trusted() && (args.trust_recipe || confirm_trust(interactive, printer)?) {
+    let trusted = plan.trusted() || args.trust_recipe || confirm_trust(interactive, printer)?;
+    let _run_lock = lock_and_recover(&loaded, &engine, &interrupt, printer).await?;
+    let shown = serde_json::to_value(&plan)?;
+    plan = Box::pin(restore::prepare(&ctx, request)).await?;
+    if serde_json::to_value(&plan)? != shown {
+        bail!(UsageError(
+            "what the restore would do changed while it waited for the answer (a container \
+             started or stopped, a file appeared, an interrupted restore was rolled back); \
+             run the restore again"
+                .into()
+        ));
+    }
+    if trusted {
         plan.trust();
     }
-    let outcome = restore::execute(&ctx, plan).await?;
+    let outcome = Box::pin(restore::execute(&ctx, plan)).await?;
     printer.report(&outcome)?;
     Ok(if outcome.interrupted || *interrupt.borrow() {
         ExitCode::Interrupted
@@ -126,6 +119,33 @@ pub async fn run(
     } else {
         ExitCode::Failed
     })
+}
+
+/// Takes the run lock, then repairs what a killed run left: volumes half swapped are rolled
+/// back, then its stopped containers started, before this restore acts on the unit.
+async fn lock_and_recover(
+    loaded: &LoadedConfig,
+    engine: &Engine,
+    interrupt: &tokio::sync::watch::Receiver<bool>,
+    printer: &Printer,
+) -> anyhow::Result<Lock> {
+    let state_dir = loaded.env.state_dir();
+    let lock = kopi_docka_core::lock::run_lock(&state_dir, false, interrupt).await?;
+    let health = loaded.config.backup.health_timeout();
+    let recovered = kopi_docka_core::stop::recover(engine, &state_dir, &lock, health).await;
+    for path in &recovered.rolled_back {
+        printer.notice(&format!(
+            "rolled back {} (an interrupted restore had swapped it)",
+            path.display()
+        ));
+    }
+    if !recovered.errors.is_empty() {
+        bail!(
+            "{}\nresolve this before restoring again",
+            recovered.errors.join("\n")
+        );
+    }
+    Ok(lock)
 }
 
 /// `--target-dir`: the parts as plain files, no container touched.

@@ -45,6 +45,8 @@ pub struct BackupSettings {
     pub unit_hooks: BTreeMap<String, HookSet>,
     /// How long one hook may run.
     pub hook_timeout: Duration,
+    /// How long the whole run may take.
+    pub run_time_limit: Duration,
 }
 
 impl BackupSettings {
@@ -64,6 +66,7 @@ impl BackupSettings {
             stop_timeout: config.stop_timeout_seconds,
             health_timeout: config.health_timeout(),
             max_downtime: config.max_downtime(),
+            run_time_limit: config.run_time_limit(),
             staging_dir,
         }
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::repo::{BackupId, Part, Scope, SnapshotMeta, WriteRepo};
 use crate::state::StateDir;
+use crate::stop::KilledContainer;
 use crate::unit::{CoverageSummary, Unit, UnitKind};
 
 /// How a unit's backup ended.
@@ -83,6 +84,9 @@ pub struct UnitReport {
     pub errors: Vec<String>,
     /// What the user should know.
     pub warnings: Vec<String>,
+    /// Containers the engine had to kill when they were stopped (each cost its whole stop
+    /// timeout of downtime); [`KilledContainer::hint`] says what to change.
+    pub killed: Vec<KilledContainer>,
     /// Coverage counts.
     pub coverage: CoverageSummary,
     /// True when the run was interrupted.

@@ -247,15 +247,38 @@ async fn run_units(
     check_staging_space(&backup.staging_dir)?;
     let repo = WriteRepo::open(repo_settings, progress).await?;
 
+    // The run's time limit abandons the units the way SIGTERM does: the units see one
+    // interrupt that is set by either.
+    let (limited, limit) = time_limited(interrupt, backup.run_time_limit);
     let mut reports = Vec::new();
     for unit in units {
-        if *interrupt.borrow() {
+        if *limited.borrow() {
             break;
         }
         tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
-        reports.push(backup_unit(engine, &repo, &journal, unit, backup, interrupt).await);
+        reports.push(backup_unit(engine, &repo, &journal, unit, backup, &limited).await);
     }
-    let docker_config = if backup.scope == Scope::Full && !*interrupt.borrow() {
+    limit.abort();
+    let timed_out = *limited.borrow() && !*interrupt.borrow();
+    let mut run_errors = recovered.errors;
+    if timed_out {
+        let error = format!(
+            "the run took longer than run-time-limit-seconds ({}s) and was abandoned: the unit in \
+             progress was started again without a complete restore point, units not reached yet \
+             were not backed up",
+            backup.run_time_limit.as_secs()
+        );
+        tracing::error!("{error}");
+        run_errors.push(error);
+        // Not a stop anyone asked for: a failure, not an interruption.
+        for r in &mut reports {
+            if r.interrupted {
+                r.interrupted = false;
+                r.status = UnitStatus::Failed;
+            }
+        }
+    }
+    let docker_config = if backup.scope == Scope::Full && !*limited.borrow() {
         let id = new_backup_id();
         match backup_docker_config(&repo, &backup.staging_dir, &id).await {
             Ok(record) => record,
@@ -278,7 +301,7 @@ async fn run_units(
         restarted_from_journal: restarted,
         docker_config,
         units: reports,
-        errors: recovered.errors,
+        errors: run_errors,
     };
     for problem in save_run(&repo, &state_dir, &backup.staging_dir, &report).await {
         tracing::warn!("{problem}");
@@ -299,6 +322,25 @@ async fn run_units(
         report,
         after_run,
     })
+}
+
+/// An interrupt that is set when `interrupt` is, or when `limit` has passed; the task that
+/// sets it, to abort when the run ends.
+fn time_limited(
+    interrupt: &Interrupt,
+    limit: std::time::Duration,
+) -> (Interrupt, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::watch::channel(*interrupt.borrow());
+    let mut outer = interrupt.clone();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(limit) => {}
+            _ = outer.wait_for(|stop| *stop) => {}
+        }
+        // Nobody listens once the run has ended: nothing to tell.
+        let _ = tx.send(true);
+    });
+    (rx, task)
 }
 
 /// What a backup run would do: `--dry-run` is this value rendered.

@@ -59,16 +59,9 @@ pub async fn backup_unit(
     report
 }
 
-async fn backup_unit_timed(
-    engine: &Engine,
-    repo: &WriteRepo,
-    journal: &Journal,
-    unit: &Unit,
-    settings: &BackupSettings,
-    interrupt: &Interrupt,
-) -> UnitReport {
-    let backup_id = new_backup_id();
-    let mut report = UnitReport {
+/// The report of a unit before anything was done to it.
+fn empty_report(unit: &Unit, backup_id: &BackupId) -> UnitReport {
+    UnitReport {
         name: unit.name.to_string(),
         kind: unit.kind,
         backup_id: backup_id.clone(),
@@ -79,10 +72,23 @@ async fn backup_unit_timed(
         bytes_added: 0,
         errors: Vec::new(),
         warnings: gap_warnings(&unit.coverage),
+        killed: Vec::new(),
         coverage: unit.coverage.summary,
         interrupted: false,
         duration_seconds: 0.0,
-    };
+    }
+}
+
+async fn backup_unit_timed(
+    engine: &Engine,
+    repo: &WriteRepo,
+    journal: &Journal,
+    unit: &Unit,
+    settings: &BackupSettings,
+    interrupt: &Interrupt,
+) -> UnitReport {
+    let backup_id = new_backup_id();
+    let mut report = empty_report(unit, &backup_id);
     let meta = |part: Part| SnapshotMeta {
         unit: Some(UnitRef {
             name: unit.name.clone(),
@@ -399,6 +405,7 @@ async fn stop_snapshot_restart(
                 .restart(engine, journal, settings.health_timeout)
                 .await;
             report.errors.extend(restart.errors);
+            report.killed.extend(restart.killed);
             return (true, 0);
         }
     };
@@ -439,6 +446,7 @@ async fn stop_snapshot_restart(
     report.errors.extend(restart.errors);
     report.errors.extend(hook_errors);
     report.warnings.extend(restart.warnings);
+    report.killed.extend(restart.killed);
     let taken = records.len();
     report.snapshots.extend(records);
     (cold_failed, taken)

@@ -292,6 +292,12 @@ fn out_of_range(config: &Config) -> Option<String> {
             "longest a unit may stay down; 0 would abandon every cold pass",
         ),
         (
+            "[backup] run-time-limit-seconds".into(),
+            b.run_time_limit_seconds,
+            MAX_DOWNTIME_SECONDS,
+            "longest a whole backup run may take before it is abandoned",
+        ),
+        (
             "[notifications] timeout-seconds".into(),
             config.notifications.timeout_seconds,
             MAX_NOTIFICATION_SECONDS,

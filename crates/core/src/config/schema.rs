@@ -276,6 +276,10 @@ pub struct BackupConfig {
     /// Longest a unit may stay down: past it the cold pass is abandoned, the unit restarted and
     /// the backup reported failed. A hung repository never keeps a unit down.
     pub max_downtime_seconds: u32,
+    /// Longest a whole backup run may take: past it the run is abandoned the way SIGTERM
+    /// abandons it (the unit in progress is started again, no complete point is claimed for
+    /// it, the units not reached are not backed up) and reported failed.
+    pub run_time_limit_seconds: u32,
 }
 
 impl Default for BackupConfig {
@@ -286,6 +290,7 @@ impl Default for BackupConfig {
             stop_timeout_seconds: 30,
             health_timeout_seconds: 120,
             max_downtime_seconds: 1800,
+            run_time_limit_seconds: 86_400,
             hook_timeout_seconds: 300,
         }
     }
@@ -300,6 +305,11 @@ impl BackupConfig {
     /// `hook-timeout-seconds` as a duration.
     pub fn hook_timeout(&self) -> Duration {
         seconds(self.hook_timeout_seconds)
+    }
+
+    /// `run-time-limit-seconds` as a duration.
+    pub fn run_time_limit(&self) -> Duration {
+        seconds(self.run_time_limit_seconds)
     }
 
     /// `max-downtime-seconds` as a duration.

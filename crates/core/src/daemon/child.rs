@@ -33,11 +33,14 @@ pub(super) struct RunOutcome {
     pub reload: bool,
 }
 
-/// Runs `command` once and waits for it, whatever `events` say.
+/// Runs `command` once and waits for it, whatever `events` say. `on_tick` runs at each tick
+/// of `ticks` meanwhile: the freshness check must not wait for a run that hangs.
 pub(super) async fn run_backup(
     command: &BackupCommand,
     events: &mut mpsc::Receiver<DaemonEvent>,
     manager: &ServiceManager,
+    ticks: &mut tokio::time::Interval,
+    mut on_tick: impl AsyncFnMut(),
 ) -> Result<RunOutcome, DaemonError> {
     let mut process = tokio::process::Command::new(&command.program);
     process.args(&command.args);
@@ -54,6 +57,7 @@ pub(super) async fn run_backup(
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(DaemonError::Wait)?,
+            _ = ticks.tick() => on_tick().await,
             event = events.recv(), if listening => match event {
                 Some(DaemonEvent::Stop) => stop_child(&child, &mut outcome, manager),
                 Some(DaemonEvent::Reload) => {
@@ -173,7 +177,14 @@ mod tests {
         };
         events.send(DaemonEvent::Reload).await.unwrap();
         let run = tokio::spawn(async move {
-            run_backup(&command, &mut receiver, &ServiceManager::default()).await
+            run_backup(
+                &command,
+                &mut receiver,
+                &ServiceManager::default(),
+                &mut hourly(),
+                async || {},
+            )
+            .await
         });
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         events.send(DaemonEvent::Stop).await.unwrap();
@@ -198,9 +209,46 @@ mod tests {
             program: "/nonexistent/kopi-docka".into(),
             args: Vec::new(),
         };
-        let error = run_backup(&command, &mut receiver, &ServiceManager::default())
-            .await
-            .unwrap_err();
+        let error = run_backup(
+            &command,
+            &mut receiver,
+            &ServiceManager::default(),
+            &mut hourly(),
+            async || {},
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(error, DaemonError::Spawn(_)), "{error}");
+    }
+
+    fn hourly() -> tokio::time::Interval {
+        let start = tokio::time::Instant::now() + std::time::Duration::from_hours(1);
+        tokio::time::interval_at(start, std::time::Duration::from_hours(1))
+    }
+
+    /// The periodic check (the daemon's freshness alert) keeps running while a backup hangs.
+    #[tokio::test]
+    async fn checks_keep_running_while_a_backup_hangs() {
+        let (_events, mut receiver) = mpsc::channel(1);
+        let command = BackupCommand {
+            program: "/bin/sleep".into(),
+            args: vec![OsString::from("2")],
+        };
+        let period = std::time::Duration::from_millis(200);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut checks = 0;
+        run_backup(
+            &command,
+            &mut receiver,
+            &ServiceManager::default(),
+            &mut ticks,
+            async || checks += 1,
+        )
+        .await
+        .unwrap();
+        assert!(
+            checks >= 3,
+            "{checks} checks during a 2 s run, one due every 200 ms"
+        );
     }
 }

@@ -128,7 +128,14 @@ pub async fn run<E: fmt::Display>(
                     continue;
                 }
                 last_attempt = Some(Timestamp::now());
-                let outcome = child::run_backup(&settings.backup, &mut events, manager).await?;
+                let outcome = child::run_backup(
+                    &settings.backup,
+                    &mut events,
+                    manager,
+                    &mut freshness_ticks,
+                    async || freshness::check(&settings).await,
+                )
+                .await?;
                 reload_due = outcome.reload;
                 if outcome.stop {
                     break;

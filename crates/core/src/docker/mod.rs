@@ -13,9 +13,9 @@ use bollard::models::{
 };
 use bollard::models::{ContainerInspectResponse, Volume};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    StartContainerOptions, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, InspectContainerOptions,
+    InspectNetworkOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
 };
 use futures_util::{StreamExt, TryStreamExt, stream};
 
@@ -25,6 +25,8 @@ use crate::config::DockerHost;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per-request timeout handed to bollard, in seconds.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// Time a stop request may take beyond the stop's own timeout (kill, reap, a busy engine).
+const STOP_MARGIN_SECS: u64 = 60;
 /// Parallel `inspect` requests during discovery.
 const INSPECT_CONCURRENCY: usize = 8;
 
@@ -209,19 +211,97 @@ impl Engine {
         })
     }
 
-    /// Stops a container, killing it after `timeout_secs`. Stopping a stopped one succeeds.
-    pub async fn stop(&self, id: &str, timeout_secs: u32) -> Result<(), DockerError> {
+    /// Stops a container. `floor_secs` is a floor, never an override: the engine waits the
+    /// longer of it and the container's own stop timeout (compose `stop_grace_period`,
+    /// `docker run --stop-timeout`) before it kills. The request's client timeout is longer
+    /// than that wait, so a slow stop is never cut off by the client and taken for a failed or
+    /// finished one. Stopping a stopped container succeeds.
+    pub async fn stop(&self, id: &str, floor_secs: u32) -> Result<StopOutcome, DockerError> {
+        let inspected = self
+            .client
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|source| api(format!("inspect container {id}"), source))?;
+        let own = inspected.config.as_ref().and_then(|c| c.stop_timeout);
+        let timeout_secs = effective_stop_timeout(own, floor_secs);
+        let since = jiff::Timestamp::now();
+        let started = std::time::Instant::now();
         let t = i32::try_from(timeout_secs).unwrap_or(i32::MAX);
         self.client
+            .clone()
+            .with_timeout(stop_client_timeout(timeout_secs))
             .stop_container(
                 id,
                 Some(StopContainerOptionsBuilder::default().t(t).build()),
             )
             .await
-            .map_err(|source| DockerError::Api {
-                operation: format!("stop container {id}"),
-                source,
+            .map_err(|source| api(format!("stop container {id}"), source))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let killed = match self.killed_since(id, since).await {
+            Ok(killed) => killed,
+            Err(error) => {
+                // The events could not be read: the exit code and the time it took are the
+                // next best facts (137 = SIGKILL, and only after the whole timeout).
+                tracing::debug!(%error, "cannot read the engine's events; judging by exit code");
+                let exit = self
+                    .client
+                    .inspect_container(id, None::<InspectContainerOptions>)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.exit_code);
+                exit == Some(137) && seconds + 0.5 >= f64::from(timeout_secs)
+            }
+        };
+        Ok(StopOutcome {
+            timeout_secs,
+            seconds,
+            killed,
+        })
+    }
+
+    /// Whether the engine had to kill container `id` since `since`: its own `kill` events say
+    /// so, a SIGKILL (signal 9) sent after a first, different stop signal that did not end it.
+    async fn killed_since(&self, id: &str, since: jiff::Timestamp) -> Result<bool, DockerError> {
+        let stamp = |t: jiff::Timestamp| format!("{}.{:09}", t.as_second(), t.subsec_nanosecond());
+        let filters = std::collections::HashMap::from([
+            ("container", vec![id]),
+            ("type", vec!["container"]),
+            ("event", vec!["kill"]),
+        ]);
+        let options = EventsOptionsBuilder::default()
+            .since(&stamp(since))
+            .until(&stamp(jiff::Timestamp::now()))
+            .filters(&filters)
+            .build();
+        let signals: Vec<String> = self
+            .client
+            .events(Some(options))
+            .map_ok(|event| {
+                event
+                    .actor
+                    .and_then(|a| a.attributes)
+                    .and_then(|mut a| a.remove("signal"))
+                    .unwrap_or_default()
             })
+            .try_collect()
+            .await
+            .map_err(|source| api(format!("events of container {id}"), source))?;
+        Ok(killed_after_stop_signal(&signals))
+    }
+
+    /// Waits up to `within` until container `id` no longer runs (or no longer exists); returns
+    /// whether it stopped. After a stop request that failed, the engine may still be stopping
+    /// it: that is not a finished stop, and starting it now would be undone by the kill.
+    pub async fn wait_stopped(&self, id: &str, within: Duration) -> Result<bool, DockerError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.state(id).await? {
+                None | Some(RunState { running: false, .. }) => return Ok(true),
+                Some(_) if tokio::time::Instant::now() >= deadline => return Ok(false),
+                Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
     }
 
     /// Starts a container. Starting a running one succeeds.
@@ -385,6 +465,48 @@ impl Engine {
             Err(source) => Err(api(format!("remove container {id}"), source)),
         }
     }
+}
+
+/// What a stop did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopOutcome {
+    /// The timeout the engine was given: the larger of the container's own and the floor.
+    pub timeout_secs: u32,
+    /// How long the stop took.
+    pub seconds: f64,
+    /// The engine killed the container after the timeout: it did not stop on its signal.
+    pub killed: bool,
+}
+
+/// The stop timeout the engine gets: the container's own (`stop_grace_period`) when longer
+/// than the configured floor. A negative own value (`-1`: wait forever) is kept as the
+/// longest wait we can ask for.
+pub fn effective_stop_timeout(own: Option<i64>, floor_secs: u32) -> u32 {
+    let own = own.map_or(0, |o| {
+        if o < 0 {
+            u32::MAX / 2
+        } else {
+            u32::try_from(o).unwrap_or(u32::MAX / 2)
+        }
+    });
+    own.max(floor_secs)
+}
+
+/// The client timeout of a stop request: the stop's own timeout plus time for the engine to
+/// kill and reap, never shorter than the default request timeout.
+pub fn stop_client_timeout(timeout_secs: u32) -> Duration {
+    Duration::from_secs(u64::from(timeout_secs) + STOP_MARGIN_SECS)
+        .max(Duration::from_secs(REQUEST_TIMEOUT_SECS))
+}
+
+/// Kill signals the engine recorded during a stop, in order: a SIGKILL after a first signal
+/// that was not SIGKILL means the timeout ran out (a `stop_signal: SIGKILL` container is
+/// killed on purpose, not after a timeout).
+fn killed_after_stop_signal(signals: &[String]) -> bool {
+    let is_kill =
+        |s: &str| s == "9" || s.eq_ignore_ascii_case("SIGKILL") || s.eq_ignore_ascii_case("KILL");
+    signals.first().is_some_and(|first| !is_kill(first))
+        && signals.iter().skip(1).any(|s| is_kill(s))
 }
 
 fn api(operation: String, source: bollard::errors::Error) -> DockerError {

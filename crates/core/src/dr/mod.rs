@@ -465,16 +465,19 @@ snapshots --tag kopi-docka` lists the backups, and `restic restore` gets files o
     )
 }
 
-/// Keeps the newest `keep` bundles of `host` in `dir` (by name, which sorts by time).
+/// Keeps the newest `keep` bundles of `host` in `dir` (by name, which sorts by time). Only
+/// names that are exactly `kopi-docka-dr-<host>-<UTC time>.age` count: host `web` never
+/// takes `kopi-docka-dr-web-2-...` (host `web-2`) for its own.
 pub fn prune_bundles(dir: &Path, host: &str, keep: usize) -> std::io::Result<Vec<PathBuf>> {
     let prefix = format!("kopi-docka-dr-{host}-");
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with(&prefix) && n.ends_with(".age")
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".age"))
+                    .is_some_and(is_stamp)
             })
         })
         .collect();
@@ -487,9 +490,47 @@ pub fn prune_bundles(dir: &Path, host: &str, keep: usize) -> std::io::Result<Vec
     Ok(removed)
 }
 
+/// Whether `text` is a [`crate::durable::stamp`]: `YYYYMMDDTHHMMSSZ`.
+fn is_stamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Host `web` keeps its own bundles only: `web-2`'s, `web-old`'s and stray files whose
+    /// names merely start like its own are never pruned.
+    #[test]
+    fn pruning_matches_this_hosts_bundles_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let others = [
+            "kopi-docka-dr-web-2-20250101T000000Z.age",
+            "kopi-docka-dr-web-old-20250101T000000Z.age",
+            "kopi-docka-dr-web-20250101T000000Z.age.partial.age",
+        ];
+        for name in others {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        for t in ["20260101T000000Z", "20260102T000000Z"] {
+            std::fs::write(dir.path().join(format!("kopi-docka-dr-web-{t}.age")), "x").unwrap();
+        }
+        let removed = prune_bundles(dir.path(), "web", 1).unwrap();
+        assert_eq!(
+            removed,
+            vec![dir.path().join("kopi-docka-dr-web-20260101T000000Z.age")]
+        );
+        for name in others {
+            assert!(
+                dir.path().join(name).exists(),
+                "{name} was pruned by host web"
+            );
+        }
+    }
 
     #[test]
     fn old_bundles_are_pruned_newest_kept() {

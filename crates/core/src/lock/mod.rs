@@ -8,6 +8,7 @@
 //! [`journal`] holds the other half of crash safety: the persisted list of containers we
 //! stopped and have not started again.
 
+pub mod host;
 pub mod journal;
 
 use std::io::Write as _;

@@ -272,6 +272,7 @@ mod tests {
             },
             warnings: warnings.iter().map(|w| (*w).to_owned()).collect(),
             coverage: CoverageSummary::default(),
+            killed: Vec::new(),
             interrupted: false,
             duration_seconds: 12.0,
         }

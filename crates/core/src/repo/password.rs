@@ -4,8 +4,10 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The environment variable that may hold the password when the config names no source.
 pub const PASSWORD_ENV: &str = "KOPI_DOCKA_PASSWORD";
@@ -137,18 +139,74 @@ fn read_file(path: &Path) -> Result<String, PasswordError> {
     Ok(text.trim().to_owned())
 }
 
+/// How long `password-command` may take (a secret manager that asks for a touch or a PIN
+/// included) before it is killed.
+pub const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_mins(2);
+
 fn run_command(command: &str) -> Result<String, PasswordError> {
+    run_command_within(command, PASSWORD_COMMAND_TIMEOUT)
+}
+
+fn run_command_within(command: &str, timeout: Duration) -> Result<String, PasswordError> {
     // Through the shell so users can write pipes; the password comes back on stdout and never
-    // touches argv or the log.
-    let out = Command::new("sh")
+    // touches argv or the log. Its own process group, so a timeout kills the whole pipeline.
+    let mut child = Command::new("sh")
         .args(["-c", command])
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
         .map_err(|e| PasswordError::Command {
             reason: format!("cannot run sh: {e}"),
         })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(pipe) = pipe {
+                // At most 1 MiB: a password is a line.
+                if let Err(error) = pipe.take(1 << 20).read_to_end(&mut bytes) {
+                    tracing::debug!(%error, "cannot read password-command output");
+                }
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                if let Some(pid) =
+                    rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
+                    && let Err(error) =
+                        rustix::process::kill_process_group(pid, rustix::process::Signal::KILL)
+                {
+                    tracing::warn!(%error, "cannot kill password-command");
+                }
+                // Reaps it; the kill above is what matters.
+                let _ = child.wait();
+                return Err(PasswordError::Command {
+                    reason: format!(
+                        "`{command}` did not finish within {}s and was killed",
+                        timeout.as_secs()
+                    ),
+                });
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                return Err(PasswordError::Command {
+                    reason: format!("cannot wait for `{command}`: {e}"),
+                });
+            }
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
         let tail: String = stderr
             .trim()
             .chars()
@@ -159,10 +217,10 @@ fn run_command(command: &str) -> Result<String, PasswordError> {
             .rev()
             .collect();
         return Err(PasswordError::Command {
-            reason: format!("{}: {tail}", out.status),
+            reason: format!("{status}: {tail}"),
         });
     }
-    let stdout = String::from_utf8(out.stdout).map_err(|_| PasswordError::Command {
+    let stdout = String::from_utf8(stdout).map_err(|_| PasswordError::Command {
         reason: "output is not UTF-8".into(),
     })?;
     Ok(stdout
@@ -236,5 +294,24 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(PasswordSource::File(path).read().unwrap().expose(), "abc");
+    }
+
+    /// A password command that hangs is killed after its timeout, with an error naming it;
+    /// a background child holding the pipe does not keep us waiting.
+    #[test]
+    fn a_hanging_password_command_times_out() {
+        let started = std::time::Instant::now();
+        let err = run_command_within("sleep 30 & sleep 30", Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`sleep 30 & sleep 30` did not finish within 1s and was killed"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

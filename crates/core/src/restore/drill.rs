@@ -211,23 +211,7 @@ async fn run(
     report.restore_seconds = restore_started.elapsed().as_secs_f64();
     failpoint_before_verify(&restored).await;
 
-    let verify_started = Instant::now();
-    for (name, id, path) in restored {
-        let v = ctx.repo.verify(id, path).await?;
-        if !v.matches() {
-            report.errors.push(format!(
-                "{name}: {} files differ from the snapshot, {} extra",
-                v.differing, v.additional
-            ));
-        }
-        report.data.push(DrillData {
-            name,
-            verified: v.verified,
-            differing: v.differing,
-            additional: v.additional,
-        });
-    }
-    report.verify_seconds = verify_started.elapsed().as_secs_f64();
+    verify(ctx, restored, report).await?;
 
     let start_started = Instant::now();
     let order = &unit.start_order;
@@ -255,6 +239,32 @@ async fn run(
         }
     }
     report.start_seconds = start_started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// Compares each restored part with its snapshot; differences are the drill's errors.
+async fn verify(
+    ctx: &RestoreContext<'_>,
+    restored: Vec<(String, String, PathBuf)>,
+    report: &mut DrillReport,
+) -> Result<(), RestoreError> {
+    let verify_started = Instant::now();
+    for (name, id, path) in restored {
+        let v = ctx.repo.verify(id, path).await?;
+        if !v.matches() {
+            report.errors.push(format!(
+                "{name}: {} files differ from the snapshot, {} extra",
+                v.differing, v.additional
+            ));
+        }
+        report.data.push(DrillData {
+            name,
+            verified: v.verified,
+            differing: v.differing,
+            additional: v.additional,
+        });
+    }
+    report.verify_seconds = verify_started.elapsed().as_secs_f64();
     Ok(())
 }
 

@@ -213,6 +213,9 @@ async fn restore_data_and_start(
                 .await;
             outcome.errors.extend(report.errors);
             outcome.warnings.extend(report.warnings);
+            outcome
+                .warnings
+                .extend(report.killed.iter().map(crate::stop::KilledContainer::hint));
         }
         return;
     }
@@ -345,6 +348,9 @@ async fn start_unit(
             outcome.started = names;
             outcome.errors.extend(report.errors);
             outcome.warnings.extend(report.warnings);
+            outcome
+                .warnings
+                .extend(report.killed.iter().map(crate::stop::KilledContainer::hint));
         }
         StartPlan::Compose {
             files, services, ..

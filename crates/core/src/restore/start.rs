@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, EndpointSettings, NetworkConnectRequest};
 use serde_json::{Map, Value};
@@ -30,9 +31,12 @@ impl ComposeTool {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status()
+                .kill_on_drop(true)
+                .status();
+            // A CLI plugin that hangs is not a working one.
+            let works = tokio::time::timeout(Duration::from_secs(30), works)
                 .await
-                .is_ok_and(|s| s.success());
+                .is_ok_and(|s| s.is_ok_and(|s| s.success()));
             if works {
                 return Some(Self::Plugin(docker));
             }
@@ -76,6 +80,9 @@ fn on_path(program: &str) -> Option<PathBuf> {
         })
 }
 
+/// How long `compose up` may take (image pulls included) before it is killed.
+pub const COMPOSE_TIMEOUT: Duration = Duration::from_mins(30);
+
 /// `compose -p PROJECT -f FILE... up -d [SERVICE...]` in `project_dir`, against `engine`.
 pub async fn compose_up(
     tool: &ComposeTool,
@@ -95,11 +102,23 @@ pub async fn compose_up(
         .current_dir(project_dir)
         .env("DOCKER_HOST", engine.endpoint().to_string())
         .stdin(Stdio::null());
+    cmd.kill_on_drop(true);
     tracing::info!(project, dir = %project_dir.display(), tool = tool.display(), "starting the stack");
-    let output = cmd.output().await.map_err(|e| RestoreError::Compose {
-        command: tool.display().into(),
-        output: e.to_string(),
-    })?;
+    let output = tokio::time::timeout(COMPOSE_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| RestoreError::Compose {
+            command: format!("{} -p {project} up -d", tool.display()),
+            output: format!(
+                "did not finish within {}s and was killed (an image pull that hangs? a \
+                 registry that does not answer?); run it by hand in {} to see why",
+                COMPOSE_TIMEOUT.as_secs(),
+                project_dir.display()
+            ),
+        })?
+        .map_err(|e| RestoreError::Compose {
+            command: tool.display().into(),
+            output: e.to_string(),
+        })?;
     if output.status.success() {
         return Ok(());
     }
