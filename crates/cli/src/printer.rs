@@ -166,7 +166,8 @@ impl Printer {
         Ok(())
     }
 
-    /// Asks for a secret on the terminal without echoing it. `None` without a terminal.
+    /// Asks for a secret on the terminal without echoing it and returns the line as typed,
+    /// line ending included (spaces may be part of a passphrase). `None` without a terminal.
     #[allow(
         clippy::unused_self,
         reason = "all terminal input and output goes through the printer"
@@ -192,7 +193,7 @@ impl Printer {
             tracing::warn!("cannot restore terminal echo");
         }
         let _ = writeln!(out);
-        read.ok().map(|_| answer.trim().to_owned())
+        read.ok().map(|_| answer)
     }
 
     /// Writes the error that ended the command, with its causes, on stderr: text, or one
