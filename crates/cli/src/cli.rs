@@ -31,6 +31,9 @@ pub struct GlobalArgs {
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Only warnings and errors on stderr: no progress, no info lines (the result still prints)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
 }
 
 /// The subcommands.

@@ -88,15 +88,19 @@ pub struct Printer {
     stdout: std::io::Stdout,
     stderr: std::io::Stderr,
     format: Format,
+    journal: bool,
 }
 
 impl Printer {
     /// A printer on the process's stdout and stderr that writes reports in `format`.
-    pub fn new(format: Format) -> Self {
+    /// `journal`: stderr is systemd's journal stream, so the final error's lines carry the
+    /// `<3>` prefix that files them at priority "err" (`journalctl -p err` shows them).
+    pub fn new(format: Format, journal: bool) -> Self {
         Self {
             stdout: std::io::stdout(),
             stderr: std::io::stderr(),
             format,
+            journal,
         }
     }
 
@@ -199,7 +203,10 @@ impl Printer {
     /// Writes the error that ended the command, with its causes, on stderr: text, or one
     /// JSON line with `--json`.
     pub fn error(&self, error: &anyhow::Error, code: ExitCode) {
-        let text = self.format.render_error(error, code);
+        let mut text = self.format.render_error(error, code);
+        if self.journal {
+            text = text.lines().map(|line| format!("<3>{line}\n")).collect();
+        }
         let mut stderr = self.stderr.lock();
         if stderr.write_all(text.as_bytes()).is_err() {
             // Nowhere left to report it; the exit code still says it failed.

@@ -68,7 +68,7 @@ pub fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<DaemonSe
     })
 }
 
-/// The daemon's backup: `kopi-docka [--config PATH] [-v...] backup --wait [--unit NAME...]`.
+/// The daemon's backup: `kopi-docka [--config PATH] [-v...|--quiet] backup --wait [--unit NAME...]`.
 fn backup_command(
     global: &GlobalArgs,
     loaded: &LoadedConfig,
@@ -83,6 +83,9 @@ fn backup_command(
         "-v".into(),
         usize::from(global.verbose),
     ));
+    if global.quiet {
+        args.push("--quiet".into());
+    }
     args.extend(["backup".into(), "--wait".into()]);
     for unit in units {
         args.extend(["--unit".into(), unit.into()]);

@@ -1,0 +1,260 @@
+//! The conventions users of restic-family and systemd tools expect, on the real binary:
+//! `NO_COLOR`, `--quiet`, journal priorities under systemd, shell completions and man pages,
+//! the restic-like environment (`KOPI_DOCKA_REPOSITORY`, ...) and `--json` everywhere.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use kopi_docka_testkit as support;
+
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+
+use support::Env;
+
+/// Runs the shell `command` on a pseudo-terminal (`script`) with `envs` and returns what the
+/// terminal showed (stdout and stderr both go to it).
+fn on_a_terminal(command: &str, envs: &[(&str, &str)]) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("KOPI_DOCKA_CONFIG")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `text` holds an SGR escape (colour, bold, dim): `ESC [ digits/semicolons m`.
+/// Cursor movements of progress bars (`ESC [ 2K`) are not colour.
+fn has_colour(text: &str) -> bool {
+    text.split('\x1b').skip(1).any(|rest| {
+        rest.strip_prefix('[').is_some_and(|codes| {
+            let end = codes
+                .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+                .unwrap_or(codes.len());
+            codes[end..].starts_with('m')
+        })
+    })
+}
+
+/// The command line that runs `kopi-docka <args>` on `env`'s installation, for `script`.
+fn shell_command(env: &Env, args: &str) -> String {
+    format!(
+        "KOPI_DOCKA_STATE_DIR={} KOPI_DOCKA_CACHE_DIR={} {} --config {} {args}",
+        env.path("state").display(),
+        env.path("cache").display(),
+        assert_cmd::cargo::cargo_bin("kopi-docka").display(),
+        env.config().display()
+    )
+}
+
+/// Diagnostics on a terminal are coloured, unless `NO_COLOR` is set (to anything non-empty).
+#[test]
+fn no_color_turns_colour_off_on_a_terminal() {
+    let env = Env::builder().init().build();
+    let command = shell_command(&env, "snapshots");
+    let coloured = on_a_terminal(&command, &[("KOPI_DOCKA_LOG", "debug")]);
+    assert!(
+        coloured.contains("INFO"),
+        "no diagnostics to look at:\n{coloured}"
+    );
+    assert!(
+        has_colour(&coloured),
+        "no colour on a terminal:\n{coloured}"
+    );
+    let plain = on_a_terminal(&command, &[("KOPI_DOCKA_LOG", "debug"), ("NO_COLOR", "1")]);
+    assert!(plain.contains("INFO"), "{plain}");
+    assert!(!has_colour(&plain), "colour despite NO_COLOR=1:\n{plain}");
+}
+
+/// `--quiet` on an unattended backup: no info lines on stderr, the result still on stdout;
+/// warnings still shown.
+#[test]
+fn quiet_leaves_warnings_and_the_result() {
+    if !support::docker_tests_enabled("quiet_leaves_warnings_and_the_result") {
+        return;
+    }
+    let env = Env::builder().init().build();
+    let name = format!("{}-quiet", env.prefix);
+    support::idle_with_volume(&name);
+    let loud = env.cmd(&["backup", "--unit", &name]).output().unwrap();
+    assert!(loud.status.success());
+    let loud_err = String::from_utf8_lossy(&loud.stderr);
+    assert!(
+        loud_err.contains(" INFO "),
+        "an unattended backup says what it does:\n{loud_err}"
+    );
+    let quiet = env
+        .cmd(&["backup", "--quiet", "--unit", &name])
+        .output()
+        .unwrap();
+    assert!(quiet.status.success());
+    let quiet_err = String::from_utf8_lossy(&quiet.stderr);
+    assert!(
+        !quiet_err.contains(" INFO "),
+        "--quiet still says:\n{quiet_err}"
+    );
+    let quiet_out = String::from_utf8_lossy(&quiet.stdout);
+    assert!(
+        quiet_out.contains(&name),
+        "the result is gone:\n{quiet_out}"
+    );
+    // A warning gets through `--quiet` (a snapshot with unreadable tags is one).
+    tagged_junk(&env);
+    env.cmd(&["-q", "snapshots"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("WARN"));
+    env.cmd(&["-q", "-v", "snapshots"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("cannot be used with"));
+}
+
+/// A snapshot with the `kopi-docka` tag but no other tags: listing the repository warns
+/// about it (a warning that needs no Docker).
+fn tagged_junk(env: &Env) {
+    std::fs::write(env.path("junk"), "junk").unwrap();
+    let out = support::restic(
+        &env.repo(),
+        &env.password_file(),
+        ["backup", "--tag", "kopi-docka", "-q"]
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .chain([env.path("junk").as_os_str()]),
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// One journal entry in the native protocol: `KEY=VALUE\n`, or `KEY\n` + little-endian u64
+/// length + bytes + `\n`.
+fn journal_fields(mut data: &[u8]) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    while let Some(newline) = data.iter().position(|b| *b == b'\n') {
+        let line = &data[..newline];
+        if let Some(eq) = line.iter().position(|b| *b == b'=') {
+            fields.push((
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            ));
+            data = &data[newline + 1..];
+        } else {
+            let rest = &data[newline + 1..];
+            let len = usize::try_from(u64::from_le_bytes(rest[..8].try_into().unwrap())).unwrap();
+            fields.push((
+                String::from_utf8_lossy(line).into_owned(),
+                String::from_utf8_lossy(&rest[8..8 + len]).into_owned(),
+            ));
+            data = &rest[8 + len + 1..];
+        }
+    }
+    fields
+}
+
+/// Runs `kopi-docka <args>` as systemd would with its stderr connected to the journal:
+/// `JOURNAL_STREAM` names stderr (or, with `stream_is_stderr` false, another file), and a
+/// journald socket listens at `/run/systemd/journal/socket` (in a private mount namespace
+/// over a tmpfs `/run`, so nothing of the host is touched). Returns the journal entries the
+/// socket received and what went to stderr.
+fn under_systemd(
+    env: &Env,
+    args: &[&str],
+    stream_is_stderr: bool,
+) -> (Vec<Vec<(String, String)>>, String) {
+    let dir = env.path("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    if dir.join("socket").exists() {
+        std::fs::remove_file(dir.join("socket")).unwrap();
+    }
+    let socket = UnixDatagram::bind(dir.join("socket")).unwrap();
+    let stderr_path = env.path("stderr");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let named = if stream_is_stderr {
+        stderr.metadata().unwrap()
+    } else {
+        std::fs::metadata(env.config()).unwrap()
+    };
+    // The exit code is the command's; the journal and stderr are what the tests look at.
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs kdtest-run /run && mkdir -p /run/systemd/journal && \
+             mount --bind \"$1\" /run/systemd/journal && shift && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(&dir)
+        .arg(assert_cmd::cargo::cargo_bin("kopi-docka"))
+        .arg("--config")
+        .arg(env.config())
+        .args(args)
+        .env_remove("KOPI_DOCKA_CONFIG")
+        .env_remove("KOPI_DOCKA_LOG")
+        .env("KOPI_DOCKA_STATE_DIR", env.path("state"))
+        .env("KOPI_DOCKA_CACHE_DIR", env.path("cache"))
+        .env("JOURNAL_STREAM", format!("{}:{}", named.dev(), named.ino()))
+        .stderr(stderr)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut entries = Vec::new();
+    let mut buffer = vec![0_u8; 1 << 16];
+    while let Ok(n) = socket.recv(&mut buffer) {
+        if n > 0 {
+            entries.push(journal_fields(&buffer[..n]));
+        }
+    }
+    (entries, std::fs::read_to_string(&stderr_path).unwrap())
+}
+
+fn field<'a>(entry: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    entry
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Under systemd, a warning reaches the journal natively with priority 4 (`journalctl -p
+/// warning` shows it), info lines with 5; the error that ends the command carries `<3>`
+/// (err). When `JOURNAL_STREAM` names another file (stderr redirected by the unit), the
+/// lines stay on stderr.
+#[test]
+fn log_levels_reach_the_journal_as_priorities() {
+    let env = Env::builder().init().build();
+    tagged_junk(&env);
+    let (entries, stderr) = under_systemd(&env, &["-v", "snapshots"], true);
+    let warning = entries
+        .iter()
+        .find(|e| field(e, "MESSAGE").is_some_and(|m| m.contains("unreadable kopi-docka tags")))
+        .unwrap_or_else(|| panic!("no warning in the journal: {entries:?}\nstderr: {stderr}"));
+    assert_eq!(field(warning, "PRIORITY"), Some("4"), "{warning:?}");
+    assert_eq!(
+        field(warning, "SYSLOG_IDENTIFIER"),
+        Some("kopi-docka"),
+        "{warning:?}"
+    );
+    assert!(
+        entries.iter().any(|e| field(e, "PRIORITY") == Some("5")),
+        "-v info lines are priority 5 (notice): {entries:?}"
+    );
+    assert!(
+        !stderr.contains("unreadable kopi-docka tags"),
+        "the warning went to the journal, not also to stderr: {stderr}"
+    );
+
+    // The final error: a line journald files at priority 3.
+    let (_, stderr) = under_systemd(&env, &["history", "--since", "not a date"], true);
+    assert!(stderr.starts_with("<3>error: "), "{stderr}");
+
+    // stderr is not the journal stream: plain lines on stderr, nothing on the socket.
+    let (entries, stderr) = under_systemd(&env, &["snapshots"], false);
+    assert!(entries.is_empty(), "{entries:?}");
+    assert!(stderr.contains("unreadable kopi-docka tags"), "{stderr}");
+    assert!(!stderr.contains("<3>"), "{stderr}");
+}
