@@ -315,6 +315,41 @@ pub enum AdminCommand {
     /// Notifications ([notifications] in the config)
     #[command(subcommand)]
     Notification(NotificationCommand),
+    /// Print the shell completion script (bash, zsh, fish) on stdout
+    Completions(CompletionsArgs),
+    /// Write the man pages (one per command) into DIR, or print kopi-docka(1) on stdout
+    #[command(after_help = crate::exit::HELP)]
+    Man(ManArgs),
+}
+
+/// `kopi-docka admin completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: ShellArg,
+}
+
+/// A shell with completions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ShellArg {
+    /// GNU bash (install into /usr/share/bash-completion/completions/kopi-docka)
+    Bash,
+    /// zsh (install as _kopi-docka into a directory of $fpath)
+    Zsh,
+    /// fish (install into /usr/share/fish/vendor_completions.d/kopi-docka.fish)
+    Fish,
+}
+
+/// `kopi-docka admin man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Where to write the pages (created if missing; existing pages are replaced)
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON on stdout instead of text (with DIR: the pages written)
+    #[arg(long, requires = "dir")]
+    pub json: bool,
 }
 
 /// `kopi-docka admin config`
@@ -554,7 +589,7 @@ impl Cli {
                     RepoCommand::Prune(args) => args.json,
                     RepoCommand::ChangePassword(_) => false,
                 },
-                AdminCommand::RestartStopped => false,
+                AdminCommand::RestartStopped | AdminCommand::Completions(_) => false,
                 AdminCommand::Config(config) => match config {
                     ConfigCommand::Show { json } => *json,
                     ConfigCommand::Validate
@@ -566,6 +601,7 @@ impl Cli {
                     ServiceCommand::WriteUnits(_) | ServiceCommand::Daemon(_) => false,
                 },
                 AdminCommand::Notification(NotificationCommand::Test(args)) => args.json,
+                AdminCommand::Man(args) => args.json,
             },
             Command::Version(args) => args.json,
         }

@@ -38,12 +38,9 @@ pub fn init(verbosity: Verbosity, unattended: bool) {
     };
     let filter =
         EnvFilter::try_from_env("KOPI_DOCKA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Without a socket to talk to, stderr still reaches the journal, as plain lines.
     let journald = stderr_is_journal()
-        .then(|| match tracing_journald::layer() {
-            Ok(layer) => Some(layer),
-            // No socket to talk to: stderr still reaches the journal, as plain lines.
-            Err(_) => None,
-        })
+        .then(|| tracing_journald::layer().ok())
         .flatten();
     let fmt = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()

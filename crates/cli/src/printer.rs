@@ -205,7 +205,11 @@ impl Printer {
     pub fn error(&self, error: &anyhow::Error, code: ExitCode) {
         let mut text = self.format.render_error(error, code);
         if self.journal {
-            text = text.lines().map(|line| format!("<3>{line}\n")).collect();
+            text = text.lines().fold(String::new(), |mut out, line| {
+                // Writing into a String cannot fail.
+                let _ = writeln!(out, "<3>{line}");
+                out
+            });
         }
         let mut stderr = self.stderr.lock();
         if stderr.write_all(text.as_bytes()).is_err() {

@@ -12,6 +12,7 @@ use kopi_docka_testkit as support;
 
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use support::Env;
@@ -257,4 +258,155 @@ fn log_levels_reach_the_journal_as_priorities() {
     assert!(entries.is_empty(), "{entries:?}");
     assert!(stderr.contains("unreadable kopi-docka tags"), "{stderr}");
     assert!(!stderr.contains("<3>"), "{stderr}");
+}
+
+/// Runs `script` in bash with the bash completion script sourced, and returns its stdout.
+fn bash_with_completions(dir: &Path, script: &str) -> String {
+    let completions = dir.join("kopi-docka.bash");
+    let out = support::kopi_docka()
+        .args(["admin", "completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&completions, &out.stdout).unwrap();
+    let out = Command::new("bash")
+        .arg("--norc")
+        .arg("-c")
+        .arg(format!("source {}\n{script}", completions.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What bash offers after `kopi-docka WORDS... CUR<Tab>`.
+fn bash_completes(dir: &Path, words: &[&str]) -> Vec<String> {
+    let line = words.join(" ");
+    let cur = words.last().copied().unwrap_or_default();
+    let prev = words[words.len() - 2];
+    let out = bash_with_completions(
+        dir,
+        &format!(
+            "COMP_WORDS=({line}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}\n\
+             _kopi__docka kopi-docka '{cur}' '{prev}'\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            words.len() - 1
+        ),
+    );
+    out.lines().map(str::to_owned).collect()
+}
+
+/// The bash script completes subcommands at every level, and the flags of one.
+#[test]
+fn bash_completes_subcommands_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = bash_completes(dir.path(), &["kopi-docka", "adm"]);
+    assert_eq!(top, ["admin"], "kopi-docka adm<Tab>");
+    let admin = bash_completes(dir.path(), &["kopi-docka", "admin", "re"]);
+    assert!(
+        admin.contains(&"repo".to_owned()) && admin.contains(&"restart-stopped".to_owned()),
+        "kopi-docka admin re<Tab>: {admin:?}"
+    );
+    let flags = bash_completes(dir.path(), &["kopi-docka", "backup", "--no-"]);
+    assert_eq!(flags, ["--no-warm-pass"], "kopi-docka backup --no-<Tab>");
+    let shells = bash_completes(dir.path(), &["kopi-docka", "admin", "completions", ""]);
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(shells.contains(&shell.to_owned()), "{shells:?}");
+    }
+}
+
+/// The zsh and fish scripts name every subcommand (neither shell is installed here to run
+/// them; bash's is run above).
+#[test]
+fn zsh_and_fish_scripts_name_every_subcommand() {
+    for shell in ["zsh", "fish"] {
+        let out = support::kopi_docka()
+            .args(["admin", "completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let script = String::from_utf8(out.stdout).unwrap();
+        for command in TOP_LEVEL {
+            assert!(script.contains(command), "{shell}: {command}");
+        }
+    }
+}
+
+/// Every top-level subcommand (the man page and the completions must name each).
+const TOP_LEVEL: [&str; 12] = [
+    "units",
+    "backup",
+    "dry-run",
+    "snapshots",
+    "restore",
+    "setup",
+    "disaster-recovery",
+    "doctor",
+    "history",
+    "admin",
+    "version",
+    "restart-stopped",
+];
+
+/// `admin man DIR` writes pages that `man -l` renders, and kopi-docka(1) lists every
+/// subcommand; without DIR it prints kopi-docka(1).
+#[test]
+fn man_pages_render_and_list_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("man1");
+    let report = support::kopi_docka()
+        .args(["admin", "man", "--json"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{report:?}");
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let pages = report["pages"].as_array().unwrap();
+    assert!(pages.len() > 30, "{report}");
+    for page in pages {
+        let page = Path::new(page.as_str().unwrap());
+        assert!(page.starts_with(&out_dir), "{}", page.display());
+        let rendered = render_man(page);
+        assert!(rendered.contains("NAME"), "{}: {rendered}", page.display());
+    }
+    let main = render_man(&out_dir.join("kopi-docka.1"));
+    for command in TOP_LEVEL.iter().filter(|c| **c != "restart-stopped") {
+        assert!(
+            main.contains(&format!("kopi-docka-{command}(1)")),
+            "kopi-docka(1) names {command}:\n{main}"
+        );
+    }
+    let admin = render_man(&out_dir.join("kopi-docka-admin.1"));
+    assert!(
+        admin.contains("kopi-docka-admin-restart-stopped(1)"),
+        "{admin}"
+    );
+    // Without DIR: kopi-docka(1) on stdout, the same page.
+    let printed = support::kopi_docka()
+        .args(["admin", "man"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    assert_eq!(
+        printed.stdout,
+        std::fs::read(out_dir.join("kopi-docka.1")).unwrap()
+    );
+}
+
+/// `man -l PAGE` as plain text; fails the test when man reports a problem.
+fn render_man(page: &Path) -> String {
+    let out = Command::new("man")
+        .arg("-l")
+        .arg(page)
+        .env("MANWIDTH", "100")
+        .env("MANPAGER", "cat")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "man -l {}: {}",
+        page.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -3,9 +3,11 @@
 
 mod admin_config;
 mod backup;
+mod completions;
 mod doctor;
 pub(crate) mod dr;
 mod history;
+mod man;
 mod notification;
 mod repo;
 mod restore;
@@ -42,6 +44,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             AdminCommand::Notification(NotificationCommand::Test(_)) => {
                 notification::test(&cli.global, printer).await
             }
+            AdminCommand::Completions(args) => Ok(completions::run(&args, printer)),
+            AdminCommand::Man(args) => man::run(&args, printer),
         },
         Command::Version(_) => version::run(printer),
     }
