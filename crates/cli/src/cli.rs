@@ -28,6 +28,15 @@ pub struct GlobalArgs {
                 root, else $XDG_CONFIG_HOME/kopi-docka/config.toml]"
     )]
     pub config: Option<PathBuf>,
+    /// The repository location, over the config's.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LOCATION",
+        help = "Repository to use instead of the config's (a path, or sftp:, s3:, b2:, azure:, \
+                gs:, rest:, rclone:) [else: $KOPI_DOCKA_REPOSITORY, else [repository] location]"
+    )]
+    pub repo: Option<String>,
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

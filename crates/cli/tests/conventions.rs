@@ -410,3 +410,90 @@ fn render_man(page: &Path) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `admin repo status --json` on `env`'s installation with these variables; the location it
+/// opened, or the exit code and stderr when it failed.
+fn status_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Result<String, (i32, String)> {
+    let mut cmd = env.cmd(args);
+    cmd.args(["admin", "repo", "status", "--json"])
+        .env_remove("KOPI_DOCKA_REPOSITORY")
+        .env_remove("KOPI_DOCKA_PASSWORD_FILE")
+        .env_remove("KOPI_DOCKA_PASSWORD_COMMAND")
+        .env_remove("KOPI_DOCKA_PASSWORD")
+        .current_dir(env.dir());
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().unwrap();
+    if out.status.success() {
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Ok(status["location"].as_str().unwrap().to_owned())
+    } else {
+        Err((
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+/// restic's conventions: `--repo` over `$KOPI_DOCKA_REPOSITORY` over the config;
+/// `$KOPI_DOCKA_PASSWORD_FILE` or `_COMMAND` over the config's password; real repositories
+/// with different passwords tell which one was opened.
+#[test]
+fn repository_and_password_from_flag_and_environment() {
+    let env = Env::builder().init().build();
+    let own = env.repo().display().to_string();
+    // A second repository, with another password, made by restic itself.
+    let other = env.path("other");
+    let other_password = env.path("other.password");
+    support::write_private(&other_password, "another password\n");
+    let init = Command::new("restic")
+        .args(["--no-cache", "init", "-q", "-r"])
+        .arg(&other)
+        .arg("--password-file")
+        .arg(&other_password)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let other = other.display().to_string();
+    let other_password = other_password.display().to_string();
+
+    assert_eq!(status_with(&env, &[], &[]), Ok(own.clone()), "the config's");
+    // The environment names the other repository; the config's password does not open it.
+    let (code, stderr) = status_with(&env, &[], &[("KOPI_DOCKA_REPOSITORY", &other)]).unwrap_err();
+    assert_eq!(code, 12, "wrong password: {stderr}");
+    let with_file = [
+        ("KOPI_DOCKA_REPOSITORY", other.as_str()),
+        ("KOPI_DOCKA_PASSWORD_FILE", other_password.as_str()),
+    ];
+    assert_eq!(status_with(&env, &[], &with_file), Ok(other.clone()));
+    let command = format!("cat {other_password}");
+    let with_command = [
+        ("KOPI_DOCKA_REPOSITORY", other.as_str()),
+        ("KOPI_DOCKA_PASSWORD_COMMAND", command.as_str()),
+    ];
+    assert_eq!(status_with(&env, &[], &with_command), Ok(other.clone()));
+    // The flag wins over the variable, and a relative path is the working directory's.
+    assert_eq!(
+        status_with(
+            &env,
+            &["--repo", "other"],
+            &[
+                ("KOPI_DOCKA_REPOSITORY", own.as_str()),
+                ("KOPI_DOCKA_PASSWORD_FILE", other_password.as_str())
+            ]
+        ),
+        Ok(other.clone())
+    );
+    // Both password variables, or a location that is none: usage errors that name the culprit.
+    let both = [
+        ("KOPI_DOCKA_PASSWORD_FILE", other_password.as_str()),
+        ("KOPI_DOCKA_PASSWORD_COMMAND", command.as_str()),
+    ];
+    let (code, stderr) = status_with(&env, &[], &both).unwrap_err();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unset one of them"), "{stderr}");
+    let (code, stderr) = status_with(&env, &["--repo", "nowhere:x"], &[]).unwrap_err();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--repo: `nowhere:x`"), "{stderr}");
+}

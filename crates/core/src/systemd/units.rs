@@ -329,6 +329,7 @@ mod tests {
             state_dir_env: Some("/srv/state".into()),
             cache_dir_env: Some("/srv/cache".into()),
             docker_host_env: None,
+            repository: crate::config::environment::RepositoryEnv::default(),
         };
         let mut loaded = LoadedConfig {
             config: Config::default(),
