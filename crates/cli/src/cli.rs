@@ -314,7 +314,7 @@ pub enum AdminCommand {
     Repo(RepoCommand),
     /// Start the containers a killed backup left stopped (from the journal), and nothing else
     #[command(after_help = crate::exit::HELP)]
-    RestartStopped,
+    RestartStopped(JsonArgs),
     /// The configuration: show (secrets masked), validate, edit, import from Kopi-Docka
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -371,9 +371,17 @@ pub enum ConfigCommand {
         json: bool,
     },
     /// Check the configuration; exit code 2 with the file, line and key when it is invalid
-    Validate,
+    Validate {
+        /// Print JSON on stdout instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Edit a copy with $EDITOR; it replaces the config only when valid (the old one kept)
-    Edit,
+    Edit {
+        /// Print JSON on stdout instead of text (the result; the editor still runs)
+        #[arg(long)]
+        json: bool,
+    },
     /// Map a Kopi-Docka (Python) JSON config onto ours; print it, or install it with --write
     ImportKopiDocka {
         /// The Kopi-Docka config file (JSON)
@@ -385,6 +393,9 @@ pub enum ConfigCommand {
         /// Replace an existing config (kept as .bak)
         #[arg(long)]
         force: bool,
+        /// Print JSON on stdout instead of text (the config text, notes, the file written)
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -426,6 +437,9 @@ pub struct WriteUnitsArgs {
     /// Replace unit files that differ from what kopi-docka would write (your edits are lost)
     #[arg(long)]
     pub force: bool,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kopi-docka admin service daemon`
@@ -543,6 +557,9 @@ pub struct ChangePasswordArgs {
     /// Read the new password from this file (mode 0600) instead of generating one
     #[arg(long, value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {
@@ -596,18 +613,20 @@ impl Cli {
                     | RepoCommand::Stats(args) => args.json,
                     RepoCommand::Check(args) => args.json,
                     RepoCommand::Prune(args) => args.json,
-                    RepoCommand::ChangePassword(_) => false,
+                    RepoCommand::ChangePassword(args) => args.json,
                 },
-                AdminCommand::RestartStopped | AdminCommand::Completions(_) => false,
+                AdminCommand::RestartStopped(args) => args.json,
+                AdminCommand::Completions(_) => false,
                 AdminCommand::Config(config) => match config {
-                    ConfigCommand::Show { json } => *json,
-                    ConfigCommand::Validate
-                    | ConfigCommand::Edit
-                    | ConfigCommand::ImportKopiDocka { .. } => false,
+                    ConfigCommand::Show { json }
+                    | ConfigCommand::Validate { json }
+                    | ConfigCommand::Edit { json }
+                    | ConfigCommand::ImportKopiDocka { json, .. } => *json,
                 },
                 AdminCommand::Service(service) => match service {
                     ServiceCommand::Status(args) => args.json,
-                    ServiceCommand::WriteUnits(_) | ServiceCommand::Daemon(_) => false,
+                    ServiceCommand::WriteUnits(args) => args.json,
+                    ServiceCommand::Daemon(_) => false,
                 },
                 AdminCommand::Notification(NotificationCommand::Test(args)) => args.json,
                 AdminCommand::Man(args) => args.json,

@@ -118,11 +118,6 @@ impl Printer {
         }
     }
 
-    /// Writes one result line (a trailing newline is added).
-    pub fn line(&self, text: &str) {
-        self.out(&format!("{text}\n"));
-    }
-
     /// Writes result text as is.
     pub fn out(&self, text: &str) {
         let mut stdout = self.stdout.lock();

@@ -497,3 +497,152 @@ fn repository_and_password_from_flag_and_environment() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--repo: `nowhere:x`"), "{stderr}");
 }
+
+/// `kopi-docka <args>` on `env` must succeed and print one JSON document on stdout.
+fn json_of(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> serde_json::Value {
+    let mut cmd = env.cmd(args);
+    cmd.current_dir(env.dir());
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The commands that had no `--json` report as JSON now; their errors are JSON too.
+#[test]
+fn every_reporting_command_has_json() {
+    let env = Env::builder().init().build();
+    let config = env.config().display().to_string();
+
+    let validated = json_of(&env, &["admin", "config", "validate", "--json"], &[]);
+    assert_eq!(validated["path"], config.as_str());
+
+    // `true` as the editor: the copy comes back unchanged, valid, and replaces the config.
+    let edited = json_of(
+        &env,
+        &["admin", "config", "edit", "--json"],
+        &[("VISUAL", "true")],
+    );
+    assert_eq!(edited["path"], config.as_str());
+    assert!(Path::new(edited["previous"].as_str().unwrap()).exists());
+
+    let old = env.path("kopi-docka.json");
+    std::fs::write(
+        &old,
+        r#"{"kopia":{"kopia_params":"filesystem --path /backup/kopia","password_file":"/etc/.kopi-docka.password"},
+            "retention":{"latest":5,"daily":10}}"#,
+    )
+    .unwrap();
+    let old = old.to_str().unwrap();
+    let printed = json_of(
+        &env,
+        &["admin", "config", "import-kopi-docka", old, "--json"],
+        &[],
+    );
+    assert!(
+        printed["config"]
+            .as_str()
+            .unwrap()
+            .contains("keep-last = 5")
+    );
+    assert!(printed["written"].is_null());
+    assert!(
+        printed["not_carried_over"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("kopia_params")),
+        "{printed}"
+    );
+    let target = env.path("imported/config.toml");
+    let written = support::kopi_docka()
+        .arg("--config")
+        .arg(&target)
+        .args([
+            "admin",
+            "config",
+            "import-kopi-docka",
+            old,
+            "--write",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{written:?}");
+    let written: serde_json::Value = serde_json::from_slice(&written.stdout).unwrap();
+    assert_eq!(written["written"], target.to_str().unwrap());
+
+    let units = env.path("units");
+    let units_arg = units.to_str().unwrap();
+    let report = json_of(
+        &env,
+        &[
+            "admin",
+            "service",
+            "write-units",
+            "--output-dir",
+            units_arg,
+            "--json",
+        ],
+        &[],
+    );
+    let files = report["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3, "{report}");
+    assert!(files.iter().all(|f| f["outcome"] == "created"), "{report}");
+    assert_eq!(report["installed"], false);
+    let again = json_of(
+        &env,
+        &[
+            "admin",
+            "service",
+            "write-units",
+            "--output-dir",
+            units_arg,
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        again["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["outcome"] == "unchanged"),
+        "{again}"
+    );
+
+    let changed = json_of(&env, &["admin", "repo", "change-password", "--json"], &[]);
+    assert_eq!(
+        changed["stored_in"],
+        env.password_file().to_str().unwrap(),
+        "{changed}"
+    );
+    json_of(&env, &["admin", "repo", "status", "--json"], &[]);
+
+    // An error under the new flags: one JSON line on stderr with the exit code.
+    std::fs::write(env.path("bad.toml"), "[repository]\npasword-file = \"x\"\n").unwrap();
+    let out = env
+        .cmd_with("bad.toml", &["admin", "config", "validate", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(error["message_type"], "exit_error");
+    assert_eq!(error["code"], 2);
+}
+
+/// `admin restart-stopped --json` (it needs the engine, even with nothing to start).
+#[test]
+fn restart_stopped_reports_as_json() {
+    if !support::docker_tests_enabled("restart_stopped_reports_as_json") {
+        return;
+    }
+    let env = Env::builder().build();
+    let report = json_of(&env, &["admin", "restart-stopped", "--json"], &[]);
+    assert_eq!(report["started"], serde_json::json!([]), "{report}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+}

@@ -38,7 +38,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
-            AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
+            AdminCommand::RestartStopped(_) => backup::restart_stopped(&cli.global, printer).await,
             AdminCommand::Config(command) => admin_config::run(&cli.global, command, printer),
             AdminCommand::Service(command) => service::run(&cli.global, command, printer).await,
             AdminCommand::Notification(NotificationCommand::Test(_)) => {

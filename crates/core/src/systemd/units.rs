@@ -62,7 +62,8 @@ pub struct RenderedUnit {
 }
 
 /// What writing did to one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WriteOutcome {
     /// The file did not exist.
     Created,
