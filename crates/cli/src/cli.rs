@@ -615,7 +615,6 @@ impl Cli {
                     RepoCommand::Prune(args) => args.json,
                     RepoCommand::ChangePassword(args) => args.json,
                 },
-                AdminCommand::RestartStopped(args) => args.json,
                 AdminCommand::Completions(_) => false,
                 AdminCommand::Config(config) => match config {
                     ConfigCommand::Show { json }
@@ -628,7 +627,8 @@ impl Cli {
                     ServiceCommand::WriteUnits(args) => args.json,
                     ServiceCommand::Daemon(_) => false,
                 },
-                AdminCommand::Notification(NotificationCommand::Test(args)) => args.json,
+                AdminCommand::RestartStopped(args)
+                | AdminCommand::Notification(NotificationCommand::Test(args)) => args.json,
                 AdminCommand::Man(args) => args.json,
             },
             Command::Version(args) => args.json,

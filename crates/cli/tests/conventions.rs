@@ -529,52 +529,6 @@ fn every_reporting_command_has_json() {
     assert_eq!(edited["path"], config.as_str());
     assert!(Path::new(edited["previous"].as_str().unwrap()).exists());
 
-    let old = env.path("kopi-docka.json");
-    std::fs::write(
-        &old,
-        r#"{"kopia":{"kopia_params":"filesystem --path /backup/kopia","password_file":"/etc/.kopi-docka.password"},
-            "retention":{"latest":5,"daily":10}}"#,
-    )
-    .unwrap();
-    let old = old.to_str().unwrap();
-    let printed = json_of(
-        &env,
-        &["admin", "config", "import-kopi-docka", old, "--json"],
-        &[],
-    );
-    assert!(
-        printed["config"]
-            .as_str()
-            .unwrap()
-            .contains("keep-last = 5")
-    );
-    assert!(printed["written"].is_null());
-    assert!(
-        printed["not_carried_over"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n.as_str().unwrap().contains("kopia_params")),
-        "{printed}"
-    );
-    let target = env.path("imported/config.toml");
-    let written = support::kopi_docka()
-        .arg("--config")
-        .arg(&target)
-        .args([
-            "admin",
-            "config",
-            "import-kopi-docka",
-            old,
-            "--write",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(written.status.success(), "{written:?}");
-    let written: serde_json::Value = serde_json::from_slice(&written.stdout).unwrap();
-    assert_eq!(written["written"], target.to_str().unwrap());
-
     let units = env.path("units");
     let units_arg = units.to_str().unwrap();
     let report = json_of(
@@ -633,6 +587,58 @@ fn every_reporting_command_has_json() {
     let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(error["message_type"], "exit_error");
     assert_eq!(error["code"], 2);
+}
+
+/// `admin config import-kopi-docka --json`: the config text and the notes, and with
+/// `--write` where it went.
+#[test]
+fn the_kopi_docka_import_reports_as_json() {
+    let env = Env::builder().build();
+    let old = env.path("kopi-docka.json");
+    std::fs::write(
+        &old,
+        r#"{"kopia":{"kopia_params":"filesystem --path /backup/kopia","password_file":"/etc/.kopi-docka.password"},
+            "retention":{"latest":5,"daily":10}}"#,
+    )
+    .unwrap();
+    let old = old.to_str().unwrap();
+    let printed = json_of(
+        &env,
+        &["admin", "config", "import-kopi-docka", old, "--json"],
+        &[],
+    );
+    assert!(
+        printed["config"]
+            .as_str()
+            .unwrap()
+            .contains("keep-last = 5")
+    );
+    assert!(printed["written"].is_null());
+    assert!(
+        printed["not_carried_over"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("kopia_params")),
+        "{printed}"
+    );
+    let target = env.path("imported/config.toml");
+    let written = support::kopi_docka()
+        .arg("--config")
+        .arg(&target)
+        .args([
+            "admin",
+            "config",
+            "import-kopi-docka",
+            old,
+            "--write",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{written:?}");
+    let written: serde_json::Value = serde_json::from_slice(&written.stdout).unwrap();
+    assert_eq!(written["written"], target.to_str().unwrap());
 }
 
 /// `admin restart-stopped --json` (it needs the engine, even with nothing to start).
