@@ -40,13 +40,7 @@ fn matching(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .ends_with(suffix)
-        })
+        .filter(|p| p.is_file() && p.file_name().unwrap().to_string_lossy().ends_with(suffix))
         .collect();
     found.sort();
     found
@@ -127,9 +121,17 @@ fn the_package_lists_every_asset() {
     assert!(script.contains(r#"gzip -9n "$assets"/man/*.1"#));
     // Completions: the file each shell looks for, written by the script and listed.
     for (shell, file, destination) in [
-        ("bash", "kopi-docka", "usr/share/bash-completion/completions/"),
+        (
+            "bash",
+            "kopi-docka",
+            "usr/share/bash-completion/completions/",
+        ),
         ("zsh", "_kopi-docka", "usr/share/zsh/vendor-completions/"),
-        ("fish", "kopi-docka.fish", "usr/share/fish/vendor_completions.d/"),
+        (
+            "fish",
+            "kopi-docka.fish",
+            "usr/share/fish/vendor_completions.d/",
+        ),
     ] {
         assert!(
             script.contains(&format!(
