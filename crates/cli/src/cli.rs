@@ -28,9 +28,21 @@ pub struct GlobalArgs {
                 root, else $XDG_CONFIG_HOME/kopi-docka/config.toml]"
     )]
     pub config: Option<PathBuf>,
+    /// The repository location, over the config's.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LOCATION",
+        help = "Repository to use instead of the config's (a path, or sftp:, s3:, b2:, azure:, \
+                gs:, rest:, rclone:) [else: $KOPI_DOCKA_REPOSITORY, else [repository] location]"
+    )]
+    pub repo: Option<String>,
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Only warnings and errors on stderr: no progress, no info lines (the result still prints)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
 }
 
 /// The subcommands.
@@ -306,7 +318,7 @@ pub enum AdminCommand {
     Repo(RepoCommand),
     /// Start the containers a killed backup left stopped (from the journal), and nothing else
     #[command(after_help = crate::exit::HELP)]
-    RestartStopped,
+    RestartStopped(JsonArgs),
     /// The configuration: show (secrets masked), validate, edit, import from Kopi-Docka
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -319,6 +331,11 @@ pub enum AdminCommand {
     /// The previous content restores kept beside volumes and binds: list, remove
     #[command(subcommand)]
     RollbackCopies(RollbackCopiesCommand),
+    /// Print the shell completion script (bash, zsh, fish) on stdout
+    Completions(CompletionsArgs),
+    /// Write the man pages (one per command) into DIR, or print kopi-docka(1) on stdout
+    #[command(after_help = crate::exit::HELP)]
+    Man(ManArgs),
 }
 
 /// `kopi-docka admin rollback-copies`
@@ -341,6 +358,36 @@ pub struct RollbackPruneArgs {
     pub json: bool,
 }
 
+/// `kopi-docka admin completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: ShellArg,
+}
+
+/// A shell with completions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ShellArg {
+    /// GNU bash (install into /usr/share/bash-completion/completions/kopi-docka)
+    Bash,
+    /// zsh (install as _kopi-docka into a directory of $fpath)
+    Zsh,
+    /// fish (install into /usr/share/fish/vendor_completions.d/kopi-docka.fish)
+    Fish,
+}
+
+/// `kopi-docka admin man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Where to write the pages (created if missing; existing pages are replaced)
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON on stdout instead of text (with DIR: the pages written)
+    #[arg(long, requires = "dir")]
+    pub json: bool,
+}
+
 /// `kopi-docka admin config`
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -351,9 +398,17 @@ pub enum ConfigCommand {
         json: bool,
     },
     /// Check the configuration; exit code 2 with the file, line and key when it is invalid
-    Validate,
+    Validate {
+        /// Print JSON on stdout instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Edit a copy with $EDITOR; it replaces the config only when valid (the old one kept)
-    Edit,
+    Edit {
+        /// Print JSON on stdout instead of text (the result; the editor still runs)
+        #[arg(long)]
+        json: bool,
+    },
     /// Map a Kopi-Docka (Python) JSON config onto ours; print it, or install it with --write
     ImportKopiDocka {
         /// The Kopi-Docka config file (JSON)
@@ -365,6 +420,9 @@ pub enum ConfigCommand {
         /// Replace an existing config (kept as .bak)
         #[arg(long)]
         force: bool,
+        /// Print JSON on stdout instead of text (the config text, notes, the file written)
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -406,6 +464,9 @@ pub struct WriteUnitsArgs {
     /// Replace unit files that differ from what kopi-docka would write (your edits are lost)
     #[arg(long)]
     pub force: bool,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kopi-docka admin service daemon`
@@ -523,6 +584,9 @@ pub struct ChangePasswordArgs {
     /// Read the new password from this file (mode 0600) instead of generating one
     #[arg(long, value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
+    /// Print JSON on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {
@@ -576,22 +640,25 @@ impl Cli {
                     | RepoCommand::Stats(args) => args.json,
                     RepoCommand::Check(args) => args.json,
                     RepoCommand::Prune(args) => args.json,
-                    RepoCommand::ChangePassword(_) => false,
+                    RepoCommand::ChangePassword(args) => args.json,
                 },
-                AdminCommand::RestartStopped => false,
+                AdminCommand::Completions(_) => false,
                 AdminCommand::Config(config) => match config {
-                    ConfigCommand::Show { json } => *json,
-                    ConfigCommand::Validate
-                    | ConfigCommand::Edit
-                    | ConfigCommand::ImportKopiDocka { .. } => false,
+                    ConfigCommand::Show { json }
+                    | ConfigCommand::Validate { json }
+                    | ConfigCommand::Edit { json }
+                    | ConfigCommand::ImportKopiDocka { json, .. } => *json,
                 },
                 AdminCommand::Service(service) => match service {
                     ServiceCommand::Status(args) => args.json,
-                    ServiceCommand::WriteUnits(_) | ServiceCommand::Daemon(_) => false,
+                    ServiceCommand::WriteUnits(args) => args.json,
+                    ServiceCommand::Daemon(_) => false,
                 },
-                AdminCommand::Notification(NotificationCommand::Test(args))
+                AdminCommand::RestartStopped(args)
+                | AdminCommand::Notification(NotificationCommand::Test(args))
                 | AdminCommand::RollbackCopies(RollbackCopiesCommand::List(args)) => args.json,
                 AdminCommand::RollbackCopies(RollbackCopiesCommand::Prune(args)) => args.json,
+                AdminCommand::Man(args) => args.json,
             },
             Command::Version(args) => args.json,
         }

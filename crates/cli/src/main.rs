@@ -19,7 +19,10 @@ fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     let cli = cli::Cli::parse();
     logging::init(
-        cli.global.verbose,
+        logging::Verbosity {
+            verbose: cli.global.verbose,
+            quiet: cli.global.quiet,
+        },
         matches!(
             cli.command,
             cli::Command::Backup(_)
@@ -29,7 +32,11 @@ fn main() -> std::process::ExitCode {
                 })
         ),
     );
-    let printer = Printer::new(Format::from_json_flag(cli.json()));
+    progress::set_quiet(cli.global.quiet);
+    let printer = Printer::new(
+        Format::from_json_flag(cli.json()),
+        logging::stderr_is_journal(),
+    );
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

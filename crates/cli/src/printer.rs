@@ -88,15 +88,19 @@ pub struct Printer {
     stdout: std::io::Stdout,
     stderr: std::io::Stderr,
     format: Format,
+    journal: bool,
 }
 
 impl Printer {
     /// A printer on the process's stdout and stderr that writes reports in `format`.
-    pub fn new(format: Format) -> Self {
+    /// `journal`: stderr is systemd's journal stream, so the final error's lines carry the
+    /// `<3>` prefix that files them at priority "err" (`journalctl -p err` shows them).
+    pub fn new(format: Format, journal: bool) -> Self {
         Self {
             stdout: std::io::stdout(),
             stderr: std::io::stderr(),
             format,
+            journal,
         }
     }
 
@@ -112,11 +116,6 @@ impl Printer {
         if self.format == Format::Text {
             self.out(&report.human());
         }
-    }
-
-    /// Writes one result line (a trailing newline is added).
-    pub fn line(&self, text: &str) {
-        self.out(&format!("{text}\n"));
     }
 
     /// Writes result text as is.
@@ -166,7 +165,8 @@ impl Printer {
         Ok(())
     }
 
-    /// Asks for a secret on the terminal without echoing it. `None` without a terminal.
+    /// Asks for a secret on the terminal without echoing it and returns the line as typed,
+    /// line ending included (spaces may be part of a passphrase). `None` without a terminal.
     #[allow(
         clippy::unused_self,
         reason = "all terminal input and output goes through the printer"
@@ -192,13 +192,20 @@ impl Printer {
             tracing::warn!("cannot restore terminal echo");
         }
         let _ = writeln!(out);
-        read.ok().map(|_| answer.trim().to_owned())
+        read.ok().map(|_| answer)
     }
 
     /// Writes the error that ended the command, with its causes, on stderr: text, or one
     /// JSON line with `--json`.
     pub fn error(&self, error: &anyhow::Error, code: ExitCode) {
-        let text = self.format.render_error(error, code);
+        let mut text = self.format.render_error(error, code);
+        if self.journal {
+            text = text.lines().fold(String::new(), |mut out, line| {
+                // Writing into a String cannot fail.
+                let _ = writeln!(out, "<3>{line}");
+                out
+            });
+        }
         let mut stderr = self.stderr.lock();
         if stderr.write_all(text.as_bytes()).is_err() {
             // Nowhere left to report it; the exit code still says it failed.

@@ -13,12 +13,20 @@ pub struct CliProgress {
     bars: Option<MultiProgress>,
 }
 
+/// `--quiet`: no bars (the log lines are info, which `--quiet` filters out).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the bars off for the whole process (`--quiet`); called once from `main`.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl CliProgress {
-    /// Bars when stderr is a terminal, log lines otherwise.
+    /// Bars when stderr is a terminal (and no `--quiet`), log lines otherwise.
     pub fn new() -> Self {
-        let bars = std::io::stderr()
-            .is_terminal()
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let bars = (std::io::stderr().is_terminal()
+            && !QUIET.load(std::sync::atomic::Ordering::Relaxed))
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Self { bars }
     }
 }

@@ -21,9 +21,13 @@ pub fn environment() -> Environment {
     Environment::from_process()
 }
 
-/// The configuration named by the global options, against this process's environment.
+/// The configuration named by the global options, against this process's environment, with
+/// the repository of `--repo` and `$KOPI_DOCKA_REPOSITORY` / `_PASSWORD_FILE` /
+/// `_PASSWORD_COMMAND` over the config's (flag > environment > config).
 pub fn config(global: &GlobalArgs) -> anyhow::Result<LoadedConfig> {
-    Ok(config::load(global.config.as_deref(), environment())?)
+    let mut loaded = config::load(global.config.as_deref(), environment())?;
+    loaded.override_repository(global.repo.as_deref())?;
+    Ok(loaded)
 }
 
 /// A backup run: `[backup]` and the hooks from the config, with the command line's overrides.
@@ -68,7 +72,7 @@ pub fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<DaemonSe
     })
 }
 
-/// The daemon's backup: `kopi-docka [--config PATH] [-v...] backup --wait [--unit NAME...]`.
+/// The daemon's backup: `kopi-docka [--config PATH] [-v...|--quiet] [--repo R] backup --wait [--unit NAME...]`.
 fn backup_command(
     global: &GlobalArgs,
     loaded: &LoadedConfig,
@@ -83,6 +87,12 @@ fn backup_command(
         "-v".into(),
         usize::from(global.verbose),
     ));
+    if global.quiet {
+        args.push("--quiet".into());
+    }
+    if let Some(repo) = &global.repo {
+        args.extend(["--repo".into(), repo.into()]);
+    }
     args.extend(["backup".into(), "--wait".into()]);
     for unit in units {
         args.extend(["--unit".into(), unit.into()]);

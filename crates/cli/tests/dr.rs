@@ -517,3 +517,59 @@ fn stock_age_decrypt(env: &Env, bundle: &Path) -> PathBuf {
     assert!(age.wait().unwrap().success());
     tar
 }
+
+/// A passphrase typed at the prompt is taken as typed: its leading and trailing spaces are
+/// part of it (only the Enter goes). The bundle is sealed by the stock `age` with such a
+/// passphrase; the import reads it on a pseudo-terminal (`script`).
+#[test]
+fn a_typed_passphrase_keeps_its_spaces() {
+    if !support::docker_tests_enabled("a_typed_passphrase_keeps_its_spaces") {
+        return;
+    }
+    let env = installation("");
+    let bundle = env.path("bundle.age");
+    export(&env, &bundle);
+    let tar = stock_age_decrypt(&env, &bundle);
+    let spaced = "  kdtest spaced passphrase  ";
+    let sealed = env.path("spaced.age");
+    let (ok, screen) = on_a_terminal(
+        &format!("age -p -o {} {}", sealed.display(), tar.display()),
+        &format!("{spaced}\n{spaced}\n"),
+    );
+    assert!(ok, "{screen}");
+
+    let import = format!(
+        "{} --config {} dr import {} --dry-run",
+        assert_cmd::cargo::cargo_bin("kopi-docka").display(),
+        env.path("elsewhere/config.toml").display(),
+        sealed.display()
+    );
+    let (ok, screen) = on_a_terminal(&import, &format!("{spaced}\n"));
+    assert!(ok, "the passphrase as typed opens the bundle:\n{screen}");
+    assert!(screen.contains("would install"), "{screen}");
+    let (ok, screen) = on_a_terminal(&import, &format!("{}\n", spaced.trim()));
+    assert!(
+        !ok,
+        "the passphrase without its spaces is another one:\n{screen}"
+    );
+    assert!(screen.contains("wrong passphrase"), "{screen}");
+}
+
+/// Runs the shell `command` on a pseudo-terminal (`script`), types `input`, and returns
+/// whether it succeeded and what the terminal showed.
+fn on_a_terminal(command: &str, input: &str) -> (bool, String) {
+    let mut child = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_remove("KOPI_DOCKA_CONFIG")
+        .env_remove("KOPI_DOCKA_DR_PASSPHRASE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

@@ -1,6 +1,6 @@
 //! `kopi-docka admin config show|validate|edit|import-kopi-docka`
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use kopi_docka_core::config::Config;
@@ -21,15 +21,15 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     match command {
         ConfigCommand::Show { .. } => show(global, printer),
-        ConfigCommand::Validate => {
+        ConfigCommand::Validate { .. } => {
             let loaded = crate::settings::config(global)?;
             printer.report(&Validated { path: loaded.path })?;
             Ok(ExitCode::Ok)
         }
-        ConfigCommand::Edit => edit(global, printer),
-        ConfigCommand::ImportKopiDocka { file, write, force } => {
-            import_kopi_docka(global, &file, write, force, printer)
-        }
+        ConfigCommand::Edit { .. } => edit(global, printer),
+        ConfigCommand::ImportKopiDocka {
+            file, write, force, ..
+        } => import_kopi_docka(global, &file, write, force, printer),
     }
 }
 
@@ -110,13 +110,28 @@ fn edit(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             copy.display()
         );
     }
-    let backup = config_file::adopt_copy(&path, &copy, &stamp)?;
-    printer.line(&format!(
-        "{} updated (valid); the previous version is kept as {}",
-        path.display(),
-        backup.display()
-    ));
+    let previous = config_file::adopt_copy(&path, &copy, &stamp)?;
+    printer.report(&Edited { path, previous })?;
     Ok(ExitCode::Ok)
+}
+
+/// The edited copy replaced the config.
+#[derive(Serialize)]
+struct Edited {
+    /// The config file.
+    path: PathBuf,
+    /// Where the version before the edit is kept.
+    previous: PathBuf,
+}
+
+impl Render for Edited {
+    fn human(&self) -> String {
+        format!(
+            "{} updated (valid); the previous version is kept as {}\n",
+            self.path.display(),
+            self.previous.display()
+        )
+    }
 }
 
 /// Maps a Kopi-Docka (Python) JSON config onto ours and says what does not carry over.
@@ -128,19 +143,46 @@ fn import_kopi_docka(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let migration = migrate::read(file)?;
-    if !write {
-        printer.out(&migration.text);
-        return Ok(ExitCode::Ok);
-    }
-    let path = crate::settings::environment()
-        .config_path(global.config.as_deref())
-        .0;
-    migrate::write(&migration, &path, force)?;
-    printer.line(&format!("wrote {}", path.display()));
-    for note in &migration.notes {
-        printer.notice(&format!("not carried over: {note}"));
-    }
+    let written = if write {
+        let path = crate::settings::environment()
+            .config_path(global.config.as_deref())
+            .0;
+        migrate::write(&migration, &path, force)?;
+        for note in &migration.notes {
+            printer.notice(&format!("not carried over: {note}"));
+        }
+        Some(path)
+    } else {
+        None
+    };
+    printer.report(&Imported {
+        config: migration.text,
+        not_carried_over: migration.notes,
+        written,
+    })?;
     Ok(ExitCode::Ok)
+}
+
+/// A Kopi-Docka config mapped onto ours.
+#[derive(Serialize)]
+struct Imported {
+    /// Our config file's text (the notes as comments in it).
+    config: String,
+    /// One note per setting that has no meaning here.
+    not_carried_over: Vec<String>,
+    /// Where `--write` installed it; `None` without `--write`.
+    written: Option<PathBuf>,
+}
+
+impl Render for Imported {
+    /// The config text to redirect into a file, or, once written, where it went (the notes
+    /// went to stderr then).
+    fn human(&self) -> String {
+        match &self.written {
+            None => self.config.clone(),
+            Some(path) => format!("wrote {}\n", path.display()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,7 +190,6 @@ mod tests {
     use super::*;
     use crate::render::{assert_renders, assert_text};
 
-    /// `validate` has no `--json`: its text only.
     #[test]
     fn renders_validate() {
         let file = Validated {
@@ -159,6 +200,35 @@ mod tests {
             "config_validate",
             format!("{}{}", file.human(), none.human())
         );
+        assert_renders!("config_validate_file", &file);
+        assert_renders!("config_validate_defaults", &none);
+    }
+
+    #[test]
+    fn renders_edit() {
+        assert_renders!(
+            "config_edit",
+            &Edited {
+                path: "/etc/kopi-docka/config.toml".into(),
+                previous: "/etc/kopi-docka/config.toml.20261204T211500Z.bak".into(),
+            }
+        );
+    }
+
+    /// Printed (no --write): the config text; written: where it went.
+    #[test]
+    fn renders_the_kopi_docka_import() {
+        let printed = Imported {
+            config: "# mapped from Kopi-Docka\n# not carried over: kopia-params\n\n[repository]\nlocation = \"/backup/repo\"\n".into(),
+            not_carried_over: vec!["kopia-params (restic-format repositories take no such parameters)".into()],
+            written: None,
+        };
+        assert_renders!("config_import_printed", &printed);
+        let written = Imported {
+            written: Some("/etc/kopi-docka/config.toml".into()),
+            ..printed
+        };
+        assert_renders!("config_import_written", &written);
     }
 
     #[test]

@@ -243,7 +243,6 @@ mod tests {
     use super::*;
     use crate::render::{assert_renders, assert_text, fixtures};
 
-    /// `admin restart-stopped` has no `--json`: its text only.
     #[test]
     fn renders_restart_stopped() {
         let started = RecoveryReport {
@@ -266,6 +265,8 @@ mod tests {
             RecoveryReport::default().human()
         );
         assert_text!("restart_stopped", text);
+        assert_renders!("restart_stopped_started", &started);
+        assert_renders!("restart_stopped_nothing", &RecoveryReport::default());
     }
 
     #[test]

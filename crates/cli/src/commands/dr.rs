@@ -100,7 +100,7 @@ async fn import(
     let passphrase = match dr::given_passphrase(args.passphrase_file.as_deref())? {
         Some(p) => p,
         None => match printer.ask_secret("Passphrase of the bundle:") {
-            Some(text) => Passphrase::new(&text)?,
+            Some(line) => Passphrase::typed(&line)?,
             None => bail!(UsageError(format!(
                 "no passphrase: give --passphrase-file FILE or set {} (no terminal to ask on)",
                 dr::PASSPHRASE_ENV

@@ -3,9 +3,11 @@
 
 mod admin_config;
 mod backup;
+mod completions;
 mod doctor;
 pub(crate) mod dr;
 mod history;
+mod man;
 mod notification;
 mod repo;
 mod restore;
@@ -37,7 +39,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(&cli.global, &args, printer).await,
         Command::Admin(admin) => match admin.command {
             AdminCommand::Repo(command) => repo::run(&cli.global, command, printer).await,
-            AdminCommand::RestartStopped => backup::restart_stopped(&cli.global, printer).await,
+            AdminCommand::RestartStopped(_) => backup::restart_stopped(&cli.global, printer).await,
             AdminCommand::Config(command) => admin_config::run(&cli.global, command, printer),
             AdminCommand::Service(command) => service::run(&cli.global, command, printer).await,
             AdminCommand::Notification(NotificationCommand::Test(_)) => {
@@ -46,6 +48,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             AdminCommand::RollbackCopies(command) => {
                 rollback_copies::run(&cli.global, command, printer).await
             }
+            AdminCommand::Completions(args) => Ok(completions::run(&args, printer)),
+            AdminCommand::Man(args) => man::run(&args, printer),
         },
         Command::Version(_) => version::run(printer),
     }

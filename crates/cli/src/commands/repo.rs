@@ -274,7 +274,6 @@ mod tests {
     use super::*;
     use crate::render::{assert_renders, assert_text, fixtures};
 
-    /// `change-password` has no `--json`: its text only.
     #[test]
     fn renders_change_password() {
         let file = PasswordChanged {
@@ -289,6 +288,8 @@ mod tests {
             "change_password",
             format!("{}{}", file.human(), command.human())
         );
+        assert_renders!("change_password_file", &file);
+        assert_renders!("change_password_command", &command);
     }
 
     #[test]

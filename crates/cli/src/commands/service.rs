@@ -1,13 +1,14 @@
 //! `kopi-docka admin service write-units | daemon | status`
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use kopi_docka_core::daemon::{self, ServiceStatus};
 use kopi_docka_core::lock::LockState;
 use kopi_docka_core::systemd::notify::ServiceManager;
 use kopi_docka_core::systemd::units;
+use serde::Serialize;
 
 use crate::cli::{DaemonArgs, GlobalArgs, JsonArgs, ServiceCommand, WriteUnitsArgs};
 use crate::exit::ExitCode;
@@ -50,21 +51,52 @@ fn write_units(
     };
     let rendered = units::render(&options);
     let written = units::write(&args.output_dir, &rendered, args.force)?;
-    for (path, outcome) in &written {
-        let verb = match outcome {
-            units::WriteOutcome::Created => "created  ",
-            units::WriteOutcome::Unchanged => "unchanged",
-            units::WriteOutcome::Replaced => "replaced ",
-        };
-        printer.line(&format!("{verb} {}", path.display()));
-    }
-    if args.output_dir == Path::new(units::DEFAULT_UNIT_DIR) {
-        printer.line(
-            "next: systemctl daemon-reload && systemctl enable --now kopi-docka.timer\n\
-             (or, instead of the timer: systemctl enable --now kopi-docka.service)",
-        );
-    }
+    printer.report(&UnitsWritten {
+        files: written
+            .into_iter()
+            .map(|(path, outcome)| UnitFile { path, outcome })
+            .collect(),
+        installed: args.output_dir == Path::new(units::DEFAULT_UNIT_DIR),
+    })?;
     Ok(ExitCode::Ok)
+}
+
+/// The unit files `write-units` wrote, kept or replaced.
+#[derive(Serialize)]
+struct UnitsWritten {
+    /// Each unit file and what happened to it.
+    files: Vec<UnitFile>,
+    /// Written into systemd's own directory (the human text then says how to enable them).
+    installed: bool,
+}
+
+/// One unit file.
+#[derive(Serialize)]
+struct UnitFile {
+    path: PathBuf,
+    outcome: units::WriteOutcome,
+}
+
+impl crate::render::Render for UnitsWritten {
+    fn human(&self) -> String {
+        let mut out = String::new();
+        for file in &self.files {
+            let verb = match file.outcome {
+                units::WriteOutcome::Created => "created  ",
+                units::WriteOutcome::Unchanged => "unchanged",
+                units::WriteOutcome::Replaced => "replaced ",
+            };
+            // Writing into a String cannot fail.
+            let _ = writeln!(out, "{verb} {}", file.path.display());
+        }
+        if self.installed {
+            out.push_str(
+                "next: systemctl daemon-reload && systemctl enable --now kopi-docka.timer\n\
+                 (or, instead of the timer: systemctl enable --now kopi-docka.service)\n",
+            );
+        }
+        out
+    }
 }
 
 async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCode> {

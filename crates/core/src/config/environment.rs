@@ -43,6 +43,21 @@ pub struct Environment {
     pub cache_dir_env: Option<PathBuf>,
     /// `$DOCKER_HOST`.
     pub docker_host_env: Option<String>,
+    /// `$KOPI_DOCKA_REPOSITORY`, `$KOPI_DOCKA_PASSWORD_FILE`, `$KOPI_DOCKA_PASSWORD_COMMAND`.
+    pub repository: RepositoryEnv,
+}
+
+/// The restic-like variables that name the repository and its password over the config
+/// (`RESTIC_REPOSITORY`, `RESTIC_PASSWORD_FILE`, `RESTIC_PASSWORD_COMMAND`);
+/// [`LoadedConfig::override_repository`](super::LoadedConfig::override_repository) applies them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepositoryEnv {
+    /// `$KOPI_DOCKA_REPOSITORY`: the repository location.
+    pub location: Option<String>,
+    /// `$KOPI_DOCKA_PASSWORD_FILE`: the file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// `$KOPI_DOCKA_PASSWORD_COMMAND`: the command printing the password.
+    pub password_command: Option<String>,
 }
 
 impl Environment {
@@ -60,6 +75,12 @@ impl Environment {
             state_dir_env: var("KOPI_DOCKA_STATE_DIR").map(PathBuf::from),
             cache_dir_env: var("KOPI_DOCKA_CACHE_DIR").map(PathBuf::from),
             docker_host_env: var("DOCKER_HOST").map(|v| v.to_string_lossy().into_owned()),
+            repository: RepositoryEnv {
+                location: var("KOPI_DOCKA_REPOSITORY").map(|v| v.to_string_lossy().into_owned()),
+                password_file: var("KOPI_DOCKA_PASSWORD_FILE").map(PathBuf::from),
+                password_command: var("KOPI_DOCKA_PASSWORD_COMMAND")
+                    .map(|v| v.to_string_lossy().into_owned()),
+            },
         }
     }
 

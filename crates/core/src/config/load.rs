@@ -47,6 +47,57 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// Puts the repository named on the command line or in the environment over the config's,
+    /// restic-style. Location: `flag` (`--repo`), else `$KOPI_DOCKA_REPOSITORY`, else
+    /// `[repository] location`. Password: `$KOPI_DOCKA_PASSWORD_FILE` or
+    /// `$KOPI_DOCKA_PASSWORD_COMMAND` (not both), else `[repository] password-file` /
+    /// `password-command`, else `$KOPI_DOCKA_PASSWORD`. Relative local paths given here are
+    /// relative to the working directory (the config's own are relative to the config file).
+    pub fn override_repository(&mut self, flag: Option<&str>) -> Result<(), ConfigError> {
+        let env = self.env.repository.clone();
+        let location = flag.map(|text| ("--repo", text)).or_else(|| {
+            env.location
+                .as_deref()
+                .map(|t| ("$KOPI_DOCKA_REPOSITORY", t))
+        });
+        if let Some((origin, text)) = location {
+            let invalid = |message: String| ConfigError::Override { origin, message };
+            let text = if Path::new(text).is_relative() && !text.contains(':') {
+                std::path::absolute(text)
+                    .map_err(|e| invalid(format!("`{text}`: {e}")))?
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                text.to_owned()
+            };
+            self.config.repository.location =
+                Some(RepositoryLocation::try_from(text).map_err(invalid)?);
+        }
+        let repo = &mut self.config.repository;
+        match (env.password_file, env.password_command) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Override {
+                    origin: "$KOPI_DOCKA_PASSWORD_FILE",
+                    message: "$KOPI_DOCKA_PASSWORD_COMMAND is set too; unset one of them".into(),
+                });
+            }
+            (Some(file), None) => {
+                let file = std::path::absolute(&file).map_err(|e| ConfigError::Override {
+                    origin: "$KOPI_DOCKA_PASSWORD_FILE",
+                    message: e.to_string(),
+                })?;
+                repo.password_file = Some(file);
+                repo.password_command = None;
+            }
+            (None, Some(command)) => {
+                repo.password_file = None;
+                repo.password_command = Some(command);
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
     /// The effective repository location.
     pub fn repository_location(&self) -> RepositoryLocation {
         self.config
@@ -109,6 +160,14 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// `--repo` or a `$KOPI_DOCKA_*` variable holds something we cannot use.
+    #[error("{origin}: {message}")]
+    Override {
+        /// The flag or variable.
+        origin: &'static str,
+        /// What is wrong.
         message: String,
     },
     /// `$DOCKER_HOST` holds something we cannot use.

@@ -14,6 +14,7 @@ fn env(root: bool) -> Environment {
         state_dir_env: None,
         cache_dir_env: None,
         docker_host_env: None,
+        repository: crate::config::environment::RepositoryEnv::default(),
     }
 }
 

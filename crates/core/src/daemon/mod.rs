@@ -330,6 +330,7 @@ mod tests {
             state_dir_env: None,
             cache_dir_env: None,
             docker_host_env: None,
+            repository: crate::config::environment::RepositoryEnv::default(),
         };
         DaemonSettings {
             loaded: LoadedConfig {

@@ -36,6 +36,17 @@ impl Passphrase {
         Ok(Self(text.to_owned()))
     }
 
+    /// Wraps a passphrase typed at a prompt: only the line ending goes, spaces are part of
+    /// what was typed (a file's surrounding whitespace is not, see [`Passphrase::new`]).
+    pub fn typed(line: &str) -> Result<Self, DrError> {
+        let text = line.strip_suffix('\n').unwrap_or(line);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        if text.len() < 12 {
+            return Err(DrError::WeakPassphrase);
+        }
+        Ok(Self(text.to_owned()))
+    }
+
     /// 140 random bits as seven groups of four base32 letters and digits
     /// (`ABCD-EFGH-...`): easy to read aloud and to type.
     pub fn generate() -> std::io::Result<Self> {
@@ -230,6 +241,21 @@ mod tests {
         assert_ne!(p, Passphrase::generate().unwrap());
         assert!(format!("{p:?}").contains("***"));
         assert!(Passphrase::new("short").is_err());
+    }
+
+    /// A typed passphrase loses its line ending only; a file's loses its surrounding spaces.
+    #[test]
+    fn typed_passphrases_keep_their_spaces() {
+        let typed = Passphrase::typed("  correct horse  \r\n").unwrap();
+        assert_eq!(typed.reveal(), "  correct horse  ");
+        assert_eq!(
+            Passphrase::typed(" twelve chars\n").unwrap().reveal(),
+            " twelve chars"
+        );
+        assert!(Passphrase::typed("short       \n").is_ok());
+        assert!(Passphrase::typed("short\n").is_err());
+        let file = Passphrase::new("  correct horse  \n").unwrap();
+        assert_eq!(file.reveal(), "correct horse");
     }
 
     #[test]

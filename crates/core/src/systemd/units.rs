@@ -62,7 +62,8 @@ pub struct RenderedUnit {
 }
 
 /// What writing did to one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WriteOutcome {
     /// The file did not exist.
     Created,
@@ -329,6 +330,7 @@ mod tests {
             state_dir_env: Some("/srv/state".into()),
             cache_dir_env: Some("/srv/cache".into()),
             docker_host_env: None,
+            repository: crate::config::environment::RepositoryEnv::default(),
         };
         let mut loaded = LoadedConfig {
             config: Config::default(),

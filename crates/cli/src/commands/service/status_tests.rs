@@ -1,4 +1,4 @@
-//! Snapshots of `admin service status`, both renderings, from fixture states.
+//! Snapshots of `admin service status` and `write-units`, both renderings, from fixture states.
 
 use kopi_docka_core::history::RunSummary;
 use kopi_docka_core::lock::LockState;
@@ -67,4 +67,30 @@ fn renders_a_host_without_systemd() {
             daemon_lock: LockState::Held,
         }
     );
+}
+
+/// `write-units` into systemd's directory (the text says how to enable them) and elsewhere.
+#[test]
+fn renders_units_written() {
+    use kopi_docka_core::systemd::units::WriteOutcome;
+
+    use super::{UnitFile, UnitsWritten};
+    let file = |name: &str, outcome| UnitFile {
+        path: format!("/etc/systemd/system/{name}").into(),
+        outcome,
+    };
+    let installed = UnitsWritten {
+        files: vec![
+            file("kopi-docka.service", WriteOutcome::Created),
+            file("kopi-docka.timer", WriteOutcome::Unchanged),
+            file("kopi-docka-daemon.service", WriteOutcome::Replaced),
+        ],
+        installed: true,
+    };
+    assert_renders!("units_written_installed", &installed);
+    let elsewhere = UnitsWritten {
+        installed: false,
+        ..installed
+    };
+    assert_renders!("units_written_elsewhere", &elsewhere);
 }
