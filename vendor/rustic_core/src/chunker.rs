@@ -1,11 +1,14 @@
-use std::io::Read;
+use std::{
+    io::Read,
+    sync::{Mutex, PoisonError},
+};
 
 mod fixed_size;
 pub mod rabin;
 
 use fixed_size::ChunkIter as FixedSizeChunkIter;
 use rabin::ChunkIter as RabinChunkIter;
-use rustic_cdc::Rabin64;
+use rustic_cdc::{Polynom64, Rabin64};
 
 use crate::{
     RusticResult,
@@ -27,7 +30,7 @@ impl<R: Read + Send> ChunkIter<R> {
         let iter = match config.chunker() {
             Chunker::Rabin => {
                 let poly = config.poly()?;
-                let rabin = Rabin64::new_with_polynom(6, &poly);
+                let rabin = rabin_for(poly);
                 Self::Rabin(Box::new(RabinChunkIter::new(
                     rabin,
                     config.chunk_size(),
@@ -47,6 +50,25 @@ impl<R: Read + Send> ChunkIter<R> {
     }
 }
 
+/// kopi-docka patch: a fresh [`Rabin64`] for `poly`, cloned from one built once per polynomial.
+///
+/// `Rabin64::new_with_polynom` computes two 256-entry lookup tables, about 0.5 ms; doing that
+/// for every file made a first backup of 50,000 small files spend most of its time there. A
+/// new `Rabin64` has an empty window and a zero hash, and the cached one is never used for
+/// hashing, so its clone chunks exactly as a newly built one.
+fn rabin_for(poly: Polynom64) -> Rabin64 {
+    // A repository has one polynomial; a process rarely opens more than a few repositories.
+    static CACHE: Mutex<Vec<(Polynom64, Rabin64)>> = Mutex::new(Vec::new());
+    // Poisoned only if building a `Rabin64` panicked; the entries present are still whole.
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, rabin)) = cache.iter().find(|(p, _)| *p == poly) {
+        return rabin.clone();
+    }
+    let rabin = Rabin64::new_with_polynom(6, &poly);
+    cache.push((poly, rabin.clone()));
+    rabin
+}
+
 impl<R: Read + Send> Iterator for ChunkIter<R> {
     type Item = RusticResult<Vec<u8>>;
 
@@ -54,6 +76,35 @@ impl<R: Read + Send> Iterator for ChunkIter<R> {
         match self {
             Self::Rabin(rabin) => rabin.next(),
             Self::FixedSize(fixed_size) => fixed_size.next(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use rand::prelude::*;
+
+    use super::*;
+
+    /// kopi-docka patch: a cached `Rabin64`, handed out again and again, cuts where a newly
+    /// built one does.
+    #[test]
+    fn cached_rabin_chunks_like_a_new_one() {
+        let poly = 0x003D_A335_8B4D_C173;
+        let mut data = vec![0; 4 << 20];
+        StdRng::seed_from_u64(42).fill_bytes(&mut data);
+        let chunks = |rabin| {
+            RabinChunkIter::new(rabin, 1 << 20, 512 << 10, 8 << 20, Cursor::new(&data), data.len())
+                .unwrap()
+                .map(|chunk| chunk.unwrap().len())
+                .collect::<Vec<_>>()
+        };
+        let expected = chunks(Rabin64::new_with_polynom(6, &poly));
+        assert!(expected.len() > 1, "the data must be cut: {expected:?}");
+        for _ in 0..3 {
+            assert_eq!(chunks(rabin_for(poly)), expected);
         }
     }
 }
