@@ -53,9 +53,9 @@ impl<R: Read + Send> ChunkIter<R> {
 /// kopi-docka patch: a fresh [`Rabin64`] for `poly`, cloned from one built once per polynomial.
 ///
 /// `Rabin64::new_with_polynom` computes two 256-entry lookup tables, about 0.5 ms; doing that
-/// for every file made a first backup of 50,000 small files spend most of its time there. A
-/// new `Rabin64` has an empty window and a zero hash, and the cached one is never used for
-/// hashing, so its clone chunks exactly as a newly built one.
+/// for every file made a first backup of 50,000 small files spend most of its time there. The
+/// cached one is never used for hashing (and the chunker resets the window before each chunk),
+/// so its clone chunks exactly as a newly built one.
 fn rabin_for(poly: Polynom64) -> Rabin64 {
     // A repository has one polynomial; a process rarely opens more than a few repositories.
     static CACHE: Mutex<Vec<(Polynom64, Rabin64)>> = Mutex::new(Vec::new());
@@ -88,23 +88,36 @@ mod tests {
 
     use super::*;
 
-    /// kopi-docka patch: a cached `Rabin64`, handed out again and again, cuts where a newly
-    /// built one does.
+    /// kopi-docka patch: a cached `Rabin64`, handed out again and again and for more than one
+    /// polynomial, cuts where a newly built one does.
     #[test]
     fn cached_rabin_chunks_like_a_new_one() {
-        let poly = 0x003D_A335_8B4D_C173;
         let mut data = vec![0; 4 << 20];
         StdRng::seed_from_u64(42).fill_bytes(&mut data);
         let chunks = |rabin| {
-            RabinChunkIter::new(rabin, 1 << 20, 512 << 10, 8 << 20, Cursor::new(&data), data.len())
-                .unwrap()
-                .map(|chunk| chunk.unwrap().len())
-                .collect::<Vec<_>>()
+            RabinChunkIter::new(
+                rabin,
+                1 << 20,
+                512 << 10,
+                8 << 20,
+                Cursor::new(&data),
+                data.len(),
+            )
+            .unwrap()
+            .map(|chunk| chunk.unwrap().len())
+            .collect::<Vec<_>>()
         };
-        let expected = chunks(Rabin64::new_with_polynom(6, &poly));
-        assert!(expected.len() > 1, "the data must be cut: {expected:?}");
+        let polys = [0x003D_A335_8B4D_C173, 0x0030_1B5B_0A40_6E53];
+        let expected = polys.map(|poly| chunks(Rabin64::new_with_polynom(6, &poly)));
+        assert!(expected[0].len() > 1, "the data must be cut: {expected:?}");
+        assert_ne!(
+            expected[0], expected[1],
+            "the polynomials must cut differently"
+        );
         for _ in 0..3 {
-            assert_eq!(chunks(rabin_for(poly)), expected);
+            for (poly, expected) in polys.iter().zip(&expected) {
+                assert_eq!(&chunks(rabin_for(*poly)), expected, "polynomial {poly:#x}");
+            }
         }
     }
 }
