@@ -82,9 +82,10 @@ export INSTA_UPDATE=no
 say "cargo test (Docker tests enabled)"
 cargo test --workspace --all-targets --locked
 say "rustic_core's own unit tests on our patched copy (vendor/PATCHES.md)"
-# Outside the workspace, with its own lock file. The [patch] makes its dev-dependencies
-# (rustic_backend, rustic_testing) use this copy instead of a second rustic_core from crates.io;
-# the profile and the target directory are the workspace's, so dependencies built there are reused.
+# Outside the workspace, with its own lock file (vendor/rustic_core/Cargo.lock). The [patch]
+# makes its dev-dependencies (rustic_backend, rustic_testing) use this copy instead of a second
+# rustic_core from crates.io; dependencies are optimised as in the workspace (scrypt, zstd and
+# AES are slow unoptimised). One target directory for everything, as for the workspace.
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo test --locked \
     --manifest-path vendor/rustic_core/Cargo.toml --lib \
     --config 'patch.crates-io.rustic_core.path="vendor/rustic_core"' \
