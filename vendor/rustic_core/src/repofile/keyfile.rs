@@ -530,8 +530,8 @@ mod tests {
     #[test]
     fn invalid_params_are_an_error() {
         let params = ScryptParams {
-            log_n: 0,
-            r: 8,
+            log_n: 15,
+            r: 0,
             p: 1,
         };
         assert!(
