@@ -81,6 +81,15 @@ export INSTA_UPDATE=no
 
 say "cargo test (Docker tests enabled)"
 cargo test --workspace --all-targets --locked
+say "rustic_core's own unit tests on our patched copy (vendor/PATCHES.md)"
+# Outside the workspace, with its own lock file (vendor/rustic_core/Cargo.lock). The [patch]
+# makes its dev-dependencies (rustic_backend, rustic_testing) use this copy instead of a second
+# rustic_core from crates.io; dependencies are optimised as in the workspace (scrypt, zstd and
+# AES are slow unoptimised). One target directory for everything, as for the workspace.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo test --locked \
+    --manifest-path vendor/rustic_core/Cargo.toml --lib \
+    --config 'patch.crates-io.rustic_core.path="vendor/rustic_core"' \
+    --config 'profile.dev.package."*".opt-level=2'
 say "benchmark harness, small-data mode (checks the harness; asserts nothing about speed)"
 /usr/bin/python3 scripts/bench.py --small --bin "${CARGO_TARGET_DIR:-target}/debug/kopi-docka" >/dev/null
 say "cargo fmt --check"

@@ -658,6 +658,14 @@ async fn change_password_keeps_the_repository_reachable() {
     let repo = fx.open().await.unwrap();
     let stats = repo.stats().await.unwrap();
     assert_eq!(stats.version, 2);
+    // The new key has our scrypt parameters too, and restic opens it.
+    assert_key_is_ours(&fx);
+    let out = fx.restic(&["cat", "config"]);
+    assert!(
+        out.status.success(),
+        "restic opens the new key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Seeded bytes that do not compress, so content-defined chunking has something to cut.
@@ -674,13 +682,9 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Our patched `rustic_core` (`vendor/rustic_core`) must keep writing what restic expects: key
-/// files restic opens, with the scrypt parameters we chose, and chunk boundaries identical to
-/// restic's, or deduplication between the two tools (and with older repositories) is lost.
-#[tokio::test(flavor = "multi_thread")]
-async fn restic_finds_every_chunk_we_wrote_and_opens_our_keys() {
-    let fx = Fixture::new();
-    let repo = fx.init().await;
+/// The repository has one key, and it has the scrypt parameters we pass to rustic_core
+/// (N=2^15, r=8, p=4; rustic_core's own default is N=2^17, r=8, p=1).
+fn assert_key_is_ours(fx: &Fixture) {
     let keys: Vec<_> = std::fs::read_dir(fx.repo_dir().join("keys"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -697,6 +701,16 @@ async fn restic_finds_every_chunk_we_wrote_and_opens_our_keys() {
         ),
         "scrypt parameters of a new key: {key}"
     );
+}
+
+/// Our patched `rustic_core` (`vendor/rustic_core`) must keep writing what restic expects: key
+/// files restic opens, with the scrypt parameters we chose, and chunk boundaries identical to
+/// restic's, or deduplication between the two tools (and with older repositories) is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn restic_finds_every_chunk_we_wrote_and_opens_our_keys() {
+    let fx = Fixture::new();
+    let repo = fx.init().await;
+    assert_key_is_ours(&fx);
 
     let data = fx.path("data");
     std::fs::create_dir_all(&data).unwrap();

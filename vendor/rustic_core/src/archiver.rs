@@ -217,52 +217,50 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
             });
             // kopi-docka patch: the walk (directory reads, stat, xattrs) runs in its own
             // thread, ahead of the parent-tree matching below, handing over batches
-            let iter = iter
-                .chunks_ahead()
-                .readahead_scoped(s)
-                .flatten();
+            let iter = iter.chunks_ahead().readahead_scoped(s).flatten();
             // handle beginning and ending of trees
             let iter = TreeIterator::new(iter);
 
             // use parent snapshot
-            let result = iter.filter_map(
-                |item| match self.parent.process(&self.be, self.index, item) {
+            let result = iter
+                .filter_map(
+                    |item| match self.parent.process(&self.be, self.index, item) {
+                        Ok(item) => Some(item),
+                        Err(err) => {
+                            warn!("ignoring error reading parent snapshot: {err:?}");
+                            None
+                        }
+                    },
+                )
+                // kopi-docka patch: in batches (see `Batch`), not one item at a time
+                .batching(Batch::collect)
+                // archive files in parallel
+                .parallel_map_scoped(s, |batch| {
+                    // kopi-docka patch: a cancelled backup opens no further file
+                    if is_set(cancel) {
+                        return Vec::new();
+                    }
+                    batch
+                        .into_iter()
+                        .map(|item| self.file_archiver.process(item, p))
+                        .collect::<Vec<_>>()
+                })
+                .readahead_scoped(s)
+                .flatten()
+                .filter_map(|item| match item {
                     Ok(item) => Some(item),
                     Err(err) => {
-                        warn!("ignoring error reading parent snapshot: {err:?}");
+                        warn!("ignoring error: {}", err.display_log());
                         None
                     }
-                },
-            )
-            // kopi-docka patch: in batches (see `Batch`), not one item at a time
-            .batching(Batch::collect)
-            // archive files in parallel
-            .parallel_map_scoped(s, |batch| {
-                // kopi-docka patch: a cancelled backup opens no further file
-                if is_set(cancel) {
-                    return Vec::new();
-                }
-                batch
-                    .into_iter()
-                    .map(|item| self.file_archiver.process(item, p))
-                    .collect::<Vec<_>>()
-            })
-            .readahead_scoped(s)
-            .flatten()
-            .filter_map(|item| match item {
-                Ok(item) => Some(item),
-                Err(err) => {
-                    warn!("ignoring error: {}", err.display_log());
-                    None
-                }
-            })
-            .try_for_each(|item| {
-                // kopi-docka patch: stop consuming (which stops the workers) once cancelled
-                if is_set(cancel) {
-                    return Err(cancelled());
-                }
-                self.tree_archiver.add(item)
-            });
+                })
+                .try_for_each(|item| {
+                    // kopi-docka patch: stop consuming (which stops the workers) once cancelled
+                    if is_set(cancel) {
+                        return Err(cancelled());
+                    }
+                    self.tree_archiver.add(item)
+                });
             if is_set(cancel) {
                 // kopi-docka patch: index what was packed so far, save no tree and no snapshot
                 src_size_handle
@@ -347,7 +345,8 @@ impl Batch {
         let mut bytes = 0;
         for item in items.by_ref() {
             if let TreeType::Other((_, node, (_, parent))) = &item {
-                if node.node_type == NodeType::File && !matches!(parent, ParentResult::Matched(())) {
+                if node.node_type == NodeType::File && !matches!(parent, ParentResult::Matched(()))
+                {
                     bytes += node.meta.size;
                 }
             }

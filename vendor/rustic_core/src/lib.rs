@@ -170,6 +170,7 @@ pub use crate::{
         HiddenProgress, NoProgress, NoProgressBars, Progress, ProgressBars, ProgressType,
         RusticProgress,
     },
+    repofile::ScryptParams,
     repofile::snapshotfile::{
         PathList, SnapshotOptions, StringList,
         grouping::{Group, Grouped, SnapshotGroup, SnapshotGroupCriterion},

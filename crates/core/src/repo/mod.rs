@@ -25,7 +25,7 @@ use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, ForgetGroups, Grouped, KeepOptions,
     KeyOptions, LocalDestination, LsOptions, OpenStatus, ParentOptions, PathList, PruneOptions,
-    ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError,
+    ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError, ScryptParams,
     SnapshotGroupCriterion, SnapshotOptions,
 };
 use serde::Serialize;
@@ -1206,10 +1206,21 @@ fn unopened(
         .map_err(engine("connecting to the repository"))
 }
 
+/// Scrypt parameters of the keys we write: N=2^15, r=8, p=4 is the work of rustic_core's
+/// default (N=2^17, r=8, p=1) in 32 MiB instead of 128 MiB, which was most of the peak memory
+/// of every command that opens the repository. restic 0.14 calibrates to the same N and r with
+/// p around 5-8, and opens these keys. Keys already in a repository keep their parameters.
+const KEY_SCRYPT: ScryptParams = ScryptParams {
+    log_n: 15,
+    r: 8,
+    p: 4,
+};
+
 fn key_options(settings: &RepoSettings) -> KeyOptions {
     KeyOptions::default()
         .hostname(settings.hostname.clone())
         .username("kopi-docka".to_owned())
+        .scrypt_params(KEY_SCRYPT)
 }
 
 fn wrong_password_or(error: &RusticError, settings: &RepoSettings, op: &'static str) -> RepoError {

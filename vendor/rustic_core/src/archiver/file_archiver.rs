@@ -155,7 +155,11 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
         )?
         .map(|chunk| {
             // kopi-docka patch: a cancelled backup stops reading mid-file
-            if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            if self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
                 return Err(RusticError::new(
                     ErrorKind::Other,
                     "The backup was cancelled; no snapshot was saved.",

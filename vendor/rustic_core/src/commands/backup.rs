@@ -294,8 +294,8 @@ where
 
     let be = DryRunBackend::new(repo.dbe().clone(), opts.dry_run);
     info!("starting to backup {backup_paths:?} ...");
-    let archiver = Archiver::new(be, index, repo.config(), parent, snap)?
-        .cancellable(opts.cancel.clone());
+    let archiver =
+        Archiver::new(be, index, repo.config(), parent, snap)?.cancellable(opts.cancel.clone());
     let p = repo.progress_bytes("backing up...");
 
     archiver.archive(

@@ -5,7 +5,7 @@ use crate::{
     backend::{FileType, WriteBackend, decrypt::DecryptWriteBackend},
     crypto::{aespoly1305::Key, hasher::hash},
     error::{ErrorKind, RusticError, RusticResult},
-    repofile::{KeyFile, KeyId},
+    repofile::{KeyFile, KeyId, ScryptParams},
     repository::{Open, Repository},
 };
 
@@ -26,6 +26,10 @@ pub struct KeyOptions {
     /// Add 'created' date in public key information
     #[cfg_attr(feature = "clap", clap(long))]
     pub with_created: bool,
+
+    /// kopi-docka patch: scrypt parameters of the new key (default: `scrypt::Params::RECOMMENDED`)
+    #[cfg_attr(feature = "clap", clap(skip))]
+    pub scrypt_params: Option<ScryptParams>,
 }
 
 /// Add the current key to the repository.
@@ -106,7 +110,14 @@ pub(crate) fn add_key_to_repo<S>(
     key: Key,
 ) -> RusticResult<KeyId> {
     let ko = opts.clone();
-    let keyfile = KeyFile::generate(key, &pass, ko.hostname, ko.username, ko.with_created)?;
+    let keyfile = KeyFile::generate_with_params(
+        key,
+        &pass,
+        ko.hostname,
+        ko.username,
+        ko.with_created,
+        ko.scrypt_params,
+    )?;
 
     let data = serde_json::to_vec(&keyfile).map_err(|err| {
         RusticError::with_source(

@@ -917,3 +917,52 @@ impl RestorePlan {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::mpsc, thread, time::Duration};
+
+    use super::*;
+
+    fn held(budget: &InFlight) -> u64 {
+        *budget.held.lock().unwrap()
+    }
+
+    /// kopi-docka patch: shares within the budget are held together, a share larger than the
+    /// whole budget is granted when nothing else is held, and every share is given back.
+    #[test]
+    fn in_flight_budget_grants_and_returns_shares() {
+        let budget = InFlight::new();
+        let half = constants::IN_FLIGHT_BUDGET / 2;
+        {
+            let _a = budget.take(half);
+            let _b = budget.take(half);
+            assert_eq!(held(&budget), constants::IN_FLIGHT_BUDGET);
+        }
+        assert_eq!(held(&budget), 0);
+        {
+            let _large = budget.take(3 * constants::IN_FLIGHT_BUDGET);
+            assert_eq!(held(&budget), 3 * constants::IN_FLIGHT_BUDGET);
+        }
+        assert_eq!(held(&budget), 0);
+    }
+
+    /// kopi-docka patch: a reader waiting for the budget is woken when a share is given back.
+    #[test]
+    fn in_flight_waiter_is_woken_by_a_returned_share() {
+        let budget = InFlight::new();
+        let (tx, rx) = mpsc::channel();
+        thread::scope(|s| {
+            let full = budget.take(constants::IN_FLIGHT_BUDGET);
+            let _waiter = s.spawn(|| {
+                let _share = budget.take(1);
+                tx.send(()).unwrap();
+            });
+            drop(full);
+            // Not a timing assumption: the bound only turns a lost wake-up into a failure.
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("the waiting reader got its share");
+        });
+        assert_eq!(held(&budget), 0);
+    }
+}

@@ -180,6 +180,9 @@ impl KeyFile {
 
     /// Generate a new [`KeyFile`] from a given key and password.
     ///
+    /// The key derivation uses `scrypt::Params::RECOMMENDED`; see
+    /// [`KeyFile::generate_with_params`] to choose other parameters.
+    ///
     /// # Arguments
     ///
     /// * `key` - The key to use for encryption
@@ -203,14 +206,52 @@ impl KeyFile {
         username: Option<String>,
         with_created: bool,
     ) -> RusticResult<Self> {
+        Self::generate_with_params(key, passwd, hostname, username, with_created, None)
+    }
+
+    /// Generate a new [`KeyFile`] from a given key and password, with the given scrypt
+    /// parameters (kopi-docka patch).
+    ///
+    /// # Arguments
+    ///
+    /// * `key` - The key to use for encryption
+    /// * `passwd` - The password to use for the key derivation function
+    /// * `hostname` - The hostname to use for the [`KeyFile`]
+    /// * `username` - The username to use for the [`KeyFile`]
+    /// * `with_created` - Whether to set the creation time of the [`KeyFile`] to the current time
+    /// * `scrypt_params` - The scrypt parameters; `None` means `scrypt::Params::RECOMMENDED`
+    ///
+    /// # Errors
+    ///
+    /// * If the scrypt parameters are invalid
+    /// * If the output length of the key derivation function is invalid
+    /// * If the [`KeyFile`] could not be serialized
+    ///
+    /// # Returns
+    ///
+    /// The generated [`KeyFile`]
+    pub fn generate_with_params(
+        key: Key,
+        passwd: &impl AsRef<[u8]>,
+        hostname: Option<String>,
+        username: Option<String>,
+        with_created: bool,
+        scrypt_params: Option<ScryptParams>,
+    ) -> RusticResult<Self> {
         let masterkey = MasterKey::from_key(key);
-        // kopi-docka patch: N=2^15, r=8, p=4 instead of `Params::RECOMMENDED` (N=2^17, r=8,
-        // p=1). The same derivation work (N*r*p), but 32 MiB instead of 128 MiB, which was most
-        // of the peak memory of every command that opens the repository. restic 0.14 calibrates
-        // to the same N and r with p around 5-8.
-        let params = Params::new(15, 8, 4).map_err(|err| {
-            RusticError::with_source(ErrorKind::Internal, "Invalid scrypt parameters.", err)
-        })?;
+        let params = match scrypt_params {
+            None => Params::RECOMMENDED,
+            Some(ScryptParams { log_n, r, p }) => Params::new(log_n, r, p).map_err(|err| {
+                RusticError::with_source(
+                    ErrorKind::InvalidInput,
+                    "Invalid scrypt parameters: log_n = {log_n}, r = {r}, p = {p}.",
+                    err,
+                )
+                .attach_context("log_n", log_n.to_string())
+                .attach_context("r", r.to_string())
+                .attach_context("p", p.to_string())
+            })?,
+        };
         let mut salt = vec![0; 64];
         rng().fill_bytes(&mut salt);
 
@@ -275,6 +316,21 @@ impl KeyFile {
             .attach_context("key_id", id.to_string())
         })
     }
+}
+
+/// The parameters of the scrypt key derivation of a new key (kopi-docka patch).
+///
+/// `Params::RECOMMENDED` (N=2^17, r=8, p=1) needs 128 MiB (128 * N * r bytes) while the key is
+/// derived, in every command that opens the repository. N=2^15, r=8, p=4 is the same work in
+/// 32 MiB. Existing keys keep the parameters stored in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScryptParams {
+    /// The base-2 logarithm of the CPU/memory cost N
+    pub log_n: u8,
+    /// The block size r
+    pub r: u32,
+    /// The parallelization p
+    pub p: u32,
 }
 
 /// Calculate the logarithm to base 2 of the given number
@@ -427,5 +483,60 @@ pub(crate) fn find_key_in_backend<B: ReadBackend>(
             ErrorKind::Credentials,
             "The password that has been entered, seems to be incorrect. No suitable key found for the given password. Please check your password and try again.",
         ).attach_error_code("C002"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kdf(keyfile: &KeyFile) -> (u32, u32, u32) {
+        (keyfile.n, keyfile.r, keyfile.p)
+    }
+
+    /// kopi-docka patch: without a choice, new keys keep upstream's recommended parameters.
+    #[test]
+    fn new_key_defaults_to_recommended_params() {
+        let keyfile = KeyFile::generate(Key::new(), &"pw", None, None, false).unwrap();
+        assert_eq!(
+            kdf(&keyfile),
+            (
+                1 << Params::RECOMMENDED_LOG_N,
+                Params::RECOMMENDED_R,
+                Params::RECOMMENDED_P
+            )
+        );
+        assert_eq!(kdf(&keyfile), (131_072, 8, 1));
+    }
+
+    /// kopi-docka patch: chosen parameters are used and stored, and the key opens with them.
+    #[test]
+    fn new_key_uses_chosen_params() {
+        let key = Key::new();
+        let params = ScryptParams {
+            log_n: 10,
+            r: 8,
+            p: 4,
+        };
+        let keyfile =
+            KeyFile::generate_with_params(key, &"pw", None, None, false, Some(params)).unwrap();
+        assert_eq!(kdf(&keyfile), (1024, 8, 4));
+        let opened = keyfile.key_from_password(&"pw").unwrap();
+        assert_eq!(opened.to_keys(), key.to_keys());
+        assert!(keyfile.key_from_password(&"wrong").is_err());
+    }
+
+    /// kopi-docka patch: invalid parameters are an error, not a panic.
+    #[test]
+    fn invalid_params_are_an_error() {
+        let params = ScryptParams {
+            log_n: 15,
+            r: 0,
+            p: 1,
+        };
+        assert!(
+            KeyFile::generate_with_params(Key::new(), &"pw", None, None, false, Some(params))
+                .is_err()
+        );
     }
 }
