@@ -85,8 +85,10 @@ say "rustic_core's own unit tests on our patched copy (vendor/PATCHES.md)"
 # Outside the workspace, with its own lock file (vendor/rustic_core/Cargo.lock). The [patch]
 # makes its dev-dependencies (rustic_backend, rustic_testing) use this copy instead of a second
 # rustic_core from crates.io; dependencies are optimised as in the workspace (scrypt, zstd and
-# AES are slow unoptimised). One target directory for everything, as for the workspace.
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo test --locked \
+# AES are slow unoptimised). Its dependencies resolve differently from the workspace's, so none
+# of the workspace's builds is reused; it gets its own directory under the target directory, so
+# the two never invalidate each other (a first run builds ~250 crates once).
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/vendor-rustic-core" cargo test --locked \
     --manifest-path vendor/rustic_core/Cargo.toml --lib \
     --config 'patch.crates-io.rustic_core.path="vendor/rustic_core"' \
     --config 'profile.dev.package."*".opt-level=2'
