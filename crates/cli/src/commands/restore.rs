@@ -88,7 +88,7 @@ pub async fn run(
             ExitCode::Failed
         });
     }
-    let mut plan = Box::pin(restore::prepare(&ctx, request.clone())).await?;
+    let plan = Box::pin(restore::prepare(&ctx, request.clone())).await?;
     if args.dry_run {
         printer.report(&plan)?;
         return Ok(ExitCode::Ok);
@@ -98,7 +98,9 @@ pub async fn run(
     let trusted = plan.trusted() || args.trust_recipe || confirm_trust(interactive, printer)?;
     let _run_lock = lock_and_recover(&loaded, &engine, &interrupt, printer).await?;
     let shown = serde_json::to_value(&plan)?;
-    plan = Box::pin(restore::prepare(&ctx, request)).await?;
+    // Dropped first: a plan removes its unpacked recipe, which the new one unpacks again.
+    drop(plan);
+    let mut plan = Box::pin(restore::prepare(&ctx, request)).await?;
     if serde_json::to_value(&plan)? != shown {
         bail!(UsageError(
             "what the restore would do changed while it waited for the answer (a container \
