@@ -144,3 +144,48 @@ fn history_from_the_repository_when_the_local_state_is_gone() {
     let since = history(&env, &["--since", "1h"]);
     assert_eq!(since["runs"].as_array().unwrap().len(), 1);
 }
+
+/// Two configurations with different repositories on one host share the state directory: the
+/// run records of one repository are never shown (nor counted for freshness) for the other.
+#[test]
+fn run_records_stay_with_their_repository() {
+    if !support::docker_tests_enabled("run_records_stay_with_their_repository") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let _resources = DockerResources::new(&prefix);
+    let app = format!("{prefix}-app");
+    docker(&["run", "-d", "--name", &app, IMAGE, "sh", "-c", IDLE]);
+    let env = Env::builder().init().build();
+    env.cmd(&["backup", "--unit", &app]).assert().success();
+    let other = env.path("other-repo");
+    let other = other.to_str().unwrap();
+    env.cmd(&["--repo", other, "admin", "repo", "init"])
+        .assert()
+        .success();
+
+    let here = history(&env, &[]);
+    assert_eq!(here["source"], "local");
+    assert_eq!(here["runs"].as_array().unwrap().len(), 1);
+    // The other repository has no run of this host: its history is its own (empty), not the
+    // first repository's local records.
+    let there = history(&env, &["--repo", other]);
+    assert_eq!(
+        there["runs"].as_array().unwrap().len(),
+        0,
+        "the other repository's history shows a run it never had: {there}"
+    );
+    let doctor = env.cmd(&["--repo", other, "doctor", "--json"]).output().unwrap();
+    let doctor: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let fresh = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap_or("").contains(&app))
+        .map(|c| c["message"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert!(
+        fresh.iter().all(|m| !m.contains("last successful backup")),
+        "doctor with the other repository counts this repository's backup: {fresh:?}"
+    );
+}

@@ -417,7 +417,7 @@ async fn records(
     repo: Option<&Repo>,
     checks: &mut Vec<Check>,
 ) -> Vec<RunRecord> {
-    let local = history::load_local(&loaded.env.state_dir());
+    let local = history::load_local_for(loaded);
     if !local.records.is_empty() {
         return local.records;
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backup::UnitStatus;
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, RepositoryLocation};
 use crate::repo::{Repo, RepoError, RepoSettings, RestoreMode, SnapshotFilter};
 use crate::state::StateDir;
 
@@ -37,6 +37,10 @@ pub struct RunRecord {
     pub units: Vec<UnitRecord>,
     /// Errors outside any unit.
     pub errors: Vec<String>,
+    /// The key of the repository the run wrote to ([`repository_key`]); `None` in records of
+    /// versions that did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// One unit's result within a run.
@@ -178,6 +182,7 @@ impl RunRecord {
             host: doc["host"].as_str().map(str::to_owned),
             units,
             errors: strings(&doc["errors"]),
+            repository: doc["repository"].as_str().map(str::to_owned),
         })
     }
 }
@@ -233,7 +238,42 @@ pub struct Loaded {
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
-/// Reads every run record in `<state_dir>/runs`.
+impl Loaded {
+    /// Only the records of runs that wrote to the repository with this key. Records from
+    /// versions that did not say which repository they wrote to are kept.
+    #[must_use]
+    pub fn of_repository(mut self, key: &str) -> Self {
+        self.records
+            .retain(|r| r.repository.as_deref().is_none_or(|k| k == key));
+        self
+    }
+}
+
+/// What a local run record says about the repository it was written to: a digest of the
+/// repository's location (the location itself may hold credentials and is not written). Two
+/// configurations with different repositories on one host share the state directory; their
+/// run records are told apart by it.
+pub fn repository_key(location: &RepositoryLocation) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let text = match location {
+        RepositoryLocation::Local(path) => path.components().collect::<PathBuf>().display().to_string(),
+        remote @ RepositoryLocation::Remote { .. } => remote.to_string(),
+    };
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut key = String::with_capacity(16);
+    for byte in &digest[..8] {
+        let _ = write!(key, "{byte:02x}");
+    }
+    key
+}
+
+/// The local run records of the configured repository.
+pub fn load_local_for(loaded: &LoadedConfig) -> Loaded {
+    load_local(&loaded.env.state_dir()).of_repository(&repository_key(&loaded.repository_location()))
+}
+
+/// Reads every run record in `<state_dir>/runs`, whichever repository the runs wrote to.
 pub fn load_local(state_dir: &StateDir) -> Loaded {
     let mut loaded = Loaded::default();
     let Ok(entries) = std::fs::read_dir(state_dir.runs()) else {
@@ -281,7 +321,7 @@ pub enum RecordSource {
 /// read through a scratch directory in the cache that is removed afterwards.
 pub async fn load(loaded: &LoadedConfig) -> Result<(Loaded, RecordSource), RepoError> {
     let state_dir = loaded.env.state_dir();
-    let local = load_local(&state_dir);
+    let local = load_local_for(loaded);
     if !local.records.is_empty() {
         return Ok((local, RecordSource::Local));
     }
@@ -464,6 +504,45 @@ pub fn overdue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_of_another_repository_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        std::fs::create_dir_all(state.runs()).unwrap();
+        let here = repository_key(&RepositoryLocation::Local("/srv/repo".into()));
+        let there = repository_key(&RepositoryLocation::Local("/srv/repo-2".into()));
+        for (id, repository) in [("a", Some(&here)), ("b", Some(&there)), ("c", None)] {
+            let mut doc = serde_json::json!({
+                "run_id": id,
+                "started_at": "2026-11-01T02:00:00Z",
+                "units": [{"name": id, "status": "success"}],
+            });
+            if let Some(key) = repository {
+                doc["repository"] = key.as_str().into();
+            }
+            std::fs::write(state.runs().join(format!("{id}.json")), doc.to_string()).unwrap();
+        }
+        let ids = |loaded: Loaded| -> Vec<String> {
+            let mut ids: Vec<String> = loaded.records.into_iter().map(|r| r.run_id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(load_local(&state).of_repository(&here)), ["a", "c"]);
+        assert_eq!(ids(load_local(&state).of_repository(&there)), ["b", "c"]);
+        assert_eq!(ids(load_local(&state)), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_repository_key_names_the_location_not_its_spelling() {
+        let key = |text: &str| repository_key(&RepositoryLocation::try_from(text.to_owned()).unwrap());
+        assert_eq!(key("/srv/repo"), key("/srv/repo/"));
+        assert_eq!(key("/srv/repo"), key("/srv//repo"));
+        assert_ne!(key("/srv/repo"), key("/srv/repo-2"));
+        assert_ne!(key("sftp:nas:/srv/repo"), key("sftp:nas:/srv/repo-2"));
+        assert_eq!(key("/srv/repo").len(), 16);
+        assert!(!key("rest:http://u:secret@host/r").contains("secret"));
+    }
 
     #[test]
     fn records_of_every_version_are_read() {

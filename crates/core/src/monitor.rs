@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::backup::RunReport;
-use crate::config::{Config, MonitoringConfig};
+use crate::config::{Config, LoadedConfig, MonitoringConfig};
 use crate::history::{self, RunRecord};
 use crate::notify;
 use crate::state::StateDir;
@@ -164,10 +164,11 @@ fn label(value: &str) -> String {
 /// After a run: rewrites the textfile from the local records, pings success or failure, and
 /// sends the run's notification when wanted. Returns what went wrong, for the user to see;
 /// none of it fails the run.
-pub async fn after_run(config: &Config, state_dir: &StateDir, report: &RunReport) -> Vec<String> {
+pub async fn after_run(loaded: &LoadedConfig, report: &RunReport) -> Vec<String> {
+    let config = &loaded.config;
     let mut problems = Vec::new();
     if let Some(path) = &config.monitoring.prometheus_textfile {
-        let records = history::load_local(state_dir).records;
+        let records = history::load_local_for(loaded).records;
         // node_exporter reads it as another user: world-readable, and it holds no secret.
         if let Err(error) =
             crate::durable::write_file(path.as_path(), textfile(&records).as_bytes(), 0o644)
@@ -229,12 +230,13 @@ pub async fn run_aborted(config: &Config, error: &str) -> Vec<String> {
 /// message about all of them. Alerting again needs a new success first (then a new overdue
 /// period), so a host that stopped backing up sends one alert, not one per check.
 pub fn overdue_alert(
-    config: &Config,
-    state_dir: &StateDir,
+    loaded: &LoadedConfig,
     units: &[String],
     now: jiff::Timestamp,
 ) -> Option<(notify::Message, Vec<history::Overdue>)> {
-    let records = history::load_local(state_dir).records;
+    let config = &loaded.config;
+    let state_dir = &loaded.env.state_dir();
+    let records = history::load_local_for(loaded).records;
     let alerted = load_alerts(state_dir);
     let fresh: Vec<history::Overdue> = history::overdue(&records, units, config, now)
         .into_iter()
@@ -314,6 +316,29 @@ mod tests {
         );
     }
 
+    /// The default configuration with its state directory in `dir`.
+    fn loaded_in(dir: &std::path::Path) -> LoadedConfig {
+        use crate::config::{ConfigSource, Environment};
+        LoadedConfig {
+            config: Config::default(),
+            path: None,
+            source: ConfigSource::Default,
+            env: Environment {
+                is_root: false,
+                home: None,
+                xdg_config_home: None,
+                xdg_data_home: None,
+                xdg_state_home: None,
+                xdg_cache_home: None,
+                config_env: None,
+                state_dir_env: Some(dir.to_path_buf()),
+                cache_dir_env: None,
+                docker_host_env: None,
+                repository: crate::config::environment::RepositoryEnv::default(),
+            },
+        }
+    }
+
     #[test]
     fn overdue_alerts_once_per_period() {
         let dir = tempfile::tempdir().unwrap();
@@ -328,10 +353,10 @@ mod tests {
             .unwrap();
         };
         write("a", "2026-11-01T02:00:00Z");
-        let config = Config::default();
+        let loaded = loaded_in(dir.path());
         let units = ["app".to_owned(), "new".to_owned()];
         let now: jiff::Timestamp = "2026-11-10T00:00:00Z".parse().unwrap();
-        let (message, overdue) = overdue_alert(&config, &state, &units, now).unwrap();
+        let (message, overdue) = overdue_alert(&loaded, &units, now).unwrap();
         assert_eq!(overdue.len(), 2);
         assert!(
             message.title.contains("BACKUP OVERDUE for 2 unit(s)"),
@@ -344,11 +369,11 @@ mod tests {
             message.body
         );
         mark_alerted(&state, &overdue).unwrap();
-        assert!(overdue_alert(&config, &state, &units, now).is_none());
+        assert!(overdue_alert(&loaded, &units, now).is_none());
         // A success, then silence again for longer than the threshold: a new alert.
         write("b", "2026-11-10T02:00:00Z");
         let later: jiff::Timestamp = "2026-11-12T00:00:00Z".parse().unwrap();
-        let (_, again) = overdue_alert(&config, &state, &units, later).unwrap();
+        let (_, again) = overdue_alert(&loaded, &units, later).unwrap();
         assert_eq!(
             again.iter().map(|o| o.unit.as_str()).collect::<Vec<_>>(),
             ["app"]

@@ -240,6 +240,7 @@ mod tests {
                 errors: vec![
                     "the disaster-recovery bundle was not refreshed: no passphrase".into(),
                 ],
+                repository: None,
             },
             RunRecord {
                 run_id: "20261121T030000Z-0002".into(),
@@ -248,6 +249,7 @@ mod tests {
                 host: None,
                 units: vec![unit("nextcloud", "success", 29.0, Some(0.9))],
                 errors: Vec::new(),
+                repository: None,
             },
         ]
     }

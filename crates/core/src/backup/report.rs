@@ -126,7 +126,14 @@ pub async fn save_run(
     report: &RunReport,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let json = match serde_json::to_vec_pretty(report) {
+    // The record says which repository the run wrote to (`history::repository_key`).
+    let json = serde_json::to_value(report)
+        .map(|mut doc| {
+            doc["repository"] = crate::history::repository_key(&repo.settings().location).into();
+            doc
+        })
+        .and_then(|doc| serde_json::to_vec_pretty(&doc));
+    let json = match json {
         Ok(json) => json,
         Err(error) => return vec![format!("cannot encode the run report: {error}")],
     };

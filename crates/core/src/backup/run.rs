@@ -316,7 +316,7 @@ async fn run_units(
             "the disaster-recovery bundle was not refreshed: {error}"
         ));
     }
-    let after_run = monitor::after_run(&loaded.config, &state_dir, &report).await;
+    let after_run = monitor::after_run(loaded, &report).await;
     Ok(Ran {
         interrupted: *interrupt.borrow(),
         report,

@@ -12,7 +12,7 @@ pub(super) async fn check(settings: &DaemonSettings) {
     let state_dir = settings.loaded.env.state_dir();
     let units = units(settings).await;
     let Some((message, overdue)) =
-        monitor::overdue_alert(config, &state_dir, &units, jiff::Timestamp::now())
+        monitor::overdue_alert(&settings.loaded, &units, jiff::Timestamp::now())
     else {
         return;
     };
@@ -47,7 +47,7 @@ async fn units(settings: &DaemonSettings) -> Vec<String> {
             Err(error) => tracing::warn!("freshness check: {error}"),
         }
     }
-    let mut names: Vec<String> = history::load_local(&loaded.env.state_dir())
+    let mut names: Vec<String> = history::load_local_for(loaded)
         .records
         .iter()
         .flat_map(|r| r.units.iter().map(|u| u.name.clone()))

@@ -33,7 +33,7 @@ pub fn status(loaded: &LoadedConfig, unit_dir: &Path) -> ServiceStatus {
     ServiceStatus {
         systemd: systemd::booted(),
         units: systemd::state(unit_dir),
-        last_run: history::load_local(&state_dir)
+        last_run: history::load_local_for(loaded)
             .records
             .last()
             .map(history::RunRecord::summary),
