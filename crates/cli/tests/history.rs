@@ -175,7 +175,10 @@ fn run_records_stay_with_their_repository() {
         0,
         "the other repository's history shows a run it never had: {there}"
     );
-    let doctor = env.cmd(&["--repo", other, "doctor", "--json"]).output().unwrap();
+    let doctor = env
+        .cmd(&["--repo", other, "doctor", "--json"])
+        .output()
+        .unwrap();
     let doctor: Value = serde_json::from_slice(&doctor.stdout).unwrap();
     let fresh = doctor["checks"]
         .as_array()

@@ -257,7 +257,9 @@ pub fn repository_key(location: &RepositoryLocation) -> String {
     use sha2::Digest as _;
     use std::fmt::Write as _;
     let text = match location {
-        RepositoryLocation::Local(path) => path.components().collect::<PathBuf>().display().to_string(),
+        RepositoryLocation::Local(path) => {
+            path.components().collect::<PathBuf>().display().to_string()
+        }
         remote @ RepositoryLocation::Remote { .. } => remote.to_string(),
     };
     let digest = sha2::Sha256::digest(text.as_bytes());
@@ -270,7 +272,8 @@ pub fn repository_key(location: &RepositoryLocation) -> String {
 
 /// The local run records of the configured repository.
 pub fn load_local_for(loaded: &LoadedConfig) -> Loaded {
-    load_local(&loaded.env.state_dir()).of_repository(&repository_key(&loaded.repository_location()))
+    load_local(&loaded.env.state_dir())
+        .of_repository(&repository_key(&loaded.repository_location()))
 }
 
 /// Reads every run record in `<state_dir>/runs`, whichever repository the runs wrote to.
@@ -535,7 +538,8 @@ mod tests {
 
     #[test]
     fn a_repository_key_names_the_location_not_its_spelling() {
-        let key = |text: &str| repository_key(&RepositoryLocation::try_from(text.to_owned()).unwrap());
+        let key =
+            |text: &str| repository_key(&RepositoryLocation::try_from(text.to_owned()).unwrap());
         assert_eq!(key("/srv/repo"), key("/srv/repo/"));
         assert_eq!(key("/srv/repo"), key("/srv//repo"));
         assert_ne!(key("/srv/repo"), key("/srv/repo-2"));
