@@ -36,6 +36,29 @@ pub fn path(endpoint: &DockerHost, id: &str) -> PathBuf {
     dir().join(format!("kopi-docka-container-{hash}.lock"))
 }
 
+/// Opens the lock file, creating it when missing. An existing file is opened without
+/// `O_CREAT`: with `fs.protected_regular` (set by systemd on most hosts) `O_CREAT` on another
+/// user's file in a sticky directory fails even for root, and root's run would then fail after
+/// a docker-group user's run made the file.
+fn open_or_create(path: &Path) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    loop {
+        match rustix::fs::open(path, flags, Mode::empty()) {
+            Err(rustix::io::Errno::NOENT) => {}
+            opened => return opened,
+        }
+        match rustix::fs::open(
+            path,
+            flags | OFlags::CREATE | OFlags::EXCL,
+            Mode::from_raw_mode(0o644),
+        ) {
+            // Made by another run in between: open that one.
+            Err(rustix::io::Errno::EXIST) => {}
+            created => return created,
+        }
+    }
+}
+
 /// Takes the host-wide lock of container `id` without waiting.
 pub fn try_lock_container(endpoint: &DockerHost, id: &str) -> Result<Lock, LockError> {
     let path = path(endpoint, id);
@@ -43,13 +66,7 @@ pub fn try_lock_container(endpoint: &DockerHost, id: &str) -> Result<Lock, LockE
         path: path.clone(),
         source,
     };
-    let fd = rustix::fs::open(
-        &path,
-        OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| io(e.into()))?;
-    let file = std::fs::File::from(fd);
+    let file = std::fs::File::from(open_or_create(&path).map_err(|e| io(e.into()))?);
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(io(std::io::Error::other("not a regular file; remove it")));
