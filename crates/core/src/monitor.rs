@@ -316,29 +316,6 @@ mod tests {
         );
     }
 
-    /// The default configuration with its state directory in `dir`.
-    fn loaded_in(dir: &std::path::Path) -> LoadedConfig {
-        use crate::config::{ConfigSource, Environment};
-        LoadedConfig {
-            config: Config::default(),
-            path: None,
-            source: ConfigSource::Default,
-            env: Environment {
-                is_root: false,
-                home: None,
-                xdg_config_home: None,
-                xdg_data_home: None,
-                xdg_state_home: None,
-                xdg_cache_home: None,
-                config_env: None,
-                state_dir_env: Some(dir.to_path_buf()),
-                cache_dir_env: None,
-                docker_host_env: None,
-                repository: crate::config::environment::RepositoryEnv::default(),
-            },
-        }
-    }
-
     #[test]
     fn overdue_alerts_once_per_period() {
         let dir = tempfile::tempdir().unwrap();
@@ -353,7 +330,10 @@ mod tests {
             .unwrap();
         };
         write("a", "2026-11-01T02:00:00Z");
-        let loaded = loaded_in(dir.path());
+        let loaded = LoadedConfig::defaults_in(crate::config::Environment {
+            state_dir_env: Some(dir.path().to_path_buf()),
+            ..crate::config::Environment::bare(false)
+        });
         let units = ["app".to_owned(), "new".to_owned()];
         let now: jiff::Timestamp = "2026-11-10T00:00:00Z".parse().unwrap();
         let (message, overdue) = overdue_alert(&loaded, &units, now).unwrap();

@@ -60,6 +60,27 @@ pub struct RepositoryEnv {
     pub password_command: Option<String>,
 }
 
+#[cfg(test)]
+impl Environment {
+    /// A process with nothing set: no home, no XDG variables, no overrides. Tests set what
+    /// they need with `..Environment::bare(root)`.
+    pub(crate) fn bare(is_root: bool) -> Self {
+        Self {
+            is_root,
+            home: None,
+            xdg_config_home: None,
+            xdg_data_home: None,
+            xdg_state_home: None,
+            xdg_cache_home: None,
+            config_env: None,
+            state_dir_env: None,
+            cache_dir_env: None,
+            docker_host_env: None,
+            repository: RepositoryEnv::default(),
+        }
+    }
+}
+
 impl Environment {
     /// Reads the current process's uid and environment.
     pub fn from_process() -> Self {

@@ -46,6 +46,19 @@ pub struct LoadedConfig {
     pub env: Environment,
 }
 
+#[cfg(test)]
+impl LoadedConfig {
+    /// The built-in defaults, as when no config file exists, in `env`.
+    pub(crate) fn defaults_in(env: Environment) -> Self {
+        Self {
+            config: Config::default(),
+            path: None,
+            source: ConfigSource::Default,
+            env,
+        }
+    }
+}
+
 impl LoadedConfig {
     /// Puts the repository named on the command line or in the environment over the config's,
     /// restic-style. Location: `flag` (`--repo`), else `$KOPI_DOCKA_REPOSITORY`, else

@@ -4,17 +4,9 @@ use super::*;
 
 fn env(root: bool) -> Environment {
     Environment {
-        is_root: root,
         home: Some("/home/ann".into()),
-        xdg_config_home: None,
         xdg_data_home: Some("/data/ann".into()),
-        xdg_state_home: None,
-        xdg_cache_home: None,
-        config_env: None,
-        state_dir_env: None,
-        cache_dir_env: None,
-        docker_host_env: None,
-        repository: crate::config::environment::RepositoryEnv::default(),
+        ..Environment::bare(root)
     }
 }
 

@@ -318,27 +318,9 @@ mod tests {
     }
 
     fn settings(schedule: &str) -> DaemonSettings {
-        use crate::config::{Config, ConfigSource, Environment};
-        let env = Environment {
-            is_root: false,
-            home: None,
-            xdg_config_home: None,
-            xdg_data_home: None,
-            xdg_state_home: None,
-            xdg_cache_home: None,
-            config_env: None,
-            state_dir_env: None,
-            cache_dir_env: None,
-            docker_host_env: None,
-            repository: crate::config::environment::RepositoryEnv::default(),
-        };
+        use crate::config::Environment;
         DaemonSettings {
-            loaded: LoadedConfig {
-                config: Config::default(),
-                path: None,
-                source: ConfigSource::Default,
-                env,
-            },
+            loaded: LoadedConfig::defaults_in(Environment::bare(false)),
             schedule: schedule.parse().unwrap(),
             units: Vec::new(),
             backup: BackupCommand {

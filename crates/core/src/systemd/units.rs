@@ -318,26 +318,12 @@ mod tests {
 
     #[test]
     fn writable_dirs_are_state_cache_config_dir_and_a_local_repository() {
-        use crate::config::{Config, ConfigSource, Environment};
-        let env = Environment {
-            is_root: true,
-            home: None,
-            xdg_config_home: None,
-            xdg_data_home: None,
-            xdg_state_home: None,
-            xdg_cache_home: None,
-            config_env: None,
+        use crate::config::Environment;
+        let mut loaded = LoadedConfig::defaults_in(Environment {
             state_dir_env: Some("/srv/state".into()),
             cache_dir_env: Some("/srv/cache".into()),
-            docker_host_env: None,
-            repository: crate::config::environment::RepositoryEnv::default(),
-        };
-        let mut loaded = LoadedConfig {
-            config: Config::default(),
-            path: None,
-            source: ConfigSource::Default,
-            env,
-        };
+            ..Environment::bare(true)
+        });
         loaded.config.repository.location = Some(RepositoryLocation::Local("/srv/repo".into()));
         assert_eq!(
             writable_dirs(&loaded, Some(Path::new("/opt/kd/config.toml"))),
