@@ -249,25 +249,20 @@ impl Loaded {
     }
 }
 
-/// What a local run record says about the repository it was written to: a digest of the
-/// repository's location (the location itself may hold credentials and is not written). Two
-/// configurations with different repositories on one host share the state directory; their
-/// run records are told apart by it.
+/// What a local run record says about the repository it was written to: the repository
+/// lock's hash of its location ([`crate::lock::key_for`]; the location itself may hold
+/// credentials and is not written). Two configurations with different repositories on one
+/// host share the state directory; their run records are told apart by it.
 pub fn repository_key(location: &RepositoryLocation) -> String {
-    use sha2::Digest as _;
-    use std::fmt::Write as _;
     let text = match location {
         RepositoryLocation::Local(path) => {
             path.components().collect::<PathBuf>().display().to_string()
         }
         remote @ RepositoryLocation::Remote { .. } => remote.to_string(),
     };
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    let mut key = String::with_capacity(16);
-    for byte in &digest[..8] {
-        let _ = write!(key, "{byte:02x}");
-    }
-    key
+    crate::lock::key_for(&text)
+        .trim_start_matches("repository-")
+        .to_owned()
 }
 
 /// The local run records of the configured repository.

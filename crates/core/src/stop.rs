@@ -434,6 +434,19 @@ pub async fn recover(
     report
 }
 
+/// [`recover`] before a run acts on units: takes the run lock (without waiting; an interrupt
+/// ends the attempt) and hands it to the caller with what was repaired.
+pub async fn lock_and_recover(
+    engine: &Engine,
+    state_dir: &StateDir,
+    interrupt: &tokio::sync::watch::Receiver<bool>,
+    health_timeout: Duration,
+) -> Result<(Lock, RecoveryReport), LockError> {
+    let lock = crate::lock::run_lock(state_dir, false, interrupt).await?;
+    let report = recover(engine, state_dir, &lock, health_timeout).await;
+    Ok((lock, report))
+}
+
 /// [`recover`] when no run is going on: takes the run lock without waiting (a running backup
 /// starts what it stopped itself, so `Busy` is an answer, not a failure) and releases it after.
 pub async fn recover_now(

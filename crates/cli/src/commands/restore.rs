@@ -131,10 +131,13 @@ async fn lock_and_recover(
     interrupt: &tokio::sync::watch::Receiver<bool>,
     printer: &Printer,
 ) -> anyhow::Result<Lock> {
-    let state_dir = loaded.env.state_dir();
-    let lock = kopi_docka_core::lock::run_lock(&state_dir, false, interrupt).await?;
-    let health = loaded.config.backup.health_timeout();
-    let recovered = kopi_docka_core::stop::recover(engine, &state_dir, &lock, health).await;
+    let (lock, recovered) = kopi_docka_core::stop::lock_and_recover(
+        engine,
+        &loaded.env.state_dir(),
+        interrupt,
+        loaded.config.backup.health_timeout(),
+    )
+    .await?;
     for path in &recovered.rolled_back {
         printer.notice(&format!(
             "rolled back {} (an interrupted restore had swapped it)",
