@@ -275,11 +275,11 @@ fn json_error_lists_its_causes() {
 fn unusable_docker_host_is_a_usage_error() {
     kopi_docka()
         .arg("units")
-        .env("DOCKER_HOST", "ssh://backup@host")
+        .env("DOCKER_HOST", "ftp://backup@host")
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "$DOCKER_HOST: `ssh://backup@host` is not a supported",
+            "$DOCKER_HOST: `ftp://backup@host` is not a supported",
         ));
 }
 

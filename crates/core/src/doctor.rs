@@ -164,7 +164,7 @@ fn dr_check(loaded: &LoadedConfig, now: jiff::Timestamp) -> Check {
 }
 
 async fn engine_check(loaded: &LoadedConfig, checks: &mut Vec<Check>) -> Option<Engine> {
-    let host = match loaded.docker_host() {
+    let host = match loaded.engine_target() {
         Ok(host) => host,
         Err(error) => {
             checks.push(check("engine", Status::Fail, error.to_string()));
@@ -174,8 +174,8 @@ async fn engine_check(loaded: &LoadedConfig, checks: &mut Vec<Check>) -> Option<
     match Engine::connect(host).await {
         Ok(engine) => {
             let message = match engine.version().await {
-                Ok((version, api)) => {
-                    format!("version {version} (API {api}) at {}", engine.endpoint())
+                Ok((_, api)) => {
+                    format!("{} (API {api}) at {}", engine.identity(), engine.endpoint())
                 }
                 Err(error) => format!(
                     "reachable at {}; version unknown: {error}",

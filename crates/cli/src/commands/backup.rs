@@ -219,7 +219,7 @@ impl Render for RecoveryReport {
 /// Starts the containers the journal lists, and nothing else.
 pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
-    let engine = Engine::connect(loaded.docker_host()?).await?;
+    let engine = Engine::connect(loaded.engine_target()?).await?;
     let health = loaded.config.backup.health_timeout();
     let report = stop::recover_now(&engine, &loaded.env.state_dir(), health)
         .await

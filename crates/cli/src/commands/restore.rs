@@ -66,7 +66,7 @@ pub async fn run(
     if let Some(dir) = &args.target_dir {
         return extract(&repo, &request, dir, printer).await;
     }
-    let engine = Engine::connect(loaded.docker_host()?).await?;
+    let engine = Engine::connect(loaded.engine_target()?).await?;
     let journal = loaded.env.state_dir().journal();
     let ctx = RestoreContext::new(
         &loaded,

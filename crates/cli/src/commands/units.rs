@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use kopi_docka_core::docker::Engine;
+use kopi_docka_core::docker::{Engine, Identity};
 use kopi_docka_core::unit::{self, MountRules, Unit, UnitKind};
 
 use serde::Serialize;
@@ -17,6 +17,8 @@ use crate::render::{Render, gap_line};
 struct UnitsReport {
     /// The engine's endpoint.
     engine: String,
+    /// Which engine answers there: Docker or Podman, version, rootless.
+    engine_identity: Identity,
     units: Vec<Unit>,
     /// Config names that match no unit (`[units."x"]`, `[daemon] units`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -26,12 +28,13 @@ struct UnitsReport {
 /// Discovers the units on the engine and prints them.
 pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
-    let engine = Engine::connect(loaded.docker_host()?).await?;
+    let engine = Engine::connect(loaded.engine_target()?).await?;
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let units = unit::discover(&engine, &rules).await?;
     let warnings = unit::unmatched_config_names(&loaded.config, &units);
     printer.report(&UnitsReport {
         engine: engine.endpoint().to_string(),
+        engine_identity: engine.identity().clone(),
         units,
         warnings,
     })?;
@@ -40,7 +43,8 @@ pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitC
 
 impl Render for UnitsReport {
     fn human(&self) -> String {
-        let mut out = render(&self.units);
+        let mut out = format!("engine: {} at {}\n\n", self.engine_identity, self.engine);
+        out.push_str(&render(&self.units));
         for warning in &self.warnings {
             // Writing into a String cannot fail.
             let _ = writeln!(out, "warning: {warning}");
@@ -150,6 +154,7 @@ pub fn coverage_gaps(unit: &Unit) -> impl Iterator<Item = String> + '_ {
 mod tests {
     use super::*;
     use crate::render::{assert_renders, fixtures};
+    use kopi_docka_core::docker::EngineKind;
 
     #[test]
     fn renders_units() {
@@ -157,6 +162,11 @@ mod tests {
             "units",
             &UnitsReport {
                 engine: "unix:///var/run/docker.sock".into(),
+                engine_identity: Identity {
+                    kind: EngineKind::Docker,
+                    version: "27.3.1".into(),
+                    rootless: false,
+                },
                 units: fixtures::units(),
                 warnings: Vec::new(),
             }
@@ -168,7 +178,12 @@ mod tests {
         assert_renders!(
             "units_none",
             &UnitsReport {
-                engine: "unix:///var/run/docker.sock".into(),
+                engine: "unix:///run/user/1001/podman/podman.sock".into(),
+                engine_identity: Identity {
+                    kind: EngineKind::Podman,
+                    version: "4.3.1".into(),
+                    rootless: true,
+                },
                 units: Vec::new(),
                 warnings: Vec::new(),
             }
@@ -181,6 +196,11 @@ mod tests {
             "units_unmatched",
             &UnitsReport {
                 engine: "unix:///var/run/docker.sock".into(),
+                engine_identity: Identity {
+                    kind: EngineKind::Docker,
+                    version: "27.3.1".into(),
+                    rootless: false,
+                },
                 units: Vec::new(),
                 warnings: vec![
                     "[units.\"wbe\"] names no discovered unit: its settings apply to nothing"

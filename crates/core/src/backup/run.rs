@@ -183,7 +183,7 @@ pub async fn run(
     let mut warnings = Vec::new();
     let result = async {
         let repo_settings = RepoSettings::from_config(loaded)?;
-        let engine = Engine::connect(loaded.docker_host()?).await?;
+        let engine = Engine::connect(loaded.engine_target()?).await?;
         run_units(
             loaded,
             &engine,
@@ -402,7 +402,7 @@ pub async fn plan(
 ) -> Result<BackupPlan, RunError> {
     // The repository settings are checked as a real run would, though nothing is written.
     RepoSettings::from_config(loaded)?;
-    let engine = Engine::connect(loaded.docker_host()?).await?;
+    let engine = Engine::connect(loaded.engine_target()?).await?;
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let all = unit::discover(&engine, &rules).await?;
     let units = select(&all, &settings.units)?;

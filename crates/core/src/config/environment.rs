@@ -43,6 +43,14 @@ pub struct Environment {
     pub cache_dir_env: Option<PathBuf>,
     /// `$DOCKER_HOST`.
     pub docker_host_env: Option<String>,
+    /// `$DOCKER_TLS_VERIFY` is set to anything but the empty string (as the docker CLI reads it).
+    pub docker_tls_verify_env: bool,
+    /// `$DOCKER_CERT_PATH`.
+    pub docker_cert_path_env: Option<PathBuf>,
+    /// `$XDG_RUNTIME_DIR`: where a rootless engine's socket lives.
+    pub xdg_runtime_dir: Option<PathBuf>,
+    /// The effective uid.
+    pub uid: u32,
     /// `$KOPI_DOCKA_REPOSITORY`, `$KOPI_DOCKA_PASSWORD_FILE`, `$KOPI_DOCKA_PASSWORD_COMMAND`.
     pub repository: RepositoryEnv,
 }
@@ -76,6 +84,10 @@ impl Environment {
             state_dir_env: None,
             cache_dir_env: None,
             docker_host_env: None,
+            docker_tls_verify_env: false,
+            docker_cert_path_env: None,
+            xdg_runtime_dir: None,
+            uid: if is_root { 0 } else { 1000 },
             repository: RepositoryEnv::default(),
         }
     }
@@ -96,6 +108,10 @@ impl Environment {
             state_dir_env: var("KOPI_DOCKA_STATE_DIR").map(PathBuf::from),
             cache_dir_env: var("KOPI_DOCKA_CACHE_DIR").map(PathBuf::from),
             docker_host_env: var("DOCKER_HOST").map(|v| v.to_string_lossy().into_owned()),
+            docker_tls_verify_env: var("DOCKER_TLS_VERIFY").is_some(),
+            docker_cert_path_env: var("DOCKER_CERT_PATH").map(PathBuf::from),
+            xdg_runtime_dir: var("XDG_RUNTIME_DIR").map(PathBuf::from),
+            uid: rustix::process::geteuid().as_raw(),
             repository: RepositoryEnv {
                 location: var("KOPI_DOCKA_REPOSITORY").map(|v| v.to_string_lossy().into_owned()),
                 password_file: var("KOPI_DOCKA_PASSWORD_FILE").map(PathBuf::from),

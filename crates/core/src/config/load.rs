@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::defaults;
 use super::environment::Environment;
 use super::schema::Config;
-use super::values::{DockerHost, RepositoryLocation, normalize};
+use super::values::{RepositoryLocation, normalize};
 
 /// Which rule picked the config file; named in errors so the user knows what to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,16 +119,11 @@ impl LoadedConfig {
             .unwrap_or_else(|| RepositoryLocation::Local(self.env.default_repository()))
     }
 
-    /// The effective engine endpoint: `[docker] host`, else `$DOCKER_HOST`, else the default socket.
-    pub fn docker_host(&self) -> Result<DockerHost, ConfigError> {
-        if let Some(host) = &self.config.docker.host {
-            return Ok(host.clone());
-        }
-        match &self.env.docker_host_env {
-            Some(value) => DockerHost::try_from(value.clone())
-                .map_err(|message| ConfigError::DockerHostEnv { message }),
-            None => Ok(DockerHost::Unix(PathBuf::from(defaults::DOCKER_SOCKET))),
-        }
+    /// Where the engine is: `[docker] host`, else `$DOCKER_HOST`, else the usual sockets
+    /// (`[docker] engine`, `[docker] user`), with TLS as `[docker] tls-verify` or
+    /// `$DOCKER_TLS_VERIFY` say.
+    pub fn engine_target(&self) -> Result<crate::docker::EngineTarget, ConfigError> {
+        crate::docker::EngineTarget::resolve(&self.config.docker, &self.env)
     }
 }
 
@@ -188,6 +182,15 @@ pub enum ConfigError {
     DockerHostEnv {
         /// What is wrong.
         message: String,
+    },
+    /// `[docker] user` names no user of this host.
+    #[error(
+        "[docker] user = \"{user}\" is not a user of this host (/etc/passwd): name the user \
+         whose rootless engine to back up, or remove the key"
+    )]
+    DockerUser {
+        /// The name in the config.
+        user: String,
     },
 }
 

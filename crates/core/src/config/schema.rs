@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::defaults;
-use super::values::{AbsolutePath, DockerHost, HookPoint, RepositoryLocation, Scope};
+use super::values::{AbsolutePath, DockerHost, EngineChoice, HookPoint, RepositoryLocation, Scope};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -457,8 +457,21 @@ impl From<KeepWithin> for String {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DockerConfig {
-    /// Engine endpoint; `None` means `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+    /// Engine endpoint; `None` means `$DOCKER_HOST`, else the first of the usual sockets
+    /// that answers (see `engine`).
     pub host: Option<DockerHost>,
+    /// Which engine's sockets are probed when no host is named.
+    #[serde(default)]
+    pub engine: EngineChoice,
+    /// Run as root, back up this user's rootless engine: its sockets under
+    /// `/run/user/UID` (and Podman's `/tmp/podman-run-UID`) are probed instead of root's.
+    pub user: Option<String>,
+    /// Speak TLS to a `tcp://` host and verify it against `cert-path/ca.pem`, presenting
+    /// `cert.pem`/`key.pem`; `None` means `$DOCKER_TLS_VERIFY` decides.
+    pub tls_verify: Option<bool>,
+    /// Directory with `ca.pem`, `cert.pem`, `key.pem`; `None` means `$DOCKER_CERT_PATH`,
+    /// else `~/.docker`.
+    pub cert_path: Option<AbsolutePath>,
 }
 
 /// `[discovery]`: which bind mounts are never backed up.

@@ -199,7 +199,12 @@ fn docker_host_forms() {
         parse("tcp://127.0.0.1:2375"),
         Ok(DockerHost::Tcp("127.0.0.1:2375".into()))
     );
-    assert!(parse("ssh://host").is_err());
+    assert_eq!(
+        parse("ssh://me@host:2222"),
+        Ok(DockerHost::Ssh("me@host:2222".into()))
+    );
+    assert!(parse("ssh://").is_err());
+    assert!(parse("ssh://me@").is_err());
     assert!(parse("unix://relative").is_err());
 }
 
@@ -214,13 +219,13 @@ fn docker_host_precedence() {
         env: e,
     };
     assert_eq!(
-        loaded.docker_host().unwrap(),
-        DockerHost::Unix("/env.sock".into())
+        loaded.engine_target().unwrap().candidates,
+        [DockerHost::Unix("/env.sock".into())]
     );
     loaded.config.docker.host = Some(DockerHost::Unix("/cfg.sock".into()));
     assert_eq!(
-        loaded.docker_host().unwrap(),
-        DockerHost::Unix("/cfg.sock".into())
+        loaded.engine_target().unwrap().candidates,
+        [DockerHost::Unix("/cfg.sock".into())]
     );
 }
 

@@ -221,14 +221,18 @@ impl fmt::Display for RepositoryLocation {
     }
 }
 
-/// A container engine endpoint: a unix socket or plain TCP.
+/// A container engine endpoint, written as the docker CLI takes it in `DOCKER_HOST`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum DockerHost {
     /// `unix:///path/to/socket` (a bare absolute path is accepted too).
     Unix(PathBuf),
-    /// `tcp://host:port` or `http://host:port` (unencrypted; use on loopback or a socket proxy).
+    /// `tcp://host:port` or `http://host:port`: plain HTTP, or TLS when TLS verification is
+    /// on (`DOCKER_TLS_VERIFY`, `[docker] tls-verify`), as with the docker CLI.
     Tcp(String),
+    /// `ssh://[user@]host[:port]`: the engine's socket on another host, through `ssh`
+    /// (the user's own ssh config and agent; `docker system dial-stdio` runs there).
+    Ssh(String),
 }
 
 impl TryFrom<String> for DockerHost {
@@ -244,13 +248,18 @@ impl TryFrom<String> for DockerHost {
         } else if let Some(addr) = value
             .strip_prefix("tcp://")
             .or_else(|| value.strip_prefix("http://"))
-            && !addr.is_empty()
+            && !addr.trim_end_matches('/').is_empty()
         {
             return Ok(Self::Tcp(addr.trim_end_matches('/').to_owned()));
+        } else if let Some(addr) = value.strip_prefix("ssh://")
+            && !addr.trim_end_matches('/').is_empty()
+            && !addr.trim_end_matches('/').ends_with('@')
+        {
+            return Ok(Self::Ssh(addr.trim_end_matches('/').to_owned()));
         }
         Err(format!(
-            "`{value}` is not a supported engine address: use unix:///path/to/docker.sock or \
-             tcp://host:port"
+            "`{value}` is not a supported engine address: use unix:///path/to/docker.sock, \
+             tcp://host:port (TLS with DOCKER_TLS_VERIFY=1) or ssh://user@host"
         ))
     }
 }
@@ -266,8 +275,22 @@ impl fmt::Display for DockerHost {
         match self {
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
             Self::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Self::Ssh(addr) => write!(f, "ssh://{addr}"),
         }
     }
+}
+
+/// Which engine `[docker] engine` asks for when no host is named: the sockets probed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// Docker's sockets first, then Podman's: the first that answers.
+    #[default]
+    Auto,
+    /// Docker only (rootful, then the rootless Docker socket).
+    Docker,
+    /// Podman only (rootful `/run/podman/podman.sock`, or a user's rootless socket).
+    Podman,
 }
 
 /// How much of a unit a backup includes.

@@ -38,7 +38,7 @@ async fn units(settings: &DaemonSettings) -> Vec<String> {
         return settings.units.clone();
     }
     let loaded = &settings.loaded;
-    if let Ok(host) = loaded.docker_host()
+    if let Ok(host) = loaded.engine_target()
         && let Ok(engine) = Engine::connect(host).await
     {
         let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());

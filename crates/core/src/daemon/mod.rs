@@ -201,7 +201,7 @@ fn reloaded<E: fmt::Display>(
 /// Starts containers a killed run left stopped, like every backup does first: the daemon may
 /// be the first kopi-docka process after a crash or power cut.
 async fn recover_journal(loaded: &LoadedConfig) {
-    let engine = match loaded.docker_host() {
+    let engine = match loaded.engine_target() {
         Ok(host) => Engine::connect(host).await,
         Err(error) => {
             tracing::warn!("{error}");

@@ -4,6 +4,9 @@
 //! own response types; turning them into our model is `unit`'s job.
 
 pub mod compose;
+pub mod endpoint;
+
+pub use endpoint::{EngineTarget, TlsFiles};
 
 use std::time::Duration;
 
@@ -35,16 +38,27 @@ const INSPECT_CONCURRENCY: usize = 8;
 pub enum DockerError {
     /// Nothing usable answers at the endpoint.
     #[error(
-        "cannot reach the container engine at {endpoint}: {reason}\n\
-         Is dockerd running (`systemctl status docker`)? May this user use the socket \
-         (run with sudo, or join the `docker` group)? To use another engine, set DOCKER_HOST \
-         or `[docker] host` in the config."
+        "cannot reach the container engine at {endpoint}: {reason}\n{hint}",
+        hint = unreachable_hint(endpoint)
     )]
     Unreachable {
         /// The endpoint we tried.
         endpoint: DockerHost,
         /// Why it failed, in the engine client's words.
         reason: String,
+    },
+    /// No endpoint was named and none of the usual sockets answers.
+    #[error(
+        "no container engine found; tried:\n{tried}\nIs dockerd (`systemctl status docker`) or \
+         Podman's API service (`systemctl enable --now podman.socket`, or \
+         `systemctl --user enable --now podman.socket` for rootless Podman) running? May this \
+         user use the socket (run with sudo, or join the `docker` group)? To name the engine, \
+         set DOCKER_HOST or `[docker] host`; for a rootless engine run as root, `[docker] user`.",
+        tried = tried.iter().map(|(h, r)| format!("  {h}: {r}")).collect::<Vec<_>>().join("\n")
+    )]
+    NoEngine {
+        /// Each endpoint probed and why it did not answer.
+        tried: Vec<(DockerHost, String)>,
     },
     /// The engine answered with an error.
     #[error("container engine request `{operation}` failed: {source}")]
@@ -61,6 +75,43 @@ pub enum DockerError {
 pub struct Engine {
     client: Docker,
     endpoint: DockerHost,
+    identity: Identity,
+}
+
+/// Which engine answers: Docker or Podman, its version, rootful or rootless.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Identity {
+    /// The product.
+    pub kind: EngineKind,
+    /// Its version (`28.2.2`, `4.3.1`).
+    pub version: String,
+    /// It runs without root (rootless Docker or rootless Podman): volume files belong to the
+    /// user's sub-UIDs on the host.
+    pub rootless: bool,
+}
+
+/// The engine products kopi-docka knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Docker Engine (dockerd).
+    Docker,
+    /// Podman's Docker-compatible API service.
+    Podman,
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.kind {
+            EngineKind::Docker => "Docker",
+            EngineKind::Podman => "Podman",
+        };
+        write!(f, "{name} {}", self.version)?;
+        if self.rootless {
+            f.write_str(" (rootless)")?;
+        }
+        Ok(())
+    }
 }
 
 /// What waiting for a started container needs to know about it.
@@ -73,32 +124,87 @@ pub struct RunState {
 }
 
 impl Engine {
-    /// Connects, pings and negotiates the API version.
-    pub async fn connect(endpoint: DockerHost) -> Result<Self, DockerError> {
-        let unreachable = |reason: String| DockerError::Unreachable {
-            endpoint: endpoint.clone(),
-            reason,
-        };
-        let client = match &endpoint {
-            DockerHost::Unix(path) => Docker::connect_with_unix(
+    /// Connects to the first endpoint of `target` that answers, negotiates the API version
+    /// and asks which engine it is. A named endpoint that does not answer is the error; when
+    /// probing, the error lists every socket tried.
+    pub async fn connect(target: EngineTarget) -> Result<Self, DockerError> {
+        let mut tried = Vec::new();
+        for endpoint in target.candidates {
+            match Self::connect_to(&endpoint, target.tls.as_ref()).await {
+                Ok(engine) => return Ok(engine),
+                Err(reason) if target.named => {
+                    return Err(DockerError::Unreachable { endpoint, reason });
+                }
+                Err(reason) => {
+                    tracing::debug!(%endpoint, %reason, "no engine here");
+                    tried.push((endpoint, reason));
+                }
+            }
+        }
+        Err(DockerError::NoEngine { tried })
+    }
+
+    async fn connect_to(endpoint: &DockerHost, tls: Option<&TlsFiles>) -> Result<Self, String> {
+        let client = match (endpoint, tls) {
+            (DockerHost::Unix(path), _) => Docker::connect_with_unix(
                 &path.to_string_lossy(),
                 REQUEST_TIMEOUT_SECS,
                 bollard::API_DEFAULT_VERSION,
             ),
-            DockerHost::Tcp(addr) => Docker::connect_with_http(
+            (DockerHost::Tcp(addr), None) => Docker::connect_with_http(
                 &format!("http://{addr}"),
                 REQUEST_TIMEOUT_SECS,
                 bollard::API_DEFAULT_VERSION,
             ),
+            (DockerHost::Tcp(addr), Some(files)) => {
+                for file in [files.ca(), files.cert(), files.key()] {
+                    if !file.is_file() {
+                        return Err(format!(
+                            "TLS is on (DOCKER_TLS_VERIFY or `[docker] tls-verify`) but {} does \
+                             not exist; put ca.pem, cert.pem and key.pem in DOCKER_CERT_PATH \
+                             (or `[docker] cert-path`)",
+                            file.display()
+                        ));
+                    }
+                }
+                install_crypto_provider();
+                Docker::connect_with_ssl(
+                    &format!("https://{addr}"),
+                    &files.key(),
+                    &files.cert(),
+                    &files.ca(),
+                    REQUEST_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
+            (DockerHost::Ssh(addr), _) => Docker::connect_with_ssh(
+                &format!("ssh://{addr}"),
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+                None,
+            ),
         }
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| describe(&e))?;
         let client = tokio::time::timeout(CONNECT_TIMEOUT, client.negotiate_version())
             .await
-            .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|_| format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
+            .map_err(|e| describe(&e))?;
+        let identity = tokio::time::timeout(CONNECT_TIMEOUT, identify(&client))
+            .await
+            .map_err(|_| format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
+            .map_err(|e| describe(&e))?;
         let api_version = client.client_version().to_string();
-        tracing::debug!(%endpoint, %api_version, "connected to the container engine");
-        Ok(Self { client, endpoint })
+        tracing::debug!(%endpoint, %api_version, engine = %identity, "connected to the container engine");
+        Ok(Self {
+            client,
+            endpoint: endpoint.clone(),
+            identity,
+        })
+    }
+
+    /// Which engine this is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The endpoint this engine was reached at.
@@ -507,6 +613,79 @@ fn killed_after_stop_signal(signals: &[String]) -> bool {
         |s: &str| s == "9" || s.eq_ignore_ascii_case("SIGKILL") || s.eq_ignore_ascii_case("KILL");
     signals.first().is_some_and(|first| !is_kill(first))
         && signals.iter().skip(1).any(|s| is_kill(s))
+}
+
+/// What to check when a named endpoint does not answer, by its kind.
+fn unreachable_hint(endpoint: &DockerHost) -> &'static str {
+    match endpoint {
+        DockerHost::Unix(_) => {
+            "Is dockerd running (`systemctl status docker`), or Podman's API service \
+             (`podman.socket`)? May this user use the socket (run with sudo, or join the \
+             `docker` group)? To use another engine, set DOCKER_HOST or `[docker] host` in the \
+             config."
+        }
+        DockerHost::Tcp(_) => {
+            "Does the engine listen there? An engine that speaks TLS needs DOCKER_TLS_VERIFY=1 \
+             and DOCKER_CERT_PATH (or `[docker] tls-verify`, `cert-path`) with ca.pem, cert.pem \
+             and key.pem; one that speaks plain HTTP needs TLS off."
+        }
+        DockerHost::Ssh(_) => {
+            "Does `ssh` reach the host non-interactively (key in the agent or ~/.ssh/config, \
+             host key known), and can that user run `docker system dial-stdio` there?"
+        }
+    }
+}
+
+/// bollard's error with its causes, so a TLS failure says which certificate was refused.
+fn describe(error: &bollard::errors::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// rustls needs one process-wide crypto provider when more than one is compiled in (ring for
+/// some backends, aws-lc-rs for the others); bollard's TLS client asks for the default.
+fn install_crypto_provider() {
+    // Already installed (by an earlier connect) is fine: any provider will do.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Docker or Podman (Podman's version names a "Podman Engine" component), and whether it
+/// runs rootless (both put `name=rootless` in their security options).
+async fn identify(client: &Docker) -> Result<Identity, bollard::errors::Error> {
+    let version = client.version().await?;
+    let podman = version
+        .components
+        .iter()
+        .flatten()
+        .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+        || version
+            .platform
+            .as_ref()
+            .is_some_and(|p| p.name.to_ascii_lowercase().contains("podman"));
+    let info = client.info().await?;
+    let rootless = info
+        .security_options
+        .iter()
+        .flatten()
+        .any(|o| o.split(',').any(|kv| kv == "name=rootless"));
+    Ok(Identity {
+        kind: if podman {
+            EngineKind::Podman
+        } else {
+            EngineKind::Docker
+        },
+        version: version.version.unwrap_or_else(|| "unknown".into()),
+        rootless,
+    })
 }
 
 fn api(operation: String, source: bollard::errors::Error) -> DockerError {

@@ -133,7 +133,7 @@ impl Installed {
     ) -> Result<Vec<UnitRestore>, ImportError> {
         let _run_lock =
             crate::lock::run_lock(&self.loaded.env.state_dir(), false, interrupt).await?;
-        let engine = Engine::connect(self.loaded.docker_host()?).await?;
+        let engine = Engine::connect(self.loaded.engine_target()?).await?;
         let journal = self.loaded.env.state_dir().journal();
         let snapshots = self
             .repo
