@@ -23,6 +23,7 @@ pub mod docker;
 mod env;
 pub mod events;
 pub mod files;
+pub mod podman;
 pub mod process;
 pub mod tree;
 
@@ -33,4 +34,5 @@ pub use docker::{
 pub use env::{Env, EnvBuilder, kopi_docka, kopi_docka_at};
 pub use events::{EngineEvents, Event, parse_time, started_at};
 pub use files::{assert_not_leaked, copy_fixture, files_containing, fill_random, write_private};
+pub use podman::Podman;
 pub use process::{Finished, LoggedChild, Signal, restic, run, sigterm};

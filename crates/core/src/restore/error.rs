@@ -42,17 +42,19 @@ pub enum RestoreError {
         /// Backup.
         backup_id: String,
     },
-    /// Neither compose implementation is installed.
+    /// The compose implementation the stack needs is not installed.
     #[error(
-        "starting stack {unit} needs `docker compose` or `docker-compose`, and neither is on PATH.\n\
-         Install one (Debian: `apt install docker-compose`, or Docker's docker-compose-plugin), \
-         or restore without starting: add `--no-start`, then start it yourself from {dir}."
+        "starting stack {unit} needs {tool}, and it is not on PATH.\n\
+         Install it, or restore without starting: add `--no-start`, then start it yourself \
+         from {dir}."
     )]
     ComposeMissing {
         /// Unit.
         unit: String,
         /// Where the compose files go.
         dir: String,
+        /// Which tool, and how to install it.
+        tool: &'static str,
     },
     /// Compose failed.
     #[error("`{command}` failed: {output}")]

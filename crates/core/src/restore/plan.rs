@@ -630,10 +630,21 @@ async fn plan_start(
     match point.kind {
         UnitKind::Stack => {
             let dir = project_dir.unwrap_or(Path::new("."));
-            let Some(tool) = ComposeTool::find().await else {
+            let podman = unit.containers.iter().any(|c| {
+                recipe.inspect(&c.name).is_ok_and(|i| {
+                    i["Config"]["Labels"][super::start::PODMAN_COMPOSE_LABEL].is_string()
+                })
+            });
+            let Some(tool) = ComposeTool::for_stack(podman).await else {
                 return Err(RestoreError::ComposeMissing {
                     unit: point.unit.clone(),
                     dir: dir.display().to_string(),
+                    tool: if podman {
+                        "`podman-compose` (it made this stack; Debian: `apt install podman-compose`)"
+                    } else {
+                        "`docker compose` or `docker-compose` (Debian: `apt install \
+                         docker-compose`, or Docker's docker-compose-plugin)"
+                    },
                 });
             };
             let all_ran = unit

@@ -20,9 +20,24 @@ pub enum ComposeTool {
     Plugin(PathBuf),
     /// `docker-compose` (v1 or the v2 standalone binary).
     Standalone(PathBuf),
+    /// `podman-compose`: the tool that made a Podman stack makes it again (with its own
+    /// `io.podman.compose.*` labels and its pod), against the local Podman.
+    Podman(PathBuf),
 }
 
+/// The label podman-compose puts on every container, volume and network it makes.
+pub const PODMAN_COMPOSE_LABEL: &str = "io.podman.compose.project";
+
 impl ComposeTool {
+    /// The tool that made the stack: `podman-compose` when its containers carry
+    /// [`PODMAN_COMPOSE_LABEL`], else [`ComposeTool::find`]'s.
+    pub async fn for_stack(made_by_podman_compose: bool) -> Option<Self> {
+        if made_by_podman_compose {
+            return on_path("podman-compose").map(Self::Podman);
+        }
+        Self::find().await
+    }
+
     /// Finds `docker compose`, else `docker-compose`, on `PATH`.
     pub async fn find() -> Option<Self> {
         if let Some(docker) = on_path("docker") {
@@ -53,7 +68,7 @@ impl ComposeTool {
                 cmd.arg("compose");
                 cmd
             }
-            Self::Standalone(path) => tokio::process::Command::new(path),
+            Self::Standalone(path) | Self::Podman(path) => tokio::process::Command::new(path),
         };
         crate::config::environment::remove_secrets(&mut cmd);
         cmd
@@ -64,6 +79,7 @@ impl ComposeTool {
         match self {
             Self::Plugin(_) => "docker compose",
             Self::Standalone(_) => "docker-compose",
+            Self::Podman(_) => "podman-compose",
         }
     }
 }

@@ -1,0 +1,144 @@
+//! Real rootful Podman through its Docker-compatible API: `units` names the engine, a
+//! podman-compose stack is one unit, and it round-trips: back up, `down -v`, restore, and
+//! the restore recreates it with podman-compose (its labels on the new containers), with the
+//! volume's files, owners and modes as they were.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use kopi_docka_testkit as support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::tree::{self, CompareOptions};
+use support::{Env, Podman, run};
+
+const COMPOSE: &str = r#"version: "3"
+services:
+  web:
+    image: kdtest/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+    volumes:
+      - webdata:/data
+      - ./html:/html
+volumes:
+  webdata:
+"#;
+
+fn podman_tests_enabled(test: &str) -> bool {
+    support::docker_tests_enabled(test)
+        && (rustix::process::geteuid().is_root() || {
+            eprintln!("SKIPPED {test}: rootful Podman needs root");
+            false
+        })
+}
+
+#[test]
+fn podman_compose_stack_round_trips_through_podman_compose() {
+    if !podman_tests_enabled("podman_compose_stack_round_trips_through_podman_compose") {
+        return;
+    }
+    let env = Env::builder().init().build();
+    let mut podman = Podman::rootful(&env.prefix);
+    env.write_config(
+        "config.toml",
+        &format!(
+            "[docker]\nhost = \"{}\"\n[backup]\nhealth-timeout-seconds = 30\n",
+            podman.host()
+        ),
+    );
+    let dir = env.path("stack");
+    std::fs::create_dir_all(dir.join("html")).unwrap();
+    std::fs::write(dir.join("docker-compose.yml"), COMPOSE).unwrap();
+    std::fs::write(dir.join("html/index.html"), "<h1>podman</h1>").unwrap();
+    let stack = format!("{}-pstack", env.prefix);
+    podman.compose_up(&stack, &dir);
+    let volume = format!("{stack}_webdata");
+    let data = podman.volume_mountpoint(&volume).join("rich");
+    std::fs::create_dir(&data).unwrap();
+    tree::build_rich_tree(&data);
+
+    let units = env.json(&["units", "--json"]);
+    assert_eq!(units["engine"], podman.host().as_str());
+    assert_eq!(units["engine_identity"]["kind"], "podman", "{units:#}");
+    let unit = units["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == stack.as_str())
+        .unwrap_or_else(|| panic!("no unit {stack}: {units:#}"));
+    assert_eq!(unit["kind"], "stack");
+
+    env.cmd(&["backup", "--unit", &stack])
+        .env("CONTAINERS_CONF", podman.conf())
+        .assert()
+        .success();
+    let web = format!("{stack}_web_1");
+    assert_eq!(
+        podman.podman(&["inspect", "--format", "{{.State.Running}}", &web]),
+        "true",
+        "the backup must start the stack again"
+    );
+
+    // A fresh host: the stack gone with its volume; a reference copy kept for comparison.
+    let reference = env.path("reference");
+    run(Command::new("cp").arg("-a").arg(&data).arg(&reference));
+    run(podman
+        .command("podman-compose")
+        .args(["-p", &stack, "down", "-v"])
+        .current_dir(&dir));
+    // podman-compose 1.0.3 leaves the network behind; a fresh host has none.
+    let network = format!("{stack}_default");
+    if podman
+        .command("podman")
+        .args(["network", "exists", &network])
+        .status()
+        .unwrap()
+        .success()
+    {
+        podman.podman(&["network", "rm", &network]);
+    }
+    assert!(
+        !podman
+            .command("podman")
+            .args(["volume", "exists", &volume])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let out = env
+        .cmd(&["restore", "--unit", &stack, "--latest", "--yes", "--json"])
+        .env("CONTAINERS_CONF", podman.conf())
+        .assert()
+        .success();
+    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    assert_eq!(
+        podman.podman(&["inspect", "--format", "{{.State.Running}}", &web]),
+        "true"
+    );
+    // Recreated by podman-compose, not docker-compose: its own label is on the container.
+    assert_eq!(
+        podman.podman(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"io.podman.compose.project\"}}",
+            &web
+        ]),
+        stack
+    );
+    tree::assert_trees_equal(
+        &reference,
+        &podman.volume_mountpoint(&volume).join("rich"),
+        &CompareOptions::default(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("html/index.html")).unwrap(),
+        "<h1>podman</h1>"
+    );
+}
