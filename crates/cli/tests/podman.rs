@@ -142,3 +142,115 @@ fn podman_compose_stack_round_trips_through_podman_compose() {
         "<h1>podman</h1>"
     );
 }
+
+/// The first sub-UID of `user` (`/etc/subuid`).
+fn subuid_base(user: &str) -> u32 {
+    std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(user)).then(|| f.next().unwrap().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{user} has no sub-UIDs"))
+}
+
+fn owner(path: &std::path::Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap();
+    (m.uid(), m.gid())
+}
+
+#[test]
+fn rootless_podman_volume_keeps_sub_uid_owners_when_run_as_root() {
+    if !podman_tests_enabled("rootless_podman_volume_keeps_sub_uid_owners_when_run_as_root") {
+        return;
+    }
+    let env = Env::builder().init().build();
+    let podman = Podman::rootless(&env.prefix);
+    let user = podman.user().unwrap().to_owned();
+    // Root backs up the user's engine: found by `[docker] user`, not named by address.
+    env.write_config(
+        "config.toml",
+        &format!(
+            "[docker]\nengine = \"podman\"\nuser = \"{user}\"\n[backup]\nhealth-timeout-seconds = 30\n"
+        ),
+    );
+    let name = format!("{}-solo", env.prefix);
+    let volume = format!("{}-vol", env.prefix);
+    podman.podman(&[
+        "run",
+        "-d",
+        "--network=none",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        &format!("localhost/{}", support::IMAGE),
+        "sh",
+        "-c",
+        support::IDLE,
+    ]);
+    podman.podman(&[
+        "exec", &name, "sh", "-c",
+        "mkdir /data/app && echo hi > /data/app/by70 && chown -R 70:70 /data/app && chmod 750 /data/app && echo root > /data/byroot",
+    ]);
+    let data = podman.volume_mountpoint(&volume);
+    let sub70 = subuid_base(&user) + 69;
+    assert_eq!(owner(&data.join("app/by70")), (sub70, sub70));
+
+    let units = env.json(&["units", "--json"]);
+    assert_eq!(units["engine_identity"]["kind"], "podman", "{units:#}");
+    assert_eq!(units["engine_identity"]["rootless"], true, "{units:#}");
+    assert!(
+        units["engine"]
+            .as_str()
+            .unwrap()
+            .ends_with("/podman/podman.sock"),
+        "{units:#}"
+    );
+
+    env.cmd(&["backup", "--unit", &name]).assert().success();
+    assert_eq!(
+        podman.podman(&["inspect", "--format", "{{.State.Running}}", &name]),
+        "true"
+    );
+    let reference = env.path("reference");
+    run(Command::new("cp").arg("-a").arg(&data).arg(&reference));
+    podman.podman(&["rm", "-f", &name]);
+    podman.podman(&["volume", "rm", &volume]);
+
+    let out = env
+        .cmd(&["restore", "--unit", &name, "--latest", "--yes", "--json"])
+        .assert()
+        .success();
+    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    assert_eq!(
+        podman.podman(&["inspect", "--format", "{{.State.Running}}", &name]),
+        "true"
+    );
+    let restored = podman.volume_mountpoint(&volume);
+    assert_eq!(owner(&restored.join("app/by70")), (sub70, sub70));
+    // Podman stamps the volume root with the image directory's times when the recreated
+    // container first mounts it (it did so to the original too, before the writes moved
+    // them on): the root's mtime is Podman's; its owner and mode must be ours.
+    tree::assert_trees_equal(
+        &reference,
+        &restored,
+        &CompareOptions {
+            ignore_root_metadata: true,
+            ..CompareOptions::default()
+        },
+    );
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+    };
+    assert_eq!(owner(&restored), owner(&reference));
+    assert_eq!(mode(&restored), mode(&reference));
+    // The user's engine sees its own uid 70 again.
+    assert_eq!(
+        podman.podman(&["exec", &name, "stat", "-c", "%u:%g %a", "/data/app/by70"]),
+        "70:70 644"
+    );
+}

@@ -9,9 +9,12 @@ use std::process::Command;
 use crate::docker::IMAGE;
 use crate::process::{LoggedChild, run};
 
-/// One `podman system service` on a socket in a temp dir; killed (by its PID) on drop.
+/// One `podman system service` (rootful on a socket in a temp dir, or rootless as a test
+/// user created for it); killed (by its PID) on drop.
 pub struct Podman {
     service: Option<LoggedChild>,
+    /// The rootless test user: name, uid, home.
+    user: Option<(String, u32, u32, PathBuf)>,
     socket: PathBuf,
     conf: PathBuf,
     prefix: String,
@@ -33,6 +36,7 @@ impl Podman {
         let socket = dir.path().join("podman.sock");
         let mut podman = Self {
             service: None,
+            user: None,
             socket,
             conf,
             prefix: prefix.to_owned(),
@@ -53,6 +57,67 @@ impl Podman {
         podman
     }
 
+    /// Rootless Podman as a new user named `prefix` (with sub-UIDs, as Debian's `useradd`
+    /// gives them), its API service on `/run/user/UID/podman/podman.sock` as a logind
+    /// session would have it; the user and everything of theirs are removed on drop.
+    pub fn rootless(prefix: &str) -> Self {
+        run(Command::new("useradd").args(["-m", "-s", "/bin/sh", prefix]));
+        let id = |flag: &str| -> u32 {
+            String::from_utf8_lossy(&run(Command::new("id").args([flag, prefix])).stdout)
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let home = PathBuf::from(format!("/home/{prefix}"));
+        let runtime = PathBuf::from(format!("/run/user/{uid}"));
+        std::fs::create_dir_all(&runtime).unwrap();
+        std::os::unix::fs::chown(&runtime, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(
+            &runtime,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let conf = home.join("containers.conf");
+        std::fs::write(
+            &conf,
+            "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mut podman = Self {
+            service: None,
+            user: Some((prefix.to_owned(), uid, gid, home)),
+            socket: runtime.join("podman/podman.sock"),
+            conf,
+            prefix: prefix.to_owned(),
+            compose_projects: Vec::new(),
+            dir,
+        };
+        podman.load_test_image();
+        let mut service = LoggedChild::spawn(podman.command("podman").args([
+            "--log-level=info",
+            "system",
+            "service",
+            "--time=0",
+        ]));
+        service.wait_for_line("rootless podman's API service listens", |l| {
+            l.contains("API service listening")
+        });
+        podman.service = Some(service);
+        podman
+    }
+
+    /// The rootless test user's name.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_ref().map(|(name, ..)| name.as_str())
+    }
+
     /// `unix://` address of the API socket, for `DOCKER_HOST` or `[docker] host`.
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket.display())
@@ -64,9 +129,23 @@ impl Podman {
         &self.conf
     }
 
-    /// `program` with `CONTAINERS_CONF` set.
+    /// `program` with `CONTAINERS_CONF` set; as the rootless user (setpriv execs, so the
+    /// child's PID is the program's) with their home and runtime dir.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = match &self.user {
+            None => Command::new(program),
+            Some((_, uid, gid, home)) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .args(["--init-groups", program])
+                    .env("HOME", home)
+                    .env("XDG_RUNTIME_DIR", format!("/run/user/{uid}"))
+                    .env("USER", self.prefix.as_str())
+                    .current_dir(home);
+                cmd
+            }
+        };
         cmd.env("CONTAINERS_CONF", &self.conf);
         cmd
     }
@@ -117,6 +196,11 @@ impl Podman {
             .args(["save", "-o"])
             .arg(&archive)
             .arg(IMAGE));
+        std::fs::set_permissions(
+            &archive,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
         run(self.command("podman").arg("load").arg("-i").arg(&archive));
         std::fs::remove_file(&archive).unwrap();
     }
@@ -180,5 +264,45 @@ impl Drop for Podman {
         }
         // Dropping the child kills the service (by its PID) and reaps it.
         self.service.take();
+        if let Some((name, uid, ..)) = &self.user {
+            // The user's leftovers (Podman's pause process, conmon), each by its PID: all of
+            // them were started for this test, as this user.
+            for pid in processes_of(*uid) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid)
+                    && let Err(error) =
+                        rustix::process::kill_process(pid, rustix::process::Signal::KILL)
+                {
+                    // It may have ended meanwhile; userdel below says if anything is left.
+                    eprintln!("warning: cannot kill {}: {error}", pid.as_raw_nonzero());
+                }
+            }
+            let removed = Command::new("userdel").args(["-r", "-f", name]).output();
+            if !removed.is_ok_and(|o| o.status.success()) {
+                eprintln!("warning: userdel -r {name} failed");
+            }
+            if let Err(error) = std::fs::remove_dir_all(format!("/run/user/{uid}")) {
+                eprintln!("warning: cannot remove /run/user/{uid}: {error}");
+            }
+        }
     }
+}
+
+/// PIDs of the processes whose real uid is `uid`.
+fn processes_of(uid: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+                status.lines().any(|l| {
+                    l.strip_prefix("Uid:")
+                        .and_then(|ids| ids.split_whitespace().next())
+                        .is_some_and(|real| real == uid.to_string())
+                })
+            })
+        })
+        .collect()
 }

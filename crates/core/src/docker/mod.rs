@@ -189,7 +189,7 @@ impl Engine {
             .await
             .map_err(|_| format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
             .map_err(|e| describe(&e))?;
-        let identity = tokio::time::timeout(CONNECT_TIMEOUT, identify(&client))
+        let identity = tokio::time::timeout(CONNECT_TIMEOUT, identify(&client, endpoint))
             .await
             .map_err(|_| format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
             .map_err(|e| describe(&e))?;
@@ -659,8 +659,13 @@ fn install_crypto_provider() {
 }
 
 /// Docker or Podman (Podman's version names a "Podman Engine" component), and whether it
-/// runs rootless (both put `name=rootless` in their security options).
-async fn identify(client: &Docker) -> Result<Identity, bollard::errors::Error> {
+/// runs rootless: rootless Docker puts `name=rootless` in its security options; Podman's
+/// compat API says so only in a field of its own, but a rootless engine's socket belongs to
+/// its user, never to root.
+async fn identify(
+    client: &Docker,
+    endpoint: &DockerHost,
+) -> Result<Identity, bollard::errors::Error> {
     let version = client.version().await?;
     let podman = version
         .components
@@ -672,11 +677,16 @@ async fn identify(client: &Docker) -> Result<Identity, bollard::errors::Error> {
             .as_ref()
             .is_some_and(|p| p.name.to_ascii_lowercase().contains("podman"));
     let info = client.info().await?;
-    let rootless = info
-        .security_options
-        .iter()
-        .flatten()
-        .any(|o| o.split(',').any(|kv| kv == "name=rootless"));
+    let rootless =
+        info.security_options
+            .iter()
+            .flatten()
+            .any(|o| o.split(',').any(|kv| kv == "name=rootless"))
+            || match endpoint {
+                DockerHost::Unix(path) => std::fs::metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != 0),
+                DockerHost::Tcp(_) | DockerHost::Ssh(_) => false,
+            };
     Ok(Identity {
         kind: if podman {
             EngineKind::Podman
