@@ -254,3 +254,55 @@ fn rootless_podman_volume_keeps_sub_uid_owners_when_run_as_root() {
         "70:70 644"
     );
 }
+
+/// A container of a `podman generate systemd --new` or Quadlet unit runs with `--rm`: stopped
+/// through the API it is gone, and the unit's job is to stop and start it. Until kopi-docka
+/// drives systemd units, such a unit is refused before anything touches it.
+#[test]
+fn a_systemd_managed_rm_container_is_refused_and_left_running() {
+    if !podman_tests_enabled("a_systemd_managed_rm_container_is_refused_and_left_running") {
+        return;
+    }
+    let env = Env::builder().init().build();
+    let podman = Podman::rootful(&env.prefix);
+    env.write_config(
+        "config.toml",
+        &format!("[docker]\nhost = \"{}\"\n", podman.host()),
+    );
+    let name = format!("{}-web", env.prefix);
+    let unit = format!("container-{name}.service");
+    let id = podman.podman(&[
+        "run",
+        "-d",
+        "--rm",
+        "--label",
+        &format!("PODMAN_SYSTEMD_UNIT={unit}"),
+        "--name",
+        &name,
+        "-v",
+        &format!("{}-data:/data", env.prefix),
+        &format!("localhost/{}", support::IMAGE),
+        "sh",
+        "-c",
+        support::IDLE,
+    ]);
+
+    let units = env.json(&["units", "--json"]);
+    let found = units["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("no unit {name}: {units:#}"));
+    let why = found["refused"].as_str().unwrap_or_default();
+    assert!(why.contains("--rm") && why.contains(&unit), "{found:#}");
+
+    let out = env.cmd(&["backup", "--unit", &name]).assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains(&unit), "{stderr}");
+    // Untouched: the same container still runs.
+    assert_eq!(
+        podman.podman(&["inspect", "--format", "{{.Id}} {{.State.Running}}", &name]),
+        format!("{id} true")
+    );
+}

@@ -40,6 +40,8 @@ struct Member {
     container: Container,
     labels: HashMap<String, String>,
     number: u32,
+    /// Why stopping it through the engine would destroy it (`--rm`), when it would.
+    removed_on_stop: Option<String>,
 }
 
 /// Groups inspected containers into units. Pure apart from reading compose files and checking
@@ -108,6 +110,14 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         }
     }
     let host_config = raw.host_config.unwrap_or_default();
+    let removed_on_stop = removed_on_stop(
+        raw.name
+            .as_deref()
+            .unwrap_or_default()
+            .trim_start_matches('/'),
+        host_config.auto_remove == Some(true),
+        labels.get(PODMAN_SYSTEMD_UNIT).map(String::as_str),
+    );
     // `--tmpfs` mounts appear in HostConfig.Tmpfs, not in Mounts.
     for dest in host_config.tmpfs.unwrap_or_default().into_keys() {
         let dest = PathBuf::from(dest);
@@ -157,6 +167,7 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         container,
         labels,
         number,
+        removed_on_stop,
     }
 }
 
@@ -509,8 +520,9 @@ fn assemble(
     rules: &MountRules,
 ) -> Unit {
     order_members(&mut members);
+    let removed_on_stop = members.iter().find_map(|m| m.removed_on_stop.clone());
     let containers: Vec<Container> = members.into_iter().map(|m| m.container).collect();
-    let refused = refusal(&name, &containers);
+    let refused = refusal(&name, &containers).or(removed_on_stop);
     let start_order = containers.iter().map(|c| c.name.clone()).collect();
 
     let mut unit_volumes: BTreeMap<&str, UnitVolume> = BTreeMap::new();
@@ -624,6 +636,31 @@ fn refused_entry(name: &UnitName, why: &str) -> CoverageEntry {
 
 /// Why a unit cannot be backed up safely: its name, a member's name or a member's service
 /// would become a path, a tag or a compose argument.
+/// The label Podman puts on containers of `podman generate systemd --new` and Quadlet units
+/// (and podman-compose 1.6 on every container, run by systemd or not).
+const PODMAN_SYSTEMD_UNIT: &str = "PODMAN_SYSTEMD_UNIT";
+
+/// A container that runs with `--rm` (auto-remove) is deleted by the engine when it stops: a
+/// cold backup would stop it and then have nothing to start. Such containers are what systemd
+/// units of `podman generate systemd --new` and Quadlet run (`--rm --replace`); they must be
+/// stopped and started through their unit, which kopi-docka does not do yet. The unit is
+/// refused: listed, never touched.
+fn removed_on_stop(name: &str, auto_remove: bool, systemd_unit: Option<&str>) -> Option<String> {
+    if !auto_remove {
+        return None;
+    }
+    let by_unit = systemd_unit.map_or_else(String::new, |unit| {
+        format!(
+            "; it belongs to systemd unit {unit}, which must stop and start it (`systemctl \
+             [--user] stop {unit}`), and kopi-docka does not drive systemd units yet"
+        )
+    });
+    Some(format!(
+        "container {name} runs with --rm (auto-remove): stopping it through the engine would \
+         delete it{by_unit}. See docs/podman.md"
+    ))
+}
+
 fn refusal(name: &UnitName, containers: &[Container]) -> Option<String> {
     let unit = names::engine_name(name.as_str()).map_err(|why| format!("unit name: {why}"));
     let members = containers.iter().map(|c| {
