@@ -130,7 +130,9 @@ impl Engine {
     pub async fn connect(target: EngineTarget) -> Result<Self, DockerError> {
         let mut tried = Vec::new();
         for endpoint in target.candidates {
-            match Self::connect_to(&endpoint, target.tls.as_ref()).await {
+            // Boxed: the TLS and ssh transports make this future large, and every command
+            // awaits a connect.
+            match Box::pin(Self::connect_to(&endpoint, target.tls.as_ref())).await {
                 Ok(engine) => return Ok(engine),
                 Err(reason) if target.named => {
                     return Err(DockerError::Unreachable { endpoint, reason });
