@@ -174,8 +174,17 @@ async fn engine_check(loaded: &LoadedConfig, checks: &mut Vec<Check>) -> Option<
     match Engine::connect(host).await {
         Ok(engine) => {
             let message = match engine.version().await {
-                Ok((_, api)) => {
-                    format!("{} (API {api}) at {}", engine.identity(), engine.endpoint())
+                Ok((version, api)) => {
+                    let identity = engine.identity();
+                    let kind = match identity.kind {
+                        crate::docker::EngineKind::Docker => "Docker",
+                        crate::docker::EngineKind::Podman => "Podman",
+                    };
+                    let rootless = if identity.rootless { ", rootless" } else { "" };
+                    format!(
+                        "{kind} version {version} (API {api}{rootless}) at {}",
+                        engine.endpoint()
+                    )
                 }
                 Err(error) => format!(
                     "reachable at {}; version unknown: {error}",
