@@ -18,11 +18,13 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # Debian packages the tests use (restic, openssl and age are for the repository and DR tests;
-# strace proves that a DR export writes no plaintext; stunnel is the TLS front of the engine-endpoint tests; script (util-linux) gives `age` a terminal;
+# strace proves that a DR export writes no plaintext; stunnel is the TLS front of the engine-endpoint tests;
+# podman, podman-compose, runc and uidmap run the rootful and rootless Podman tests; script (util-linux) gives `age` a terminal;
 # time and Debian's python3 run the benchmark harness; systemd brings systemd-analyze, which
 # verifies the generated units; aiosmtpd is the real SMTP server and prometheus-client the real
 # exposition-format parser of the notification tests).
 PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3 stunnel4
+    podman podman-compose runc uidmap
     systemd python3-aiosmtpd python3-prometheus-client)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
@@ -33,6 +35,10 @@ command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 command -v age >/dev/null 2>&1 || need_install+=(age)
 command -v strace >/dev/null 2>&1 || need_install+=(strace)
 command -v stunnel >/dev/null 2>&1 || need_install+=(stunnel4)
+command -v podman >/dev/null 2>&1 || need_install+=(podman)
+command -v podman-compose >/dev/null 2>&1 || need_install+=(podman-compose)
+command -v runc >/dev/null 2>&1 || need_install+=(runc)
+command -v newuidmap >/dev/null 2>&1 || need_install+=(uidmap)
 [[ -x /usr/bin/time ]] || need_install+=(time)
 [[ -x /usr/bin/python3 ]] || need_install+=(python3)
 command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
