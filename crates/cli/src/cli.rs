@@ -281,6 +281,10 @@ pub struct DrImportArgs {
     /// Restore every unit's newest restore point and start it
     #[arg(long)]
     pub restore_all: bool,
+    /// With --restore-all: also accept what recipes ask beyond a plain restore (privileged
+    /// containers, host namespaces, devices, files outside the project directory)
+    #[arg(long, requires = "restore_all")]
+    pub trust_recipe: bool,
     /// Show what would be installed and restored; change nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -1588,6 +1588,14 @@ fn runs_with_different_state_dirs_never_stop_the_same_container_at_once() {
     let first = env.spawn(&["backup", "--unit", &name, "--scope", "minimal"]);
     // The first run holds the unit down (its post-stop hook sleeps).
     events.wait_for(&name, "die", events.since());
+    // Its host-wide lock file is there while it holds the lock (this proves the path is the
+    // one kopi-docka uses), and gone after both runs (they do not pile up in /run/lock).
+    let lock_file = container_lock_file(&name);
+    assert!(
+        lock_file.exists(),
+        "{} while the run holds it",
+        lock_file.display()
+    );
     let second = env
         .cmd(&["backup", "--unit", &name, "--scope", "minimal", "--json"])
         .env("KOPI_DOCKA_STATE_DIR", env.path("state-other"))
@@ -1617,4 +1625,18 @@ fn runs_with_different_state_dirs_never_stop_the_same_container_at_once() {
         .count();
     assert_eq!(kills, 1, "{:#?}", events.all());
     assert!(running(&name));
+    assert!(
+        !lock_file.exists(),
+        "the runs left their lock file {} behind",
+        lock_file.display()
+    );
+}
+
+/// The host-wide lock file of container `name` on the test engine (the default socket).
+fn container_lock_file(name: &str) -> PathBuf {
+    let id = docker(&["inspect", "--format", "{{.Id}}", name]);
+    let endpoint = kopi_docka_core::config::DockerHost::Unix(
+        kopi_docka_core::config::defaults::DOCKER_SOCKET.into(),
+    );
+    kopi_docka_core::lock::host::path(&endpoint, &id)
 }

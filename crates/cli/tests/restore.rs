@@ -1547,3 +1547,132 @@ fn a_restore_that_does_not_fit_is_refused_before_it_starts() {
     );
     drop(small);
 }
+
+/// Issue 16: a recipe that needs trust (here `cap_add: [SYS_ADMIN]`) is refused by a drill
+/// unless `--trust-recipe` (a drill creates containers from the recipe too), and by
+/// `disaster-recovery import --restore-all` unless `--trust-recipe`; and `--restore-all`, like
+/// `restore`, first rolls back what a restore killed between its swaps left, and starts the
+/// containers it left stopped, before it restores anything.
+#[test]
+fn restore_all_recovers_first_and_needs_trust_like_restore_and_so_does_a_drill() {
+    if !support::docker_tests_enabled(
+        "restore_all_recovers_first_and_needs_trust_like_restore_and_so_does_a_drill",
+    ) {
+        return;
+    }
+    let mut env = installation("");
+    let (stack, _dir) = env.stack("services:\n  web:\n    cap_add: [SYS_ADMIN]\n");
+    let db_volume = format!("{stack}_db-data");
+    let cache_volume = format!("{stack}_web-cache");
+    let containers = [format!("{stack}_db_1"), format!("{stack}_web_1")];
+    for v in [&db_volume, &cache_volume] {
+        std::fs::write(volume_mountpoint(v).join("marker"), "v1").unwrap();
+    }
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    for v in [&db_volume, &cache_volume] {
+        std::fs::write(volume_mountpoint(v).join("marker"), "v2").unwrap();
+    }
+    let marker = |v: &str| std::fs::read_to_string(volume_mountpoint(v).join("marker")).unwrap();
+    let passphrase = env.path("dr-passphrase");
+    support::write_private(&passphrase, "kdtest-correct-horse-battery\n");
+    let bundle = env.path("bundle.age");
+    env.cmd(&[
+        "dr",
+        "export",
+        bundle.to_str().unwrap(),
+        "--passphrase-file",
+    ])
+    .arg(&passphrase)
+    .assert()
+    .success();
+
+    // A drill: refused without --trust-recipe (no terminal to ask on), nothing created.
+    let events = support::EngineEvents::start(&env.prefix);
+    let out = env
+        .cmd(&["restore", "--unit", &stack, "--drill"])
+        .assert()
+        .code(2);
+    let text = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(text.contains("cap_add SYS_ADMIN"), "{text}");
+    assert!(text.contains("--trust-recipe"), "{text}");
+    let created: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| e.action == "create" && e.name.contains("-drill-"))
+        .collect();
+    assert!(created.is_empty(), "the refused drill created {created:#?}");
+    let drill = env.json(&[
+        "restore",
+        "--unit",
+        &stack,
+        "--drill",
+        "--trust-recipe",
+        "--json",
+    ]);
+    assert_eq!(drill["passed"], true, "{drill:#}");
+
+    // A restore killed right after its first swap: db-data swapped, web-cache not, the
+    // containers stopped.
+    let first = volume_mountpoint(&db_volume);
+    let mut child = env.spawn_logged_with(
+        &["restore", "--unit", &stack, "--only", "volumes", "--yes"],
+        &[(
+            "KOPI_DOCKA_FAILPOINT",
+            &format!("hold-after-swap:{}", first.display()),
+        )],
+    );
+    child.wait_for_line("the first swap", |l| l.contains("holding after the swap"));
+    child.signal(support::Signal::KILL);
+    assert!(!child.finish().status.success());
+    assert_eq!(marker(&db_volume), "v1");
+    for c in &containers {
+        assert_eq!(inspect(c, "{{.State.Running}}"), "false", "{c} stopped");
+    }
+
+    let import = |extra: &[&str]| {
+        env.cmd(&[
+            "disaster-recovery",
+            "import",
+            bundle.to_str().unwrap(),
+            "--restore-all",
+            "--json",
+            "--passphrase-file",
+        ])
+        .arg(&passphrase)
+        .args(extra)
+        .assert()
+    };
+    // Without --trust-recipe: the half-done restore is rolled back and its containers run
+    // again, then the unit is refused (exit 3: not every unit was restored).
+    let out = import(&[]).code(3);
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        report["recovered"]["rolled_back"],
+        serde_json::json!([first.display().to_string()]),
+        "{report:#}"
+    );
+    let error = report["restored"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cap_add SYS_ADMIN"), "{report:#}");
+    assert!(error.contains("--trust-recipe"), "{report:#}");
+    assert_eq!(marker(&db_volume), "v2", "rolled back");
+    assert_eq!(marker(&cache_volume), "v2");
+    for c in &containers {
+        assert_eq!(inspect(c, "{{.State.Running}}"), "true", "{c} runs again");
+    }
+    assert!(!env.path("state/restore-swaps.json").exists());
+
+    // With it: restored.
+    let out = import(&["--trust-recipe"]).success();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        report["restored"][0]["outcome"]["errors"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    assert!(report.get("recovered").is_none(), "{report:#}");
+    assert_eq!(marker(&db_volume), "v1");
+    assert_eq!(marker(&cache_volume), "v1");
+    for c in &containers {
+        assert_eq!(inspect(c, "{{.State.Running}}"), "true", "{c} runs");
+    }
+}

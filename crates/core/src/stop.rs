@@ -67,7 +67,7 @@ pub struct StoppedUnit {
     /// Containers the engine had to kill.
     killed: Vec<KilledContainer>,
     /// The host-wide locks of the stopped containers, released once they run again.
-    host_locks: Vec<Lock>,
+    host_locks: Vec<crate::lock::host::ContainerLock>,
 }
 
 /// What restarting reported.
@@ -272,6 +272,11 @@ impl StoppedUnit {
         self.stopped.into_iter().map(|c| c.name).collect()
     }
 
+    /// Containers the engine had to kill when they were stopped.
+    pub fn killed(&self) -> &[KilledContainer] {
+        &self.killed
+    }
+
     /// Names of the stopped containers, in start order.
     pub fn names(&self) -> Vec<String> {
         self.stopped.iter().map(|c| c.name.clone()).collect()
@@ -345,6 +350,11 @@ pub struct RecoveryReport {
 }
 
 impl RecoveryReport {
+    /// Nothing was repaired and nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.started.is_empty() && self.errors.is_empty() && self.rolled_back.is_empty()
+    }
+
     /// Names of the containers started, in the order they were started.
     pub fn started_names(&self) -> Vec<String> {
         self.started.iter().map(|c| c.name.clone()).collect()
