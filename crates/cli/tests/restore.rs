@@ -1587,9 +1587,22 @@ fn restore_all_recovers_first_and_needs_trust_like_restore_and_so_does_a_drill()
     .success();
 
     // A drill: refused without --trust-recipe (no terminal to ask on), nothing created.
+    // DATABASE_URL is redacted in the saved configuration and in no env file of the recipe.
+    let secrets = env_file(
+        &env,
+        "DATABASE_URL=postgres://app:fixture-secret@db:5432/app\n",
+    );
+    let secrets = secrets.to_str().unwrap();
     let events = support::EngineEvents::start(&env.prefix);
     let out = env
-        .cmd(&["restore", "--unit", &stack, "--drill"])
+        .cmd(&[
+            "restore",
+            "--unit",
+            &stack,
+            "--drill",
+            "--env-file",
+            secrets,
+        ])
         .assert()
         .code(2);
     let text = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
@@ -1606,6 +1619,8 @@ fn restore_all_recovers_first_and_needs_trust_like_restore_and_so_does_a_drill()
         "--unit",
         &stack,
         "--drill",
+        "--env-file",
+        secrets,
         "--trust-recipe",
         "--json",
     ]);
@@ -1675,4 +1690,173 @@ fn restore_all_recovers_first_and_needs_trust_like_restore_and_so_does_a_drill()
     for c in &containers {
         assert_eq!(inspect(c, "{{.State.Running}}"), "true", "{c} runs");
     }
+}
+
+/// Issue 16.3: a container the engine had to kill when the restore stopped it (it ignores
+/// SIGTERM) is in the restore's outcome as data (name, seconds, timeout), with its hint in the
+/// text, like in a backup's report.
+#[test]
+fn a_container_killed_while_the_restore_stops_it_is_in_the_outcome() {
+    if !support::docker_tests_enabled(
+        "a_container_killed_while_the_restore_stops_it_is_in_the_outcome",
+    ) {
+        return;
+    }
+    let env = Env::builder()
+        .extra("[backup]\nstop-timeout-seconds = 2\nhealth-timeout-seconds = 30\n")
+        .init()
+        .build();
+    let name = format!("{}-ignores-term", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{name}-data:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 1; done",
+    ]);
+    env.cmd(&["backup", "--unit", &name, "--scope", "minimal"])
+        .assert()
+        .success();
+    let outcome = env.json(&["restore", "--unit", &name, "--yes", "--json"]);
+    let killed = outcome["killed"].as_array().unwrap();
+    assert_eq!(killed.len(), 1, "{outcome:#}");
+    assert_eq!(killed[0]["name"], name.as_str());
+    assert_eq!(killed[0]["timeout_seconds"], 2);
+    assert!(killed[0]["seconds"].as_f64().unwrap() >= 1.5, "{outcome:#}");
+    assert!(
+        !outcome["warnings"]
+            .to_string()
+            .contains("ignored its stop signal"),
+        "the kill is data, not a warning as well: {outcome:#}"
+    );
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+    let text = env
+        .cmd(&["restore", "--unit", &name, "--yes"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains(&format!("killed: {name} ignored its stop signal")),
+        "{text}"
+    );
+}
+
+/// Issue 16.11: a `compose up` that hangs is cut off after `[backup] compose-timeout-seconds`
+/// with a message that names the limit; nothing it started is left running and nothing the
+/// restore stopped (here another container that uses the stack's volume) is left stopped.
+///
+/// The real docker-compose cannot be made to hang on its own here: with the image present it
+/// never pulls, and a registry that does not answer would need a fake registry server. So the
+/// compose command on PATH is a wrapper script that hangs, then would run the real
+/// docker-compose.
+#[test]
+fn a_hanging_compose_is_cut_off_and_leaves_nothing_stopped() {
+    if !support::docker_tests_enabled("a_hanging_compose_is_cut_off_and_leaves_nothing_stopped") {
+        return;
+    }
+    let mut env = Env::builder()
+        .extra("[backup]\ncompose-timeout-seconds = 3\nhealth-timeout-seconds = 30\n")
+        .init()
+        .build();
+    let (stack, _dir) = env.stack("");
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    // The stack is gone (so the restore starts it with compose), and another container uses
+    // its volume: the restore stops that one while it replaces the data.
+    for c in [format!("{stack}_db_1"), format!("{stack}_web_1")] {
+        docker(&["rm", "-f", &c]);
+    }
+    let reader = format!("{}-reader", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &reader,
+        "-v",
+        &format!("{stack}_db-data:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v docker-compose"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = env.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let pid_file = env.path("compose.pid");
+    let wrapper = bin.join("docker-compose");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nsleep 600\nexec '{}' \"$@\"\n",
+            pid_file.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+
+    let started = std::time::Instant::now();
+    let out = env
+        .cmd(&["restore", "--unit", &stack, "--yes", "--json"])
+        .env("PATH", path)
+        .assert()
+        .code(1);
+    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let errors = outcome["errors"].to_string();
+    assert!(
+        errors.contains("docker-compose -p") && errors.contains("did not finish within 3s"),
+        "{outcome:#}"
+    );
+    assert!(errors.contains("compose-timeout-seconds"), "{outcome:#}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "the restore took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        outcome["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == format!("{stack}_db-data").as_str()),
+        "the data was restored before the start: {outcome:#}"
+    );
+    assert_eq!(
+        inspect(&reader, "{{.State.Running}}"),
+        "true",
+        "the restore left {reader} stopped"
+    );
+    // The wrapper's process group (the shell and its sleep) is gone.
+    let group: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid pgrp ...
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string()
+        })
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "compose's processes still run: {alive:#?}"
+    );
 }

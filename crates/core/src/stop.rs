@@ -250,6 +250,7 @@ impl StoppedUnit {
                             .warnings
                             .push(format!("cannot update the journal: {error}"));
                     }
+                    crate::failpoint::hold("hold-after-start", &container.name).await;
                 }
                 Err(error) => report.errors.push(error),
             }
