@@ -1794,12 +1794,12 @@ fn a_hanging_compose_is_cut_off_and_leaves_nothing_stopped() {
     .unwrap();
     let bin = env.path("bin");
     std::fs::create_dir(&bin).unwrap();
-    let pid_file = env.path("compose.pid");
+    let pid_file = env.path("compose-sleep.pid");
     let wrapper = bin.join("docker-compose");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\necho $$ > '{}'\nsleep 600\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\nsleep 600 &\necho $! > '{}'\nwait $!\nexec '{}' \"$@\"\n",
             pid_file.display(),
             real.trim()
         ),
@@ -1839,24 +1839,14 @@ fn a_hanging_compose_is_cut_off_and_leaves_nothing_stopped() {
         "true",
         "the restore left {reader} stopped"
     );
-    // The wrapper's process group (the shell and its sleep) is gone.
-    let group: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let alive: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
-        .filter(|stat| {
-            // pid (comm) state ppid pgrp ...
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string()
-        })
-        .collect();
-    assert!(
-        alive.is_empty(),
-        "compose's processes still run: {alive:#?}"
-    );
+    // What compose started (the wrapper's sleep) is gone, not just compose itself.
+    let sleep = std::fs::read_to_string(&pid_file).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", sleep.trim()));
+    let alive = stat.is_ok_and(|stat| {
+        stat.contains("(sleep)")
+            && stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    });
+    assert!(!alive, "compose's child (sleep, pid {}) still runs", sleep.trim());
 }
