@@ -266,6 +266,10 @@ pub struct DrExportArgs {
 
 /// `kopi-docka disaster-recovery import`
 #[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct DrImportArgs {
     /// The bundle file
     #[arg(value_name = "BUNDLE")]

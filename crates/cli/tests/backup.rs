@@ -1730,6 +1730,29 @@ impl Drop for DockerGroupUser {
     }
 }
 
+/// A child process that is killed (by its pid) and reaped if the test fails before it ends,
+/// so the test user can be removed.
+struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    fn wait(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            if let Err(error) = child.kill() {
+                eprintln!("warning: cannot kill {}: {error}", child.id());
+            }
+            if let Err(error) = child.wait() {
+                eprintln!("warning: cannot reap {}: {error}", child.id());
+            }
+        }
+    }
+}
+
 /// The group that owns the engine's socket (`docker`).
 fn docker_socket_group() -> String {
     use std::os::unix::fs::MetadataExt as _;
@@ -1816,12 +1839,13 @@ fn root_and_a_docker_group_user_never_stop_the_same_container_at_once() {
 
     // The user's run holds the lock (stopping the container); root's is refused.
     let since = std::time::SystemTime::now();
-    let holder = user
-        .cmd(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let holder = Reaped(Some(
+        user.cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     events.wait_for(&name, "kill", since);
     let lock_file = container_lock_file(&name);
     {
@@ -1830,7 +1854,7 @@ fn root_and_a_docker_group_user_never_stop_the_same_container_at_once() {
         assert_eq!(meta.uid(), user.uid, "the user's run made the lock file");
     }
     refused(&env.cmd(&args).output().unwrap());
-    let out = holder.wait_with_output().unwrap();
+    let out = holder.wait();
     assert!(out.status.success(), "{out:?}");
     stopped_once_since(since);
     assert!(running(&name));
@@ -1838,10 +1862,10 @@ fn root_and_a_docker_group_user_never_stop_the_same_container_at_once() {
 
     // Root's run holds it; the user's is refused.
     let since = std::time::SystemTime::now();
-    let holder = env.spawn(&args);
+    let holder = Reaped(Some(env.spawn(&args)));
     events.wait_for(&name, "kill", since);
     refused(&user.cmd(&args).output().unwrap());
-    let out = holder.wait_with_output().unwrap();
+    let out = holder.wait();
     assert!(out.status.success(), "{out:?}");
     stopped_once_since(since);
     assert!(running(&name));

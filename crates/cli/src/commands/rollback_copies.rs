@@ -12,7 +12,7 @@ use crate::printer::Printer;
 use crate::render::{Render, human_bytes, local_time};
 
 /// Lists or prunes rollback copies.
-pub async fn run(
+pub fn run(
     global: &GlobalArgs,
     command: RollbackCopiesCommand,
     printer: &Printer,

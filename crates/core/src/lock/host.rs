@@ -81,13 +81,10 @@ impl Drop for ContainerLock {
     fn drop(&mut self) {
         // Unlinked under the lock: a run that opened this inode meanwhile finds it no longer
         // named by the path once it has the lock, and starts again (see the module docs).
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => {}
-            // Not ours to remove (root's file, we are a docker-group user) or already gone:
-            // the next run reuses it.
-            Err(error) => {
-                tracing::debug!(path = %self.path.display(), %error, "container lock file stays")
-            }
+        // Not ours to remove (root's file, we are a docker-group user) or already gone: the
+        // next run reuses it.
+        if let Err(error) = std::fs::remove_file(&self.path) {
+            tracing::debug!(path = %self.path.display(), %error, "container lock file stays");
         }
         // Dropping `_file` (after this) closes it, which releases the flock.
     }

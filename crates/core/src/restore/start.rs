@@ -115,30 +115,28 @@ pub async fn compose_up(
     let group = child
         .id()
         .and_then(|pid| rustix::process::Pid::from_raw(pid.cast_signed()));
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(output) => output.map_err(|e| RestoreError::Compose {
-            command: tool.display().into(),
-            output: e.to_string(),
-        })?,
-        Err(_) => {
-            if let Some(group) = group
-                && let Err(error) =
-                    rustix::process::kill_process_group(group, rustix::process::Signal::KILL)
-            {
-                tracing::warn!(%error, "cannot kill the compose process group");
-            }
-            return Err(RestoreError::Compose {
-                command: format!("{} -p {project} up -d", tool.display()),
-                output: format!(
-                    "did not finish within {}s ([backup] compose-timeout-seconds) and was \
-                     killed (an image pull that hangs? a registry that does not answer?); run \
-                     it by hand in {} to see why",
-                    timeout.as_secs(),
-                    project_dir.display()
-                ),
-            });
+    let Ok(output) = tokio::time::timeout(timeout, child.wait_with_output()).await else {
+        if let Some(group) = group
+            && let Err(error) =
+                rustix::process::kill_process_group(group, rustix::process::Signal::KILL)
+        {
+            tracing::warn!(%error, "cannot kill the compose process group");
         }
+        return Err(RestoreError::Compose {
+            command: format!("{} -p {project} up -d", tool.display()),
+            output: format!(
+                "did not finish within {}s ([backup] compose-timeout-seconds) and was killed \
+                 (an image pull that hangs? a registry that does not answer?); run it by hand \
+                 in {} to see why",
+                timeout.as_secs(),
+                project_dir.display()
+            ),
+        });
     };
+    let output = output.map_err(|e| RestoreError::Compose {
+        command: tool.display().into(),
+        output: e.to_string(),
+    })?;
     if output.status.success() {
         return Ok(());
     }
