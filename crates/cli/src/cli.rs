@@ -266,6 +266,10 @@ pub struct DrExportArgs {
 
 /// `kopi-docka disaster-recovery import`
 #[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct DrImportArgs {
     /// The bundle file
     #[arg(value_name = "BUNDLE")]
@@ -281,6 +285,10 @@ pub struct DrImportArgs {
     /// Restore every unit's newest restore point and start it
     #[arg(long)]
     pub restore_all: bool,
+    /// With --restore-all: also accept what recipes ask beyond a plain restore (privileged
+    /// containers, host namespaces, devices, files outside the project directory)
+    #[arg(long, requires = "restore_all")]
+    pub trust_recipe: bool,
     /// Show what would be installed and restored; change nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -1588,6 +1588,14 @@ fn runs_with_different_state_dirs_never_stop_the_same_container_at_once() {
     let first = env.spawn(&["backup", "--unit", &name, "--scope", "minimal"]);
     // The first run holds the unit down (its post-stop hook sleeps).
     events.wait_for(&name, "die", events.since());
+    // Its host-wide lock file is there while it holds the lock (this proves the path is the
+    // one kopi-docka uses), and gone after both runs (they do not pile up in /run/lock).
+    let lock_file = container_lock_file(&name);
+    assert!(
+        lock_file.exists(),
+        "{} while the run holds it",
+        lock_file.display()
+    );
     let second = env
         .cmd(&["backup", "--unit", &name, "--scope", "minimal", "--json"])
         .env("KOPI_DOCKA_STATE_DIR", env.path("state-other"))
@@ -1617,4 +1625,249 @@ fn runs_with_different_state_dirs_never_stop_the_same_container_at_once() {
         .count();
     assert_eq!(kills, 1, "{:#?}", events.all());
     assert!(running(&name));
+    assert!(
+        !lock_file.exists(),
+        "the runs left their lock file {} behind",
+        lock_file.display()
+    );
+}
+
+/// The host-wide lock file of container `name` on the test engine (the default socket).
+fn container_lock_file(name: &str) -> PathBuf {
+    let id = docker(&["inspect", "--format", "{{.Id}}", name]);
+    let endpoint = kopi_docka_core::config::DockerHost::Unix(
+        kopi_docka_core::config::defaults::DOCKER_SOCKET.into(),
+    );
+    kopi_docka_core::lock::host::path(&endpoint, &id)
+}
+
+/// A local user in the engine socket's group (`docker`), removed on drop with its directory.
+struct DockerGroupUser {
+    name: String,
+    uid: u32,
+    dir: PathBuf,
+}
+
+impl DockerGroupUser {
+    fn add(name: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        // useradd names are at most 32 characters: kdtest-xxxxxxxx-u fits.
+        let socket_group = docker_socket_group();
+        support::run(Command::new("useradd").args([
+            "-M",
+            "-N",
+            "-G",
+            &socket_group,
+            "-s",
+            "/usr/sbin/nologin",
+            name,
+        ]));
+        let id = |flag: &str| -> u32 {
+            String::from_utf8_lossy(&support::run(Command::new("id").args([flag, name])).stdout)
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Self {
+            name: name.to_owned(),
+            uid,
+            dir,
+        }
+    }
+
+    /// `kopi-docka <args>` as this user (with its supplementary groups), with its own config,
+    /// repository, state and cache in its directory.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", &self.name, "--regid"])
+            .arg(
+                String::from_utf8_lossy(
+                    &support::run(Command::new("id").args(["-g", &self.name])).stdout,
+                )
+                .trim(),
+            )
+            .arg("--init-groups")
+            .arg(assert_cmd::cargo::cargo_bin("kopi-docka"))
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .args(args)
+            .env_remove("KOPI_DOCKA_CONFIG")
+            .env_remove("DOCKER_HOST")
+            .env_remove("KOPI_DOCKA_LOG")
+            .env_remove("KOPI_DOCKA_DR_PASSPHRASE")
+            .env("HOME", &self.dir)
+            .env("XDG_CONFIG_HOME", "/nonexistent/kopi-docka-test-config")
+            .env("KOPI_DOCKA_STATE_DIR", self.dir.join("state"))
+            .env("KOPI_DOCKA_CACHE_DIR", self.dir.join("cache"));
+        cmd
+    }
+
+    /// A file in its directory, owned by it.
+    fn write(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(&path, Some(self.uid), None).unwrap();
+        path
+    }
+}
+
+impl Drop for DockerGroupUser {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("warning: cannot remove {}: {error}", self.dir.display());
+        }
+        let out = Command::new("userdel").arg(&self.name).output();
+        if !out.is_ok_and(|o| o.status.success()) {
+            eprintln!("warning: cannot remove user {}", self.name);
+        }
+    }
+}
+
+/// A child process that is killed (by its pid) and reaped if the test fails before it ends,
+/// so the test user can be removed.
+struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    fn wait(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            if let Err(error) = child.kill() {
+                eprintln!("warning: cannot kill {}: {error}", child.id());
+            }
+            if let Err(error) = child.wait() {
+                eprintln!("warning: cannot reap {}: {error}", child.id());
+            }
+        }
+    }
+}
+
+/// The group that owns the engine's socket (`docker`).
+fn docker_socket_group() -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let gid = std::fs::metadata(kopi_docka_core::config::defaults::DOCKER_SOCKET)
+        .unwrap()
+        .gid();
+    let out = support::run(Command::new("getent").args(["group", &gid.to_string()]));
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Issue 16.12, the docker-group side of the host lock: root's run and a docker-group user's
+/// run (its own config, repository and state directory) never stop the same container at
+/// once, whichever of them holds the lock (the other's unit fails, nothing stopped twice); the
+/// lock file the user made is accepted by root (its owner may use the engine), and neither run
+/// leaves its lock file behind.
+#[test]
+fn root_and_a_docker_group_user_never_stop_the_same_container_at_once() {
+    if !support::docker_tests_enabled(
+        "root_and_a_docker_group_user_never_stop_the_same_container_at_once",
+    ) {
+        return;
+    }
+    let env = installation();
+    let user = DockerGroupUser::add(&format!("{}-u", env.prefix));
+    // A bind the user can read (volumes under /var/lib/docker are root's only); the container
+    // ignores SIGTERM, so each stop holds the lock for its 5 s timeout.
+    let data = user.dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(user.uid), None).unwrap();
+    std::fs::write(data.join("rows"), "42").unwrap();
+    let name = format!("{}-shared", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--stop-timeout",
+        "5",
+        "-v",
+        &format!("{}:/data", data.display()),
+        IMAGE,
+        "sh",
+        "-c",
+        IGNORES_TERM,
+    ]);
+    let password = user.write("password", "kdtest-user-password\n", 0o600);
+    user.write(
+        "config.toml",
+        &format!(
+            "[repository]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
+            user.dir.join("repo").display(),
+            password.display()
+        ),
+        0o600,
+    );
+    let out = support::run(&mut user.cmd(&["admin", "repo", "init"]));
+    assert!(out.status.success(), "{out:?}");
+    let args = ["backup", "--unit", &name, "--no-warm-pass", "--json"];
+    let refused = |out: &std::process::Output| {
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        let unit = &report["units"][0];
+        assert_eq!(unit["status"], "failed", "{unit}");
+        assert!(
+            unit["errors"]
+                .to_string()
+                .contains("another kopi-docka run on this host"),
+            "{unit}"
+        );
+    };
+    let events = EngineEvents::start(&env.prefix);
+    let stopped_once_since = |since: std::time::SystemTime| {
+        let dies = events
+            .all()
+            .iter()
+            .filter(|e| e.name == name && e.action == "die" && e.time >= since)
+            .count();
+        assert_eq!(dies, 1, "{:#?}", events.all());
+    };
+
+    // The user's run holds the lock (stopping the container); root's is refused.
+    let since = std::time::SystemTime::now();
+    let holder = Reaped(Some(
+        user.cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    events.wait_for(&name, "kill", since);
+    let lock_file = container_lock_file(&name);
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(&lock_file).unwrap();
+        assert_eq!(meta.uid(), user.uid, "the user's run made the lock file");
+    }
+    refused(&env.cmd(&args).output().unwrap());
+    let out = holder.wait();
+    assert!(out.status.success(), "{out:?}");
+    stopped_once_since(since);
+    assert!(running(&name));
+    assert!(!lock_file.exists(), "the user's run left its lock file");
+
+    // Root's run holds it; the user's is refused.
+    let since = std::time::SystemTime::now();
+    let holder = Reaped(Some(env.spawn(&args)));
+    events.wait_for(&name, "kill", since);
+    refused(&user.cmd(&args).output().unwrap());
+    let out = holder.wait();
+    assert!(out.status.success(), "{out:?}");
+    stopped_once_since(since);
+    assert!(running(&name));
+    assert!(!lock_file.exists(), "root's run left its lock file");
 }

@@ -1547,3 +1547,309 @@ fn a_restore_that_does_not_fit_is_refused_before_it_starts() {
     );
     drop(small);
 }
+
+/// A drill of `stack` (whose recipe adds `SYS_ADMIN`) is refused without `--trust-recipe` (no
+/// terminal to ask on) before it creates anything, and passes with it.
+fn drill_needs_trust(env: &Env, stack: &str) {
+    // A drill: refused without --trust-recipe (no terminal to ask on), nothing created.
+    // DATABASE_URL is redacted in the saved configuration and in no env file of the recipe.
+    let secrets = env_file(
+        env,
+        "DATABASE_URL=postgres://app:fixture-secret@db:5432/app\n",
+    );
+    let secrets = secrets.to_str().unwrap();
+    let events = support::EngineEvents::start(&env.prefix);
+    let out = env
+        .cmd(&["restore", "--unit", stack, "--drill", "--env-file", secrets])
+        .assert()
+        .code(2);
+    let text = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(text.contains("cap_add SYS_ADMIN"), "{text}");
+    assert!(text.contains("--trust-recipe"), "{text}");
+    let created: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| e.action == "create" && e.name.contains("-drill-"))
+        .collect();
+    assert!(created.is_empty(), "the refused drill created {created:#?}");
+    let drill = env.json(&[
+        "restore",
+        "--unit",
+        stack,
+        "--drill",
+        "--env-file",
+        secrets,
+        "--trust-recipe",
+        "--json",
+    ]);
+    assert_eq!(drill["passed"], true, "{drill:#}");
+}
+
+/// Issue 16: a recipe that needs trust (here `cap_add: [SYS_ADMIN]`) is refused by a drill
+/// unless `--trust-recipe` (a drill creates containers from the recipe too), and by
+/// `disaster-recovery import --restore-all` unless `--trust-recipe`; and `--restore-all`, like
+/// `restore`, first rolls back what a restore killed between its swaps left, and starts the
+/// containers it left stopped, before it restores anything.
+#[test]
+fn restore_all_recovers_first_and_needs_trust_like_restore_and_so_does_a_drill() {
+    if !support::docker_tests_enabled(
+        "restore_all_recovers_first_and_needs_trust_like_restore_and_so_does_a_drill",
+    ) {
+        return;
+    }
+    let mut env = installation("");
+    let (stack, _dir) = env.stack("services:\n  web:\n    cap_add: [SYS_ADMIN]\n");
+    let db_volume = format!("{stack}_db-data");
+    let cache_volume = format!("{stack}_web-cache");
+    let containers = [format!("{stack}_db_1"), format!("{stack}_web_1")];
+    for v in [&db_volume, &cache_volume] {
+        std::fs::write(volume_mountpoint(v).join("marker"), "v1").unwrap();
+    }
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    for v in [&db_volume, &cache_volume] {
+        std::fs::write(volume_mountpoint(v).join("marker"), "v2").unwrap();
+    }
+    let marker = |v: &str| std::fs::read_to_string(volume_mountpoint(v).join("marker")).unwrap();
+    let passphrase = env.path("dr-passphrase");
+    support::write_private(&passphrase, "kdtest-correct-horse-battery\n");
+    let bundle = env.path("bundle.age");
+    env.cmd(&[
+        "dr",
+        "export",
+        bundle.to_str().unwrap(),
+        "--passphrase-file",
+    ])
+    .arg(&passphrase)
+    .assert()
+    .success();
+
+    drill_needs_trust(&env, &stack);
+
+    // A restore killed right after its first swap: db-data swapped, web-cache not, the
+    // containers stopped.
+    let first = volume_mountpoint(&db_volume);
+    let mut child = env.spawn_logged_with(
+        &["restore", "--unit", &stack, "--only", "volumes", "--yes"],
+        &[(
+            "KOPI_DOCKA_FAILPOINT",
+            &format!("hold-after-swap:{}", first.display()),
+        )],
+    );
+    child.wait_for_line("the first swap", |l| l.contains("holding after the swap"));
+    child.signal(support::Signal::KILL);
+    assert!(!child.finish().status.success());
+    assert_eq!(marker(&db_volume), "v1");
+    for c in &containers {
+        assert_eq!(inspect(c, "{{.State.Running}}"), "false", "{c} stopped");
+    }
+
+    let import = |extra: &[&str]| {
+        env.cmd(&[
+            "disaster-recovery",
+            "import",
+            bundle.to_str().unwrap(),
+            "--restore-all",
+            "--json",
+            "--passphrase-file",
+        ])
+        .arg(&passphrase)
+        .args(extra)
+        .assert()
+    };
+    // Without --trust-recipe: the half-done restore is rolled back and its containers run
+    // again, then the unit is refused (exit 3: not every unit was restored).
+    let out = import(&[]).code(3);
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        report["recovered"]["rolled_back"],
+        serde_json::json!([first.display().to_string()]),
+        "{report:#}"
+    );
+    let error = report["restored"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cap_add SYS_ADMIN"), "{report:#}");
+    assert!(error.contains("--trust-recipe"), "{report:#}");
+    assert_eq!(marker(&db_volume), "v2", "rolled back");
+    assert_eq!(marker(&cache_volume), "v2");
+    for c in &containers {
+        assert_eq!(inspect(c, "{{.State.Running}}"), "true", "{c} runs again");
+    }
+    assert!(!env.path("state/restore-swaps.json").exists());
+
+    // With it: restored.
+    let out = import(&["--trust-recipe"]).success();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        report["restored"][0]["outcome"]["errors"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    assert!(report.get("recovered").is_none(), "{report:#}");
+    assert_eq!(marker(&db_volume), "v1");
+    assert_eq!(marker(&cache_volume), "v1");
+    for c in &containers {
+        assert_eq!(inspect(c, "{{.State.Running}}"), "true", "{c} runs");
+    }
+}
+
+/// Issue 16.3: a container the engine had to kill when the restore stopped it (it ignores
+/// SIGTERM) is in the restore's outcome as data (name, seconds, timeout), with its hint in the
+/// text, like in a backup's report.
+#[test]
+fn a_container_killed_while_the_restore_stops_it_is_in_the_outcome() {
+    if !support::docker_tests_enabled(
+        "a_container_killed_while_the_restore_stops_it_is_in_the_outcome",
+    ) {
+        return;
+    }
+    let env = Env::builder()
+        .extra("[backup]\nstop-timeout-seconds = 2\nhealth-timeout-seconds = 30\n")
+        .init()
+        .build();
+    let name = format!("{}-ignores-term", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{name}-data:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 1; done",
+    ]);
+    env.cmd(&["backup", "--unit", &name, "--scope", "minimal"])
+        .assert()
+        .success();
+    let outcome = env.json(&["restore", "--unit", &name, "--yes", "--json"]);
+    let killed = outcome["killed"].as_array().unwrap();
+    assert_eq!(killed.len(), 1, "{outcome:#}");
+    assert_eq!(killed[0]["name"], name.as_str());
+    assert_eq!(killed[0]["timeout_seconds"], 2);
+    assert!(killed[0]["seconds"].as_f64().unwrap() >= 1.5, "{outcome:#}");
+    assert!(
+        !outcome["warnings"]
+            .to_string()
+            .contains("ignored its stop signal"),
+        "the kill is data, not a warning as well: {outcome:#}"
+    );
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+    let text = env
+        .cmd(&["restore", "--unit", &name, "--yes"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains(&format!("killed: {name} ignored its stop signal")),
+        "{text}"
+    );
+}
+
+/// Issue 16.11: a `compose up` that hangs is cut off after `[backup] compose-timeout-seconds`
+/// with a message that names the limit; nothing it started is left running and nothing the
+/// restore stopped (here another container that uses the stack's volume) is left stopped.
+///
+/// The real docker-compose cannot be made to hang on its own here: with the image present it
+/// never pulls, and a registry that does not answer would need a fake registry server. So the
+/// compose command on PATH is a wrapper script that hangs, then would run the real
+/// docker-compose.
+#[test]
+fn a_hanging_compose_is_cut_off_and_leaves_nothing_stopped() {
+    if !support::docker_tests_enabled("a_hanging_compose_is_cut_off_and_leaves_nothing_stopped") {
+        return;
+    }
+    let mut env = Env::builder()
+        .extra("[backup]\ncompose-timeout-seconds = 3\nhealth-timeout-seconds = 30\n")
+        .init()
+        .build();
+    let (stack, _dir) = env.stack("");
+    env.cmd(&["backup", "--unit", &stack]).assert().success();
+    // The stack is gone (so the restore starts it with compose), and another container uses
+    // its volume: the restore stops that one while it replaces the data.
+    for c in [format!("{stack}_db_1"), format!("{stack}_web_1")] {
+        docker(&["rm", "-f", &c]);
+    }
+    let reader = format!("{}-reader", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &reader,
+        "-v",
+        &format!("{stack}_db-data:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v docker-compose"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = env.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let pid_file = env.path("compose-sleep.pid");
+    let wrapper = bin.join("docker-compose");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nsleep 600 &\necho $! > '{}'\nwait $!\nexec '{}' \"$@\"\n",
+            pid_file.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+
+    let started = std::time::Instant::now();
+    let out = env
+        .cmd(&["restore", "--unit", &stack, "--yes", "--json"])
+        .env("PATH", path)
+        .assert()
+        .code(1);
+    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let errors = outcome["errors"].to_string();
+    assert!(
+        errors.contains("docker-compose -p") && errors.contains("did not finish within 3s"),
+        "{outcome:#}"
+    );
+    assert!(errors.contains("compose-timeout-seconds"), "{outcome:#}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_mins(2),
+        "the restore took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        outcome["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == format!("{stack}_db-data").as_str()),
+        "the data was restored before the start: {outcome:#}"
+    );
+    assert_eq!(
+        inspect(&reader, "{{.State.Running}}"),
+        "true",
+        "the restore left {reader} stopped"
+    );
+    // What compose started (the wrapper's sleep) is gone, not just compose itself.
+    let sleep = std::fs::read_to_string(&pid_file).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", sleep.trim()));
+    let alive = stat.is_ok_and(|stat| {
+        stat.contains("(sleep)")
+            && stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    });
+    assert!(
+        !alive,
+        "compose's child (sleep, pid {}) still runs",
+        sleep.trim()
+    );
+}

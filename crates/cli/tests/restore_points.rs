@@ -535,3 +535,138 @@ fn restore_all_skips_incomplete_points() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The point of `backup_id` in `unit`'s listing.
+fn point_of(env: &Env, unit: &str, backup_id: &str) -> Value {
+    let (points, _) = listing(env, unit);
+    points
+        .into_iter()
+        .find(|p| p["backup_id"] == backup_id)
+        .unwrap_or_else(|| panic!("no point {backup_id} of {unit}"))
+}
+
+/// The backup id of the only point of `unit` (the killed run's).
+fn only_point(env: &Env, unit: &str) -> String {
+    let (points, _) = listing(env, unit);
+    assert_eq!(points.len(), 1, "{points:#?}");
+    points[0]["backup_id"].as_str().unwrap().to_owned()
+}
+
+/// The next run after a crash: `restore --latest` picks its new complete point, not the
+/// killed run's.
+fn next_run_makes_the_latest_complete_point(env: &Env, unit: &str, killed: &str) -> Value {
+    let report = env.json(&["backup", "--unit", unit, "--json"]);
+    let u = &report["units"][0];
+    assert_eq!(u["status"], "success", "{report:#}");
+    assert_eq!(u["complete"], true, "{report:#}");
+    let fresh = u["backup_id"].as_str().unwrap();
+    assert_ne!(fresh, killed);
+    let out = env
+        .cmd(&["restore", "--unit", unit, "--latest", "--dry-run", "--json"])
+        .assert()
+        .success();
+    let plan: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(plan["point"]["backup_id"], fresh, "{plan}");
+    assert_eq!(point_of(env, unit, killed)["complete"], false);
+    report
+}
+
+/// docs/backup.md, crash table, "while the unit is started": SIGKILL after the first of a
+/// stack's two containers was started again (a debug-build failpoint holds the run there).
+/// The repository holds every part but no marker: the point is incomplete and `--latest`
+/// refuses it; the container not yet started stays in the journal and the next run starts it.
+#[test]
+fn sigkill_while_the_unit_is_started_leaves_an_incomplete_point_and_a_journal() {
+    if !support::docker_tests_enabled(
+        "sigkill_while_the_unit_is_started_leaves_an_incomplete_point_and_a_journal",
+    ) {
+        return;
+    }
+    let mut env = Env::builder()
+        .extra("[backup]\nhealth-timeout-seconds = 30\n")
+        .init()
+        .build();
+    let (stack, _dir) = env.stack("");
+    let (db, web) = (format!("{stack}_db_1"), format!("{stack}_web_1"));
+    let mut child = env.spawn_logged_with(
+        &["backup", "--unit", &stack],
+        &[("KOPI_DOCKA_FAILPOINT", &format!("hold-after-start:{db}"))],
+    );
+    child.wait_for_line("the first start", |l| {
+        l.contains("failpoint: holding at hold-after-start")
+    });
+    child.signal(support::Signal::KILL);
+    let killed = child.finish();
+    assert!(!killed.status.success());
+    let backup_id = only_point(&env, &stack);
+    assert!(running(&db), "db was started before the kill");
+    assert!(!running(&web), "web was not started yet");
+    let journal = std::fs::read_to_string(env.path("state/stopped-containers.json")).unwrap();
+    assert!(
+        journal.contains(&web) && !journal.contains(&db),
+        "{journal}"
+    );
+
+    // Every part, no marker.
+    let point = point_of(&env, &stack, &backup_id);
+    assert_eq!(point["complete"], false, "{point:#}");
+    assert!(
+        point["recipe"].is_object() && point["networks"].is_object(),
+        "{point:#}"
+    );
+    assert_eq!(point["volumes"].as_object().unwrap().len(), 2, "{point:#}");
+    assert_no_complete_point(&env, &stack);
+
+    let report = next_run_makes_the_latest_complete_point(&env, &stack, &backup_id);
+    assert_eq!(
+        report["restarted_from_journal"],
+        serde_json::json!([web]),
+        "{report:#}"
+    );
+    assert!(running(&db) && running(&web));
+    assert!(!env.path("state/stopped-containers.json").exists());
+}
+
+/// docs/backup.md, crash table, "after the unit was started, before the marker": SIGKILL
+/// there (a debug-build failpoint) leaves every part and no marker: an incomplete point that
+/// `snapshots` shows as such and `--latest` refuses; the containers run and nothing is left
+/// in the journal.
+#[test]
+fn sigkill_after_the_start_before_the_marker_leaves_an_incomplete_point() {
+    if !support::docker_tests_enabled(
+        "sigkill_after_the_start_before_the_marker_leaves_an_incomplete_point",
+    ) {
+        return;
+    }
+    let env = Env::builder().init().build();
+    let name = container_with_data(&env, "nomarker", 1 << 20);
+    let mut child = env.spawn_logged_with(
+        &["backup", "--unit", &name],
+        &[(
+            "KOPI_DOCKA_FAILPOINT",
+            &format!("hold-before-marker:{name}"),
+        )],
+    );
+    child.wait_for_line("the marker", |l| {
+        l.contains("failpoint: holding at hold-before-marker")
+    });
+    child.signal(support::Signal::KILL);
+    let killed = child.finish();
+    assert!(!killed.status.success());
+    let backup_id = only_point(&env, &name);
+    assert!(running(&name), "started before the kill");
+    assert!(!env.path("state/stopped-containers.json").exists());
+
+    let point = point_of(&env, &name, &backup_id);
+    assert_eq!(point["complete"], false, "{point:#}");
+    assert_eq!(point["status"], "incomplete", "{point:#}");
+    assert!(point["recipe"].is_object(), "{point:#}");
+    assert_eq!(point["volumes"].as_object().unwrap().len(), 1, "{point:#}");
+    assert_no_complete_point(&env, &name);
+    let text = env.cmd(&["snapshots", "--unit", &name]).assert().success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(text.contains("INCOMPLETE"), "{text}");
+
+    let report = next_run_makes_the_latest_complete_point(&env, &name, &backup_id);
+    assert_eq!(report["restarted_from_journal"], serde_json::json!([]));
+}

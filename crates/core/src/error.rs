@@ -72,6 +72,16 @@ pub fn class_of(error: &(dyn Error + 'static)) -> Option<Class> {
         .or_else(|| of::<ImportError>(error))
         .or_else(|| of::<RefreshError>(error))
         .or_else(|| of::<crate::restore::RestoreError>(error))
+        .or_else(|| of::<crate::restore::swaps::PruneError>(error))
+}
+
+impl Classify for crate::restore::swaps::PruneError {
+    fn class(&self) -> Option<Class> {
+        match self {
+            Self::Lock(e) => e.class(),
+            Self::Swap(_) => None,
+        }
+    }
 }
 
 impl Classify for ConfigError {
@@ -180,7 +190,7 @@ impl Classify for ImportError {
             Self::Config(e) => e.class(),
             Self::Repo(e) => e.class(),
             Self::Lock(e) => e.class(),
-            Self::Docker(_) => None,
+            Self::Docker(_) | Self::Recovery { .. } => None,
         }
     }
 }

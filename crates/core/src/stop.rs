@@ -67,7 +67,7 @@ pub struct StoppedUnit {
     /// Containers the engine had to kill.
     killed: Vec<KilledContainer>,
     /// The host-wide locks of the stopped containers, released once they run again.
-    host_locks: Vec<Lock>,
+    host_locks: Vec<crate::lock::host::ContainerLock>,
 }
 
 /// What restarting reported.
@@ -250,6 +250,7 @@ impl StoppedUnit {
                             .warnings
                             .push(format!("cannot update the journal: {error}"));
                     }
+                    crate::failpoint::hold("hold-after-start", &container.name).await;
                 }
                 Err(error) => report.errors.push(error),
             }
@@ -270,6 +271,11 @@ impl StoppedUnit {
             }
         }
         self.stopped.into_iter().map(|c| c.name).collect()
+    }
+
+    /// Containers the engine had to kill when they were stopped.
+    pub fn killed(&self) -> &[KilledContainer] {
+        &self.killed
     }
 
     /// Names of the stopped containers, in start order.
@@ -345,6 +351,11 @@ pub struct RecoveryReport {
 }
 
 impl RecoveryReport {
+    /// Nothing was repaired and nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.started.is_empty() && self.errors.is_empty() && self.rolled_back.is_empty()
+    }
+
     /// Names of the containers started, in the order they were started.
     pub fn started_names(&self) -> Vec<String> {
         self.started.iter().map(|c| c.name.clone()).collect()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use kopi_docka_core::dr::export::ExportReport;
-use kopi_docka_core::dr::import::ImportRequest;
+use kopi_docka_core::dr::import::{ImportRequest, RestoreAll};
 use kopi_docka_core::dr::{self, ExportOptions, ImportOutcome, ImportReport, Passphrase};
 use kopi_docka_core::repo::{Repo, RepoSettings};
 use serde::Serialize;
@@ -119,11 +119,11 @@ async fn import(
         return Ok(ExitCode::Ok);
     }
     let installed = plan.install(env, Arc::new(CliProgress::new())).await?;
-    let mut restored = Vec::new();
+    let mut restored = RestoreAll::default();
     if args.restore_all {
         crate::signals::install_once();
         let interrupt = crate::signals::subscribe();
-        restored = installed.restore_all(&interrupt).await?;
+        restored = installed.restore_all(&interrupt, args.trust_recipe).await?;
     }
     let import = Import::new(installed.report(restored));
     printer.report(&import)?;
@@ -207,6 +207,20 @@ fn render_import(import: &ImportReport, default_config: &Path) -> String {
             );
         }
     }
+    for path in &import.recovered.rolled_back {
+        let _ = writeln!(
+            out,
+            "  rolled back {} first (an interrupted restore had swapped it)",
+            path.display()
+        );
+    }
+    for container in &import.recovered.started {
+        let _ = writeln!(
+            out,
+            "  started {} first (a killed run had left it stopped)",
+            container.name
+        );
+    }
     for r in restored {
         let detail = match (&r.outcome, &r.error) {
             (Some(o), _) => format!(
@@ -243,6 +257,7 @@ mod tests {
     use kopi_docka_core::dr::import::UnitRestore;
     use kopi_docka_core::dr::{InstallFile, RecoveryInfo, UnitPoint};
     use kopi_docka_core::restore::RestoreOutcome;
+    use kopi_docka_core::stop::{ContainerRef, RecoveryReport};
     use kopi_docka_core::unit::UnitKind;
 
     use super::*;
@@ -321,6 +336,7 @@ mod tests {
                     dry_run: true,
                     info: info(),
                     installed: installed(false),
+                    recovered: RecoveryReport::default(),
                     restored: Vec::new(),
                     duration_seconds: 0.31,
                 },
@@ -339,6 +355,7 @@ mod tests {
                     dry_run: false,
                     info: info(),
                     installed: installed(true),
+                    recovered: RecoveryReport::default(),
                     restored: Vec::new(),
                     duration_seconds: 1.5,
                 },
@@ -363,6 +380,7 @@ mod tests {
             rolled_back: false,
             interrupted: false,
             warnings: Vec::new(),
+            killed: Vec::new(),
             errors: Vec::new(),
             duration_seconds: 61.0,
         };
@@ -373,6 +391,14 @@ mod tests {
                     dry_run: false,
                     info: info(),
                     installed: installed(false),
+                    recovered: RecoveryReport {
+                        started: vec![ContainerRef {
+                            id: "4f1c".into(),
+                            name: "portainer".into(),
+                        }],
+                        errors: Vec::new(),
+                        rolled_back: vec!["/var/lib/docker/volumes/nextcloud_db/_data".into(),],
+                    },
                     restored: vec![
                         UnitRestore {
                             unit: "nextcloud".into(),

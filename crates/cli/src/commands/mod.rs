@@ -46,7 +46,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
                 notification::test(&cli.global, printer).await
             }
             AdminCommand::RollbackCopies(command) => {
-                rollback_copies::run(&cli.global, command, printer).await
+                rollback_copies::run(&cli.global, command, printer)
             }
             AdminCommand::Completions(args) => Ok(completions::run(&args, printer)),
             AdminCommand::Man(args) => man::run(&args, printer),

@@ -77,8 +77,23 @@ pub async fn run(
         interrupt.clone(),
     )?;
     if args.drill {
+        // A drill creates containers from the recipe: what needs trust is asked for (or
+        // --trust-recipe given) before the run lock is taken.
+        let needs = drill::needs_trust(&ctx, &request.point).await?;
+        let trusted = needs.is_empty()
+            || args.trust_recipe
+            || (interactive && {
+                printer.notice(&format!("needs trust:\n  {}", needs.join("\n  ")));
+                confirm_trust(interactive, printer)?
+            });
         let _run_lock = lock_and_recover(&loaded, &engine, &interrupt, printer).await?;
-        let report = Box::pin(drill::drill(&ctx, request.point, request.env_values)).await?;
+        let report = Box::pin(drill::drill(
+            &ctx,
+            request.point,
+            request.env_values,
+            trusted,
+        ))
+        .await?;
         printer.report(&report)?;
         return Ok(if *interrupt.borrow() {
             ExitCode::Interrupted
@@ -508,6 +523,9 @@ fn render_outcome(o: &RestoreOutcome) -> String {
             o.left_stopped.join(", ")
         );
     }
+    for k in &o.killed {
+        let _ = writeln!(out, "  killed: {}", k.hint());
+    }
     for w in &o.warnings {
         let _ = writeln!(out, "  warning: {w}");
     }
@@ -579,6 +597,7 @@ mod tests {
     use kopi_docka_core::restore::drill::DrillData;
     use kopi_docka_core::restore::networks::{NetworkAction, NetworkOutcome};
     use kopi_docka_core::restore::start::SandboxMount;
+    use kopi_docka_core::stop::KilledContainer;
     use kopi_docka_core::unit::UnitKind;
 
     use super::*;
@@ -753,6 +772,11 @@ mod tests {
             rolled_back: false,
             interrupted,
             warnings: vec!["nextcloud-app-1 did not become healthy within 120s".into()],
+            killed: vec![KilledContainer {
+                name: "nextcloud-app-1".into(),
+                seconds: 10.2,
+                timeout_seconds: 10,
+            }],
             errors,
             duration_seconds: 42.25,
         }

@@ -12,7 +12,7 @@ use crate::printer::Printer;
 use crate::render::{Render, human_bytes, local_time};
 
 /// Lists or prunes rollback copies.
-pub async fn run(
+pub fn run(
     global: &GlobalArgs,
     command: RollbackCopiesCommand,
     printer: &Printer,
@@ -37,10 +37,6 @@ pub async fn run(
                     })
                 })
                 .transpose()?;
-            crate::signals::install_once();
-            let interrupt = crate::signals::subscribe();
-            // No restore may create or roll back a copy while they are removed.
-            let _run_lock = kopi_docka_core::lock::run_lock(&state_dir, false, &interrupt).await?;
             let report = Pruned(swaps::prune(&state_dir, before)?);
             printer.report(&report)?;
             Ok(if report.0.errors.is_empty() {

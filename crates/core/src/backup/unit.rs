@@ -168,6 +168,7 @@ async fn backup_unit_timed(
     .await;
 
     // 6. The marker, last: only a point with every planned part is complete.
+    crate::failpoint::hold("hold-before-marker", unit.name.as_str()).await;
     if !cold_failed && !report.interrupted {
         commit_point(
             repo,

@@ -361,6 +361,12 @@ fn out_of_range(config: &Config) -> Option<String> {
             "seconds a hook may run; 0 would kill every hook at once",
         ),
         (
+            "[backup] compose-timeout-seconds".into(),
+            b.compose_timeout_seconds,
+            MAX_TIMEOUT_SECONDS,
+            "seconds `compose up` may take in a restore; 0 would kill it at once",
+        ),
+        (
             "[backup] max-downtime-seconds".into(),
             b.max_downtime_seconds,
             MAX_DOWNTIME_SECONDS,

@@ -280,6 +280,10 @@ pub struct BackupConfig {
     /// abandons it (the unit in progress is started again, no complete point is claimed for
     /// it, the units not reached are not backed up) and reported failed.
     pub run_time_limit_seconds: u32,
+    /// Longest `compose up` may take when a restore starts a stack (image pulls included):
+    /// past it compose (and everything it started) is killed, the restore reports it and the
+    /// containers it had stopped are started again.
+    pub compose_timeout_seconds: u32,
 }
 
 impl Default for BackupConfig {
@@ -292,6 +296,7 @@ impl Default for BackupConfig {
             max_downtime_seconds: 1800,
             run_time_limit_seconds: 86_400,
             hook_timeout_seconds: 300,
+            compose_timeout_seconds: 1800,
         }
     }
 }
@@ -310,6 +315,11 @@ impl BackupConfig {
     /// `run-time-limit-seconds` as a duration.
     pub fn run_time_limit(&self) -> Duration {
         seconds(self.run_time_limit_seconds)
+    }
+
+    /// `compose-timeout-seconds` as a duration.
+    pub fn compose_timeout(&self) -> Duration {
+        seconds(self.compose_timeout_seconds)
     }
 
     /// `max-downtime-seconds` as a duration.

@@ -4,8 +4,9 @@
 //! Three steps, so that a caller can stop after any of them: [`plan`] opens the bundle and
 //! computes the files ([`ImportPlan::dry_run`] reports it and writes nothing),
 //! [`ImportPlan::install`] writes them and connects to the repository, and
-//! [`Installed::restore_all`] restores. The caller holds the run lock for the last step, since it
-//! stops and starts containers.
+//! [`Installed::restore_all`] restores: it takes the run lock (it stops and starts containers)
+//! and first repairs what a killed run left on this host, as `restore` and `backup` do (a
+//! re-run on a half-restored host: swapped volumes rolled back, stopped containers started).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::docker::{DockerError, Engine};
 use crate::progress::ProgressSink;
 use crate::repo::{BackupId, Repo, RepoError, RepoSettings, SnapshotFilter};
 use crate::restore::{self, RestoreOutcome};
+use crate::stop::RecoveryReport;
 
 /// What can stop an import after the bundle is opened.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,16 @@ pub enum ImportError {
     /// Another run holds the run lock.
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    /// What a killed run left could not be repaired; nothing was restored.
+    #[error(
+        "{}\nresolve this (`kopi-docka admin restart-stopped`) before restoring; nothing was \
+         restored",
+        errors.join("\n")
+    )]
+    Recovery {
+        /// What failed.
+        errors: Vec<String>,
+    },
 }
 
 /// What to import and where its configuration goes.
@@ -82,7 +94,13 @@ pub fn plan(request: ImportRequest<'_>) -> Result<ImportPlan, DrError> {
 impl ImportPlan {
     /// The report of `--dry-run`: what would be installed.
     pub fn dry_run(self) -> ImportReport {
-        ImportReport::new(true, self.info, self.files, Vec::new(), self.started)
+        ImportReport::new(
+            true,
+            self.info,
+            self.files,
+            RestoreAll::default(),
+            self.started,
+        )
     }
 
     /// Installs the files (what they replace is kept aside), loads the installed configuration
@@ -125,15 +143,29 @@ impl Installed {
 
     /// Restores every unit of the bundle's host from its newest complete point and starts it,
     /// one after the other, until `interrupt` is set, holding the run lock (containers are
-    /// stopped and started: never at the same time as a backup). Newer incomplete points are
-    /// skipped (and named in the result); a unit without a complete point is not restored.
+    /// stopped and started: never at the same time as a backup). First, what a killed run left
+    /// is repaired ([`crate::stop::lock_and_recover`]); if that fails nothing is restored.
+    /// Newer incomplete points are skipped (and named in the result); a unit without a complete
+    /// point is not restored. A unit whose recipe asks for more than a plain restore
+    /// ([`crate::restore::trust`]) is not restored unless `trust_recipe`.
     pub async fn restore_all(
         &self,
         interrupt: &Interrupt,
-    ) -> Result<Vec<UnitRestore>, ImportError> {
-        let _run_lock =
-            crate::lock::run_lock(&self.loaded.env.state_dir(), false, interrupt).await?;
+        trust_recipe: bool,
+    ) -> Result<RestoreAll, ImportError> {
         let engine = Engine::connect(self.loaded.engine_target()?).await?;
+        let (_run_lock, recovered) = crate::stop::lock_and_recover(
+            &engine,
+            &self.loaded.env.state_dir(),
+            interrupt,
+            self.loaded.config.backup.health_timeout(),
+        )
+        .await?;
+        if !recovered.errors.is_empty() {
+            return Err(ImportError::Recovery {
+                errors: recovered.errors,
+            });
+        }
         let journal = self.loaded.env.state_dir().journal();
         let snapshots = self
             .repo
@@ -181,6 +213,7 @@ impl Installed {
                 &journal,
                 point,
                 interrupt,
+                trust_recipe,
             )
             .await;
             outcomes.push(match result {
@@ -198,13 +231,25 @@ impl Installed {
                 },
             });
         }
-        Ok(outcomes)
+        Ok(RestoreAll {
+            recovered,
+            units: outcomes,
+        })
     }
 
     /// The report of the import, with what `restore_all` returned (nothing without it).
-    pub fn report(self, restored: Vec<UnitRestore>) -> ImportReport {
+    pub fn report(self, restored: RestoreAll) -> ImportReport {
         ImportReport::new(false, self.info, self.files, restored, self.started)
     }
+}
+
+/// What [`Installed::restore_all`] did.
+#[derive(Debug, Default)]
+pub struct RestoreAll {
+    /// What a killed run had left and was repaired first.
+    pub recovered: RecoveryReport,
+    /// One entry per unit.
+    pub units: Vec<UnitRestore>,
 }
 
 /// What an import did (`--json` prints it as is).
@@ -216,6 +261,10 @@ pub struct ImportReport {
     pub info: RecoveryInfo,
     /// The files installed (or that would be).
     pub installed: Vec<InstallFile>,
+    /// What `--restore-all` repaired first (an interrupted restore rolled back, containers a
+    /// killed run left stopped started).
+    #[serde(default, skip_serializing_if = "RecoveryReport::is_empty")]
+    pub recovered: RecoveryReport,
     /// One entry per unit of `--restore-all`.
     pub restored: Vec<UnitRestore>,
     /// Seconds since the command started.
@@ -238,14 +287,15 @@ impl ImportReport {
         dry_run: bool,
         info: RecoveryInfo,
         installed: Vec<InstallFile>,
-        restored: Vec<UnitRestore>,
+        restored: RestoreAll,
         started: Instant,
     ) -> Self {
         Self {
             dry_run,
             info,
             installed,
-            restored,
+            recovered: restored.recovered,
+            restored: restored.units,
             duration_seconds: started.elapsed().as_secs_f64(),
         }
     }

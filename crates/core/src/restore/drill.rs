@@ -77,14 +77,24 @@ struct Sandbox {
     dir: Option<PathBuf>,
 }
 
-/// Runs a drill of `point`. `env_values` fills redacted variables (values found in the
-/// recipe's env files are used too).
-pub async fn drill(
+/// What the recipe of `point` asks of the host beyond a plain container (privileged,
+/// host namespaces, powerful capabilities, devices, host-internal binds): a drill creates its
+/// containers from the recipe, so it needs the same trust as a restore
+/// ([`super::trust`]). Empty when nothing needs trust. Ask before taking the run lock.
+pub async fn needs_trust(
     ctx: &RestoreContext<'_>,
-    point: RestorePoint,
-    mut env_values: BTreeMap<String, String>,
-) -> Result<DrillReport, RestoreError> {
-    let started = Instant::now();
+    point: &RestorePoint,
+) -> Result<Vec<String>, RestoreError> {
+    let recipe = read_point_recipe(ctx, point).await?;
+    let needs = super::plan::privileges(&recipe);
+    remove_recipe_copy(&recipe);
+    Ok(needs)
+}
+
+async fn read_point_recipe(
+    ctx: &RestoreContext<'_>,
+    point: &RestorePoint,
+) -> Result<super::Recipe, RestoreError> {
     let Some(recipe_snap) = &point.recipe else {
         return Err(RestoreError::NoRecipe {
             unit: point.unit.clone(),
@@ -92,7 +102,35 @@ pub async fn drill(
         });
     };
     let stamp = crate::durable::stamp(jiff::Timestamp::now());
-    let recipe = super::read_recipe(ctx, &recipe_snap.id, &stamp).await?;
+    super::read_recipe(ctx, &recipe_snap.id, &stamp).await
+}
+
+fn remove_recipe_copy(recipe: &super::Recipe) {
+    if let Err(error) = data::remove_any(&recipe.dir) {
+        tracing::warn!(%error, "cannot remove the drill's recipe copy");
+    }
+}
+
+/// Runs a drill of `point`. `env_values` fills redacted variables (values found in the
+/// recipe's env files are used too). A recipe that [`needs_trust`] is refused
+/// ([`RestoreError::Untrusted`], nothing created) unless `trusted`.
+pub async fn drill(
+    ctx: &RestoreContext<'_>,
+    point: RestorePoint,
+    mut env_values: BTreeMap<String, String>,
+    trusted: bool,
+) -> Result<DrillReport, RestoreError> {
+    let started = Instant::now();
+    let stamp = crate::durable::stamp(jiff::Timestamp::now());
+    let recipe = read_point_recipe(ctx, &point).await?;
+    let needs = super::plan::privileges(&recipe);
+    if !trusted && !needs.is_empty() {
+        remove_recipe_copy(&recipe);
+        return Err(RestoreError::Untrusted {
+            unit: point.unit.clone(),
+            items: needs,
+        });
+    }
     for (key, value) in env_file_values(&recipe.dir.join("compose")) {
         env_values.entry(key).or_insert(value);
     }
@@ -137,9 +175,7 @@ pub async fn drill(
         report.errors.push(error.to_string());
     }
     report.leftovers = clean_up(ctx, &sandbox).await;
-    if let Err(error) = data::remove_any(&recipe.dir) {
-        tracing::warn!(%error, "cannot remove the drill's recipe copy");
-    }
+    remove_recipe_copy(&recipe);
     report.passed = report.errors.is_empty() && report.leftovers.is_empty();
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -11,7 +11,7 @@ use super::swaps::{self, RollbackCopy, SwapJournal};
 use super::{data, networks, nofollow, recipe, start};
 use crate::config::HookPoint;
 use crate::hooks::HookContext;
-use crate::stop::StoppedUnit;
+use crate::stop::{KilledContainer, StoppedUnit};
 use crate::unit::{ContainerState, UnitKind};
 
 use super::plan::{DataKind, DataPlan, RestorePlan, StartPlan, belongs_to, local_mountpoint};
@@ -56,6 +56,9 @@ pub struct RestoreOutcome {
     pub interrupted: bool,
     /// What the user should know.
     pub warnings: Vec<String>,
+    /// Containers the engine had to kill when the restore stopped them (each cost its whole
+    /// stop timeout); [`KilledContainer::hint`] says what to change.
+    pub killed: Vec<KilledContainer>,
     /// What failed.
     pub errors: Vec<String>,
     /// Wall time.
@@ -105,6 +108,7 @@ pub async fn execute(
         rolled_back: false,
         interrupted: false,
         warnings: plan.warnings.clone(),
+        killed: Vec::new(),
         errors: Vec::new(),
         duration_seconds: 0.0,
     };
@@ -178,9 +182,12 @@ async fn restore_data_and_start(
                 .restart(ctx.engine, ctx.journal, ctx.health_timeout)
                 .await;
             outcome.errors.extend(report.errors);
+            outcome.killed = report.killed;
             return;
         }
     };
+    // Whatever happens next (restart, compose up, left stopped), these were killed.
+    outcome.killed = stopped.killed().to_vec();
     let mut journal = SwapJournal::new(
         &ctx.state_dir,
         &plan.point.unit,
@@ -213,9 +220,6 @@ async fn restore_data_and_start(
                 .await;
             outcome.errors.extend(report.errors);
             outcome.warnings.extend(report.warnings);
-            outcome
-                .warnings
-                .extend(report.killed.iter().map(crate::stop::KilledContainer::hint));
         }
         return;
     }
@@ -348,21 +352,45 @@ async fn start_unit(
             outcome.started = names;
             outcome.errors.extend(report.errors);
             outcome.warnings.extend(report.warnings);
-            outcome
-                .warnings
-                .extend(report.killed.iter().map(crate::stop::KilledContainer::hint));
         }
         StartPlan::Compose {
             files, services, ..
         } => {
-            outcome.left_stopped = stopped.leave_stopped(ctx.journal);
             let (Some(tool), Some(dir)) = (&plan.internal.compose_tool, &plan.project_dir) else {
+                outcome.left_stopped = stopped.leave_stopped(ctx.journal);
                 return;
             };
-            match start::compose_up(tool, ctx.engine, &plan.point.unit, dir, files, services).await
-            {
-                Ok(()) => wait_for_unit(ctx, plan, outcome).await,
-                Err(error) => outcome.errors.push(error.to_string()),
+            // The stopped containers stay journaled while compose runs: a kopi-docka killed
+            // meanwhile leaves them to the next run's recovery, not stopped for good.
+            let up = start::compose_up(
+                tool,
+                ctx.engine,
+                &plan.point.unit,
+                dir,
+                files,
+                services,
+                ctx.compose_timeout,
+            )
+            .await;
+            match up {
+                Ok(()) => {
+                    outcome.left_stopped = stopped.leave_stopped(ctx.journal);
+                    wait_for_unit(ctx, plan, outcome).await;
+                }
+                Err(error) => {
+                    // Compose failed or hung and was killed: what the restore stopped runs
+                    // again (on the restored data) rather than stay down.
+                    outcome.errors.push(error.to_string());
+                    let names = stopped.names();
+                    let report = stopped
+                        .restart(ctx.engine, ctx.journal, ctx.health_timeout)
+                        .await;
+                    if report.errors.is_empty() {
+                        outcome.started = names;
+                    }
+                    outcome.errors.extend(report.errors);
+                    outcome.warnings.extend(report.warnings);
+                }
             }
         }
         StartPlan::Recreate { containers } => {

@@ -163,6 +163,8 @@ pub struct RestoreContext<'a> {
     pub stop_timeout: u32,
     /// How long to wait for health after a start.
     pub health_timeout: Duration,
+    /// How long `compose up` may take (`[backup] compose-timeout-seconds`).
+    pub compose_timeout: Duration,
     /// Set on SIGINT/SIGTERM.
     pub interrupt: Interrupt,
 }
@@ -198,13 +200,15 @@ impl<'a> RestoreContext<'a> {
             hook_timeout: config.backup.hook_timeout(),
             stop_timeout: config.backup.stop_timeout_seconds,
             health_timeout: config.backup.health_timeout(),
+            compose_timeout: config.backup.compose_timeout(),
             interrupt,
         })
     }
 }
 
 /// Restores `point` completely and starts its unit, without asking: [`prepare`] then
-/// [`execute`] for a caller with nobody to show the plan to.
+/// [`execute`] for a caller with nobody to show the plan to. `trusted` is `--trust-recipe`:
+/// without it a recipe that needs trust is refused ([`RestoreError::Untrusted`]).
 pub async fn restore_point(
     loaded: &LoadedConfig,
     engine: &Engine,
@@ -212,6 +216,7 @@ pub async fn restore_point(
     journal: &Journal,
     point: RestorePoint,
     interrupt: &Interrupt,
+    trusted: bool,
 ) -> Result<RestoreOutcome, RestoreError> {
     let ctx = RestoreContext::new(
         loaded,
@@ -221,6 +226,9 @@ pub async fn restore_point(
         &point.unit,
         interrupt.clone(),
     )?;
-    let plan = prepare(&ctx, RestoreRequest::whole(point)).await?;
+    let mut plan = prepare(&ctx, RestoreRequest::whole(point)).await?;
+    if trusted {
+        plan.trust();
+    }
     execute(&ctx, plan).await
 }

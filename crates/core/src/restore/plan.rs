@@ -257,7 +257,7 @@ pub async fn prepare(
 }
 
 /// What the recipe's compose files and saved container configurations ask of the host.
-fn privileges(recipe: &Recipe) -> Vec<String> {
+pub(super) fn privileges(recipe: &Recipe) -> Vec<String> {
     let mut out = Vec::new();
     let root = recipe.dir.join("compose");
     let mut stack = vec![root.clone()];

@@ -96,10 +96,9 @@ fn on_path(program: &str) -> Option<PathBuf> {
         })
 }
 
-/// How long `compose up` may take (image pulls included) before it is killed.
-pub const COMPOSE_TIMEOUT: Duration = Duration::from_mins(30);
-
 /// `compose -p PROJECT -f FILE... up -d [SERVICE...]` in `project_dir`, against `engine`.
+/// Past `timeout` (`[backup] compose-timeout-seconds`) compose is killed with its whole process
+/// group (a compose that forks, or a wrapper script, leaves nothing running).
 pub async fn compose_up(
     tool: &ComposeTool,
     engine: &Engine,
@@ -107,6 +106,7 @@ pub async fn compose_up(
     project_dir: &Path,
     files: &[PathBuf],
     services: &[String],
+    timeout: Duration,
 ) -> Result<(), RestoreError> {
     let mut cmd = tool.command();
     cmd.arg("-p").arg(project);
@@ -117,24 +117,42 @@ pub async fn compose_up(
         .args(services)
         .current_dir(project_dir)
         .env("DOCKER_HOST", engine.endpoint().to_string())
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that a timeout kills everything it started.
+        .process_group(0);
     cmd.kill_on_drop(true);
     tracing::info!(project, dir = %project_dir.display(), tool = tool.display(), "starting the stack");
-    let output = tokio::time::timeout(COMPOSE_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| RestoreError::Compose {
+    let child = cmd.spawn().map_err(|e| RestoreError::Compose {
+        command: tool.display().into(),
+        output: e.to_string(),
+    })?;
+    let group = child
+        .id()
+        .and_then(|pid| rustix::process::Pid::from_raw(pid.cast_signed()));
+    let Ok(output) = tokio::time::timeout(timeout, child.wait_with_output()).await else {
+        if let Some(group) = group
+            && let Err(error) =
+                rustix::process::kill_process_group(group, rustix::process::Signal::KILL)
+        {
+            tracing::warn!(%error, "cannot kill the compose process group");
+        }
+        return Err(RestoreError::Compose {
             command: format!("{} -p {project} up -d", tool.display()),
             output: format!(
-                "did not finish within {}s and was killed (an image pull that hangs? a \
-                 registry that does not answer?); run it by hand in {} to see why",
-                COMPOSE_TIMEOUT.as_secs(),
+                "did not finish within {}s ([backup] compose-timeout-seconds) and was killed \
+                 (an image pull that hangs? a registry that does not answer?); run it by hand \
+                 in {} to see why",
+                timeout.as_secs(),
                 project_dir.display()
             ),
-        })?
-        .map_err(|e| RestoreError::Compose {
-            command: tool.display().into(),
-            output: e.to_string(),
-        })?;
+        });
+    };
+    let output = output.map_err(|e| RestoreError::Compose {
+        command: tool.display().into(),
+        output: e.to_string(),
+    })?;
     if output.status.success() {
         return Ok(());
     }

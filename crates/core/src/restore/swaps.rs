@@ -68,6 +68,17 @@ pub struct SwapError {
     pub source: std::io::Error,
 }
 
+/// Why rollback copies could not be pruned.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// A backup or restore is going on.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    /// The list of copies could not be read or written.
+    #[error(transparent)]
+    Swap(#[from] SwapError),
+}
+
 fn err(path: &Path) -> impl FnOnce(std::io::Error) -> SwapError + '_ {
     move |source| SwapError {
         path: path.to_path_buf(),
@@ -356,12 +367,20 @@ pub struct PruneReport {
     pub errors: Vec<String>,
 }
 
-/// Removes the rollback copies created before `before` (all when `None`). The caller holds the
-/// run lock, so no restore is creating one meanwhile.
+/// Removes the rollback copies created before `before` (all when `None`), holding the run lock
+/// so no restore creates or rolls back one meanwhile ([`PruneError::Lock`] when a run is going
+/// on).
 pub fn prune(
     state_dir: &StateDir,
     before: Option<jiff::Timestamp>,
-) -> Result<PruneReport, SwapError> {
+) -> Result<PruneReport, PruneError> {
+    // No restore may create or roll back a copy while they are removed; another run holding
+    // the lock is an answer (busy), not something to wait for.
+    let _run_lock = crate::lock::Lock::try_acquire(
+        &state_dir.locks(),
+        crate::lock::RUN_LOCK,
+        crate::lock::LockMode::Exclusive,
+    )?;
     let mut report = PruneReport::default();
     let mut remaining = Vec::new();
     for copy in list(state_dir)? {
@@ -398,4 +417,27 @@ pub fn remove_private(private: &Path, absent_ok: bool) -> Result<(), SwapError> 
     }
     nofollow::remove_in(&parent, name).map_err(err(private))?;
     nofollow::sync(&parent).map_err(err(private))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::{Lock, LockError, LockMode, RUN_LOCK};
+
+    #[test]
+    fn prune_takes_the_run_lock_and_refuses_while_a_run_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path());
+        let run = Lock::try_acquire(&state_dir.locks(), RUN_LOCK, LockMode::Exclusive).unwrap();
+        let refused = prune(&state_dir, None).unwrap_err();
+        assert!(
+            matches!(refused, PruneError::Lock(LockError::Busy { .. })),
+            "{refused}"
+        );
+        drop(run);
+        let report = prune(&state_dir, None).unwrap();
+        assert!(report.removed.is_empty() && report.errors.is_empty());
+        // The prune released the lock again.
+        drop(Lock::try_acquire(&state_dir.locks(), RUN_LOCK, LockMode::Exclusive).unwrap());
+    }
 }
