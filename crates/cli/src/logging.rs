@@ -24,14 +24,19 @@ pub struct Verbosity {
 /// info, `-vv` debug, `-vvv` trace; `--quiet` warnings only, whatever the command.
 pub fn init(verbosity: Verbosity, unattended: bool) {
     let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // opendal logs every failed call as a warning, also the expected ones (`stat` of a
+    // repository's `config` before `init` creates it), and the errors that matter reach us
+    // through rustic_core anyway: its own lines only from -vv on.
     let default = if verbosity.quiet {
-        "warn"
+        "warn,opendal::services=error"
     } else {
         match verbosity.verbose {
             // Our own progress; rustic_core's info lines (cache paths, parents) are noise there.
-            0 if unattended && !stderr_is_terminal => "warn,kopi_docka=info,kopi_docka_core=info",
-            0 => "warn",
-            1 => "info",
+            0 if unattended && !stderr_is_terminal => {
+                "warn,kopi_docka=info,kopi_docka_core=info,opendal::services=error"
+            }
+            0 => "warn,opendal::services=error",
+            1 => "info,opendal::services=error",
             2 => "debug",
             _ => "trace",
         }

@@ -10,6 +10,7 @@
 //!   forgotten.
 //! - The password goes from its source to rustic_core and nowhere else.
 
+mod credentials;
 mod location;
 mod meta;
 mod password;
@@ -30,6 +31,7 @@ use rustic_core::{
 };
 use serde::Serialize;
 
+pub use credentials::CredentialsError;
 pub use location::{BackendSpec, LocationError, backend_spec};
 pub use meta::{
     BackupId, MARKER, MetaError, Part, Pass, PointStatus, RootMeta, Scope, SnapshotMeta, UnitRef,
@@ -78,8 +80,21 @@ impl RepoSettings {
             Some(name) => name.clone(),
             None => this_hostname(),
         };
+        // Derived first, then the credentials files, then `[repository] options` (the most
+        // specific) win.
+        let mut options = std::collections::BTreeMap::new();
+        if let Some(file) = &repo.env_file {
+            options.extend(credentials::env_file_options(&location, file)?);
+        }
+        if let Some(file) = &repo.rclone_config {
+            options.insert(
+                "rclone-command".to_owned(),
+                credentials::rclone_command(file)?,
+            );
+        }
+        options.extend(repo.options.iter().map(|(k, v)| (k.clone(), v.clone())));
         Ok(Self {
-            backend: backend_spec(&location, &repo.options)?,
+            backend: backend_spec(&location, &options)?,
             location,
             password,
             hostname,
@@ -142,6 +157,9 @@ pub enum RepoError {
     /// The location cannot be translated for the backend.
     #[error(transparent)]
     Location(#[from] LocationError),
+    /// A credentials file named in the config cannot be used.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// A snapshot id that matches nothing.
     #[error("no snapshot `{id}` in the repository")]
     NoSuchSnapshot {
