@@ -31,7 +31,7 @@ pub fn azurite() -> &'static Server {
             ],
             &[],
             &Ready {
-                marker: "successfully listening",
+                marker: "successfully listens on",
                 port_in_line: false,
             },
         )

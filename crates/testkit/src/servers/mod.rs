@@ -70,9 +70,11 @@ pub struct Server {
 /// The supervisor: starts the server, says its PID, and kills its process group when stdin
 /// closes (the test process ended or [`Server::kill`] closed it).
 const SUPERVISOR: &str = r#""$@" </dev/null 2>&1 &
-echo "kd-server-pid $!"
+pid=$!
+echo "kd-server-pid $pid"
 read -r _ignored
-kill -TERM -- -$$ 2>/dev/null"#;
+kill -TERM "$pid" 2>/dev/null
+kill -TERM -$$ 2>/dev/null"#;
 
 impl Server {
     /// Starts `program args` (`{port}` in an argument is replaced by a free port chosen here;
