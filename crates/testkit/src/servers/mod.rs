@@ -12,6 +12,7 @@
 mod azurite;
 mod gcs;
 mod moto;
+mod proxy;
 mod rclone;
 
 use std::io::{BufRead as _, Read as _, Write as _};
@@ -23,7 +24,8 @@ use std::time::{Duration, Instant};
 
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, azurite};
 pub use gcs::gcs;
-pub use moto::moto;
+pub use moto::{moto, start_moto};
+pub use proxy::Proxy;
 pub use rclone::{REST_PASS, REST_USER, rest, webdav};
 
 /// Where `scripts/test-servers.sh` installed the servers (`$KOPI_DOCKA_TEST_SERVERS`, else
