@@ -131,3 +131,107 @@ fn wrong_rest_credentials_say_so() {
     );
     assert!(!stderr.contains("not-the-password"), "{stderr}");
 }
+
+/// The keys of the objects under `prefix` in `bucket` (moto's ListObjectsV2, unsigned).
+fn objects(bucket: &str, prefix: &str) -> Vec<String> {
+    let (status, body) = servers::http(
+        servers::moto().port,
+        "GET",
+        &format!("/{bucket}?list-type=2&max-keys=10000&prefix={prefix}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    body.split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split_once("</Key>").map(|(key, _)| key.to_owned()))
+        .collect()
+}
+
+/// Two hosts (two configs with different host names) back up to one S3 repository; one
+/// host's prune deletes no pack at once (another host's running backup may rely on it), and
+/// the other host restores the first one's unit with `--from-host`.
+#[test]
+fn two_hosts_share_one_s3_repository() {
+    if !support::docker_tests_enabled("two_hosts_share_one_s3_repository") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let bucket = format!("{prefix}-b");
+    let server = servers::moto();
+    server.create_bucket(&bucket);
+    let host = |name: &str| {
+        format!(
+            "hostname = \"{name}\"\nenv-file = \"backend.env\"\n[backup]\n\
+             health-timeout-seconds = 30\n[retention]\nkeep-last = 1\nkeep-daily = 0\n\
+             keep-weekly = 0\nkeep-monthly = 0\nkeep-yearly = 0\n"
+        )
+    };
+    let env = Env::builder()
+        .prefix(&prefix)
+        .location(&format!("s3:{}/{bucket}/shared", server.url()))
+        .extra(&host("kdtest-host-a"))
+        .build();
+    env.write_config("b.toml", &host("kdtest-host-b"));
+    support::write_private(&env.path("backend.env"), KEYS);
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+
+    let a_unit = format!("{prefix}-a");
+    let a_data = support::idle_with_volume(&a_unit);
+    let b_unit = format!("{prefix}-b");
+    let b_data = support::idle_with_volume(&b_unit);
+    support::fill_random(&a_data.join("old.bin"), 4 << 20);
+    std::fs::write(b_data.join("b.txt"), "host b").unwrap();
+    env.cmd(&["backup", "--unit", &a_unit]).assert().success();
+    env.cmd_with("b.toml", &["backup", "--unit", &b_unit])
+        .assert()
+        .success();
+    // Host a's old data becomes unreferenced once its older point is forgotten.
+    std::fs::remove_file(a_data.join("old.bin")).unwrap();
+    std::fs::write(a_data.join("a.txt"), "host a, second point").unwrap();
+    env.cmd(&["backup", "--unit", &a_unit]).assert().success();
+
+    let before = objects(&bucket, "shared/data/");
+    let pruned = env.json(&["admin", "repo", "prune", "--json"]);
+    assert!(
+        pruned["forget"]["removed"].as_u64().unwrap() > 0,
+        "{pruned:#}"
+    );
+    assert_eq!(pruned["prune"]["packs_removed"], 0, "{pruned:#}");
+    let after = objects(&bucket, "shared/data/");
+    for key in &before {
+        assert!(after.contains(key), "pack {key} deleted at once: {pruned:#}");
+    }
+    env.cmd(&["admin", "repo", "check"]).assert().success();
+
+    // Host b brings back host a's unit.
+    docker(&["rm", "-f", &a_unit]);
+    docker(&["volume", "rm", &format!("{a_unit}-data")]);
+    let outcome: Value = serde_json::from_slice(
+        &env.cmd_with(
+            "b.toml",
+            &[
+                "restore",
+                "--unit",
+                &a_unit,
+                "--from-host",
+                "kdtest-host-a",
+                "--latest",
+                "--yes",
+                "--json",
+            ],
+        )
+        .assert()
+        .success()
+        .get_output()
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(outcome["host"], "kdtest-host-a", "{outcome:#}");
+    assert!(running(&a_unit));
+    assert_eq!(
+        std::fs::read_to_string(support::volume_mountpoint(&format!("{a_unit}-data")).join("a.txt"))
+            .unwrap(),
+        "host a, second point"
+    );
+}

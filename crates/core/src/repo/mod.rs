@@ -867,12 +867,17 @@ impl Repo {
         self.forget_points(now, true).await
     }
 
-    /// Removes data no snapshot references. Deletes at once: safe because we hold the
-    /// exclusive lock (never run `restic prune` on the repository while kopi-docka runs).
+    /// Removes data no snapshot references. A local repository is deleted from at once: safe
+    /// because we hold the exclusive lock (never run `restic prune` on it while kopi-docka
+    /// runs). A remote one may be shared by several hosts, whose locks we cannot see: its
+    /// unused packs are only marked, and deleted by a prune at least 23 hours later unless a
+    /// backup used them again meanwhile (rustic's two-phase delete), so one host's prune
+    /// never deletes a pack another host's running backup relies on.
     async fn prune_data(&self, dry_run: bool) -> Result<PruneReport, RepoError> {
         let this = self.clone();
         blocking(move || {
-            let options = PruneOptions::default().instant_delete(true);
+            let local = matches!(this.settings.location, RepositoryLocation::Local(_));
+            let options = PruneOptions::default().instant_delete(local);
             let plan = this
                 .inner
                 .prune_plan(&options)
