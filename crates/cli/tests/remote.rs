@@ -31,7 +31,8 @@ fn remote_env(prefix: &str, location: &str, env_file: Option<&str>, options: &st
         repository.push_str("env-file = \"backend.env\"\n");
     }
     if !options.is_empty() {
-        repository.push_str(&format!("[repository.options]\n{options}"));
+        repository.push_str("[repository.options]\n");
+        repository.push_str(options);
     }
     let env = Env::builder()
         .prefix(prefix)
@@ -71,10 +72,15 @@ fn round_trip(env: &mut Env) -> String {
 
     env.cmd(&["backup", "--unit", &stack]).assert().success();
     let bundle = env.path("bundle.age");
-    env.cmd(&["dr", "export", bundle.to_str().unwrap(), "--passphrase-file"])
-        .arg(env.path("dr-passphrase"))
-        .assert()
-        .success();
+    env.cmd(&[
+        "dr",
+        "export",
+        bundle.to_str().unwrap(),
+        "--passphrase-file",
+    ])
+    .arg(env.path("dr-passphrase"))
+    .assert()
+    .success();
 
     // Reference copies in a volume of their own (a rename cannot leave /var/lib/docker).
     let reference_volume = format!("{}-reference", env.prefix);
@@ -108,7 +114,11 @@ fn round_trip(env: &mut Env) -> String {
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let restored = report["restored"].as_array().unwrap();
     assert_eq!(restored.len(), 1, "{report:#}");
-    assert_eq!(restored[0]["outcome"]["errors"], serde_json::json!([]), "{report:#}");
+    assert_eq!(
+        restored[0]["outcome"]["errors"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
     assert_stack_back(&stack, &dir, &reference, &env.path("reference-html"));
     // The installed config (credentials included) works for the next backup.
     env.cmd(&["backup", "--unit", &stack]).assert().success();
@@ -136,7 +146,11 @@ fn assert_stack_back(stack: &str, dir: &Path, reference: &Path, reference_html: 
         &volume_mountpoint(&format!("{stack}_db-data")).join("rich"),
         &CompareOptions::default(),
     );
-    tree::assert_trees_equal(reference_html, &dir.join("html"), &CompareOptions::default());
+    tree::assert_trees_equal(
+        reference_html,
+        &dir.join("html"),
+        &CompareOptions::default(),
+    );
 }
 
 /// `cp -a` (keeps owners, modes, times, links, special files).
@@ -156,15 +170,17 @@ fn restic_reads(env: &Env, repository: &str, vars: &[(&str, &str)], stack: &str)
                 .envs(vars.iter().copied()),
         )
     };
-    let listed: Value =
-        serde_json::from_slice(&restic(&["snapshots", "--json"]).stdout).unwrap();
+    let listed: Value = serde_json::from_slice(&restic(&["snapshots", "--json"]).stdout).unwrap();
     let tagged = listed
         .as_array()
         .unwrap()
         .iter()
         .filter(|s| s["tags"].to_string().contains(stack))
         .count();
-    assert!(tagged >= 2, "restic lists {tagged} snapshots of {stack}: {listed:#}");
+    assert!(
+        tagged >= 2,
+        "restic lists {tagged} snapshots of {stack}: {listed:#}"
+    );
     restic(&["check", "--read-data"]);
 }
 
@@ -340,4 +356,3 @@ fn gcs_round_trip_and_dr() {
     );
     round_trip(&mut env);
 }
-

@@ -60,7 +60,11 @@ fn an_unreachable_server_fails_the_preflight_and_stops_nothing() {
         "the message does not name the server: {stderr}"
     );
     assert!(running(&name), "{stderr}");
-    assert_eq!(started_at(&name), started, "the container was restarted: {stderr}");
+    assert_eq!(
+        started_at(&name),
+        started,
+        "the container was restarted: {stderr}"
+    );
 }
 
 #[test]
@@ -132,7 +136,7 @@ fn wrong_rest_credentials_say_so() {
     assert!(!stderr.contains("not-the-password"), "{stderr}");
 }
 
-/// The keys of the objects under `prefix` in `bucket` (moto's ListObjectsV2, unsigned).
+/// The keys of the objects under `prefix` in `bucket` (moto's `ListObjectsV2`, unsigned).
 fn objects(bucket: &str, prefix: &str) -> Vec<String> {
     let (status, body) = servers::http(
         servers::moto().port,
@@ -200,7 +204,10 @@ fn two_hosts_share_one_s3_repository() {
     assert_eq!(pruned["prune"]["packs_removed"], 0, "{pruned:#}");
     let after = objects(&bucket, "shared/data/");
     for key in &before {
-        assert!(after.contains(key), "pack {key} deleted at once: {pruned:#}");
+        assert!(
+            after.contains(key),
+            "pack {key} deleted at once: {pruned:#}"
+        );
     }
     env.cmd(&["admin", "repo", "check"]).assert().success();
 
@@ -230,8 +237,10 @@ fn two_hosts_share_one_s3_repository() {
     assert_eq!(outcome["host"], "kdtest-host-a", "{outcome:#}");
     assert!(running(&a_unit));
     assert_eq!(
-        std::fs::read_to_string(support::volume_mountpoint(&format!("{a_unit}-data")).join("a.txt"))
-            .unwrap(),
+        std::fs::read_to_string(
+            support::volume_mountpoint(&format!("{a_unit}-data")).join("a.txt")
+        )
+        .unwrap(),
         "host a, second point"
     );
 }

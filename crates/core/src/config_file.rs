@@ -142,7 +142,10 @@ mod tests {
                 "webdav:https://kd:s3cret@dav.lan/kd",
                 "webdav:https://kd:***@dav.lan/kd",
             ),
-            ("rest:http://rest.lan:8000/repo", "rest:http://rest.lan:8000/repo"),
+            (
+                "rest:http://rest.lan:8000/repo",
+                "rest:http://rest.lan:8000/repo",
+            ),
         ] {
             config.repository.location =
                 Some(RepositoryLocation::try_from(location.to_owned()).unwrap());

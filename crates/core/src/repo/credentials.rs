@@ -193,12 +193,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(wrong.contains("/etc/kd/s3.env, line 1"), "{wrong}");
-        assert!(wrong.contains("AWS_ACCESS_KEY_ID is not used here"), "{wrong}");
+        assert!(
+            wrong.contains("AWS_ACCESS_KEY_ID is not used here"),
+            "{wrong}"
+        );
         assert!(wrong.contains("AZURE_ACCOUNT_NAME"), "{wrong}");
         let garbage = parse_env_file(&location("s3:h/b"), path, "\nAWS_ACCESS_KEY_ID\n")
             .unwrap_err()
             .to_string();
-        assert!(garbage.contains("line 2: not a NAME=value line"), "{garbage}");
+        assert!(
+            garbage.contains("line 2: not a NAME=value line"),
+            "{garbage}"
+        );
         let local = parse_env_file(&location("/srv/r"), path, "AWS_REGION=x\n")
             .unwrap_err()
             .to_string();
@@ -220,7 +226,10 @@ mod tests {
             "{message}"
         );
         let message = rclone_command(&path).unwrap_err().to_string();
-        assert!(message.starts_with("[repository] rclone-config"), "{message}");
+        assert!(
+            message.starts_with("[repository] rclone-config"),
+            "{message}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
             env_file_options(&location("s3:h/b"), &path).unwrap()["access_key_id"],

@@ -40,7 +40,10 @@ pub fn backend_spec(
     let (repository, mut options) = match location {
         RepositoryLocation::Local(path) => (path.to_string_lossy().into_owned(), BTreeMap::new()),
         RepositoryLocation::Remote { backend, target } => match backend {
-            RemoteBackend::Rest => (rest_url(target, extra).map_err(|r| err(&r))?, BTreeMap::new()),
+            RemoteBackend::Rest => (
+                rest_url(target, extra).map_err(|r| err(&r))?,
+                BTreeMap::new(),
+            ),
             RemoteBackend::Rclone => {
                 let (remote, _) = target.split_once(':').unwrap_or(("", target));
                 if target.trim().is_empty() || (target.contains(':') && remote.is_empty()) {
@@ -56,59 +59,18 @@ pub fn backend_spec(
                 })?;
                 ("opendal:sftp".to_owned(), opts)
             }
-            RemoteBackend::S3 => ("opendal:s3".to_owned(), s3_options(target).map_err(|r| err(&r))?),
-            RemoteBackend::B2 => {
-                // opendal's native b2 service only talks to api.backblazeb2.com; B2's
-                // S3-compatible API takes any S3 client and can be tested.
-                let (bucket, root) = bucket_and_root(target).ok_or_else(|| {
-                    err("write b2:bucket:path (it goes through B2's S3-compatible API)")
-                })?;
-                let Some(endpoint) = extra.get("endpoint") else {
-                    return Err(err(
-                        "b2: goes through Backblaze B2's S3-compatible API, which needs its \
-                         endpoint: set endpoint = \"https://s3.<region>.backblazeb2.com\" under \
-                         [repository.options] (the bucket's page shows it), or write \
-                         s3:https://s3.<region>.backblazeb2.com/bucket/path",
-                    ));
-                };
-                let region = endpoint
-                    .split("://")
-                    .nth(1)
-                    .and_then(|host| host.strip_prefix("s3."))
-                    .and_then(|host| host.split('.').next())
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or("us-east-1");
-                (
-                    "opendal:s3".to_owned(),
-                    BTreeMap::from([
-                        ("bucket".into(), bucket),
-                        ("root".into(), root),
-                        ("region".into(), region.to_owned()),
-                    ]),
-                )
-            }
-            RemoteBackend::Azure => {
-                let (container, root) =
-                    bucket_and_root(target).ok_or_else(|| err("write azure:container:/path"))?;
-                let mut opts =
-                    BTreeMap::from([("container".into(), container), ("root".into(), root)]);
-                match (extra.get("endpoint"), extra.get("account_name")) {
-                    (Some(_), _) => {}
-                    (None, Some(account)) => {
-                        opts.insert(
-                            "endpoint".into(),
-                            format!("https://{account}.blob.core.windows.net"),
-                        );
-                    }
-                    (None, None) => {
-                        return Err(err(
-                            "azure: needs the storage account: put AZURE_ACCOUNT_NAME and \
-                             AZURE_ACCOUNT_KEY in the file named by [repository] env-file",
-                        ));
-                    }
-                }
-                ("opendal:azblob".to_owned(), opts)
-            }
+            RemoteBackend::S3 => (
+                "opendal:s3".to_owned(),
+                s3_options(target).map_err(|r| err(&r))?,
+            ),
+            RemoteBackend::B2 => (
+                "opendal:s3".to_owned(),
+                b2_options(target, extra).map_err(|r| err(&r))?,
+            ),
+            RemoteBackend::Azure => (
+                "opendal:azblob".to_owned(),
+                azure_options(target, extra).map_err(|r| err(&r))?,
+            ),
             RemoteBackend::Gcs => {
                 let (bucket, root) =
                     bucket_and_root(target).ok_or_else(|| err("write gs:bucket:/path"))?;
@@ -130,6 +92,63 @@ pub fn backend_spec(
         repository,
         options,
     })
+}
+
+/// `bucket:path` through B2's S3-compatible API: opendal's native b2 service only talks to
+/// api.backblazeb2.com; the S3 API takes any S3 client and can be tested.
+fn b2_options(
+    target: &str,
+    extra: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let (bucket, root) = bucket_and_root(target)
+        .ok_or("write b2:bucket:path (it goes through B2's S3-compatible API)")?;
+    let Some(endpoint) = extra.get("endpoint") else {
+        return Err(
+            "b2: goes through Backblaze B2's S3-compatible API, which needs its \
+                    endpoint: set endpoint = \"https://s3.<region>.backblazeb2.com\" under \
+                    [repository.options] (the bucket's page shows it), or write \
+                    s3:https://s3.<region>.backblazeb2.com/bucket/path"
+                .into(),
+        );
+    };
+    let region = endpoint
+        .split("://")
+        .nth(1)
+        .and_then(|host| host.strip_prefix("s3."))
+        .and_then(|host| host.split('.').next())
+        .filter(|r| !r.is_empty())
+        .unwrap_or("us-east-1");
+    Ok(BTreeMap::from([
+        ("bucket".into(), bucket),
+        ("root".into(), root),
+        ("region".into(), region.to_owned()),
+    ]))
+}
+
+/// `container:/path`; the endpoint is the account's unless the options name one.
+fn azure_options(
+    target: &str,
+    extra: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let (container, root) = bucket_and_root(target).ok_or("write azure:container:/path")?;
+    let mut opts = BTreeMap::from([("container".into(), container), ("root".into(), root)]);
+    match (extra.get("endpoint"), extra.get("account_name")) {
+        (Some(_), _) => {}
+        (None, Some(account)) => {
+            opts.insert(
+                "endpoint".into(),
+                format!("https://{account}.blob.core.windows.net"),
+            );
+        }
+        (None, None) => {
+            return Err(
+                "azure: needs the storage account: put AZURE_ACCOUNT_NAME and \
+                        AZURE_ACCOUNT_KEY in the file named by [repository] env-file"
+                    .into(),
+            );
+        }
+    }
+    Ok(opts)
 }
 
 /// What a location says about its server: scheme, optional `user:pass`, host (with port),
@@ -207,11 +226,18 @@ fn webdav_options(target: &str) -> Result<BTreeMap<String, String>, String> {
     let url = http_url(target).ok_or("write webdav:https://host/path")?;
     let mut opts = BTreeMap::from([
         ("endpoint".into(), format!("{}://{}", url.scheme, url.host)),
-        ("root".into(), format!("/{}", url.path.trim_start_matches('/'))),
+        (
+            "root".into(),
+            format!("/{}", url.path.trim_start_matches('/')),
+        ),
     ]);
     if let Some(userinfo) = url.userinfo {
         let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         opts.insert("username".into(), decode(user));
         if !pass.is_empty() {
             opts.insert("password".into(), decode(pass));
@@ -384,7 +410,10 @@ mod tests {
         // Credentials from the env file go into the URL (encoded) and nowhere else.
         let from_file = spec_with(
             "rest:http://127.0.0.1:8000/r",
-            &[(REST_USER_OPTION, "kd"), (REST_PASSWORD_OPTION, "p@ss/w:rd")],
+            &[
+                (REST_USER_OPTION, "kd"),
+                (REST_PASSWORD_OPTION, "p@ss/w:rd"),
+            ],
         );
         assert_eq!(
             from_file.repository,

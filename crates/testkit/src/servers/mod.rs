@@ -125,7 +125,7 @@ impl Server {
                     let _ = send.send(line);
                 }
             });
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + Duration::from_mins(1);
             let mut pid = None;
             let mut port = None;
             while port.is_none() {
@@ -158,7 +158,7 @@ impl Server {
             drop(stdin);
             // The supervisor ends once its stdin closes.
             let _ = child.wait();
-            last_log = log.lock().unwrap().clone();
+            last_log.clone_from(&log.lock().unwrap());
         }
         panic!(
             "{} did not become ready (5 tries); its last output:\n{last_log}",
@@ -218,17 +218,26 @@ pub fn free_port() -> u16 {
 }
 
 /// One plain HTTP/1.1 request to 127.0.0.1:`port`; returns the status code and body.
-pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
+        .set_read_timeout(Some(Duration::from_mins(1)))
         .unwrap();
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
+        request.push_str("\r\n");
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).unwrap();

@@ -1,4 +1,4 @@
-//! moto_server: an S3 API on loopback (any access key is accepted; data in memory).
+//! `moto_server`: an S3 API on loopback (any access key is accepted; data in memory).
 
 use std::sync::OnceLock;
 

@@ -64,11 +64,7 @@ impl Proxy {
                 }
             })
         };
-        *self.running.lock().unwrap() = Some(Running {
-            stop,
-            open,
-            accept,
-        });
+        *self.running.lock().unwrap() = Some(Running { stop, open, accept });
     }
 
     /// Stops listening and cuts every open connection; returns once the port is closed.

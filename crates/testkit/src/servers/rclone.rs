@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use super::{Ready, Server, server_bin};
 
-/// User name the shared REST and WebDAV servers require.
+/// User name the shared REST and `WebDAV` servers require.
 pub const REST_USER: &str = "kdrest";
 /// Its password.
 pub const REST_PASS: &str = "kdrest-pass";
@@ -26,7 +26,14 @@ fn serve(kind: &str, marker: &'static str) -> Server {
     Server::start(
         &server_bin("rclone"),
         &[
-            "serve", kind, "{dir}", "--addr", "127.0.0.1:0", "--user", REST_USER, "--pass",
+            "serve",
+            kind,
+            "{dir}",
+            "--addr",
+            "127.0.0.1:0",
+            "--user",
+            REST_USER,
+            "--pass",
             REST_PASS,
         ],
         &[],
