@@ -56,9 +56,14 @@ fn an_unreachable_server_fails_the_preflight_and_stops_nothing() {
     let out = env.cmd(&["backup", "--unit", &name]).assert().failure();
     let stderr = stderr_of(&out);
     assert!(
-        stderr.contains(&format!("127.0.0.1:{}", proxy.port)),
-        "the message does not name the server: {stderr}"
+        stderr.contains(&format!(
+            "cannot reach the repository at s3:http://127.0.0.1:{}",
+            proxy.port
+        )),
+        "the message does not say what is wrong: {stderr}"
     );
+    // One message, not the backend's log lines and backtraces.
+    assert!(stderr.lines().count() <= 2, "{stderr}");
     assert!(running(&name), "{stderr}");
     assert_eq!(
         started_at(&name),

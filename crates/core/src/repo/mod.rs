@@ -134,6 +134,17 @@ pub enum RepoError {
         /// What is there instead.
         reason: String,
     },
+    /// The first request to a remote repository failed.
+    #[error(
+        "cannot reach the repository at {location}: check that the server is up and reachable \
+         from this host, and the credentials ([repository] env-file). The backend said: {detail}"
+    )]
+    Unreachable {
+        /// The location.
+        location: String,
+        /// The backend's error and its cause.
+        detail: String,
+    },
     /// `init` found an existing repository.
     #[error("a repository already exists at {location}; kopi-docka never overwrites one")]
     AlreadyExists {
@@ -257,6 +268,25 @@ fn content_node(
                 })
             }
         }
+    }
+}
+
+/// The first request to a remote repository failed: the server is down, unreachable, or
+/// refuses us; said so, with the backend's cause. Local ones keep the engine's error.
+fn unreachable_or(
+    error: &RusticError,
+    settings: &RepoSettings,
+    operation: &'static str,
+) -> RepoError {
+    match &settings.location {
+        RepositoryLocation::Remote { .. } => RepoError::Unreachable {
+            location: settings.location.to_string(),
+            detail: concise(error),
+        },
+        RepositoryLocation::Local(_) => RepoError::Engine {
+            operation,
+            detail: concise(error),
+        },
     }
 }
 
@@ -496,7 +526,7 @@ impl Repo {
         let repo = unopened(&settings, progress.clone())?;
         if repo
             .config_id()
-            .map_err(engine("reading the repository"))?
+            .map_err(|e| unreachable_or(&e, &settings, "reading the repository"))?
             .is_none()
         {
             return Err(RepoError::NotFound {
@@ -1022,7 +1052,7 @@ impl WriteRepo {
             let repo = unopened(&settings, progress.clone())?;
             if repo
                 .config_id()
-                .map_err(engine("reading the location"))?
+                .map_err(|e| unreachable_or(&e, &settings, "reading the location"))?
                 .is_some()
             {
                 return Err(RepoError::AlreadyExists {
