@@ -249,3 +249,55 @@ fn two_hosts_share_one_s3_repository() {
         "host a, second point"
     );
 }
+
+/// `doctor` fails (exit 1) on a credentials file others may read, saying the `chmod`, and on
+/// an S3 server it cannot reach, naming it.
+#[test]
+fn doctor_checks_credentials_files_and_reachability() {
+    if !support::docker_tests_enabled("doctor_checks_credentials_files_and_reachability") {
+        return;
+    }
+    let proxy = Proxy::start(servers::moto().port);
+    let env = s3_installation(&proxy, KEYS);
+    let repository_line = || {
+        let out = env.cmd(&["doctor"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("repository:"))
+            .unwrap_or_else(|| panic!("no repository check: {stdout}"))
+            .to_owned();
+        (out.status.code(), line)
+    };
+    let (_, line) = repository_line();
+    assert!(line.starts_with("ok    repository:"), "{line}");
+
+    std::fs::set_permissions(
+        env.path("backend.env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, line) = repository_line();
+    assert_eq!(code, Some(1), "{line}");
+    assert!(line.starts_with("FAIL  repository:"), "{line}");
+    assert!(
+        line.contains(&format!("chmod 600 {}", env.path("backend.env").display())),
+        "{line}"
+    );
+    std::fs::set_permissions(
+        env.path("backend.env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+
+    proxy.kill();
+    let (code, line) = repository_line();
+    assert_eq!(code, Some(1), "{line}");
+    assert!(
+        line.contains(&format!(
+            "cannot reach the repository at s3:{}",
+            proxy.url()
+        )),
+        "{line}"
+    );
+}
