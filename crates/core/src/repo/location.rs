@@ -8,13 +8,29 @@ use std::collections::BTreeMap;
 
 use crate::config::{RemoteBackend, RepositoryLocation};
 
-/// The repository string and options for rustic_backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The repository string and options for rustic_backend. Its `Debug` shows option names
+/// only: values and a `rest:` URL may hold credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BackendSpec {
     /// `BackendOptions::repository`.
     pub repository: String,
     /// `BackendOptions::options`.
     pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for BackendSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.repository.starts_with('/') {
+            self.repository.clone()
+        } else {
+            let scheme = self.repository.split(':').next().unwrap_or_default();
+            format!("{scheme}:...")
+        };
+        f.debug_struct("BackendSpec")
+            .field("repository", &shown)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// A location we cannot translate.
@@ -420,6 +436,8 @@ mod tests {
             "rest:http://kd:p%40ss%2Fw%3Ard@127.0.0.1:8000/r"
         );
         assert!(from_file.options.is_empty(), "{:?}", from_file.options);
+        let debug = format!("{from_file:?}");
+        assert!(!debug.contains("p%40ss"), "{debug}");
         let dav = spec("webdav:https://kd:s%40cret@dav.lan:8443/backups/kd");
         assert_eq!(dav.repository, "opendal:webdav");
         assert_eq!(dav.options["endpoint"], "https://dav.lan:8443");
