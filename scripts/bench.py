@@ -9,7 +9,8 @@ reported as medians: the machines here are shared and noisy.
     scripts/bench.py --runs 5 --bin target/release/kopi-docka
 
 Needs: a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
-docker-compose, restic, /usr/bin/time (Debian package `time`). Everything it creates on the
+docker-compose, restic, rclone (the `rest:` rows), /usr/bin/time (Debian package `time`).
+Everything it creates on the
 engine is named kdtest-bench-<random> and removed at the end.
 """
 
