@@ -10,8 +10,7 @@ reported as medians: the machines here are shared and noisy.
 
 Needs: a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
 docker-compose, restic, rclone (the `rest:` rows), /usr/bin/time (Debian package `time`).
-Everything it creates on the
-engine is named kdtest-bench-<random> and removed at the end.
+Everything it creates on the engine is named kdtest-bench-<random> and removed at the end.
 """
 
 import argparse
