@@ -9,8 +9,8 @@ reported as medians: the machines here are shared and noisy.
     scripts/bench.py --runs 5 --bin target/release/kopi-docka
 
 Needs: a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
-docker-compose, restic, /usr/bin/time (Debian package `time`). Everything it creates on the
-engine is named kdtest-bench-<random> and removed at the end.
+docker-compose, restic, rclone (the `rest:` rows), /usr/bin/time (Debian package `time`).
+Everything it creates on the engine is named kdtest-bench-<random> and removed at the end.
 """
 
 import argparse
@@ -52,6 +52,9 @@ class Bench:
         self.bin = os.path.abspath(args.bin)
         self.rows = {}
         self.rng = random.Random(42)
+        self.rest = None
+        self.rest_url = None
+        self.rest_dir = None
 
     # --- setup -------------------------------------------------------------------------
     def up(self):
@@ -103,17 +106,53 @@ class Bench:
                 f.write(self.rng.randbytes(self.rng.randint(64, self.size["small"][1])))
 
     # --- the two sides -----------------------------------------------------------------
+    def location(self, d):
+        """The repository of side dir `d`: a local dir, or a path on the REST server."""
+        if self.rest_url:
+            return "rest:%s/%s" % (self.rest_url, os.path.basename(d))
+        return d + "/repo"
+
     def fresh_ours(self, name):
         d = os.path.join(self.work, name)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
+        self.forget_remote(d)
         with open(os.path.join(d, "password"), "w") as f:
             f.write(PASSWORD + "\n")
         os.chmod(os.path.join(d, "password"), 0o600)
         with open(os.path.join(d, "config.toml"), "w") as f:
-            f.write('[repository]\nlocation = "%s/repo"\npassword-file = "password"\n' % d)
+            f.write('[repository]\nlocation = "%s"\npassword-file = "password"\n' % self.location(d))
         self.ours(d, ["admin", "repo", "init"])
         return d
+
+    def start_rest(self):
+        """`rclone serve restic` on a free loopback port (killed by PID in stop_rest)."""
+        self.rest_dir = os.path.join(self.work, "rest-server")
+        shutil.rmtree(self.rest_dir, ignore_errors=True)
+        os.makedirs(self.rest_dir)
+        env = dict(os.environ, RCLONE_CONFIG=os.path.join(self.rest_dir, "rclone.conf"))
+        open(env["RCLONE_CONFIG"], "w").close()
+        self.rest = subprocess.Popen(["rclone", "serve", "restic", os.path.join(self.rest_dir, "data"),
+                                      "--addr", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True)
+        for line in self.rest.stderr:
+            if "Serving restic REST API on" in line:
+                self.rest_url = line.split(" on ", 1)[1].strip().strip("[]").rstrip("/")
+                break
+        else:
+            sys.exit("rclone serve restic did not start")
+
+    def stop_rest(self):
+        if self.rest is not None:
+            self.rest.kill()
+            self.rest.wait()
+            self.rest = None
+        self.rest_url = None
+        shutil.rmtree(os.path.join(self.work, "rest-server"), ignore_errors=True)
+
+    def forget_remote(self, d):
+        """A fresh side dir gets a fresh repository on the REST server too."""
+        if self.rest_url:
+            shutil.rmtree(os.path.join(self.rest_dir, "data", os.path.basename(d)), ignore_errors=True)
 
     def ours(self, d, args):
         env = dict(os.environ, KOPI_DOCKA_STATE_DIR=d + "/state", KOPI_DOCKA_CACHE_DIR=d + "/cache")
@@ -124,11 +163,12 @@ class Bench:
         d = os.path.join(self.work, name)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
+        self.forget_remote(d)
         self.restic(d, ["init"])
         return d
 
     def restic(self, d, args):
-        env = dict(os.environ, RESTIC_PASSWORD=PASSWORD, RESTIC_REPOSITORY=d + "/repo",
+        env = dict(os.environ, RESTIC_PASSWORD=PASSWORD, RESTIC_REPOSITORY=self.location(d),
                    RESTIC_CACHE_DIR=d + "/cache")
         return self.timed(["restic"] + args, env)
 
@@ -184,7 +224,8 @@ class Bench:
                 self.record("downtime, 1% changed (reported)", side, rep)
                 self.record("downtime, 1% changed (observed)", side, obs)
 
-    def throughput(self, runs):
+    def throughput(self, runs, label=""):
+        """Backup and restore, kopi-docka against restic; `label` prefixes the rows."""
         for trial in range(runs):
             sides = ["kopi-docka", "restic"] if trial % 2 == 0 else ["restic", "kopi-docka"]
             dirs = {}
@@ -205,10 +246,10 @@ class Bench:
                         r = self.restic(dirs[side], ["backup", "--json", self.data])
                         summary = [json.loads(l) for l in r["stdout"].splitlines() if '"summary"' in l][-1]
                         added = summary.get("data_added", 0)
-                    self.record(phase + ": wall s", side, r["wall"])
-                    self.record(phase + ": CPU s", side, r["cpu"])
-                    self.record(phase + ": peak RSS MiB", side, r["rss_kib"] / 1024)
-                    self.record(phase + ": MiB added", side, added / 2**20)
+                    self.record(label + phase + ": wall s", side, r["wall"])
+                    self.record(label + phase + ": CPU s", side, r["cpu"])
+                    self.record(label + phase + ": peak RSS MiB", side, r["rss_kib"] / 1024)
+                    self.record(label + phase + ": MiB added", side, added / 2**20)
             for side in sides:
                 target = os.path.join(self.work, "restore-" + side.replace("-", ""))
                 shutil.rmtree(target, ignore_errors=True)
@@ -217,8 +258,8 @@ class Bench:
                                                "--target-dir", target])
                 else:
                     r = self.restic(dirs[side], ["restore", "latest", "--target", target])
-                self.record("restore: wall s", side, r["wall"])
-                self.record("restore: peak RSS MiB", side, r["rss_kib"] / 1024)
+                self.record(label + "restore: wall s", side, r["wall"])
+                self.record(label + "restore: peak RSS MiB", side, r["rss_kib"] / 1024)
                 shutil.rmtree(target, ignore_errors=True)
 
     # --- report -----------------------------------------------------------------------
@@ -268,11 +309,16 @@ def main():
         b.generate()
         b.downtime(runs)
         b.throughput(runs)
+        # The same over `rest:`, both sides against one `rclone serve restic` on loopback.
+        b.start_rest()
+        b.throughput(runs, label="rest: ")
+        b.stop_rest()
         table, ratios = b.table()
     finally:
+        b.stop_rest()
         b.down()
     bad = [r for r in ratios if not (math.isfinite(r) and r > 0)]
-    if len(ratios) < 18 or bad:
+    if len(ratios) < 32 or bad:
         sys.exit("bench harness produced %d ratios, %d not finite and positive:\n%s" % (len(ratios), len(bad), table))
     mode = "small (harness check only: these numbers mean nothing)" if args.small else "full"
     measured = "\n".join([
@@ -282,7 +328,8 @@ def main():
         "Downtime rows compare kopi-docka's backup with the warm pass (A) and without (B); the "
         "other rows compare kopi-docka (A) with `restic` (B) on the same volume directory: "
         "`backup --no-warm-pass --scope minimal` against `restic backup DIR`, "
-        "`restore --target-dir` against `restic restore`. Ratio < 1 means A is smaller "
+        "`restore --target-dir` against `restic restore`; `rest:` rows do the same with both "
+        "repositories on one `rclone serve restic` on loopback. Ratio < 1 means A is smaller "
         "(faster, leaner).",
         "",
         table,

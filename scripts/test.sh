@@ -80,6 +80,11 @@ fi
 docker-compose version --short >/dev/null || die "docker-compose does not run"
 
 scripts/build-test-image.sh
+# Storage servers for the remote-repository tests (moto, fake-gcs-server, Azurite, rclone),
+# installed once into a cache directory; the testkit starts them on loopback.
+KOPI_DOCKA_TEST_SERVERS="$(scripts/test-servers.sh)" || die "installing the test servers failed"
+export KOPI_DOCKA_TEST_SERVERS
+say "test servers in $KOPI_DOCKA_TEST_SERVERS"
 
 # Docker tests are ON: with this switch an unreachable engine fails them instead of skipping.
 export KOPI_DOCKA_DOCKER_TESTS=1

@@ -34,7 +34,8 @@ pub struct GlobalArgs {
         global = true,
         value_name = "LOCATION",
         help = "Repository to use instead of the config's (a path, or sftp:, s3:, b2:, azure:, \
-                gs:, rest:, rclone:) [else: $KOPI_DOCKA_REPOSITORY, else [repository] location]"
+                gs:, rest:, rclone:, webdav:) [else: $KOPI_DOCKA_REPOSITORY, else [repository] \
+                location]"
     )]
     pub repo: Option<String>,
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace)
@@ -192,7 +193,7 @@ pub struct SetupArgs {
     /// Ask nothing; take everything from the flags and the defaults
     #[arg(long)]
     pub non_interactive: bool,
-    /// Repository location (a path, or sftp:, s3:, b2:, azure:, gs:, rest:, rclone:)
+    /// Repository location (a path, or sftp:, s3:, b2:, azure:, gs:, rest:, rclone:, webdav:)
     /// [default: /var/lib/kopi-docka/repository for root]
     #[arg(long, value_name = "LOCATION")]
     pub repository: Option<String>,

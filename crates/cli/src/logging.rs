@@ -24,14 +24,20 @@ pub struct Verbosity {
 /// info, `-vv` debug, `-vvv` trace; `--quiet` warnings only, whatever the command.
 pub fn init(verbosity: Verbosity, unattended: bool) {
     let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // opendal logs every failed call (expected ones too: `stat` of a repository's `config`
+    // before `init` creates it) and every retry, with a backtrace when RUST_BACKTRACE is set.
+    // The errors that matter reach us through rustic_core and are reported once, with their
+    // cause: opendal's own lines only from -vv on.
     let default = if verbosity.quiet {
-        "warn"
+        "warn,opendal=off"
     } else {
         match verbosity.verbose {
             // Our own progress; rustic_core's info lines (cache paths, parents) are noise there.
-            0 if unattended && !stderr_is_terminal => "warn,kopi_docka=info,kopi_docka_core=info",
-            0 => "warn",
-            1 => "info",
+            0 if unattended && !stderr_is_terminal => {
+                "warn,kopi_docka=info,kopi_docka_core=info,opendal=off"
+            }
+            0 => "warn,opendal=off",
+            1 => "info,opendal=off",
             2 => "debug",
             _ => "trace",
         }

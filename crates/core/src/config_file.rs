@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, RepositoryLocation};
 
 /// Words in option names that mark secret values.
 const SECRET_WORDS: &[&str] = &["key", "secret", "token", "password", "credential", "pass"];
@@ -57,6 +57,18 @@ pub fn masked(config: &Config) -> Config {
         if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
             *value = "***".into();
         }
+    }
+    // `rest:` and `webdav:` URLs may carry `user:pass@` (restic accepts them there).
+    if let Some(RepositoryLocation::Remote { backend, target }) = &config.repository.location
+        && let Some((scheme, rest)) = target.split_once("://")
+        && let Some((userinfo, after)) = rest.split_once('@')
+        && !userinfo.contains('/')
+    {
+        let user = userinfo.split(':').next().unwrap_or_default();
+        config.repository.location = Some(RepositoryLocation::Remote {
+            backend: *backend,
+            target: format!("{scheme}://{user}:***@{after}"),
+        });
     }
     config
 }
@@ -120,6 +132,26 @@ mod tests {
         assert_eq!(shown.repository.password_command.as_deref(), Some("***"));
         assert_eq!(shown.repository.options["access-key-id"], "***");
         assert_eq!(shown.repository.options["region"], "eu");
+
+        for (location, shown) in [
+            (
+                "rest:https://kd:s3cret@rest.lan:8000/repo",
+                "rest:https://kd:***@rest.lan:8000/repo",
+            ),
+            (
+                "webdav:https://kd:s3cret@dav.lan/kd",
+                "webdav:https://kd:***@dav.lan/kd",
+            ),
+            (
+                "rest:http://rest.lan:8000/repo",
+                "rest:http://rest.lan:8000/repo",
+            ),
+        ] {
+            config.repository.location =
+                Some(RepositoryLocation::try_from(location.to_owned()).unwrap());
+            let masked = masked(&config).repository.location.unwrap().to_string();
+            assert_eq!(masked, shown);
+        }
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub struct Env {
     config: PathBuf,
     password_file: String,
     header: String,
+    location: Option<String>,
 }
 
 /// How to build an [`Env`]; [`EnvBuilder::build`] writes the config.
@@ -70,6 +71,7 @@ pub struct EnvBuilder {
     header: String,
     extra: String,
     init: bool,
+    location: Option<String>,
 }
 
 impl Env {
@@ -83,6 +85,7 @@ impl Env {
             header: String::new(),
             extra: String::new(),
             init: false,
+            location: None,
         }
     }
 
@@ -183,7 +186,9 @@ impl Env {
             format!(
                 "{}[repository]\nlocation = \"{}\"\npassword-file = \"{}\"\n{extra}",
                 self.header,
-                self.repo().display(),
+                self.location
+                    .clone()
+                    .unwrap_or_else(|| self.repo().display().to_string()),
                 self.password_file
             ),
         )
@@ -250,6 +255,12 @@ impl EnvBuilder {
         self
     }
 
+    /// A remote repository location instead of the local `repo` dir.
+    pub fn location(mut self, location: &str) -> Self {
+        self.location = Some(location.to_owned());
+        self
+    }
+
     /// Creates the repository with `kopi-docka admin repo init` (which must succeed).
     pub fn init(mut self) -> Self {
         self.init = true;
@@ -267,6 +278,7 @@ impl EnvBuilder {
             dir,
             password_file: self.password_file,
             header: self.header,
+            location: self.location,
         };
         env.write_config(&self.config, &self.extra);
         if self.init {

@@ -8,6 +8,7 @@
 //! - [`events`]: the engine's events for a test's containers, read while the test runs, and
 //!   its times parsed (orders are checked from timestamps, never from string comparison).
 //! - [`process::LoggedChild`]: a background run whose log lines a test can wait for.
+//! - [`servers`]: real storage servers (S3, REST, `WebDAV`, Azure, GCS) on loopback.
 //! - [`tree`]: a tree holding every file kind and metadata aspect a restore must reproduce, and
 //!   a comparison that lists every difference.
 //!
@@ -25,6 +26,7 @@ pub mod events;
 pub mod files;
 pub mod podman;
 pub mod process;
+pub mod servers;
 pub mod tree;
 
 pub use docker::{

@@ -305,7 +305,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             *file = normalize(&std::path::absolute(base.join(&*file)).unwrap_or(base.join(&*file)));
         }
     };
-    if let Some(file) = &mut repo.password_file {
+    for file in [
+        &mut repo.password_file,
+        &mut repo.env_file,
+        &mut repo.rclone_config,
+    ]
+    .into_iter()
+    .flatten()
+    {
         resolve(file);
     }
     let dr = &mut config.disaster_recovery;

@@ -349,6 +349,11 @@ pub struct RepositoryConfig {
     /// Level 1 keeps first backups as fast as restic's on small machines.
     #[serde(default = "defaults::compression")]
     pub compression: i32,
+    /// File of `NAME=value` lines with the backend's credentials (`AWS_ACCESS_KEY_ID`,
+    /// `AZURE_ACCOUNT_KEY`, ...; mode 0600). Relative paths are relative to the config file.
+    pub env_file: Option<PathBuf>,
+    /// The `rclone.conf` an `rclone:` repository uses (mode 0600); else rclone's default.
+    pub rclone_config: Option<PathBuf>,
     /// Backend options passed to the remote backend as they are (endpoint, region, key files).
     #[serde(default)]
     pub options: std::collections::BTreeMap<String, String>,
@@ -362,6 +367,8 @@ impl Default for RepositoryConfig {
             password_command: None,
             hostname: None,
             compression: defaults::compression(),
+            env_file: None,
+            rclone_config: None,
             options: std::collections::BTreeMap::new(),
         }
     }

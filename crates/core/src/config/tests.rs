@@ -304,6 +304,7 @@ fn values_print_as_they_parse() {
         ("gs:b:/p", RemoteBackend::Gcs),
         ("rclone:r:p", RemoteBackend::Rclone),
         ("rest:http://h/r", RemoteBackend::Rest),
+        ("webdav:https://h/p", RemoteBackend::Webdav),
     ] {
         let location = RepositoryLocation::try_from(text.to_owned()).unwrap();
         assert!(
@@ -316,7 +317,7 @@ fn values_print_as_they_parse() {
     assert!(empty.contains("no target"), "{empty}");
     let unknown = RepositoryLocation::try_from("ftp:x".to_owned()).unwrap_err();
     assert!(
-        unknown.contains("sftp:, s3:, b2:, azure:, gs:, rclone:, rest:"),
+        unknown.contains("sftp:, s3:, b2:, azure:, gs:, rclone:, rest:, webdav:"),
         "{unknown}"
     );
 

@@ -111,8 +111,8 @@ pub fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Where the repository lives. Remote kinds are parsed now so a config written today stays valid;
-/// their backends arrive with the repository engine.
+/// Where the repository lives: a local directory or a restic-style remote location
+/// (`crate::repo` translates remote ones for the backend and says what is wrong with them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum RepositoryLocation {
@@ -133,9 +133,9 @@ pub enum RepositoryLocation {
 pub enum RemoteBackend {
     /// `sftp:user@host:/path`
     Sftp,
-    /// `s3:endpoint/bucket/path`
+    /// `s3:https://endpoint/bucket/path`
     S3,
-    /// `b2:bucket:path`
+    /// `b2:bucket:path`, through B2's S3-compatible API
     B2,
     /// `azure:container:/path`
     Azure,
@@ -145,10 +145,12 @@ pub enum RemoteBackend {
     Rclone,
     /// `rest:http://host:8000/repo`
     Rest,
+    /// `webdav:https://host/path`
+    Webdav,
 }
 
 impl RemoteBackend {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Sftp,
         Self::S3,
         Self::B2,
@@ -156,6 +158,7 @@ impl RemoteBackend {
         Self::Gcs,
         Self::Rclone,
         Self::Rest,
+        Self::Webdav,
     ];
 
     /// The location prefix, without the colon.
@@ -168,6 +171,7 @@ impl RemoteBackend {
             Self::Gcs => "gs",
             Self::Rclone => "rclone",
             Self::Rest => "rest",
+            Self::Webdav => "webdav",
         }
     }
 }

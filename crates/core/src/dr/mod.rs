@@ -7,7 +7,9 @@
 //!   the exporting host's, so the new machine continues its history;
 //! - `repository.password` (0600);
 //! - `original-config.toml`: the config file as the user wrote it (comments included);
-//! - `rclone/rclone.conf` for rclone repositories, `ssh/<key>` only when asked for;
+//! - `rclone/rclone.conf` for rclone repositories, `credentials/backend.env` when
+//!   `[repository] env-file` is set (both installed beside the config, whatever the bundle
+//!   says), `ssh/<key>` only when asked for;
 //! - `recovery-info.json` ([`RecoveryInfo`]) and `RECOVERY.md` (step by step, bare machine).
 
 pub mod bundle;
@@ -190,6 +192,15 @@ pub async fn build(
     };
     if let Some(path) = &rclone_config {
         bundle.add("rclone/rclone.conf", 0o600, read(path)?);
+        config.repository.rclone_config = Some(PathBuf::from("rclone.conf"));
+    }
+    if let Some(path) = &loaded.config.repository.env_file {
+        let text = crate::durable::read_private(path).map_err(|e| DrError::Input {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        bundle.add("credentials/backend.env", 0o600, text.into_bytes());
+        config.repository.env_file = Some(PathBuf::from("backend.env"));
     }
     let config_text =
         toml::to_string_pretty(&config).map_err(|e| DrError::Archive(std::io::Error::other(e)))?;
@@ -268,6 +279,9 @@ fn ssh_key(loaded: &LoadedConfig) -> Result<PathBuf, DrError> {
 }
 
 fn rclone_config(loaded: &LoadedConfig) -> Option<PathBuf> {
+    if let Some(path) = &loaded.config.repository.rclone_config {
+        return Some(path.clone());
+    }
     std::env::var_os("RCLONE_CONFIG")
         .map(PathBuf::from)
         .or_else(|| {
@@ -317,11 +331,11 @@ pub struct InstallFile {
 }
 
 /// Computes what installing `bundle` with its config at `config_path` writes: the config
-/// (repository password and SSH key paths made absolute), the password file and the SSH key
-/// beside it, `rclone.conf` where it was.
+/// (repository password and SSH key paths made absolute), the password file, the SSH key,
+/// `rclone.conf` and the credentials env file beside it.
 pub fn plan_install(
     bundle: &Bundle,
-    info: &RecoveryInfo,
+    _info: &RecoveryInfo,
     config_path: &Path,
 ) -> Result<Vec<InstallFile>, DrError> {
     let dir = config_path.parent().unwrap_or(Path::new("/"));
@@ -344,10 +358,17 @@ pub fn plan_install(
                     .insert("key".into(), dest.display().to_string());
                 dest
             }
-            "rclone/rclone.conf" => match &info.rclone_config {
-                Some(path) => path.clone(),
-                None => dir.join("rclone.conf"),
-            },
+            // Fixed places beside the config, never a path the bundle names.
+            "rclone/rclone.conf" => {
+                let dest = dir.join("rclone.conf");
+                config.repository.rclone_config = Some(dest.clone());
+                dest
+            }
+            "credentials/backend.env" => {
+                let dest = dir.join("backend.env");
+                config.repository.env_file = Some(dest.clone());
+                dest
+            }
             _ => continue,
         };
         files.push(file(dest, 0o600, entry.data.clone()));

@@ -10,6 +10,7 @@
 //!   forgotten.
 //! - The password goes from its source to rustic_core and nowhere else.
 
+mod credentials;
 mod location;
 mod meta;
 mod password;
@@ -30,6 +31,7 @@ use rustic_core::{
 };
 use serde::Serialize;
 
+pub use credentials::CredentialsError;
 pub use location::{BackendSpec, LocationError, backend_spec};
 pub use meta::{
     BackupId, MARKER, MetaError, Part, Pass, PointStatus, RootMeta, Scope, SnapshotMeta, UnitRef,
@@ -78,8 +80,21 @@ impl RepoSettings {
             Some(name) => name.clone(),
             None => this_hostname(),
         };
+        // Derived first, then the credentials files, then `[repository] options` (the most
+        // specific) win.
+        let mut options = std::collections::BTreeMap::new();
+        if let Some(file) = &repo.env_file {
+            options.extend(credentials::env_file_options(&location, file)?);
+        }
+        if let Some(file) = &repo.rclone_config {
+            options.insert(
+                "rclone-command".to_owned(),
+                credentials::rclone_command(file)?,
+            );
+        }
+        options.extend(repo.options.iter().map(|(k, v)| (k.clone(), v.clone())));
         Ok(Self {
-            backend: backend_spec(&location, &repo.options)?,
+            backend: backend_spec(&location, &options)?,
             location,
             password,
             hostname,
@@ -119,6 +134,17 @@ pub enum RepoError {
         /// What is there instead.
         reason: String,
     },
+    /// The first request to a remote repository failed.
+    #[error(
+        "cannot reach the repository at {location}: check that the server is up and reachable \
+         from this host, and the credentials ([repository] env-file). The backend said: {detail}"
+    )]
+    Unreachable {
+        /// The location.
+        location: String,
+        /// The backend's error and its cause.
+        detail: String,
+    },
     /// `init` found an existing repository.
     #[error("a repository already exists at {location}; kopi-docka never overwrites one")]
     AlreadyExists {
@@ -142,6 +168,9 @@ pub enum RepoError {
     /// The location cannot be translated for the backend.
     #[error(transparent)]
     Location(#[from] LocationError),
+    /// A credentials file named in the config cannot be used.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// A snapshot id that matches nothing.
     #[error("no snapshot `{id}` in the repository")]
     NoSuchSnapshot {
@@ -239,6 +268,25 @@ fn content_node(
                 })
             }
         }
+    }
+}
+
+/// The first request to a remote repository failed: the server is down, unreachable, or
+/// refuses us; said so, with the backend's cause. Local ones keep the engine's error.
+fn unreachable_or(
+    error: &RusticError,
+    settings: &RepoSettings,
+    operation: &'static str,
+) -> RepoError {
+    match &settings.location {
+        RepositoryLocation::Remote { .. } => RepoError::Unreachable {
+            location: settings.location.to_string(),
+            detail: concise(error),
+        },
+        RepositoryLocation::Local(_) => RepoError::Engine {
+            operation,
+            detail: concise(error),
+        },
     }
 }
 
@@ -478,7 +526,7 @@ impl Repo {
         let repo = unopened(&settings, progress.clone())?;
         if repo
             .config_id()
-            .map_err(engine("reading the repository"))?
+            .map_err(|e| unreachable_or(&e, &settings, "reading the repository"))?
             .is_none()
         {
             return Err(RepoError::NotFound {
@@ -849,12 +897,17 @@ impl Repo {
         self.forget_points(now, true).await
     }
 
-    /// Removes data no snapshot references. Deletes at once: safe because we hold the
-    /// exclusive lock (never run `restic prune` on the repository while kopi-docka runs).
+    /// Removes data no snapshot references. A local repository is deleted from at once: safe
+    /// because we hold the exclusive lock (never run `restic prune` on it while kopi-docka
+    /// runs). A remote one may be shared by several hosts, whose locks we cannot see: its
+    /// unused packs are only marked, and deleted by a prune at least 23 hours later unless a
+    /// backup used them again meanwhile (rustic's two-phase delete), so one host's prune
+    /// never deletes a pack another host's running backup relies on.
     async fn prune_data(&self, dry_run: bool) -> Result<PruneReport, RepoError> {
         let this = self.clone();
         blocking(move || {
-            let options = PruneOptions::default().instant_delete(true);
+            let local = matches!(this.settings.location, RepositoryLocation::Local(_));
+            let options = PruneOptions::default().instant_delete(local);
             let plan = this
                 .inner
                 .prune_plan(&options)
@@ -999,7 +1052,7 @@ impl WriteRepo {
             let repo = unopened(&settings, progress.clone())?;
             if repo
                 .config_id()
-                .map_err(engine("reading the location"))?
+                .map_err(|e| unreachable_or(&e, &settings, "reading the location"))?
                 .is_some()
             {
                 return Err(RepoError::AlreadyExists {
