@@ -120,7 +120,9 @@ impl Classify for RepoError {
             Self::NotFound { .. } | Self::NotARepository { .. } => Class::NoRepository,
             Self::Lock(_) => Class::Locked,
             Self::WrongPassword { .. } => Class::WrongPassword,
-            Self::Password(_) | Self::Location(_) => Class::Usage,
+            Self::Password(_)
+            | Self::Location(_)
+            | Self::Sftp(crate::repo::sftp::SftpError::BadOption { .. }) => Class::Usage,
             _ => Class::Failed,
         })
     }

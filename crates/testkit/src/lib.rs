@@ -8,6 +8,7 @@
 //! - [`events`]: the engine's events for a test's containers, read while the test runs, and
 //!   its times parsed (orders are checked from timestamps, never from string comparison).
 //! - [`process::LoggedChild`]: a background run whose log lines a test can wait for.
+//! - [`sshd::Sshd`]: a real OpenSSH server on loopback for SFTP repositories.
 //! - [`tree`]: a tree holding every file kind and metadata aspect a restore must reproduce, and
 //!   a comparison that lists every difference.
 //!
@@ -24,6 +25,7 @@ mod env;
 pub mod events;
 pub mod files;
 pub mod process;
+pub mod sshd;
 pub mod tree;
 
 pub use docker::{
@@ -34,3 +36,4 @@ pub use env::{Env, EnvBuilder, kopi_docka, kopi_docka_at};
 pub use events::{EngineEvents, Event, parse_time, started_at};
 pub use files::{assert_not_leaked, copy_fixture, files_containing, fill_random, write_private};
 pub use process::{Finished, LoggedChild, Signal, restic, run, sigterm};
+pub use sshd::Sshd;
