@@ -12,7 +12,7 @@
 //! free port; a port another process took between our probe and sshd's bind is retried.
 //! sshd runs as root (the suite does), so it needs `/run/sshd`, created here.
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
@@ -83,48 +83,10 @@ impl Sshd {
                 ),
             )
             .unwrap();
-            let mut child = Command::new("/usr/sbin/sshd")
-                .args(["-D", "-e", "-f"])
-                .arg(d.join("sshd_config"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("/usr/sbin/sshd (Debian package openssh-server)");
-            let stderr = child.stderr.take().unwrap();
-            let mut lines = BufReader::new(stderr).lines();
-            let mut log = String::new();
-            let listening = loop {
-                match lines.next() {
-                    Some(Ok(line)) => {
-                        log.push_str(&line);
-                        log.push('\n');
-                        if line.starts_with("Server listening on 127.0.0.1 port") {
-                            break true;
-                        }
-                    }
-                    _ => break false,
-                }
-            };
-            if !listening {
-                // Most likely a port taken between our probe and sshd's bind: try another.
-                let _ = child.wait();
-                assert!(attempt < 4, "sshd did not start:\n{log}");
+            let Some(child) = launch(d) else {
+                assert!(attempt < 4, "sshd did not start:\n{}", read_log(d));
                 continue;
-            }
-            // The log goes on to a file; the reader thread ends with the listener.
-            let log_path = d.join("sshd.log");
-            std::fs::write(&log_path, &log).unwrap();
-            std::thread::spawn(move || {
-                use std::io::Write as _;
-                let mut file = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(log_path)
-                    .unwrap();
-                for line in lines.map_while(Result::ok) {
-                    let _ = writeln!(file, "{line}");
-                }
-            });
+            };
             let pid = i32::try_from(child.id()).unwrap();
             return Self {
                 dir,
@@ -135,6 +97,18 @@ impl Sshd {
             };
         }
         unreachable!("sshd start attempts exhausted")
+    }
+
+    /// Starts the listener again with the same port, keys and config (after a kill).
+    pub fn restart(&mut self) {
+        if let Some(mut old) = self.child.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let child = launch(self.dir.path())
+            .unwrap_or_else(|| panic!("sshd did not restart:\n{}", self.log()));
+        self.pid = i32::try_from(child.id()).unwrap();
+        self.child = Some(child);
     }
 
     /// The port it listens on (127.0.0.1).
@@ -313,6 +287,53 @@ impl Drop for Sshd {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts sshd with `dir`'s config; returns it once it listens, `None` if it exited first
+/// (its log is in `dir/sshd.log`). A thread copies the rest of its log there.
+fn launch(dir: &Path) -> Option<Child> {
+    let mut child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/sbin/sshd (Debian package openssh-server)");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let log_path = dir.join("sshd.log");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    let listening = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                writeln!(file, "{line}").unwrap();
+                if line.starts_with("Server listening on 127.0.0.1 port") {
+                    break true;
+                }
+            }
+            _ => break false,
+        }
+    };
+    if !listening {
+        let _ = child.wait();
+        return None;
+    }
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            // The log is for a failing test's message; a lost line is no failure.
+            let _ = writeln!(file, "{line}");
+        }
+    });
+    Some(child)
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
 }
 
 /// A port nothing listens on right now.

@@ -674,21 +674,64 @@ pub fn close_connections() {
 
 fn close_dir(dir: &Path) {
     for socket in masters(dir) {
-        let status = Command::new("ssh")
-            .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
-            .arg(&socket)
-            .args(["-O", "exit", HOST_KEY_ALIAS])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            tracing::debug!(socket = %socket.display(), "ssh master already gone");
-        }
+        close_master(&socket);
     }
     if let Err(error) = std::fs::remove_dir_all(dir) {
         tracing::warn!(dir = %dir.display(), %error, "could not remove the ssh directory");
     }
+}
+
+/// Asks the master behind `socket` for its PID, tells it to exit, and waits until it has (it
+/// answers before it exits); a master still there after five seconds gets SIGTERM.
+fn close_master(socket: &Path) {
+    let control = |op: &str| {
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
+            .arg(socket)
+            .args(["-O", op, HOST_KEY_ALIAS])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+    };
+    // "Master running (pid=1234)"
+    let pid = control("check").ok().and_then(|out| {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let start = text.find("pid=")? + 4;
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        rustix::process::Pid::from_raw(digits.parse().ok()?)
+    });
+    let Some(pid) = pid else {
+        tracing::debug!(socket = %socket.display(), "ssh master already gone");
+        return;
+    };
+    if !control("exit").is_ok_and(|out| out.status.success()) {
+        tracing::debug!(socket = %socket.display(), "ssh master did not take the exit request");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if alive(pid) {
+        tracing::warn!(
+            pid = pid.as_raw_nonzero(),
+            "ssh master ignored the exit request; SIGTERM"
+        );
+        if let Err(error) = rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
+            tracing::warn!(%error, "could not end the ssh master");
+        }
+    }
+}
+
+/// Running (a zombie waiting for a parent that may never reap it counts as gone).
+fn alive(pid: rustix::process::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 /// The control sockets openssh created in `dir` (`.ssh-connection*/master`).
