@@ -289,3 +289,86 @@ fn stack_round_trip_over_sftp_and_restic_checks_it() {
     );
     restic(&env, &["check", "--read-data"]);
 }
+
+#[test]
+fn a_wiped_host_comes_back_from_its_bundle_over_sftp() {
+    if !support::docker_tests_enabled("a_wiped_host_comes_back_from_its_bundle_over_sftp") {
+        return;
+    }
+    let env = Env::builder().config_at("etc/config.toml").build();
+    let sshd = Sshd::shared();
+    // The host's own copy of the ssh key, next to its config: a wiped host loses it too.
+    let key = env.path("etc/id_ed25519");
+    std::fs::copy(sshd.user_key(), &key).unwrap();
+    support::write_private(
+        &env.path("dr-passphrase"),
+        "kdtest-sftp-bundle-passphrase\n",
+    );
+    std::fs::write(
+        env.config(),
+        format!(
+            "[backup]\nhealth-timeout-seconds = 30\n\n[disaster-recovery]\nbundle-dir = \
+             \"../bundles\"\npassphrase-file = \"../dr-passphrase\"\nkeep = 1\n\
+             include-ssh-key = true\n\n[repository]\nlocation = \"{}\"\npassword-file = \
+             \"password\"\n[repository.options]\nkey = \"{}\"\nhost-key = \"{}\"\n",
+            sshd.location(&env.repo()),
+            key.display(),
+            sshd.host_key()
+        ),
+    )
+    .unwrap();
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    let solo = format!("{}-solo", env.prefix);
+    let data = support::idle_with_volume(&solo);
+    std::fs::create_dir(data.join("rich")).unwrap();
+    tree::build_rich_tree(&data.join("rich"));
+    env.cmd(&["backup", "--unit", &solo]).assert().success();
+    let bundles: Vec<_> = std::fs::read_dir(env.path("bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    let bundle = env.path("bundle.age");
+    std::fs::copy(&bundles[0], &bundle).unwrap();
+
+    // A new host: no config, key, state or cache; the container and its volume gone.
+    let reference_volume = format!("{}-reference", env.prefix);
+    docker(&["volume", "create", &reference_volume]);
+    let reference = volume_mountpoint(&reference_volume).join("rich");
+    std::fs::rename(data.join("rich"), &reference).unwrap();
+    docker(&["rm", "-f", &solo]);
+    docker(&["volume", "rm", &format!("{solo}-data")]);
+    for dir in ["etc", "state", "cache", "bundles"] {
+        std::fs::remove_dir_all(env.path(dir)).unwrap();
+    }
+
+    let out = env
+        .cmd(&[
+            "disaster-recovery",
+            "import",
+            bundle.to_str().unwrap(),
+            "--passphrase-file",
+        ])
+        .arg(env.path("dr-passphrase"))
+        .args(["--restore-all", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["restored"].as_array().unwrap().len(),
+        1,
+        "{report:#}"
+    );
+    tree::assert_trees_equal(
+        &reference,
+        &volume_mountpoint(&format!("{solo}-data")).join("rich"),
+        &CompareOptions::default(),
+    );
+    // The installed config still pins the server's key and uses the installed ssh key.
+    let installed = std::fs::read_to_string(env.config()).unwrap();
+    assert!(installed.contains(&sshd.host_key()), "{installed}");
+    assert!(env.path("etc/ssh/id_ed25519").is_file(), "{installed}");
+    env.cmd(&["backup", "--unit", &solo]).assert().success();
+    Sshd::assert_no_ssh_left(env.dir());
+}
