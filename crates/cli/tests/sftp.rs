@@ -372,3 +372,54 @@ fn a_wiped_host_comes_back_from_its_bundle_over_sftp() {
     env.cmd(&["backup", "--unit", &solo]).assert().success();
     Sshd::assert_no_ssh_left(env.dir());
 }
+
+/// `doctor --json`: the "sftp server" check and the exit code.
+fn doctor_sftp_check(env: &Env) -> (Option<i32>, Value) {
+    let out = env.cmd(&["doctor", "--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let check = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "sftp server").cloned())
+        .unwrap_or_else(|| panic!("no sftp server check: {report:#} {}", stderr(&out)));
+    (out.status.code(), check)
+}
+
+#[test]
+fn doctor_checks_the_server_login_and_pinned_key() {
+    let env = sftp_env("");
+    let sshd = Sshd::shared();
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    let (_, check) = doctor_sftp_check(&env);
+    assert_eq!(check["status"], "ok", "{check:#}");
+    let real_fp = fingerprint(&sshd.dir().join("host_ed25519.pub"));
+    let message = check["message"].as_str().unwrap();
+    assert!(message.contains(&real_fp), "{message}");
+    assert!(message.contains("accepts the login as `root`"), "{message}");
+
+    // Another key pinned: doctor fails and names both.
+    let other = env.path("other_host");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let other_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let pinned: String = other_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    std::fs::write(env.config(), config.replace(&sshd.host_key(), &pinned)).unwrap();
+    let (code, check) = doctor_sftp_check(&env);
+    assert_eq!(code, Some(1));
+    assert_eq!(check["status"], "fail", "{check:#}");
+    let message = check["message"].as_str().unwrap();
+    assert!(message.contains(&real_fp), "{message}");
+    assert!(
+        message.contains(&fingerprint(&other.with_extension("pub"))),
+        "{message}"
+    );
+    Sshd::assert_no_ssh_left(env.dir());
+}

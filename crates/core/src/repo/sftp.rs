@@ -316,6 +316,39 @@ pub fn prepare(spec: &BackendSpec, ssh_dir: &Path) -> Result<BackendSpec, SftpEr
     })
 }
 
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Where the server is.
+    pub resolved: Resolved,
+    /// The fingerprint of the server's key that ssh accepted.
+    pub fingerprint: String,
+    /// Whether that key is pinned in the config (otherwise ssh's own `known_hosts` vouched).
+    pub pinned: bool,
+}
+
+/// The checks every open does (reachable, host key, login, sftp subsystem), for `doctor`.
+pub fn verify(spec: &BackendSpec, ssh_dir: &Path) -> Result<Verified, SftpError> {
+    let settings = Settings::from_spec(spec)?;
+    let dir = process_dir(ssh_dir)?;
+    let config = write_files(&settings, &dir)?;
+    let resolved = resolve(&settings, &config)?;
+    check_server(&settings, &resolved, &config)?;
+    let (fingerprint, pinned) = match &settings.host_key {
+        Some(key) => (fingerprint(key)?, true),
+        None => {
+            let offered = keyscan(&settings, &resolved, None)?;
+            let first = offered.into_iter().next().map(|k| k.fingerprint);
+            (first.unwrap_or_else(|| "(not shown)".into()), false)
+        }
+    };
+    Ok(Verified {
+        resolved,
+        fingerprint,
+        pinned,
+    })
+}
+
 /// Resolves where `spec` connects to and the fingerprint of the key the server offers now
 /// (for `setup` and `doctor`), without trusting or pinning anything.
 pub fn scan(spec: &BackendSpec, ssh_dir: &Path) -> Result<(Resolved, Vec<ScannedKey>), SftpError> {
