@@ -423,3 +423,64 @@ fn doctor_checks_the_server_login_and_pinned_key() {
     );
     Sshd::assert_no_ssh_left(env.dir());
 }
+
+#[test]
+fn scripted_setup_pins_the_host_key_it_was_given_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::shared();
+    let config = dir.path().join("etc/config.toml");
+    let repo = dir.path().join("repo");
+    let setup = |extra: &[&str]| {
+        let mut cmd = support::kopi_docka_at(&config, dir.path());
+        cmd.args([
+            "setup",
+            "--non-interactive",
+            "--repository",
+            &sshd.location(&repo),
+            "--ssh-key",
+            sshd.user_key().to_str().unwrap(),
+        ]);
+        cmd.args(extra);
+        cmd.output().unwrap()
+    };
+    let real_fp = fingerprint(&sshd.dir().join("host_ed25519.pub"));
+
+    // No fingerprint given: refused, the server's fingerprint shown, nothing written.
+    let out = setup(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&real_fp), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--host-key SHA256:"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!config.exists() && !repo.exists());
+
+    // A fingerprint the server does not have: refused.
+    let out = setup(&[
+        "--host-key",
+        "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not offer that key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!config.exists() && !repo.exists());
+
+    // The right one: pinned in the config, the repository created, and it opens.
+    let out = setup(&["--host-key", &real_fp, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["repository_action"], "created", "{report:#}");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains(&format!("host-key = \"{}\"", sshd.host_key())),
+        "{written}"
+    );
+    assert!(repo.join("config").is_file());
+    let mut snapshots = support::kopi_docka_at(&config, dir.path());
+    snapshots.arg("snapshots").assert().success();
+    Sshd::assert_no_ssh_left(dir.path());
+}

@@ -376,6 +376,21 @@ pub struct ScannedKey {
     pub fingerprint: String,
 }
 
+/// The scanned key `wanted` names: a fingerprint (`SHA256:...`) or the key itself.
+pub fn select_host_key<'a>(keys: &'a [ScannedKey], wanted: &str) -> Option<&'a ScannedKey> {
+    let wanted = wanted.trim();
+    let as_key = parse_host_key(wanted).ok();
+    keys.iter()
+        .find(|k| k.fingerprint == wanted || as_key.as_deref() == Some(k.key.as_str()))
+}
+
+/// The key to offer for pinning: ed25519 when the server has one (what ssh prefers).
+pub fn preferred_host_key(keys: &[ScannedKey]) -> Option<&ScannedKey> {
+    keys.iter()
+        .find(|k| k.key.starts_with("ssh-ed25519 "))
+        .or_else(|| keys.first())
+}
+
 /// The pinned key's fingerprint, if `spec` pins one.
 pub fn pinned_fingerprint(spec: &BackendSpec) -> Result<Option<String>, SftpError> {
     let settings = Settings::from_spec(spec)?;
