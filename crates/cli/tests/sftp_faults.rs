@@ -132,7 +132,7 @@ fn a_frozen_server_times_out_instead_of_hanging() {
     assert!(stderr.contains("is not reachable"), "{stderr}");
     assert!(stderr.contains("timed out"), "{stderr}");
     assert!(
-        clock.elapsed() < Duration::from_secs(60),
+        clock.elapsed() < Duration::from_mins(1),
         "took {:?} with connect-timeout = 5",
         clock.elapsed()
     );

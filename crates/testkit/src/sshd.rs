@@ -14,7 +14,7 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 /// One running sshd.
@@ -23,8 +23,8 @@ pub struct Sshd {
     port: u16,
     pid: i32,
     child: Option<Child>,
-    /// Keeps the shared server's watchdog waiting; never written.
-    _watchdog: Option<ChildStdin>,
+    /// The shared server's watchdog; its stdin stays open (never written) while we live.
+    watchdog: Option<Child>,
 }
 
 impl Sshd {
@@ -46,7 +46,7 @@ impl Sshd {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("watchdog for the shared sshd");
-            sshd._watchdog = watchdog.stdin;
+            sshd.watchdog = Some(watchdog);
             sshd
         })
     }
@@ -93,7 +93,7 @@ impl Sshd {
                 port,
                 pid,
                 child: Some(child),
-                _watchdog: None,
+                watchdog: None,
             };
         }
         unreachable!("sshd start attempts exhausted")

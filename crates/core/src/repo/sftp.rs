@@ -334,13 +334,12 @@ pub fn verify(spec: &BackendSpec, ssh_dir: &Path) -> Result<Verified, SftpError>
     let config = write_files(&settings, &dir)?;
     let resolved = resolve(&settings, &config)?;
     check_server(&settings, &resolved, &config)?;
-    let (fingerprint, pinned) = match &settings.host_key {
-        Some(key) => (fingerprint(key)?, true),
-        None => {
-            let offered = keyscan(&settings, &resolved, None)?;
-            let first = offered.into_iter().next().map(|k| k.fingerprint);
-            (first.unwrap_or_else(|| "(not shown)".into()), false)
-        }
+    let (fingerprint, pinned) = if let Some(key) = &settings.host_key {
+        (fingerprint(key)?, true)
+    } else {
+        let offered = keyscan(&settings, &resolved, None)?;
+        let first = offered.into_iter().next().map(|k| k.fingerprint);
+        (first.unwrap_or_else(|| "(not shown)".into()), false)
     };
     Ok(Verified {
         resolved,
@@ -431,27 +430,36 @@ fn write_files(settings: &Settings, dir: &Path) -> Result<PathBuf, SftpError> {
         "# Written by kopi-docka for its SFTP repository on every run; edits are lost.\n\
          # The settings of this block come first so nothing below can override them.\n",
     );
-    config.push_str(&format!("Host {}\n", settings.host));
+    let mut lines = vec![format!("Host {}", settings.host)];
     if let Some(key) = &settings.host_key {
-        config.push_str(&format!("  HostKeyAlias {HOST_KEY_ALIAS}\n"));
+        lines.push(format!("  HostKeyAlias {HOST_KEY_ALIAS}"));
         crate::durable::write_file(
             &known_hosts,
             format!("{HOST_KEY_ALIAS} {key}\n").as_bytes(),
             0o600,
         )
         .map_err(io(&known_hosts))?;
-        config.push_str(&format!("  UserKnownHostsFile {}\n", known_hosts.display()));
-        config.push_str("  GlobalKnownHostsFile /dev/null\n");
+        lines.push(format!("  UserKnownHostsFile {}", known_hosts.display()));
+        lines.push("  GlobalKnownHostsFile /dev/null".into());
     }
-    config.push_str(
-        "  StrictHostKeyChecking yes\n  UpdateHostKeys no\n  BatchMode yes\n  \
-         ServerAliveCountMax 3\nHost *\n",
-    );
-    match &settings.ssh_config {
-        Some(path) => config.push_str(&format!("Include {}\n", path.display())),
-        None => config.push_str("Include ~/.ssh/config\n"),
+    for line in [
+        "  StrictHostKeyChecking yes",
+        "  UpdateHostKeys no",
+        "  BatchMode yes",
+        "  ServerAliveCountMax 3",
+        "Host *",
+    ] {
+        lines.push(line.into());
     }
-    config.push_str("Include /etc/ssh/ssh_config\n");
+    lines.push(match &settings.ssh_config {
+        Some(path) => format!("Include {}", path.display()),
+        None => "Include ~/.ssh/config".into(),
+    });
+    lines.push("Include /etc/ssh/ssh_config".into());
+    for line in lines {
+        config.push_str(&line);
+        config.push('\n');
+    }
     let path = dir.join("config");
     crate::durable::write_file(&path, config.as_bytes(), 0o600).map_err(io(&path))?;
     Ok(path)
