@@ -156,8 +156,20 @@ pub enum SftpError {
         /// ssh's message.
         detail: String,
     },
-    /// Writing the ssh files or running ssh's tools failed.
-    #[error("preparing the ssh settings in {path}: {source}")]
+    /// ssh's tools are missing or cannot run.
+    #[error(
+        "cannot run `{program}` for the SFTP repository: {source}. Install OpenSSH's client \
+         (Debian: apt-get install openssh-client)"
+    )]
+    Tool {
+        /// `ssh`, `ssh-keyscan` or `ssh-keygen`.
+        program: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the ssh files failed.
+    #[error("writing the ssh settings in {path}: {source}")]
     Io {
         /// The file or program.
         path: PathBuf,
@@ -480,8 +492,8 @@ fn resolve(settings: &Settings, config: &Path) -> Result<Resolved, SftpError> {
         .arg(&settings.host)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| SftpError::Io {
-            path: "ssh".into(),
+        .map_err(|source| SftpError::Tool {
+            program: "ssh",
             source,
         })?;
     let failed = |detail: String| SftpError::Resolve {
@@ -566,8 +578,8 @@ fn check_server(settings: &Settings, resolved: &Resolved, config: &Path) -> Resu
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|source| SftpError::Io {
-            path: "ssh".into(),
+        .map_err(|source| SftpError::Tool {
+            program: "ssh",
             source,
         })?;
     if output.status.success() {
@@ -657,8 +669,8 @@ fn keyscan(
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
-        .map_err(|source| SftpError::Io {
-            path: "ssh-keyscan".into(),
+        .map_err(|source| SftpError::Tool {
+            program: "ssh-keyscan",
             source,
         })?;
     String::from_utf8_lossy(&output.stdout)
@@ -686,8 +698,8 @@ fn keyscan_type(kind: &str) -> &str {
 
 /// `SHA256:...` of a `type base64` key, by `ssh-keygen -lf -`.
 pub fn fingerprint(key: &str) -> Result<String, SftpError> {
-    let io = |source| SftpError::Io {
-        path: "ssh-keygen".into(),
+    let io = |source| SftpError::Tool {
+        program: "ssh-keygen",
         source,
     };
     let mut child = Command::new("ssh-keygen")
