@@ -741,49 +741,28 @@ pub fn close_connections() {
 }
 
 fn close_dir(dir: &Path) {
+    // The masters' PIDs first: a master that is already exiting (opendal's own clean-up may
+    // have asked it) no longer answers on its socket, but must still be waited for.
+    let pids = master_pids(dir);
     for socket in masters(dir) {
-        close_master(&socket);
-    }
-    if let Err(error) = std::fs::remove_dir_all(dir) {
-        tracing::warn!(dir = %dir.display(), %error, "could not remove the ssh directory");
-    }
-}
-
-/// Asks the master behind `socket` for its PID, tells it to exit, and waits until it has (it
-/// answers before it exits); a master still there after five seconds gets SIGTERM.
-fn close_master(socket: &Path) {
-    let control = |op: &str| {
-        Command::new("ssh")
+        let exit = Command::new("ssh")
             .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
-            .arg(socket)
-            .args(["-O", op, HOST_KEY_ALIAS])
+            .arg(&socket)
+            .args(["-O", "exit", HOST_KEY_ALIAS])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-    };
-    // "Master running (pid=1234)"
-    let pid = control("check").ok().and_then(|out| {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let start = text.find("pid=")? + 4;
-        let digits: String = text[start..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        rustix::process::Pid::from_raw(digits.parse().ok()?)
-    });
-    let Some(pid) = pid else {
-        tracing::debug!(socket = %socket.display(), "ssh master already gone");
-        return;
-    };
-    if !control("exit").is_ok_and(|out| out.status.success()) {
-        tracing::debug!(socket = %socket.display(), "ssh master did not take the exit request");
+            .stderr(Stdio::null())
+            .status();
+        if !exit.is_ok_and(|s| s.success()) {
+            tracing::debug!(socket = %socket.display(), "ssh master did not take the exit request");
+        }
     }
+    // They answer before they exit: wait (at most five seconds), then SIGTERM what is left.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while alive(pid) && std::time::Instant::now() < deadline {
+    while pids.iter().any(|p| alive(*p)) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    if alive(pid) {
+    for pid in pids.into_iter().filter(|p| alive(*p)) {
         tracing::warn!(
             pid = pid.as_raw_nonzero(),
             "ssh master ignored the exit request; SIGTERM"
@@ -792,6 +771,32 @@ fn close_master(socket: &Path) {
             tracing::warn!(%error, "could not end the ssh master");
         }
     }
+    if let Err(error) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), %error, "could not remove the ssh directory");
+    }
+}
+
+/// The `ssh -M` processes whose control socket is in `dir` (from their command lines: the
+/// openssh crate starts them with `-S <dir>/.ssh-connectionXXXXXX/master`).
+fn master_pids(dir: &Path) -> Vec<rustix::process::Pid> {
+    let prefix = format!("{}/.ssh-connection", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_ssh = args.first().is_some_and(|a| a.ends_with(b"ssh"));
+            let is_master = args.contains(&b"-M".as_slice());
+            let ours = args.iter().any(|a| a.starts_with(prefix.as_bytes()));
+            (is_ssh && is_master && ours)
+                .then(|| rustix::process::Pid::from_raw(pid))
+                .flatten()
+        })
+        .collect()
 }
 
 /// Running (a zombie waiting for a parent that may never reap it counts as gone).
