@@ -22,15 +22,18 @@ fi
 # podman, podman-compose, runc and uidmap run the rootful and rootless Podman tests; script (util-linux) gives `age` a terminal;
 # time and Debian's python3 run the benchmark harness; systemd brings systemd-analyze, which
 # verifies the generated units; aiosmtpd is the real SMTP server and prometheus-client the real
-# exposition-format parser of the notification tests).
+# exposition-format parser of the notification tests; openssh-server is the real SFTP server of
+# the SFTP tests, started by each test binary on 127.0.0.1 with its own config and port: the
+# system service is not used).
 PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3 stunnel4
     podman podman-compose runc uidmap
-    systemd python3-aiosmtpd python3-prometheus-client)
+    systemd python3-aiosmtpd python3-prometheus-client openssh-server)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
 [[ "$(ldd /bin/busybox 2>&1 || true)" == *"not a dynamic executable"* ]] || need_install+=(busybox-static)
 command -v restic >/dev/null 2>&1 || need_install+=(restic)
+[[ -x /usr/sbin/sshd ]] && command -v ssh-keyscan >/dev/null 2>&1 || need_install+=(openssh-server)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 command -v age >/dev/null 2>&1 || need_install+=(age)
 command -v strace >/dev/null 2>&1 || need_install+=(strace)

@@ -204,6 +204,13 @@ pub struct SetupArgs {
     /// Host name to record backups under (set it on a replacement machine)
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// SFTP: private key file to log in with [default: the ssh config's, or ssh's defaults]
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<std::path::PathBuf>,
+    /// SFTP: the server's host key to pin, as its fingerprint (SHA256:...) or the key itself;
+    /// setup checks that the server offers it [interactive: shown and asked]
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub host_key: Option<String>,
     /// Daily backups to keep
     #[arg(long, value_name = "N")]
     pub keep_daily: Option<u32>,

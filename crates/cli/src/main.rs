@@ -42,6 +42,8 @@ fn main() -> std::process::ExitCode {
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| runtime.block_on(commands::run(cli, &printer)));
+    // opendal never closes its ssh control masters: end them, whatever the outcome.
+    kopi_docka_core::repo::sftp::close_connections();
     match result {
         Ok(code) => code,
         Err(error) => {

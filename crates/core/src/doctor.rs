@@ -218,6 +218,19 @@ async fn repo_check(loaded: &LoadedConfig, checks: &mut Vec<Check>) -> Option<Re
         }
     };
     let location = settings.location.to_string();
+    if crate::repo::sftp::is_sftp(&settings.backend) {
+        let sftp = sftp_check(&settings).await;
+        let failed = sftp.status == Status::Fail;
+        checks.push(sftp);
+        if failed {
+            checks.push(check(
+                "repository",
+                Status::Fail,
+                format!("{location} not opened: the SFTP server check failed"),
+            ));
+            return None;
+        }
+    }
     match Repo::open(settings, Arc::new(crate::progress::Silent)).await {
         Ok(repo) => {
             checks.push(check(
@@ -239,6 +252,39 @@ async fn repo_check(loaded: &LoadedConfig, checks: &mut Vec<Check>) -> Option<Re
             checks.push(check("repository", Status::Fail, error.to_string()));
             None
         }
+    }
+}
+
+/// An SFTP server: reachable, the pinned host key, the login, the sftp subsystem.
+async fn sftp_check(settings: &RepoSettings) -> Check {
+    let (spec, dir) = (settings.backend.clone(), settings.ssh_dir.clone());
+    match tokio::task::spawn_blocking(move || crate::repo::sftp::verify(&spec, &dir)).await {
+        Ok(Ok(v)) if v.pinned => check(
+            "sftp server",
+            Status::Ok,
+            format!(
+                "{} ({}) accepts the login as `{}`; its host key {} is the pinned one",
+                v.resolved.host,
+                v.resolved.address(),
+                v.resolved.user,
+                v.fingerprint
+            ),
+        ),
+        Ok(Ok(v)) => check(
+            "sftp server",
+            Status::Warn,
+            format!(
+                "{} ({}) accepts the login as `{}`; its host key {} is trusted through \
+                 ~/.ssh/known_hosts only: pin it with host-key in [repository.options] so a \
+                 changed key is caught whatever that file says (`kopi-docka setup` shows it)",
+                v.resolved.host,
+                v.resolved.address(),
+                v.resolved.user,
+                v.fingerprint
+            ),
+        ),
+        Ok(Err(error)) => check("sftp server", Status::Fail, error.to_string()),
+        Err(error) => check("sftp server", Status::Fail, error.to_string()),
     }
 }
 

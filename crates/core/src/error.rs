@@ -130,7 +130,10 @@ impl Classify for RepoError {
             Self::NotFound { .. } | Self::NotARepository { .. } => Class::NoRepository,
             Self::Lock(_) => Class::Locked,
             Self::WrongPassword { .. } => Class::WrongPassword,
-            Self::Password(_) | Self::Location(_) | Self::Credentials(_) => Class::Usage,
+            Self::Password(_)
+            | Self::Location(_)
+            | Self::Credentials(_)
+            | Self::Sftp(crate::repo::sftp::SftpError::BadOption { .. }) => Class::Usage,
             _ => Class::Failed,
         })
     }

@@ -43,6 +43,7 @@ impl Fixture {
             retention: RetentionConfig::default(),
             cache_dir: dir.path().join("cache"),
             lock_dir: dir.path().join("locks"),
+            ssh_dir: dir.path().join("ssh"),
         };
         Self { dir, settings }
     }

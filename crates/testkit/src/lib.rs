@@ -9,6 +9,7 @@
 //!   its times parsed (orders are checked from timestamps, never from string comparison).
 //! - [`process::LoggedChild`]: a background run whose log lines a test can wait for.
 //! - [`servers`]: real storage servers (S3, REST, `WebDAV`, Azure, GCS) on loopback.
+//! - [`sshd::Sshd`]: a real OpenSSH server on loopback for SFTP repositories.
 //! - [`tree`]: a tree holding every file kind and metadata aspect a restore must reproduce, and
 //!   a comparison that lists every difference.
 //!
@@ -27,6 +28,7 @@ pub mod files;
 pub mod podman;
 pub mod process;
 pub mod servers;
+pub mod sshd;
 pub mod tree;
 
 pub use docker::{
@@ -38,3 +40,4 @@ pub use events::{EngineEvents, Event, parse_time, started_at};
 pub use files::{assert_not_leaked, copy_fixture, files_containing, fill_random, write_private};
 pub use podman::Podman;
 pub use process::{Finished, LoggedChild, Signal, restic, run, sigterm};
+pub use sshd::Sshd;

@@ -5,6 +5,7 @@
 //! replaced only with `--force` (the old one is kept as `*.bak`); an existing repository at the
 //! location is connected to, never initialised again; nothing is ever deleted.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use kopi_docka_core::bootstrap::{self, RepositoryAction, SetupRequest};
-use kopi_docka_core::config::{self, RepositoryLocation, RetentionConfig};
-use kopi_docka_core::repo::Password;
+use kopi_docka_core::config::{self, RemoteBackend, RepositoryLocation, RetentionConfig};
+use kopi_docka_core::repo::{self, Password, sftp};
 use serde::Serialize;
 
 use super::UsageError;
@@ -69,11 +70,13 @@ pub async fn run(
     };
     let location = RepositoryLocation::try_from(location.clone())
         .map_err(|e| UsageError(format!("repository location `{location}`: {e}")))?;
+    let options = sftp_options(&location, args, interactive, printer, &env).await?;
     let retention = retention(args, interactive, printer)?;
     let (password_file, generated) = password_file(args, &dir)?;
     let password_generated = generated.is_some();
     let text = render_config(
         &location,
+        &options,
         &password_file,
         args.hostname.as_deref(),
         &retention,
@@ -104,6 +107,85 @@ pub async fn run(
     };
     printer.report(&report)?;
     Ok(ExitCode::Ok)
+}
+
+/// For an SFTP location: the key file, and the server's host key to pin, chosen by
+/// fingerprint (`--host-key`) or shown and asked on a terminal; never taken on trust.
+async fn sftp_options(
+    location: &RepositoryLocation,
+    args: &SetupArgs,
+    interactive: bool,
+    printer: &Printer,
+    env: &config::Environment,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut options = BTreeMap::new();
+    let RepositoryLocation::Remote {
+        backend: RemoteBackend::Sftp,
+        ..
+    } = location
+    else {
+        return Ok(options);
+    };
+    if let Some(key) = &args.ssh_key {
+        let key = std::path::absolute(key)?;
+        options.insert("key".to_owned(), key.display().to_string());
+    }
+    let spec = repo::backend_spec(location, &options)?;
+    let ssh_dir = env.state_dir().path().join("ssh");
+    let (resolved, keys) =
+        tokio::task::spawn_blocking(move || sftp::scan(&spec, &ssh_dir)).await??;
+    let shown = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "  {}  {}",
+                k.fingerprint,
+                k.key.split(' ').next().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let chosen = match (&args.host_key, interactive) {
+        (Some(wanted), _) => sftp::select_host_key(&keys, wanted).ok_or_else(|| {
+            UsageError(format!(
+                "--host-key {wanted}: the server {} ({}) does not offer that key; it offers:\n\
+                 {shown}\nCompare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the \
+                 server; if they differ, someone may be intercepting the connection",
+                resolved.host,
+                resolved.address()
+            ))
+        })?,
+        (None, true) => {
+            let key = sftp::preferred_host_key(&keys)
+                .ok_or_else(|| UsageError("the server offered no host key".into()))?;
+            let answer = ask(
+                printer,
+                &format!(
+                    "The SFTP server {} ({}) has the host key {}. Compare it on the server with \
+                     `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`. Pin this key? (yes/no)",
+                    resolved.host,
+                    resolved.address(),
+                    key.fingerprint
+                ),
+                "no",
+            )?;
+            if !matches!(answer.trim(), "y" | "yes") {
+                bail!(UsageError(
+                    "the host key was not confirmed; nothing was written".into()
+                ));
+            }
+            key
+        }
+        (None, false) => bail!(UsageError(format!(
+            "the SFTP server {} ({}) offers these host keys:\n{shown}\nkopi-docka never trusts \
+             a server on first use: check the fingerprint on the server (`ssh-keygen -lf \
+             /etc/ssh/ssh_host_ed25519_key.pub`) and pass it with --host-key SHA256:...",
+            resolved.host,
+            resolved.address()
+        ))),
+    };
+    options.insert(sftp::HOST_KEY.to_owned(), chosen.key.clone());
+    Ok(options)
 }
 
 /// The password file to use and, when it must be created, the new password. An existing
@@ -171,6 +253,7 @@ fn ask(printer: &Printer, question: &str, default: &str) -> anyhow::Result<Strin
 
 fn render_config(
     location: &RepositoryLocation,
+    options: &BTreeMap<String, String>,
     password_file: &Path,
     hostname: Option<&str>,
     r: &RetentionConfig,
@@ -186,6 +269,12 @@ fn render_config(
     );
     if let Some(h) = hostname {
         let _ = writeln!(out, "hostname = {}", toml_string(h));
+    }
+    if !options.is_empty() {
+        out.push_str("\n[repository.options]\n");
+        for (key, value) in options {
+            let _ = writeln!(out, "{key} = {}", toml_string(value));
+        }
     }
     let _ = write!(
         out,

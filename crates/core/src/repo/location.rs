@@ -283,10 +283,16 @@ fn sftp_options(target: &str) -> Option<BTreeMap<String, String>> {
         return None;
     }
     let mut opts = BTreeMap::new();
-    opts.insert(
-        "endpoint".into(),
-        format!("ssh://{host}:{}", port.unwrap_or("22")),
-    );
+    // Without a port the host goes to ssh as written, so the user's ssh config (a `Host` alias
+    // with its `HostName`, `Port`, `User`, `IdentityFile`) applies, as with restic.
+    let endpoint = match port {
+        Some(port) => format!("ssh://{host}:{port}"),
+        None => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    };
+    opts.insert("endpoint".into(), endpoint);
     opts.insert("root".into(), root);
     if let Some(user) = user {
         opts.insert("user".into(), user.into());
@@ -368,7 +374,7 @@ mod tests {
     fn sftp_forms() {
         let s = spec("sftp:backup@nas:/volume1/kd");
         assert_eq!(s.repository, "opendal:sftp");
-        assert_eq!(s.options["endpoint"], "ssh://nas:22");
+        assert_eq!(s.options["endpoint"], "nas");
         assert_eq!(s.options["user"], "backup");
         assert_eq!(s.options["root"], "/volume1/kd");
         let u = spec("sftp://backup@127.0.0.1:2222//srv/repo");
@@ -459,11 +465,11 @@ mod tests {
     #[test]
     fn sftp_hosts_ports_and_what_is_refused() {
         let plain = spec("sftp:nas:/kd");
-        assert_eq!(plain.options["endpoint"], "ssh://nas:22");
+        assert_eq!(plain.options["endpoint"], "nas");
         assert!(!plain.options.contains_key("user"));
         // A bracketed IPv6 address: its colons are not a port.
         let v6 = spec("sftp://backup@[fd00::5]//srv/repo");
-        assert_eq!(v6.options["endpoint"], "ssh://[fd00::5]:22");
+        assert_eq!(v6.options["endpoint"], "fd00::5");
         assert_eq!(v6.options["user"], "backup");
         let v6_port = spec("sftp://[fd00::5]:2222/srv/repo");
         assert_eq!(v6_port.options["endpoint"], "ssh://[fd00::5]:2222");

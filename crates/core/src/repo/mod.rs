@@ -15,6 +15,7 @@ mod location;
 mod meta;
 mod password;
 mod progress;
+pub mod sftp;
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,8 @@ pub struct RepoSettings {
     pub cache_dir: PathBuf,
     /// Lock files.
     pub lock_dir: PathBuf,
+    /// ssh settings and control sockets of SFTP repositories ([`sftp`]).
+    pub ssh_dir: PathBuf,
 }
 
 impl RepoSettings {
@@ -102,6 +105,7 @@ impl RepoSettings {
             retention: loaded.config.retention.clone(),
             cache_dir: loaded.env.cache_dir().join("repository"),
             lock_dir: loaded.env.state_dir().locks(),
+            ssh_dir: loaded.env.state_dir().path().join("ssh"),
         })
     }
 }
@@ -171,6 +175,9 @@ pub enum RepoError {
     /// A credentials file named in the config cannot be used.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    /// The SFTP server or its ssh settings.
+    #[error(transparent)]
+    Sftp(#[from] sftp::SftpError),
     /// A snapshot id that matches nothing.
     #[error("no snapshot `{id}` in the repository")]
     NoSuchSnapshot {
@@ -1247,10 +1254,9 @@ fn unopened(
     settings: &RepoSettings,
     progress: Arc<dyn ProgressSink>,
 ) -> Result<Repository<()>, RepoError> {
-    let mut backend = BackendOptions::default().repository(settings.backend.repository.clone());
-    backend
-        .options
-        .clone_from(&settings.backend.options.clone().into_iter().collect());
+    let spec = sftp::prepare(&settings.backend, &settings.ssh_dir)?;
+    let mut backend = BackendOptions::default().repository(spec.repository);
+    backend.options = spec.options.into_iter().collect();
     let backends = backend
         .to_backends()
         .map_err(engine("connecting to the repository"))?;
