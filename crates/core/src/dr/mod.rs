@@ -351,7 +351,19 @@ pub fn plan_install(
         let dest = match entry.name.as_str() {
             "repository.password" => dir.join("repository.password"),
             name if name.starts_with("ssh/") => {
-                let dest = dir.join(name);
+                // The key goes to `<config dir>/ssh/<its file name>`; a bundle naming any other
+                // place (`ssh/../../etc/x`, `ssh/a/b`) is not one we wrote.
+                let file_name = &name["ssh/".len()..];
+                if file_name.is_empty()
+                    || file_name.contains('/')
+                    || file_name == "."
+                    || file_name == ".."
+                {
+                    return Err(DrError::NotABundle(format!(
+                        "entry `{name}`: an SSH key must be `ssh/<file name>`"
+                    )));
+                }
+                let dest = dir.join("ssh").join(file_name);
                 config
                     .repository
                     .options
@@ -551,6 +563,43 @@ mod tests {
                 "{name} was pruned by host web"
             );
         }
+    }
+
+    /// A bundle is decrypted with the user's passphrase but may still come from somewhere else:
+    /// an SSH key entry that names another place than `<config dir>/ssh/<file>` is refused,
+    /// and a plain one lands there.
+    #[test]
+    fn ssh_key_entries_cannot_name_a_path_outside_the_config_dir() {
+        let info = RecoveryInfo {
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            host: "h".into(),
+            tool_version: "0".into(),
+            repository: "/r".into(),
+            rclone_config: None,
+            units: Vec::new(),
+        };
+        let config_path = Path::new("/etc/kopi-docka/config.toml");
+        let with_key = |name: &str| {
+            let mut bundle = Bundle::default();
+            bundle.add("config.toml", 0o600, b"[repository]\nlocation = \"/r\"\n".to_vec());
+            bundle.add(name, 0o600, b"KEY".to_vec());
+            plan_install(&bundle, &info, config_path)
+        };
+        for hostile in ["ssh/../../root/.ssh/authorized_keys", "ssh/a/b", "ssh/..", "ssh/"] {
+            let err = with_key(hostile).expect_err(hostile);
+            assert!(
+                err.to_string().contains("ssh/<file name>"),
+                "{hostile}: {err}"
+            );
+        }
+        let files = with_key("ssh/id_ed25519").unwrap();
+        assert!(
+            files
+                .iter()
+                .any(|f| f.path == Path::new("/etc/kopi-docka/ssh/id_ed25519")),
+            "{:?}",
+            files.iter().map(|f| &f.path).collect::<Vec<_>>()
+        );
     }
 
     #[test]
