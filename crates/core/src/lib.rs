@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod dr;
 pub mod durable;
 pub mod error;
+pub mod fs_snapshot;
 pub mod history;
 pub mod hooks;
 pub mod lock;

@@ -532,6 +532,7 @@ fn assemble(
                 read_only: true,
                 is_file: b.source.is_file(),
                 verdict: rules.classify_bind(&b.source),
+                filesystem: None,
             });
             if !entry.destinations.contains(&b.destination) {
                 entry.destinations.push(b.destination.clone());
@@ -555,14 +556,25 @@ fn assemble(
                 .cloned(),
         );
     }
-    let volumes: Vec<UnitVolume> = unit_volumes.into_values().collect();
-    let binds: Vec<UnitBind> = unit_binds.into_values().collect();
+    let mut volumes: Vec<UnitVolume> = unit_volumes.into_values().collect();
+    let mut binds: Vec<UnitBind> = unit_binds.into_values().collect();
+    // What the cold pass can do with each backed-up mount (`fs_snapshot`).
+    for v in volumes.iter_mut().filter(|v| v.verdict.is_backed_up()) {
+        v.filesystem = v.data_path().map(crate::fs_snapshot::probe);
+    }
+    for b in binds.iter_mut().filter(|b| b.verdict.is_backed_up()) {
+        b.filesystem = Some(crate::fs_snapshot::probe(&b.source));
+    }
 
     let mut coverage: Vec<CoverageEntry> = volumes
         .iter()
-        .map(|v| CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone()))
-        .chain(binds.iter().map(|b| {
-            CoverageEntry::new(
+        .map(|v| CoverageEntry {
+            filesystem: v.filesystem.clone(),
+            ..CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone())
+        })
+        .chain(binds.iter().map(|b| CoverageEntry {
+            filesystem: b.filesystem.clone(),
+            ..CoverageEntry::new(
                 CoverageKind::Bind,
                 b.source.display().to_string(),
                 b.verdict.clone(),
@@ -646,6 +658,7 @@ fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>, rules: &MountRules
         device: None,
         used_by: Vec::new(),
         verdict: Verdict::not_protected(CoverageReason::VolumeNotListed),
+        filesystem: None,
     };
     if let Err(why) = names::engine_name(name) {
         entry.verdict = Verdict::not_protected(CoverageReason::Refused { why });
