@@ -8,6 +8,8 @@
 //! - [`events`]: the engine's events for a test's containers, read while the test runs, and
 //!   its times parsed (orders are checked from timestamps, never from string comparison).
 //! - [`process::LoggedChild`]: a background run whose log lines a test can wait for.
+//! - [`loopfs`]: loop-mounted btrfs and XFS (reflink) filesystems, once per test binary,
+//!   unmounted when the process ends.
 //! - [`tree`]: a tree holding every file kind and metadata aspect a restore must reproduce, and
 //!   a comparison that lists every difference.
 //!
@@ -23,6 +25,7 @@ pub mod docker;
 mod env;
 pub mod events;
 pub mod files;
+pub mod loopfs;
 pub mod process;
 pub mod tree;
 

@@ -3,16 +3,32 @@
 //! original. Change times and inode numbers are new (the kernel sets them).
 
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
 
 /// Clones `src` (a directory, file, symlink or special file) to `dst`, which must not exist.
 /// The directory with (device, inode) `skip` is left out (our own snapshot directory, when
-/// the tree holds it).
+/// the tree holds it). Hard links stay hard links.
 pub fn clone_tree(src: &Path, dst: &Path, skip: Option<(u64, u64)>) -> std::io::Result<()> {
+    clone_inner(src, dst, skip, &mut HashMap::new())
+}
+
+fn clone_inner(
+    src: &Path,
+    dst: &Path,
+    skip: Option<(u64, u64)>,
+    linked: &mut HashMap<(u64, u64), PathBuf>,
+) -> std::io::Result<()> {
     let meta = std::fs::symlink_metadata(src)?;
     let kind = meta.file_type();
+    if !kind.is_dir() && meta.nlink() > 1 {
+        if let Some(first) = linked.get(&(meta.dev(), meta.ino())) {
+            return std::fs::hard_link(first, dst);
+        }
+        linked.insert((meta.dev(), meta.ino()), dst.to_path_buf());
+    }
     if kind.is_dir() {
         std::fs::create_dir(dst)?;
         for entry in std::fs::read_dir(src)? {
@@ -26,7 +42,7 @@ pub fn clone_tree(src: &Path, dst: &Path, skip: Option<(u64, u64)>) -> std::io::
                     continue;
                 }
             }
-            clone_tree(&child, &dst.join(entry.file_name()), skip)?;
+            clone_inner(&child, &dst.join(entry.file_name()), skip, linked)?;
         }
     } else if kind.is_file() {
         let from = std::fs::File::open(src)?;
