@@ -66,11 +66,7 @@ fn change_after_the_snapshot(scripts: &Path, bind: &Path, expected: &Path) -> St
         ),
     )
     .unwrap();
-    std::fs::set_permissions(
-        &hook,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     hook.display().to_string()
 }
 
@@ -255,7 +251,11 @@ fn the_cold_pass_mode_is_honoured() {
         "{unit}"
     );
     assert_eq!(unit["downtime_seconds"], Value::Null, "{unit}");
-    assert_eq!(support::started_at(&name), started, "the container was restarted");
+    assert_eq!(
+        support::started_at(&name),
+        started,
+        "the container was restarted"
+    );
 
     // `read` on a filesystem that could snapshot: read while stopped, as before.
     let fs = loopfs::btrfs();

@@ -89,6 +89,10 @@ fn make(kind: LoopKind) -> LoopFs {
 }
 
 /// Starts the watchdog that unmounts `mount` and removes `base` once this process is gone.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the watchdog outlives this process by design; init reaps it"
+)]
 fn watch(base: &Path, mount: &Path) {
     let mut child = Command::new("sh")
         .arg("-c")
@@ -106,8 +110,5 @@ fn watch(base: &Path, mount: &Path) {
         .process_group(0)
         .spawn()
         .unwrap();
-    WATCHDOGS
-        .lock()
-        .unwrap()
-        .push(child.stdin.take().unwrap());
+    WATCHDOGS.lock().unwrap().push(child.stdin.take().unwrap());
 }

@@ -222,8 +222,8 @@ async fn run_units(
     let state_dir = loaded.env.state_dir();
     // Held for the whole run: the journal and the containers are ours alone.
     let run_lock = crate::lock::run_lock(&state_dir, settings.wait, interrupt).await?;
-    let journal = state_dir.journal();
-    let snapshots = state_dir.fs_snapshots();
+    let (journal, snapshots) = (state_dir.journal(), state_dir.fs_snapshots());
+    let journals = (&journal, &snapshots);
     // A run killed with SIGKILL or a power cut left containers stopped: they come first.
     let recovered =
         crate::stop::recover(engine, &state_dir, &run_lock, backup.health_timeout).await;
@@ -257,14 +257,7 @@ async fn run_units(
             break;
         }
         tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
-        reports.push(backup_unit(
-            engine,
-            &repo,
-            (&journal, &snapshots),
-            unit,
-            backup,
-            &limited,
-        ).await);
+        reports.push(backup_unit(engine, &repo, journals, unit, backup, &limited).await);
     }
     limit.abort();
     let timed_out = *limited.borrow() && !*interrupt.borrow();
@@ -415,7 +408,11 @@ fn cold_pass_of(
     unit: &Unit,
     mode: crate::fs_snapshot::ColdPassMode,
 ) -> Result<crate::fs_snapshot::ColdPassKind, String> {
-    if !unit.containers.iter().any(|c| c.state == ContainerState::Running) {
+    if !unit
+        .containers
+        .iter()
+        .any(|c| c.state == ContainerState::Running)
+    {
         return Ok(crate::fs_snapshot::ColdPassKind::Read);
     }
     let volumes = unit
@@ -427,7 +424,12 @@ fn cold_pass_of(
         .binds
         .iter()
         .filter(|b| b.verdict.is_backed_up())
-        .map(|b| (format!("bind {}", b.source.display()), b.filesystem.as_ref()));
+        .map(|b| {
+            (
+                format!("bind {}", b.source.display()),
+                b.filesystem.as_ref(),
+            )
+        });
     crate::fs_snapshot::decide(mode, volumes.chain(binds))
 }
 

@@ -31,10 +31,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::HookPoint;
-use crate::fs_snapshot::{
-    self, ColdPassKind, ColdPassMode, Frozen, FsSupport, SnapshotJournal,
-};
 use crate::docker::Engine;
+use crate::fs_snapshot::{self, ColdPassKind, ColdPassMode, Frozen, FsSupport, SnapshotJournal};
 use crate::hooks::HookContext;
 use crate::lock::journal::Journal;
 use crate::repo::{

@@ -2,8 +2,8 @@
 //! modes, times and extended attributes, so a backup of the copy reads like one of the
 //! original. Change times and inode numbers are new (the kernel sets them).
 
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
@@ -137,13 +137,21 @@ mod tests {
         )
         .unwrap();
         let skip = std::fs::symlink_metadata(src.join("a/b")).unwrap();
-        clone_tree(&src, &dir.path().join("dst"), Some((skip.dev(), skip.ino()))).unwrap();
+        clone_tree(
+            &src,
+            &dir.path().join("dst"),
+            Some((skip.dev(), skip.ino())),
+        )
+        .unwrap();
         let dst = dir.path().join("dst");
         assert_eq!(
             std::fs::read_link(dst.join("link")).unwrap(),
             Path::new("a/b")
         );
-        assert!(!dst.join("a/b").exists(), "the skipped directory is left out");
+        assert!(
+            !dst.join("a/b").exists(),
+            "the skipped directory is left out"
+        );
         let mode = std::fs::metadata(dst.join("a")).unwrap().mode() & 0o7777;
         assert_eq!(mode, 0o750);
         let (s, d) = (

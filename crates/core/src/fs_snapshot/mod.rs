@@ -220,8 +220,9 @@ pub fn freeze(
         .map_err(|e| format!("cannot write {}: {e}", journal.path().display()))?;
     let made = match method {
         Method::BtrfsSnapshot => {
-            let subvolume = probe::subvolume_root(&canonical)
-                .map_err(|e| format!("cannot find the btrfs subvolume of {}: {e}", path.display()))?;
+            let subvolume = probe::subvolume_root(&canonical).map_err(|e| {
+                format!("cannot find the btrfs subvolume of {}: {e}", path.display())
+            })?;
             btrfs(&["subvolume", "snapshot", "-r"], &[&subvolume, &target]).map(|()| {
                 let inside = canonical.strip_prefix(&subvolume).unwrap_or(Path::new(""));
                 target.join(inside)
@@ -358,7 +359,10 @@ mod tests {
         let no = support(None);
         let both = || vec![("a".to_owned(), Some(&yes)), ("b".to_owned(), Some(&no))];
         let all = || vec![("a".to_owned(), Some(&yes))];
-        assert_eq!(decide(ColdPassMode::Auto, all()), Ok(ColdPassKind::Snapshot));
+        assert_eq!(
+            decide(ColdPassMode::Auto, all()),
+            Ok(ColdPassKind::Snapshot)
+        );
         assert_eq!(decide(ColdPassMode::Auto, both()), Ok(ColdPassKind::Read));
         assert_eq!(decide(ColdPassMode::Read, all()), Ok(ColdPassKind::Read));
         assert_eq!(

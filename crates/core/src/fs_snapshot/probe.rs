@@ -62,7 +62,10 @@ pub fn probe(path: &Path) -> FsSupport {
             }
         }
         Filesystem::Zfs => (None, Some("ZFS snapshots are not supported yet".to_owned())),
-        other => (None, Some(format!("{other} cannot snapshot or clone files"))),
+        other => (
+            None,
+            Some(format!("{other} cannot snapshot or clone files")),
+        ),
     };
     FsSupport {
         filesystem,
@@ -107,7 +110,8 @@ fn xfs_reflink(path: &Path) -> bool {
 
 /// True when `path` is the root of a btrfs subvolume.
 pub fn is_subvolume(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && m.ino() == BTRFS_FIRST_FREE_OBJECTID)
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_dir() && m.ino() == BTRFS_FIRST_FREE_OBJECTID)
 }
 
 /// The root of the btrfs subvolume that holds `path`: the highest ancestor on the same device

@@ -556,29 +556,17 @@ fn assemble(
                 .cloned(),
         );
     }
-    let mut volumes: Vec<UnitVolume> = unit_volumes.into_values().collect();
-    let mut binds: Vec<UnitBind> = unit_binds.into_values().collect();
-    // What the cold pass can do with each backed-up mount (`fs_snapshot`).
-    for v in volumes.iter_mut().filter(|v| v.verdict.is_backed_up()) {
-        v.filesystem = v.data_path().map(crate::fs_snapshot::probe);
-    }
-    for b in binds.iter_mut().filter(|b| b.verdict.is_backed_up()) {
-        b.filesystem = Some(crate::fs_snapshot::probe(&b.source));
-    }
+    let (volumes, binds) = probe_filesystems(unit_volumes.into_values(), unit_binds.into_values());
 
     let mut coverage: Vec<CoverageEntry> = volumes
         .iter()
-        .map(|v| CoverageEntry {
-            filesystem: v.filesystem.clone(),
-            ..CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone())
+        .map(|v| {
+            CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone())
+                .on(v.filesystem.as_ref())
         })
-        .chain(binds.iter().map(|b| CoverageEntry {
-            filesystem: b.filesystem.clone(),
-            ..CoverageEntry::new(
-                CoverageKind::Bind,
-                b.source.display().to_string(),
-                b.verdict.clone(),
-            )
+        .chain(binds.iter().map(|b| {
+            let id = b.source.display().to_string();
+            CoverageEntry::new(CoverageKind::Bind, id, b.verdict.clone()).on(b.filesystem.as_ref())
         }))
         .collect();
     if let Some(project) = &project {
@@ -648,6 +636,31 @@ fn refusal(name: &UnitName, containers: &[Container]) -> Option<String> {
             })
     });
     std::iter::once(unit).chain(members).find_map(Result::err)
+}
+
+/// The mounts, each backed-up one with what the cold pass can do with its filesystem
+/// (`fs_snapshot`).
+fn probe_filesystems(
+    volumes: impl Iterator<Item = UnitVolume>,
+    binds: impl Iterator<Item = UnitBind>,
+) -> (Vec<UnitVolume>, Vec<UnitBind>) {
+    let volumes = volumes
+        .map(|mut v| {
+            if v.verdict.is_backed_up() {
+                v.filesystem = v.data_path().map(crate::fs_snapshot::probe);
+            }
+            v
+        })
+        .collect();
+    let binds = binds
+        .map(|mut b| {
+            if b.verdict.is_backed_up() {
+                b.filesystem = Some(crate::fs_snapshot::probe(&b.source));
+            }
+            b
+        })
+        .collect();
+    (volumes, binds)
 }
 
 fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>, rules: &MountRules) -> UnitVolume {

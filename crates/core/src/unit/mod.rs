@@ -508,6 +508,14 @@ impl CoverageEntry {
             filesystem: None,
         }
     }
+
+    /// The entry with the filesystem its mount is on.
+    fn on(self, filesystem: Option<&FsSupport>) -> Self {
+        Self {
+            filesystem: filesystem.cloned(),
+            ..self
+        }
+    }
 }
 
 /// Counts per status.
