@@ -21,9 +21,10 @@ fi
 # strace proves that a DR export writes no plaintext; script (util-linux) gives `age` a terminal;
 # time and Debian's python3 run the benchmark harness; systemd brings systemd-analyze, which
 # verifies the generated units; aiosmtpd is the real SMTP server and prometheus-client the real
-# exposition-format parser of the notification tests).
+# exposition-format parser of the notification tests; btrfs-progs and xfsprogs make the loop-mounted
+# filesystems of the snapshot cold-pass tests).
 PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3
-    systemd python3-aiosmtpd python3-prometheus-client)
+    systemd python3-aiosmtpd python3-prometheus-client btrfs-progs xfsprogs)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
@@ -37,6 +38,8 @@ command -v strace >/dev/null 2>&1 || need_install+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_install+=(python3-aiosmtpd)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_install+=(python3-prometheus-client)
+command -v mkfs.btrfs >/dev/null 2>&1 || need_install+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null 2>&1 || need_install+=(xfsprogs)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive
