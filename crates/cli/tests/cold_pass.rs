@@ -190,6 +190,23 @@ fn a_snapshot_left_by_a_killed_run_is_removed() {
     let left = snapshot_dir_entries(fs);
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(env.path("state/fs-snapshots.json").exists());
+    // `doctor` names it.
+    let out = env.cmd(&["doctor", "--json"]).output().unwrap();
+    let doctor: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "filesystem snapshots")
+        .unwrap_or_else(|| panic!("no snapshot check: {doctor}"));
+    assert_eq!(check["status"], "warn", "{check}");
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .contains(&left[0].display().to_string()),
+        "{check}"
+    );
 
     let report = env.json(&["admin", "restart-stopped", "--json"]);
     assert_eq!(
