@@ -284,3 +284,71 @@ fn the_cold_pass_mode_is_honoured() {
     docker(&["rm", "-f", &other]);
     std::fs::remove_dir_all(&other_bind).unwrap();
 }
+
+/// A bind on btrfs that holds another subvolume: a snapshot would hold it as an empty
+/// directory, so `auto` reads the unit while stopped instead, says why, and the point holds
+/// the nested subvolume's files.
+#[test]
+fn a_nested_subvolume_is_read_not_snapshotted() {
+    if !support::docker_tests_enabled("a_nested_subvolume_is_read_not_snapshotted") {
+        return;
+    }
+    let fs = loopfs::btrfs();
+    let env = Env::builder().init().build();
+    let name = format!("{}-nested", env.prefix);
+    let bind = fs.data.join(&name);
+    std::fs::create_dir(&bind).unwrap();
+    support::run(
+        std::process::Command::new("btrfs")
+            .args(["subvolume", "create"])
+            .arg(bind.join("inner")),
+    );
+    std::fs::write(bind.join("inner/deep.txt"), "inside").unwrap();
+    std::fs::write(bind.join("top.txt"), "top").unwrap();
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{}:/bind", bind.display()),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    assert_eq!(unit["cold_pass"], "read", "{unit}");
+    assert!(
+        unit["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("another subvolume or mount")),
+        "{unit}"
+    );
+    let target = env.path("restored");
+    env.cmd(&[
+        "restore",
+        "--unit",
+        &name,
+        "--target-dir",
+        target.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let restored = target.join("binds").join(bind.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read_to_string(restored.join("inner/deep.txt")).unwrap(),
+        "inside"
+    );
+    docker(&["rm", "-f", &name]);
+    support::run(
+        std::process::Command::new("btrfs")
+            .args(["subvolume", "delete"])
+            .arg(bind.join("inner")),
+    );
+    std::fs::remove_dir_all(&bind).unwrap();
+}
