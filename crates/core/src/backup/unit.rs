@@ -428,11 +428,19 @@ async fn stop_snapshot_restart(
     let (mut records, mut errors, mut interrupted) =
         match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
             Ok(()) => {
-                // A mount that could not be frozen is read now, while the unit is stopped.
+                // A mount that could not be frozen is read now, while the unit is stopped,
+                // within what is left of the downtime budget.
+                let freezing = Instant::now();
                 let read_now = match report.cold_pass {
                     Some(ColdPassKind::Snapshot) => {
-                        let (done, failed) =
-                            freeze_all(snapshots, unit, backup_id, sources, interrupt).await;
+                        let (done, failed) = freeze_all(
+                            snapshots,
+                            (unit, backup_id),
+                            sources,
+                            settings.max_downtime,
+                            interrupt,
+                        )
+                        .await;
                         if done.is_empty() {
                             report.cold_pass = Some(ColdPassKind::Read);
                         }
@@ -447,14 +455,8 @@ async fn stop_snapshot_restart(
                     }
                     _ => sources.to_vec(),
                 };
-                cold_pass(
-                    repo,
-                    &read_now,
-                    meta,
-                    Some(settings.max_downtime),
-                    interrupt.clone(),
-                )
-                .await
+                let budget = settings.max_downtime.saturating_sub(freezing.elapsed());
+                cold_pass(repo, &read_now, meta, Some(budget), interrupt.clone()).await
             }
             Err(error) => (
                 Vec::new(),
@@ -661,12 +663,13 @@ async fn choose_cold_pass(
 }
 
 /// Freezes every source (the unit is stopped). Returns the frozen copies and the sources that
-/// could not be frozen, with why. An interrupt stops freezing: the rest is "not frozen".
+/// could not be frozen, with why. An interrupt or the end of the downtime `budget` stops
+/// freezing: the rest is "not frozen" (and the read of it then fails at once).
 async fn freeze_all(
     journal: &SnapshotJournal,
-    unit: &Unit,
-    backup_id: &BackupId,
+    (unit, backup_id): (&Unit, &BackupId),
     sources: &[Source],
+    budget: Duration,
     interrupt: &Interrupt,
 ) -> (Vec<(Source, Frozen)>, Vec<(Source, String)>) {
     let started = Instant::now();
@@ -679,6 +682,13 @@ async fn freeze_all(
         };
         if *interrupt.borrow() {
             failed.push((source.clone(), "interrupted".to_owned()));
+            continue;
+        }
+        if started.elapsed() >= budget {
+            failed.push((
+                source.clone(),
+                "max-downtime-seconds reached while freezing".to_owned(),
+            ));
             continue;
         }
         let (journal, path) = (journal.clone(), source.path.clone());
