@@ -150,6 +150,14 @@ fn round_trip(fs: &LoopFs, suffix: &str, method: &str) {
         ..CompareOptions::default()
     };
     tree::assert_trees_equal(&expected, &restored, &options);
+
+    // And in place: the bind (changed since) goes back to what the point holds.
+    env.cmd(&["restore", "--unit", &name, "--only", "binds", "--yes"])
+        .assert()
+        .success();
+    assert!(!bind.join("after-the-snapshot.txt").exists());
+    tree::assert_trees_equal(&expected, &bind, &options);
+    assert!(running(&name));
     docker(&["rm", "-f", &name]);
     std::fs::remove_dir_all(&bind).unwrap();
 }
