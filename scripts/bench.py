@@ -8,9 +8,10 @@ reported as medians: the machines here are shared and noisy.
     scripts/bench.py --small         # seconds: checks the harness end to end, asserts no speed
     scripts/bench.py --runs 5 --bin target/release/kopi-docka
 
-Needs: a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
-docker-compose, restic, rclone (the `rest:` rows), /usr/bin/time (Debian package `time`).
-Everything it creates on the engine is named kdtest-bench-<random> and removed at the end.
+Needs: root, a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
+docker-compose, restic, rclone (the `rest:` rows), /usr/bin/time (Debian package `time`),
+btrfs-progs (the snapshot cold pass rows use a loop-mounted btrfs). Everything it creates on the
+engine is named kdtest-bench-<random> and removed at the end.
 """
 
 import argparse
@@ -112,7 +113,7 @@ class Bench:
             return "rest:%s/%s" % (self.rest_url, os.path.basename(d))
         return d + "/repo"
 
-    def fresh_ours(self, name):
+    def fresh_ours(self, name, extra=""):
         d = os.path.join(self.work, name)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -121,7 +122,7 @@ class Bench:
             f.write(PASSWORD + "\n")
         os.chmod(os.path.join(d, "password"), 0o600)
         with open(os.path.join(d, "config.toml"), "w") as f:
-            f.write('[repository]\nlocation = "%s"\npassword-file = "password"\n' % self.location(d))
+            f.write('[repository]\nlocation = "%s"\npassword-file = "password"\n%s' % (self.location(d), extra))
         self.ours(d, ["admin", "repo", "init"])
         return d
 
@@ -224,6 +225,58 @@ class Bench:
                 self.record("downtime, 1% changed (reported)", side, rep)
                 self.record("downtime, 1% changed (observed)", side, obs)
 
+    # --- snapshot cold pass ----------------------------------------------------------
+    def btrfs_up(self):
+        """The dataset copied onto a loop-mounted btrfs (in a subvolume), bound into a
+        container of its own: the snapshot cold pass needs a filesystem that can freeze."""
+        self.btrfs_image = os.path.join(self.work, "btrfs.img")
+        self.btrfs_mnt = os.path.join(self.work, "btrfs")
+        os.makedirs(self.btrfs_mnt)
+        with open(self.btrfs_image, "wb") as f:
+            f.truncate(8 << 30)
+        sh(["mkfs.btrfs", "-q", self.btrfs_image])
+        sh(["mount", "-o", "loop", self.btrfs_image, self.btrfs_mnt])
+        sh(["btrfs", "subvolume", "create", os.path.join(self.btrfs_mnt, "data")])
+        self.btrfs_data = os.path.join(self.btrfs_mnt, "data", "bind")
+        sh(["cp", "-a", self.data, self.btrfs_data])
+        self.btrfs_container = self.prefix + "-btrfs"
+        sh(["docker", "run", "-d", "--name", self.btrfs_container, "-v", self.btrfs_data + ":/data",
+            IMAGE, "sh", "-c", IDLE])
+
+    def btrfs_down(self):
+        if getattr(self, "btrfs_container", None):
+            subprocess.run(["docker", "rm", "-f", self.btrfs_container], capture_output=True)
+        if getattr(self, "btrfs_mnt", None):
+            # `mount -o loop` set autoclear: the unmount detaches the loop device.
+            subprocess.run(["umount", self.btrfs_mnt], capture_output=True)
+
+    def change_btrfs(self):
+        """The change fraction of the small files rewritten in the btrfs copy."""
+        n = max(1, int(len(self.small_files) * self.size["changed"]))
+        for path in self.rng.sample(self.small_files, n):
+            path = os.path.join(self.btrfs_data, os.path.relpath(path, self.data))
+            with open(path, "wb") as f:
+                f.write(self.rng.randbytes(self.rng.randint(64, self.size["small"][1])))
+
+    def snapshot_downtime(self, runs):
+        """Downtime with `cold-pass = "snapshot"` (A) against `"read"` (B, warm pass on), on
+        the same btrfs data: all new, and 1% of the small files changed."""
+        args = ["backup", "--unit", self.btrfs_container, "--scope", "minimal", "--json"]
+        for trial in range(runs):
+            order = ["snapshot", "read"] if trial % 2 == 0 else ["read", "snapshot"]
+            for kind in order:
+                side = kind + " cold pass"
+                extra = '[backup]\ncold-pass = "%s"\n' % kind
+                for phase, prepare in [("new data", None), ("1% changed", self.change_btrfs)]:
+                    d = self.fresh_ours("sn-" + kind, extra)
+                    if prepare:
+                        self.ours(d, args)
+                        prepare()
+                    unit = json.loads(self.ours(d, args)["stdout"])["units"][0]
+                    if unit["cold_pass"] != kind:
+                        sys.exit("expected a %s cold pass, got: %s" % (kind, unit))
+                    self.record("downtime, btrfs, %s (reported)" % phase, side, unit["downtime_seconds"])
+
     def throughput(self, runs, label=""):
         """Backup and restore, kopi-docka against restic; `label` prefixes the rows."""
         for trial in range(runs):
@@ -308,6 +361,8 @@ def main():
         b.up()
         b.generate()
         b.downtime(runs)
+        b.btrfs_up()
+        b.snapshot_downtime(runs)
         b.throughput(runs)
         # The same over `rest:`, both sides against one `rclone serve restic` on loopback.
         b.start_rest()
@@ -316,9 +371,10 @@ def main():
         table, ratios = b.table()
     finally:
         b.stop_rest()
+        b.btrfs_down()
         b.down()
     bad = [r for r in ratios if not (math.isfinite(r) and r > 0)]
-    if len(ratios) < 32 or bad:
+    if len(ratios) < 34 or bad:
         sys.exit("bench harness produced %d ratios, %d not finite and positive:\n%s" % (len(ratios), len(bad), table))
     mode = "small (harness check only: these numbers mean nothing)" if args.small else "full"
     measured = "\n".join([
@@ -326,7 +382,8 @@ def main():
         "alternated). Machine: %s." % (mode, runs, b.machine()),
         "",
         "Downtime rows compare kopi-docka's backup with the warm pass (A) and without (B); the "
-        "other rows compare kopi-docka (A) with `restic` (B) on the same volume directory: "
+        "btrfs downtime rows compare the snapshot cold pass (A) with the read cold pass and its "
+        "warm pass (B) on the same data on a loop-mounted btrfs; the other rows compare kopi-docka (A) with `restic` (B) on the same volume directory: "
         "`backup --no-warm-pass --scope minimal` against `restic backup DIR`, "
         "`restore --target-dir` against `restic restore`; `rest:` rows do the same with both "
         "repositories on one `rclone serve restic` on loopback. Ratio < 1 means A is smaller "

@@ -24,10 +24,11 @@ fi
 # verifies the generated units; aiosmtpd is the real SMTP server and prometheus-client the real
 # exposition-format parser of the notification tests; openssh-server is the real SFTP server of
 # the SFTP tests, started by each test binary on 127.0.0.1 with its own config and port: the
-# system service is not used).
+# system service is not used; btrfs-progs and xfsprogs make the loop-mounted filesystems of the
+# snapshot cold-pass tests).
 PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3 stunnel4
     podman podman-compose runc uidmap
-    systemd python3-aiosmtpd python3-prometheus-client openssh-server)
+    systemd python3-aiosmtpd python3-prometheus-client openssh-server btrfs-progs xfsprogs)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
@@ -47,6 +48,8 @@ command -v newuidmap >/dev/null 2>&1 || need_install+=(uidmap)
 command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_install+=(python3-aiosmtpd)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_install+=(python3-prometheus-client)
+command -v mkfs.btrfs >/dev/null 2>&1 || need_install+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null 2>&1 || need_install+=(xfsprogs)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive

@@ -340,6 +340,7 @@ fn lock_checks(loaded: &LoadedConfig, checks: &mut Vec<Check>) {
         // Never create a lock file just to look.
         "free".to_owned()
     };
+    let running = message.starts_with("held");
     checks.push(check("run lock", Status::Ok, message));
     let journal = state_dir.journal();
     match journal.pending() {
@@ -364,6 +365,36 @@ fn lock_checks(loaded: &LoadedConfig, checks: &mut Vec<Check>) {
             format!("cannot read {}: {error}", journal.path().display()),
         )),
     }
+    // A running backup's snapshots are in the journal too: only speak when none runs.
+    if !running {
+        snapshot_check(&state_dir, checks);
+    }
+}
+
+/// Filesystem snapshots or clones a backup could not remove (or a killed one left).
+fn snapshot_check(state_dir: &crate::state::StateDir, checks: &mut Vec<Check>) {
+    let journal = state_dir.fs_snapshots();
+    let (status, message) = match journal.pending() {
+        Ok(pending) if pending.is_empty() => return,
+        Ok(pending) => (
+            Status::Warn,
+            format!(
+                "{} not removed ({}); they hold disk space until the next backup or \
+                 `kopi-docka admin restart-stopped` removes them",
+                pending.len(),
+                pending
+                    .iter()
+                    .map(|e| e.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(error) => (
+            Status::Warn,
+            format!("cannot read {}: {error}", journal.path().display()),
+        ),
+    };
+    checks.push(check("filesystem snapshots", status, message));
 }
 
 fn systemd_check(unit_dir: &Path) -> Check {

@@ -16,6 +16,7 @@ pub mod dr;
 pub mod durable;
 pub mod error;
 mod failpoint;
+pub mod fs_snapshot;
 pub mod history;
 pub mod hooks;
 pub mod lock;

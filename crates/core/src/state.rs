@@ -4,6 +4,7 @@
 //! <state>/locks/                  run.lock, daemon.lock, one lock per repository
 //! <state>/runs/                   one JSON report per run (0600)
 //! <state>/stopped-containers.json the journal of containers a run stopped
+//! <state>/fs-snapshots.json     the journal of filesystem snapshots a run made (`fs_snapshot`)
 //! <state>/overdue-alerts.json     which overdue alerts were sent
 //! <state>/restore-swaps.json      the swaps of a restore in progress (rolled back if left)
 //! <state>/rollback-copies.json    rollback copies restores kept (`admin rollback-copies`)
@@ -44,6 +45,11 @@ impl StateDir {
     /// The journal of containers a run stopped and has not started again.
     pub fn journal(&self) -> Journal {
         Journal::at(self.0.join("stopped-containers.json"))
+    }
+
+    /// The journal of filesystem snapshots and clones a run made and has not removed.
+    pub fn fs_snapshots(&self) -> crate::fs_snapshot::SnapshotJournal {
+        crate::fs_snapshot::SnapshotJournal::at(self.0.join("fs-snapshots.json"))
     }
 
     /// The journal of a restore's swaps while it swaps (`restore::swaps`).

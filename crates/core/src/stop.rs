@@ -348,6 +348,10 @@ pub struct RecoveryReport {
     /// was started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rolled_back: Vec<std::path::PathBuf>,
+    /// Filesystem snapshots and clones a killed backup had left, removed now
+    /// ([`crate::fs_snapshot::recover`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots_removed: Vec<std::path::PathBuf>,
 }
 
 impl RecoveryReport {
@@ -383,6 +387,7 @@ pub async fn recover(
             started: Vec::new(),
             errors,
             rolled_back: swaps.rolled_back,
+            snapshots_removed: Vec::new(),
         };
     }
     let journal = state_dir.journal();
@@ -393,6 +398,7 @@ pub async fn recover(
                 started: Vec::new(),
                 errors: vec![format!("cannot read {}: {error}", journal.path().display())],
                 rolled_back: swaps.rolled_back,
+                snapshots_removed: Vec::new(),
             };
         }
     };
@@ -442,6 +448,19 @@ pub async fn recover(
             Err(error) => report.errors.push(error),
         }
     }
+    // Then what a killed backup had frozen: the containers run again first.
+    let journal = state_dir.fs_snapshots();
+    let removed = tokio::task::spawn_blocking(move || crate::fs_snapshot::recover(&journal))
+        .await
+        .unwrap_or_else(|panic| crate::fs_snapshot::Recovered {
+            removed: Vec::new(),
+            errors: vec![format!("removing left snapshots: internal error: {panic}")],
+        });
+    for path in &removed.removed {
+        tracing::warn!(snapshot = %path.display(), "removed a snapshot a previous run left");
+    }
+    report.snapshots_removed = removed.removed;
+    report.errors.extend(removed.errors);
     report
 }
 

@@ -10,6 +10,8 @@
 //! - [`process::LoggedChild`]: a background run whose log lines a test can wait for.
 //! - [`servers`]: real storage servers (S3, REST, `WebDAV`, Azure, GCS) on loopback.
 //! - [`sshd::Sshd`]: a real OpenSSH server on loopback for SFTP repositories.
+//! - [`loopfs`]: loop-mounted btrfs and XFS (reflink) filesystems, once per test binary,
+//!   unmounted when the process ends.
 //! - [`tree`]: a tree holding every file kind and metadata aspect a restore must reproduce, and
 //!   a comparison that lists every difference.
 //!
@@ -26,6 +28,7 @@ mod env;
 pub mod events;
 pub mod files;
 pub mod podman;
+pub mod loopfs;
 pub mod process;
 pub mod servers;
 pub mod sshd;

@@ -123,11 +123,34 @@ fn render_plan(plan: &BackupPlan) -> String {
                 unit.stop_order.join(" -> ")
             }
         );
+        match &unit.cold_pass_refused {
+            Some(why) => {
+                let _ = writeln!(out, "  cold pass:   NOT BACKED UP: {why}");
+            }
+            None => {
+                let _ = writeln!(out, "  cold pass:   {}", unit.cold_pass);
+            }
+        }
+        let fs = |f: Option<&kopi_docka_core::fs_snapshot::FsSupport>| {
+            f.map(|f| format!(" [{f}]")).unwrap_or_default()
+        };
         for v in &unit.volumes {
-            let _ = writeln!(out, "  volume:      {}{}", v.name, size(v.bytes));
+            let _ = writeln!(
+                out,
+                "  volume:      {}{}{}",
+                v.name,
+                size(v.bytes),
+                fs(v.filesystem.as_ref())
+            );
         }
         for b in &unit.binds {
-            let _ = writeln!(out, "  bind:        {}{}", b.name, size(b.bytes));
+            let _ = writeln!(
+                out,
+                "  bind:        {}{}{}",
+                b.name,
+                size(b.bytes),
+                fs(b.filesystem.as_ref())
+            );
         }
         match &unit.estimate {
             Some(estimate) => {
@@ -170,6 +193,10 @@ fn render_report(report: &RunReport) -> String {
         let downtime = u
             .downtime_seconds
             .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
+        let downtime = match (u.cold_pass, u.downtime_seconds) {
+            (Some(kind), Some(_)) => format!("{downtime} ({kind} cold pass)"),
+            _ => downtime,
+        };
         let _ = writeln!(
             out,
             "{mark} {} {} [{}]: {} snapshots, {} added, {downtime}",
@@ -209,6 +236,13 @@ impl Render for RecoveryReport {
         for container in &self.started {
             let _ = writeln!(out, "started {}", container.name);
         }
+        for path in &self.snapshots_removed {
+            let _ = writeln!(
+                out,
+                "removed snapshot {} (a killed backup had left it)",
+                path.display()
+            );
+        }
         if self.started.is_empty() && self.errors.is_empty() && self.rolled_back.is_empty() {
             out.push_str("no container was left stopped\n");
         }
@@ -236,6 +270,7 @@ pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::
 mod tests {
     use kopi_docka_core::backup::run::{Estimate, PlannedItem, UnitPlan};
     use kopi_docka_core::backup::{SnapshotRecord, UnitReport};
+    use kopi_docka_core::fs_snapshot::ColdPassKind;
     use kopi_docka_core::repo::{Part, Scope};
     use kopi_docka_core::stop::KilledContainer;
     use kopi_docka_core::unit::{CoverageSummary, UnitKind};
@@ -258,6 +293,7 @@ mod tests {
             ],
             errors: Vec::new(),
             rolled_back: vec!["/var/lib/docker/volumes/nextcloud_db/_data".into()],
+            snapshots_removed: vec!["/srv/.kopi-docka-snapshots/20261122T030000Z-3c4d-0".into()],
         };
         let text = format!(
             "{}--\n{}",
@@ -275,6 +311,7 @@ mod tests {
         let item = |name: &str, bytes| PlannedItem {
             name: name.into(),
             bytes,
+            filesystem: Some(fixtures::btrfs()),
         };
         assert_renders!(
             "backup_plan",
@@ -286,6 +323,8 @@ mod tests {
                         kind: UnitKind::Stack,
                         name: "nextcloud".into(),
                         stop_order: vec!["nextcloud-app-1".into(), "nextcloud-db-1".into()],
+                        cold_pass: ColdPassKind::Snapshot,
+                        cold_pass_refused: None,
                         volumes: vec![
                             item("nextcloud_db", Some(73_400_320)),
                             item("nextcloud_html", Some(1_288_490_188)),
@@ -308,7 +347,16 @@ mod tests {
                         kind: UnitKind::Standalone,
                         name: "portainer".into(),
                         stop_order: Vec::new(),
-                        volumes: vec![item("portainer_data", None)],
+                        cold_pass: ColdPassKind::Read,
+                        cold_pass_refused: Some(
+                            "[backup] cold-pass = \"snapshot\", but volume portainer_data cannot \
+                             be snapshotted: it is on ext4"
+                                .into(),
+                        ),
+                        volumes: vec![PlannedItem {
+                            filesystem: Some(fixtures::ext4()),
+                            ..item("portainer_data", None)
+                        }],
                         binds: Vec::new(),
                         estimate: None,
                         gaps: units[1]
@@ -354,6 +402,7 @@ mod tests {
                         backup_id: fixtures::backup_id("2026-11-22T03:00:00Z", 0x3c4d),
                         status: UnitStatus::Success,
                         downtime_seconds: Some(1.234),
+                        cold_pass: Some(ColdPassKind::Snapshot),
                         snapshots: vec![
                             record("a1", Part::Recipe, 18_432),
                             record("a2", Part::Networks, 1_024),
@@ -393,6 +442,7 @@ mod tests {
                         backup_id: fixtures::backup_id("2026-11-22T03:02:10Z", 0x5e6f),
                         status: UnitStatus::Failed,
                         downtime_seconds: None,
+                        cold_pass: None,
                         snapshots: Vec::new(),
                         errors: vec![
                             "volume portainer_data: reading /var/lib/docker/volumes/portainer_data/_data/portainer.db: permission denied"

@@ -98,7 +98,14 @@ fn render_unit(out: &mut String, unit: &Unit) {
         field(out, "compose files", &files(&project.compose_files));
         field(out, "env files", &files(&project.env_files));
     }
-    let volumes: Vec<String> = unit.volumes.iter().map(|v| v.name.clone()).collect();
+    let fs = |f: Option<&kopi_docka_core::fs_snapshot::FsSupport>| {
+        f.map(|f| format!(" [{f}]")).unwrap_or_default()
+    };
+    let volumes: Vec<String> = unit
+        .volumes
+        .iter()
+        .map(|v| format!("{}{}", v.name, fs(v.filesystem.as_ref())))
+        .collect();
     field(out, "volumes", &volumes);
     let binds: Vec<String> = unit
         .binds
@@ -110,7 +117,12 @@ fn render_unit(out: &mut String, unit: &Unit) {
                 .map(|d| d.display().to_string())
                 .collect();
             let ro = if b.read_only { " (ro)" } else { "" };
-            format!("{} -> {}{ro}", b.source.display(), dests.join(", "))
+            format!(
+                "{} -> {}{ro}{}",
+                b.source.display(),
+                dests.join(", "),
+                fs(b.filesystem.as_ref())
+            )
         })
         .collect();
     field(out, "binds", &binds);

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use kopi_docka_core::fs_snapshot::{Filesystem, FsSupport, Method};
 use kopi_docka_core::repo::{
     BackupId, BackupSummary, Part, Scope, SnapshotInfo, SnapshotMeta, UnitRef,
 };
@@ -33,6 +34,25 @@ fn entry(kind: CoverageKind, identifier: &str, verdict: Verdict) -> CoverageEntr
         identifier: identifier.into(),
         verdict,
         detail,
+        filesystem: None,
+    }
+}
+
+/// A btrfs mount the cold pass can snapshot.
+pub fn btrfs() -> FsSupport {
+    FsSupport {
+        filesystem: Filesystem::Btrfs,
+        method: Some(Method::BtrfsSnapshot),
+        reason: None,
+    }
+}
+
+/// An ext4 mount, read while stopped.
+pub fn ext4() -> FsSupport {
+    FsSupport {
+        filesystem: Filesystem::Ext4,
+        method: None,
+        reason: Some("ext4 cannot snapshot or clone files".into()),
     }
 }
 
@@ -95,6 +115,7 @@ fn volume(name: &str, used_by: &str) -> UnitVolume {
         device: None,
         used_by: vec![used_by.into()],
         verdict: Verdict::BACKED_UP,
+        filesystem: Some(btrfs()),
     }
 }
 
@@ -161,6 +182,7 @@ fn nextcloud() -> Unit {
                 read_only: false,
                 is_file: false,
                 verdict: Verdict::BACKED_UP,
+                filesystem: Some(ext4()),
             },
             UnitBind {
                 source: "/srv/nextcloud/initdb".into(),
@@ -169,6 +191,7 @@ fn nextcloud() -> Unit {
                 read_only: true,
                 is_file: false,
                 verdict: Verdict::not_protected(CoverageReason::Missing),
+                filesystem: None,
             },
         ],
         networks: vec!["nextcloud_default".into()],
@@ -237,6 +260,7 @@ fn portainer() -> Unit {
             read_only: false,
             is_file: true,
             verdict: Verdict::skipped(CoverageReason::Socket),
+            filesystem: None,
         }],
         networks: vec!["bridge".into()],
         start_order: vec!["portainer".into()],

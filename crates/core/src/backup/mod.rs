@@ -31,6 +31,8 @@ pub struct BackupSettings {
     pub scope: Scope,
     /// Do the warm pass.
     pub warm_pass: bool,
+    /// How the cold pass reads a stopped unit.
+    pub cold_pass: crate::fs_snapshot::ColdPassMode,
     /// Seconds before a stopping container is killed.
     pub stop_timeout: u32,
     /// How long to wait for health after a start.
@@ -63,6 +65,7 @@ impl BackupSettings {
             hook_timeout: config.hook_timeout(),
             scope: config.scope,
             warm_pass: config.warm_pass,
+            cold_pass: config.cold_pass,
             stop_timeout: config.stop_timeout_seconds,
             health_timeout: config.health_timeout(),
             max_downtime: config.max_downtime(),

@@ -73,6 +73,10 @@ pub struct UnitReport {
     pub status: UnitStatus,
     /// First stop to last start, when anything was stopped.
     pub downtime_seconds: Option<f64>,
+    /// How the cold pass read the data: frozen by filesystem snapshots (the unit was down for
+    /// stop + snapshot + start only) or read while stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_pass: Option<crate::fs_snapshot::ColdPassKind>,
     /// Cold snapshots (the restore point), its marker last when the point is complete.
     pub snapshots: Vec<SnapshotRecord>,
     /// The point's marker was written: every planned part was saved.

@@ -222,7 +222,8 @@ async fn run_units(
     let state_dir = loaded.env.state_dir();
     // Held for the whole run: the journal and the containers are ours alone.
     let run_lock = crate::lock::run_lock(&state_dir, settings.wait, interrupt).await?;
-    let journal = state_dir.journal();
+    let (journal, snapshots) = (state_dir.journal(), state_dir.fs_snapshots());
+    let journals = (&journal, &snapshots);
     // A run killed with SIGKILL or a power cut left containers stopped: they come first.
     let recovered =
         crate::stop::recover(engine, &state_dir, &run_lock, backup.health_timeout).await;
@@ -256,7 +257,7 @@ async fn run_units(
             break;
         }
         tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
-        reports.push(backup_unit(engine, &repo, &journal, unit, backup, &limited).await);
+        reports.push(backup_unit(engine, &repo, journals, unit, backup, &limited).await);
     }
     limit.abort();
     let timed_out = *limited.borrow() && !*interrupt.borrow();
@@ -363,6 +364,12 @@ pub struct UnitPlan {
     pub name: String,
     /// Running containers in the order they would be stopped.
     pub stop_order: Vec<String>,
+    /// The cold pass the unit would get (`[backup] cold-pass` and its mounts' filesystems). A
+    /// nested subvolume, looked for only by a real run, can still turn `snapshot` into `read`.
+    pub cold_pass: crate::fs_snapshot::ColdPassKind,
+    /// Why the unit would not be backed up under `cold-pass = "snapshot"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_pass_refused: Option<String>,
     /// Volumes backed up, by name.
     pub volumes: Vec<PlannedItem>,
     /// Bind mounts backed up, by host path.
@@ -380,6 +387,9 @@ pub struct PlannedItem {
     pub name: String,
     /// Bytes of regular files, when sizes were asked for.
     pub bytes: Option<u64>,
+    /// Its filesystem and whether it can be snapshotted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<crate::fs_snapshot::FsSupport>,
 }
 
 /// How long the unit's last backup took.
@@ -391,6 +401,36 @@ pub struct Estimate {
     pub seconds: f64,
     /// Its downtime, when anything was stopped.
     pub downtime_seconds: Option<f64>,
+}
+
+/// The cold pass a unit would get: `read` when nothing of it runs (nothing is stopped).
+fn cold_pass_of(
+    unit: &Unit,
+    mode: crate::fs_snapshot::ColdPassMode,
+) -> Result<crate::fs_snapshot::ColdPassKind, String> {
+    if !unit
+        .containers
+        .iter()
+        .any(|c| c.state == ContainerState::Running)
+    {
+        return Ok(crate::fs_snapshot::ColdPassKind::Read);
+    }
+    let volumes = unit
+        .volumes
+        .iter()
+        .filter(|v| v.verdict.is_backed_up())
+        .map(|v| (format!("volume {}", v.name), v.filesystem.as_ref()));
+    let binds = unit
+        .binds
+        .iter()
+        .filter(|b| b.verdict.is_backed_up())
+        .map(|b| {
+            (
+                format!("bind {}", b.source.display()),
+                b.filesystem.as_ref(),
+            )
+        });
+    crate::fs_snapshot::decide(mode, volumes.chain(binds))
 }
 
 /// Discovers and selects the units and says what a run would do with them, without stopping
@@ -421,6 +461,9 @@ pub async fn plan(
                 .filter(|c| c.state == ContainerState::Running && unit.refused.is_none())
                 .map(|c| c.name.clone())
                 .collect(),
+            cold_pass: cold_pass_of(unit, settings.backup.cold_pass)
+                .unwrap_or(crate::fs_snapshot::ColdPassKind::Read),
+            cold_pass_refused: cold_pass_of(unit, settings.backup.cold_pass).err(),
             volumes: unit
                 .volumes
                 .iter()
@@ -428,6 +471,7 @@ pub async fn plan(
                 .map(|v| PlannedItem {
                     name: v.name.clone(),
                     bytes: v.data_path().and_then(size),
+                    filesystem: v.filesystem.clone(),
                 })
                 .collect(),
             binds: unit
@@ -437,6 +481,7 @@ pub async fn plan(
                 .map(|b| PlannedItem {
                     name: b.source.display().to_string(),
                     bytes: size(&b.source),
+                    filesystem: b.filesystem.clone(),
                 })
                 .collect(),
             estimate: last_unit_report(&state_dir, unit).map(

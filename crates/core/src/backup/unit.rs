@@ -32,6 +32,7 @@ use serde::Serialize;
 
 use crate::config::HookPoint;
 use crate::docker::Engine;
+use crate::fs_snapshot::{self, ColdPassKind, ColdPassMode, Frozen, FsSupport, SnapshotJournal};
 use crate::hooks::HookContext;
 use crate::lock::journal::Journal;
 use crate::repo::{
@@ -48,13 +49,13 @@ use super::{BackupSettings, Interrupt, new_backup_id, recipe};
 pub async fn backup_unit(
     engine: &Engine,
     repo: &WriteRepo,
-    journal: &Journal,
+    journals: (&Journal, &SnapshotJournal),
     unit: &Unit,
     settings: &BackupSettings,
     interrupt: &Interrupt,
 ) -> UnitReport {
     let started = Instant::now();
-    let mut report = backup_unit_timed(engine, repo, journal, unit, settings, interrupt).await;
+    let mut report = backup_unit_timed(engine, repo, journals, unit, settings, interrupt).await;
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -67,6 +68,7 @@ fn empty_report(unit: &Unit, backup_id: &BackupId) -> UnitReport {
         backup_id: backup_id.clone(),
         status: UnitStatus::Success,
         downtime_seconds: None,
+        cold_pass: None,
         snapshots: Vec::new(),
         complete: false,
         bytes_added: 0,
@@ -82,7 +84,7 @@ fn empty_report(unit: &Unit, backup_id: &BackupId) -> UnitReport {
 async fn backup_unit_timed(
     engine: &Engine,
     repo: &WriteRepo,
-    journal: &Journal,
+    journals: (&Journal, &SnapshotJournal),
     unit: &Unit,
     settings: &BackupSettings,
     interrupt: &Interrupt,
@@ -100,11 +102,28 @@ async fn backup_unit_timed(
         pass: Some(Pass::Final),
     };
 
-    // A unit refused for its name is never touched (`unit::names`).
-    let pre_backup = match &unit.refused {
+    let mut sources = data_sources(unit);
+    let running: Vec<&crate::unit::Container> = unit
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .collect();
+
+    // A unit refused for its name is never touched (`unit::names`), nor one whose mounts
+    // cannot have the cold pass the configuration demands.
+    let cold = match &unit.refused {
         Some(why) => Err(format!("not backed up: {why}")),
-        None => hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await,
+        None => choose_cold_pass(settings, &sources, !running.is_empty()).await,
     };
+    let pre_backup = match cold {
+        Err(error) => Err(error),
+        Ok((kind, warning)) => {
+            report.cold_pass = Some(kind);
+            report.warnings.extend(warning);
+            hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await
+        }
+    };
+    let cold = report.cold_pass.unwrap_or(ColdPassKind::Read);
     if let Err(error) = pre_backup {
         report
             .errors
@@ -118,15 +137,9 @@ async fn backup_unit_timed(
         recipe_step(engine, repo, unit, &backup_id, settings, &meta, &mut report).await;
     }
 
-    let mut sources = data_sources(unit);
-    let running: Vec<&crate::unit::Container> = unit
-        .containers
-        .iter()
-        .filter(|c| c.state == ContainerState::Running)
-        .collect();
-
-    // 2. Warm pass (only useful when something will be stopped).
-    if settings.warm_pass && !running.is_empty() {
+    // 2. Warm pass (only useful when something will be stopped and read while stopped: a
+    //    snapshot cold pass takes the same milliseconds whatever changed).
+    if settings.warm_pass && !running.is_empty() && cold == ColdPassKind::Read {
         warm_pass(repo, &mut sources, &meta, interrupt, &mut report).await;
         tracing::info!(unit = %unit.name, "warm pass done");
     }
@@ -156,7 +169,7 @@ async fn backup_unit_timed(
     let (cold_failed, taken) = stop_snapshot_restart(
         engine,
         repo,
-        journal,
+        journals,
         unit,
         settings,
         &backup_id,
@@ -389,7 +402,7 @@ async fn finish(
 async fn stop_snapshot_restart(
     engine: &Engine,
     repo: &WriteRepo,
-    journal: &Journal,
+    (journal, snapshots): (&Journal, &SnapshotJournal),
     unit: &Unit,
     settings: &BackupSettings,
     backup_id: &BackupId,
@@ -411,17 +424,40 @@ async fn stop_snapshot_restart(
         }
     };
     let mut hook_errors = Vec::new();
-    let (records, errors, interrupted) =
+    // Frozen copies (snapshot cold pass), read once the unit runs again.
+    let mut frozen: Vec<(Source, Frozen)> = Vec::new();
+    let (mut records, mut errors, mut interrupted) =
         match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
             Ok(()) => {
-                cold_pass(
-                    repo,
-                    sources,
-                    meta,
-                    settings.max_downtime,
-                    interrupt.clone(),
-                )
-                .await
+                // A mount that could not be frozen is read now, while the unit is stopped,
+                // within what is left of the downtime budget.
+                let freezing = Instant::now();
+                let read_now = match report.cold_pass {
+                    Some(ColdPassKind::Snapshot) => {
+                        let (done, failed) = freeze_all(
+                            snapshots,
+                            (unit, backup_id),
+                            sources,
+                            settings.max_downtime,
+                            interrupt,
+                        )
+                        .await;
+                        if done.is_empty() {
+                            report.cold_pass = Some(ColdPassKind::Read);
+                        }
+                        frozen = done;
+                        for (source, error) in &failed {
+                            report.warnings.push(format!(
+                                "{}: no snapshot ({error}); read while the unit was stopped",
+                                describe(&source.part)
+                            ));
+                        }
+                        failed.into_iter().map(|(s, _)| s).collect()
+                    }
+                    _ => sources.to_vec(),
+                };
+                let budget = settings.max_downtime.saturating_sub(freezing.elapsed());
+                cold_pass(repo, &read_now, meta, Some(budget), interrupt.clone()).await
             }
             Err(error) => (
                 Vec::new(),
@@ -441,6 +477,24 @@ async fn stop_snapshot_restart(
         hook_errors.push(error);
     }
     report.downtime_seconds = restart.downtime.map(|d| d.as_secs_f64());
+    if !frozen.is_empty() {
+        // The snapshot cold pass: the data as it was at the stop, read while the unit runs.
+        {
+            let from_snapshots: Vec<Source> = frozen
+                .iter()
+                .map(|(source, copy)| Source {
+                    path: copy.data.clone(),
+                    ..source.clone()
+                })
+                .collect();
+            let (more, failed, cut) =
+                cold_pass(repo, &from_snapshots, meta, None, interrupt.clone()).await;
+            records.extend(more);
+            errors.extend(failed);
+            interrupted |= cut;
+        }
+        report.warnings.extend(thaw_all(snapshots, frozen).await);
+    }
     report.interrupted = interrupted;
     let cold_failed = !errors.is_empty();
     report.errors.extend(errors);
@@ -542,6 +596,7 @@ fn describe(part: &Part) -> String {
 }
 
 /// A volume or bind to back up.
+#[derive(Clone)]
 struct Source {
     part: Part,
     /// The host path to read.
@@ -550,6 +605,136 @@ struct Source {
     warm: Option<String>,
     /// Bytes its warm-pass snapshot stored.
     warm_bytes: u64,
+    /// What its filesystem allows.
+    filesystem: Option<FsSupport>,
+}
+
+/// The cold pass this unit gets, and a warning when `auto` fell back to reading. `Err` when
+/// `[backup] cold-pass = "snapshot"` cannot be honoured (the unit is not touched).
+async fn choose_cold_pass(
+    settings: &BackupSettings,
+    sources: &[Source],
+    stops: bool,
+) -> Result<(ColdPassKind, Option<String>), String> {
+    // Nothing stopped, nothing to freeze: the data is read as it is.
+    if !stops {
+        return Ok((ColdPassKind::Read, None));
+    }
+    let kind = fs_snapshot::decide(
+        settings.cold_pass,
+        sources
+            .iter()
+            .map(|s| (describe(&s.part), s.filesystem.as_ref())),
+    )?;
+    if kind == ColdPassKind::Read {
+        return Ok((kind, None));
+    }
+    // A btrfs snapshot holds a nested subvolume or mount as an empty directory: such a mount
+    // is read instead (looked for now, while the unit still runs).
+    let btrfs: Vec<(String, PathBuf)> = sources
+        .iter()
+        .filter(|s| {
+            s.filesystem.as_ref().and_then(|f| f.method) == Some(fs_snapshot::Method::BtrfsSnapshot)
+        })
+        .map(|s| (describe(&s.part), s.path.clone()))
+        .collect();
+    let nested = tokio::task::spawn_blocking(move || {
+        btrfs.into_iter().find_map(|(name, path)| match fs_snapshot::nested_mount(&path) {
+            Ok(None) => None,
+            Ok(Some(inner)) => Some(format!(
+                "{name} holds {}, another subvolume or mount, which a snapshot would leave empty",
+                inner.display()
+            )),
+            Err(error) => Some(format!("{name}: cannot look for nested mounts: {error}")),
+        })
+    })
+    .await
+    .unwrap_or_else(|panic| Some(format!("internal error: {panic}")));
+    match (nested, settings.cold_pass) {
+        (None, _) => Ok((kind, None)),
+        (Some(why), ColdPassMode::Snapshot) => Err(format!(
+            "[backup] cold-pass = \"snapshot\", but {why}; set cold-pass = \"auto\" to read it \
+             while the unit is stopped"
+        )),
+        (Some(why), _) => Ok((
+            ColdPassKind::Read,
+            Some(format!("cold pass reads instead of snapshotting: {why}")),
+        )),
+    }
+}
+
+/// Freezes every source (the unit is stopped). Returns the frozen copies and the sources that
+/// could not be frozen, with why. An interrupt or the end of the downtime `budget` stops
+/// freezing: the rest is "not frozen" (and the read of it then fails at once).
+async fn freeze_all(
+    journal: &SnapshotJournal,
+    (unit, backup_id): (&Unit, &BackupId),
+    sources: &[Source],
+    budget: Duration,
+    interrupt: &Interrupt,
+) -> (Vec<(Source, Frozen)>, Vec<(Source, String)>) {
+    let started = Instant::now();
+    let mut frozen = Vec::new();
+    let mut failed = Vec::new();
+    for (index, source) in sources.iter().enumerate() {
+        let Some(method) = source.filesystem.as_ref().and_then(|f| f.method) else {
+            failed.push((source.clone(), "its filesystem cannot snapshot".to_owned()));
+            continue;
+        };
+        if *interrupt.borrow() {
+            failed.push((source.clone(), "interrupted".to_owned()));
+            continue;
+        }
+        if started.elapsed() >= budget {
+            failed.push((
+                source.clone(),
+                "max-downtime-seconds reached while freezing".to_owned(),
+            ));
+            continue;
+        }
+        let (journal, path) = (journal.clone(), source.path.clone());
+        let (unit_name, name) = (unit.name.to_string(), format!("{backup_id}-{index}"));
+        let made = tokio::task::spawn_blocking(move || {
+            fs_snapshot::freeze(&journal, &path, method, &unit_name, &name)
+        })
+        .await
+        .unwrap_or_else(|panic| Err(format!("internal error: {panic}")));
+        match made {
+            Ok(copy) => {
+                tracing::info!(part = %describe(&source.part), snapshot = %copy.entry.path.display(), "frozen");
+                frozen.push((source.clone(), copy));
+            }
+            Err(error) => failed.push((source.clone(), error)),
+        }
+    }
+    tracing::info!(
+        unit = %unit.name,
+        seconds = started.elapsed().as_secs_f64(),
+        frozen = frozen.len(),
+        "snapshots taken"
+    );
+    (frozen, failed)
+}
+
+/// Removes the frozen copies; returns a warning for each that stays (the journal keeps it for
+/// the next run).
+async fn thaw_all(journal: &SnapshotJournal, frozen: Vec<(Source, Frozen)>) -> Vec<String> {
+    let journal = journal.clone();
+    tokio::task::spawn_blocking(move || {
+        frozen
+            .into_iter()
+            .filter_map(|(_, copy)| {
+                fs_snapshot::thaw(&journal, &copy.entry).err().map(|error| {
+                    format!(
+                        "snapshot {} was not removed ({error}); the next run tries again",
+                        copy.entry.path.display()
+                    )
+                })
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|panic| vec![format!("removing the snapshots: internal error: {panic}")])
 }
 
 /// Volumes and binds that are backed up.
@@ -565,6 +750,7 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
                         volume: v.name.clone(),
                     },
                     m.to_path_buf(),
+                    v.filesystem.clone(),
                 )
             })
         });
@@ -578,15 +764,17 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
                     bind: b.source.clone(),
                 },
                 b.source.clone(),
+                b.filesystem.clone(),
             )
         });
     volumes
         .chain(binds)
-        .map(|(part, path)| Source {
+        .map(|(part, path, filesystem)| Source {
             part,
             path,
             warm: None,
             warm_bytes: 0,
+            filesystem,
         })
         .collect()
 }
@@ -619,18 +807,25 @@ async fn stage_and_snapshot(
     Ok(records)
 }
 
-/// The cold pass, bounded by the downtime budget and the interrupt. Returns the snapshots
-/// taken, the errors, and whether it was interrupted.
+/// The cold pass, bounded by the downtime budget (none when it reads frozen copies while the
+/// unit runs) and the interrupt. Returns the snapshots taken, the errors, and whether it was
+/// interrupted.
 async fn cold_pass(
     repo: &WriteRepo,
     sources: &[Source],
     meta: &impl Fn(Part) -> SnapshotMeta,
-    budget: Duration,
+    budget: Option<Duration>,
     mut interrupt: Interrupt,
 ) -> (Vec<SnapshotRecord>, Vec<String>, bool) {
     let mut records = Vec::new();
     let mut errors = Vec::new();
-    let deadline = tokio::time::Instant::now() + budget;
+    let deadline = budget.map(|b| tokio::time::Instant::now() + b);
+    let over_budget = || async move {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
     for Source {
         part, path, warm, ..
     } in sources
@@ -658,10 +853,10 @@ async fn cold_pass(
                 }
                 None
             }
-            () = tokio::time::sleep_until(deadline) => Some((format!(
+            () = over_budget() => Some((format!(
                 "cold pass exceeded max-downtime-seconds ({}s) at {}; the unit was restarted \
                  without a complete backup",
-                budget.as_secs(), describe(part)
+                budget.unwrap_or_default().as_secs(), describe(part)
             ), false)),
             _ = interrupt.wait_for(|stop| *stop) => {
                 Some((format!("interrupted during {}", describe(part)), true))

@@ -267,6 +267,9 @@ pub struct BackupConfig {
     pub scope: Scope,
     /// Snapshot while the unit still runs, so the cold pass only reads what changed.
     pub warm_pass: bool,
+    /// `auto` (a filesystem snapshot when every mount of the unit can have one, else read),
+    /// `snapshot` or `read`: how the cold pass reads a stopped unit (`docs/backup.md`).
+    pub cold_pass: crate::fs_snapshot::ColdPassMode,
     /// Seconds a container gets to stop before it is killed.
     pub stop_timeout_seconds: u32,
     /// Seconds to wait for a restarted container to become healthy (a warning, not a failure).
@@ -291,6 +294,7 @@ impl Default for BackupConfig {
         Self {
             scope: Scope::Standard,
             warm_pass: true,
+            cold_pass: crate::fs_snapshot::ColdPassMode::Auto,
             stop_timeout_seconds: 30,
             health_timeout_seconds: 120,
             max_downtime_seconds: 1800,

@@ -262,6 +262,7 @@ mod tests {
             backup_id: BackupId::new(jiff::Timestamp::UNIX_EPOCH, 1),
             status,
             downtime_seconds: Some(2.5),
+            cold_pass: None,
             snapshots: Vec::new(),
             complete: status == UnitStatus::Success,
             bytes_added: 0,

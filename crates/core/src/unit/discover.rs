@@ -544,6 +544,7 @@ fn assemble(
                 read_only: true,
                 is_file: b.source.is_file(),
                 verdict: rules.classify_bind(&b.source),
+                filesystem: None,
             });
             if !entry.destinations.contains(&b.destination) {
                 entry.destinations.push(b.destination.clone());
@@ -567,18 +568,17 @@ fn assemble(
                 .cloned(),
         );
     }
-    let volumes: Vec<UnitVolume> = unit_volumes.into_values().collect();
-    let binds: Vec<UnitBind> = unit_binds.into_values().collect();
+    let (volumes, binds) = probe_filesystems(unit_volumes.into_values(), unit_binds.into_values());
 
     let mut coverage: Vec<CoverageEntry> = volumes
         .iter()
-        .map(|v| CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone()))
+        .map(|v| {
+            CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone())
+                .on(v.filesystem.as_ref())
+        })
         .chain(binds.iter().map(|b| {
-            CoverageEntry::new(
-                CoverageKind::Bind,
-                b.source.display().to_string(),
-                b.verdict.clone(),
-            )
+            let id = b.source.display().to_string();
+            CoverageEntry::new(CoverageKind::Bind, id, b.verdict.clone()).on(b.filesystem.as_ref())
         }))
         .collect();
     if let Some(project) = &project {
@@ -675,6 +675,31 @@ fn refusal(name: &UnitName, containers: &[Container]) -> Option<String> {
     std::iter::once(unit).chain(members).find_map(Result::err)
 }
 
+/// The mounts, each backed-up one with what the cold pass can do with its filesystem
+/// (`fs_snapshot`).
+fn probe_filesystems(
+    volumes: impl Iterator<Item = UnitVolume>,
+    binds: impl Iterator<Item = UnitBind>,
+) -> (Vec<UnitVolume>, Vec<UnitBind>) {
+    let volumes = volumes
+        .map(|mut v| {
+            if v.verdict.is_backed_up() {
+                v.filesystem = v.data_path().map(crate::fs_snapshot::probe);
+            }
+            v
+        })
+        .collect();
+    let binds = binds
+        .map(|mut b| {
+            if b.verdict.is_backed_up() {
+                b.filesystem = Some(crate::fs_snapshot::probe(&b.source));
+            }
+            b
+        })
+        .collect();
+    (volumes, binds)
+}
+
 fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>, rules: &MountRules) -> UnitVolume {
     let mut entry = UnitVolume {
         name: name.to_owned(),
@@ -683,6 +708,7 @@ fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>, rules: &MountRules
         device: None,
         used_by: Vec::new(),
         verdict: Verdict::not_protected(CoverageReason::VolumeNotListed),
+        filesystem: None,
     };
     if let Err(why) = names::engine_name(name) {
         entry.verdict = Verdict::not_protected(CoverageReason::Refused { why });

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fs_snapshot::FsSupport;
+
 pub(crate) use discover::health;
 pub use discover::{build_units, discover};
 pub use mounts::{LocalBacking, MountRules};
@@ -267,6 +269,10 @@ pub struct UnitVolume {
     /// Backed up or not, and why.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// The filesystem its data is on and whether the cold pass can snapshot it (backed-up
+    /// volumes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FsSupport>,
 }
 
 impl UnitVolume {
@@ -293,6 +299,10 @@ pub struct UnitBind {
     /// Backed up or not, and why.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// The filesystem it is on and whether the cold pass can snapshot it (backed-up binds
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FsSupport>,
 }
 
 /// Whether something is backed up.
@@ -482,6 +492,9 @@ pub struct CoverageEntry {
     /// The reason as a sentence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For a backed-up volume or bind: its filesystem and whether it can be snapshotted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FsSupport>,
 }
 
 impl CoverageEntry {
@@ -492,6 +505,15 @@ impl CoverageEntry {
             identifier,
             verdict,
             detail,
+            filesystem: None,
+        }
+    }
+
+    /// The entry with the filesystem its mount is on.
+    fn on(self, filesystem: Option<&FsSupport>) -> Self {
+        Self {
+            filesystem: filesystem.cloned(),
+            ..self
         }
     }
 }
