@@ -221,6 +221,13 @@ fn render_import(import: &ImportReport, default_config: &Path) -> String {
             container.name
         );
     }
+    for path in &import.recovered.snapshots_removed {
+        let _ = writeln!(
+            out,
+            "  removed snapshot {} first (a killed backup had left it)",
+            path.display()
+        );
+    }
     for r in restored {
         let detail = match (&r.outcome, &r.error) {
             (Some(o), _) => format!(
@@ -398,6 +405,7 @@ mod tests {
                         }],
                         errors: Vec::new(),
                         rolled_back: vec!["/var/lib/docker/volumes/nextcloud_db/_data".into(),],
+                        snapshots_removed: Vec::new(),
                     },
                     restored: vec![
                         UnitRestore {
