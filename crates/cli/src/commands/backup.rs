@@ -123,6 +123,20 @@ fn render_plan(plan: &BackupPlan) -> String {
                 unit.stop_order.join(" -> ")
             }
         );
+        if let Some(why) = &unit.refused {
+            let _ = writeln!(out, "  NOT BACKED UP: {why}");
+        }
+        for service in unit.services.iter().filter(|s| !s.policy.stops()) {
+            let _ = writeln!(
+                out,
+                "  {:<12} {}: keeps running",
+                format!("{}:", if service.policy.dump().is_some() { "dump" } else { "skip" }),
+                service.container,
+            );
+            if let Some(spec) = service.policy.dump() {
+                let _ = writeln!(out, "               {} ({})", spec.engine, spec.what());
+            }
+        }
         for v in &unit.volumes {
             let _ = writeln!(out, "  volume:      {}{}", v.name, size(v.bytes));
         }
@@ -234,11 +248,11 @@ pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::
 
 #[cfg(test)]
 mod tests {
-    use kopi_docka_core::backup::run::{Estimate, PlannedItem, UnitPlan};
+    use kopi_docka_core::backup::run::{Estimate, PlannedItem, ServicePolicy, UnitPlan};
     use kopi_docka_core::backup::{SnapshotRecord, UnitReport};
     use kopi_docka_core::repo::{Part, Scope};
     use kopi_docka_core::stop::KilledContainer;
-    use kopi_docka_core::unit::{CoverageSummary, UnitKind};
+    use kopi_docka_core::unit::{CoverageSummary, DumpEngine, DumpSpec, Policy, UnitKind};
 
     use super::*;
     use crate::render::{assert_renders, assert_text, fixtures};
@@ -285,11 +299,23 @@ mod tests {
                     UnitPlan {
                         kind: UnitKind::Stack,
                         name: "nextcloud".into(),
-                        stop_order: vec!["nextcloud-app-1".into(), "nextcloud-db-1".into()],
-                        volumes: vec![
-                            item("nextcloud_db", Some(73_400_320)),
-                            item("nextcloud_html", Some(1_288_490_188)),
+                        stop_order: vec!["nextcloud-app-1".into()],
+                        services: vec![
+                            ServicePolicy {
+                                container: "nextcloud-app-1".into(),
+                                policy: Policy::Stop,
+                            },
+                            ServicePolicy {
+                                container: "nextcloud-db-1".into(),
+                                policy: Policy::Dump(DumpSpec {
+                                    engine: DumpEngine::Postgres,
+                                    database: None,
+                                    path: None,
+                                }),
+                            },
                         ],
+                        refused: None,
+                        volumes: vec![item("nextcloud_html", Some(1_288_490_188))],
                         binds: vec![item("/srv/nextcloud/config", Some(48_213))],
                         estimate: Some(Estimate {
                             last_run: fixtures::time("2026-11-22T03:00:00Z"),
@@ -308,6 +334,11 @@ mod tests {
                         kind: UnitKind::Standalone,
                         name: "portainer".into(),
                         stop_order: Vec::new(),
+                        services: vec![ServicePolicy {
+                            container: "portainer".into(),
+                            policy: Policy::Stop,
+                        }],
+                        refused: None,
                         volumes: vec![item("portainer_data", None)],
                         binds: Vec::new(),
                         estimate: None,
@@ -383,6 +414,7 @@ mod tests {
                             not_protected: 1,
                         },
                         interrupted: false,
+                        dump_failed: false,
                         duration_seconds: 31.4,
                         complete: true,
                         bytes_added: 7_361_536,
@@ -406,6 +438,7 @@ mod tests {
                             not_protected: 0,
                         },
                         interrupted: false,
+                        dump_failed: false,
                         duration_seconds: 2.5,
                         complete: false,
                         bytes_added: 0,

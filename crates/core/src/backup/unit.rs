@@ -7,7 +7,11 @@
 //!    already holds the bulk;
 //! 3. record the containers to stop in the journal (durably), then stop the running ones in
 //!    reverse start order;
-//! 4. **cold pass**: snapshot again; the warm snapshot is the parent, so only changed files are
+//!    Containers under `kopi-docka.policy=dump` or `skip` keep running ([`crate::unit::policy`]);
+//! 4. **dumps**: with every other service stopped, the now idle databases are dumped through
+//!    the engine's exec API into the same restore point ([`super::dump`]); a failed dump skips
+//!    the cold pass and leaves the point incomplete;
+//! 4b. **cold pass**: snapshot again; the warm snapshot is the parent, so only changed files are
 //!    read;
 //! 5. start exactly the containers we stopped, in start order, and wait for their health;
 //! 6. only when every planned part (recipe, networks, each volume and bind) was saved by a
@@ -75,6 +79,7 @@ fn empty_report(unit: &Unit, backup_id: &BackupId) -> UnitReport {
         killed: Vec::new(),
         coverage: unit.coverage.summary,
         interrupted: false,
+        dump_failed: false,
         duration_seconds: 0.0,
     }
 }
@@ -205,7 +210,7 @@ async fn commit_point(
     } else {
         2
     };
-    let planned = sources.len() + recipe;
+    let planned = sources.len() + recipe + unit.dumped().count();
     if planned == 0 || report.snapshots.len() != planned {
         return;
     }
@@ -353,7 +358,7 @@ async fn finish(
 ) {
     report.status = if !cold_failed && report.errors.is_empty() {
         UnitStatus::Success
-    } else if taken > 0 {
+    } else if taken > 0 && !report.dump_failed {
         UnitStatus::Partial
     } else {
         UnitStatus::Failed
@@ -412,16 +417,30 @@ async fn stop_snapshot_restart(
     let mut hook_errors = Vec::new();
     let (records, errors, interrupted) =
         match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
-            Ok(()) => {
-                cold_pass(
-                    repo,
-                    sources,
-                    meta,
-                    settings.max_downtime,
-                    interrupt.clone(),
-                )
-                .await
-            }
+            Ok(()) => match dump_all(engine, repo, unit, meta).await {
+                (dumps, errors) if !errors.is_empty() => {
+                    report.dump_failed = true;
+                    let mut errors = errors;
+                    errors.push(
+                        "the cold pass was skipped: without its dump the point cannot be \
+                         complete"
+                            .into(),
+                    );
+                    (dumps, errors, false)
+                }
+                (dumps, _) => {
+                    let (mut records, errors, interrupted) = cold_pass(
+                        repo,
+                        sources,
+                        meta,
+                        settings.max_downtime,
+                        interrupt.clone(),
+                    )
+                    .await;
+                    records.splice(0..0, dumps);
+                    (records, errors, interrupted)
+                }
+            },
             Err(error) => (
                 Vec::new(),
                 vec![format!("{error}; the cold pass was skipped")],
@@ -450,6 +469,39 @@ async fn stop_snapshot_restart(
     let taken = records.len();
     report.snapshots.extend(records);
     (cold_failed, taken)
+}
+
+/// Dumps every `dump` service of the unit (they run; the others are stopped by now). Returns
+/// the saved dumps and one error per failed one.
+async fn dump_all(
+    engine: &Engine,
+    repo: &WriteRepo,
+    unit: &Unit,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+) -> (Vec<SnapshotRecord>, Vec<String>) {
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    for (container, spec) in unit.dumped() {
+        if container.state != ContainerState::Running {
+            errors.push(format!(
+                "{} dump of {}: the container is not running, so its database cannot be \
+                 dumped; start it, or set kopi-docka.policy=stop to copy its files instead",
+                spec.engine, container.name
+            ));
+            continue;
+        }
+        let part = Part::Dump {
+            container: container.name.clone(),
+            engine: spec.engine,
+        };
+        match super::dump::dump(engine, repo, &container.id, &container.name, spec, meta(part))
+            .await
+        {
+            Ok(info) => records.push(SnapshotRecord::from(info)),
+            Err(error) => errors.push(error.to_string()),
+        }
+    }
+    (records, errors)
 }
 
 /// Stages and snapshots the recipe and networks; errors go into the report.
@@ -537,6 +589,7 @@ fn describe(part: &Part) -> String {
         Part::DockerConfig => "docker config".into(),
         Part::Run => "run report".into(),
         Part::Point { .. } => "point marker".into(),
+        Part::Dump { container, engine } => format!("{engine} dump of {container}"),
     }
 }
 

@@ -38,6 +38,8 @@ pub async fn discover(engine: &Engine, rules: &MountRules) -> Result<Vec<Unit>, 
 /// A container with the labels we group by, before it joins a unit.
 struct Member {
     container: Container,
+    /// Why its `kopi-docka.*` labels cannot be followed.
+    policy_error: Option<String>,
     labels: HashMap<String, String>,
     number: u32,
 }
@@ -130,6 +132,15 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         .get(label::DEPENDS_ON)
         .map(|v| compose::parse_depends_on_label(v))
         .unwrap_or_default();
+    let image = raw
+        .config
+        .as_ref()
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let (policy, policy_error) = match super::policy::from_labels(&labels, &image) {
+        Ok(policy) => (policy, None),
+        Err(error) => (super::Policy::Stop, Some(error)),
+    };
     let container = Container {
         id: raw.id.unwrap_or_default(),
         name: raw
@@ -138,7 +149,7 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
             .trim_start_matches('/')
             .to_owned(),
         service: labels.get(label::SERVICE).cloned(),
-        image: raw.config.and_then(|c| c.image).unwrap_or_default(),
+        image,
         state: container_state(state.status),
         health: state.health.and_then(|h| h.status).and_then(health),
         restart_policy: host_config
@@ -152,9 +163,11 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         binds,
         tmpfs,
         networks,
+        policy,
     };
     Member {
         container,
+        policy_error,
         labels,
         number,
     }
@@ -509,8 +522,18 @@ fn assemble(
     rules: &MountRules,
 ) -> Unit {
     order_members(&mut members);
+    let policy_errors: Vec<String> = members
+        .iter()
+        .filter_map(|m| {
+            m.policy_error
+                .as_ref()
+                .map(|e| format!("{}: {e}", m.container.name))
+        })
+        .collect();
     let containers: Vec<Container> = members.into_iter().map(|m| m.container).collect();
-    let refused = refusal(&name, &containers);
+    let refused = refusal(&name, &containers).or_else(|| {
+        (!policy_errors.is_empty()).then(|| format!("labels: {}", policy_errors.join("; ")))
+    });
     let start_order = containers.iter().map(|c| c.name.clone()).collect();
 
     let mut unit_volumes: BTreeMap<&str, UnitVolume> = BTreeMap::new();
@@ -555,8 +578,14 @@ fn assemble(
                 .cloned(),
         );
     }
-    let volumes: Vec<UnitVolume> = unit_volumes.into_values().collect();
-    let binds: Vec<UnitBind> = unit_binds.into_values().collect();
+    let mut volumes: Vec<UnitVolume> = unit_volumes.into_values().collect();
+    let mut binds: Vec<UnitBind> = unit_binds.into_values().collect();
+    for v in &mut volumes {
+        apply_policy(&mut v.verdict, &v.used_by, &containers);
+    }
+    for b in &mut binds {
+        apply_policy(&mut b.verdict, &b.used_by, &containers);
+    }
 
     let mut coverage: Vec<CoverageEntry> = volumes
         .iter()
@@ -607,7 +636,33 @@ fn assemble(
         start_order,
         coverage: Coverage::from_entries(coverage),
         refused,
+        policy_errors,
     }
+}
+
+/// A volume or bind that only `dump` or `skip` services mount is not copied: a dump holds a
+/// database's data (files copied from under a running server are not consistent), and `skip`
+/// means not backed up. Used by any `stop` service too, it is backed up as before.
+fn apply_policy(verdict: &mut Verdict, used_by: &[String], containers: &[Container]) {
+    if !verdict.is_backed_up() {
+        return;
+    }
+    let users: Vec<&Container> = containers
+        .iter()
+        .filter(|c| used_by.contains(&c.name))
+        .collect();
+    if users.is_empty() || users.iter().any(|c| c.policy.stops()) {
+        return;
+    }
+    *verdict = match users.iter().find_map(|c| c.policy.dump().map(|d| (c, d))) {
+        Some((c, dump)) => Verdict::skipped(CoverageReason::CoveredByDump {
+            container: c.name.clone(),
+            engine: dump.engine,
+        }),
+        None => Verdict::skipped(CoverageReason::PolicySkip {
+            container: users[0].name.clone(),
+        }),
+    };
 }
 
 /// The coverage line of a refused unit (and its warning).
