@@ -42,6 +42,22 @@ pub enum RestoreError {
         /// Backup.
         backup_id: String,
     },
+    /// The point holds a database dump, and its database container exists with its data.
+    #[error(
+        "restore point {backup_id} holds a {engine} dump of {container}, which still exists with \
+         its data volume: a dump is loaded into a fresh database only.\nRemove the unit with its \
+         volumes first (`docker compose down -v`, after a copy of them if you want one), or \
+         restore the other parts with `--only recipe,networks,binds` or the dump file with \
+         `--target-dir DIR`."
+    )]
+    DumpNeedsFreshDatabase {
+        /// The point.
+        backup_id: String,
+        /// The database container.
+        container: String,
+        /// Its engine.
+        engine: crate::unit::DumpEngine,
+    },
     /// Neither compose implementation is installed.
     #[error(
         "starting stack {unit} needs `docker compose` or `docker-compose`, and neither is on PATH.\n\

@@ -30,7 +30,7 @@ pub mod label {
 }
 
 /// A service's backup policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 pub enum Policy {
     /// Stopped for the cold pass, its volumes and binds backed up (the default).
@@ -155,7 +155,7 @@ impl fmt::Display for DumpEngine {
 }
 
 /// What to dump from a `dump` service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DumpSpec {
     /// The server engine.
     pub engine: DumpEngine,
