@@ -146,6 +146,41 @@ fn wait_for_rows(db: &str, at_least: u64) {
     }
 }
 
+/// Waits until the server answers queries (the rows table may not exist).
+fn wait_for_server(db: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let answered = Command::new("docker")
+            .args([
+                "exec",
+                "-e",
+                &format!("PGPASSWORD={DB_PASSWORD}"),
+                db,
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "app",
+                "-X",
+                "-c",
+                "select 1",
+            ])
+            .output()
+            .unwrap();
+        if answered.status.success() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restored server does not answer within 60 s"
+        );
+        // Polling the server: it has no event for "accepting connections".
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn installation() -> Env {
     Env::builder()
         .extra("[backup]\nhealth-timeout-seconds = 60\n")
@@ -278,6 +313,9 @@ fn postgres_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() 
     let outcome = env.json(&["restore", "--unit", &stack, "--latest", "--yes", "--json"]);
     assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
     let restored_db_started = inspect(&db, "{{.State.StartedAt}}");
+    wait_for_server(&db);
+    let has_rows = sql(&db, "select to_regclass('rows') is not null");
+    assert_eq!(has_rows, "t", "the restored database has no rows table");
     let restored: Vec<String> = sql(&db, "select id from rows order by id")
         .lines()
         .map(str::to_owned)
@@ -436,4 +474,45 @@ fn postgres_dump_killed_mid_stream_fails_the_unit() {
     let errors = format!("{}", unit_report(&report, &stack)["errors"]);
     assert!(errors.contains("exited with code"), "{errors}");
     assert_failed_dump_left_nothing(&env, &stack, &report, &app_started);
+}
+
+#[test]
+fn unknown_policy_labels_are_errors_in_units_doctor_and_backup() {
+    if !support::docker_tests_enabled("unknown_policy_labels_are_errors_in_units_doctor_and_backup")
+    {
+        return;
+    }
+    let env = installation();
+    let name = format!("{}-typo", env.prefix);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "kopi-docka.policy=dumpp",
+        support::IMAGE,
+        "sh",
+        "-c",
+        support::IDLE,
+    ]);
+    let started = inspect(&name, "{{.State.StartedAt}}");
+    let units = env.cmd(&["units"]).assert().code(2);
+    let text = String::from_utf8_lossy(&units.get_output().stdout).into_owned();
+    assert!(
+        text.contains("label kopi-docka.policy=\"dumpp\" is not a policy; use stop, dump or skip"),
+        "{text}"
+    );
+    let doctor = env.cmd(&["doctor", "--json"]).assert().failure();
+    let doctor: Value = serde_json::from_slice(&doctor.get_output().stdout).unwrap();
+    let check = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == format!("labels {name}"))
+        .unwrap_or_else(|| panic!("no labels check: {doctor:#}"));
+    assert_eq!(check["status"], "fail", "{check:#}");
+    // A backup refuses the unit and never touches it.
+    env.cmd(&["backup", "--unit", &name]).assert().failure();
+    assert_eq!(inspect(&name, "{{.State.StartedAt}}"), started);
 }
