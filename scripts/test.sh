@@ -73,6 +73,9 @@ fi
 docker-compose version --short >/dev/null || die "docker-compose does not run"
 
 scripts/build-test-image.sh
+# Database servers (PostgreSQL 15, MariaDB 10.11, Redis 7, sqlite3) from Debian packages for
+# the dump tests; cached by a hash of their recipe (a first build takes a few minutes).
+scripts/build-db-images.sh
 
 # Docker tests are ON: with this switch an unreachable engine fails them instead of skipping.
 export KOPI_DOCKA_DOCKER_TESTS=1

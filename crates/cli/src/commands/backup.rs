@@ -127,15 +127,20 @@ fn render_plan(plan: &BackupPlan) -> String {
             let _ = writeln!(out, "  NOT BACKED UP: {why}");
         }
         for service in unit.services.iter().filter(|s| !s.policy.stops()) {
-            let _ = writeln!(
-                out,
-                "  {:<12} {}: keeps running",
-                format!("{}:", if service.policy.dump().is_some() { "dump" } else { "skip" }),
-                service.container,
-            );
-            if let Some(spec) = service.policy.dump() {
-                let _ = writeln!(out, "               {} ({})", spec.engine, spec.what());
-            }
+            let _ = match service.policy.dump() {
+                Some(spec) => writeln!(
+                    out,
+                    "  dump:        {}: {} ({}), keeps running",
+                    service.container,
+                    spec.engine,
+                    spec.what()
+                ),
+                None => writeln!(
+                    out,
+                    "  skip:        {}: keeps running, not backed up",
+                    service.container
+                ),
+            };
         }
         for v in &unit.volumes {
             let _ = writeln!(out, "  volume:      {}{}", v.name, size(v.bytes));
