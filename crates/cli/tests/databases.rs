@@ -516,3 +516,148 @@ fn unknown_policy_labels_are_errors_in_units_doctor_and_backup() {
     env.cmd(&["backup", "--unit", &name]).assert().failure();
     assert_eq!(inspect(&name, "{{.State.StartedAt}}"), started);
 }
+
+const MARIADB_IMAGE: &str = "kdtest/mariadb:10.11";
+
+/// `mariadb` in the database container with the right password; its output.
+fn mariadb_sql(container: &str, query: &str) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args([
+            "exec",
+            "-e",
+            &format!("MYSQL_PWD={DB_PASSWORD}"),
+            container,
+            "mariadb",
+            "-uroot",
+            "-h",
+            "127.0.0.1",
+            "--protocol=tcp",
+            "-N",
+            "-B",
+            "app",
+            "-e",
+            query,
+        ])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Polls `query` until it returns a number >= `at_least` (the server has no event for it).
+fn wait_for_mariadb(db: &str, query: &str, at_least: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        if let Ok(out) = mariadb_sql(db, query)
+            && out.parse::<u64>().is_ok_and(|n| n >= at_least)
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{query}` did not reach {at_least} within 90 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Docker's RFC 3339 time as a MariaDB DATETIME(6) literal (both UTC).
+fn mariadb_time(docker_time: &str) -> String {
+    let t = docker_time.trim_end_matches('Z').replace('T', " ");
+    t.chars().take(26).collect()
+}
+
+#[test]
+fn mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() {
+    if !support::docker_tests_enabled(
+        "mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v",
+    ) {
+        return;
+    }
+    require_image(MARIADB_IMAGE);
+    let mut env = installation();
+    let dir = env.path("mstack");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        format!(
+            r#"version: "2.4"
+services:
+  db:
+    image: {MARIADB_IMAGE}
+    environment:
+      MARIADB_ROOT_PASSWORD: {DB_PASSWORD}
+      MARIADB_DATABASE: app
+    labels:
+      kopi-docka.policy: dump
+    volumes:
+      - mdata:/var/lib/mysql
+  app:
+    image: {MARIADB_IMAGE}
+    depends_on: [db]
+    environment:
+      MYSQL_PWD: {DB_PASSWORD}
+    entrypoint:
+      - sh
+      - -c
+      - |
+        trap 'exit 0' TERM
+        until mariadb -uroot -h db app -e 'create table if not exists rows_ (id int auto_increment primary key, at datetime(6) not null default utc_timestamp(6))' 2>/dev/null; do sleep 0.2; done
+        (while true; do mariadb -uroot -h db app -e 'insert into rows_ () values ()' || sleep 0.2; done) &
+        wait
+volumes:
+  mdata: {{}}
+"#
+        ),
+    )
+    .unwrap();
+    let stack = format!("{}-mdb", env.prefix);
+    env.resources.compose_up(&stack, &dir);
+    let (db, app) = (format!("{stack}_db_1"), format!("{stack}_app_1"));
+    wait_for_mariadb(&db, "select count(*) from rows_", 20);
+
+    let db_started = inspect(&db, "{{.State.StartedAt}}");
+    let app_started = inspect(&app, "{{.State.StartedAt}}");
+    let report = env.json(&["backup", "--unit", &stack, "--json"]);
+    let unit = unit_report(&report, &stack);
+    assert_eq!(unit["status"], "success", "{unit:#}");
+    assert_eq!(unit["complete"], true, "{unit:#}");
+    assert!(
+        unit["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["type"] == "dump" && s["engine"] == "mariadb"),
+        "{unit:#}"
+    );
+    assert_eq!(inspect(&db, "{{.State.StartedAt}}"), db_started);
+    let app_restarted = inspect(&app, "{{.State.StartedAt}}");
+    assert_ne!(app_restarted, app_started, "the app was not stopped");
+    let cut = mariadb_time(&app_restarted);
+    let before = mariadb_sql(&db, &format!("select id from rows_ where at < '{cut}' order by id")).unwrap();
+    assert!(!before.is_empty());
+    wait_for_mariadb(&db, &format!("select count(*) from rows_ where at >= '{cut}'"), 1);
+
+    support::run(
+        Command::new("docker-compose")
+            .args(["-p", &stack, "down", "-v", "--timeout", "5"])
+            .current_dir(&dir),
+    );
+    let outcome = env.json(&["restore", "--unit", &stack, "--latest", "--yes", "--json"]);
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    assert_eq!(outcome["dumps_loaded"], serde_json::json!([db]), "{outcome:#}");
+    let app_started_again = mariadb_time(&inspect(&app, "{{.State.StartedAt}}"));
+    let restored_before =
+        mariadb_sql(&db, &format!("select id from rows_ where at < '{cut}' order by id")).unwrap();
+    assert_eq!(restored_before, before, "rows committed before the stop");
+    let restored_after = mariadb_sql(
+        &db,
+        &format!("select count(*) from rows_ where at >= '{cut}' and at < '{app_started_again}'"),
+    )
+    .unwrap();
+    assert_eq!(restored_after, "0", "rows from after the dump came back");
+    assert_eq!(inspect(&app, "{{.State.Running}}"), "true");
+}
