@@ -107,7 +107,7 @@ fn sql(container: &str, query: &str) -> String {
 
 /// Waits until the app has committed rows (the server answers and the table fills).
 fn wait_for_rows(db: &str, at_least: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     loop {
         let count = Command::new("docker")
             .args([
@@ -148,7 +148,7 @@ fn wait_for_rows(db: &str, at_least: u64) {
 
 /// Waits until the server answers queries (the rows table may not exist).
 fn wait_for_server(db: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     loop {
         let answered = Command::new("docker")
             .args([
@@ -198,6 +198,10 @@ fn unit_report<'a>(report: &'a Value, unit: &str) -> &'a Value {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: back up, check, restore, check"
+)]
 fn postgres_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() {
     if !support::docker_tests_enabled(
         "postgres_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v",
@@ -241,7 +245,10 @@ fn postgres_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() 
         .clone();
     let text = String::from_utf8_lossy(&text);
     assert!(text.contains("covered by dump (postgres dump of"), "{text}");
-    let plan = env.cmd(&["backup", "--dry-run", "--unit", &stack]).assert().success();
+    let plan = env
+        .cmd(&["backup", "--dry-run", "--unit", &stack])
+        .assert()
+        .success();
     let plan = String::from_utf8_lossy(&plan.get_output().stdout).into_owned();
     assert!(plan.contains(&format!("stop order:  {app}\n")), "{plan}");
     assert!(plan.contains("postgres (all databases)"), "{plan}");
@@ -276,9 +283,7 @@ fn postgres_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() 
     wait_for_rows(&db, 1);
     let before: Vec<String> = sql(
         &db,
-        &format!(
-            "select id from rows where at < '{app_restarted}'::timestamptz order by id"
-        ),
+        &format!("select id from rows where at < '{app_restarted}'::timestamptz order by id"),
     )
     .lines()
     .map(str::to_owned)
@@ -291,10 +296,13 @@ fn postgres_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() 
     .unwrap();
     assert!(!before.is_empty());
     // The app writes again after its restart; wait until it has, so "nothing after" can fail.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     let mut after_count = after_count;
     while after_count == 0 {
-        assert!(std::time::Instant::now() < deadline, "the app wrote nothing after its restart");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app wrote nothing after its restart"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
         after_count = sql(
             &db,
@@ -430,7 +438,10 @@ fn postgres_dump_with_wrong_credentials_fails_the_unit() {
         .failure();
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let errors = format!("{}", unit_report(&report, &stack)["errors"]);
-    assert!(errors.contains("password authentication failed"), "{errors}");
+    assert!(
+        errors.contains("password authentication failed"),
+        "{errors}"
+    );
     assert!(!errors.contains(DB_PASSWORD));
     assert_failed_dump_left_nothing(&env, &stack, &report, &app_started);
 }
@@ -453,7 +464,7 @@ fn postgres_dump_killed_mid_stream_fails_the_unit() {
     let mut child = env.spawn_logged(&["backup", "--unit", &stack, "--json"]);
     child.wait_for_line("the dump to start", |l| l.contains("dump started"));
     // pg_dumpall runs one pg_dump per database: kill the first one there is.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
     loop {
         let killed = Command::new("docker")
             .args(["exec", &db, "pkill", "-KILL", "-x", "pg_dump"])
@@ -564,13 +575,17 @@ fn wait_for_mariadb(db: &str, query: &str, at_least: u64) {
     }
 }
 
-/// Docker's RFC 3339 time as a MariaDB DATETIME(6) literal (both UTC).
+/// Docker's RFC 3339 time as a `MariaDB` `DATETIME(6)` literal (both UTC).
 fn mariadb_time(docker_time: &str) -> String {
     let t = docker_time.trim_end_matches('Z').replace('T', " ");
     t.chars().take(26).collect()
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: back up, check, restore, check"
+)]
 fn mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() {
     if !support::docker_tests_enabled(
         "mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v",
@@ -637,9 +652,17 @@ volumes:
     let app_restarted = inspect(&app, "{{.State.StartedAt}}");
     assert_ne!(app_restarted, app_started, "the app was not stopped");
     let cut = mariadb_time(&app_restarted);
-    let before = mariadb_sql(&db, &format!("select id from rows_ where at < '{cut}' order by id")).unwrap();
+    let before = mariadb_sql(
+        &db,
+        &format!("select id from rows_ where at < '{cut}' order by id"),
+    )
+    .unwrap();
     assert!(!before.is_empty());
-    wait_for_mariadb(&db, &format!("select count(*) from rows_ where at >= '{cut}'"), 1);
+    wait_for_mariadb(
+        &db,
+        &format!("select count(*) from rows_ where at >= '{cut}'"),
+        1,
+    );
 
     support::run(
         Command::new("docker-compose")
@@ -648,10 +671,17 @@ volumes:
     );
     let outcome = env.json(&["restore", "--unit", &stack, "--latest", "--yes", "--json"]);
     assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
-    assert_eq!(outcome["dumps_loaded"], serde_json::json!([db]), "{outcome:#}");
+    assert_eq!(
+        outcome["dumps_loaded"],
+        serde_json::json!([db]),
+        "{outcome:#}"
+    );
     let app_started_again = mariadb_time(&inspect(&app, "{{.State.StartedAt}}"));
-    let restored_before =
-        mariadb_sql(&db, &format!("select id from rows_ where at < '{cut}' order by id")).unwrap();
+    let restored_before = mariadb_sql(
+        &db,
+        &format!("select id from rows_ where at < '{cut}' order by id"),
+    )
+    .unwrap();
     assert_eq!(restored_before, before, "rows committed before the stop");
     let restored_after = mariadb_sql(
         &db,

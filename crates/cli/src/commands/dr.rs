@@ -26,7 +26,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     match command {
         DrCommand::Export(args) => export(global, &args, printer).await,
-        DrCommand::Import(args) => import(global, &args, printer).await,
+        DrCommand::Import(args) => Box::pin(import(global, &args, printer)).await,
     }
 }
 

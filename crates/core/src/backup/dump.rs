@@ -34,7 +34,8 @@ const CHANNEL_CHUNKS: usize = 64;
 const STDERR_KEEP: usize = 2048;
 
 /// Finds the client's binaries where the official images and Debian put them.
-const PATH_SETUP: &str = r#"for d in /usr/lib/postgresql/*/bin; do [ -d "$d" ] && PATH="$d:$PATH"; done; export PATH"#;
+const PATH_SETUP: &str =
+    r#"for d in /usr/lib/postgresql/*/bin; do [ -d "$d" ] && PATH="$d:$PATH"; done; export PATH"#;
 
 const POSTGRES_CREDENTIALS: &str = r#"
 if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"; else PGPASSWORD="${POSTGRES_PASSWORD:-}"; fi
@@ -175,7 +176,9 @@ fn ready_command(spec: &DumpSpec) -> Vec<String> {
             "{MYSQL_CREDENTIALS}\nfor c in mariadb mysql; do command -v \"$c\" >/dev/null 2>&1 && break; done\n\
              \"$c\" -uroot -h 127.0.0.1 --protocol=tcp -e 'select 1' >/dev/null"
         ),
-        DumpEngine::Redis => format!("{REDIS_CREDENTIALS}\nredis-cli --no-auth-warning ping | grep -q PONG"),
+        DumpEngine::Redis => {
+            format!("{REDIS_CREDENTIALS}\nredis-cli --no-auth-warning ping | grep -q PONG")
+        }
         DumpEngine::Mongodb => "mongosh --quiet --eval 'db.runCommand({ping:1})' >/dev/null".into(),
         DumpEngine::Sqlite => "true".into(),
     };

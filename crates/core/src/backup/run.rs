@@ -434,9 +434,7 @@ pub async fn plan(
                 .rev()
                 // A refused unit is never touched.
                 .filter(|c| {
-                    c.state == ContainerState::Running
-                        && c.policy.stops()
-                        && unit.refused.is_none()
+                    c.state == ContainerState::Running && c.policy.stops() && unit.refused.is_none()
                 })
                 .map(|c| c.name.clone())
                 .collect(),

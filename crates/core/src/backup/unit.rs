@@ -6,15 +6,14 @@
 //! 2. **warm pass**: snapshot every volume and bind while the unit runs, so the repository
 //!    already holds the bulk;
 //! 3. record the containers to stop in the journal (durably), then stop the running ones in
-//!    reverse start order;
-//!    Containers under `kopi-docka.policy=dump` or `skip` keep running ([`crate::unit::policy`]);
+//!    reverse start order; containers under `kopi-docka.policy=dump` or `skip` keep running
+//!    ([`crate::unit::policy`]);
 //! 4. **dumps**: with every other service stopped, the now idle databases are dumped through
 //!    the engine's exec API into the same restore point ([`super::dump`]); a failed dump skips
-//!    the cold pass and leaves the point incomplete;
-//! 4b. **cold pass**: snapshot again; the warm snapshot is the parent, so only changed files are
-//!    read;
+//!    the cold pass and leaves the point incomplete. Then the **cold pass**: snapshot again;
+//!    the warm snapshot is the parent, so only changed files are read;
 //! 5. start exactly the containers we stopped, in start order, and wait for their health;
-//! 6. only when every planned part (recipe, networks, each volume and bind) was saved by a
+//! 6. only when every planned part (recipe, networks, each volume, bind and dump) was saved by a
 //!    cold pass that ran to its end: write the point's marker, last
 //!    ([`PointStatus`](crate::repo::PointStatus));
 //! 7. forget the warm snapshots. They are tagged `pass=warm` from the start, so a run killed
@@ -494,8 +493,15 @@ async fn dump_all(
             container: container.name.clone(),
             engine: spec.engine,
         };
-        match super::dump::dump(engine, repo, &container.id, &container.name, spec, meta(part))
-            .await
+        match super::dump::dump(
+            engine,
+            repo,
+            &container.id,
+            &container.name,
+            spec,
+            meta(part),
+        )
+        .await
         {
             Ok(info) => records.push(SnapshotRecord::from(info)),
             Err(error) => errors.push(error.to_string()),

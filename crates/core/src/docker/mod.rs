@@ -81,7 +81,9 @@ pub struct ExecStream {
 
 impl std::fmt::Debug for ExecStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecStream").field("id", &self.id).finish()
+        f.debug_struct("ExecStream")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -611,7 +611,8 @@ impl Repo {
             indexed
                 .dump(&node, &mut out)
                 .map_err(engine("reading the dump"))?;
-            out.flush().map_err(|e| RepoError::Task(format!("writing the dump: {e}")))?;
+            out.flush()
+                .map_err(|e| RepoError::Task(format!("writing the dump: {e}")))?;
             Ok(node.name().to_string_lossy().into_owned())
         })
         .await

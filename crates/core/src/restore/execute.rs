@@ -366,8 +366,11 @@ async fn start_unit(
             if !plan.dumps.is_empty() {
                 // The databases first, on their fresh volumes; loaded before anything that
                 // writes to them runs.
-                let databases: Vec<String> =
-                    plan.dumps.iter().filter_map(|d| d.service.clone()).collect();
+                let databases: Vec<String> = plan
+                    .dumps
+                    .iter()
+                    .filter_map(|d| d.service.clone())
+                    .collect();
                 if databases.len() != plan.dumps.len() {
                     outcome.errors.push(
                         "the recipe records no compose service for a dumped database; nothing \
@@ -383,7 +386,7 @@ async fn start_unit(
                     outcome.errors.push(error.to_string());
                     return;
                 }
-                if !load_dumps(ctx, plan, outcome).await {
+                if !Box::pin(load_dumps(ctx, plan, outcome)).await {
                     return;
                 }
             }
@@ -398,7 +401,7 @@ async fn start_unit(
             if let Err(error) = recreate(ctx, plan, containers, outcome).await {
                 outcome.errors.push(error.to_string());
             } else {
-                load_dumps(ctx, plan, outcome).await;
+                Box::pin(load_dumps(ctx, plan, outcome)).await;
             }
         }
     }

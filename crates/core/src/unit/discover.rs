@@ -522,14 +522,7 @@ fn assemble(
     rules: &MountRules,
 ) -> Unit {
     order_members(&mut members);
-    let policy_errors: Vec<String> = members
-        .iter()
-        .filter_map(|m| {
-            m.policy_error
-                .as_ref()
-                .map(|e| format!("{}: {e}", m.container.name))
-        })
-        .collect();
+    let policy_errors = policy_errors(&members);
     let containers: Vec<Container> = members.into_iter().map(|m| m.container).collect();
     let refused = refusal(&name, &containers).or_else(|| {
         (!policy_errors.is_empty()).then(|| format!("labels: {}", policy_errors.join("; ")))
@@ -578,14 +571,7 @@ fn assemble(
                 .cloned(),
         );
     }
-    let mut volumes: Vec<UnitVolume> = unit_volumes.into_values().collect();
-    let mut binds: Vec<UnitBind> = unit_binds.into_values().collect();
-    for v in &mut volumes {
-        apply_policy(&mut v.verdict, &v.used_by, &containers);
-    }
-    for b in &mut binds {
-        apply_policy(&mut b.verdict, &b.used_by, &containers);
-    }
+    let (volumes, binds) = apply_policies(unit_volumes, unit_binds, &containers);
 
     let mut coverage: Vec<CoverageEntry> = volumes
         .iter()
@@ -638,6 +624,35 @@ fn assemble(
         refused,
         policy_errors,
     }
+}
+
+/// Each member's label errors, with its name.
+fn policy_errors(members: &[Member]) -> Vec<String> {
+    members
+        .iter()
+        .filter_map(|m| {
+            m.policy_error
+                .as_ref()
+                .map(|e| format!("{}: {e}", m.container.name))
+        })
+        .collect()
+}
+
+/// The unit's volumes and binds, with [`apply_policy`] applied to each.
+fn apply_policies(
+    volumes: BTreeMap<&str, UnitVolume>,
+    binds: BTreeMap<&Path, UnitBind>,
+    containers: &[Container],
+) -> (Vec<UnitVolume>, Vec<UnitBind>) {
+    let mut volumes: Vec<UnitVolume> = volumes.into_values().collect();
+    let mut binds: Vec<UnitBind> = binds.into_values().collect();
+    for v in &mut volumes {
+        apply_policy(&mut v.verdict, &v.used_by, containers);
+    }
+    for b in &mut binds {
+        apply_policy(&mut b.verdict, &b.used_by, containers);
+    }
+    (volumes, binds)
 }
 
 /// A volume or bind that only `dump` or `skip` services mount is not copied: a dump holds a

@@ -7,7 +7,7 @@
 //! | `kopi-docka.policy` | `stop` (default), `dump`, `skip` |
 //! | `kopi-docka.dump` | `postgres`, `mariadb`, `mysql`, `redis`, `sqlite`, `mongodb` (default: from the image name) |
 //! | `kopi-docka.dump.database` | PostgreSQL: one database, dumped with `pg_dump -Fc` instead of `pg_dumpall` |
-//! | `kopi-docka.dump.path` | SQLite: the database file inside the container (required) |
+//! | `kopi-docka.dump.path` | `SQLite`: the database file inside the container (required) |
 //!
 //! An unknown value is an error, never a silent `stop`: the unit is refused (listed, not
 //! backed up) and `units` and `doctor` say why.
@@ -25,7 +25,7 @@ pub mod label {
     pub const DUMP: &str = "kopi-docka.dump";
     /// PostgreSQL: one database instead of the whole cluster.
     pub const DATABASE: &str = "kopi-docka.dump.database";
-    /// SQLite: the database file inside the container.
+    /// `SQLite`: the database file inside the container.
     pub const PATH: &str = "kopi-docka.dump.path";
 }
 
@@ -74,15 +74,15 @@ impl Policy {
 pub enum DumpEngine {
     /// PostgreSQL: `pg_dumpall` (or `pg_dump -Fc` of one database).
     Postgres,
-    /// MariaDB: `mariadb-dump --all-databases`.
+    /// `MariaDB`: `mariadb-dump --all-databases`.
     Mariadb,
-    /// MySQL: `mysqldump --all-databases`.
+    /// `MySQL`: `mysqldump --all-databases`.
     Mysql,
     /// Redis: an RDB file from `redis-cli --rdb`.
     Redis,
-    /// SQLite: `sqlite3 FILE .dump`.
+    /// `SQLite`: `sqlite3 FILE .dump`.
     Sqlite,
-    /// MongoDB: `mongodump --archive`.
+    /// `MongoDB`: `mongodump --archive`.
     Mongodb,
 }
 
@@ -162,7 +162,7 @@ pub struct DumpSpec {
     /// PostgreSQL: one database (`pg_dump -Fc`); `None`: the whole cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
-    /// SQLite: the database file inside the container.
+    /// `SQLite`: the database file inside the container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
 }
@@ -182,8 +182,8 @@ impl DumpSpec {
 }
 
 /// The policy a container's labels ask for, or why they cannot be followed.
-pub fn from_labels(
-    labels: &std::collections::HashMap<String, String>,
+pub fn from_labels<S: std::hash::BuildHasher>(
+    labels: &std::collections::HashMap<String, String, S>,
     image: &str,
 ) -> Result<Policy, String> {
     let get = |key: &str| labels.get(key).map(|v| v.trim());
@@ -235,7 +235,10 @@ pub fn from_labels(
                     ));
                 }
                 if db.is_empty() || db.contains(['\0', '/']) || db.starts_with('-') {
-                    return Err(format!("label {}={db:?} is not a database name", label::DATABASE));
+                    return Err(format!(
+                        "label {}={db:?} is not a database name",
+                        label::DATABASE
+                    ));
                 }
             }
             let path = get(label::PATH).map(PathBuf::from);
@@ -249,7 +252,11 @@ pub fn from_labels(
                     ));
                 }
                 (Some(p), DumpEngine::Sqlite) if !p.is_absolute() => {
-                    return Err(format!("label {}={p:?} must be an absolute path", label::PATH));
+                    return Err(format!(
+                        "label {}={} must be an absolute path",
+                        label::PATH,
+                        p.display()
+                    ));
                 }
                 (Some(_), e) if e != DumpEngine::Sqlite => {
                     return Err(format!("label {} is for SQLite only", label::PATH));
@@ -291,8 +298,11 @@ mod tests {
             from_labels(&labels(&[(label::POLICY, "skip")]), "x"),
             Ok(Policy::Skip)
         );
-        let dump = from_labels(&labels(&[(label::POLICY, "dump")]), "docker.io/library/postgres:16")
-            .unwrap();
+        let dump = from_labels(
+            &labels(&[(label::POLICY, "dump")]),
+            "docker.io/library/postgres:16",
+        )
+        .unwrap();
         assert_eq!(dump.dump().unwrap().engine, DumpEngine::Postgres);
         let dump = from_labels(
             &labels(&[(label::POLICY, "dump"), (label::DUMP, "mariadb")]),
