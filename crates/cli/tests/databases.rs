@@ -312,6 +312,20 @@ fn postgres_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() 
         .unwrap();
     }
 
+    // Into the existing database (its data volume still there), a dump is refused before
+    // anything is touched.
+    let refused = env
+        .cmd(&["restore", "--unit", &stack, "--latest", "--yes"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("still exists with its data volume"),
+        "{stderr}"
+    );
+    assert_eq!(inspect(&db, "{{.State.StartedAt}}"), db_started);
+    assert_eq!(inspect(&app, "{{.State.StartedAt}}"), app_restarted);
+
     // A fresh host for this stack: containers and volumes gone.
     support::run(
         Command::new("docker-compose")

@@ -47,7 +47,8 @@ pub enum RestoreError {
         "restore point {backup_id} holds a {engine} dump of {container}, which still exists with \
          its data volume: a dump is loaded into a fresh database only.\nRemove the unit with its \
          volumes first (`docker compose down -v`, after a copy of them if you want one), or \
-         restore the other parts with `--only recipe,networks,binds` or the dump file with \
+         restore without the dump: name the volumes with `--volume NAME` or leave them out \
+         with `--only recipe,networks,binds`; the dump file itself comes with \
          `--target-dir DIR`."
     )]
     DumpNeedsFreshDatabase {
