@@ -91,6 +91,9 @@ scripts/build-test-image.sh
 KOPI_DOCKA_TEST_SERVERS="$(scripts/test-servers.sh)" || die "installing the test servers failed"
 export KOPI_DOCKA_TEST_SERVERS
 say "test servers in $KOPI_DOCKA_TEST_SERVERS"
+# Database servers (PostgreSQL 15, MariaDB 10.11, Redis 7, sqlite3) from Debian packages for
+# the dump tests; cached by a hash of their recipe (a first build takes a few minutes).
+scripts/build-db-images.sh
 
 # Docker tests are ON: with this switch an unreachable engine fails them instead of skipping.
 export KOPI_DOCKA_DOCKER_TESTS=1

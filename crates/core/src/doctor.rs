@@ -99,6 +99,16 @@ pub async fn run(loaded: &LoadedConfig, unit_dir: &Path, now: jiff::Timestamp) -
         for warning in unit::unmatched_config_names(&loaded.config, units) {
             checks.push(check("configured units", Status::Warn, warning));
         }
+        for unit in units.iter().filter(|u| !u.policy_errors.is_empty()) {
+            checks.push(check(
+                format!("labels {}", unit.name),
+                Status::Fail,
+                format!(
+                    "{}; the unit is not backed up until this is fixed",
+                    unit.policy_errors.join("; ")
+                ),
+            ));
+        }
         for unit in units.iter().filter(|u| u.coverage.has_gaps) {
             checks.push(check(
                 format!("coverage {}", unit.name),

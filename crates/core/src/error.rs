@@ -93,7 +93,7 @@ impl Classify for ConfigError {
 impl Classify for crate::restore::RestoreError {
     fn class(&self) -> Option<Class> {
         match self {
-            Self::Untrusted { .. } => Some(Class::Usage),
+            Self::Untrusted { .. } | Self::DumpNeedsFreshDatabase { .. } => Some(Class::Usage),
             Self::Repo(e) => e.class(),
             _ => None,
         }

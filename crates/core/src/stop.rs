@@ -84,9 +84,10 @@ pub struct RestartReport {
 }
 
 impl StoppedUnit {
-    /// Journals, then stops the unit's running containers in reverse start order. `timeout` is
-    /// a floor: a container's own longer stop timeout is kept. On a failed stop, the
-    /// containers already stopped come back with the error, to be restarted.
+    /// Journals, then stops the unit's running containers in reverse start order, except
+    /// those whose policy keeps them running (`dump`, `skip`; [`crate::unit::Policy`]).
+    /// `timeout` is a floor: a container's own longer stop timeout is kept. On a failed stop,
+    /// the containers already stopped come back with the error, to be restarted.
     pub async fn stop(
         engine: &Engine,
         journal: &Journal,
@@ -96,7 +97,7 @@ impl StoppedUnit {
         let running = unit
             .containers
             .iter()
-            .filter(|c| c.state == ContainerState::Running)
+            .filter(|c| c.state == ContainerState::Running && c.policy.stops())
             .map(|c| StopTarget {
                 container: ContainerRef {
                     id: c.id.clone(),

@@ -134,6 +134,25 @@ fn render_plan(plan: &BackupPlan) -> String {
         let fs = |f: Option<&kopi_docka_core::fs_snapshot::FsSupport>| {
             f.map(|f| format!(" [{f}]")).unwrap_or_default()
         };
+        if let Some(why) = &unit.refused {
+            let _ = writeln!(out, "  NOT BACKED UP: {why}");
+        }
+        for service in unit.services.iter().filter(|s| !s.policy.stops()) {
+            let _ = match service.policy.dump() {
+                Some(spec) => writeln!(
+                    out,
+                    "  dump:        {}: {} ({}), keeps running",
+                    service.container,
+                    spec.engine,
+                    spec.what()
+                ),
+                None => writeln!(
+                    out,
+                    "  skip:        {}: keeps running, not backed up",
+                    service.container
+                ),
+            };
+        }
         for v in &unit.volumes {
             let _ = writeln!(
                 out,
@@ -268,12 +287,12 @@ pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::
 
 #[cfg(test)]
 mod tests {
-    use kopi_docka_core::backup::run::{Estimate, PlannedItem, UnitPlan};
+    use kopi_docka_core::backup::run::{Estimate, PlannedItem, ServicePolicy, UnitPlan};
     use kopi_docka_core::backup::{SnapshotRecord, UnitReport};
     use kopi_docka_core::fs_snapshot::ColdPassKind;
     use kopi_docka_core::repo::{Part, Scope};
     use kopi_docka_core::stop::KilledContainer;
-    use kopi_docka_core::unit::{CoverageSummary, UnitKind};
+    use kopi_docka_core::unit::{CoverageSummary, DumpEngine, DumpSpec, Policy, UnitKind};
 
     use super::*;
     use crate::render::{assert_renders, assert_text, fixtures};
@@ -322,13 +341,25 @@ mod tests {
                     UnitPlan {
                         kind: UnitKind::Stack,
                         name: "nextcloud".into(),
-                        stop_order: vec!["nextcloud-app-1".into(), "nextcloud-db-1".into()],
+                        stop_order: vec!["nextcloud-app-1".into()],
                         cold_pass: ColdPassKind::Snapshot,
                         cold_pass_refused: None,
-                        volumes: vec![
-                            item("nextcloud_db", Some(73_400_320)),
-                            item("nextcloud_html", Some(1_288_490_188)),
+                        services: vec![
+                            ServicePolicy {
+                                container: "nextcloud-app-1".into(),
+                                policy: Policy::Stop,
+                            },
+                            ServicePolicy {
+                                container: "nextcloud-db-1".into(),
+                                policy: Policy::Dump(DumpSpec {
+                                    engine: DumpEngine::Postgres,
+                                    database: None,
+                                    path: None,
+                                }),
+                            },
                         ],
+                        refused: None,
+                        volumes: vec![item("nextcloud_html", Some(1_288_490_188))],
                         binds: vec![item("/srv/nextcloud/config", Some(48_213))],
                         estimate: Some(Estimate {
                             last_run: fixtures::time("2026-11-22T03:00:00Z"),
@@ -353,6 +384,11 @@ mod tests {
                              be snapshotted: it is on ext4"
                                 .into(),
                         ),
+                        services: vec![ServicePolicy {
+                            container: "portainer".into(),
+                            policy: Policy::Stop,
+                        }],
+                        refused: None,
                         volumes: vec![PlannedItem {
                             filesystem: Some(fixtures::ext4()),
                             ..item("portainer_data", None)
@@ -432,6 +468,7 @@ mod tests {
                             not_protected: 1,
                         },
                         interrupted: false,
+                        dump_failed: false,
                         duration_seconds: 31.4,
                         complete: true,
                         bytes_added: 7_361_536,
@@ -456,6 +493,7 @@ mod tests {
                             not_protected: 0,
                         },
                         interrupted: false,
+                        dump_failed: false,
                         duration_seconds: 2.5,
                         complete: false,
                         bytes_added: 0,

@@ -383,6 +383,7 @@ mod tests {
             networks: Vec::new(),
             data: Vec::new(),
             started: vec!["nextcloud-db-1".into(), "nextcloud-app-1".into()],
+            dumps_loaded: Vec::new(),
             left_stopped: Vec::new(),
             rolled_back: false,
             interrupted: false,

@@ -438,6 +438,16 @@ fn render_plan(plan: &RestorePlan) -> String {
     if !plan.stop.is_empty() {
         let _ = writeln!(out, "  stops:    {}", plan.stop.join(", "));
     }
+    for d in &plan.dumps {
+        let _ = writeln!(
+            out,
+            "  dump:     {} ({} {}): started first on a fresh volume, loaded once it accepts \
+             connections, before the rest starts",
+            d.container,
+            d.spec.engine,
+            d.spec.what()
+        );
+    }
     let start = match &plan.start {
         StartPlan::None => "nothing is started (--no-start)".to_owned(),
         StartPlan::RestartStopped => "the stopped containers are started again".to_owned(),
@@ -512,6 +522,9 @@ fn render_outcome(o: &RestoreOutcome) -> String {
             }
             None => out.push('\n'),
         }
+    }
+    if !o.dumps_loaded.is_empty() {
+        let _ = writeln!(out, "  dumps loaded: {}", o.dumps_loaded.join(", "));
     }
     if !o.started.is_empty() {
         let _ = writeln!(out, "  started: {}", o.started.join(", "));
@@ -764,6 +777,7 @@ mod tests {
             } else {
                 vec!["nextcloud-db-1".into(), "nextcloud-app-1".into()]
             },
+            dumps_loaded: Vec::new(),
             left_stopped: if interrupted {
                 vec!["nextcloud-db-1".into(), "nextcloud-app-1".into()]
             } else {

@@ -124,6 +124,7 @@ fn render(snapshots: &[SnapshotInfo]) -> String {
             Part::Volume { volume } => ("volume", volume.clone()),
             Part::Bind { bind } => ("bind", bind.display().to_string()),
             Part::Point { parts } => ("point", format!("{parts} parts")),
+            Part::Dump { container, engine } => ("dump", format!("{engine} {container}")),
         };
         let kind = if s.meta.pass == Some(Pass::Warm) {
             "warm copy"

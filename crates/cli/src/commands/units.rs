@@ -32,13 +32,19 @@ pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitC
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
     let units = unit::discover(&engine, &rules).await?;
     let warnings = unit::unmatched_config_names(&loaded.config, &units);
+    // A label kopi-docka cannot follow is a configuration error, never silently ignored.
+    let label_errors = units.iter().any(|u| !u.policy_errors.is_empty());
     printer.report(&UnitsReport {
         engine: engine.endpoint().to_string(),
         engine_identity: engine.identity().clone(),
         units,
         warnings,
     })?;
-    Ok(ExitCode::Ok)
+    Ok(if label_errors {
+        ExitCode::Usage
+    } else {
+        ExitCode::Ok
+    })
 }
 
 impl Render for UnitsReport {
@@ -84,10 +90,17 @@ fn render_unit(out: &mut String, unit: &Unit) {
                 let _ = write!(state, ", {health:?}");
                 state = state.to_lowercase();
             }
-            format!("{} ({state})", c.name)
+            if c.policy.stops() {
+                format!("{} ({state})", c.name)
+            } else {
+                format!("{} ({state}; policy {})", c.name, c.policy.describe())
+            }
         })
         .collect();
     field(out, "containers", &containers);
+    for error in &unit.policy_errors {
+        let _ = writeln!(out, "  error:         {error}");
+    }
     if let Some(project) = &unit.project {
         if let Some(dir) = &project.working_dir {
             field(out, "project dir", &[dir.display().to_string()]);

@@ -10,8 +10,8 @@ use kopi_docka_core::repo::{
 };
 use kopi_docka_core::unit::{
     BindMount, ComposeProject, Container, ContainerState, Coverage, CoverageEntry, CoverageKind,
-    CoverageReason, CoverageStatus, CoverageSummary, Health, ProjectFile, Unit, UnitBind, UnitKind,
-    UnitName, UnitVolume, Verdict, VolumeMount,
+    CoverageReason, CoverageStatus, CoverageSummary, Health, Policy, ProjectFile, Unit, UnitBind,
+    UnitKind, UnitName, UnitVolume, Verdict, VolumeMount,
 };
 
 /// The host every fixture was made on.
@@ -86,6 +86,7 @@ fn container(name: &str, service: Option<&str>, image: &str, state: ContainerSta
         binds: Vec::new(),
         tmpfs: Vec::new(),
         networks: Vec::new(),
+        policy: Policy::Stop,
     }
 }
 
@@ -197,6 +198,7 @@ fn nextcloud() -> Unit {
         networks: vec!["nextcloud_default".into()],
         start_order: vec!["nextcloud-db-1".into(), "nextcloud-app-1".into()],
         refused: None,
+        policy_errors: Vec::new(),
         coverage: coverage(vec![
             entry(CoverageKind::Volume, "nextcloud_db", Verdict::BACKED_UP),
             entry(CoverageKind::Volume, "nextcloud_html", Verdict::BACKED_UP),
@@ -265,6 +267,7 @@ fn portainer() -> Unit {
         networks: vec!["bridge".into()],
         start_order: vec!["portainer".into()],
         refused: None,
+        policy_errors: Vec::new(),
         coverage: coverage(vec![
             entry(CoverageKind::Volume, "portainer_data", Verdict::BACKED_UP),
             entry(

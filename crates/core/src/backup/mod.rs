@@ -2,6 +2,7 @@
 //! ([`report`]), the checks before anything stops ([`preflight`]), the recipe a restore
 //! recreates a unit from ([`recipe`]) and the engine's own configuration ([`engine_config`]).
 
+pub mod dump;
 pub mod engine_config;
 pub mod preflight;
 pub mod recipe;

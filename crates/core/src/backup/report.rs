@@ -95,6 +95,9 @@ pub struct UnitReport {
     pub coverage: CoverageSummary,
     /// True when the run was interrupted.
     pub interrupted: bool,
+    /// A database dump failed: the unit failed, whatever else was saved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dump_failed: bool,
     /// Wall time of the whole unit backup.
     pub duration_seconds: f64,
 }

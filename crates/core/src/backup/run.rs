@@ -370,6 +370,11 @@ pub struct UnitPlan {
     /// Why the unit would not be backed up under `cold-pass = "snapshot"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_pass_refused: Option<String>,
+    /// Each container's policy (`stop`, `dump` with engine and database, `skip`).
+    pub services: Vec<ServicePolicy>,
+    /// Why the unit would not be backed up at all (a refused name, a label error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// Volumes backed up, by name.
     pub volumes: Vec<PlannedItem>,
     /// Bind mounts backed up, by host path.
@@ -378,6 +383,16 @@ pub struct UnitPlan {
     pub estimate: Option<Estimate>,
     /// Coverage entries that are not backed up.
     pub gaps: Vec<CoverageEntry>,
+}
+
+/// A container's policy in a plan or a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePolicy {
+    /// Container name.
+    pub container: String,
+    /// What a backup does with it.
+    #[serde(flatten)]
+    pub policy: unit::Policy,
 }
 
 /// A volume or bind in a plan.
@@ -458,12 +473,23 @@ pub async fn plan(
                 .iter()
                 .rev()
                 // A refused unit is never touched.
-                .filter(|c| c.state == ContainerState::Running && unit.refused.is_none())
+                .filter(|c| {
+                    c.state == ContainerState::Running && c.policy.stops() && unit.refused.is_none()
+                })
                 .map(|c| c.name.clone())
                 .collect(),
             cold_pass: cold_pass_of(unit, settings.backup.cold_pass)
                 .unwrap_or(crate::fs_snapshot::ColdPassKind::Read),
             cold_pass_refused: cold_pass_of(unit, settings.backup.cold_pass).err(),
+            services: unit
+                .containers
+                .iter()
+                .map(|c| ServicePolicy {
+                    container: c.name.clone(),
+                    policy: c.policy.clone(),
+                })
+                .collect(),
+            refused: unit.refused.clone(),
             volumes: unit
                 .volumes
                 .iter()

@@ -6,11 +6,14 @@
 //! 2. **warm pass**: snapshot every volume and bind while the unit runs, so the repository
 //!    already holds the bulk;
 //! 3. record the containers to stop in the journal (durably), then stop the running ones in
-//!    reverse start order;
-//! 4. **cold pass**: snapshot again; the warm snapshot is the parent, so only changed files are
-//!    read;
+//!    reverse start order; containers under `kopi-docka.policy=dump` or `skip` keep running
+//!    ([`crate::unit::policy`]);
+//! 4. **dumps**: with every other service stopped, the now idle databases are dumped through
+//!    the engine's exec API into the same restore point ([`super::dump`]); a failed dump skips
+//!    the cold pass and leaves the point incomplete. Then the **cold pass**: snapshot again;
+//!    the warm snapshot is the parent, so only changed files are read;
 //! 5. start exactly the containers we stopped, in start order, and wait for their health;
-//! 6. only when every planned part (recipe, networks, each volume and bind) was saved by a
+//! 6. only when every planned part (recipe, networks, each volume, bind and dump) was saved by a
 //!    cold pass that ran to its end: write the point's marker, last
 //!    ([`PointStatus`](crate::repo::PointStatus));
 //! 7. forget the warm snapshots. They are tagged `pass=warm` from the start, so a run killed
@@ -77,6 +80,7 @@ fn empty_report(unit: &Unit, backup_id: &BackupId) -> UnitReport {
         killed: Vec::new(),
         coverage: unit.coverage.summary,
         interrupted: false,
+        dump_failed: false,
         duration_seconds: 0.0,
     }
 }
@@ -219,7 +223,7 @@ async fn commit_point(
     } else {
         2
     };
-    let planned = sources.len() + recipe;
+    let planned = sources.len() + recipe + unit.dumped().count();
     if planned == 0 || report.snapshots.len() != planned {
         return;
     }
@@ -367,7 +371,7 @@ async fn finish(
 ) {
     report.status = if !cold_failed && report.errors.is_empty() {
         UnitStatus::Success
-    } else if taken > 0 {
+    } else if taken > 0 && !report.dump_failed {
         UnitStatus::Partial
     } else {
         UnitStatus::Failed
@@ -428,37 +432,33 @@ async fn stop_snapshot_restart(
     let mut frozen: Vec<(Source, Frozen)> = Vec::new();
     let (mut records, mut errors, mut interrupted) =
         match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
-            Ok(()) => {
-                // A mount that could not be frozen is read now, while the unit is stopped,
-                // within what is left of the downtime budget.
-                let freezing = Instant::now();
-                let read_now = match report.cold_pass {
-                    Some(ColdPassKind::Snapshot) => {
-                        let (done, failed) = freeze_all(
-                            snapshots,
-                            (unit, backup_id),
-                            sources,
-                            settings.max_downtime,
-                            interrupt,
-                        )
-                        .await;
-                        if done.is_empty() {
-                            report.cold_pass = Some(ColdPassKind::Read);
-                        }
-                        frozen = done;
-                        for (source, error) in &failed {
-                            report.warnings.push(format!(
-                                "{}: no snapshot ({error}); read while the unit was stopped",
-                                describe(&source.part)
-                            ));
-                        }
-                        failed.into_iter().map(|(s, _)| s).collect()
-                    }
-                    _ => sources.to_vec(),
-                };
-                let budget = settings.max_downtime.saturating_sub(freezing.elapsed());
-                cold_pass(repo, &read_now, meta, Some(budget), interrupt.clone()).await
-            }
+            Ok(()) => match dump_all(engine, repo, unit, meta).await {
+                (dumps, errors) if !errors.is_empty() => {
+                    report.dump_failed = true;
+                    let mut errors = errors;
+                    errors.push(
+                        "the cold pass was skipped: without its dump the point cannot be \
+                         complete"
+                            .into(),
+                    );
+                    (dumps, errors, false)
+                }
+                (dumps, _) => {
+                    let (mut records, errors, interrupted, done) = freeze_or_read(
+                        repo,
+                        (unit, backup_id),
+                        snapshots,
+                        sources,
+                        (settings, meta),
+                        interrupt,
+                        report,
+                    )
+                    .await;
+                    frozen = done;
+                    records.splice(0..0, dumps);
+                    (records, errors, interrupted)
+                }
+            },
             Err(error) => (
                 Vec::new(),
                 vec![format!("{error}; the cold pass was skipped")],
@@ -505,6 +505,46 @@ async fn stop_snapshot_restart(
     let taken = records.len();
     report.snapshots.extend(records);
     (cold_failed, taken)
+}
+
+/// Dumps every `dump` service of the unit (they run; the others are stopped by now). Returns
+/// the saved dumps and one error per failed one.
+async fn dump_all(
+    engine: &Engine,
+    repo: &WriteRepo,
+    unit: &Unit,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+) -> (Vec<SnapshotRecord>, Vec<String>) {
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    for (container, spec) in unit.dumped() {
+        if container.state != ContainerState::Running {
+            errors.push(format!(
+                "{} dump of {}: the container is not running, so its database cannot be \
+                 dumped; start it, or set kopi-docka.policy=stop to copy its files instead",
+                spec.engine, container.name
+            ));
+            continue;
+        }
+        let part = Part::Dump {
+            container: container.name.clone(),
+            engine: spec.engine,
+        };
+        match super::dump::dump(
+            engine,
+            repo,
+            &container.id,
+            &container.name,
+            spec,
+            meta(part),
+        )
+        .await
+        {
+            Ok(info) => records.push(SnapshotRecord::from(info)),
+            Err(error) => errors.push(error.to_string()),
+        }
+    }
+    (records, errors)
 }
 
 /// Stages and snapshots the recipe and networks; errors go into the report.
@@ -592,6 +632,7 @@ fn describe(part: &Part) -> String {
         Part::DockerConfig => "docker config".into(),
         Part::Run => "run report".into(),
         Part::Point { .. } => "point marker".into(),
+        Part::Dump { container, engine } => format!("{engine} dump of {container}"),
     }
 }
 
@@ -661,6 +702,55 @@ async fn choose_cold_pass(
             Some(format!("cold pass reads instead of snapshotting: {why}")),
         )),
     }
+}
+
+/// The cold pass while the unit is stopped: under the snapshot cold pass every mount that can
+/// is frozen (and read later, once the unit runs again); a mount that could not be frozen is
+/// read now, within what is left of the downtime budget.
+async fn freeze_or_read(
+    repo: &WriteRepo,
+    (unit, backup_id): (&Unit, &BackupId),
+    snapshots: &SnapshotJournal,
+    sources: &[Source],
+    (settings, meta): (&BackupSettings, &impl Fn(Part) -> SnapshotMeta),
+    interrupt: &Interrupt,
+    report: &mut UnitReport,
+) -> (
+    Vec<SnapshotRecord>,
+    Vec<String>,
+    bool,
+    Vec<(Source, Frozen)>,
+) {
+    let freezing = Instant::now();
+    let mut frozen = Vec::new();
+    let read_now = match report.cold_pass {
+        Some(ColdPassKind::Snapshot) => {
+            let (done, failed) = freeze_all(
+                snapshots,
+                (unit, backup_id),
+                sources,
+                settings.max_downtime,
+                interrupt,
+            )
+            .await;
+            if done.is_empty() {
+                report.cold_pass = Some(ColdPassKind::Read);
+            }
+            frozen = done;
+            for (source, error) in &failed {
+                report.warnings.push(format!(
+                    "{}: no snapshot ({error}); read while the unit was stopped",
+                    describe(&source.part)
+                ));
+            }
+            failed.into_iter().map(|(s, _)| s).collect()
+        }
+        _ => sources.to_vec(),
+    };
+    let budget = settings.max_downtime.saturating_sub(freezing.elapsed());
+    let (records, errors, interrupted) =
+        cold_pass(repo, &read_now, meta, Some(budget), interrupt.clone()).await;
+    (records, errors, interrupted, frozen)
 }
 
 /// Freezes every source (the unit is stopped). Returns the frozen copies and the sources that

@@ -114,6 +114,30 @@ impl std::fmt::Display for Identity {
     }
 }
 
+/// A command started inside a container ([`Engine::exec`]).
+pub struct ExecStream {
+    /// The exec's id, for its exit code.
+    pub id: String,
+    /// Its stdout and stderr, frame by frame.
+    pub output: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                    Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+                > + Send,
+        >,
+    >,
+    /// Its stdin (closed when dropped).
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for ExecStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecStream")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What waiting for a started container needs to know about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunState {
@@ -410,6 +434,72 @@ impl Engine {
                 Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
+    }
+
+    /// Runs `cmd` inside the running container `id` (its own environment, plus `env`), with
+    /// stdout and stderr attached and, when `stdin`, its standard input. Nothing of `cmd` or
+    /// `env` is logged: the callers keep secrets inside the container (its own variables),
+    /// and name only variables here.
+    pub async fn exec(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        stdin: bool,
+    ) -> Result<ExecStream, DockerError> {
+        let api = |source| DockerError::Api {
+            operation: format!("exec in container {id}"),
+            source,
+        };
+        let created = self
+            .client
+            .create_exec(
+                id,
+                bollard::models::ExecConfig {
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(false),
+                    cmd: Some(cmd),
+                    env: Some(env),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(api)?;
+        match self
+            .client
+            .start_exec(&created.id, None::<bollard::exec::StartExecOptions>)
+            .await
+            .map_err(api)?
+        {
+            bollard::exec::StartExecResults::Attached { output, input } => Ok(ExecStream {
+                id: created.id,
+                output,
+                input,
+            }),
+            bollard::exec::StartExecResults::Detached => Err(DockerError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                reason: "the engine started the exec detached".into(),
+            }),
+        }
+    }
+
+    /// The exit code of a finished exec; `None` while it runs.
+    pub async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, DockerError> {
+        let inspected =
+            self.client
+                .inspect_exec(exec_id)
+                .await
+                .map_err(|source| DockerError::Api {
+                    operation: format!("inspect exec {exec_id}"),
+                    source,
+                })?;
+        Ok(if inspected.running == Some(true) {
+            None
+        } else {
+            inspected.exit_code
+        })
     }
 
     /// Starts a container. Starting a running one succeeds.

@@ -581,11 +581,20 @@ mod tests {
         let config_path = Path::new("/etc/kopi-docka/config.toml");
         let with_key = |name: &str| {
             let mut bundle = Bundle::default();
-            bundle.add("config.toml", 0o600, b"[repository]\nlocation = \"/r\"\n".to_vec());
+            bundle.add(
+                "config.toml",
+                0o600,
+                b"[repository]\nlocation = \"/r\"\n".to_vec(),
+            );
             bundle.add(name, 0o600, b"KEY".to_vec());
             plan_install(&bundle, &info, config_path)
         };
-        for hostile in ["ssh/../../root/.ssh/authorized_keys", "ssh/a/b", "ssh/..", "ssh/"] {
+        for hostile in [
+            "ssh/../../root/.ssh/authorized_keys",
+            "ssh/a/b",
+            "ssh/..",
+            "ssh/",
+        ] {
             let err = with_key(hostile).expect_err(hostile);
             assert!(
                 err.to_string().contains("ssh/<file name>"),

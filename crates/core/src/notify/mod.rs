@@ -275,6 +275,7 @@ mod tests {
             coverage: CoverageSummary::default(),
             killed: Vec::new(),
             interrupted: false,
+            dump_failed: false,
             duration_seconds: 12.0,
         }
     }

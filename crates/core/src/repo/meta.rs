@@ -14,6 +14,7 @@
 //! | `pass=warm` | a warm-pass copy: taken while the unit ran, never part of a restore point |
 //! | `pass=final` | a part of a restore point (recipe, networks, cold volume or bind) |
 //! | `type=point`, `parts=<n>` | the point's commit marker, written last (see below) |
+//! | `type=dump`, `container=<name>`, `engine=<engine>` | a database dump taken while the container ran (`kopi-docka.policy=dump`): one file |
 //!
 //! **Completeness.** A unit backup saves its parts, then, only when every part it planned was
 //! saved by a successful cold pass, one last small snapshot: the marker (`type=point`), whose
@@ -27,7 +28,8 @@
 //! detection and retention work across runs: `/kopi-docka/<kind>/<unit>/volumes/<volume>`,
 //! `/kopi-docka/<kind>/<unit>/binds/<source without leading slash>`,
 //! `/kopi-docka/<kind>/<unit>/recipe`, `/kopi-docka/<kind>/<unit>/networks`,
-//! `/kopi-docka/<kind>/<unit>/point`, `/kopi-docka/host/docker-config`,
+//! `/kopi-docka/<kind>/<unit>/point`, `/kopi-docka/<kind>/<unit>/dumps/<container>`,
+//! `/kopi-docka/host/docker-config`,
 //! `/kopi-docka/host/runs`.
 
 use std::fmt;
@@ -115,6 +117,13 @@ pub enum Part {
         /// Host path.
         bind: PathBuf,
     },
+    /// A database dump, streamed from the server's own client inside the running container.
+    Dump {
+        /// The database container.
+        container: String,
+        /// Its engine.
+        engine: crate::unit::DumpEngine,
+    },
     /// The commit marker of a restore point, written after all its parts.
     Point {
         /// How many parts (recipe, networks, volumes, binds) the point has.
@@ -132,6 +141,7 @@ impl Part {
             Self::Volume { .. } => "volume",
             Self::Bind { .. } => "bind",
             Self::Point { .. } => "point",
+            Self::Dump { .. } => "dump",
         }
     }
 
@@ -139,7 +149,11 @@ impl Part {
     pub fn is_point_part(&self) -> bool {
         matches!(
             self,
-            Self::Recipe | Self::Networks | Self::Volume { .. } | Self::Bind { .. }
+            Self::Recipe
+                | Self::Networks
+                | Self::Volume { .. }
+                | Self::Bind { .. }
+                | Self::Dump { .. }
         )
     }
 }
@@ -273,6 +287,10 @@ impl SnapshotMeta {
             Part::Volume { volume } => tags.push(format!("volume={volume}")),
             Part::Bind { bind } => tags.push(format!("bind={}", bind.display())),
             Part::Point { parts } => tags.push(format!("parts={parts}")),
+            Part::Dump { container, engine } => {
+                tags.push(format!("container={container}"));
+                tags.push(format!("engine={engine}"));
+            }
             Part::Recipe | Part::Networks | Part::DockerConfig | Part::Run => {}
         }
         tags.push(format!("backup_id={}", self.backup_id));
@@ -309,6 +327,18 @@ impl SnapshotMeta {
             "bind" => Part::Bind {
                 bind: safe_bind(get("bind")?)?,
             },
+            "dump" => {
+                let engine = get("engine")?;
+                Part::Dump {
+                    container: safe_name("container", get("container")?)?.to_owned(),
+                    engine: crate::unit::DumpEngine::parse(engine).ok_or_else(|| {
+                        MetaError::Invalid {
+                            tag: "engine",
+                            value: engine.to_owned(),
+                        }
+                    })?,
+                }
+            }
             "point" => {
                 let parts = get("parts")?;
                 Part::Point {
@@ -382,6 +412,7 @@ impl SnapshotMeta {
             Part::Run => base.join("runs"),
             Part::Point { .. } => base.join("point"),
             Part::Volume { volume } => base.join("volumes").join(volume),
+            Part::Dump { container, .. } => base.join("dumps").join(container),
             Part::Bind { bind } => base
                 .join("binds")
                 .join(bind.strip_prefix("/").unwrap_or(bind)),

@@ -637,6 +637,42 @@ impl Repo {
         info_of(&snap).ok_or_else(|| RepoError::Task("new snapshot has unreadable tags".into()))
     }
 
+    /// Writes the one file of snapshot `id` (a dump) to `out`, without touching the disk.
+    /// Returns the file's name.
+    pub async fn read_file<W: std::io::Write + Send + 'static>(
+        &self,
+        id: String,
+        mut out: W,
+    ) -> Result<String, RepoError> {
+        let this = self.clone();
+        blocking(move || {
+            let indexed = this
+                .fresh()?
+                .to_indexed()
+                .map_err(engine("reading the index"))?;
+            let snap = indexed
+                .get_snapshot_from_str(&id, |_| true)
+                .map_err(|_| RepoError::NoSuchSnapshot { id: id.clone() })?;
+            let Some(dir) = content_node(&indexed, &snap)? else {
+                return Err(RepoError::Task(format!("snapshot {id} holds no file")));
+            };
+            let mut files = indexed
+                .ls(&dir, &LsOptions::default())
+                .map_err(engine("listing the snapshot"))?;
+            let Some(item) = files.next() else {
+                return Err(RepoError::Task(format!("snapshot {id} holds no file")));
+            };
+            let (_, node) = item.map_err(engine("listing the snapshot"))?;
+            indexed
+                .dump(&node, &mut out)
+                .map_err(engine("reading the dump"))?;
+            out.flush()
+                .map_err(|e| RepoError::Task(format!("writing the dump: {e}")))?;
+            Ok(node.name().to_string_lossy().into_owned())
+        })
+        .await
+    }
+
     /// Our snapshots matching `filter`, oldest first.
     pub async fn snapshots(&self, filter: SnapshotFilter) -> Result<Vec<SnapshotInfo>, RepoError> {
         let this = self.clone();
@@ -1146,6 +1182,93 @@ impl WriteRepo {
         blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
     }
 
+    /// Streams `reader` into a snapshot of one file, `file_name`, under `meta`'s stable path
+    /// (a database dump: nothing is written to disk on the way). `cancel` must be set BEFORE
+    /// `reader` reports the end or an error of a stream that failed: rustic_core saves a
+    /// snapshot without a file whose read failed, so a failed stream is only kept out by the
+    /// flag ([`RepoError::Cancelled`], nothing saved).
+    pub async fn snapshot_stream<R: std::io::Read + Send + 'static>(
+        &self,
+        meta: SnapshotMeta,
+        file_name: String,
+        reader: R,
+        cancel: Cancel,
+    ) -> Result<SnapshotInfo, RepoError> {
+        let this = self.clone();
+        blocking(move || this.snapshot_stream_blocking(&meta, &file_name, reader, &cancel)).await
+    }
+
+    fn snapshot_stream_blocking<R: std::io::Read + Send + 'static>(
+        &self,
+        meta: &SnapshotMeta,
+        file_name: &str,
+        reader: R,
+        cancel: &Cancel,
+    ) -> Result<SnapshotInfo, RepoError> {
+        let now = jiff::Timestamp::now();
+        let root = RootMeta {
+            mode: 0o700,
+            uid: rustix_ids().0,
+            gid: rustix_ids().1,
+            mtime_sec: now.as_second(),
+            mtime_nsec: 0,
+        };
+        let description = serde_json::to_string(&meta::Description { root })
+            .map_err(|e| RepoError::Task(e.to_string()))?;
+        let mut snap = SnapshotOptions::default()
+            .host(self.settings.hostname.clone())
+            .command(format!("kopi-docka {}", crate::VERSION))
+            .description(description)
+            .to_snapshot()
+            .map_err(engine("preparing the snapshot"))?;
+        for tag in meta.tags() {
+            snap.tags.add(tag);
+        }
+        let dir = meta.snapshot_path();
+        let node = rustic_core::repofile::Node::new_node(
+            std::ffi::OsStr::new(file_name),
+            rustic_core::repofile::NodeType::File,
+            rustic_core::repofile::Metadata {
+                mode: Some(0o600),
+                mtime: Some(now),
+                ..Default::default()
+            },
+        );
+        let source = OneFile(std::sync::Mutex::new(Some(rustic_core::ReadSourceEntry {
+            path: dir.join(file_name),
+            node,
+            open: Some(reader),
+        })));
+        let mut parents = ParentOptions::default();
+        parents.force = true;
+        let backup = BackupOptions::default()
+            .no_scan(true)
+            .cancel(Some(cancel.0.clone()))
+            .parent_opts(parents);
+        let indexed = self
+            .fresh()?
+            .to_indexed_ids()
+            .map_err(engine("reading the index"))?;
+        let snap = indexed
+            .archive(&backup, &source, snap, &[dir])
+            .map_err(|error| {
+                if cancel.is_cancelled() {
+                    RepoError::Cancelled
+                } else {
+                    engine("backup")(error)
+                }
+            })?;
+        if cancel.is_cancelled() {
+            // Saved before the flag was seen: it must not count.
+            let id = snap.id;
+            indexed
+                .delete_snapshots(&[id])
+                .map_err(engine("removing a cancelled snapshot"))?;
+            return Err(RepoError::Cancelled);
+        }
+        info_of(&snap).ok_or_else(|| RepoError::Task("new snapshot has unreadable tags".into()))
+    }
+
     /// Removes the snapshots with these ids (e.g. a backup's warm-pass snapshots). Only ours.
     pub async fn forget_ids(&self, ids: Vec<String>) -> Result<usize, RepoError> {
         let this = self.clone();
@@ -1383,6 +1506,31 @@ fn apply_root_meta(target: &Path, root: &RootMeta) -> Result<(), RepoError> {
     };
     utimensat(CWD, target, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(e.into()))?;
     Ok(())
+}
+
+/// The one file of [`WriteRepo::snapshot_stream`], handed out once.
+struct OneFile<R>(std::sync::Mutex<Option<rustic_core::ReadSourceEntry<R>>>);
+
+impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for OneFile<R> {
+    type Open = R;
+    type Iter = std::option::IntoIter<rustic_core::RusticResult<rustic_core::ReadSourceEntry<R>>>;
+
+    fn size(&self) -> rustic_core::RusticResult<Option<u64>> {
+        Ok(None)
+    }
+
+    fn entries(&self) -> Self::Iter {
+        self.0
+            .lock()
+            .map_or(None, |mut entry| entry.take())
+            .map(Ok)
+            .into_iter()
+    }
+}
+
+/// This process's uid and gid (the owner a dump's directory is restored with).
+fn rustix_ids() -> (u32, u32) {
+    std::fs::metadata("/proc/self").map_or((0, 0), |m| (m.uid(), m.gid()))
 }
 
 /// How [`Repo::snapshot_blocking`] takes a snapshot.

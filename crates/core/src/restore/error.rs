@@ -42,6 +42,23 @@ pub enum RestoreError {
         /// Backup.
         backup_id: String,
     },
+    /// The point holds a database dump, and its database container exists with its data.
+    #[error(
+        "restore point {backup_id} holds a {engine} dump of {container}, which still exists with \
+         its data volume: a dump is loaded into a fresh database only.\nRemove the unit with its \
+         volumes first (`docker compose down -v`, after a copy of them if you want one), or \
+         restore without the dump: name the volumes with `--volume NAME` or leave them out \
+         with `--only recipe,networks,binds`; the dump file itself comes with \
+         `--target-dir DIR`."
+    )]
+    DumpNeedsFreshDatabase {
+        /// The point.
+        backup_id: String,
+        /// The database container.
+        container: String,
+        /// Its engine.
+        engine: crate::unit::DumpEngine,
+    },
     /// The compose implementation the stack needs is not installed.
     #[error(
         "starting stack {unit} needs {tool}, and it is not on PATH.\n\

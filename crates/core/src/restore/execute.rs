@@ -48,6 +48,9 @@ pub struct RestoreOutcome {
     pub data: Vec<DataOutcome>,
     /// Containers started.
     pub started: Vec<String>,
+    /// Database dumps loaded (container names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dumps_loaded: Vec<String>,
     /// Containers left stopped.
     pub left_stopped: Vec<String>,
     /// Every restored part was put back to its previous content.
@@ -104,6 +107,7 @@ pub async fn execute(
         networks: Vec::new(),
         data: Vec::new(),
         started: Vec::new(),
+        dumps_loaded: Vec::new(),
         left_stopped: Vec::new(),
         rolled_back: false,
         interrupted: false,
@@ -360,6 +364,45 @@ async fn start_unit(
                 outcome.left_stopped = stopped.leave_stopped(ctx.journal);
                 return;
             };
+            if !plan.dumps.is_empty() {
+                // The databases first, on their fresh volumes; loaded before anything that
+                // writes to them runs.
+                let databases: Vec<String> = plan
+                    .dumps
+                    .iter()
+                    .filter_map(|d| d.service.clone())
+                    .collect();
+                if databases.len() != plan.dumps.len() {
+                    outcome.errors.push(
+                        "the recipe records no compose service for a dumped database; nothing \
+                         was started (load the dump by hand: --target-dir)"
+                            .into(),
+                    );
+                    outcome.left_stopped = stopped.leave_stopped(ctx.journal);
+                    return;
+                }
+                let up = start::compose_up(
+                    tool,
+                    ctx.engine,
+                    &plan.point.unit,
+                    dir,
+                    files,
+                    &databases,
+                    ctx.compose_timeout,
+                )
+                .await;
+                if let Err(error) = up {
+                    outcome.errors.push(error.to_string());
+                    outcome.left_stopped = stopped.leave_stopped(ctx.journal);
+                    return;
+                }
+                // A database that did not load: nothing that writes to it is started, and
+                // what the restore stopped stays stopped (reported) until someone looks.
+                if !Box::pin(load_dumps(ctx, plan, outcome)).await {
+                    outcome.left_stopped = stopped.leave_stopped(ctx.journal);
+                    return;
+                }
+            }
             // The stopped containers stay journaled while compose runs: a kopi-docka killed
             // meanwhile leaves them to the next run's recovery, not stopped for good.
             let up = start::compose_up(
@@ -397,9 +440,71 @@ async fn start_unit(
             outcome.left_stopped = stopped.leave_stopped(ctx.journal);
             if let Err(error) = recreate(ctx, plan, containers, outcome).await {
                 outcome.errors.push(error.to_string());
+            } else {
+                Box::pin(load_dumps(ctx, plan, outcome)).await;
             }
         }
     }
+}
+
+/// Waits until each database accepts connections, then streams its dump in. Returns false
+/// (errors in the outcome) when one failed: the services that write to it are not started.
+async fn load_dumps(
+    ctx: &RestoreContext<'_>,
+    plan: &RestorePlan,
+    outcome: &mut RestoreOutcome,
+) -> bool {
+    for load in &plan.dumps {
+        let id = match ctx.engine.state(&load.container).await {
+            Ok(Some(_)) => load.container.clone(),
+            Ok(None) => {
+                outcome.errors.push(format!(
+                    "{}: the database container was not created; its dump was not loaded",
+                    load.container
+                ));
+                return false;
+            }
+            Err(error) => {
+                outcome.errors.push(error.to_string());
+                return false;
+            }
+        };
+        let loaded = async {
+            crate::backup::dump::wait_ready(
+                ctx.engine,
+                &id,
+                &load.container,
+                &load.spec,
+                ctx.health_timeout,
+            )
+            .await?;
+            tracing::info!(container = %load.container, engine = %load.spec.engine, "loading the dump");
+            crate::backup::dump::load(
+                ctx.engine,
+                ctx.repo,
+                &id,
+                &load.container,
+                &load.spec,
+                &load.snapshot,
+            )
+            .await
+        };
+        match loaded.await {
+            Ok(notes) => {
+                outcome.dumps_loaded.push(load.container.clone());
+                if !notes.is_empty() {
+                    tracing::info!(container = %load.container, ?notes, "expected messages while loading the dump");
+                }
+            }
+            Err(error) => {
+                outcome.errors.push(format!(
+                    "{error}; the services that use it were not started"
+                ));
+                return false;
+            }
+        }
+    }
+    true
 }
 
 async fn recreate(

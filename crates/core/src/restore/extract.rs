@@ -70,6 +70,15 @@ pub async fn extract(
             }
         }
     }
+    if request.parts.volumes && request.volumes.is_empty() {
+        for (container, dump) in &point.dumps {
+            jobs.push((
+                format!("{} dump of {container}", dump.engine),
+                dump.snapshot.id.clone(),
+                dir.join("dumps").join(container),
+            ));
+        }
+    }
     let mut out = Vec::new();
     for (part, id, path) in jobs {
         let escapes = path.strip_prefix(dir).map_or(true, |rel| {

@@ -70,6 +70,21 @@ pub enum StartPlan {
     },
 }
 
+/// A database dump a restore loads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DumpLoad {
+    /// The database container.
+    pub container: String,
+    /// Its compose service (stacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// What was dumped.
+    #[serde(flatten)]
+    pub spec: crate::unit::DumpSpec,
+    /// The dump's snapshot.
+    pub snapshot: String,
+}
+
 /// A network as planned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkPlan {
@@ -122,6 +137,9 @@ pub struct RestorePlan {
     pub data: Vec<DataPlan>,
     /// Running containers that are stopped for the restore.
     pub stop: Vec<String>,
+    /// Database dumps loaded into their fresh database before the rest of the unit starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dumps: Vec<DumpLoad>,
     /// Afterwards.
     pub start: StartPlan,
     /// Things to know.
@@ -216,6 +234,7 @@ pub async fn prepare(
         .collect();
     let (network_docs, networks) = plan_networks(ctx, point, request.parts, &stamp).await?;
     let data = plan_data(ctx, &request, recipe.as_ref(), project_dir.as_deref()).await?;
+    let dumps = plan_dumps(&request, recipe.as_ref(), &all_containers, &mut warnings)?;
     let stop = to_stop(&all_containers, &data, recipe.as_ref());
     let (start, compose_tool) = plan_start(
         &request,
@@ -239,6 +258,7 @@ pub async fn prepare(
         files,
         networks,
         stop: stop.iter().map(|t| t.container.name.clone()).collect(),
+        dumps,
         data,
         start,
         warnings,
@@ -254,6 +274,63 @@ pub async fn prepare(
             trusted: false,
         },
     })
+}
+
+/// The dumps to load: with the volumes, into a database container that does not exist yet
+/// (it is created on a fresh volume). One that exists keeps its data: refused, before
+/// anything is touched.
+fn plan_dumps(
+    request: &RestoreRequest,
+    recipe: Option<&Recipe>,
+    all_containers: &[bollard::models::ContainerInspectResponse],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<DumpLoad>, RestoreError> {
+    let point = &request.point;
+    if point.dumps.is_empty() || !request.parts.volumes || !request.volumes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (container, dump) in &point.dumps {
+        let exists = all_containers
+            .iter()
+            .any(|c| c.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(container));
+        if exists {
+            return Err(RestoreError::DumpNeedsFreshDatabase {
+                backup_id: point.backup_id.to_string(),
+                container: container.clone(),
+                engine: dump.engine,
+            });
+        }
+        let recorded = recipe.and_then(|r| {
+            r.manifest
+                .unit
+                .containers
+                .iter()
+                .find(|c| c.name == *container)
+        });
+        let spec = match recorded.and_then(|c| c.policy.dump()) {
+            Some(spec) if spec.engine == dump.engine => spec.clone(),
+            _ => crate::unit::DumpSpec {
+                engine: dump.engine,
+                database: None,
+                path: None,
+            },
+        };
+        if !request.start {
+            warnings.push(format!(
+                "the {} dump of {container} is not loaded (--no-start: no server runs to load it                  into); take it with --target-dir",
+                dump.engine
+            ));
+            continue;
+        }
+        out.push(DumpLoad {
+            container: container.clone(),
+            service: recorded.and_then(|c| c.service.clone()),
+            spec,
+            snapshot: dump.snapshot.id.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// What the recipe's compose files and saved container configurations ask of the host.

@@ -370,6 +370,19 @@ pub struct RestorePoint {
     pub volumes: BTreeMap<String, PointSnapshot>,
     /// Bind mount sources by host path.
     pub binds: BTreeMap<PathBuf, PointSnapshot>,
+    /// Database dumps by container (`kopi-docka.policy=dump`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dumps: BTreeMap<String, PointDump>,
+}
+
+/// A database dump of a restore point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PointDump {
+    /// Its snapshot.
+    #[serde(flatten)]
+    pub snapshot: PointSnapshot,
+    /// The database engine.
+    pub engine: crate::unit::DumpEngine,
 }
 
 impl RestorePoint {
@@ -414,6 +427,7 @@ pub fn group(snapshots: &[SnapshotInfo]) -> Vec<RestorePoint> {
             networks: None,
             volumes: BTreeMap::new(),
             binds: BTreeMap::new(),
+            dumps: BTreeMap::new(),
         });
         point.time = point.time.max(info.time);
         let snapshot = PointSnapshot {
@@ -428,6 +442,15 @@ pub fn group(snapshots: &[SnapshotInfo]) -> Vec<RestorePoint> {
             }
             Part::Bind { bind } => {
                 point.binds.insert(bind.clone(), snapshot);
+            }
+            Part::Dump { container, engine } => {
+                point.dumps.insert(
+                    container.clone(),
+                    PointDump {
+                        snapshot,
+                        engine: *engine,
+                    },
+                );
             }
             Part::DockerConfig | Part::Run | Part::Point { .. } => {}
         }

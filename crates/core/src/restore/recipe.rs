@@ -72,6 +72,9 @@ pub struct RecordedContainer {
     /// State at backup time.
     #[serde(default)]
     pub state: ContainerState,
+    /// Its backup policy (recipes of earlier versions have none: `stop`).
+    #[serde(default)]
+    pub policy: crate::unit::Policy,
 }
 
 /// A named volume.

@@ -38,6 +38,8 @@ pub async fn discover(engine: &Engine, rules: &MountRules) -> Result<Vec<Unit>, 
 /// A container with the labels we group by, before it joins a unit.
 struct Member {
     container: Container,
+    /// Why its `kopi-docka.*` labels cannot be followed.
+    policy_error: Option<String>,
     labels: HashMap<String, String>,
     number: u32,
     /// Why stopping it through the engine would destroy it (`--rm`), when it would.
@@ -140,6 +142,15 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         .get(label::DEPENDS_ON)
         .map(|v| compose::parse_depends_on_label(v))
         .unwrap_or_default();
+    let image = raw
+        .config
+        .as_ref()
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let (policy, policy_error) = match super::policy::from_labels(&labels, &image) {
+        Ok(policy) => (policy, None),
+        Err(error) => (super::Policy::Stop, Some(error)),
+    };
     let container = Container {
         id: raw.id.unwrap_or_default(),
         name: raw
@@ -148,7 +159,7 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
             .trim_start_matches('/')
             .to_owned(),
         service: labels.get(label::SERVICE).cloned(),
-        image: raw.config.and_then(|c| c.image).unwrap_or_default(),
+        image,
         state: container_state(state.status),
         health: state.health.and_then(|h| h.status).and_then(health),
         restart_policy: host_config
@@ -162,9 +173,11 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         binds,
         tmpfs,
         networks,
+        policy,
     };
     Member {
         container,
+        policy_error,
         labels,
         number,
         removed_on_stop,
@@ -510,6 +523,17 @@ fn dedup_by_path(files: &mut Vec<ProjectFile>) {
     files.retain(|f| seen.insert(f.path.clone()));
 }
 
+/// Why a unit must not be touched: a refused name, a container that stopping would destroy
+/// (`--rm`), or labels that cannot be followed.
+fn refused(name: &UnitName, members: &[Member], policy_errors: &[String]) -> Option<String> {
+    let containers: Vec<Container> = members.iter().map(|m| m.container.clone()).collect();
+    refusal(name, &containers)
+        .or_else(|| members.iter().find_map(|m| m.removed_on_stop.clone()))
+        .or_else(|| {
+            (!policy_errors.is_empty()).then(|| format!("labels: {}", policy_errors.join("; ")))
+        })
+}
+
 /// Builds the unit-level view (volumes, binds, networks, order, coverage) from its members.
 fn assemble(
     name: UnitName,
@@ -520,9 +544,9 @@ fn assemble(
     rules: &MountRules,
 ) -> Unit {
     order_members(&mut members);
-    let removed_on_stop = members.iter().find_map(|m| m.removed_on_stop.clone());
+    let policy_errors = policy_errors(&members);
+    let refused = refused(&name, &members, &policy_errors);
     let containers: Vec<Container> = members.into_iter().map(|m| m.container).collect();
-    let refused = refusal(&name, &containers).or(removed_on_stop);
     let start_order = containers.iter().map(|c| c.name.clone()).collect();
 
     let mut unit_volumes: BTreeMap<&str, UnitVolume> = BTreeMap::new();
@@ -568,7 +592,8 @@ fn assemble(
                 .cloned(),
         );
     }
-    let (volumes, binds) = probe_filesystems(unit_volumes.into_values(), unit_binds.into_values());
+    let (volumes, binds) = apply_policies(unit_volumes, unit_binds, &containers);
+    let (volumes, binds) = probe_filesystems(volumes.into_iter(), binds.into_iter());
 
     let mut coverage: Vec<CoverageEntry> = volumes
         .iter()
@@ -619,7 +644,62 @@ fn assemble(
         start_order,
         coverage: Coverage::from_entries(coverage),
         refused,
+        policy_errors,
     }
+}
+
+/// Each member's label errors, with its name.
+fn policy_errors(members: &[Member]) -> Vec<String> {
+    members
+        .iter()
+        .filter_map(|m| {
+            m.policy_error
+                .as_ref()
+                .map(|e| format!("{}: {e}", m.container.name))
+        })
+        .collect()
+}
+
+/// The unit's volumes and binds, with [`apply_policy`] applied to each.
+fn apply_policies(
+    volumes: BTreeMap<&str, UnitVolume>,
+    binds: BTreeMap<&Path, UnitBind>,
+    containers: &[Container],
+) -> (Vec<UnitVolume>, Vec<UnitBind>) {
+    let mut volumes: Vec<UnitVolume> = volumes.into_values().collect();
+    let mut binds: Vec<UnitBind> = binds.into_values().collect();
+    for v in &mut volumes {
+        apply_policy(&mut v.verdict, &v.used_by, containers);
+    }
+    for b in &mut binds {
+        apply_policy(&mut b.verdict, &b.used_by, containers);
+    }
+    (volumes, binds)
+}
+
+/// A volume or bind that only `dump` or `skip` services mount is not copied: a dump holds a
+/// database's data (files copied from under a running server are not consistent), and `skip`
+/// means not backed up. Used by any `stop` service too, it is backed up as before.
+fn apply_policy(verdict: &mut Verdict, used_by: &[String], containers: &[Container]) {
+    if !verdict.is_backed_up() {
+        return;
+    }
+    let users: Vec<&Container> = containers
+        .iter()
+        .filter(|c| used_by.contains(&c.name))
+        .collect();
+    if users.is_empty() || users.iter().any(|c| c.policy.stops()) {
+        return;
+    }
+    *verdict = match users.iter().find_map(|c| c.policy.dump().map(|d| (c, d))) {
+        Some((c, dump)) => Verdict::skipped(CoverageReason::CoveredByDump {
+            container: c.name.clone(),
+            engine: dump.engine,
+        }),
+        None => Verdict::skipped(CoverageReason::PolicySkip {
+            container: users[0].name.clone(),
+        }),
+    };
 }
 
 /// The coverage line of a refused unit (and its warning).

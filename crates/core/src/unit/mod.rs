@@ -10,6 +10,7 @@
 mod discover;
 mod mounts;
 pub mod names;
+pub mod policy;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::fs_snapshot::FsSupport;
 pub(crate) use discover::health;
 pub use discover::{build_units, discover};
 pub use mounts::{LocalBacking, MountRules};
+pub use policy::{DumpEngine, DumpSpec, Policy};
 
 /// Names in the configuration that match no discovered unit, one message each: a
 /// `[units."x"]` table (its hooks and thresholds never apply) and a `[daemon] units` entry (the
@@ -115,6 +117,19 @@ pub struct Unit {
     /// a path, a tag or an argument ([`names`]). Such a unit is listed, never touched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Labels of members that ask for something kopi-docka cannot do (an unknown policy or
+    /// dump engine): errors in `units` and `doctor`; the unit is refused until they are fixed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_errors: Vec<String>,
+}
+
+impl Unit {
+    /// Members whose database is dumped while they keep running, in start order.
+    pub fn dumped(&self) -> impl Iterator<Item = (&Container, &DumpSpec)> {
+        self.containers
+            .iter()
+            .filter_map(|c| c.policy.dump().map(|spec| (c, spec)))
+    }
 }
 
 /// Compose project facts of a stack.
@@ -224,6 +239,8 @@ pub struct Container {
     pub tmpfs: Vec<PathBuf>,
     /// All attached networks (including the engine's default ones).
     pub networks: Vec<String>,
+    /// What a backup does with it (`kopi-docka.policy` label; [`policy`]).
+    pub policy: Policy,
 }
 
 /// A named volume as mounted into one container.
@@ -366,6 +383,20 @@ pub enum CoverageReason {
         /// What was refused and why.
         why: String,
     },
+    /// The data of a database service under `kopi-docka.policy=dump`: the dump in the same
+    /// restore point holds it; files copied from under a running server would not be
+    /// consistent.
+    CoveredByDump {
+        /// The database container.
+        container: String,
+        /// Its engine.
+        engine: DumpEngine,
+    },
+    /// Mounted only by services under `kopi-docka.policy=skip`.
+    PolicySkip {
+        /// A container that mounts it.
+        container: String,
+    },
 }
 
 impl fmt::Display for CoverageReason {
@@ -405,6 +436,12 @@ impl fmt::Display for CoverageReason {
                  (empty after the stop); back it up where it lives"
             ),
             Self::Refused { why } => write!(f, "refused: {why}"),
+            Self::CoveredByDump { container, engine } => {
+                write!(f, "covered by dump ({engine} dump of {container})")
+            }
+            Self::PolicySkip { container } => {
+                write!(f, "{container} is under kopi-docka.policy=skip")
+            }
         }
     }
 }
