@@ -39,6 +39,22 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Writes `entries` as a JSON list with [`write_file`] (mode 0600, the directory created 0700),
+/// or removes the file when the list is empty: the journals of what a run still has to undo.
+pub fn write_json_list<T: serde::Serialize>(path: &Path, entries: &[T]) -> std::io::Result<()> {
+    if entries.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    if let Some(dir) = path.parent() {
+        create_dir_all(dir, 0o700)?;
+    }
+    let json = serde_json::to_vec_pretty(entries).map_err(std::io::Error::other)?;
+    write_file(path, &json, 0o600)
+}
+
 /// Removes a temp file that will not be renamed into place; says so when that fails too.
 fn discard(tmp: tempfile::NamedTempFile) {
     let name = tmp.path().to_owned();

@@ -69,17 +69,7 @@ impl SnapshotJournal {
     }
 
     fn write(&self, entries: &[FrozenEntry]) -> std::io::Result<()> {
-        if entries.is_empty() {
-            return match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            };
-        }
-        if let Some(dir) = self.path.parent() {
-            crate::durable::create_dir_all(dir, 0o700)?;
-        }
-        let json = serde_json::to_vec_pretty(entries).map_err(std::io::Error::other)?;
-        crate::durable::write_file(&self.path, &json, 0o600)
+        crate::durable::write_json_list(&self.path, entries)
     }
 }
 
