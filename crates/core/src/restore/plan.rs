@@ -301,6 +301,14 @@ fn plan_dumps(
                 engine: dump.engine,
             });
         }
+        if let Some(how) = crate::backup::dump::restored_by_hand(dump.engine) {
+            return Err(RestoreError::DumpRestoredByHand {
+                backup_id: point.backup_id.to_string(),
+                container: container.clone(),
+                engine: dump.engine,
+                how,
+            });
+        }
         let recorded = recipe.and_then(|r| {
             r.manifest
                 .unit
