@@ -1017,7 +1017,15 @@ volumes:
         bytes.windows(key.len()).any(|w| w == key),
         "the key written before the backup is not in the RDB"
     );
-    // A restore would not load it: refused with the way to do it, the server untouched.
+    // A restore would not load it: refused with the way to do it, the server untouched
+    // (while it runs, and after `down -v` alike).
+    let refused = env
+        .cmd(&["restore", "--unit", &stack, "--latest", "--yes"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(stderr.contains("which a restore does not load"), "{stderr}");
+    assert_eq!(inspect(&cache, "{{.State.StartedAt}}"), started);
     support::run(
         Command::new("docker-compose")
             .args(["-p", &stack, "down", "-v", "--timeout", "5"])
