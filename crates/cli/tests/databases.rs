@@ -1040,4 +1040,25 @@ volumes:
         stderr.contains("dump.rdb into the data directory"),
         "{stderr}"
     );
+    // --no-start loads nothing anyway: not refused, it says where the dump is.
+    let out = env
+        .cmd(&[
+            "restore",
+            "--unit",
+            &stack,
+            "--latest",
+            "--no-start",
+            "--yes",
+        ])
+        .assert()
+        .success();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.get_output().stdout),
+        String::from_utf8_lossy(&out.get_output().stderr)
+    );
+    assert!(
+        said.contains("is not loaded (--no-start: no server runs to load it into)"),
+        "{said}"
+    );
 }
