@@ -595,19 +595,10 @@ fn mariadb_time(docker_time: &str) -> String {
     t.chars().take(26).collect()
 }
 
-#[test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "one scenario: back up, check, restore, check"
-)]
-fn mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() {
-    if !support::docker_tests_enabled(
-        "mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v",
-    ) {
-        return;
-    }
+/// A `MariaDB` stack: `db` under `kopi-docka.policy=dump`, `app` inserting one row per
+/// transaction until it is stopped.
+fn mariadb_stack(env: &mut Env) -> (String, PathBuf) {
     require_image(MARIADB_IMAGE);
-    let mut env = installation();
     let dir = env.path("mstack");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(
@@ -645,6 +636,22 @@ volumes:
     .unwrap();
     let stack = format!("{}-mdb", env.prefix);
     env.resources.compose_up(&stack, &dir);
+    (stack, dir)
+}
+
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: back up, check, restore, check"
+)]
+fn mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() {
+    if !support::docker_tests_enabled(
+        "mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v",
+    ) {
+        return;
+    }
+    let mut env = installation();
+    let (stack, dir) = mariadb_stack(&mut env);
     let (db, app) = (format!("{stack}_db_1"), format!("{stack}_app_1"));
     wait_for_mariadb(&db, "select count(*) from rows_", 20);
 
@@ -704,4 +711,354 @@ volumes:
     .unwrap();
     assert_eq!(restored_after, "0", "rows from after the dump came back");
     assert_eq!(inspect(&app, "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn mariadb_dump_with_wrong_credentials_fails_the_unit() {
+    if !support::docker_tests_enabled("mariadb_dump_with_wrong_credentials_fails_the_unit") {
+        return;
+    }
+    let mut env = installation();
+    let (stack, _dir) = mariadb_stack(&mut env);
+    let (db, app) = (format!("{stack}_db_1"), format!("{stack}_app_1"));
+    wait_for_mariadb(&db, "select count(*) from rows_", 5);
+    // The container's MARIADB_ROOT_PASSWORD no longer opens the server (over TCP, as the
+    // dump connects).
+    mariadb_sql(
+        &db,
+        "alter user 'root'@'%' identified by 'changed-elsewhere'; \
+         alter user 'root'@'localhost' identified by 'changed-elsewhere'",
+    )
+    .unwrap();
+    let app_started = inspect(&app, "{{.State.StartedAt}}");
+    let out = env
+        .cmd(&["backup", "--unit", &stack, "--json"])
+        .assert()
+        .failure();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let errors = format!("{}", unit_report(&report, &stack)["errors"]);
+    assert!(errors.contains("Access denied for user 'root'"), "{errors}");
+    assert!(!errors.contains(DB_PASSWORD));
+    assert_failed_dump_left_nothing(&env, &stack, &report, &app_started);
+}
+
+const SQLITE_IMAGE: &str = "kdtest/sqlite:3";
+
+/// `sqlite3` in `container` on the app's database; its output.
+fn sqlite_sql(container: &str, query: &str) -> String {
+    docker(&[
+        "exec",
+        container,
+        "sqlite3",
+        "-cmd",
+        ".timeout 30000",
+        "/data/app.db",
+        query,
+    ])
+}
+
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: back up, check, restore, check"
+)]
+fn sqlite_dump_is_taken_online_and_restores_through_target_dir() {
+    if !support::docker_tests_enabled("sqlite_dump_is_taken_online_and_restores_through_target_dir")
+    {
+        return;
+    }
+    require_image(SQLITE_IMAGE);
+    let mut env = installation();
+    let dir = env.path("sqstack");
+    std::fs::create_dir(&dir).unwrap();
+    // The app itself holds the database and keeps writing while it is dumped.
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        format!(
+            r#"version: "2.4"
+services:
+  app:
+    image: {SQLITE_IMAGE}
+    labels:
+      kopi-docka.policy: dump
+      kopi-docka.dump: sqlite
+      kopi-docka.dump.path: /data/app.db
+    entrypoint:
+      - sh
+      - -c
+      - |
+        trap 'exit 0' TERM
+        sqlite3 -cmd '.timeout 30000' /data/app.db 'create table if not exists rows_ (id integer primary key, v integer not null)'
+        (while true; do sqlite3 -cmd '.timeout 30000' /data/app.db 'insert into rows_ (v) values (1)' || true; done) &
+        wait
+    volumes:
+      - sqdata:/data
+volumes:
+  sqdata: {{}}
+"#
+        ),
+    )
+    .unwrap();
+    let stack = format!("{}-sq", env.prefix);
+    env.resources.compose_up(&stack, &dir);
+    let app = format!("{stack}_app_1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    let committed_before = loop {
+        let n: u64 = Command::new("docker")
+            .args([
+                "exec",
+                &app,
+                "sqlite3",
+                "-cmd",
+                ".timeout 30000",
+                "/data/app.db",
+            ])
+            .arg("select count(*) from rows_")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0);
+        if n >= 20 {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app wrote no rows"
+        );
+        // Polling the file: nothing announces "rows written".
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+
+    let app_started = inspect(&app, "{{.State.StartedAt}}");
+    let report = env.json(&["backup", "--unit", &stack, "--json"]);
+    let unit = unit_report(&report, &stack);
+    assert_eq!(unit["status"], "success", "{unit:#}");
+    assert_eq!(unit["complete"], true, "{unit:#}");
+    assert!(
+        unit["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["type"] == "dump" && s["engine"] == "sqlite"),
+        "{unit:#}"
+    );
+    // Online: the app was never stopped.
+    assert_eq!(inspect(&app, "{{.State.StartedAt}}"), app_started);
+    let committed_after: u64 = sqlite_sql(&app, "select count(*) from rows_")
+        .parse()
+        .unwrap();
+
+    // A restore does not load it (the app creates its own file as it starts): refused before
+    // anything is touched, with the way to do it.
+    support::run(
+        Command::new("docker-compose")
+            .args(["-p", &stack, "down", "-v", "--timeout", "5"])
+            .current_dir(&dir),
+    );
+    let refused = env
+        .cmd(&["restore", "--unit", &stack, "--latest", "--yes"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(stderr.contains("which a restore does not load"), "{stderr}");
+    assert!(stderr.contains("--target-dir"), "{stderr}");
+    let gone = Command::new("docker")
+        .args(["container", "inspect", &app])
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success(),
+        "the refused restore created the app"
+    );
+
+    // The documented way: the dump from --target-dir, loaded into a new file.
+    let target = env.path("extracted");
+    env.cmd(&[
+        "restore",
+        "--unit",
+        &stack,
+        "--latest",
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--yes",
+    ])
+    .assert()
+    .success();
+    let dumped = find_file(&target, "sqlite.sql")
+        .unwrap_or_else(|| panic!("no sqlite.sql under {}", target.display()));
+    let db_file = env.path("restored.db");
+    let loaded = Command::new("sqlite3")
+        .arg(&db_file)
+        .stdin(std::fs::File::open(&dumped).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let ids = Command::new("sqlite3")
+        .arg(&db_file)
+        .arg("select count(*), min(id), max(id) from rows_")
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&ids.stdout).trim().to_owned();
+    let parts: Vec<u64> = ids.split('|').map(|p| p.parse().unwrap_or(0)).collect();
+    // Every row committed before the backup began, no gap (one consistent moment), nothing
+    // from after it ended.
+    assert!(parts[0] >= committed_before, "{ids} < {committed_before}");
+    assert_eq!((parts[1], parts[2]), (1, parts[0]), "{ids}");
+    assert!(parts[0] <= committed_after, "{ids} > {committed_after}");
+}
+
+const REDIS_IMAGE: &str = "kdtest/redis:7";
+
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: back up, check the file, check the refusal"
+)]
+fn redis_dump_is_an_rdb_and_comes_back_through_target_dir() {
+    if !support::docker_tests_enabled("redis_dump_is_an_rdb_and_comes_back_through_target_dir") {
+        return;
+    }
+    require_image(REDIS_IMAGE);
+    let mut env = installation();
+    let dir = env.path("rstack");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        format!(
+            r#"version: "2.4"
+services:
+  cache:
+    image: {REDIS_IMAGE}
+    environment:
+      REDIS_PASSWORD: {DB_PASSWORD}
+    labels:
+      kopi-docka.policy: dump
+    volumes:
+      - rdata:/data
+volumes:
+  rdata: {{}}
+"#
+        ),
+    )
+    .unwrap();
+    let stack = format!("{}-rd", env.prefix);
+    env.resources.compose_up(&stack, &dir);
+    let cache = format!("{stack}_cache_1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    loop {
+        let set = Command::new("docker")
+            .args([
+                "exec",
+                "-e",
+                &format!("REDISCLI_AUTH={DB_PASSWORD}"),
+                &cache,
+            ])
+            .args([
+                "redis-cli",
+                "--no-auth-warning",
+                "set",
+                "kopi-docka-key",
+                "kept-value-42",
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&set.stdout).trim() == "OK" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis does not answer"
+        );
+        // Polling the server: nothing announces "accepting connections".
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    let started = inspect(&cache, "{{.State.StartedAt}}");
+    let report = env.json(&["backup", "--unit", &stack, "--json"]);
+    let unit = unit_report(&report, &stack);
+    assert_eq!(unit["status"], "success", "{unit:#}");
+    assert!(
+        unit["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["type"] == "dump" && s["engine"] == "redis"),
+        "{unit:#}"
+    );
+    assert_eq!(inspect(&cache, "{{.State.StartedAt}}"), started);
+    assert!(!format!("{report}").contains(DB_PASSWORD));
+
+    let target = env.path("extracted");
+    env.cmd(&[
+        "restore",
+        "--unit",
+        &stack,
+        "--latest",
+        "--target-dir",
+        target.to_str().unwrap(),
+        "--yes",
+    ])
+    .assert()
+    .success();
+    let rdb = find_file(&target, "dump.rdb")
+        .unwrap_or_else(|| panic!("no dump.rdb under {}", target.display()));
+    let bytes = std::fs::read(&rdb).unwrap();
+    assert!(
+        bytes.starts_with(b"REDIS"),
+        "not an RDB file: {:?}",
+        &bytes[..bytes.len().min(16)]
+    );
+    let key = b"kopi-docka-key";
+    assert!(
+        bytes.windows(key.len()).any(|w| w == key),
+        "the key written before the backup is not in the RDB"
+    );
+    // A restore would not load it: refused with the way to do it, the server untouched
+    // (while it runs, and after `down -v` alike).
+    let refused = env
+        .cmd(&["restore", "--unit", &stack, "--latest", "--yes"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(stderr.contains("which a restore does not load"), "{stderr}");
+    assert_eq!(inspect(&cache, "{{.State.StartedAt}}"), started);
+    support::run(
+        Command::new("docker-compose")
+            .args(["-p", &stack, "down", "-v", "--timeout", "5"])
+            .current_dir(&dir),
+    );
+    let refused = env
+        .cmd(&["restore", "--unit", &stack, "--latest", "--yes"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("dump.rdb into the data directory"),
+        "{stderr}"
+    );
+    // --no-start loads nothing anyway: not refused, it says where the dump is.
+    let out = env
+        .cmd(&[
+            "restore",
+            "--unit",
+            &stack,
+            "--latest",
+            "--no-start",
+            "--yes",
+        ])
+        .assert()
+        .success();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.get_output().stdout),
+        String::from_utf8_lossy(&out.get_output().stderr)
+    );
+    assert!(
+        said.contains("is not loaded (--no-start: no server runs to load it into)"),
+        "{said}"
+    );
 }

@@ -93,7 +93,9 @@ impl Classify for ConfigError {
 impl Classify for crate::restore::RestoreError {
     fn class(&self) -> Option<Class> {
         match self {
-            Self::Untrusted { .. } | Self::DumpNeedsFreshDatabase { .. } => Some(Class::Usage),
+            Self::Untrusted { .. }
+            | Self::DumpNeedsFreshDatabase { .. }
+            | Self::DumpRestoredByHand { .. } => Some(Class::Usage),
             Self::Repo(e) => e.class(),
             _ => None,
         }

@@ -105,7 +105,9 @@ fn dump_command(spec: &DumpSpec) -> (Vec<String>, Vec<String>, Option<&'static s
                 .unwrap_or_default();
             env.push(format!("KOPI_DOCKA_PATH={path}"));
             (
-                "exec sqlite3 -bail -readonly \"$KOPI_DOCKA_PATH\" .dump".into(),
+                // A writer holding its lock makes the reader wait, not fail ("database is locked").
+                "exec sqlite3 -bail -readonly -cmd '.timeout 30000' \"$KOPI_DOCKA_PATH\" .dump"
+                    .into(),
                 Some("COMMIT;"),
             )
         }
@@ -121,8 +123,23 @@ fn dump_command(spec: &DumpSpec) -> (Vec<String>, Vec<String>, Option<&'static s
     )
 }
 
+/// How a dump that a restore does not load is put in place by hand; `None` for the engines
+/// whose dump a restore loads. Redis's RDB and `SQLite`'s database belong in place before the
+/// service starts, and `SQLite` lives in the app's own container, which creates its file as it
+/// starts: loading into it would collide.
+#[must_use]
+pub fn restored_by_hand(engine: DumpEngine) -> Option<&'static str> {
+    match engine {
+        DumpEngine::Redis => Some("dump.rdb into the data directory, /data in the official image"),
+        DumpEngine::Sqlite => {
+            Some("`sqlite3 FILE < sqlite.sql` into a new file at kopi-docka.dump.path")
+        }
+        _ => None,
+    }
+}
+
 /// The load's argv and extra environment; `None` for engines that are restored as files
-/// (Redis's RDB goes into the data directory before the server starts).
+/// ([`restored_by_hand`]).
 fn load_command(spec: &DumpSpec) -> Option<(Vec<String>, Vec<String>)> {
     let mut env = Vec::new();
     let script = match spec.engine {
@@ -145,19 +162,10 @@ fn load_command(spec: &DumpSpec) -> Option<(Vec<String>, Vec<String>)> {
             "{MYSQL_CREDENTIALS}\nfor c in mariadb mysql; do command -v \"$c\" >/dev/null 2>&1 && break; done\n\
              exec \"$c\" -uroot -h 127.0.0.1 --protocol=tcp"
         ),
-        DumpEngine::Sqlite => {
-            let path = spec
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            env.push(format!("KOPI_DOCKA_PATH={path}"));
-            "exec sqlite3 -bail \"$KOPI_DOCKA_PATH\"".into()
-        }
         DumpEngine::Mongodb => {
             format!("{MONGO_CREDENTIALS}\nexec mongorestore --quiet --archive --drop \"$@\"")
         }
-        DumpEngine::Redis => return None,
+        DumpEngine::Redis | DumpEngine::Sqlite => return None,
     };
     Some((
         vec!["sh".into(), "-c".into(), format!("set -e\n{script}")],

@@ -59,6 +59,23 @@ pub enum RestoreError {
         /// Its engine.
         engine: crate::unit::DumpEngine,
     },
+    /// The point holds a dump that is not loaded by a restore (Redis's RDB, an `SQLite` SQL dump).
+    #[error(
+        "restore point {backup_id} holds a {engine} dump of {container}, which a restore does \
+         not load: take it with `--target-dir DIR` (it is in DIR/dumps/{container}/) and put \
+         it in place before that service starts ({how}), or restore without the dump: name \
+         the volumes with `--volume NAME` or leave them out with `--only recipe,networks,binds`."
+    )]
+    DumpRestoredByHand {
+        /// The point.
+        backup_id: String,
+        /// The container the dump came from.
+        container: String,
+        /// Its engine.
+        engine: crate::unit::DumpEngine,
+        /// How to put the file in place.
+        how: &'static str,
+    },
     /// The compose implementation the stack needs is not installed.
     #[error(
         "starting stack {unit} needs {tool}, and it is not on PATH.\n\

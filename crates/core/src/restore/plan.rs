@@ -291,6 +291,17 @@ fn plan_dumps(
     }
     let mut out = Vec::new();
     for (container, dump) in &point.dumps {
+        // --no-start loads nothing anyway: the warning below says where the file is.
+        if let Some(how) = crate::backup::dump::restored_by_hand(dump.engine)
+            && request.start
+        {
+            return Err(RestoreError::DumpRestoredByHand {
+                backup_id: point.backup_id.to_string(),
+                container: container.clone(),
+                engine: dump.engine,
+                how,
+            });
+        }
         let exists = all_containers
             .iter()
             .any(|c| c.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(container));
@@ -318,7 +329,7 @@ fn plan_dumps(
         };
         if !request.start {
             warnings.push(format!(
-                "the {} dump of {container} is not loaded (--no-start: no server runs to load it                  into); take it with --target-dir",
+                "the {} dump of {container} is not loaded (--no-start: no server runs to load it into); take it with --target-dir",
                 dump.engine
             ));
             continue;
