@@ -47,6 +47,12 @@ impl StateDir {
         Journal::at(self.0.join("stopped-containers.json"))
     }
 
+    /// Where SFTP runs keep their generated ssh config and control sockets (one directory per
+    /// process, see [`crate::repo::sftp`]).
+    pub fn ssh_dir(&self) -> PathBuf {
+        self.0.join("ssh")
+    }
+
     /// The journal of filesystem snapshots and clones a run made and has not removed.
     pub fn fs_snapshots(&self) -> crate::fs_snapshot::SnapshotJournal {
         crate::fs_snapshot::SnapshotJournal::at(self.0.join("fs-snapshots.json"))

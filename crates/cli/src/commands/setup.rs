@@ -131,7 +131,7 @@ async fn sftp_options(
         options.insert("key".to_owned(), key.display().to_string());
     }
     let spec = repo::backend_spec(location, &options)?;
-    let ssh_dir = env.state_dir().path().join("ssh");
+    let ssh_dir = env.state_dir().ssh_dir();
     let (resolved, keys) =
         tokio::task::spawn_blocking(move || sftp::scan(&spec, &ssh_dir)).await??;
     let shown = keys

@@ -105,7 +105,7 @@ impl RepoSettings {
             retention: loaded.config.retention.clone(),
             cache_dir: loaded.env.cache_dir().join("repository"),
             lock_dir: loaded.env.state_dir().locks(),
-            ssh_dir: loaded.env.state_dir().path().join("ssh"),
+            ssh_dir: loaded.env.state_dir().ssh_dir(),
         })
     }
 }
