@@ -23,7 +23,7 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FlockOperation, Mode, OFlags, flock};
+use rustix::fs::{FlockOperation, Mode, OFlags};
 
 use super::LockError;
 use crate::config::DockerHost;
@@ -120,7 +120,7 @@ fn try_lock_path(
 /// Locks `file` (opened at `path`); `None` when the lock was won on an inode that `path` no
 /// longer names (its holder removed it meanwhile): the caller opens the path again.
 fn lock_opened(file: std::fs::File, path: &Path) -> Result<Option<ContainerLock>, LockError> {
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+    match super::flock_with_grace(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => {
             return Err(LockError::Busy {

@@ -79,7 +79,7 @@ impl Lock {
             LockMode::Shared => FlockOperation::NonBlockingLockShared,
             LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
         };
-        if let Err(errno) = flock(&file, op) {
+        if let Err(errno) = flock_with_grace(&file, op) {
             if errno == rustix::io::Errno::WOULDBLOCK {
                 let holder = std::fs::read_to_string(&path)
                     .ok()
@@ -100,6 +100,30 @@ impl Lock {
             }
         }
         Ok(Self { _file: file })
+    }
+}
+
+/// How long a take "without waiting" keeps trying before it says busy. Real holders are runs
+/// that last seconds to hours; what lets go within this grace is a copy of a descriptor of our
+/// own: a child that another thread is spawning (an `ssh` the SFTP backend starts or ends)
+/// holds every descriptor of the process until it execs, and a `flock` lives until the last
+/// copy is closed. Without the grace, a lock dropped and taken again at once (open, then
+/// init) could be refused as held by "another process" that is a child of ours.
+const BUSY_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `flock` without blocking, retried for [`BUSY_GRACE`] while it would block.
+pub(crate) fn flock_with_grace(file: &std::fs::File, op: FlockOperation) -> rustix::io::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_GRACE;
+    loop {
+        match flock(file, op) {
+            Err(errno)
+                if errno == rustix::io::Errno::WOULDBLOCK
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -211,6 +235,27 @@ mod tests {
         drop(w);
         assert_ne!(key_for("/a"), key_for("/b"));
         assert_eq!(key_for("/srv/repo"), key);
+    }
+
+    /// A copy of the descriptor held for a moment (a child between fork and exec) is waited
+    /// out, not reported as another process's lock.
+    #[test]
+    fn a_holder_that_lets_go_within_the_grace_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Lock::try_acquire(dir.path(), RUN_LOCK, LockMode::Exclusive).unwrap();
+        let (started, told) = std::sync::mpsc::channel();
+        let path = dir.path().to_owned();
+        let taker = std::thread::spawn(move || {
+            started.send(()).unwrap();
+            Lock::try_acquire(&path, RUN_LOCK, LockMode::Exclusive).map(drop)
+        });
+        told.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(held);
+        taker
+            .join()
+            .unwrap()
+            .expect("a lock released 100 ms into the grace was reported busy");
     }
 
     #[test]
