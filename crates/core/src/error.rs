@@ -95,7 +95,8 @@ impl Classify for crate::restore::RestoreError {
         match self {
             Self::Untrusted { .. }
             | Self::DumpNeedsFreshDatabase { .. }
-            | Self::DumpRestoredByHand { .. } => Some(Class::Usage),
+            | Self::DumpRestoredByHand { .. }
+            | Self::PlanChanged => Some(Class::Usage),
             Self::Repo(e) => e.class(),
             _ => None,
         }

@@ -103,30 +103,18 @@ pub async fn run(
             ExitCode::Failed
         });
     }
-    let plan = Box::pin(restore::prepare(&ctx, request.clone())).await?;
+    let mut plan = Box::pin(restore::prepare(&ctx, request.clone())).await?;
     if args.dry_run {
         printer.report(&plan)?;
         return Ok(ExitCode::Ok);
     }
     printer.preview(&plan);
     confirm(args.yes, interactive, printer)?;
-    let trusted = plan.trusted() || args.trust_recipe || confirm_trust(interactive, printer)?;
-    let _run_lock = lock_and_recover(&loaded, &engine, &interrupt, printer).await?;
-    let shown = serde_json::to_value(&plan)?;
-    // Dropped first: a plan removes its unpacked recipe, which the new one unpacks again.
-    drop(plan);
-    let mut plan = Box::pin(restore::prepare(&ctx, request)).await?;
-    if serde_json::to_value(&plan)? != shown {
-        bail!(UsageError(
-            "what the restore would do changed while it waited for the answer (a container \
-             started or stopped, a file appeared, an interrupted restore was rolled back); \
-             run the restore again"
-                .into()
-        ));
-    }
-    if trusted {
+    if !plan.trusted() && (args.trust_recipe || confirm_trust(interactive, printer)?) {
         plan.trust();
     }
+    let _run_lock = lock_and_recover(&loaded, &engine, &interrupt, printer).await?;
+    let plan = Box::pin(restore::prepare_confirmed(&ctx, request, plan)).await?;
     let outcome = Box::pin(restore::execute(&ctx, plan)).await?;
     printer.report(&outcome)?;
     Ok(if outcome.interrupted || *interrupt.borrow() {

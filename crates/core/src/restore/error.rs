@@ -179,6 +179,14 @@ pub enum RestoreError {
         /// What needs trust.
         items: Vec<String>,
     },
+    /// What the restore would do changed between the plan the user confirmed and the one made
+    /// again under the run lock.
+    #[error(
+        "what the restore would do changed while it waited for the answer (a container \
+         started or stopped, a file appeared, an interrupted restore was rolled back); nothing \
+         was changed: run the restore again"
+    )]
+    PlanChanged,
     /// The swap journal could not be written, or a target not put back.
     #[error(transparent)]
     Swap(#[from] super::swaps::SwapError),

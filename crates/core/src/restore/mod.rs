@@ -39,7 +39,10 @@ use serde::Serialize;
 pub use error::RestoreError;
 pub use execute::{DataOutcome, RestoreOutcome, execute, volume_request};
 pub use extract::{ExtractedPart, extract};
-pub use plan::{DataKind, DataPlan, NetworkPlan, NetworkState, RestorePlan, StartPlan, prepare};
+pub use plan::{
+    DataKind, DataPlan, NetworkPlan, NetworkState, RestorePlan, StartPlan, prepare,
+    prepare_confirmed,
+};
 use plan::{local_mountpoint, read_recipe};
 pub use points::{PointError, PointSelector, RestorePoint, UnitNewest, group, newest_per_unit};
 

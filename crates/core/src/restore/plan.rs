@@ -178,6 +178,30 @@ pub(super) struct Internal {
     pub(super) trusted: bool,
 }
 
+/// The plan for `request` made again once the run lock is held, which is what gets executed:
+/// refused with [`RestoreError::PlanChanged`] when it differs from `confirmed`, the plan the
+/// user saw and confirmed before the lock (a restore waiting at a prompt never holds the lock).
+/// The confirmed plan's trust carries over.
+pub async fn prepare_confirmed(
+    ctx: &RestoreContext<'_>,
+    request: RestoreRequest,
+    confirmed: RestorePlan,
+) -> Result<RestorePlan, RestoreError> {
+    let shown = serde_json::to_value(&confirmed).map_err(|e| RestoreError::Io {
+        path: PathBuf::from("<restore plan>"),
+        source: std::io::Error::other(e),
+    })?;
+    let trusted = confirmed.internal.trusted;
+    // Dropped first: a plan removes its unpacked recipe, which the new one unpacks again.
+    drop(confirmed);
+    let mut plan = prepare(ctx, request).await?;
+    if serde_json::to_value(&plan).ok().as_ref() != Some(&shown) {
+        return Err(RestoreError::PlanChanged);
+    }
+    plan.internal.trusted = trusted;
+    Ok(plan)
+}
+
 /// Reads the point's recipe and networks, looks at the engine, and says what a restore of
 /// `request` will do. Changes nothing but the private working directory.
 pub async fn prepare(
