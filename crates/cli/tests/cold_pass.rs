@@ -14,9 +14,9 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use support::btrfs_engine::btrfs_engine;
 use support::loopfs::{self, LoopFs};
 use support::tree::{self, CompareOptions};
-use support::btrfs_engine::btrfs_engine;
 use support::{Env, IDLE, IMAGE, Signal, docker};
 
 /// Bytes of incompressible data beside the rich tree: enough that reading them takes longer
@@ -370,6 +370,42 @@ fn hook_script(dir: &Path, name: &str, body: &str) -> String {
     hook.display().to_string()
 }
 
+/// An idle container `name` on the btrfs engine with the volumes `vol_a` at /a (the rich
+/// tree) and `vol_b` at /b (a big random file and a small one); their mountpoints.
+fn idle_with_two_volumes(
+    engine: &support::btrfs_engine::BtrfsEngine,
+    name: &str,
+    vol_a: &str,
+    vol_b: &str,
+) -> (PathBuf, PathBuf) {
+    engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol_a}:/a"),
+        "-v",
+        &format!("{vol_b}:/b"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let (a, b) = (
+        engine.volume_mountpoint(vol_a),
+        engine.volume_mountpoint(vol_b),
+    );
+    assert!(a.starts_with(&engine.fs.mount), "{}", a.display());
+    tree::build_rich_tree(&a);
+    support::fill_random(&b.join("big.bin"), 64 << 20);
+    std::fs::write(b.join("small.txt"), "before").unwrap();
+
+    (a, b)
+}
+
 /// Named volumes of a second engine whose data root is on btrfs (`support::btrfs_engine`):
 /// the volumes are frozen by the snapshot cold pass, changes made after the snapshot are not
 /// in the point, the point restores identical (elsewhere and in place), and no snapshot is
@@ -385,31 +421,7 @@ fn named_volumes_on_a_btrfs_engine_use_the_snapshot_cold_pass() {
     let _resources = engine.resources(&env.prefix);
     let name = format!("{}-vols", env.prefix);
     let (vol_a, vol_b) = (format!("{name}-a"), format!("{name}-b"));
-    engine.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "-v",
-        &format!("{vol_a}:/a"),
-        "-v",
-        &format!("{vol_b}:/b"),
-        IMAGE,
-        "sh",
-        "-c",
-        IDLE,
-    ]);
-    let (a, b) = (
-        engine.volume_mountpoint(&vol_a),
-        engine.volume_mountpoint(&vol_b),
-    );
-    assert!(a.starts_with(&engine.fs.mount), "{}", a.display());
-    tree::build_rich_tree(&a);
-    support::fill_random(&b.join("big.bin"), 64 << 20);
-    std::fs::write(b.join("small.txt"), "before").unwrap();
-
+    let (a, b) = idle_with_two_volumes(engine, &name, &vol_a, &vol_b);
     // After the start (the volumes are frozen by now): copy what the point must hold, then
     // change the live data.
     let scripts = tempfile::tempdir().unwrap();
@@ -503,8 +515,22 @@ fn psql(container: &str, query: &str) -> Option<String> {
         .args(["exec", "-e"])
         .arg(format!("PGPASSWORD={PG_PASSWORD}"))
         .args([
-            container, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "app", "-X", "-q",
-            "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", query,
+            container,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "app",
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            query,
         ])
         .output()
         .unwrap();
@@ -560,118 +586,43 @@ fn live_postgres(name: &str, data: &Path, live: bool) {
     docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
-/// A real PostgreSQL under `snapshot-live`, its data on btrfs, a client inserting numbered
-/// rows one transaction each: the backup never stops it (engine events), and the copy
-/// restored from the point starts (crash recovery) with every row committed before the
-/// snapshot (the last one is recorded by the `post-stop` hook, which runs right before it).
-#[test]
-fn snapshot_live_postgres_is_never_stopped_and_its_copy_recovers() {
-    if !support::docker_tests_enabled(
-        "snapshot_live_postgres_is_never_stopped_and_its_copy_recovers",
-    ) {
-        return;
-    }
-    let fs = loopfs::btrfs();
-    let env = Env::builder().init().build();
-    let name = format!("{}-pglive", env.prefix);
-    let data = fs.data.join(&name);
-    std::fs::create_dir(&data).unwrap();
-    live_postgres(&name, &data, true);
-    psql_when_up(&name, "create table rows (id bigint primary key)");
-
-    // The writer: one committed insert per line on its stdout (psql returns after the commit).
-    let log = env.path("writer.log");
-    let mut writer = std::process::Command::new("docker")
+/// The writer: `docker exec` of a loop in `container` inserting rows 1, 2, ..., each in its
+/// own transaction, printing each number once committed (psql returns after the commit) to
+/// `log`.
+fn start_writer(container: &str, log: &Path) -> std::process::Child {
+    std::process::Command::new("docker")
         .args(["exec", "-e"])
         .arg(format!("PGPASSWORD={PG_PASSWORD}"))
         .args([
-            &name,
+            container,
             "sh",
             "-c",
             "i=0; while :; do i=$((i+1)); psql -h 127.0.0.1 -U postgres -d app -X -q \
              -v ON_ERROR_STOP=1 -c \"insert into rows values ($i)\" || exit 1; echo $i; done",
         ])
-        .stdout(std::fs::File::create(&log).unwrap())
+        .stdout(std::fs::File::create(log).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
-    let committed = || -> u64 {
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .last()
-            .map_or(0, |l| l.parse().unwrap())
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    while committed() < 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the writer commits nothing"
-        );
-        assert!(writer.try_wait().unwrap().is_none(), "the writer died");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        .unwrap()
+}
 
-    let scripts = tempfile::tempdir().unwrap();
-    let before = env.path("before-snapshot.txt");
-    let hook = hook_script(
-        scripts.path(),
-        "post-stop.sh",
-        &format!(
-            "tail -n 1 '{}' > '{}'",
-            log.display(),
-            before.display()
-        ),
-    );
-    env.write_config(
-        "config.toml",
-        &format!("[units.\"{name}\".hooks]\npost-stop = [\"{hook}\"]\n"),
-    );
-    let plan = env.json(&["backup", "--dry-run", "--unit", &name, "--json"]);
-    assert_eq!(plan["units"][0]["cold_pass"], "snapshot_live", "{plan}");
-    assert_eq!(plan["units"][0]["stop_order"], serde_json::json!([]), "{plan}");
+/// The last row the writer logged as committed.
+fn last_committed(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .last()
+        .map_or(0, |l| l.parse().unwrap())
+}
 
-    let events = support::EngineEvents::start(&env.prefix);
-    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
-    let unit = &report["units"][0];
-    assert_eq!(unit["status"], "success", "{unit}");
-    assert_eq!(unit["cold_pass"], "snapshot_live", "{unit}");
-    assert_eq!(unit["downtime_seconds"], 0.0, "{unit}");
-    assert!(unit["complete"].as_bool().unwrap(), "{unit}");
-    let last_before: u64 = std::fs::read_to_string(&before)
-        .unwrap_or_else(|e| panic!("the post-stop hook did not run: {e}: {unit}"))
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(last_before >= 20, "{last_before}");
-    // The load went on through the backup.
-    assert!(writer.try_wait().unwrap().is_none(), "the writer died");
-    let after = committed();
-    assert!(after > last_before, "no row was committed during the backup");
-    // A marker event after the backup: every event of the backup has been read once it is.
-    let marker = format!("{}-marker", env.prefix);
-    docker(&["create", "--name", &marker, IMAGE, "true"]);
-    events.wait_for(&marker, "create", events.since());
-    docker(&["rm", &marker]);
-    let stopped: Vec<_> = events
-        .all()
-        .into_iter()
-        .filter(|e| {
-            e.name == name && ["kill", "die", "stop", "pause", "restart"].contains(&e.action.as_str())
-        })
-        .collect();
-    assert!(stopped.is_empty(), "the database was stopped: {stopped:?}");
-    assert!(snapshot_dir_entries(fs).is_empty());
-    assert!(!env.path("state/fs-snapshots.json").exists());
-
-    // The restored copy: crash recovery, then every row committed before the snapshot.
-    docker(&["rm", "-f", &name]);
-    assert!(writer.wait().is_ok());
+/// Restores `name`'s point to a target dir, starts a PostgreSQL on the copy of `data` and
+/// checks it ran crash recovery and holds rows 1..=`last_before`.
+fn assert_restored_copy_recovers(env: &Env, name: &str, data: &Path, last_before: u64) {
     let target = env.path("restored");
     env.cmd(&[
         "restore",
         "--unit",
-        &name,
+        name,
         "--target-dir",
         target.to_str().unwrap(),
     ])
@@ -694,11 +645,104 @@ fn snapshot_live_postgres_is_never_stopped_and_its_copy_recovers() {
     )
     .into_owned();
     assert!(
-        logs.contains("automatic recovery in progress")
-            || logs.contains("not properly shut down"),
+        logs.contains("automatic recovery in progress") || logs.contains("not properly shut down"),
         "no crash recovery: {logs}"
     );
     docker(&["rm", "-f", &copy]);
+}
+
+/// A real PostgreSQL under `snapshot-live`, its data on btrfs, a client inserting numbered
+/// rows one transaction each: the backup never stops it (engine events), and the copy
+/// restored from the point starts (crash recovery) with every row committed before the
+/// snapshot (the last one is recorded by the `post-stop` hook, which runs right before it).
+#[test]
+fn snapshot_live_postgres_is_never_stopped_and_its_copy_recovers() {
+    if !support::docker_tests_enabled(
+        "snapshot_live_postgres_is_never_stopped_and_its_copy_recovers",
+    ) {
+        return;
+    }
+    let fs = loopfs::btrfs();
+    let env = Env::builder().init().build();
+    let name = format!("{}-pglive", env.prefix);
+    let data = fs.data.join(&name);
+    std::fs::create_dir(&data).unwrap();
+    live_postgres(&name, &data, true);
+    psql_when_up(&name, "create table rows (id bigint primary key)");
+
+    let log = env.path("writer.log");
+    let mut writer = start_writer(&name, &log);
+    let committed = || last_committed(&log);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while committed() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer commits nothing"
+        );
+        assert!(writer.try_wait().unwrap().is_none(), "the writer died");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let scripts = tempfile::tempdir().unwrap();
+    let before = env.path("before-snapshot.txt");
+    let hook = hook_script(
+        scripts.path(),
+        "post-stop.sh",
+        &format!("tail -n 1 '{}' > '{}'", log.display(), before.display()),
+    );
+    env.write_config(
+        "config.toml",
+        &format!("[units.\"{name}\".hooks]\npost-stop = [\"{hook}\"]\n"),
+    );
+    let plan = env.json(&["backup", "--dry-run", "--unit", &name, "--json"]);
+    assert_eq!(plan["units"][0]["cold_pass"], "snapshot_live", "{plan}");
+    assert_eq!(
+        plan["units"][0]["stop_order"],
+        serde_json::json!([]),
+        "{plan}"
+    );
+
+    let events = support::EngineEvents::start(&env.prefix);
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    assert_eq!(unit["cold_pass"], "snapshot_live", "{unit}");
+    assert_eq!(unit["downtime_seconds"], 0.0, "{unit}");
+    assert!(unit["complete"].as_bool().unwrap(), "{unit}");
+    let last_before: u64 = std::fs::read_to_string(&before)
+        .unwrap_or_else(|e| panic!("the post-stop hook did not run: {e}: {unit}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(last_before >= 20, "{last_before}");
+    // The load went on through the backup.
+    assert!(writer.try_wait().unwrap().is_none(), "the writer died");
+    let after = committed();
+    assert!(
+        after > last_before,
+        "no row was committed during the backup"
+    );
+    // A marker event after the backup: every event of the backup has been read once it is.
+    let marker = format!("{}-marker", env.prefix);
+    docker(&["create", "--name", &marker, IMAGE, "true"]);
+    events.wait_for(&marker, "create", events.since());
+    docker(&["rm", &marker]);
+    let stopped: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| {
+            e.name == name
+                && ["kill", "die", "stop", "pause", "restart"].contains(&e.action.as_str())
+        })
+        .collect();
+    assert!(stopped.is_empty(), "the database was stopped: {stopped:?}");
+    assert!(snapshot_dir_entries(fs).is_empty());
+    assert!(!env.path("state/fs-snapshots.json").exists());
+
+    // The restored copy: crash recovery, then every row committed before the snapshot.
+    docker(&["rm", "-f", &name]);
+    assert!(writer.wait().is_ok());
+    assert_restored_copy_recovers(&env, &name, &data, last_before);
     std::fs::remove_dir_all(&data).unwrap();
 }
 
@@ -740,10 +784,7 @@ fn snapshot_live_without_one_subvolume_is_refused() {
     start(&name, &[&one, &other]);
     let plain_name = format!("{}-plainlive", env.prefix);
     start(&plain_name, &[&plain]);
-    let started = (
-        support::started_at(&name),
-        support::started_at(&plain_name),
-    );
+    let started = (support::started_at(&name), support::started_at(&plain_name));
     for (unit, why) in [
         (&name, "different subvolumes"),
         (&plain_name, "an atomic snapshot needs btrfs"),
@@ -764,10 +805,7 @@ fn snapshot_live_without_one_subvolume_is_refused() {
         );
     }
     assert_eq!(
-        (
-            support::started_at(&name),
-            support::started_at(&plain_name)
-        ),
+        (support::started_at(&name), support::started_at(&plain_name)),
         started,
         "a container was restarted"
     );

@@ -75,27 +75,27 @@ fn start() -> BtrfsEngine {
     let log = fs.mount.parent().unwrap().join("dockerd.log");
     let output = std::fs::File::create(&log).unwrap();
     let mut daemon = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(&data_root)
-            .arg("--host")
-            .arg(format!("unix://{}", socket.display()))
-            .arg("--pidfile")
-            .arg(&pidfile)
-            .arg("--exec-root")
-            .arg(&exec_root)
-            .arg(format!("--bridge={bridge}"))
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-masq=false",
-                "--ip-forward=false",
-                "--storage-driver=btrfs",
-            ])
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .spawn()
-            .expect("cannot run dockerd");
+        .arg("--data-root")
+        .arg(&data_root)
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--exec-root")
+        .arg(&exec_root)
+        .arg(format!("--bridge={bridge}"))
+        .args([
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            "--storage-driver=btrfs",
+        ])
+        .stdin(Stdio::null())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
+        .spawn()
+        .expect("cannot run dockerd");
     // Ready when its API answers; bounded, and a daemon that exits says why.
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     let answers = || {
@@ -202,7 +202,11 @@ impl Drop for EngineResources {
         let filter = format!("name={}", self.prefix);
         for (list, format, remove) in [
             (&["ps", "-a"][..], "{{.Names}}", &["rm", "-f", "-v"][..]),
-            (&["volume", "ls"][..], "{{.Name}}", &["volume", "rm", "-f"][..]),
+            (
+                &["volume", "ls"][..],
+                "{{.Name}}",
+                &["volume", "rm", "-f"][..],
+            ),
         ] {
             let names = self
                 .engine

@@ -118,18 +118,7 @@ async fn backup_unit_timed(
     let stops = running.iter().any(|c| c.policy.stops());
     let cold = match &unit.refused {
         Some(why) => Err(format!("not backed up: {why}")),
-        None => match check_live(&sources).await {
-            Err(why) => Err(why),
-            Ok(live) => choose_cold_pass(settings, &sources, stops)
-                .await
-                .map(|(kind, warning)| match kind {
-                    // Nothing else to freeze or read: the unit is never stopped.
-                    _ if live && sources.iter().all(|s| s.live) => {
-                        (ColdPassKind::SnapshotLive, warning)
-                    }
-                    kind => (kind, warning),
-                }),
-        },
+        None => plan_cold_pass(settings, &sources, stops).await,
     };
     let pre_backup = match cold {
         Err(error) => Err(error),
@@ -667,6 +656,22 @@ struct Source {
     /// Mounted by a running `snapshot-live` service: frozen together with that service's
     /// other mounts by one snapshot while it runs, never read live.
     live: bool,
+}
+
+/// The cold pass of a unit with these sources: `snapshot_live` when every source belongs to
+/// a running `snapshot-live` service, else what [`choose_cold_pass`] says for the others.
+async fn plan_cold_pass(
+    settings: &BackupSettings,
+    sources: &[Source],
+    stops: bool,
+) -> Result<(ColdPassKind, Option<String>), String> {
+    let live = check_live(sources).await?;
+    let (kind, warning) = choose_cold_pass(settings, sources, stops).await?;
+    // Nothing else to freeze or read: the unit is never stopped.
+    if live && sources.iter().all(|s| s.live) {
+        return Ok((ColdPassKind::SnapshotLive, warning));
+    }
+    Ok((kind, warning))
 }
 
 /// Whether the unit has mounts of running `snapshot-live` services, checked while it runs:

@@ -281,9 +281,8 @@ pub fn common_subvolume(paths: &[PathBuf]) -> Result<PathBuf, String> {
                 inner.display()
             ));
         }
-        let subvolume = probe::subvolume_root(&canonical).map_err(|e| {
-            format!("cannot find the btrfs subvolume of {}: {e}", path.display())
-        })?;
+        let subvolume = probe::subvolume_root(&canonical)
+            .map_err(|e| format!("cannot find the btrfs subvolume of {}: {e}", path.display()))?;
         match &common {
             None => common = Some((subvolume, path.clone())),
             Some((first, first_path)) if *first != subvolume => {

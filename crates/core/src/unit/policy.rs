@@ -334,7 +334,10 @@ mod tests {
     #[test]
     fn unknown_values_are_errors_that_name_the_choices() {
         let error = from_labels(&labels(&[(label::POLICY, "dumpp")]), "postgres").unwrap_err();
-        assert!(error.contains("stop, dump, skip or snapshot-live"), "{error}");
+        assert!(
+            error.contains("stop, dump, skip or snapshot-live"),
+            "{error}"
+        );
         let error = from_labels(
             &labels(&[(label::POLICY, "dump"), (label::DUMP, "oracle")]),
             "x",
