@@ -6,6 +6,7 @@ reported as medians: the machines here are shared and noisy.
 
     scripts/bench.py                 # full size (~1.2 GiB), writes docs/BENCHMARKS.md
     scripts/bench.py --small         # seconds: checks the harness end to end, asserts no speed
+    scripts/bench.py --only btrfs    # the snapshot cold pass and snapshot-live rows only, printed
     scripts/bench.py --runs 5 --bin target/release/kopi-docka
 
 Needs: root, a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
@@ -418,6 +419,8 @@ def main():
     p.add_argument("--bin", default=None, help="kopi-docka binary (default: build --release)")
     p.add_argument("--out", default=None, help="Markdown output (default docs/BENCHMARKS.md; stdout with --small)")
     p.add_argument("--work-dir", default="/var/tmp", help="where data and repositories go")
+    p.add_argument("--only", choices=["btrfs"], default=None,
+                   help="btrfs: only the snapshot cold pass and snapshot-live rows, printed (not written)")
     args = p.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if args.bin is None:
@@ -430,6 +433,12 @@ def main():
     try:
         b.up()
         b.generate()
+        if args.only == "btrfs":
+            b.btrfs_up()
+            b.snapshot_downtime(runs)
+            b.live_latency(runs)
+            print(b.table()[0])
+            return
         b.downtime(runs)
         b.btrfs_up()
         b.snapshot_downtime(runs)
