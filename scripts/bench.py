@@ -6,12 +6,14 @@ reported as medians: the machines here are shared and noisy.
 
     scripts/bench.py                 # full size (~1.2 GiB), writes docs/BENCHMARKS.md
     scripts/bench.py --small         # seconds: checks the harness end to end, asserts no speed
+    scripts/bench.py --only btrfs    # the snapshot cold pass and snapshot-live rows only, printed
     scripts/bench.py --runs 5 --bin target/release/kopi-docka
 
 Needs: root, a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
 docker-compose, restic, rclone (the `rest:` rows), /usr/bin/time (Debian package `time`),
 btrfs-progs (the snapshot cold pass rows use a loop-mounted btrfs). Everything it creates on the
-engine is named kdtest-bench-<random> and removed at the end.
+engine is named kdtest-bench-<random> and removed at the end. The snapshot-live rows need
+kdtest/postgres:15 (scripts/build-db-images.sh).
 """
 
 import argparse
@@ -244,6 +246,8 @@ class Bench:
             IMAGE, "sh", "-c", IDLE])
 
     def btrfs_down(self):
+        if getattr(self, "pg_container", None):
+            subprocess.run(["docker", "rm", "-f", self.pg_container], capture_output=True)
         if getattr(self, "btrfs_container", None):
             subprocess.run(["docker", "rm", "-f", self.btrfs_container], capture_output=True)
         if getattr(self, "btrfs_mnt", None):
@@ -276,6 +280,73 @@ class Bench:
                     if unit["cold_pass"] != kind:
                         sys.exit("expected a %s cold pass, got: %s" % (kind, unit))
                     self.record("downtime, btrfs, %s (reported)" % phase, side, unit["downtime_seconds"])
+
+    def live_latency(self, runs):
+        """A PostgreSQL (kdtest/postgres:15, data on the btrfs) under `kopi-docka.policy=
+        snapshot-live`, two pgbench clients inserting one row per transaction: the latency of
+        the transactions that complete during its backup (A) against those of the seconds just
+        before it (B), same run, same load."""
+        image = "kdtest/postgres:15"
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+            sys.exit("%s is missing: run scripts/build-db-images.sh" % image)
+        name = self.prefix + "-pglive"
+        self.pg_container = name
+        data = os.path.join(self.btrfs_mnt, "data", "pg")
+        os.makedirs(data)
+        sh(["docker", "run", "-d", "--name", name, "--network", "none", "-e", "POSTGRES_PASSWORD=bench",
+            "-e", "POSTGRES_DB=app", "--label", "kopi-docka.policy=snapshot-live",
+            "-v", data + ":/var/lib/postgresql/data", image])
+        psql = ["docker", "exec", "-e", "PGPASSWORD=bench", name, "psql", "-h", "127.0.0.1", "-U",
+                "postgres", "-d", "app", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"]
+        deadline = time.monotonic() + 120
+        while subprocess.run(psql + ["select 1"], capture_output=True).returncode:
+            if time.monotonic() > deadline:
+                sys.exit("PostgreSQL did not start: " + sh(["docker", "logs", name]).stderr[-2000:])
+            time.sleep(0.2)
+        rows = 1_000_000 if not self.args.small else 20_000
+        sh(psql + ["create table t (id bigserial primary key, payload text); insert into t (payload) "
+                   "select md5(g::text) from generate_series(1, %d) g" % rows])
+        sh(["docker", "exec", name, "sh", "-c",
+            "echo 'insert into t (payload) values (md5(random()::text));' > /tmp/insert.sql"])
+        d = self.fresh_ours("live")
+        args = ["backup", "--unit", name, "--scope", "minimal", "--json"]
+        estimate = self.ours(d, args)["wall"]
+        lead = 3.0
+        for trial in range(runs):
+            seconds = int(lead + 2 * estimate + 3)
+            prefix = "/tmp/pgb%d" % trial
+            bench = subprocess.Popen(
+                ["docker", "exec", "-e", "PGPASSWORD=bench", name, "/usr/lib/postgresql/15/bin/pgbench",
+                 "-h", "127.0.0.1", "-U", "postgres", "-n", "-c", "2", "-j", "1", "-T", str(seconds),
+                 "-f", "/tmp/insert.sql", "-l", "--log-prefix", prefix, "app"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(lead)
+            t0 = time.time()
+            unit = json.loads(self.ours(d, args)["stdout"])["units"][0]
+            t1 = time.time()
+            if unit["cold_pass"] != "snapshot_live" or unit["downtime_seconds"] != 0:
+                sys.exit("expected a snapshot-live backup without downtime, got: %s" % unit)
+            _, err = bench.communicate()
+            if bench.returncode:
+                sys.exit("pgbench failed: " + err)
+            log = sh(["docker", "exec", name, "sh", "-c", "cat %s.*; rm -f %s.*" % (prefix, prefix)]).stdout
+            during, before = [], []
+            for line in log.splitlines():
+                # client transaction latency_us script epoch_s epoch_us
+                f = line.split()
+                latency, end = int(f[2]) / 1000, int(f[4]) + int(f[5]) / 1e6
+                if t0 <= end <= t1:
+                    during.append(latency)
+                elif t0 - lead + 0.5 <= end < t0:
+                    before.append(latency)
+            if not during or not before:
+                sys.exit("pgbench logged no transactions in a window (during %d, before %d)" % (len(during), len(before)))
+            for q, label in [(0.5, "p50"), (0.99, "p99")]:
+                pick = lambda v: sorted(v)[min(len(v) - 1, int(q * len(v)))]
+                self.record("PostgreSQL insert latency %s ms, snapshot-live" % label, "during backup", pick(during))
+                self.record("PostgreSQL insert latency %s ms, snapshot-live" % label, "no backup", pick(before))
+            self.record("PostgreSQL inserts/s, snapshot-live", "during backup", len(during) / (t1 - t0))
+            self.record("PostgreSQL inserts/s, snapshot-live", "no backup", len(before) / (lead - 0.5))
 
     def throughput(self, runs, label=""):
         """Backup and restore, kopi-docka against restic; `label` prefixes the rows."""
@@ -348,6 +419,8 @@ def main():
     p.add_argument("--bin", default=None, help="kopi-docka binary (default: build --release)")
     p.add_argument("--out", default=None, help="Markdown output (default docs/BENCHMARKS.md; stdout with --small)")
     p.add_argument("--work-dir", default="/var/tmp", help="where data and repositories go")
+    p.add_argument("--only", choices=["btrfs"], default=None,
+                   help="btrfs: only the snapshot cold pass and snapshot-live rows, printed (not written)")
     args = p.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if args.bin is None:
@@ -360,9 +433,16 @@ def main():
     try:
         b.up()
         b.generate()
+        if args.only == "btrfs":
+            b.btrfs_up()
+            b.snapshot_downtime(runs)
+            b.live_latency(runs)
+            print(b.table()[0])
+            return
         b.downtime(runs)
         b.btrfs_up()
         b.snapshot_downtime(runs)
+        b.live_latency(runs)
         b.throughput(runs)
         # The same over `rest:`, both sides against one `rclone serve restic` on loopback.
         b.start_rest()
@@ -374,7 +454,7 @@ def main():
         b.btrfs_down()
         b.down()
     bad = [r for r in ratios if not (math.isfinite(r) and r > 0)]
-    if len(ratios) < 34 or bad:
+    if len(ratios) < 37 or bad:
         sys.exit("bench harness produced %d ratios, %d not finite and positive:\n%s" % (len(ratios), len(bad), table))
     mode = "small (harness check only: these numbers mean nothing)" if args.small else "full"
     measured = "\n".join([
@@ -383,7 +463,9 @@ def main():
         "",
         "Downtime rows compare kopi-docka's backup with the warm pass (A) and without (B); the "
         "btrfs downtime rows compare the snapshot cold pass (A) with the read cold pass and its "
-        "warm pass (B) on the same data on a loop-mounted btrfs; the other rows compare kopi-docka (A) with `restic` (B) on the same volume directory: "
+        "warm pass (B) on the same data on a loop-mounted btrfs; the snapshot-live rows compare a "
+        "PostgreSQL's insert latency and rate during its `snapshot-live` backup (A) with the seconds "
+        "just before it (B); the other rows compare kopi-docka (A) with `restic` (B) on the same volume directory: "
         "`backup --no-warm-pass --scope minimal` against `restic backup DIR`, "
         "`restore --target-dir` against `restic restore`; `rest:` rows do the same with both "
         "repositories on one `rclone serve restic` on loopback. Ratio < 1 means A is smaller "

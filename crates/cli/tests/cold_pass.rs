@@ -14,6 +14,7 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use support::btrfs_engine::btrfs_engine;
 use support::loopfs::{self, LoopFs};
 use support::tree::{self, CompareOptions};
 use support::{Env, IDLE, IMAGE, Signal, docker};
@@ -359,4 +360,460 @@ fn a_nested_subvolume_is_read_not_snapshotted() {
             .arg(bind.join("inner")),
     );
     std::fs::remove_dir_all(&bind).unwrap();
+}
+
+/// A hook script `name` running `body` (`set -e`).
+fn hook_script(dir: &Path, name: &str, body: &str) -> String {
+    let hook = dir.join(name);
+    std::fs::write(&hook, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    hook.display().to_string()
+}
+
+/// An idle container `name` on the btrfs engine with the volumes `vol_a` at /a (the rich
+/// tree) and `vol_b` at /b (a big random file and a small one); their mountpoints.
+fn idle_with_two_volumes(
+    engine: &support::btrfs_engine::BtrfsEngine,
+    name: &str,
+    vol_a: &str,
+    vol_b: &str,
+) -> (PathBuf, PathBuf) {
+    engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol_a}:/a"),
+        "-v",
+        &format!("{vol_b}:/b"),
+        IMAGE,
+        "sh",
+        "-c",
+        IDLE,
+    ]);
+    let (a, b) = (
+        engine.volume_mountpoint(vol_a),
+        engine.volume_mountpoint(vol_b),
+    );
+    assert!(a.starts_with(&engine.fs.mount), "{}", a.display());
+    tree::build_rich_tree(&a);
+    support::fill_random(&b.join("big.bin"), 64 << 20);
+    std::fs::write(b.join("small.txt"), "before").unwrap();
+
+    (a, b)
+}
+
+/// Named volumes of a second engine whose data root is on btrfs (`support::btrfs_engine`):
+/// the volumes are frozen by the snapshot cold pass, changes made after the snapshot are not
+/// in the point, the point restores identical (elsewhere and in place), and no snapshot is
+/// left.
+#[test]
+fn named_volumes_on_a_btrfs_engine_use_the_snapshot_cold_pass() {
+    if !support::docker_tests_enabled("named_volumes_on_a_btrfs_engine_use_the_snapshot_cold_pass")
+    {
+        return;
+    }
+    let engine = btrfs_engine();
+    let env = Env::builder().init().build();
+    let _resources = engine.resources(&env.prefix);
+    let name = format!("{}-vols", env.prefix);
+    let (vol_a, vol_b) = (format!("{name}-a"), format!("{name}-b"));
+    let (a, b) = idle_with_two_volumes(engine, &name, &vol_a, &vol_b);
+    // After the start (the volumes are frozen by now): copy what the point must hold, then
+    // change the live data.
+    let scripts = tempfile::tempdir().unwrap();
+    let expected = env.path("expected");
+    let hook = hook_script(
+        scripts.path(),
+        "post-start.sh",
+        &format!(
+            "mkdir -p '{e}'\ncp -a '{a}' '{e}/a'\ncp -a '{b}' '{e}/b'\n\
+             echo AFTER > '{a}/after-the-snapshot.txt'\necho CHANGED > '{b}/small.txt'\n",
+            e = expected.display(),
+            a = a.display(),
+            b = b.display()
+        ),
+    );
+    env.write_config(
+        "config.toml",
+        &format!(
+            "[docker]\nhost = \"{}\"\n[units.\"{name}\".hooks]\npost-start = [\"{hook}\"]\n",
+            engine.host()
+        ),
+    );
+
+    let units = env.json(&["units", "--json"]);
+    let unit = units["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} not listed: {units}"))
+        .clone();
+    for volume in unit["volumes"].as_array().unwrap() {
+        assert_eq!(volume["filesystem"]["method"], "btrfs_snapshot", "{unit}");
+    }
+
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    assert_eq!(unit["cold_pass"], "snapshot", "{unit}");
+    assert!(unit["downtime_seconds"].as_f64().is_some(), "{unit}");
+    assert!(expected.join("b/big.bin").exists(), "the hook did not run");
+    assert_eq!(
+        engine.docker(&["inspect", "--format", "{{.State.Running}}", &name]),
+        "true"
+    );
+    let engine_fs = &engine.fs;
+    assert!(
+        snapshot_dir_entries(engine_fs).is_empty(),
+        "snapshots left: {:?}",
+        snapshot_dir_entries(engine_fs)
+    );
+    assert!(!env.path("state/fs-snapshots.json").exists());
+
+    let target = env.path("restored");
+    env.cmd(&[
+        "restore",
+        "--unit",
+        &name,
+        "--target-dir",
+        target.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let options = CompareOptions::default();
+    tree::assert_trees_equal(
+        &expected.join("a"),
+        &target.join("volumes").join(&vol_a),
+        &options,
+    );
+    tree::assert_trees_equal(
+        &expected.join("b"),
+        &target.join("volumes").join(&vol_b),
+        &options,
+    );
+
+    // In place: the volumes (changed since) go back to what the point holds.
+    env.cmd(&["restore", "--unit", &name, "--only", "volumes", "--yes"])
+        .assert()
+        .success();
+    tree::assert_trees_equal(&expected.join("a"), &a, &options);
+    tree::assert_trees_equal(&expected.join("b"), &b, &options);
+    assert!(snapshot_dir_entries(engine_fs).is_empty());
+}
+
+const POSTGRES_IMAGE: &str = "kdtest/postgres:15";
+const PG_PASSWORD: &str = "pg-live-test";
+
+/// `psql` in `container`; its output, or `None` while the server does not answer.
+fn psql(container: &str, query: &str) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(["exec", "-e"])
+        .arg(format!("PGPASSWORD={PG_PASSWORD}"))
+        .args([
+            container,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "app",
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            query,
+        ])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Waits (bounded) until `container`'s server answers `query`; its answer.
+fn psql_when_up(container: &str, query: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    loop {
+        if let Some(answer) = psql(container, query) {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PostgreSQL in {container} did not answer within two minutes: {}",
+            docker(&["logs", "--tail", "30", container])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A PostgreSQL container under `kopi-docka.policy=snapshot-live` with its data in `data`.
+fn live_postgres(name: &str, data: &Path, live: bool) {
+    let found = std::process::Command::new("docker")
+        .args(["image", "inspect", POSTGRES_IMAGE])
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "the test image {POSTGRES_IMAGE} is missing: run scripts/build-db-images.sh (scripts/test.sh does)"
+    );
+    let mut args = vec![
+        "run".to_owned(),
+        "-d".into(),
+        "--name".into(),
+        name.into(),
+        "--network".into(),
+        "none".into(),
+        "-e".into(),
+        format!("POSTGRES_PASSWORD={PG_PASSWORD}"),
+        "-e".into(),
+        "POSTGRES_DB=app".into(),
+        "-v".into(),
+        format!("{}:/var/lib/postgresql/data", data.display()),
+    ];
+    if live {
+        args.extend(["--label".into(), "kopi-docka.policy=snapshot-live".into()]);
+    }
+    args.push(POSTGRES_IMAGE.into());
+    docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// The writer: `docker exec` of a loop in `container` inserting rows 1, 2, ..., each in its
+/// own transaction, printing each number once committed (psql returns after the commit) to
+/// `log`.
+fn start_writer(container: &str, log: &Path) -> std::process::Child {
+    std::process::Command::new("docker")
+        .args(["exec", "-e"])
+        .arg(format!("PGPASSWORD={PG_PASSWORD}"))
+        .args([
+            container,
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); psql -h 127.0.0.1 -U postgres -d app -X -q \
+             -v ON_ERROR_STOP=1 -c \"insert into rows values ($i)\" || exit 1; echo $i; done",
+        ])
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The last row the writer logged as committed.
+fn last_committed(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .last()
+        .map_or(0, |l| l.parse().unwrap())
+}
+
+/// Restores `name`'s point to a target dir, starts a PostgreSQL on the copy of `data` and
+/// checks it ran crash recovery and holds rows 1..=`last_before`.
+fn assert_restored_copy_recovers(env: &Env, name: &str, data: &Path, last_before: u64) {
+    let target = env.path("restored");
+    env.cmd(&[
+        "restore",
+        "--unit",
+        name,
+        "--target-dir",
+        target.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let restored = target.join("binds").join(data.strip_prefix("/").unwrap());
+    let copy = format!("{}-pgcopy", env.prefix);
+    live_postgres(&copy, &restored, false);
+    let rows = psql_when_up(
+        &copy,
+        &format!("select count(*) from rows where id <= {last_before}"),
+    );
+    assert_eq!(
+        rows,
+        last_before.to_string(),
+        "rows committed before the snapshot are missing"
+    );
+    let logs = String::from_utf8_lossy(
+        &support::run(std::process::Command::new("docker").args(["logs", &copy])).stderr,
+    )
+    .into_owned();
+    assert!(
+        logs.contains("automatic recovery in progress") || logs.contains("not properly shut down"),
+        "no crash recovery: {logs}"
+    );
+    docker(&["rm", "-f", &copy]);
+}
+
+/// A real PostgreSQL under `snapshot-live`, its data on btrfs, a client inserting numbered
+/// rows one transaction each: the backup never stops it (engine events), and the copy
+/// restored from the point starts (crash recovery) with every row committed before the
+/// snapshot (the last one is recorded by the `post-stop` hook, which runs right before it).
+#[test]
+fn snapshot_live_postgres_is_never_stopped_and_its_copy_recovers() {
+    if !support::docker_tests_enabled(
+        "snapshot_live_postgres_is_never_stopped_and_its_copy_recovers",
+    ) {
+        return;
+    }
+    let fs = loopfs::btrfs();
+    let env = Env::builder().init().build();
+    let name = format!("{}-pglive", env.prefix);
+    let data = fs.data.join(&name);
+    std::fs::create_dir(&data).unwrap();
+    live_postgres(&name, &data, true);
+    psql_when_up(&name, "create table rows (id bigint primary key)");
+
+    let log = env.path("writer.log");
+    let mut writer = start_writer(&name, &log);
+    let committed = || last_committed(&log);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while committed() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer commits nothing"
+        );
+        assert!(writer.try_wait().unwrap().is_none(), "the writer died");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let scripts = tempfile::tempdir().unwrap();
+    let before = env.path("before-snapshot.txt");
+    let hook = hook_script(
+        scripts.path(),
+        "post-stop.sh",
+        &format!("tail -n 1 '{}' > '{}'", log.display(), before.display()),
+    );
+    env.write_config(
+        "config.toml",
+        &format!("[units.\"{name}\".hooks]\npost-stop = [\"{hook}\"]\n"),
+    );
+    let plan = env.json(&["backup", "--dry-run", "--unit", &name, "--json"]);
+    assert_eq!(plan["units"][0]["cold_pass"], "snapshot_live", "{plan}");
+    assert_eq!(
+        plan["units"][0]["stop_order"],
+        serde_json::json!([]),
+        "{plan}"
+    );
+
+    let events = support::EngineEvents::start(&env.prefix);
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    assert_eq!(unit["cold_pass"], "snapshot_live", "{unit}");
+    assert_eq!(unit["downtime_seconds"], 0.0, "{unit}");
+    assert!(unit["complete"].as_bool().unwrap(), "{unit}");
+    let last_before: u64 = std::fs::read_to_string(&before)
+        .unwrap_or_else(|e| panic!("the post-stop hook did not run: {e}: {unit}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(last_before >= 20, "{last_before}");
+    // The load went on through the backup.
+    assert!(writer.try_wait().unwrap().is_none(), "the writer died");
+    let after = committed();
+    assert!(
+        after > last_before,
+        "no row was committed during the backup"
+    );
+    // A marker event after the backup: every event of the backup has been read once it is.
+    let marker = format!("{}-marker", env.prefix);
+    docker(&["create", "--name", &marker, IMAGE, "true"]);
+    events.wait_for(&marker, "create", events.since());
+    docker(&["rm", &marker]);
+    let stopped: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| {
+            e.name == name
+                && ["kill", "die", "stop", "pause", "restart"].contains(&e.action.as_str())
+        })
+        .collect();
+    assert!(stopped.is_empty(), "the database was stopped: {stopped:?}");
+    assert!(snapshot_dir_entries(fs).is_empty());
+    assert!(!env.path("state/fs-snapshots.json").exists());
+
+    // The restored copy: crash recovery, then every row committed before the snapshot.
+    docker(&["rm", "-f", &name]);
+    assert!(writer.wait().is_ok());
+    assert_restored_copy_recovers(&env, &name, &data, last_before);
+    std::fs::remove_dir_all(&data).unwrap();
+}
+
+/// `snapshot-live` with mounts that no one snapshot holds (two subvolumes; a filesystem that
+/// cannot snapshot): the unit is refused with the reason, and never stopped.
+#[test]
+fn snapshot_live_without_one_subvolume_is_refused() {
+    if !support::docker_tests_enabled("snapshot_live_without_one_subvolume_is_refused") {
+        return;
+    }
+    let fs = loopfs::btrfs();
+    let env = Env::builder().init().build();
+    let name = format!("{}-split", env.prefix);
+    let one = fs.data.join(&name);
+    let other = fs.mount.join(format!("{name}-sub"));
+    std::fs::create_dir(&one).unwrap();
+    support::run(
+        std::process::Command::new("btrfs")
+            .args(["subvolume", "create"])
+            .arg(&other),
+    );
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let start = |name: &str, binds: &[&Path]| {
+        let mut args = vec![
+            "run".to_owned(),
+            "-d".into(),
+            "--name".into(),
+            name.into(),
+            "--label".into(),
+            "kopi-docka.policy=snapshot-live".into(),
+        ];
+        for (i, bind) in binds.iter().enumerate() {
+            args.extend(["-v".into(), format!("{}:/m{i}", bind.display())]);
+        }
+        args.extend([IMAGE.into(), "sh".into(), "-c".into(), IDLE.into()]);
+        docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    start(&name, &[&one, &other]);
+    let plain_name = format!("{}-plainlive", env.prefix);
+    start(&plain_name, &[&plain]);
+    let started = (support::started_at(&name), support::started_at(&plain_name));
+    for (unit, why) in [
+        (&name, "different subvolumes"),
+        (&plain_name, "an atomic snapshot needs btrfs"),
+    ] {
+        let out = env
+            .cmd(&["backup", "--unit", unit, "--scope", "minimal", "--json"])
+            .assert()
+            .failure();
+        let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        let unit = &report["units"][0];
+        assert_eq!(unit["status"], "failed", "{unit}");
+        let error = unit["errors"][0].as_str().unwrap_or_default();
+        assert!(
+            error.contains("snapshot-live needs one atomic btrfs snapshot")
+                && error.contains(why)
+                && error.contains("not touched"),
+            "{unit}"
+        );
+    }
+    assert_eq!(
+        (support::started_at(&name), support::started_at(&plain_name)),
+        started,
+        "a container was restarted"
+    );
+    docker(&["rm", "-f", &name, &plain_name]);
+    support::run(
+        std::process::Command::new("btrfs")
+            .args(["subvolume", "delete"])
+            .arg(&other),
+    );
+    std::fs::remove_dir_all(&one).unwrap();
 }

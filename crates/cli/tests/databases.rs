@@ -525,7 +525,7 @@ fn unknown_policy_labels_are_errors_in_units_doctor_and_backup() {
     let units = env.cmd(&["units"]).assert().code(2);
     let text = String::from_utf8_lossy(&units.get_output().stdout).into_owned();
     assert!(
-        text.contains("label kopi-docka.policy=\"dumpp\" is not a policy; use stop, dump or skip"),
+        text.contains("label kopi-docka.policy=\"dumpp\" is not a policy; use stop, dump, skip or snapshot-live"),
         "{text}"
     );
     let doctor = env.cmd(&["doctor", "--json"]).assert().failure();

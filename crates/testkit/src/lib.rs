@@ -12,6 +12,8 @@
 //! - [`sshd::Sshd`]: a real OpenSSH server on loopback for SFTP repositories.
 //! - [`loopfs`]: loop-mounted btrfs and XFS (reflink) filesystems, once per test binary,
 //!   unmounted when the process ends.
+//! - [`btrfs_engine`]: a second Docker Engine with its data root on a loop-mounted btrfs (named
+//!   volumes on btrfs), once per test binary, stopped by its PID when the process ends.
 //! - [`tree`]: a tree holding every file kind and metadata aspect a restore must reproduce, and
 //!   a comparison that lists every difference.
 //!
@@ -23,6 +25,7 @@
     reason = "test support: a panic is the failure report"
 )]
 
+pub mod btrfs_engine;
 pub mod docker;
 mod env;
 pub mod events;

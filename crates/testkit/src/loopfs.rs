@@ -50,6 +50,12 @@ pub fn xfs_reflink() -> &'static LoopFs {
 static WATCHDOGS: Mutex<Vec<std::process::ChildStdin>> = Mutex::new(Vec::new());
 
 fn make(kind: LoopKind) -> LoopFs {
+    make_with(kind, 1 << 30, "")
+}
+
+/// A test filesystem of `kind` in a sparse image of `size` bytes. The watchdog runs the shell
+/// code `before_unmount` first (say, stopping a daemon that uses the filesystem).
+pub(crate) fn make_with(kind: LoopKind, size: u64, before_unmount: &str) -> LoopFs {
     let name = match kind {
         LoopKind::Btrfs => "btrfs",
         LoopKind::XfsReflink => "xfs",
@@ -62,9 +68,9 @@ fn make(kind: LoopKind) -> LoopFs {
     let mount = base.join("mnt");
     let image = base.join("image");
     std::fs::create_dir_all(&mount).unwrap();
-    watch(&base, &mount);
+    watch(&base, &mount, before_unmount);
     std::fs::File::create(&image)
-        .and_then(|f| f.set_len(1 << 30))
+        .and_then(|f| f.set_len(size))
         .unwrap();
     match kind {
         LoopKind::Btrfs => run(Command::new("mkfs.btrfs").arg("-q").arg(&image)),
@@ -93,14 +99,15 @@ fn make(kind: LoopKind) -> LoopFs {
     clippy::zombie_processes,
     reason = "the watchdog outlives this process by design; init reaps it"
 )]
-fn watch(base: &Path, mount: &Path) {
+fn watch(base: &Path, mount: &Path, before_unmount: &str) {
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(
+        .arg(format!(
             r#"cat >/dev/null
+               {before_unmount}
                if mountpoint -q "$1"; then umount "$1" || umount -l "$1"; fi
-               rm -rf "$2""#,
-        )
+               rm -rf "$2""#
+        ))
         .arg("kdtest-loopfs-watchdog")
         .arg(mount)
         .arg(base)

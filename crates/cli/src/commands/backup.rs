@@ -9,6 +9,7 @@ use kopi_docka_core::backup::{RunReport, UnitStatus};
 use kopi_docka_core::bootstrap;
 use kopi_docka_core::config::LoadedConfig;
 use kopi_docka_core::docker::Engine;
+use kopi_docka_core::fs_snapshot::ColdPassKind;
 use kopi_docka_core::stop::{self, RecoveryReport};
 
 use crate::cli::{BackupArgs, GlobalArgs};
@@ -213,6 +214,9 @@ fn render_report(report: &RunReport) -> String {
             .downtime_seconds
             .map_or_else(|| "no downtime".to_owned(), |d| format!("down {d:.1}s"));
         let downtime = match (u.cold_pass, u.downtime_seconds) {
+            (Some(ColdPassKind::SnapshotLive), _) => {
+                "no downtime (snapshot-live: never stopped)".to_owned()
+            }
             (Some(kind), Some(_)) => format!("{downtime} ({kind} cold pass)"),
             _ => downtime,
         };
@@ -417,6 +421,38 @@ mod tests {
         }
     }
 
+    /// A unit under `snapshot-live`: never stopped.
+    fn live_unit() -> UnitReport {
+        let volume = |name: &str| Part::Volume {
+            volume: name.into(),
+        };
+        UnitReport {
+            name: "paperless-db".into(),
+            kind: UnitKind::Standalone,
+            backup_id: fixtures::backup_id("2026-11-22T03:02:20Z", 0x7a8b),
+            status: UnitStatus::Success,
+            downtime_seconds: Some(0.0),
+            cold_pass: Some(ColdPassKind::SnapshotLive),
+            snapshots: vec![
+                record("c1", volume("paperless_pgdata"), 4_194_304),
+                record("c2", Part::Point { parts: 1 }, 512),
+            ],
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            killed: Vec::new(),
+            coverage: CoverageSummary {
+                backed_up: 1,
+                skipped: 0,
+                not_protected: 0,
+            },
+            interrupted: false,
+            dump_failed: false,
+            duration_seconds: 1.8,
+            complete: true,
+            bytes_added: 4_194_816,
+        }
+    }
+
     #[test]
     fn renders_the_run_report() {
         let volume = |name: &str| Part::Volume {
@@ -498,6 +534,7 @@ mod tests {
                         complete: false,
                         bytes_added: 0,
                     },
+                    live_unit(),
                 ],
                 errors: vec!["the disaster-recovery bundle was not refreshed: no passphrase".into()],
             }

@@ -430,6 +430,15 @@ fn cold_pass_of(
     {
         return Ok(crate::fs_snapshot::ColdPassKind::Read);
     }
+    let running = |p: fn(&unit::Policy) -> bool| {
+        unit.containers
+            .iter()
+            .any(|c| c.state == ContainerState::Running && p(&c.policy))
+    };
+    // Only `snapshot-live` services run among those whose files are copied: nothing stops.
+    if running(|p| *p == unit::Policy::SnapshotLive) && !running(unit::Policy::stops) {
+        return Ok(crate::fs_snapshot::ColdPassKind::SnapshotLive);
+    }
     let volumes = unit
         .volumes
         .iter()

@@ -42,7 +42,7 @@ use crate::repo::{
     BackupId, Cancel, Part, Pass, RepoError, Scope, SnapshotMeta, UnitRef, WriteRepo,
 };
 use crate::stop::StoppedUnit;
-use crate::unit::{ContainerState, Coverage, Unit, UnitKind};
+use crate::unit::{ContainerState, Coverage, Policy, Unit, UnitKind};
 
 use super::report::{SnapshotRecord, UnitReport, UnitStatus};
 use super::{BackupSettings, Interrupt, new_backup_id, recipe};
@@ -115,9 +115,10 @@ async fn backup_unit_timed(
 
     // A unit refused for its name is never touched (`unit::names`), nor one whose mounts
     // cannot have the cold pass the configuration demands.
+    let stops = running.iter().any(|c| c.policy.stops());
     let cold = match &unit.refused {
         Some(why) => Err(format!("not backed up: {why}")),
-        None => choose_cold_pass(settings, &sources, !running.is_empty()).await,
+        None => plan_cold_pass(settings, &sources, stops).await,
     };
     let pre_backup = match cold {
         Err(error) => Err(error),
@@ -477,6 +478,10 @@ async fn stop_snapshot_restart(
         hook_errors.push(error);
     }
     report.downtime_seconds = restart.downtime.map(|d| d.as_secs_f64());
+    if report.cold_pass == Some(ColdPassKind::SnapshotLive) {
+        // Never stopped.
+        report.downtime_seconds = Some(0.0);
+    }
     if !frozen.is_empty() {
         // The snapshot cold pass: the data as it was at the stop, read while the unit runs.
         {
@@ -648,6 +653,49 @@ struct Source {
     warm_bytes: u64,
     /// What its filesystem allows.
     filesystem: Option<FsSupport>,
+    /// Mounted by a running `snapshot-live` service: frozen together with that service's
+    /// other mounts by one snapshot while it runs, never read live.
+    live: bool,
+}
+
+/// The cold pass of a unit with these sources: `snapshot_live` when every source belongs to
+/// a running `snapshot-live` service, else what [`choose_cold_pass`] says for the others.
+async fn plan_cold_pass(
+    settings: &BackupSettings,
+    sources: &[Source],
+    stops: bool,
+) -> Result<(ColdPassKind, Option<String>), String> {
+    let live = check_live(sources).await?;
+    let (kind, warning) = choose_cold_pass(settings, sources, stops).await?;
+    // Nothing else to freeze or read: the unit is never stopped.
+    if live && sources.iter().all(|s| s.live) {
+        return Ok((ColdPassKind::SnapshotLive, warning));
+    }
+    Ok((kind, warning))
+}
+
+/// Whether the unit has mounts of running `snapshot-live` services, checked while it runs:
+/// `Err` (the unit is not touched) when one snapshot cannot freeze them all at once.
+async fn check_live(sources: &[Source]) -> Result<bool, String> {
+    let paths: Vec<PathBuf> = sources
+        .iter()
+        .filter(|s| s.live)
+        .map(|s| s.path.clone())
+        .collect();
+    if paths.is_empty() {
+        return Ok(false);
+    }
+    tokio::task::spawn_blocking(move || fs_snapshot::common_subvolume(&paths))
+        .await
+        .unwrap_or_else(|panic| Err(format!("internal error: {panic}")))
+        .map(|_| true)
+        .map_err(|why| {
+            format!(
+                "kopi-docka.policy=snapshot-live needs one atomic btrfs snapshot of all the \
+                 service's mounts, but {why}; put them on one btrfs subvolume, or use \
+                 kopi-docka.policy=stop"
+            )
+        })
 }
 
 /// The cold pass this unit gets, and a warning when `auto` fell back to reading. `Err` when
@@ -665,6 +713,7 @@ async fn choose_cold_pass(
         settings.cold_pass,
         sources
             .iter()
+            .filter(|s| !s.live)
             .map(|s| (describe(&s.part), s.filesystem.as_ref())),
     )?;
     if kind == ColdPassKind::Read {
@@ -675,7 +724,9 @@ async fn choose_cold_pass(
     let btrfs: Vec<(String, PathBuf)> = sources
         .iter()
         .filter(|s| {
-            s.filesystem.as_ref().and_then(|f| f.method) == Some(fs_snapshot::Method::BtrfsSnapshot)
+            !s.live
+                && s.filesystem.as_ref().and_then(|f| f.method)
+                    == Some(fs_snapshot::Method::BtrfsSnapshot)
         })
         .map(|s| (describe(&s.part), s.path.clone()))
         .collect();
@@ -722,13 +773,21 @@ async fn freeze_or_read(
     Vec<(Source, Frozen)>,
 ) {
     let freezing = Instant::now();
+    let (live, sources): (Vec<Source>, Vec<Source>) = sources.iter().cloned().partition(|s| s.live);
     let mut frozen = Vec::new();
+    let mut live_error = None;
+    if !live.is_empty() {
+        match freeze_live(snapshots, (unit, backup_id), &live).await {
+            Ok(done) => frozen = done,
+            Err(error) => live_error = Some(error),
+        }
+    }
     let read_now = match report.cold_pass {
-        Some(ColdPassKind::Snapshot) => {
+        Some(ColdPassKind::Snapshot) if !sources.is_empty() => {
             let (done, failed) = freeze_all(
                 snapshots,
                 (unit, backup_id),
-                sources,
+                &sources,
                 settings.max_downtime,
                 interrupt,
             )
@@ -736,7 +795,7 @@ async fn freeze_or_read(
             if done.is_empty() {
                 report.cold_pass = Some(ColdPassKind::Read);
             }
-            frozen = done;
+            frozen.extend(done);
             for (source, error) in &failed {
                 report.warnings.push(format!(
                     "{}: no snapshot ({error}); read while the unit was stopped",
@@ -745,12 +804,53 @@ async fn freeze_or_read(
             }
             failed.into_iter().map(|(s, _)| s).collect()
         }
-        _ => sources.to_vec(),
+        _ => sources,
     };
     let budget = settings.max_downtime.saturating_sub(freezing.elapsed());
-    let (records, errors, interrupted) =
+    let (records, mut errors, interrupted) =
         cold_pass(repo, &read_now, meta, Some(budget), interrupt.clone()).await;
+    errors.extend(live_error);
     (records, errors, interrupted, frozen)
+}
+
+/// Freezes the mounts of the running `snapshot-live` services with one atomic snapshot of
+/// their common subvolume. Never read live: without the snapshot they are not backed up.
+async fn freeze_live(
+    journal: &SnapshotJournal,
+    (unit, backup_id): (&Unit, &BackupId),
+    live: &[Source],
+) -> Result<Vec<(Source, Frozen)>, String> {
+    let started = Instant::now();
+    let (journal, paths) = (
+        journal.clone(),
+        live.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
+    );
+    let (unit_name, name) = (unit.name.to_string(), format!("{backup_id}-live"));
+    let (entry, data) = tokio::task::spawn_blocking(move || {
+        fs_snapshot::freeze_together(&journal, &paths, &unit_name, &name)
+    })
+    .await
+    .unwrap_or_else(|panic| Err(format!("internal error: {panic}")))
+    .map_err(|error| format!("snapshot-live: no snapshot ({error}); its mounts were not read"))?;
+    tracing::info!(
+        unit = %unit.name,
+        snapshot = %entry.path.display(),
+        seconds = started.elapsed().as_secs_f64(),
+        "live snapshot taken"
+    );
+    Ok(live
+        .iter()
+        .zip(data)
+        .map(|(source, data)| {
+            (
+                source.clone(),
+                Frozen {
+                    entry: entry.clone(),
+                    data,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Freezes every source (the unit is stopped). Returns the frozen copies and the sources that
@@ -811,8 +911,11 @@ async fn freeze_all(
 async fn thaw_all(journal: &SnapshotJournal, frozen: Vec<(Source, Frozen)>) -> Vec<String> {
     let journal = journal.clone();
     tokio::task::spawn_blocking(move || {
+        // Mounts frozen together share one snapshot: removed once.
+        let mut seen = std::collections::BTreeSet::new();
         frozen
             .into_iter()
+            .filter(|(_, copy)| seen.insert(copy.entry.path.clone()))
             .filter_map(|(_, copy)| {
                 fs_snapshot::thaw(&journal, &copy.entry).err().map(|error| {
                     format!(
@@ -829,6 +932,13 @@ async fn thaw_all(journal: &SnapshotJournal, frozen: Vec<(Source, Frozen)>) -> V
 
 /// Volumes and binds that are backed up.
 fn data_sources(unit: &Unit) -> Vec<Source> {
+    let live_users: Vec<&str> = unit
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running && c.policy == Policy::SnapshotLive)
+        .map(|c| c.name.as_str())
+        .collect();
+    let live = |used_by: &[String]| used_by.iter().any(|u| live_users.contains(&u.as_str()));
     let volumes = unit
         .volumes
         .iter()
@@ -841,6 +951,7 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
                     },
                     m.to_path_buf(),
                     v.filesystem.clone(),
+                    live(&v.used_by),
                 )
             })
         });
@@ -855,16 +966,18 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
                 },
                 b.source.clone(),
                 b.filesystem.clone(),
+                live(&b.used_by),
             )
         });
     volumes
         .chain(binds)
-        .map(|(part, path, filesystem)| Source {
+        .map(|(part, path, filesystem, live)| Source {
             part,
             path,
             warm: None,
             warm_bytes: 0,
             filesystem,
+            live,
         })
         .collect()
 }

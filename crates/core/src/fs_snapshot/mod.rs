@@ -51,6 +51,9 @@ pub enum ColdPassKind {
     Snapshot,
     /// Read while the unit is stopped.
     Read,
+    /// Nothing stopped: the `snapshot-live` services' mounts frozen by one atomic btrfs
+    /// snapshot while they ran (crash-consistent).
+    SnapshotLive,
 }
 
 impl fmt::Display for ColdPassKind {
@@ -58,6 +61,7 @@ impl fmt::Display for ColdPassKind {
         f.write_str(match self {
             Self::Snapshot => "snapshot",
             Self::Read => "read",
+            Self::SnapshotLive => "snapshot-live",
         })
     }
 }
@@ -250,6 +254,74 @@ pub fn freeze(
             Err(error)
         }
     }
+}
+
+/// The one btrfs subvolume that holds every path of `paths` (blocking), so that one snapshot
+/// freezes them all at the same instant (`kopi-docka.policy=snapshot-live`); `Err` says why
+/// there is none.
+pub fn common_subvolume(paths: &[PathBuf]) -> Result<PathBuf, String> {
+    let mut common: Option<(PathBuf, PathBuf)> = None;
+    for path in paths {
+        let canonical = std::fs::canonicalize(path)
+            .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
+        let support = probe(&canonical);
+        if support.method != Some(Method::BtrfsSnapshot) {
+            return Err(format!(
+                "{} is on {} (an atomic snapshot needs btrfs and btrfs-progs)",
+                path.display(),
+                support.filesystem
+            ));
+        }
+        if let Some(inner) = nested_mount(&canonical)
+            .map_err(|e| format!("cannot look for nested mounts in {}: {e}", path.display()))?
+        {
+            return Err(format!(
+                "{} holds {}, another subvolume or mount, which a snapshot would leave empty",
+                path.display(),
+                inner.display()
+            ));
+        }
+        let subvolume = probe::subvolume_root(&canonical)
+            .map_err(|e| format!("cannot find the btrfs subvolume of {}: {e}", path.display()))?;
+        match &common {
+            None => common = Some((subvolume, path.clone())),
+            Some((first, first_path)) if *first != subvolume => {
+                return Err(format!(
+                    "{} (subvolume {}) and {} (subvolume {}) are on different subvolumes, \
+                     and no one snapshot holds both",
+                    first_path.display(),
+                    first.display(),
+                    path.display(),
+                    subvolume.display()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    common
+        .map(|(subvolume, _)| subvolume)
+        .ok_or_else(|| "no mounts to snapshot".to_owned())
+}
+
+/// Freezes every path of `paths` with one read-only snapshot of their common subvolume
+/// (blocking); returns the snapshot and each path's data inside it, in order.
+pub fn freeze_together(
+    journal: &SnapshotJournal,
+    paths: &[PathBuf],
+    unit: &str,
+    name: &str,
+) -> Result<(FrozenEntry, Vec<PathBuf>), String> {
+    let subvolume = common_subvolume(paths)?;
+    let frozen = freeze(journal, &subvolume, Method::BtrfsSnapshot, unit, name)?;
+    let data = paths
+        .iter()
+        .map(|path| {
+            let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let inside = canonical.strip_prefix(&subvolume).unwrap_or(Path::new(""));
+            frozen.data.join(inside)
+        })
+        .collect();
+    Ok((frozen.entry, data))
 }
 
 /// Removes a snapshot or clone and its journal entry (blocking). Removing one that is gone

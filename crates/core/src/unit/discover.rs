@@ -688,7 +688,7 @@ fn apply_policy(verdict: &mut Verdict, used_by: &[String], containers: &[Contain
         .iter()
         .filter(|c| used_by.contains(&c.name))
         .collect();
-    if users.is_empty() || users.iter().any(|c| c.policy.stops()) {
+    if users.is_empty() || users.iter().any(|c| c.policy.copies_files()) {
         return;
     }
     *verdict = match users.iter().find_map(|c| c.policy.dump().map(|d| (c, d))) {

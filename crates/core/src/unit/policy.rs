@@ -1,10 +1,11 @@
 //! What a backup does with each service: stop it (the default), dump its database while it
-//! keeps running, or leave it alone. Read from container labels, where compose users
+//! keeps running, snapshot its data while it keeps running (`snapshot-live`), or leave it
+//! alone. Read from container labels, where compose users
 //! configure everything else:
 //!
 //! | label | values |
 //! |---|---|
-//! | `kopi-docka.policy` | `stop` (default), `dump`, `skip` |
+//! | `kopi-docka.policy` | `stop` (default), `dump`, `skip`, `snapshot-live` |
 //! | `kopi-docka.dump` | `postgres`, `mariadb`, `mysql`, `redis`, `sqlite`, `mongodb` (default: from the image name) |
 //! | `kopi-docka.dump.database` | PostgreSQL: one database, dumped with `pg_dump -Fc` instead of `pg_dumpall` |
 //! | `kopi-docka.dump.path` | `SQLite`: the database file inside the container (required) |
@@ -19,7 +20,7 @@ use serde::Serialize;
 
 /// Label keys.
 pub mod label {
-    /// `stop`, `dump` or `skip`.
+    /// `stop`, `dump`, `skip` or `snapshot-live`.
     pub const POLICY: &str = "kopi-docka.policy";
     /// The dump engine.
     pub const DUMP: &str = "kopi-docka.dump";
@@ -40,6 +41,10 @@ pub enum Policy {
     Dump(DumpSpec),
     /// Neither stopped nor backed up.
     Skip,
+    /// Never stopped: all its mounts frozen by one atomic btrfs snapshot while it runs, read
+    /// from the snapshot. Crash-consistent (what a power cut would leave): for crash-safe
+    /// services only (PostgreSQL, `SQLite` in WAL mode, ...).
+    SnapshotLive,
 }
 
 impl Policy {
@@ -48,11 +53,16 @@ impl Policy {
         matches!(self, Self::Stop)
     }
 
+    /// True when a backup copies this container's volumes and binds (`stop`, `snapshot-live`).
+    pub fn copies_files(&self) -> bool {
+        matches!(self, Self::Stop | Self::SnapshotLive)
+    }
+
     /// The dump, for `dump`.
     pub fn dump(&self) -> Option<&DumpSpec> {
         match self {
             Self::Dump(spec) => Some(spec),
-            Self::Stop | Self::Skip => None,
+            Self::Stop | Self::Skip | Self::SnapshotLive => None,
         }
     }
 
@@ -61,6 +71,7 @@ impl Policy {
         match self {
             Self::Stop => "stop".into(),
             Self::Skip => "skip".into(),
+            Self::SnapshotLive => "snapshot-live".into(),
             Self::Dump(spec) => format!("dump {} ({})", spec.engine, spec.what()),
         }
     }
@@ -189,7 +200,7 @@ pub fn from_labels<S: std::hash::BuildHasher>(
     let get = |key: &str| labels.get(key).map(|v| v.trim());
     let policy = get(label::POLICY).unwrap_or("stop");
     match policy {
-        "stop" | "skip" => {
+        "stop" | "skip" | "snapshot-live" => {
             if let Some(key) = [label::DUMP, label::DATABASE, label::PATH]
                 .into_iter()
                 .find(|k| labels.contains_key(*k))
@@ -201,10 +212,10 @@ pub fn from_labels<S: std::hash::BuildHasher>(
                     label::POLICY
                 ));
             }
-            Ok(if policy == "stop" {
-                Policy::Stop
-            } else {
-                Policy::Skip
+            Ok(match policy {
+                "stop" => Policy::Stop,
+                "skip" => Policy::Skip,
+                _ => Policy::SnapshotLive,
             })
         }
         "dump" => {
@@ -270,7 +281,7 @@ pub fn from_labels<S: std::hash::BuildHasher>(
             }))
         }
         other => Err(format!(
-            "label {}={other:?} is not a policy; use stop, dump or skip",
+            "label {}={other:?} is not a policy; use stop, dump, skip or snapshot-live",
             label::POLICY
         )),
     }
@@ -298,6 +309,10 @@ mod tests {
             from_labels(&labels(&[(label::POLICY, "skip")]), "x"),
             Ok(Policy::Skip)
         );
+        assert_eq!(
+            from_labels(&labels(&[(label::POLICY, "snapshot-live")]), "postgres:15"),
+            Ok(Policy::SnapshotLive)
+        );
         let dump = from_labels(
             &labels(&[(label::POLICY, "dump")]),
             "docker.io/library/postgres:16",
@@ -319,7 +334,10 @@ mod tests {
     #[test]
     fn unknown_values_are_errors_that_name_the_choices() {
         let error = from_labels(&labels(&[(label::POLICY, "dumpp")]), "postgres").unwrap_err();
-        assert!(error.contains("stop, dump or skip"), "{error}");
+        assert!(
+            error.contains("stop, dump, skip or snapshot-live"),
+            "{error}"
+        );
         let error = from_labels(
             &labels(&[(label::POLICY, "dump"), (label::DUMP, "oracle")]),
             "x",
