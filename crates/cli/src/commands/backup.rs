@@ -153,22 +153,40 @@ fn render_plan(plan: &BackupPlan) -> String {
                 ),
             };
         }
+        for service in &unit.services {
+            if let Some(seconds) = service.stop_timeout {
+                let _ = writeln!(
+                    out,
+                    "  stop time:   {}: {seconds}s before a kill (or its own, if longer)",
+                    service.container
+                );
+            }
+        }
+        let except = |globs: &[String]| {
+            if globs.is_empty() {
+                String::new()
+            } else {
+                format!(" except {}", globs.join(", "))
+            }
+        };
         for v in &unit.volumes {
             let _ = writeln!(
                 out,
-                "  volume:      {}{}{}",
+                "  volume:      {}{}{}{}",
                 v.name,
                 size(v.bytes),
-                fs(v.filesystem.as_ref())
+                fs(v.filesystem.as_ref()),
+                except(&v.exclude)
             );
         }
         for b in &unit.binds {
             let _ = writeln!(
                 out,
-                "  bind:        {}{}{}",
+                "  bind:        {}{}{}{}",
                 b.name,
                 size(b.bytes),
-                fs(b.filesystem.as_ref())
+                fs(b.filesystem.as_ref()),
+                except(&b.exclude)
             );
         }
         match &unit.estimate {
@@ -331,6 +349,7 @@ mod tests {
             name: name.into(),
             bytes,
             filesystem: Some(fixtures::btrfs()),
+            exclude: Vec::new(),
         };
         assert_renders!(
             "backup_plan",
@@ -348,6 +367,7 @@ mod tests {
                             ServicePolicy {
                                 container: "nextcloud-app-1".into(),
                                 policy: Policy::Stop,
+                                stop_timeout: Some(120),
                             },
                             ServicePolicy {
                                 container: "nextcloud-db-1".into(),
@@ -356,10 +376,14 @@ mod tests {
                                     database: None,
                                     path: None,
                                 }),
+                                stop_timeout: None,
                             },
                         ],
                         refused: None,
-                        volumes: vec![item("nextcloud_html", Some(1_288_490_188))],
+                        volumes: vec![PlannedItem {
+                            exclude: vec!["data/appdata_*/preview/**".into(), "*.part".into()],
+                            ..item("nextcloud_html", Some(1_288_490_188))
+                        }],
                         binds: vec![item("/srv/nextcloud/config", Some(48_213))],
                         estimate: Some(Estimate {
                             last_run: fixtures::time("2026-11-22T03:00:00Z"),
@@ -387,6 +411,7 @@ mod tests {
                         services: vec![ServicePolicy {
                             container: "portainer".into(),
                             policy: Policy::Stop,
+                            stop_timeout: None,
                         }],
                         refused: None,
                         volumes: vec![PlannedItem {

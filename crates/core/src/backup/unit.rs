@@ -258,7 +258,11 @@ async fn warm_pass(
         let cancel = Cancel::new();
         let mut snapshot = tokio::spawn({
             let (repo, path, cancel) = (repo.clone(), source.path.clone(), cancel.clone());
-            async move { repo.snapshot_cancellable(path, warm_meta, cancel).await }
+            let exclude = source.exclude.clone();
+            async move {
+                repo.snapshot_cancellable(path, warm_meta, exclude, cancel)
+                    .await
+            }
         });
         let mut interrupt = interrupt.clone();
         let joined = tokio::select! {
@@ -648,6 +652,8 @@ struct Source {
     warm_bytes: u64,
     /// What its filesystem allows.
     filesystem: Option<FsSupport>,
+    /// Exclude globs, relative to its root (also in a frozen copy).
+    exclude: Vec<String>,
 }
 
 /// The cold pass this unit gets, and a warning when `auto` fell back to reading. `Err` when
@@ -841,6 +847,7 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
                     },
                     m.to_path_buf(),
                     v.filesystem.clone(),
+                    v.exclude.clone(),
                 )
             })
         });
@@ -855,16 +862,18 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
                 },
                 b.source.clone(),
                 b.filesystem.clone(),
+                b.exclude.clone(),
             )
         });
     volumes
         .chain(binds)
-        .map(|(part, path, filesystem)| Source {
+        .map(|(part, path, filesystem, exclude)| Source {
             part,
             path,
             warm: None,
             warm_bytes: 0,
             filesystem,
+            exclude,
         })
         .collect()
 }
@@ -917,7 +926,11 @@ async fn cold_pass(
         }
     };
     for Source {
-        part, path, warm, ..
+        part,
+        path,
+        warm,
+        exclude,
+        ..
     } in sources
     {
         if *interrupt.borrow() {
@@ -929,8 +942,9 @@ async fn cold_pass(
         let mut snapshot = tokio::spawn({
             let (repo, cancel) = (repo.clone(), cancel.clone());
             let (path, meta, parent) = (path.clone(), meta(part.clone()), warm.clone());
+            let exclude = exclude.clone();
             async move {
-                repo.snapshot_while_stopped(path, meta, parent, cancel)
+                repo.snapshot_while_stopped(path, meta, (parent, exclude), cancel)
                     .await
             }
         });

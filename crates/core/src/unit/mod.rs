@@ -11,6 +11,7 @@ mod discover;
 mod mounts;
 pub mod names;
 pub mod policy;
+pub mod service;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -241,6 +242,13 @@ pub struct Container {
     pub networks: Vec<String>,
     /// What a backup does with it (`kopi-docka.policy` label; [`policy`]).
     pub policy: Policy,
+    /// Exclude globs for the volumes and binds it mounts (`kopi-docka.exclude`; [`service`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Seconds it gets to stop instead of `[backup] stop-timeout-seconds`
+    /// (`kopi-docka.stop-timeout`; [`service`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
 }
 
 /// A named volume as mounted into one container.
@@ -290,6 +298,9 @@ pub struct UnitVolume {
     /// volumes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FsSupport>,
+    /// Globs of what inside it is not backed up (config and `kopi-docka.exclude`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 impl UnitVolume {
@@ -320,6 +331,9 @@ pub struct UnitBind {
     /// only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FsSupport>,
+    /// Globs of what inside it is not backed up (config and `kopi-docka.exclude`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// Whether something is backed up.
@@ -532,6 +546,9 @@ pub struct CoverageEntry {
     /// For a backed-up volume or bind: its filesystem and whether it can be snapshotted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FsSupport>,
+    /// For a backed-up volume or bind: the globs of what inside it is left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 impl CoverageEntry {
@@ -543,6 +560,19 @@ impl CoverageEntry {
             verdict,
             detail,
             filesystem: None,
+            exclude: Vec::new(),
+        }
+    }
+
+    /// The entry with the exclude globs of its volume or bind (backed-up ones only).
+    fn excluding(self, exclude: &[String]) -> Self {
+        Self {
+            exclude: if self.verdict.is_backed_up() {
+                exclude.to_vec()
+            } else {
+                Vec::new()
+            },
+            ..self
         }
     }
 
