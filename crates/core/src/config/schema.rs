@@ -232,17 +232,17 @@ pub struct UnitConfig {
     pub max_age_hours: Option<u32>,
     /// Exclude globs for every volume and bind of this unit (`cache/**`, `*.tmp`); added to
     /// those of each volume, bind and service.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
     /// `[units.<name>.volumes.<volume>]`: one volume, by the name `kopi-docka units` lists.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub volumes: std::collections::BTreeMap<String, MountConfig>,
     /// `[units.<name>.binds."/host/path"]`: one bind mount, by its host path.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub binds: std::collections::BTreeMap<String, MountConfig>,
     /// `[units.<name>.services.<service>]`: one compose service (a standalone unit's container
     /// by its name). Each key set here wins over the container's `kopi-docka.*` label.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub services: std::collections::BTreeMap<String, ServiceConfig>,
 }
 
