@@ -98,6 +98,37 @@ impl Render for RunReport {
     }
 }
 
+/// A plan's lines for services that are not simply stopped: dumped, skipped, or given their
+/// own stop timeout.
+fn render_services(out: &mut String, unit: &run::UnitPlan) {
+    // Writing into a String cannot fail.
+    for service in unit.services.iter().filter(|s| !s.policy.stops()) {
+        let _ = match service.policy.dump() {
+            Some(spec) => writeln!(
+                out,
+                "  dump:        {}: {} ({}), keeps running",
+                service.container,
+                spec.engine,
+                spec.what()
+            ),
+            None => writeln!(
+                out,
+                "  skip:        {}: keeps running, not backed up",
+                service.container
+            ),
+        };
+    }
+    for service in &unit.services {
+        if let Some(seconds) = service.stop_timeout {
+            let _ = writeln!(
+                out,
+                "  stop time:   {}: {seconds}s before a kill (or its own, if longer)",
+                service.container
+            );
+        }
+    }
+}
+
 fn render_plan(plan: &BackupPlan) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
@@ -137,31 +168,7 @@ fn render_plan(plan: &BackupPlan) -> String {
         if let Some(why) = &unit.refused {
             let _ = writeln!(out, "  NOT BACKED UP: {why}");
         }
-        for service in unit.services.iter().filter(|s| !s.policy.stops()) {
-            let _ = match service.policy.dump() {
-                Some(spec) => writeln!(
-                    out,
-                    "  dump:        {}: {} ({}), keeps running",
-                    service.container,
-                    spec.engine,
-                    spec.what()
-                ),
-                None => writeln!(
-                    out,
-                    "  skip:        {}: keeps running, not backed up",
-                    service.container
-                ),
-            };
-        }
-        for service in &unit.services {
-            if let Some(seconds) = service.stop_timeout {
-                let _ = writeln!(
-                    out,
-                    "  stop time:   {}: {seconds}s before a kill (or its own, if longer)",
-                    service.container
-                );
-            }
-        }
+        render_services(&mut out, unit);
         let except = |globs: &[String]| {
             if globs.is_empty() {
                 String::new()

@@ -604,29 +604,11 @@ fn assemble(
                 .cloned(),
         );
     }
-    let (mut volumes, mut binds) = apply_policies(unit_volumes, unit_binds, &containers);
-    apply_excludes(
-        rules.unit(name.as_str()),
-        &mut volumes,
-        &mut binds,
-        &containers,
-    );
+    let config = rules.unit(name.as_str());
+    let (volumes, binds) = apply_policies(unit_volumes, unit_binds, &containers, config);
     let (volumes, binds) = probe_filesystems(volumes.into_iter(), binds.into_iter());
 
-    let mut coverage: Vec<CoverageEntry> = volumes
-        .iter()
-        .map(|v| {
-            CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone())
-                .on(v.filesystem.as_ref())
-                .excluding(&v.exclude)
-        })
-        .chain(binds.iter().map(|b| {
-            let id = b.source.display().to_string();
-            CoverageEntry::new(CoverageKind::Bind, id, b.verdict.clone())
-                .on(b.filesystem.as_ref())
-                .excluding(&b.exclude)
-        }))
-        .collect();
+    let mut coverage = mount_entries(&volumes, &binds);
     if let Some(project) = &project {
         let file_entry = |kind, f: &ProjectFile| {
             let verdict = match (&f.refused, f.present) {
@@ -667,6 +649,24 @@ fn assemble(
         refused,
         policy_errors,
     }
+}
+
+/// The coverage entries of the unit's volumes and binds.
+fn mount_entries(volumes: &[UnitVolume], binds: &[UnitBind]) -> Vec<CoverageEntry> {
+    volumes
+        .iter()
+        .map(|v| {
+            CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone())
+                .on(v.filesystem.as_ref())
+                .excluding(&v.exclude)
+        })
+        .chain(binds.iter().map(|b| {
+            let id = b.source.display().to_string();
+            CoverageEntry::new(CoverageKind::Bind, id, b.verdict.clone())
+                .on(b.filesystem.as_ref())
+                .excluding(&b.exclude)
+        }))
+        .collect()
 }
 
 /// Each member's label errors, with its name.
@@ -713,11 +713,13 @@ fn apply_excludes(
     }
 }
 
-/// The unit's volumes and binds, with [`apply_policy`] applied to each.
+/// The unit's volumes and binds, with [`apply_policy`] applied to each and their exclude
+/// globs ([`apply_excludes`]).
 fn apply_policies(
     volumes: BTreeMap<&str, UnitVolume>,
     binds: BTreeMap<&Path, UnitBind>,
     containers: &[Container],
+    config: Option<&crate::config::UnitConfig>,
 ) -> (Vec<UnitVolume>, Vec<UnitBind>) {
     let mut volumes: Vec<UnitVolume> = volumes.into_values().collect();
     let mut binds: Vec<UnitBind> = binds.into_values().collect();
@@ -727,6 +729,7 @@ fn apply_policies(
     for b in &mut binds {
         apply_policy(&mut b.verdict, &b.used_by, containers);
     }
+    apply_excludes(config, &mut volumes, &mut binds, containers);
     (volumes, binds)
 }
 

@@ -45,7 +45,46 @@ pub fn unmatched_config_names(config: &crate::config::Config, units: &[Unit]) ->
                  until it exists or the entry is removed"
             )
         });
-    tables.chain(daemon).collect()
+    // A typo in a volume, bind or service table name is as silent as one in a unit name.
+    let inner = config.units.iter().flat_map(|(name, table)| {
+        let unit = units.iter().find(|u| u.name.as_str() == name);
+        let mut out = Vec::new();
+        let Some(unit) = unit else { return out };
+        for volume in table.volumes.keys() {
+            if !unit.volumes.iter().any(|v| &v.name == volume) {
+                out.push(format!(
+                    "[units.\"{name}\".volumes.\"{volume}\"] names no volume of the unit: its \
+                     excludes apply to nothing"
+                ));
+            }
+        }
+        for bind in table.binds.keys() {
+            if !unit
+                .binds
+                .iter()
+                .any(|b| b.source.as_os_str() == bind.as_str())
+            {
+                out.push(format!(
+                    "[units.\"{name}\".binds.\"{bind}\"] names no bind mount of the unit: its \
+                     excludes apply to nothing"
+                ));
+            }
+        }
+        for service in table.services.keys() {
+            let known = unit
+                .containers
+                .iter()
+                .any(|c| c.service.as_deref().unwrap_or(&c.name) == service);
+            if !known {
+                out.push(format!(
+                    "[units.\"{name}\".services.\"{service}\"] names no service of the unit: \
+                     its settings apply to nothing"
+                ));
+            }
+        }
+        out
+    });
+    tables.chain(daemon).chain(inner).collect()
 }
 
 /// Stack or standalone container.
