@@ -37,6 +37,23 @@ fn listed(env: &Env, id: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// `units --json` with `config`, whatever its exit code: other tests on the same engine may
+/// have units with label errors at the same moment (exit 2). Returns the unit `name`, which
+/// must have none.
+fn unit_listing(env: &Env, config: &str, name: &str) -> (Value, Value) {
+    let out = env.cmd_with(config, &["units", "--json"]).output().unwrap();
+    let units: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unit = units["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {units:#}"))
+        .clone();
+    assert!(unit.get("policy_errors").is_none(), "{unit}");
+    (units, unit)
+}
+
 /// The id of the unit's snapshot of `volume` in a backup report.
 fn volume_snapshot(report: &Value, volume: &str) -> String {
     report["units"][0]["snapshots"]
@@ -94,13 +111,7 @@ fn excluded_files_are_not_in_the_point_and_the_rest_round_trips() {
         write(&db_dir, rel, text);
     }
 
-    let units = env.json(&["units", "--json"]);
-    let unit = units["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == stack.as_str())
-        .unwrap();
+    let (_, unit) = unit_listing(&env, "config.toml", &stack);
     let volume = |name: &str| {
         unit["volumes"]
             .as_array()
@@ -298,23 +309,22 @@ fn unknown_label_values_are_errors_and_the_config_wins() {
     env.write_config(
         "fixed.toml",
         &format!(
-            "[units.\"{name}\".services.\"{name}\"]\npolicy = \"skip\"\nstop-timeout-seconds = 30\n"
+            "[units.\"{name}\".services.\"{name}\"]\npolicy = \"skip\"\nstop-timeout-seconds = 30\n\
+             [units.\"{name}\".services.\"nosuch\"]\npolicy = \"skip\"\n"
         ),
     );
-    let out = env
-        .cmd_with("fixed.toml", &["units", "--json"])
-        .assert()
-        .success();
-    let units: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let unit = units["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == name.as_str())
-        .unwrap();
-    assert!(unit.get("policy_errors").is_none(), "{unit}");
+    let (units, unit) = unit_listing(&env, "fixed.toml", &name);
     assert_eq!(unit["containers"][0]["policy"]["policy"], "skip", "{unit}");
     assert_eq!(unit["containers"][0]["stop_timeout"], 30, "{unit}");
+    // A table that names no service of the unit is said, not silently ignored.
+    let warned = units["warnings"].as_array().cloned().unwrap_or_default();
+    let want = format!("[units.\"{name}\".services.\"nosuch\"] names no service of the unit");
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with(&want)),
+        "{warned:?}"
+    );
 }
 
 /// A PID 1 that ignores SIGTERM: every stop waits for the whole timeout, then the engine kills.
@@ -397,4 +407,62 @@ fn the_stop_timeout_label_and_config_key_set_a_services_stop() {
             "{name} was not started again"
         );
     }
+}
+
+/// The snapshot cold pass reads a frozen copy of the bind (btrfs snapshot): the globs apply
+/// there too, anchored at the copy's root.
+#[test]
+fn excludes_apply_to_the_snapshot_cold_pass() {
+    if !support::docker_tests_enabled("excludes_apply_to_the_snapshot_cold_pass") {
+        return;
+    }
+    let fs = support::loopfs::btrfs();
+    let env = Env::builder()
+        .extra("[backup]\ncold-pass = \"snapshot\"\n")
+        .init()
+        .build();
+    let name = format!("{}-frozen", env.prefix);
+    let bind = fs.data.join(&name);
+    for (rel, text) in [
+        ("cache/big.bin", "regenerated"),
+        ("sub/x.tmp", "scratch"),
+        ("sub/keep.txt", "precious"),
+    ] {
+        write(&bind, rel, text);
+    }
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "kopi-docka.exclude=cache/**\n*.tmp",
+        "-v",
+        &format!("{}:/bind", bind.display()),
+        IMAGE,
+        "sh",
+        "-c",
+        support::IDLE,
+    ]);
+    let report = env.json(&["backup", "--unit", &name, "--scope", "minimal", "--json"]);
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "success", "{unit}");
+    assert_eq!(unit["cold_pass"], "snapshot", "{unit}");
+    let id = unit["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "bind")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let in_point = listed(&env, &id);
+    assert!(in_point.contains("sub/keep.txt"), "{in_point:?}");
+    assert!(
+        !in_point.contains("cache/big.bin") && !in_point.contains("sub/x.tmp"),
+        "{in_point:?}"
+    );
+    docker(&["rm", "-f", &name]);
+    std::fs::remove_dir_all(&bind).unwrap();
 }
