@@ -82,7 +82,7 @@ pub async fn run(loaded: &LoadedConfig, unit_dir: &Path, now: jiff::Timestamp) -
     monitoring_checks(loaded, &mut checks);
     checks.push(dr_check(loaded, now));
 
-    let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+    let rules = MountRules::from_config(loaded);
     let units: Option<Vec<Unit>> = match &engine {
         Some(engine) => match unit::discover(engine, &rules).await {
             Ok(units) => Some(units),

@@ -32,6 +32,9 @@ pub struct StopTarget {
     pub container: ContainerRef,
     /// The unit it belongs to (the journal says so, for messages after a crash).
     pub unit: String,
+    /// Its own stop timeout floor (`kopi-docka.stop-timeout`, the config's service table),
+    /// instead of the one the stop is given.
+    pub stop_timeout: Option<u32>,
 }
 
 /// A container the engine had to kill: it did not stop on its stop signal within its timeout.
@@ -86,7 +89,8 @@ pub struct RestartReport {
 impl StoppedUnit {
     /// Journals, then stops the unit's running containers in reverse start order, except
     /// those whose policy keeps them running (`dump`, `skip`; [`crate::unit::Policy`]).
-    /// `timeout` is a floor: a container's own longer stop timeout is kept. On a failed stop,
+    /// `timeout` (or a container's own `kopi-docka.stop-timeout`) is a floor: a container's
+    /// own longer engine stop timeout is kept. On a failed stop,
     /// the containers already stopped come back with the error, to be restarted.
     pub async fn stop(
         engine: &Engine,
@@ -104,6 +108,7 @@ impl StoppedUnit {
                     name: c.name.clone(),
                 },
                 unit: unit.name.to_string(),
+                stop_timeout: c.stop_timeout,
             })
             .collect();
         // All of the unit's containers, stopped ones too: one that another run has just
@@ -142,6 +147,10 @@ impl StoppedUnit {
         timeout: u32,
     ) -> Result<Self, (Self, String)> {
         let now = jiff::Timestamp::now();
+        let timeouts: Vec<u32> = containers
+            .iter()
+            .map(|t| t.stop_timeout.unwrap_or(timeout))
+            .collect();
         let to_stop: Vec<StoppedContainer> = containers
             .into_iter()
             .enumerate()
@@ -181,7 +190,7 @@ impl StoppedUnit {
                 ),
             ));
         }
-        for container in to_stop.iter().rev() {
+        for (container, timeout) in to_stop.iter().zip(timeouts).rev() {
             this.first_stop.get_or_insert_with(Instant::now);
             // Recorded before the call: a stop that fails half-way may still have stopped it.
             this.stopped.insert(0, container.clone());

@@ -99,6 +99,37 @@ impl Render for RunReport {
     }
 }
 
+/// A plan's lines for services that are not simply stopped: dumped, skipped, or given their
+/// own stop timeout.
+fn render_services(out: &mut String, unit: &run::UnitPlan) {
+    // Writing into a String cannot fail.
+    for service in unit.services.iter().filter(|s| !s.policy.stops()) {
+        let _ = match service.policy.dump() {
+            Some(spec) => writeln!(
+                out,
+                "  dump:        {}: {} ({}), keeps running",
+                service.container,
+                spec.engine,
+                spec.what()
+            ),
+            None => writeln!(
+                out,
+                "  skip:        {}: keeps running, not backed up",
+                service.container
+            ),
+        };
+    }
+    for service in &unit.services {
+        if let Some(seconds) = service.stop_timeout {
+            let _ = writeln!(
+                out,
+                "  stop time:   {}: {seconds}s before a kill (or its own, if longer)",
+                service.container
+            );
+        }
+    }
+}
+
 fn render_plan(plan: &BackupPlan) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
@@ -138,38 +169,32 @@ fn render_plan(plan: &BackupPlan) -> String {
         if let Some(why) = &unit.refused {
             let _ = writeln!(out, "  NOT BACKED UP: {why}");
         }
-        for service in unit.services.iter().filter(|s| !s.policy.stops()) {
-            let _ = match service.policy.dump() {
-                Some(spec) => writeln!(
-                    out,
-                    "  dump:        {}: {} ({}), keeps running",
-                    service.container,
-                    spec.engine,
-                    spec.what()
-                ),
-                None => writeln!(
-                    out,
-                    "  skip:        {}: keeps running, not backed up",
-                    service.container
-                ),
-            };
-        }
+        render_services(&mut out, unit);
+        let except = |globs: &[String]| {
+            if globs.is_empty() {
+                String::new()
+            } else {
+                format!(" except {}", globs.join(", "))
+            }
+        };
         for v in &unit.volumes {
             let _ = writeln!(
                 out,
-                "  volume:      {}{}{}",
+                "  volume:      {}{}{}{}",
                 v.name,
                 size(v.bytes),
-                fs(v.filesystem.as_ref())
+                fs(v.filesystem.as_ref()),
+                except(&v.exclude)
             );
         }
         for b in &unit.binds {
             let _ = writeln!(
                 out,
-                "  bind:        {}{}{}",
+                "  bind:        {}{}{}{}",
                 b.name,
                 size(b.bytes),
-                fs(b.filesystem.as_ref())
+                fs(b.filesystem.as_ref()),
+                except(&b.exclude)
             );
         }
         match &unit.estimate {
@@ -335,6 +360,7 @@ mod tests {
             name: name.into(),
             bytes,
             filesystem: Some(fixtures::btrfs()),
+            exclude: Vec::new(),
         };
         assert_renders!(
             "backup_plan",
@@ -352,6 +378,7 @@ mod tests {
                             ServicePolicy {
                                 container: "nextcloud-app-1".into(),
                                 policy: Policy::Stop,
+                                stop_timeout: Some(120),
                             },
                             ServicePolicy {
                                 container: "nextcloud-db-1".into(),
@@ -360,10 +387,14 @@ mod tests {
                                     database: None,
                                     path: None,
                                 }),
+                                stop_timeout: None,
                             },
                         ],
                         refused: None,
-                        volumes: vec![item("nextcloud_html", Some(1_288_490_188))],
+                        volumes: vec![PlannedItem {
+                            exclude: vec!["data/appdata_*/preview/**".into(), "*.part".into()],
+                            ..item("nextcloud_html", Some(1_288_490_188))
+                        }],
                         binds: vec![item("/srv/nextcloud/config", Some(48_213))],
                         estimate: Some(Estimate {
                             last_run: fixtures::time("2026-11-22T03:00:00Z"),
@@ -391,6 +422,7 @@ mod tests {
                         services: vec![ServicePolicy {
                             container: "portainer".into(),
                             policy: Policy::Stop,
+                            stop_timeout: None,
                         }],
                         refused: None,
                         volumes: vec![PlannedItem {

@@ -29,7 +29,7 @@ struct UnitsReport {
 pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
     let engine = Engine::connect(loaded.engine_target()?).await?;
-    let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+    let rules = MountRules::from_config(&loaded);
     let units = unit::discover(&engine, &rules).await?;
     let warnings = unit::unmatched_config_names(&loaded.config, &units);
     // A label kopi-docka cannot follow is a configuration error, never silently ignored.
@@ -90,11 +90,13 @@ fn render_unit(out: &mut String, unit: &Unit) {
                 let _ = write!(state, ", {health:?}");
                 state = state.to_lowercase();
             }
-            if c.policy.stops() {
-                format!("{} ({state})", c.name)
-            } else {
-                format!("{} ({state}; policy {})", c.name, c.policy.describe())
+            if !c.policy.stops() {
+                let _ = write!(state, "; policy {}", c.policy.describe());
             }
+            if let Some(seconds) = c.stop_timeout {
+                let _ = write!(state, "; stop-timeout {seconds}s");
+            }
+            format!("{} ({state})", c.name)
         })
         .collect();
     field(out, "containers", &containers);
@@ -114,10 +116,24 @@ fn render_unit(out: &mut String, unit: &Unit) {
     let fs = |f: Option<&kopi_docka_core::fs_snapshot::FsSupport>| {
         f.map(|f| format!(" [{f}]")).unwrap_or_default()
     };
+    let except = |globs: &[String]| {
+        if globs.is_empty() {
+            String::new()
+        } else {
+            format!(" (except {})", globs.join(" "))
+        }
+    };
     let volumes: Vec<String> = unit
         .volumes
         .iter()
-        .map(|v| format!("{}{}", v.name, fs(v.filesystem.as_ref())))
+        .map(|v| {
+            format!(
+                "{}{}{}",
+                v.name,
+                fs(v.filesystem.as_ref()),
+                except(&v.exclude)
+            )
+        })
         .collect();
     field(out, "volumes", &volumes);
     let binds: Vec<String> = unit
@@ -131,10 +147,11 @@ fn render_unit(out: &mut String, unit: &Unit) {
                 .collect();
             let ro = if b.read_only { " (ro)" } else { "" };
             format!(
-                "{} -> {}{ro}{}",
+                "{} -> {}{ro}{}{}",
                 b.source.display(),
                 dests.join(", "),
-                fs(b.filesystem.as_ref())
+                fs(b.filesystem.as_ref()),
+                except(&b.exclude)
             )
         })
         .collect();

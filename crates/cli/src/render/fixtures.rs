@@ -35,6 +35,7 @@ fn entry(kind: CoverageKind, identifier: &str, verdict: Verdict) -> CoverageEntr
         verdict,
         detail,
         filesystem: None,
+        exclude: Vec::new(),
     }
 }
 
@@ -87,6 +88,8 @@ fn container(name: &str, service: Option<&str>, image: &str, state: ContainerSta
         tmpfs: Vec::new(),
         networks: Vec::new(),
         policy: Policy::Stop,
+        exclude: Vec::new(),
+        stop_timeout: None,
     }
 }
 
@@ -117,6 +120,7 @@ fn volume(name: &str, used_by: &str) -> UnitVolume {
         used_by: vec![used_by.into()],
         verdict: Verdict::BACKED_UP,
         filesystem: Some(btrfs()),
+        exclude: Vec::new(),
     }
 }
 
@@ -148,6 +152,8 @@ fn nextcloud() -> Unit {
         read_only: false,
     }];
     app.tmpfs = vec!["/tmp".into()];
+    app.exclude = vec!["*.part".into()];
+    app.stop_timeout = Some(120);
     app.networks = vec!["nextcloud_default".into()];
     let mut db = container(
         "nextcloud-db-1",
@@ -173,7 +179,11 @@ fn nextcloud() -> Unit {
         containers: vec![db, app],
         volumes: vec![
             volume("nextcloud_db", "nextcloud-db-1"),
-            volume("nextcloud_html", "nextcloud-app-1"),
+            // `[units.nextcloud.volumes.nextcloud_html] exclude` and the app's label.
+            UnitVolume {
+                exclude: vec!["data/appdata_*/preview/**".into(), "*.part".into()],
+                ..volume("nextcloud_html", "nextcloud-app-1")
+            },
         ],
         binds: vec![
             UnitBind {
@@ -184,6 +194,7 @@ fn nextcloud() -> Unit {
                 is_file: false,
                 verdict: Verdict::BACKED_UP,
                 filesystem: Some(ext4()),
+                exclude: vec!["*.part".into()],
             },
             UnitBind {
                 source: "/srv/nextcloud/initdb".into(),
@@ -193,6 +204,7 @@ fn nextcloud() -> Unit {
                 is_file: false,
                 verdict: Verdict::not_protected(CoverageReason::Missing),
                 filesystem: None,
+                exclude: Vec::new(),
             },
         ],
         networks: vec!["nextcloud_default".into()],
@@ -201,12 +213,18 @@ fn nextcloud() -> Unit {
         policy_errors: Vec::new(),
         coverage: coverage(vec![
             entry(CoverageKind::Volume, "nextcloud_db", Verdict::BACKED_UP),
-            entry(CoverageKind::Volume, "nextcloud_html", Verdict::BACKED_UP),
-            entry(
-                CoverageKind::Bind,
-                "/srv/nextcloud/config",
-                Verdict::BACKED_UP,
-            ),
+            CoverageEntry {
+                exclude: vec!["data/appdata_*/preview/**".into(), "*.part".into()],
+                ..entry(CoverageKind::Volume, "nextcloud_html", Verdict::BACKED_UP)
+            },
+            CoverageEntry {
+                exclude: vec!["*.part".into()],
+                ..entry(
+                    CoverageKind::Bind,
+                    "/srv/nextcloud/config",
+                    Verdict::BACKED_UP,
+                )
+            },
             entry(
                 CoverageKind::Bind,
                 "/srv/nextcloud/initdb",
@@ -263,6 +281,7 @@ fn portainer() -> Unit {
             is_file: true,
             verdict: Verdict::skipped(CoverageReason::Socket),
             filesystem: None,
+            exclude: Vec::new(),
         }],
         networks: vec!["bridge".into()],
         start_order: vec!["portainer".into()],

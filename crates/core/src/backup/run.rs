@@ -232,7 +232,7 @@ async fn run_units(
         tracing::warn!(container = %name, "started a container a previous run left stopped");
     }
 
-    let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+    let rules = MountRules::from_config(loaded);
     let all = unit::discover(engine, &rules).await?;
     for warning in unit::unmatched_config_names(&loaded.config, &all) {
         tracing::warn!("{warning}");
@@ -393,6 +393,9 @@ pub struct ServicePolicy {
     /// What a backup does with it.
     #[serde(flatten)]
     pub policy: unit::Policy,
+    /// Seconds it gets to stop, when set for it (`kopi-docka.stop-timeout`, config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
 }
 
 /// A volume or bind in a plan.
@@ -405,6 +408,9 @@ pub struct PlannedItem {
     /// Its filesystem and whether it can be snapshotted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<crate::fs_snapshot::FsSupport>,
+    /// Globs of what inside it is left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// How long the unit's last backup took.
@@ -467,7 +473,7 @@ pub async fn plan(
     // The repository settings are checked as a real run would, though nothing is written.
     RepoSettings::from_config(loaded)?;
     let engine = Engine::connect(loaded.engine_target()?).await?;
-    let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+    let rules = MountRules::from_config(loaded);
     let all = unit::discover(&engine, &rules).await?;
     let units = select(&all, &settings.units)?;
     let state_dir = loaded.env.state_dir();
@@ -496,6 +502,7 @@ pub async fn plan(
                 .map(|c| ServicePolicy {
                     container: c.name.clone(),
                     policy: c.policy.clone(),
+                    stop_timeout: c.stop_timeout,
                 })
                 .collect(),
             refused: unit.refused.clone(),
@@ -507,6 +514,7 @@ pub async fn plan(
                     name: v.name.clone(),
                     bytes: v.data_path().and_then(size),
                     filesystem: v.filesystem.clone(),
+                    exclude: v.exclude.clone(),
                 })
                 .collect(),
             binds: unit
@@ -517,6 +525,7 @@ pub async fn plan(
                     name: b.source.display().to_string(),
                     bytes: size(&b.source),
                     filesystem: b.filesystem.clone(),
+                    exclude: b.exclude.clone(),
                 })
                 .collect(),
             estimate: last_unit_report(&state_dir, unit).map(

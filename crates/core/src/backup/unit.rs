@@ -259,7 +259,11 @@ async fn warm_pass(
         let cancel = Cancel::new();
         let mut snapshot = tokio::spawn({
             let (repo, path, cancel) = (repo.clone(), source.path.clone(), cancel.clone());
-            async move { repo.snapshot_cancellable(path, warm_meta, cancel).await }
+            let exclude = source.exclude.clone();
+            async move {
+                repo.snapshot_cancellable(path, warm_meta, exclude, cancel)
+                    .await
+            }
         });
         let mut interrupt = interrupt.clone();
         let joined = tokio::select! {
@@ -656,6 +660,8 @@ struct Source {
     /// Mounted by a running `snapshot-live` service: frozen together with that service's
     /// other mounts by one snapshot while it runs, never read live.
     live: bool,
+    /// Exclude globs, relative to its root (also in a frozen copy).
+    exclude: Vec<String>,
 }
 
 /// The cold pass of a unit with these sources: `snapshot_live` when every source belongs to
@@ -952,6 +958,7 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
                     m.to_path_buf(),
                     v.filesystem.clone(),
                     live(&v.used_by),
+                    v.exclude.clone(),
                 )
             })
         });
@@ -967,17 +974,19 @@ fn data_sources(unit: &Unit) -> Vec<Source> {
                 b.source.clone(),
                 b.filesystem.clone(),
                 live(&b.used_by),
+                b.exclude.clone(),
             )
         });
     volumes
         .chain(binds)
-        .map(|(part, path, filesystem, live)| Source {
+        .map(|(part, path, filesystem, live, exclude)| Source {
             part,
             path,
             warm: None,
             warm_bytes: 0,
             filesystem,
             live,
+            exclude,
         })
         .collect()
 }
@@ -1030,7 +1039,11 @@ async fn cold_pass(
         }
     };
     for Source {
-        part, path, warm, ..
+        part,
+        path,
+        warm,
+        exclude,
+        ..
     } in sources
     {
         if *interrupt.borrow() {
@@ -1042,8 +1055,9 @@ async fn cold_pass(
         let mut snapshot = tokio::spawn({
             let (repo, cancel) = (repo.clone(), cancel.clone());
             let (path, meta, parent) = (path.clone(), meta(part.clone()), warm.clone());
+            let exclude = exclude.clone();
             async move {
-                repo.snapshot_while_stopped(path, meta, parent, cancel)
+                repo.snapshot_while_stopped(path, meta, (parent, exclude), cancel)
                     .await
             }
         });

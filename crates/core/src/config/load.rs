@@ -261,6 +261,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message,
         });
     }
+    if let Some(message) = bad_exclude_glob(&config) {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
     let repo = &mut config.repository;
     if repo.password_file.is_some() && repo.password_command.is_some() {
         return Err(ConfigError::Invalid {
@@ -407,11 +413,53 @@ fn out_of_range(config: &Config) -> Option<String> {
                 "hours after which this unit counts as overdue",
             ));
         }
+        for (service, settings) in &unit.services {
+            if let Some(seconds) = settings.stop_timeout_seconds {
+                checks.push((
+                    format!("[units.\"{name}\".services.\"{service}\"] stop-timeout-seconds"),
+                    seconds,
+                    MAX_TIMEOUT_SECONDS,
+                    "seconds this service gets to stop before it is killed",
+                ));
+            }
+        }
     }
     checks
         .into_iter()
         .find(|(_, value, max, _)| !(1..=*max).contains(value))
         .map(|(key, value, max, what)| format!("{key} = {value} is outside 1..={max} ({what})"))
+}
+
+/// The first exclude glob of a `[units]` table that cannot be used, with where it is.
+fn bad_exclude_glob(config: &Config) -> Option<String> {
+    config.units.iter().find_map(|(name, unit)| {
+        let tables = std::iter::once((format!("[units.\"{name}\"]"), &unit.exclude))
+            .chain(unit.volumes.iter().map(|(volume, m)| {
+                (
+                    format!("[units.\"{name}\".volumes.\"{volume}\"]"),
+                    &m.exclude,
+                )
+            }))
+            .chain(
+                unit.binds
+                    .iter()
+                    .map(|(bind, m)| (format!("[units.\"{name}\".binds.\"{bind}\"]"), &m.exclude)),
+            )
+            .chain(unit.services.iter().filter_map(|(service, s)| {
+                s.exclude
+                    .as_ref()
+                    .map(|e| (format!("[units.\"{name}\".services.\"{service}\"]"), e))
+            }));
+        for (table, globs) in tables {
+            if let Some(error) = globs
+                .iter()
+                .find_map(|g| crate::repo::check_exclude_glob(g).err())
+            {
+                return Some(format!("{table} exclude: {error}"));
+            }
+        }
+        None
+    })
 }
 
 /// Exactly one URL source per notification target, at most one for the healthcheck; a known

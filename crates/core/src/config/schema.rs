@@ -230,6 +230,50 @@ pub struct UnitConfig {
     pub hooks: HookSet,
     /// Overrides `[monitoring] max-age-hours` for this unit.
     pub max_age_hours: Option<u32>,
+    /// Exclude globs for every volume and bind of this unit (`cache/**`, `*.tmp`); added to
+    /// those of each volume, bind and service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// `[units.<name>.volumes.<volume>]`: one volume, by the name `kopi-docka units` lists.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub volumes: std::collections::BTreeMap<String, MountConfig>,
+    /// `[units.<name>.binds."/host/path"]`: one bind mount, by its host path.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub binds: std::collections::BTreeMap<String, MountConfig>,
+    /// `[units.<name>.services.<service>]`: one compose service (a standalone unit's container
+    /// by its name). Each key set here wins over the container's `kopi-docka.*` label.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub services: std::collections::BTreeMap<String, ServiceConfig>,
+}
+
+/// `[units.<name>.volumes.<volume>]` and `[units.<name>.binds."<path>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MountConfig {
+    /// Exclude globs inside this volume or bind, relative to its root.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// `[units.<name>.services.<service>]`: the keys of the `kopi-docka.*` labels, from the
+/// config. A key set here replaces the label's value; a key not set leaves the label in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `stop`, `dump` or `skip` (label `kopi-docka.policy`).
+    pub policy: Option<crate::unit::policy::PolicyKind>,
+    /// The dump engine (label `kopi-docka.dump`).
+    pub dump: Option<crate::unit::DumpEngine>,
+    /// PostgreSQL: one database (label `kopi-docka.dump.database`).
+    pub dump_database: Option<String>,
+    /// `SQLite`: the database file inside the container (label `kopi-docka.dump.path`).
+    pub dump_path: Option<PathBuf>,
+    /// Exclude globs for every volume and bind this service mounts (label
+    /// `kopi-docka.exclude`); `[]` drops the label's.
+    pub exclude: Option<Vec<String>>,
+    /// Seconds this service gets to stop before it is killed, instead of `[backup]
+    /// stop-timeout-seconds` (label `kopi-docka.stop-timeout`).
+    pub stop_timeout_seconds: Option<u32>,
 }
 
 /// A command as an argv array: no shell, no interpolation. The program must be an absolute

@@ -41,7 +41,7 @@ async fn units(settings: &DaemonSettings) -> Vec<String> {
     if let Ok(host) = loaded.engine_target()
         && let Ok(engine) = Engine::connect(host).await
     {
-        let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
+        let rules = MountRules::from_config(loaded);
         match unit::discover(&engine, &rules).await {
             Ok(units) => return units.iter().map(|u| u.name.to_string()).collect(),
             Err(error) => tracing::warn!("freshness check: {error}"),

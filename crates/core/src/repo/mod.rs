@@ -25,10 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, ForgetGroups, Grouped, KeepOptions,
-    KeyOptions, LocalDestination, LsOptions, OpenStatus, ParentOptions, PathList, PruneOptions,
-    ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError, ScryptParams,
-    SnapshotGroupCriterion, SnapshotOptions,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, Excludes, ForgetGroups, Grouped,
+    KeepOptions, KeyOptions, LocalDestination, LsOptions, OpenStatus, ParentOptions, PathList,
+    PruneOptions, ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError,
+    ScryptParams, SnapshotGroupCriterion, SnapshotOptions,
 };
 use serde::Serialize;
 
@@ -602,6 +602,7 @@ impl Repo {
         }
         let backup = BackupOptions::default()
             .as_path(meta.snapshot_path())
+            .excludes(anchored_excludes(source, &how.excludes))
             .no_scan(!how.count_total)
             .cancel(how.cancel.as_ref().map(|c| c.0.clone()))
             .parent_opts(
@@ -1144,15 +1145,18 @@ impl WriteRepo {
     }
 
     /// [`Repo::snapshot`] that `cancel` abandons (the warm pass, which SIGTERM must cut short).
+    /// `excludes` are the volume's or bind's exclude globs ([`check_exclude_glob`]).
     pub async fn snapshot_cancellable(
         &self,
         source: PathBuf,
         meta: SnapshotMeta,
+        excludes: Vec<String>,
         cancel: Cancel,
     ) -> Result<SnapshotInfo, RepoError> {
         let this = self.clone();
         let how = How {
             cancel: Some(cancel),
+            excludes,
             ..How::default()
         };
         blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
@@ -1169,7 +1173,7 @@ impl WriteRepo {
         &self,
         source: PathBuf,
         meta: SnapshotMeta,
-        parent: Option<String>,
+        (parent, excludes): (Option<String>, Vec<String>),
         cancel: Cancel,
     ) -> Result<SnapshotInfo, RepoError> {
         let this = self.clone();
@@ -1178,6 +1182,7 @@ impl WriteRepo {
             parent,
             count_total: false,
             cancel: Some(cancel),
+            excludes,
         };
         blocking(move || this.snapshot_blocking(&source, &meta, &how)).await
     }
@@ -1544,6 +1549,8 @@ struct How {
     count_total: bool,
     /// Abandons the snapshot when set.
     cancel: Option<Cancel>,
+    /// Exclude globs, relative to the source ([`check_exclude_glob`]).
+    excludes: Vec<String>,
 }
 
 impl Default for How {
@@ -1553,8 +1560,78 @@ impl Default for How {
             parent: None,
             count_total: true,
             cancel: None,
+            excludes: Vec::new(),
         }
     }
+}
+
+/// Why `glob` cannot be an exclude glob, if it cannot: rustic_core's own glob compiler (the
+/// gitignore syntax restic users know) says whether it parses; a negation (`!keep`) is refused
+/// because an exclude list cannot re-include, and `..` because nothing outside the volume or
+/// bind is read anyway.
+pub fn check_exclude_glob(glob: &str) -> Result<(), String> {
+    let trimmed = glob.trim();
+    if trimmed.is_empty() {
+        return Err("an empty exclude glob".into());
+    }
+    if trimmed.starts_with('!') {
+        return Err(format!(
+            "exclude glob `{glob}`: negations (`!`) are not supported; list only what to leave out"
+        ));
+    }
+    if trimmed.contains('\0') || trimmed.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "exclude glob `{glob}` leaves the volume or bind; globs are relative to its root"
+        ));
+    }
+    Excludes::default()
+        .globs(anchored_excludes(Path::new("/"), &[glob.to_owned()]).globs)
+        .as_override()
+        .map(|_| ())
+        .map_err(|error| {
+            let why = std::error::Error::source(&*error)
+                .map_or_else(|| concise(&error), ToString::to_string);
+            // globset says "error parsing glob '!/the/anchored/form': why": only the why is
+            // about what the user wrote.
+            let why = why.rsplit_once("': ").map_or(why.as_str(), |(_, w)| w);
+            format!("exclude glob `{glob}` is not a valid glob: {why}")
+        })
+}
+
+/// The exclude globs of a snapshot of `root`, in rustic_core's override syntax (`!` excludes).
+/// A glob with a `/` (other than a trailing one) is anchored at `root`, as gitignore anchors
+/// it at the directory of the `.gitignore`: `cache/**` is `root/cache/**`, not every `cache`
+/// below it. One without (`*.tmp`, `node_modules`) matches at any depth.
+fn anchored_excludes(root: &Path, globs: &[String]) -> Excludes {
+    let globs = globs
+        .iter()
+        .map(|glob| {
+            let glob = glob.trim();
+            if glob.trim_end_matches('/').contains('/') {
+                let root = escape_glob(&root.to_string_lossy());
+                format!(
+                    "!{}/{}",
+                    root.trim_end_matches('/'),
+                    glob.trim_start_matches('/')
+                )
+            } else {
+                format!("!{glob}")
+            }
+        })
+        .collect::<Vec<_>>();
+    Excludes::default().globs(globs)
+}
+
+/// `path` with the characters that are special in a glob escaped.
+fn escape_glob(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Why a tree entry at `path` named `name` must not be restored, if it must not: names are

@@ -706,6 +706,9 @@ fn to_stop(
                     name: name.to_owned(),
                 },
                 unit,
+                // A restore stops with `[backup] stop-timeout-seconds` (never shorter than the
+                // container's own): the per-service one is a backup setting.
+                stop_timeout: None,
             });
         }
     }

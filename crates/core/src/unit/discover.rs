@@ -70,7 +70,7 @@ pub fn build_units(
             tracing::debug!(name = ?raw.name, "skipping compose one-off container");
             continue;
         }
-        let member = member(raw, labels);
+        let member = member(raw, labels, rules);
         match member.labels.get(label::PROJECT) {
             Some(project) => stacks.entry(project.clone()).or_default().push(member),
             None => standalone.push(member),
@@ -89,7 +89,11 @@ pub fn build_units(
     units
 }
 
-fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Member {
+fn member(
+    raw: ContainerInspectResponse,
+    labels: HashMap<String, String>,
+    rules: &MountRules,
+) -> Member {
     let mut volumes = Vec::new();
     let mut binds = Vec::new();
     let mut tmpfs: Vec<PathBuf> = Vec::new();
@@ -147,17 +151,22 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         .as_ref()
         .and_then(|c| c.image.clone())
         .unwrap_or_default();
-    let (policy, policy_error) = match super::policy::from_labels(&labels, &image) {
-        Ok(policy) => (policy, None),
-        Err(error) => (super::Policy::Stop, Some(error)),
+    let name = raw
+        .name
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_owned();
+    // `[units.<unit>.services.<service>]`: a stack's service, a standalone container's name.
+    let overrides = rules
+        .unit(labels.get(label::PROJECT).unwrap_or(&name))
+        .and_then(|u| u.services.get(labels.get(label::SERVICE).unwrap_or(&name)));
+    let (settings, policy_error) = match super::service::resolve(&labels, &image, overrides) {
+        Ok(settings) => (settings, None),
+        Err(error) => (super::service::ServiceSettings::default(), Some(error)),
     };
     let container = Container {
         id: raw.id.unwrap_or_default(),
-        name: raw
-            .name
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned(),
+        name,
         service: labels.get(label::SERVICE).cloned(),
         image,
         state: container_state(state.status),
@@ -173,7 +182,9 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         binds,
         tmpfs,
         networks,
-        policy,
+        policy: settings.policy,
+        exclude: settings.exclude,
+        stop_timeout: settings.stop_timeout,
     };
     Member {
         container,
@@ -569,6 +580,7 @@ fn assemble(
                 is_file: b.source.is_file(),
                 verdict: rules.classify_bind(&b.source),
                 filesystem: None,
+                exclude: Vec::new(),
             });
             if !entry.destinations.contains(&b.destination) {
                 entry.destinations.push(b.destination.clone());
@@ -592,20 +604,11 @@ fn assemble(
                 .cloned(),
         );
     }
-    let (volumes, binds) = apply_policies(unit_volumes, unit_binds, &containers);
+    let config = rules.unit(name.as_str());
+    let (volumes, binds) = apply_policies(unit_volumes, unit_binds, &containers, config);
     let (volumes, binds) = probe_filesystems(volumes.into_iter(), binds.into_iter());
 
-    let mut coverage: Vec<CoverageEntry> = volumes
-        .iter()
-        .map(|v| {
-            CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone())
-                .on(v.filesystem.as_ref())
-        })
-        .chain(binds.iter().map(|b| {
-            let id = b.source.display().to_string();
-            CoverageEntry::new(CoverageKind::Bind, id, b.verdict.clone()).on(b.filesystem.as_ref())
-        }))
-        .collect();
+    let mut coverage = mount_entries(&volumes, &binds);
     if let Some(project) = &project {
         let file_entry = |kind, f: &ProjectFile| {
             let verdict = match (&f.refused, f.present) {
@@ -648,6 +651,24 @@ fn assemble(
     }
 }
 
+/// The coverage entries of the unit's volumes and binds.
+fn mount_entries(volumes: &[UnitVolume], binds: &[UnitBind]) -> Vec<CoverageEntry> {
+    volumes
+        .iter()
+        .map(|v| {
+            CoverageEntry::new(CoverageKind::Volume, v.name.clone(), v.verdict.clone())
+                .on(v.filesystem.as_ref())
+                .excluding(&v.exclude)
+        })
+        .chain(binds.iter().map(|b| {
+            let id = b.source.display().to_string();
+            CoverageEntry::new(CoverageKind::Bind, id, b.verdict.clone())
+                .on(b.filesystem.as_ref())
+                .excluding(&b.exclude)
+        }))
+        .collect()
+}
+
 /// Each member's label errors, with its name.
 fn policy_errors(members: &[Member]) -> Vec<String> {
     members
@@ -660,11 +681,45 @@ fn policy_errors(members: &[Member]) -> Vec<String> {
         .collect()
 }
 
-/// The unit's volumes and binds, with [`apply_policy`] applied to each.
+/// The exclude globs of each volume and bind: `[units.<unit>] exclude`, then those of the
+/// volume's or bind's own table, then those of every service that mounts it, without repeats.
+fn apply_excludes(
+    config: Option<&crate::config::UnitConfig>,
+    volumes: &mut [UnitVolume],
+    binds: &mut [UnitBind],
+    containers: &[Container],
+) {
+    let globs = |own: Option<&crate::config::MountConfig>, used_by: &[String]| {
+        let mut all: Vec<String> = Vec::new();
+        let unit = config.map(|u| u.exclude.as_slice()).unwrap_or_default();
+        let own = own.map(|m| m.exclude.as_slice()).unwrap_or_default();
+        let services = containers
+            .iter()
+            .filter(|c| used_by.contains(&c.name))
+            .flat_map(|c| &c.exclude);
+        for glob in unit.iter().chain(own).chain(services) {
+            if !all.contains(glob) {
+                all.push(glob.clone());
+            }
+        }
+        all
+    };
+    for v in volumes {
+        v.exclude = globs(config.and_then(|u| u.volumes.get(&v.name)), &v.used_by);
+    }
+    for b in binds {
+        let own = config.and_then(|u| u.binds.get(b.source.to_string_lossy().as_ref()));
+        b.exclude = globs(own, &b.used_by);
+    }
+}
+
+/// The unit's volumes and binds, with [`apply_policy`] applied to each and their exclude
+/// globs ([`apply_excludes`]).
 fn apply_policies(
     volumes: BTreeMap<&str, UnitVolume>,
     binds: BTreeMap<&Path, UnitBind>,
     containers: &[Container],
+    config: Option<&crate::config::UnitConfig>,
 ) -> (Vec<UnitVolume>, Vec<UnitBind>) {
     let mut volumes: Vec<UnitVolume> = volumes.into_values().collect();
     let mut binds: Vec<UnitBind> = binds.into_values().collect();
@@ -674,6 +729,7 @@ fn apply_policies(
     for b in &mut binds {
         apply_policy(&mut b.verdict, &b.used_by, containers);
     }
+    apply_excludes(config, &mut volumes, &mut binds, containers);
     (volumes, binds)
 }
 
@@ -789,6 +845,7 @@ fn volume_entry(name: &str, volumes: &HashMap<&str, &Volume>, rules: &MountRules
         used_by: Vec::new(),
         verdict: Verdict::not_protected(CoverageReason::VolumeNotListed),
         filesystem: None,
+        exclude: Vec::new(),
     };
     if let Err(why) = names::engine_name(name) {
         entry.verdict = Verdict::not_protected(CoverageReason::Refused { why });

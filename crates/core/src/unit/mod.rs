@@ -11,6 +11,7 @@ mod discover;
 mod mounts;
 pub mod names;
 pub mod policy;
+pub mod service;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,46 @@ pub fn unmatched_config_names(config: &crate::config::Config, units: &[Unit]) ->
                  until it exists or the entry is removed"
             )
         });
-    tables.chain(daemon).collect()
+    // A typo in a volume, bind or service table name is as silent as one in a unit name.
+    let inner = config.units.iter().flat_map(|(name, table)| {
+        let unit = units.iter().find(|u| u.name.as_str() == name);
+        let mut out = Vec::new();
+        let Some(unit) = unit else { return out };
+        for volume in table.volumes.keys() {
+            if !unit.volumes.iter().any(|v| &v.name == volume) {
+                out.push(format!(
+                    "[units.\"{name}\".volumes.\"{volume}\"] names no volume of the unit: its \
+                     excludes apply to nothing"
+                ));
+            }
+        }
+        for bind in table.binds.keys() {
+            if !unit
+                .binds
+                .iter()
+                .any(|b| b.source.as_os_str() == bind.as_str())
+            {
+                out.push(format!(
+                    "[units.\"{name}\".binds.\"{bind}\"] names no bind mount of the unit: its \
+                     excludes apply to nothing"
+                ));
+            }
+        }
+        for service in table.services.keys() {
+            let known = unit
+                .containers
+                .iter()
+                .any(|c| c.service.as_deref().unwrap_or(&c.name) == service);
+            if !known {
+                out.push(format!(
+                    "[units.\"{name}\".services.\"{service}\"] names no service of the unit: \
+                     its settings apply to nothing"
+                ));
+            }
+        }
+        out
+    });
+    tables.chain(daemon).chain(inner).collect()
 }
 
 /// Stack or standalone container.
@@ -241,6 +281,13 @@ pub struct Container {
     pub networks: Vec<String>,
     /// What a backup does with it (`kopi-docka.policy` label; [`policy`]).
     pub policy: Policy,
+    /// Exclude globs for the volumes and binds it mounts (`kopi-docka.exclude`; [`service`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Seconds it gets to stop instead of `[backup] stop-timeout-seconds`
+    /// (`kopi-docka.stop-timeout`; [`service`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
 }
 
 /// A named volume as mounted into one container.
@@ -290,6 +337,9 @@ pub struct UnitVolume {
     /// volumes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FsSupport>,
+    /// Globs of what inside it is not backed up (config and `kopi-docka.exclude`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 impl UnitVolume {
@@ -320,6 +370,9 @@ pub struct UnitBind {
     /// only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FsSupport>,
+    /// Globs of what inside it is not backed up (config and `kopi-docka.exclude`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// Whether something is backed up.
@@ -532,6 +585,9 @@ pub struct CoverageEntry {
     /// For a backed-up volume or bind: its filesystem and whether it can be snapshotted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FsSupport>,
+    /// For a backed-up volume or bind: the globs of what inside it is left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 impl CoverageEntry {
@@ -543,6 +599,19 @@ impl CoverageEntry {
             verdict,
             detail,
             filesystem: None,
+            exclude: Vec::new(),
+        }
+    }
+
+    /// The entry with the exclude globs of its volume or bind (backed-up ones only).
+    fn excluding(self, exclude: &[String]) -> Self {
+        Self {
+            exclude: if self.verdict.is_backed_up() {
+                exclude.to_vec()
+            } else {
+                Vec::new()
+            },
+            ..self
         }
     }
 

@@ -4,7 +4,9 @@
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{AbsolutePath, DiscoveryConfig, RepositoryLocation};
+use std::collections::BTreeMap;
+
+use crate::config::{AbsolutePath, DiscoveryConfig, LoadedConfig, RepositoryLocation, UnitConfig};
 
 use super::{CoverageReason, Verdict};
 
@@ -14,6 +16,8 @@ pub struct MountRules {
     host_internal: Vec<AbsolutePath>,
     exclude: Vec<AbsolutePath>,
     repository: Option<PathBuf>,
+    /// `[units]`: per-unit, per-volume, per-bind and per-service settings.
+    units: BTreeMap<String, UnitConfig>,
 }
 
 impl MountRules {
@@ -27,7 +31,22 @@ impl MountRules {
                 RepositoryLocation::Local(path) => Some(path.clone()),
                 RepositoryLocation::Remote { .. } => None,
             },
+            units: BTreeMap::new(),
         }
+    }
+
+    /// Rules from a loaded configuration: `[discovery]`, the repository, and the `[units]`
+    /// tables (exclude globs, per-service settings).
+    pub fn from_config(loaded: &LoadedConfig) -> Self {
+        Self {
+            units: loaded.config.units.clone(),
+            ..Self::new(&loaded.config.discovery, &loaded.repository_location())
+        }
+    }
+
+    /// `[units.<unit>]`, when configured.
+    pub fn unit(&self, unit: &str) -> Option<&UnitConfig> {
+        self.units.get(unit)
     }
 
     /// The verdict for a bind mount source on this host.

@@ -9,6 +9,11 @@
 //! | `kopi-docka.dump` | `postgres`, `mariadb`, `mysql`, `redis`, `sqlite`, `mongodb` (default: from the image name) |
 //! | `kopi-docka.dump.database` | PostgreSQL: one database, dumped with `pg_dump -Fc` instead of `pg_dumpall` |
 //! | `kopi-docka.dump.path` | `SQLite`: the database file inside the container (required) |
+//! | `kopi-docka.exclude` | exclude globs for the service's volumes and binds ([`super::service`]) |
+//! | `kopi-docka.stop-timeout` | seconds the service gets to stop ([`super::service`]) |
+//!
+//! The same keys per service in the config (`[units.<name>.services.<service>]`) win over the
+//! labels ([`super::service`]).
 //!
 //! An unknown value is an error, never a silent `stop`: the unit is refused (listed, not
 //! backed up) and `units` and `doctor` say why.
@@ -28,6 +33,33 @@ pub mod label {
     pub const DATABASE: &str = "kopi-docka.dump.database";
     /// `SQLite`: the database file inside the container.
     pub const PATH: &str = "kopi-docka.dump.path";
+    /// Exclude globs, comma or newline separated.
+    pub const EXCLUDE: &str = "kopi-docka.exclude";
+    /// Seconds to stop before a kill.
+    pub const STOP_TIMEOUT: &str = "kopi-docka.stop-timeout";
+}
+
+/// The policy word alone, as the config names it (`policy = "dump"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// `stop`.
+    Stop,
+    /// `dump`.
+    Dump,
+    /// `skip`.
+    Skip,
+}
+
+impl PolicyKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Dump => "dump",
+            Self::Skip => "skip",
+        }
+    }
 }
 
 /// A service's backup policy.
