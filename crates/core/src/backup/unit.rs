@@ -428,11 +428,18 @@ async fn stop_snapshot_restart(
         }
     };
     let mut hook_errors = Vec::new();
+    // The downtime budget runs from the stop: the dumps are taken while the services that
+    // write to them are down, so they spend it, and the cold pass gets what is left.
+    let down_since = Instant::now();
+    let limits = || super::dump::DumpLimits {
+        deadline: Some(tokio::time::Instant::from_std(down_since + settings.max_downtime)),
+        interrupt: interrupt.clone(),
+    };
     // Frozen copies (snapshot cold pass), read once the unit runs again.
     let mut frozen: Vec<(Source, Frozen)> = Vec::new();
     let (mut records, mut errors, mut interrupted) =
         match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
-            Ok(()) => match dump_all(engine, repo, unit, meta).await {
+            Ok(()) => match dump_all(engine, repo, unit, meta, limits).await {
                 (dumps, errors) if !errors.is_empty() => {
                     report.dump_failed = true;
                     let mut errors = errors;
@@ -444,12 +451,16 @@ async fn stop_snapshot_restart(
                     (dumps, errors, false)
                 }
                 (dumps, _) => {
+                    let left = BackupSettings {
+                        max_downtime: settings.max_downtime.saturating_sub(down_since.elapsed()),
+                        ..settings.clone()
+                    };
                     let (mut records, errors, interrupted, done) = freeze_or_read(
                         repo,
                         (unit, backup_id),
                         snapshots,
                         sources,
-                        (settings, meta),
+                        (&left, meta),
                         interrupt,
                         report,
                     )
@@ -514,6 +525,7 @@ async fn dump_all(
     repo: &WriteRepo,
     unit: &Unit,
     meta: &impl Fn(Part) -> SnapshotMeta,
+    limits: impl Fn() -> super::dump::DumpLimits,
 ) -> (Vec<SnapshotRecord>, Vec<String>) {
     let mut records = Vec::new();
     let mut errors = Vec::new();
@@ -533,10 +545,10 @@ async fn dump_all(
         match super::dump::dump(
             engine,
             repo,
-            &container.id,
-            &container.name,
+            (&container.id, &container.name),
             spec,
             meta(part),
+            limits(),
         )
         .await
         {
