@@ -1234,7 +1234,7 @@ services:
   web:
     image: {SQLITE_IMAGE}
     depends_on: [store]
-    entrypoint: ["sleep", "100000"]
+    entrypoint: ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
 volumes:
   ldata: {{}}
 "#

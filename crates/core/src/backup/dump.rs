@@ -696,6 +696,16 @@ pub async fn load(
         .lines()
         .filter(|l| l.contains("ERROR"))
         .partition(|l| l.contains("already exists"));
+    // A dump cut short is the cause of whatever the client said about its end.
+    if let Some(t) = trailer
+        && !String::from_utf8_lossy(&tail).contains(t)
+    {
+        let said = errors.first().map_or(String::new(), |e| format!(" (the client: {e})"));
+        return Err(fail(format!(
+            "the dump ends without the client's {t:?} trailer after {bytes} bytes: it is cut \
+             short, and what came before it was loaded; do not use this database{said}"
+        )));
+    }
     if code != 0 || !errors.is_empty() {
         let detail: Vec<&str> = errors.into_iter().take(5).collect();
         return Err(fail(format!(
@@ -705,14 +715,6 @@ pub async fn load(
             } else {
                 detail.join("; ")
             }
-        )));
-    }
-    if let Some(t) = trailer
-        && !String::from_utf8_lossy(&tail).contains(t)
-    {
-        return Err(fail(format!(
-            "the dump ends without the client's {t:?} trailer after {bytes} bytes: it is cut \
-             short, and what came before it was loaded; do not use this database"
         )));
     }
     Ok(Loaded {
