@@ -355,7 +355,7 @@ class Bench:
                   "--format", "{{.TimeNano}} {{.Action}}"]).stdout
         die = start = None
         for line in out.splitlines():
-            t, action = line.split(" ", 1)
+            t, _, action = line.strip().partition(" ")
             if action == "die" and die is None:
                 die = int(t)
             elif action == "start" and die is not None:

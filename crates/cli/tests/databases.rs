@@ -651,8 +651,8 @@ fn mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() {
 }
 
 /// `kopi-docka.dump=mysql` (`mysqldump`, loaded with `mysql`) against the `MariaDB` image:
-/// Debian has no MySQL server, and `MariaDB` ships both clients under their MySQL names, so
-/// this proves the `mysql` kind's commands, not a MySQL server.
+/// Debian has no `MySQL` server, and `MariaDB` ships both clients under their `MySQL` names, so
+/// this proves the `mysql` kind's commands, not a `MySQL` server.
 #[test]
 fn mysql_dump_kind_round_trips_against_the_mariadb_server() {
     if !support::docker_tests_enabled("mysql_dump_kind_round_trips_against_the_mariadb_server") {
@@ -847,6 +847,11 @@ volumes:
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
 
+    // Written before the backup: must come back (the app's own new file has no such table).
+    sqlite_sql(
+        &app,
+        "create table before_backup (x); insert into before_backup values (42)",
+    );
     let app_started = inspect(&app, "{{.State.StartedAt}}");
     let report = env.json(&["backup", "--unit", &stack, "--json"]);
     let unit = unit_report(&report, &stack);
@@ -864,7 +869,10 @@ volumes:
     assert_eq!(inspect(&app, "{{.State.StartedAt}}"), app_started);
 
     // Written after the backup: must not come back.
-    sqlite_sql(&app, "create table after_backup (x); insert into after_backup values (1)");
+    sqlite_sql(
+        &app,
+        "create table after_backup (x); insert into after_backup values (1)",
+    );
 
     // --target-dir writes the dump as SQL, whole.
     let target = env.path("extracted");
@@ -881,7 +889,12 @@ volumes:
     .success();
     let dumped = find_file(&target, "sqlite.sql")
         .unwrap_or_else(|| panic!("no sqlite.sql under {}", target.display()));
-    assert!(std::fs::read_to_string(&dumped).unwrap().trim_end().ends_with("COMMIT;"));
+    assert!(
+        std::fs::read_to_string(&dumped)
+            .unwrap()
+            .trim_end()
+            .ends_with("COMMIT;")
+    );
 
     // A fresh host: the restore loads the dump into the app's file (the app created an empty
     // one as it started; it is kept as the rollback copy) and starts the app again on it.
@@ -892,7 +905,11 @@ volumes:
     );
     let outcome = env.json(&["restore", "--unit", &stack, "--latest", "--yes", "--json"]);
     assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
-    assert_eq!(outcome["dumps_loaded"], serde_json::json!([app]), "{outcome:#}");
+    assert_eq!(
+        outcome["dumps_loaded"],
+        serde_json::json!([app]),
+        "{outcome:#}"
+    );
     let warnings = format!("{}", outcome["warnings"]);
     assert!(
         warnings.contains("is kept as /data/app.db.kopi-docka-before-restore-"),
@@ -900,9 +917,17 @@ volumes:
     );
     assert_eq!(inspect(&app, "{{.State.Running}}"), "true");
     assert_eq!(
-        sqlite_sql(&app, "select count(*) from sqlite_master where name = 'after_backup'"),
+        sqlite_sql(
+            &app,
+            "select count(*) from sqlite_master where name = 'after_backup'"
+        ),
         "0",
         "a table created after the backup came back"
+    );
+    assert_eq!(
+        sqlite_sql(&app, "select x from before_backup"),
+        "42",
+        "the data written before the backup is not there"
     );
     let ids = sqlite_sql(&app, "select count(*), min(id), max(id) from rows_");
     let parts: Vec<u64> = ids.split('|').map(|p| p.parse().unwrap_or(0)).collect();
@@ -911,7 +936,8 @@ volumes:
     assert_eq!((parts[1], parts[2]), (1, parts[0]), "{ids}");
     let listing = docker(&["exec", &app, "ls", "/data"]);
     assert!(
-        listing.contains("app.db.kopi-docka-before-restore-") && !listing.contains(".kopi-docka-load"),
+        listing.contains("app.db.kopi-docka-before-restore-")
+            && !listing.contains(".kopi-docka-load"),
         "{listing}"
     );
 
@@ -1017,7 +1043,10 @@ volumes:
         for i in 0..100 {
             redis(server, *auth, &["set", &format!("k{i}"), &format!("v{i}")]);
         }
-        assert_eq!(redis(server, *auth, &["set", "kopi-docka-key", "kept-value-42"]), "OK");
+        assert_eq!(
+            redis(server, *auth, &["set", "kopi-docka-key", "kept-value-42"]),
+            "OK"
+        );
     }
 
     let started: Vec<String> = servers
@@ -1035,7 +1064,11 @@ volumes:
         .count();
     assert_eq!(dumps, 2, "{unit:#}");
     for ((server, _), at) in servers.iter().zip(&started) {
-        assert_eq!(&inspect(server, "{{.State.StartedAt}}"), at, "{server} was restarted");
+        assert_eq!(
+            &inspect(server, "{{.State.StartedAt}}"),
+            at,
+            "{server} was restarted"
+        );
     }
     assert!(!format!("{report}").contains(DB_PASSWORD));
     for (server, auth) in &servers {
@@ -1079,7 +1112,11 @@ volumes:
                 "kept-value-42",
                 "{server} {when}"
             );
-            assert_eq!(redis(server, *auth, &["exists", "after-backup"]), "0", "{server} {when}");
+            assert_eq!(
+                redis(server, *auth, &["exists", "after-backup"]),
+                "0",
+                "{server} {when}"
+            );
             assert_eq!(redis(server, *auth, &["dbsize"]), "101", "{server} {when}");
             assert_eq!(
                 redis(server, *auth, &["info", "replication"])
@@ -1111,16 +1148,32 @@ volumes:
     .unwrap();
     let secrets = secrets.to_str().unwrap();
     let drill = env.json(&[
-        "restore", "--drill", "--unit", &stack, "--env-file", secrets, "--json",
+        "restore",
+        "--drill",
+        "--unit",
+        &stack,
+        "--env-file",
+        secrets,
+        "--json",
     ]);
     assert_eq!(drill["passed"], true, "{drill:#}");
     assert!(
-        drill["dumps"].as_array().unwrap().iter().all(|d| d["loaded"] == true),
+        drill["dumps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["loaded"] == true),
         "{drill:#}"
     );
     let failed = env
         .cmd(&[
-            "restore", "--drill", "--unit", &stack, "--env-file", secrets, "--json",
+            "restore",
+            "--drill",
+            "--unit",
+            &stack,
+            "--env-file",
+            secrets,
+            "--json",
         ])
         .env("KOPI_DOCKA_FAILPOINT", "dump-load-truncate:100")
         .assert()
@@ -1137,15 +1190,13 @@ volumes:
 fn secrets_file(env: &Env, lines: &str) -> String {
     let path = env.path("drill-secrets.env");
     std::fs::write(&path, lines).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     path.to_str().unwrap().to_owned()
 }
 
 #[test]
 fn postgres_drill_loads_the_dump_and_fails_on_one_cut_short() {
-    if !support::docker_tests_enabled("postgres_drill_loads_the_dump_and_fails_on_one_cut_short")
-    {
+    if !support::docker_tests_enabled("postgres_drill_loads_the_dump_and_fails_on_one_cut_short") {
         return;
     }
     let mut env = installation();
@@ -1159,7 +1210,13 @@ fn postgres_drill_loads_the_dump_and_fails_on_one_cut_short() {
     );
 
     let drill = env.json(&[
-        "restore", "--drill", "--unit", &stack, "--env-file", &secrets, "--json",
+        "restore",
+        "--drill",
+        "--unit",
+        &stack,
+        "--env-file",
+        &secrets,
+        "--json",
     ]);
     assert_eq!(drill["passed"], true, "{drill:#}");
     let dump = &drill["dumps"][0];
@@ -1168,17 +1225,33 @@ fn postgres_drill_loads_the_dump_and_fails_on_one_cut_short() {
     let bytes = dump["bytes"].as_u64().unwrap();
     assert!(bytes > 1000, "{drill:#}");
     let text = env
-        .cmd(&["restore", "--drill", "--unit", &stack, "--env-file", &secrets])
+        .cmd(&[
+            "restore",
+            "--drill",
+            "--unit",
+            &stack,
+            "--env-file",
+            &secrets,
+        ])
         .assert()
         .success();
     let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
-    assert!(text.contains("postgres dump of") && text.contains(": loaded ("), "{text}");
+    assert!(
+        text.contains("postgres dump of") && text.contains(": loaded ("),
+        "{text}"
+    );
 
     // The same point with its dump cut in the middle (as a damaged repository would hand it
     // out): psql loads what it gets without an error, the missing trailer fails the drill.
     let failed = env
         .cmd(&[
-            "restore", "--drill", "--unit", &stack, "--env-file", &secrets, "--json",
+            "restore",
+            "--drill",
+            "--unit",
+            &stack,
+            "--env-file",
+            &secrets,
+            "--json",
         ])
         .env(
             "KOPI_DOCKA_FAILPOINT",
@@ -1248,7 +1321,13 @@ volumes:
     // Until the writer holds its lock, a reader gets through.
     while !String::from_utf8_lossy(
         &Command::new("docker")
-            .args(["exec", &store, "sqlite3", "/data/app.db", "select count(*) from t"])
+            .args([
+                "exec",
+                &store,
+                "sqlite3",
+                "/data/app.db",
+                "select count(*) from t",
+            ])
             .output()
             .unwrap()
             .stderr,

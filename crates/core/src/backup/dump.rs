@@ -119,7 +119,7 @@ fn dump_command(spec: &DumpSpec) -> (Vec<String>, Vec<String>, Option<&'static s
 }
 
 /// How a dump that a restore does not load is put in place by hand; `None` for the engines
-/// whose dump a restore loads. Only `MongoDB` (whose dumps are refused at backup: no MongoDB
+/// whose dump a restore loads. Only `MongoDB` (whose dumps are refused at backup: no `MongoDB`
 /// server could be tested, see `unit::policy`); a point that holds one predates that.
 #[must_use]
 pub fn restored_by_hand(engine: DumpEngine) -> Option<&'static str> {
@@ -194,7 +194,7 @@ fi
 /// `COMMIT;` trailer first (a cut `.dump` loads as an empty database: its transaction is
 /// never committed), loaded into a new file beside it (`-bail`: the first error stops it;
 /// then `PRAGMA integrity_check`), the file as it was kept
-/// as a consistent copy (`VACUUM INTO`), then the new content put in with SQLite's own backup
+/// as a consistent copy (`VACUUM INTO`), then the new content put in with `SQLite`'s own backup
 /// API (`.restore`): one write transaction, atomic, and safe with open connections and WAL
 /// (renaming a file under a running app would leave its `-wal` to be replayed into the new one).
 const SQLITE_LOAD: &str = r#"
@@ -690,33 +690,13 @@ pub async fn load(
     }
     let (bytes, tail) = fed.map_err(|e| fail(format!("feeding the client: {e}")))?;
     let code = exit_code(engine, &exec.id).await.map_err(&fail)?;
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    // On a fresh server the dump's superuser role already exists; nothing else may fail.
-    let (expected, errors): (Vec<&str>, Vec<&str>) = stderr
-        .lines()
-        .filter(|l| l.contains("ERROR"))
-        .partition(|l| l.contains("already exists"));
-    // A dump cut short is the cause of whatever the client said about its end.
-    if let Some(t) = trailer
-        && !String::from_utf8_lossy(&tail).contains(t)
-    {
-        let said = errors.first().map_or(String::new(), |e| format!(" (the client: {e})"));
-        return Err(fail(format!(
-            "the dump ends without the client's {t:?} trailer after {bytes} bytes: it is cut \
-             short, and what came before it was loaded; do not use this database{said}"
-        )));
-    }
-    if code != 0 || !errors.is_empty() {
-        let detail: Vec<&str> = errors.into_iter().take(5).collect();
-        return Err(fail(format!(
-            "loading the dump failed (exit code {code}): {}",
-            if detail.is_empty() {
-                stderr.trim().chars().take(STDERR_KEEP).collect::<String>()
-            } else {
-                detail.join("; ")
-            }
-        )));
-    }
+    let expected = load_verdict(
+        code,
+        &String::from_utf8_lossy(&stderr),
+        trailer,
+        (bytes, &tail),
+    )
+    .map_err(fail)?;
     Ok(Loaded {
         bytes,
         notes: String::from_utf8_lossy(&stdout)
@@ -724,8 +704,46 @@ pub async fn load(
             .filter_map(|l| l.strip_prefix("kopi-docka: "))
             .map(str::to_owned)
             .collect(),
-        expected: expected.into_iter().map(str::to_owned).collect(),
+        expected,
     })
+}
+
+/// Whether a load succeeded: the client's exit code and error lines, and the dump's trailer.
+/// Returns the messages expected on a fresh server, or why it failed.
+fn load_verdict(
+    code: i64,
+    stderr: &str,
+    trailer: Option<&str>,
+    (bytes, tail): (u64, &[u8]),
+) -> Result<Vec<String>, String> {
+    let (expected, errors): (Vec<&str>, Vec<&str>) = stderr
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .partition(|l| l.contains("already exists"));
+    // A dump cut short is the cause of whatever the client said about its end.
+    if let Some(t) = trailer
+        && !String::from_utf8_lossy(tail).contains(t)
+    {
+        let said = errors
+            .first()
+            .map_or(String::new(), |e| format!(" (the client: {e})"));
+        return Err(format!(
+            "the dump ends without the client's {t:?} trailer after {bytes} bytes: it is cut \
+             short, and what came before it was loaded; do not use this database{said}"
+        ));
+    }
+    if code != 0 || !errors.is_empty() {
+        let detail: Vec<&str> = errors.into_iter().take(5).collect();
+        return Err(format!(
+            "loading the dump failed (exit code {code}): {}",
+            if detail.is_empty() {
+                stderr.trim().chars().take(STDERR_KEEP).collect::<String>()
+            } else {
+                detail.join("; ")
+            }
+        ));
+    }
+    Ok(expected.into_iter().map(str::to_owned).collect())
 }
 
 /// Test-only fault injection, debug builds only: `KOPI_DOCKA_FAILPOINT=dump-load-truncate:N`
@@ -764,6 +782,30 @@ impl std::io::Write for ChannelWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_without_its_trailer_fails_whatever_the_client_said() {
+        let trailer = Some("dump complete");
+        let cut = load_verdict(0, "", trailer, (10, b"insert")).unwrap_err();
+        assert!(cut.contains("cut short"), "{cut}");
+        let cut = load_verdict(3, "ERROR:  syntax error", trailer, (10, b"ins")).unwrap_err();
+        assert!(
+            cut.contains("cut short") && cut.contains("syntax error"),
+            "{cut}"
+        );
+        let whole = b"-- dump complete\n";
+        let expected = load_verdict(
+            0,
+            "ERROR:  role \"postgres\" already exists",
+            trailer,
+            (16, whole),
+        )
+        .unwrap();
+        assert_eq!(expected.len(), 1);
+        let failed = load_verdict(0, "ERROR:  permission denied", trailer, (16, whole));
+        assert!(failed.unwrap_err().contains("permission denied"));
+        assert!(load_verdict(1, "", None, (0, b"")).is_err());
+    }
 
     #[test]
     fn no_secret_value_is_ever_in_the_command() {

@@ -428,11 +428,11 @@ async fn stop_snapshot_restart(
         }
     };
     let mut hook_errors = Vec::new();
-    // The downtime budget runs from the stop: the dumps are taken while the services that
-    // write to them are down, so they spend it, and the cold pass gets what is left.
+    // The downtime budget runs from the stop: dumps spend it, the cold pass gets the rest.
     let down_since = Instant::now();
+    let deadline = tokio::time::Instant::from_std(down_since + settings.max_downtime);
     let limits = || super::dump::DumpLimits {
-        deadline: Some(tokio::time::Instant::from_std(down_since + settings.max_downtime)),
+        deadline: Some(deadline),
         interrupt: interrupt.clone(),
     };
     // Frozen copies (snapshot cold pass), read once the unit runs again.

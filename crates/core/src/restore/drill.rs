@@ -297,17 +297,7 @@ async fn run(
         // A database is loaded before anything that writes to it starts (the start order
         // puts it first), as in a restore.
         if let Some(dump) = point.dumps.get(&container.name) {
-            let spec = container
-                .policy
-                .dump()
-                .filter(|s| s.engine == dump.engine)
-                .cloned()
-                .unwrap_or(crate::unit::DumpSpec {
-                    engine: dump.engine,
-                    database: None,
-                    path: None,
-                });
-            load_dump(ctx, (&container.name, dump, &spec), &name, report).await;
+            load_dump(ctx, (container, dump), &name, report).await;
         }
     }
     for (container, dump) in &point.dumps {
@@ -327,10 +317,21 @@ async fn run(
 /// is cut short, fails the drill.
 async fn load_dump(
     ctx: &RestoreContext<'_>,
-    (container, dump, spec): (&str, &super::points::PointDump, &crate::unit::DumpSpec),
+    (recorded, dump): (&super::recipe::RecordedContainer, &super::points::PointDump),
     name: &str,
     report: &mut DrillReport,
 ) {
+    let container = recorded.name.as_str();
+    let spec = &recorded
+        .policy
+        .dump()
+        .filter(|s| s.engine == dump.engine)
+        .cloned()
+        .unwrap_or(crate::unit::DumpSpec {
+            engine: dump.engine,
+            database: None,
+            path: None,
+        });
     let started = Instant::now();
     let mut done = DrillDump {
         container: container.to_owned(),
