@@ -10,6 +10,7 @@ reported as medians: the machines here are shared and noisy.
     scripts/bench.py --runs 5 --bin target/release/kopi-docka
 
 Needs: root, a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
+kdtest/postgres:15 (scripts/build-db-images.sh),
 docker-compose, restic, rclone (the `rest:` rows), /usr/bin/time (Debian package `time`),
 btrfs-progs (the snapshot cold pass rows use a loop-mounted btrfs). Everything it creates on the
 engine is named kdtest-bench-<random> and removed at the end. The snapshot-live rows need
@@ -36,9 +37,10 @@ PASSWORD = "kdbench-password-not-secret"
 
 SIZES = {
     # large files (count, bytes), small files (count, max bytes), change fraction
-    "full": {"large": (4, 256 << 20), "small": (50_000, 8 << 10), "changed": 0.01},
-    "small": {"large": (2, 2 << 20), "small": (300, 4 << 10), "changed": 0.01},
+    "full": {"large": (4, 256 << 20), "small": (50_000, 8 << 10), "changed": 0.01, "pg_mib": 256},
+    "small": {"large": (2, 2 << 20), "small": (300, 4 << 10), "changed": 0.01, "pg_mib": 2},
 }
+PG_IMAGE = "kdtest/postgres:15"
 
 
 def sh(args, **kw):
@@ -58,6 +60,8 @@ class Bench:
         self.rest = None
         self.rest_url = None
         self.rest_dir = None
+        self.dump_seconds = []
+        self.dump_rows = {}
 
     # --- setup -------------------------------------------------------------------------
     def up(self):
@@ -386,6 +390,108 @@ class Bench:
                 self.record(label + "restore: peak RSS MiB", side, r["rss_kib"] / 1024)
                 shutil.rmtree(target, ignore_errors=True)
 
+    # --- database dumps ---------------------------------------------------------------
+    def pg_stack(self, policy):
+        """A PostgreSQL (kdtest/postgres:15, scripts/build-db-images.sh) under `policy` with
+        pg_mib MiB of rows, and an idle app that depends on it; returns (project, dir)."""
+        project = "%s-pg%s" % (self.prefix, policy)
+        d = os.path.join(self.work, project)
+        os.makedirs(d)
+        with open(os.path.join(d, "docker-compose.yml"), "w") as f:
+            f.write('version: "2.4"\nservices:\n  db:\n    image: %s\n    environment:\n'
+                    '      POSTGRES_PASSWORD: %s\n    labels:\n      kopi-docka.policy: %s\n'
+                    '    volumes: ["pgdata:/var/lib/postgresql/data"]\n  app:\n    image: %s\n'
+                    '    depends_on: [db]\n    command: ["sh", "-c", "%s"]\nvolumes:\n  pgdata:\n'
+                    % (PG_IMAGE, PASSWORD, policy, IMAGE, IDLE))
+        sh(["docker-compose", "-p", project, "up", "-d"], cwd=d)
+        db = project + "_db_1"
+        psql = ["docker", "exec", "-e", "PGPASSWORD=" + PASSWORD, db, "psql", "-h", "127.0.0.1",
+                "-U", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"]
+        deadline = time.monotonic() + 120
+        while subprocess.run(psql + ["select 1"], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                sys.exit("PostgreSQL in %s did not start" % db)
+            time.sleep(0.5)  # polling: the server has no event for "ready"
+        rows = self.size["pg_mib"] * 4000  # about 256 bytes a row
+        sh(psql + ["create table t as select g as id, repeat(md5(g::text), 7) as v "
+                   "from generate_series(1, %d) g" % rows])
+        self.pg_stacks.append((project, d))
+        return project
+
+    def container_downtime(self, container, since):
+        """Seconds from `container`'s first `die` to its next `start` since `since`; 0 when it
+        never died."""
+        out = sh(["docker", "events", "--since", "%.3f" % since, "--until", "%.3f" % time.time(),
+                  "--filter", "container=" + container, "--filter", "type=container",
+                  "--format", "{{.TimeNano}} {{.Action}}"]).stdout
+        die = start = None
+        for line in out.splitlines():
+            t, _, action = line.strip().partition(" ")
+            if action == "die" and die is None:
+                die = int(t)
+            elif action == "start" and die is not None:
+                start = int(t)
+        if die is None:
+            return 0.0
+        return (start - die) / 1e9 if start else float("nan")
+
+    def dump_vs_stop(self, runs):
+        """The same PostgreSQL stack under `kopi-docka.policy=dump` (A) and `stop` (B): the
+        database's and the app's downtime from the engine's events, and the dump's duration
+        (from the `dump started` / `dump saved` log lines as they arrive)."""
+        self.pg_stacks = []
+        projects = {policy: self.pg_stack(policy) for policy in ["dump", "stop"]}
+        label = "postgres %d MiB" % self.size["pg_mib"]
+        for trial in range(runs):
+            order = ["dump", "stop"] if trial % 2 == 0 else ["stop", "dump"]
+            for policy in order:
+                project = projects[policy]
+                d = self.fresh_ours("pg-" + policy)
+                env = dict(os.environ, KOPI_DOCKA_STATE_DIR=d + "/state", KOPI_DOCKA_CACHE_DIR=d + "/cache",
+                           KOPI_DOCKA_LOG="info")
+                env.pop("KOPI_DOCKA_CONFIG", None)
+                since = time.time()
+                p = subprocess.Popen([self.bin, "--config", d + "/config.toml", "backup", "--unit", project,
+                                      "--no-warm-pass", "--json"], env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                began = ended = None
+                for line in p.stderr:
+                    if "dump started" in line:
+                        began = time.monotonic()
+                    elif "dump saved" in line:
+                        ended = time.monotonic()
+                out = p.stdout.read()
+                if p.wait() != 0:
+                    sys.exit("backup of %s failed: %s" % (project, out[-2000:]))
+                unit = json.loads(out)["units"][0]
+                side = "policy " + policy
+                rows = self.dump_rows
+                rows.setdefault(label + ": database downtime s (observed)", {}).setdefault(side, []).append(
+                    self.container_downtime(project + "_db_1", since))
+                rows.setdefault(label + ": app downtime s (reported)", {}).setdefault(side, []).append(
+                    unit["downtime_seconds"])
+                rows.setdefault(label + ": app downtime s (observed)", {}).setdefault(side, []).append(
+                    self.container_downtime(project + "_app_1", since))
+                if policy == "dump":
+                    if began is None or ended is None:
+                        sys.exit("no dump log lines from the dump backup")
+                    self.dump_seconds.append(ended - began)
+
+    def dump_table(self):
+        """Its own table: the database's downtime under `dump` is zero by design, so no ratio."""
+        lines = ["| measurement | policy dump (median) | policy stop (median) |", "|---|---|---|"]
+        for key, sides in self.dump_rows.items():
+            lines.append("| %s | %.3f | %.3f |" % (key, statistics.median(sides["policy dump"]),
+                                                  statistics.median(sides["policy stop"])))
+        lines.append("| postgres %d MiB: dump duration s (pg_dumpall into the repository) | %.3f | - |"
+                     % (self.size["pg_mib"], statistics.median(self.dump_seconds)))
+        return "\n".join(lines)
+
+    def pg_down(self):
+        for project, d in getattr(self, "pg_stacks", []):
+            subprocess.run(["docker-compose", "-p", project, "down", "-v", "-t", "5"], cwd=d,
+                           capture_output=True)
+
     # --- report -----------------------------------------------------------------------
     def table(self):
         lines = ["| measurement | A | median A | B | median B | ratio A/B |", "|---|---|---|---|---|---|"]
@@ -448,8 +554,11 @@ def main():
         b.start_rest()
         b.throughput(runs, label="rest: ")
         b.stop_rest()
+        b.dump_vs_stop(runs)
         table, ratios = b.table()
+        dumps = b.dump_table()
     finally:
+        b.pg_down()
         b.stop_rest()
         b.btrfs_down()
         b.down()
@@ -472,6 +581,13 @@ def main():
         "(faster, leaner).",
         "",
         table,
+        "",
+        "Database dumps: the same PostgreSQL stack (kdtest/postgres:15 with the rows of one table, "
+        "and an idle app that depends on it) backed up with the database under "
+        "`kopi-docka.policy=dump` and under `stop` (`backup --no-warm-pass`); downtimes from the "
+        "engine's die/start events, the dump's duration from its log lines.",
+        "",
+        dumps,
         "",
         "Total harness time: %.0f s." % (time.monotonic() - started),
     ])

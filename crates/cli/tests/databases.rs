@@ -597,7 +597,7 @@ fn mariadb_time(docker_time: &str) -> String {
 
 /// A `MariaDB` stack: `db` under `kopi-docka.policy=dump`, `app` inserting one row per
 /// transaction until it is stopped.
-fn mariadb_stack(env: &mut Env) -> (String, PathBuf) {
+fn mariadb_stack(env: &mut Env, extra_db_labels: &str) -> (String, PathBuf) {
     require_image(MARIADB_IMAGE);
     let dir = env.path("mstack");
     std::fs::create_dir(&dir).unwrap();
@@ -613,6 +613,7 @@ services:
       MARIADB_DATABASE: app
     labels:
       kopi-docka.policy: dump
+{extra_db_labels}
     volumes:
       - mdata:/var/lib/mysql
   app:
@@ -640,18 +641,35 @@ volumes:
 }
 
 #[test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "one scenario: back up, check, restore, check"
-)]
 fn mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() {
     if !support::docker_tests_enabled(
         "mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v",
     ) {
         return;
     }
+    mysql_family_round_trip("", "mariadb");
+}
+
+/// `kopi-docka.dump=mysql` (`mysqldump`, loaded with `mysql`) against the `MariaDB` image:
+/// Debian has no `MySQL` server, and `MariaDB` ships both clients under their `MySQL` names, so
+/// this proves the `mysql` kind's commands, not a `MySQL` server.
+#[test]
+fn mysql_dump_kind_round_trips_against_the_mariadb_server() {
+    if !support::docker_tests_enabled("mysql_dump_kind_round_trips_against_the_mariadb_server") {
+        return;
+    }
+    mysql_family_round_trip("      kopi-docka.dump: mysql", "mysql");
+}
+
+/// Back up a `MariaDB` stack whose db has `labels`, restore it after `down -v`: the rows
+/// committed before the app was stopped, nothing after.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: back up, check, restore, check"
+)]
+fn mysql_family_round_trip(labels: &str, engine: &str) {
     let mut env = installation();
-    let (stack, dir) = mariadb_stack(&mut env);
+    let (stack, dir) = mariadb_stack(&mut env, labels);
     let (db, app) = (format!("{stack}_db_1"), format!("{stack}_app_1"));
     wait_for_mariadb(&db, "select count(*) from rows_", 20);
 
@@ -666,7 +684,7 @@ fn mariadb_dump_is_consistent_with_the_stopped_app_and_restores_after_down_v() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|s| s["type"] == "dump" && s["engine"] == "mariadb"),
+            .any(|s| s["type"] == "dump" && s["engine"] == engine),
         "{unit:#}"
     );
     assert_eq!(inspect(&db, "{{.State.StartedAt}}"), db_started);
@@ -719,7 +737,7 @@ fn mariadb_dump_with_wrong_credentials_fails_the_unit() {
         return;
     }
     let mut env = installation();
-    let (stack, _dir) = mariadb_stack(&mut env);
+    let (stack, _dir) = mariadb_stack(&mut env, "");
     let (db, app) = (format!("{stack}_db_1"), format!("{stack}_app_1"));
     wait_for_mariadb(&db, "select count(*) from rows_", 5);
     // The container's MARIADB_ROOT_PASSWORD no longer opens the server (over TCP, as the
@@ -762,8 +780,8 @@ fn sqlite_sql(container: &str, query: &str) -> String {
     clippy::too_many_lines,
     reason = "one scenario: back up, check, restore, check"
 )]
-fn sqlite_dump_is_taken_online_and_restores_through_target_dir() {
-    if !support::docker_tests_enabled("sqlite_dump_is_taken_online_and_restores_through_target_dir")
+fn sqlite_dump_is_taken_online_and_loaded_by_restore_and_drill() {
+    if !support::docker_tests_enabled("sqlite_dump_is_taken_online_and_loaded_by_restore_and_drill")
     {
         return;
     }
@@ -829,6 +847,11 @@ volumes:
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
 
+    // Written before the backup: must come back (the app's own new file has no such table).
+    sqlite_sql(
+        &app,
+        "create table before_backup (x); insert into before_backup values (42)",
+    );
     let app_started = inspect(&app, "{{.State.StartedAt}}");
     let report = env.json(&["backup", "--unit", &stack, "--json"]);
     let unit = unit_report(&report, &stack);
@@ -844,34 +867,14 @@ volumes:
     );
     // Online: the app was never stopped.
     assert_eq!(inspect(&app, "{{.State.StartedAt}}"), app_started);
-    let committed_after: u64 = sqlite_sql(&app, "select count(*) from rows_")
-        .parse()
-        .unwrap();
 
-    // A restore does not load it (the app creates its own file as it starts): refused before
-    // anything is touched, with the way to do it.
-    support::run(
-        Command::new("docker-compose")
-            .args(["-p", &stack, "down", "-v", "--timeout", "5"])
-            .current_dir(&dir),
-    );
-    let refused = env
-        .cmd(&["restore", "--unit", &stack, "--latest", "--yes"])
-        .assert()
-        .code(2);
-    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
-    assert!(stderr.contains("which a restore does not load"), "{stderr}");
-    assert!(stderr.contains("--target-dir"), "{stderr}");
-    let gone = Command::new("docker")
-        .args(["container", "inspect", &app])
-        .output()
-        .unwrap();
-    assert!(
-        !gone.status.success(),
-        "the refused restore created the app"
+    // Written after the backup: must not come back.
+    sqlite_sql(
+        &app,
+        "create table after_backup (x); insert into after_backup values (1)",
     );
 
-    // The documented way: the dump from --target-dir, loaded into a new file.
+    // --target-dir writes the dump as SQL, whole.
     let target = env.path("extracted");
     env.cmd(&[
         "restore",
@@ -886,46 +889,122 @@ volumes:
     .success();
     let dumped = find_file(&target, "sqlite.sql")
         .unwrap_or_else(|| panic!("no sqlite.sql under {}", target.display()));
-    let db_file = env.path("restored.db");
-    let loaded = Command::new("sqlite3")
-        .arg(&db_file)
-        .stdin(std::fs::File::open(&dumped).unwrap())
-        .output()
-        .unwrap();
     assert!(
-        loaded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&loaded.stderr)
+        std::fs::read_to_string(&dumped)
+            .unwrap()
+            .trim_end()
+            .ends_with("COMMIT;")
     );
-    let ids = Command::new("sqlite3")
-        .arg(&db_file)
-        .arg("select count(*), min(id), max(id) from rows_")
-        .output()
-        .unwrap();
-    let ids = String::from_utf8_lossy(&ids.stdout).trim().to_owned();
+
+    // A fresh host: the restore loads the dump into the app's file (the app created an empty
+    // one as it started; it is kept as the rollback copy) and starts the app again on it.
+    support::run(
+        Command::new("docker-compose")
+            .args(["-p", &stack, "down", "-v", "--timeout", "5"])
+            .current_dir(&dir),
+    );
+    let outcome = env.json(&["restore", "--unit", &stack, "--latest", "--yes", "--json"]);
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    assert_eq!(
+        outcome["dumps_loaded"],
+        serde_json::json!([app]),
+        "{outcome:#}"
+    );
+    let warnings = format!("{}", outcome["warnings"]);
+    assert!(
+        warnings.contains("is kept as /data/app.db.kopi-docka-before-restore-"),
+        "{outcome:#}"
+    );
+    assert_eq!(inspect(&app, "{{.State.Running}}"), "true");
+    assert_eq!(
+        sqlite_sql(
+            &app,
+            "select count(*) from sqlite_master where name = 'after_backup'"
+        ),
+        "0",
+        "a table created after the backup came back"
+    );
+    assert_eq!(
+        sqlite_sql(&app, "select x from before_backup"),
+        "42",
+        "the data written before the backup is not there"
+    );
+    let ids = sqlite_sql(&app, "select count(*), min(id), max(id) from rows_");
     let parts: Vec<u64> = ids.split('|').map(|p| p.parse().unwrap_or(0)).collect();
-    // Every row committed before the backup began, no gap (one consistent moment), nothing
-    // from after it ended.
+    // Every row committed before the backup began, no gap (the app writes on after it).
     assert!(parts[0] >= committed_before, "{ids} < {committed_before}");
     assert_eq!((parts[1], parts[2]), (1, parts[0]), "{ids}");
-    assert!(parts[0] <= committed_after, "{ids} > {committed_after}");
+    let listing = docker(&["exec", &app, "ls", "/data"]);
+    assert!(
+        listing.contains("app.db.kopi-docka-before-restore-")
+            && !listing.contains(".kopi-docka-load"),
+        "{listing}"
+    );
+
+    // The drill loads the dump into its sandbox; one cut short fails it.
+    let drill = env.json(&["restore", "--drill", "--unit", &stack, "--json"]);
+    assert_eq!(drill["passed"], true, "{drill:#}");
+    assert_eq!(drill["dumps"][0]["loaded"], true, "{drill:#}");
+    let failed = env
+        .cmd(&["restore", "--drill", "--unit", &stack, "--json"])
+        .env("KOPI_DOCKA_FAILPOINT", "dump-load-truncate:200")
+        .assert()
+        .failure();
+    let failed: Value = serde_json::from_slice(&failed.get_output().stdout).unwrap();
+    assert_eq!(failed["passed"], false, "{failed:#}");
+    assert_eq!(failed["dumps"][0]["loaded"], false, "{failed:#}");
+    assert!(
+        format!("{}", failed["errors"]).contains("cut short"),
+        "{failed:#}"
+    );
 }
 
 const REDIS_IMAGE: &str = "kdtest/redis:7";
 
+/// `redis-cli` in `container` (with the password when `auth`); its output.
+fn redis(container: &str, auth: bool, args: &[&str]) -> String {
+    let mut cmd = Command::new("docker");
+    cmd.arg("exec");
+    if auth {
+        cmd.args(["-e", &format!("REDISCLI_AUTH={DB_PASSWORD}")]);
+    }
+    let out = cmd
+        .arg(container)
+        .args(["redis-cli", "--no-auth-warning"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Polls until the server answers (it has no event for "accepting connections").
+fn wait_for_redis(container: &str, auth: bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while redis(container, auth, &["ping"]) != "PONG" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{container} does not answer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 #[allow(
     clippy::too_many_lines,
-    reason = "one scenario: back up, check the file, check the refusal"
+    reason = "one scenario: back up, restore, check, kill, check, drill"
 )]
-fn redis_dump_is_an_rdb_and_comes_back_through_target_dir() {
-    if !support::docker_tests_enabled("redis_dump_is_an_rdb_and_comes_back_through_target_dir") {
+fn redis_dumps_are_loaded_by_restore_and_drill_rdb_and_appendonly() {
+    if !support::docker_tests_enabled(
+        "redis_dumps_are_loaded_by_restore_and_drill_rdb_and_appendonly",
+    ) {
         return;
     }
     require_image(REDIS_IMAGE);
     let mut env = installation();
     let dir = env.path("rstack");
     std::fs::create_dir(&dir).unwrap();
+    // `cache`: a password, RDB snapshots. `queue`: the append-only file only.
     std::fs::write(
         dir.join("docker-compose.yml"),
         format!(
@@ -939,59 +1018,64 @@ services:
       kopi-docka.policy: dump
     volumes:
       - rdata:/data
+  queue:
+    image: {REDIS_IMAGE}
+    labels:
+      kopi-docka.policy: dump
+    entrypoint: ["redis-server", "--dir", "/data", "--appendonly", "yes", "--save", "", "--protected-mode", "no"]
+    volumes:
+      - qdata:/data
 volumes:
   rdata: {{}}
+  qdata: {{}}
 "#
         ),
     )
     .unwrap();
     let stack = format!("{}-rd", env.prefix);
     env.resources.compose_up(&stack, &dir);
-    let cache = format!("{stack}_cache_1");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    loop {
-        let set = Command::new("docker")
-            .args([
-                "exec",
-                "-e",
-                &format!("REDISCLI_AUTH={DB_PASSWORD}"),
-                &cache,
-            ])
-            .args([
-                "redis-cli",
-                "--no-auth-warning",
-                "set",
-                "kopi-docka-key",
-                "kept-value-42",
-            ])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&set.stdout).trim() == "OK" {
-            break;
+    let servers = [
+        (format!("{stack}_cache_1"), true),
+        (format!("{stack}_queue_1"), false),
+    ];
+    for (server, auth) in &servers {
+        wait_for_redis(server, *auth);
+        for i in 0..100 {
+            redis(server, *auth, &["set", &format!("k{i}"), &format!("v{i}")]);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "redis does not answer"
+        assert_eq!(
+            redis(server, *auth, &["set", "kopi-docka-key", "kept-value-42"]),
+            "OK"
         );
-        // Polling the server: nothing announces "accepting connections".
-        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
-    let started = inspect(&cache, "{{.State.StartedAt}}");
+    let started: Vec<String> = servers
+        .iter()
+        .map(|(s, _)| inspect(s, "{{.State.StartedAt}}"))
+        .collect();
     let report = env.json(&["backup", "--unit", &stack, "--json"]);
     let unit = unit_report(&report, &stack);
     assert_eq!(unit["status"], "success", "{unit:#}");
-    assert!(
-        unit["snapshots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["type"] == "dump" && s["engine"] == "redis"),
-        "{unit:#}"
-    );
-    assert_eq!(inspect(&cache, "{{.State.StartedAt}}"), started);
+    let dumps = unit["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["type"] == "dump" && s["engine"] == "redis")
+        .count();
+    assert_eq!(dumps, 2, "{unit:#}");
+    for ((server, _), at) in servers.iter().zip(&started) {
+        assert_eq!(
+            &inspect(server, "{{.State.StartedAt}}"),
+            at,
+            "{server} was restarted"
+        );
+    }
     assert!(!format!("{report}").contains(DB_PASSWORD));
+    for (server, auth) in &servers {
+        redis(server, *auth, &["set", "after-backup", "1"]);
+    }
 
+    // --target-dir writes the RDB files.
     let target = env.path("extracted");
     env.cmd(&[
         "restore",
@@ -1006,59 +1090,276 @@ volumes:
     .success();
     let rdb = find_file(&target, "dump.rdb")
         .unwrap_or_else(|| panic!("no dump.rdb under {}", target.display()));
-    let bytes = std::fs::read(&rdb).unwrap();
-    assert!(
-        bytes.starts_with(b"REDIS"),
-        "not an RDB file: {:?}",
-        &bytes[..bytes.len().min(16)]
-    );
-    let key = b"kopi-docka-key";
-    assert!(
-        bytes.windows(key.len()).any(|w| w == key),
-        "the key written before the backup is not in the RDB"
-    );
-    // A restore would not load it: refused with the way to do it, the server untouched
-    // (while it runs, and after `down -v` alike).
-    let refused = env
-        .cmd(&["restore", "--unit", &stack, "--latest", "--yes"])
-        .assert()
-        .code(2);
-    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
-    assert!(stderr.contains("which a restore does not load"), "{stderr}");
-    assert_eq!(inspect(&cache, "{{.State.StartedAt}}"), started);
+    assert!(std::fs::read(&rdb).unwrap().starts_with(b"REDIS"));
+
+    // A fresh host: both servers come back with the keyspace of the backup.
     support::run(
         Command::new("docker-compose")
             .args(["-p", &stack, "down", "-v", "--timeout", "5"])
             .current_dir(&dir),
     );
-    let refused = env
-        .cmd(&["restore", "--unit", &stack, "--latest", "--yes"])
-        .assert()
-        .code(2);
-    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
-    assert!(
-        stderr.contains("dump.rdb into the data directory"),
-        "{stderr}"
+    let outcome = env.json(&["restore", "--unit", &stack, "--latest", "--yes", "--json"]);
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    assert_eq!(
+        outcome["dumps_loaded"].as_array().unwrap().len(),
+        2,
+        "{outcome:#}"
     );
-    // --no-start loads nothing anyway: not refused, it says where the dump is.
-    let out = env
+    let check = |when: &str| {
+        for (server, auth) in &servers {
+            assert_eq!(
+                redis(server, *auth, &["get", "kopi-docka-key"]),
+                "kept-value-42",
+                "{server} {when}"
+            );
+            assert_eq!(
+                redis(server, *auth, &["exists", "after-backup"]),
+                "0",
+                "{server} {when}"
+            );
+            assert_eq!(redis(server, *auth, &["dbsize"]), "101", "{server} {when}");
+            assert_eq!(
+                redis(server, *auth, &["info", "replication"])
+                    .lines()
+                    .find(|l| l.starts_with("role:"))
+                    .map(str::trim),
+                Some("role:master"),
+                "{server} {when}"
+            );
+        }
+    };
+    check("after the restore");
+    // Killed (no save at shutdown) and started: what the load wrote is on disk, in the RDB
+    // and in the append-only file.
+    for (server, auth) in &servers {
+        docker(&["kill", server]);
+        docker(&["start", server]);
+        wait_for_redis(server, *auth);
+    }
+    check("after a kill and a start");
+
+    // The drill loads both into its sandbox; an RDB cut short fails it.
+    let secrets = env.path("secrets.env");
+    std::fs::write(&secrets, format!("REDIS_PASSWORD={DB_PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let secrets = secrets.to_str().unwrap();
+    let drill = env.json(&[
+        "restore",
+        "--drill",
+        "--unit",
+        &stack,
+        "--env-file",
+        secrets,
+        "--json",
+    ]);
+    assert_eq!(drill["passed"], true, "{drill:#}");
+    assert!(
+        drill["dumps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["loaded"] == true),
+        "{drill:#}"
+    );
+    let failed = env
         .cmd(&[
             "restore",
+            "--drill",
             "--unit",
             &stack,
-            "--latest",
-            "--no-start",
-            "--yes",
+            "--env-file",
+            secrets,
+            "--json",
+        ])
+        .env("KOPI_DOCKA_FAILPOINT", "dump-load-truncate:100")
+        .assert()
+        .failure();
+    let failed: Value = serde_json::from_slice(&failed.get_output().stdout).unwrap();
+    assert_eq!(failed["passed"], false, "{failed:#}");
+    assert!(
+        format!("{}", failed["errors"]).contains("damaged or cut short"),
+        "{failed:#}"
+    );
+}
+
+/// An env file (0600) with the secrets the drill's recreated containers need.
+fn secrets_file(env: &Env, lines: &str) -> String {
+    let path = env.path("drill-secrets.env");
+    std::fs::write(&path, lines).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn postgres_drill_loads_the_dump_and_fails_on_one_cut_short() {
+    if !support::docker_tests_enabled("postgres_drill_loads_the_dump_and_fails_on_one_cut_short") {
+        return;
+    }
+    let mut env = installation();
+    let (stack, _dir) = postgres_stack(&mut env, "");
+    wait_for_rows(&format!("{stack}_db_1"), 20);
+    let report = env.json(&["backup", "--unit", &stack, "--json"]);
+    assert_eq!(unit_report(&report, &stack)["status"], "success");
+    let secrets = secrets_file(
+        &env,
+        &format!("POSTGRES_PASSWORD={DB_PASSWORD}\nPGPASSWORD={DB_PASSWORD}\n"),
+    );
+
+    let drill = env.json(&[
+        "restore",
+        "--drill",
+        "--unit",
+        &stack,
+        "--env-file",
+        &secrets,
+        "--json",
+    ]);
+    assert_eq!(drill["passed"], true, "{drill:#}");
+    let dump = &drill["dumps"][0];
+    assert_eq!(dump["engine"], "postgres", "{drill:#}");
+    assert_eq!(dump["loaded"], true, "{drill:#}");
+    let bytes = dump["bytes"].as_u64().unwrap();
+    assert!(bytes > 1000, "{drill:#}");
+    let text = env
+        .cmd(&[
+            "restore",
+            "--drill",
+            "--unit",
+            &stack,
+            "--env-file",
+            &secrets,
         ])
         .assert()
         .success();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.get_output().stdout),
-        String::from_utf8_lossy(&out.get_output().stderr)
-    );
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
     assert!(
-        said.contains("is not loaded (--no-start: no server runs to load it into)"),
-        "{said}"
+        text.contains("postgres dump of") && text.contains(": loaded ("),
+        "{text}"
     );
+
+    // The same point with its dump cut in the middle (as a damaged repository would hand it
+    // out): psql loads what it gets without an error, the missing trailer fails the drill.
+    let failed = env
+        .cmd(&[
+            "restore",
+            "--drill",
+            "--unit",
+            &stack,
+            "--env-file",
+            &secrets,
+            "--json",
+        ])
+        .env(
+            "KOPI_DOCKA_FAILPOINT",
+            format!("dump-load-truncate:{}", bytes / 2),
+        )
+        .assert()
+        .failure();
+    let failed: Value = serde_json::from_slice(&failed.get_output().stdout).unwrap();
+    assert_eq!(failed["passed"], false, "{failed:#}");
+    assert_eq!(failed["dumps"][0]["loaded"], false, "{failed:#}");
+    let errors = format!("{}", failed["errors"]);
+    assert!(errors.contains("cut short"), "{errors}");
+    assert_eq!(failed["leftovers"], serde_json::json!([]), "{failed:#}");
+}
+
+/// A dump that runs past `max-downtime-seconds` is abandoned: the services stopped for it
+/// are down while it runs, so it spends their downtime budget. Deterministic: the database
+/// is held under an exclusive lock, so the dump waits (up to sqlite3's own 30 s).
+#[test]
+fn a_dump_past_max_downtime_is_abandoned_and_the_app_restarted() {
+    if !support::docker_tests_enabled("a_dump_past_max_downtime_is_abandoned_and_the_app_restarted")
+    {
+        return;
+    }
+    require_image(SQLITE_IMAGE);
+    let mut env = Env::builder()
+        .extra("[backup]\nmax-downtime-seconds = 3\nhealth-timeout-seconds = 60\n")
+        .init()
+        .build();
+    let dir = env.path("lockstack");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        format!(
+            r#"version: "2.4"
+services:
+  store:
+    image: {SQLITE_IMAGE}
+    labels:
+      kopi-docka.policy: dump
+      kopi-docka.dump: sqlite
+      kopi-docka.dump.path: /data/app.db
+    entrypoint:
+      - sh
+      - -c
+      - |
+        trap 'exit 0' TERM
+        sqlite3 /data/app.db 'create table t (x); insert into t values (1)'
+        (echo 'begin exclusive;'; echo 'insert into t values (2);'; sleep 100000) | sqlite3 /data/app.db &
+        wait
+    volumes:
+      - ldata:/data
+  web:
+    image: {SQLITE_IMAGE}
+    depends_on: [store]
+    entrypoint: ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
+volumes:
+  ldata: {{}}
+"#
+        ),
+    )
+    .unwrap();
+    let stack = format!("{}-lk", env.prefix);
+    env.resources.compose_up(&stack, &dir);
+    let (store, web) = (format!("{stack}_store_1"), format!("{stack}_web_1"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    // Until the writer holds its lock, a reader gets through.
+    while !String::from_utf8_lossy(
+        &Command::new("docker")
+            .args([
+                "exec",
+                &store,
+                "sqlite3",
+                "/data/app.db",
+                "select count(*) from t",
+            ])
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .contains("database is locked")
+    {
+        assert!(std::time::Instant::now() < deadline, "no lock taken");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let web_started = inspect(&web, "{{.State.StartedAt}}");
+    let out = env
+        .cmd(&["backup", "--unit", &stack, "--json"])
+        .assert()
+        .failure();
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let unit = unit_report(&report, &stack);
+    assert_eq!(unit["status"], "failed", "{unit:#}");
+    let errors = format!("{}", unit["errors"]);
+    assert!(errors.contains("max-downtime-seconds"), "{errors}");
+    assert!(
+        unit["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["type"] != "dump"),
+        "{unit:#}"
+    );
+    // The app was stopped for the dump and runs again, well before the dump's own 30 s wait
+    // would have ended.
+    assert_eq!(inspect(&web, "{{.State.Running}}"), "true");
+    assert_ne!(inspect(&web, "{{.State.StartedAt}}"), web_started);
+    let downtime = unit["downtime_seconds"].as_f64().unwrap();
+    assert!(downtime < 20.0, "the app was down {downtime} s: {unit:#}");
+    assert_eq!(inspect(&store, "{{.State.Running}}"), "true");
 }

@@ -582,6 +582,17 @@ fn render_drill(r: &DrillReport) -> String {
     if !r.started.is_empty() {
         let _ = writeln!(out, "  running: {}", r.started.join(", "));
     }
+    for d in &r.dumps {
+        let _ = writeln!(
+            out,
+            "  {} dump of {}: {} ({}, {:.1}s)",
+            d.engine,
+            d.container,
+            if d.loaded { "loaded" } else { "NOT LOADED" },
+            crate::render::human_bytes(d.bytes),
+            d.seconds
+        );
+    }
     for e in &r.errors {
         let _ = writeln!(out, "  error: {e}");
     }
@@ -595,7 +606,7 @@ fn render_drill(r: &DrillReport) -> String {
 mod tests {
     use kopi_docka_core::restore::DataOutcome;
     use kopi_docka_core::restore::data::Swapped;
-    use kopi_docka_core::restore::drill::DrillData;
+    use kopi_docka_core::restore::drill::{DrillData, DrillDump};
     use kopi_docka_core::restore::networks::{NetworkAction, NetworkOutcome};
     use kopi_docka_core::restore::start::SandboxMount;
     use kopi_docka_core::stop::KilledContainer;
@@ -858,7 +869,22 @@ mod tests {
                     },
                 ],
                 started: vec!["kdrill-3c4d-db-1".into(), "kdrill-3c4d-app-1".into()],
-                errors: vec!["/srv/nextcloud/config: 1 file differs, 2 extra".into()],
+                dumps: vec![DrillDump {
+                    container: "nextcloud-db-1".into(),
+                    engine: kopi_docka_core::unit::DumpEngine::Postgres,
+                    loaded: false,
+                    bytes: 1_048_576,
+                    seconds: 2.5,
+                }],
+                errors: vec![
+                    "/srv/nextcloud/config: 1 file differs, 2 extra".into(),
+                    "the postgres dump of nextcloud-db-1 does not load: postgres dump of \
+                     kdrill-3c4d_nextcloud-db-1: the dump ends without the client's \
+                     \"PostgreSQL database cluster dump complete\" trailer after 1048576 \
+                     bytes: it is cut short, and what came before it was loaded; do not use \
+                     this database"
+                        .into(),
+                ],
                 leftovers: vec!["network kdrill-3c4d_default: in use".into()],
             }
         );

@@ -54,12 +54,6 @@ const REDIS_CREDENTIALS: &str = r#"
 [ -z "${REDIS_PASSWORD:-}" ] || export REDISCLI_AUTH="$REDIS_PASSWORD"
 "#;
 
-const MONGO_CREDENTIALS: &str = r#"
-[ -z "${MONGO_INITDB_ROOT_PASSWORD_FILE:-}" ] || MONGO_INITDB_ROOT_PASSWORD="$(cat "$MONGO_INITDB_ROOT_PASSWORD_FILE")"
-set --
-[ -z "${MONGO_INITDB_ROOT_USERNAME:-}" ] || set -- --username="$MONGO_INITDB_ROOT_USERNAME" --password="$MONGO_INITDB_ROOT_PASSWORD" --authenticationDatabase=admin
-"#;
-
 /// The exec's argv and extra environment (variable names and non-secret values only).
 fn dump_command(spec: &DumpSpec) -> (Vec<String>, Vec<String>, Option<&'static str>) {
     let mut env = Vec::new();
@@ -111,8 +105,9 @@ fn dump_command(spec: &DumpSpec) -> (Vec<String>, Vec<String>, Option<&'static s
                 Some("COMMIT;"),
             )
         }
+        // Refused at the label (`unit::policy`): no MongoDB server could be tested here.
         DumpEngine::Mongodb => (
-            format!("{MONGO_CREDENTIALS}\nexec mongodump --quiet --archive \"$@\""),
+            "echo 'mongodb dumps are not supported yet' >&2; exit 1".into(),
             None,
         ),
     };
@@ -124,19 +119,105 @@ fn dump_command(spec: &DumpSpec) -> (Vec<String>, Vec<String>, Option<&'static s
 }
 
 /// How a dump that a restore does not load is put in place by hand; `None` for the engines
-/// whose dump a restore loads. Redis's RDB and `SQLite`'s database belong in place before the
-/// service starts, and `SQLite` lives in the app's own container, which creates its file as it
-/// starts: loading into it would collide.
+/// whose dump a restore loads. Only `MongoDB` (whose dumps are refused at backup: no `MongoDB`
+/// server could be tested, see `unit::policy`); a point that holds one predates that.
 #[must_use]
 pub fn restored_by_hand(engine: DumpEngine) -> Option<&'static str> {
     match engine {
-        DumpEngine::Redis => Some("dump.rdb into the data directory, /data in the official image"),
-        DumpEngine::Sqlite => {
-            Some("`sqlite3 FILE < sqlite.sql` into a new file at kopi-docka.dump.path")
-        }
+        DumpEngine::Mongodb => Some("`mongorestore --archive --drop < mongodump.archive`"),
         _ => None,
     }
 }
+
+/// Loads an RDB into the running server without touching its files: a second, private
+/// `redis-server` inside the container (loopback, random port, no persistence) loads the
+/// file, after `redis-check-rdb` has read it through (a truncated or damaged RDB fails
+/// here); the real server becomes its replica until it has the whole keyspace, then
+/// `REPLICAOF NO ONE`. The server writes the data the way it is configured to (its RDB, its
+/// append-only file rewritten), so `appendonly yes` needs nothing special. The key counts of
+/// both servers must match.
+const REDIS_LOAD: &str = r#"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kopi-docka-load.XXXXXX")
+port=""
+loader() { (unset REDISCLI_AUTH; redis-cli --no-auth-warning -p "$port" "$@"); }
+server() { redis-cli --no-auth-warning "$@"; }
+keys() { grep -o 'keys=[0-9]*' | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }'; }
+cleanup() {
+  if [ -n "$port" ]; then loader shutdown nosave >/dev/null 2>&1 || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+cat > "$tmp/dump.rdb"
+if command -v redis-check-rdb >/dev/null 2>&1 && ! redis-check-rdb "$tmp/dump.rdb" > "$tmp/check.log" 2>&1; then
+  grep -v '^\[offset' "$tmp/check.log" | tail -n 3 >&2
+  echo "the RDB file is damaged or cut short (redis-check-rdb); nothing was loaded" >&2
+  exit 1
+fi
+tries=0
+while :; do
+  tries=$((tries + 1))
+  [ "$tries" -le 5 ] || { tail -n 5 "$tmp/server.log" >&2; echo "the loading redis-server did not start; nothing was loaded" >&2; exit 1; }
+  port=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' \n') % 40000))
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp" --dbfilename dump.rdb \
+    --appendonly no --save "" --daemonize yes --logfile "$tmp/server.log" \
+    --pidfile "$tmp/server.pid" || continue
+  n=0
+  while :; do
+    if loader ping 2>/dev/null | grep -q PONG; then break 2; fi
+    n=$((n + 1))
+    if [ "$n" -gt 20 ] && ! kill -0 "$(cat "$tmp/server.pid" 2>/dev/null || echo 0)" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+done
+server replicaof 127.0.0.1 "$port" >/dev/null
+n=0
+until server info replication | grep -q '^master_link_status:up' && server info persistence | grep -q '^loading:0'; do
+  n=$((n + 1))
+  [ "$n" -lt 18000 ] || { echo "the server did not take the dump within an hour" >&2; server replicaof no one >/dev/null; exit 1; }
+  sleep 0.2
+done
+server replicaof no one >/dev/null
+want=$(loader info keyspace | keys)
+got=$(server info keyspace | keys)
+[ "$got" = "$want" ] || { echo "the server holds $got keys after loading, the dump $want" >&2; exit 1; }
+if server config get appendonly | grep -qx yes; then
+  server bgrewriteaof >/dev/null 2>&1 || true
+  until server info persistence | grep -q '^aof_rewrite_in_progress:0' && server info persistence | grep -q '^aof_rewrite_scheduled:0'; do sleep 0.2; done
+  server info persistence | grep -q '^aof_last_bgrewrite_status:ok' || { echo "the server could not rewrite its append-only file" >&2; exit 1; }
+fi
+if [ -n "$(server config get save | sed -n 2p)" ]; then
+  server save | grep -q OK || { echo "the server could not save its RDB" >&2; exit 1; }
+fi
+"#;
+
+/// Loads an SQL dump into the `SQLite` file named by the label: the dump is checked for its
+/// `COMMIT;` trailer first (a cut `.dump` loads as an empty database: its transaction is
+/// never committed), loaded into a new file beside it (`-bail`: the first error stops it;
+/// then `PRAGMA integrity_check`), the file as it was kept
+/// as a consistent copy (`VACUUM INTO`), then the new content put in with `SQLite`'s own backup
+/// API (`.restore`): one write transaction, atomic, and safe with open connections and WAL
+/// (renaming a file under a running app would leave its `-wal` to be replayed into the new one).
+const SQLITE_LOAD: &str = r#"
+db="$KOPI_DOCKA_PATH"
+dir=$(dirname "$db")
+mkdir -p "$dir"
+cd "$dir"
+new=$(mktemp .kopi-docka-load.XXXXXX)
+sql=$(mktemp .kopi-docka-load-sql.XXXXXX)
+trap 'rm -f "$dir/$new" "$dir/$sql"' EXIT
+cat > "$sql"
+tail -c 64 "$sql" | grep -q 'COMMIT;' || { echo "the dump ends without its COMMIT; trailer: it is cut short; the database was not touched" >&2; exit 1; }
+sqlite3 -bail "$new" < "$sql"
+check=$(sqlite3 "$new" 'PRAGMA integrity_check')
+[ "$check" = ok ] || { echo "the loaded dump fails integrity_check: $check" >&2; exit 1; }
+if [ -s "$db" ]; then
+  keep="$db.kopi-docka-before-restore-$KOPI_DOCKA_STAMP"
+  esc=$(printf '%s' "$keep" | sed "s/'/''/g")
+  sqlite3 -bail -cmd '.timeout 30000' "$db" "VACUUM INTO '$esc'"
+  echo "kopi-docka: the database file as it was before the restore is kept as $keep"
+fi
+sqlite3 -bail -cmd '.timeout 30000' "$db" ".restore $new"
+"#;
 
 /// The load's argv and extra environment; `None` for engines that are restored as files
 /// ([`restored_by_hand`]).
@@ -158,14 +239,32 @@ fn load_command(spec: &DumpSpec) -> Option<(Vec<String>, Vec<String>)> {
                 "{PATH_SETUP}\n{POSTGRES_CREDENTIALS}\nexec psql -h 127.0.0.1 -X -q -d postgres"
             ),
         },
-        DumpEngine::Mariadb | DumpEngine::Mysql => format!(
-            "{MYSQL_CREDENTIALS}\nfor c in mariadb mysql; do command -v \"$c\" >/dev/null 2>&1 && break; done\n\
-             exec \"$c\" -uroot -h 127.0.0.1 --protocol=tcp"
-        ),
-        DumpEngine::Mongodb => {
-            format!("{MONGO_CREDENTIALS}\nexec mongorestore --quiet --archive --drop \"$@\"")
+        DumpEngine::Mariadb | DumpEngine::Mysql => {
+            let first = if spec.engine == DumpEngine::Mariadb {
+                "mariadb mysql"
+            } else {
+                "mysql mariadb"
+            };
+            format!(
+                "{MYSQL_CREDENTIALS}\nfor c in {first}; do command -v \"$c\" >/dev/null 2>&1 && break; done\n\
+                 exec \"$c\" -uroot -h 127.0.0.1 --protocol=tcp"
+            )
         }
-        DumpEngine::Redis | DumpEngine::Sqlite => return None,
+        DumpEngine::Redis => format!("{REDIS_CREDENTIALS}\n{REDIS_LOAD}"),
+        DumpEngine::Sqlite => {
+            let path = spec
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            env.push(format!("KOPI_DOCKA_PATH={path}"));
+            env.push(format!(
+                "KOPI_DOCKA_STAMP={}",
+                crate::durable::stamp(jiff::Timestamp::now())
+            ));
+            SQLITE_LOAD.to_owned()
+        }
+        DumpEngine::Mongodb => return None,
     };
     Some((
         vec!["sh".into(), "-c".into(), format!("set -e\n{script}")],
@@ -187,8 +286,7 @@ fn ready_command(spec: &DumpSpec) -> Vec<String> {
         DumpEngine::Redis => {
             format!("{REDIS_CREDENTIALS}\nredis-cli --no-auth-warning ping | grep -q PONG")
         }
-        DumpEngine::Mongodb => "mongosh --quiet --eval 'db.runCommand({ping:1})' >/dev/null".into(),
-        DumpEngine::Sqlite => "true".into(),
+        DumpEngine::Sqlite | DumpEngine::Mongodb => "true".into(),
     };
     vec!["sh".into(), "-c".into(), format!("set -e\n{script}")]
 }
@@ -260,15 +358,26 @@ impl Read for ChannelReader {
     }
 }
 
+/// When a dump must give up: the end of the unit's downtime budget (the services that write
+/// to the database are stopped while it runs) and the run's interrupt.
+pub struct DumpLimits {
+    /// `max-downtime-seconds` after the first stop; `None`: unbounded.
+    pub deadline: Option<tokio::time::Instant>,
+    /// Set on SIGINT/SIGTERM.
+    pub interrupt: super::Interrupt,
+}
+
 /// Dumps the database of `container` (running) into the repository as the snapshot `meta`
 /// (a [`crate::repo::Part::Dump`]). Returns the saved snapshot only if the dump succeeded.
+/// A dump still running at the `limits` is abandoned like a failed one (nothing saved); its
+/// client, whose output is closed, ends on its own.
 pub async fn dump(
     engine: &Engine,
     repo: &WriteRepo,
-    container_id: &str,
-    container: &str,
+    (container_id, container): (&str, &str),
     spec: &DumpSpec,
     meta: SnapshotMeta,
+    limits: DumpLimits,
 ) -> Result<SnapshotInfo, DumpError> {
     let (cmd, env, trailer) = dump_command(spec);
     let fail_engine = |reason: String| DumpError::Engine {
@@ -293,7 +402,7 @@ pub async fn dump(
         let file = spec.engine.file_name(spec);
         async move { repo.snapshot_stream(meta, file, reader, cancel).await }
     });
-    let checked = pump(engine, exec, tx, &cancel, trailer).await;
+    let checked = pump(engine, exec, (tx, &cancel), trailer, limits).await;
     let saved = snapshot.await;
     match (checked, saved) {
         (Ok(bytes), Ok(Ok(info))) => {
@@ -330,15 +439,39 @@ pub async fn dump(
 async fn pump(
     engine: &Engine,
     mut exec: crate::docker::ExecStream,
-    tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
-    cancel: &Cancel,
+    (tx, cancel): (mpsc::Sender<std::io::Result<Vec<u8>>>, &Cancel),
     trailer: Option<&str>,
+    mut limits: DumpLimits,
 ) -> Result<u64, (String, String)> {
     let mut stderr: Vec<u8> = Vec::new();
     let mut tail: Vec<u8> = Vec::new();
     let mut bytes = 0_u64;
     let mut broken = None;
-    while let Some(item) = exec.output.next().await {
+    let started = tokio::time::Instant::now();
+    let over_budget = async move {
+        match limits.deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(over_budget);
+    loop {
+        let item = tokio::select! {
+            item = exec.output.next() => item,
+            () = &mut over_budget => {
+                broken = Some(format!(
+                    "still running after {}s, at the end of max-downtime-seconds (the services \
+                     that write to it are stopped while it runs); abandoned after {bytes} bytes",
+                    started.elapsed().as_secs()
+                ));
+                break;
+            }
+            _ = limits.interrupt.wait_for(|stop| *stop) => {
+                broken = Some("interrupted".to_owned());
+                break;
+            }
+        };
+        let Some(item) = item else { break };
         match item {
             Ok(bollard::container::LogOutput::StdOut { message }) => {
                 bytes += message.len() as u64;
@@ -472,9 +605,20 @@ async fn run_to_end(
     Ok((code, String::from_utf8_lossy(&stderr).trim().to_owned()))
 }
 
+/// What a load did.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// Bytes of the dump fed to the client.
+    pub bytes: u64,
+    /// What the load says a person should know (`SQLite`'s rollback copy, Redis's key count).
+    pub notes: Vec<String>,
+    /// Messages expected on a fresh server (the superuser role "already exists").
+    pub expected: Vec<String>,
+}
+
 /// Loads the dump in snapshot `snapshot` into the running, freshly created database
-/// container: streamed from the repository into the client's stdin. Returns the lines the
-/// client reported that are expected on a fresh server (warnings).
+/// container: streamed from the repository into the client's stdin. A dump that ends without
+/// its client's trailer (cut short in the repository) fails the load like a client error.
 pub async fn load(
     engine: &Engine,
     repo: &Repo,
@@ -482,19 +626,20 @@ pub async fn load(
     container: &str,
     spec: &DumpSpec,
     snapshot: &str,
-) -> Result<Vec<String>, DumpError> {
+) -> Result<Loaded, DumpError> {
     let fail = |reason: String| DumpError::Engine {
         engine: spec.engine,
         container: container.to_owned(),
         reason,
     };
     let Some((cmd, env)) = load_command(spec) else {
-        return Err(fail(
-            "this engine's dump is restored as a file: use --target-dir and put it into the \
-             data directory before the server starts"
-                .into(),
-        ));
+        return Err(fail(format!(
+            "a restore does not load this engine's dump: take it with --target-dir and load \
+             it by hand ({})",
+            restored_by_hand(spec.engine).unwrap_or("see docs/databases.md")
+        )));
     };
+    let trailer = dump_command(spec).2;
     let mut exec = engine
         .exec(container_id, cmd, env, true)
         .await
@@ -505,17 +650,34 @@ pub async fn load(
         async move { repo.read_file(id, ChannelWriter(tx)).await }
     });
     let mut input = exec.input;
+    let cut_at = load_truncate_failpoint();
     let feeding = async move {
-        while let Some(chunk) = rx.recv().await {
+        let (mut bytes, mut tail) = (0_u64, Vec::new());
+        while let Some(mut chunk) = rx.recv().await {
+            if let Some(cut) = cut_at {
+                let room = usize::try_from(cut.saturating_sub(bytes)).unwrap_or(usize::MAX);
+                chunk.truncate(room);
+            }
+            bytes += chunk.len() as u64;
+            tail.extend_from_slice(&chunk);
+            if tail.len() > 1024 {
+                tail.drain(..tail.len() - 1024);
+            }
             input.write_all(&chunk).await?;
         }
-        input.shutdown().await
+        input.shutdown().await.map(|()| (bytes, tail))
     };
-    let mut stderr = Vec::new();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let draining = async {
         while let Some(item) = exec.output.next().await {
-            if let Ok(bollard::container::LogOutput::StdErr { message }) = item {
-                stderr.extend_from_slice(&message);
+            match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    stderr.extend_from_slice(&message);
+                }
+                Ok(bollard::container::LogOutput::StdOut { message }) if stdout.len() < 65_536 => {
+                    stdout.extend_from_slice(&message);
+                }
+                _ => {}
             }
         }
     };
@@ -526,26 +688,79 @@ pub async fn load(
         Ok(Err(error)) => return Err(fail(format!("reading the dump: {error}"))),
         Err(panic) => return Err(fail(format!("internal error: {panic}"))),
     }
-    fed.map_err(|e| fail(format!("feeding the client: {e}")))?;
+    let (bytes, tail) = fed.map_err(|e| fail(format!("feeding the client: {e}")))?;
     let code = exit_code(engine, &exec.id).await.map_err(&fail)?;
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    // On a fresh server the dump's superuser role already exists; nothing else may fail.
+    let expected = load_verdict(
+        code,
+        &String::from_utf8_lossy(&stderr),
+        trailer,
+        (bytes, &tail),
+    )
+    .map_err(fail)?;
+    Ok(Loaded {
+        bytes,
+        notes: String::from_utf8_lossy(&stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("kopi-docka: "))
+            .map(str::to_owned)
+            .collect(),
+        expected,
+    })
+}
+
+/// Whether a load succeeded: the client's exit code and error lines, and the dump's trailer.
+/// Returns the messages expected on a fresh server, or why it failed.
+fn load_verdict(
+    code: i64,
+    stderr: &str,
+    trailer: Option<&str>,
+    (bytes, tail): (u64, &[u8]),
+) -> Result<Vec<String>, String> {
     let (expected, errors): (Vec<&str>, Vec<&str>) = stderr
         .lines()
         .filter(|l| l.contains("ERROR"))
         .partition(|l| l.contains("already exists"));
+    // A dump cut short is the cause of whatever the client said about its end.
+    if let Some(t) = trailer
+        && !String::from_utf8_lossy(tail).contains(t)
+    {
+        let said = errors
+            .first()
+            .map_or(String::new(), |e| format!(" (the client: {e})"));
+        return Err(format!(
+            "the dump ends without the client's {t:?} trailer after {bytes} bytes: it is cut \
+             short, and what came before it was loaded; do not use this database{said}"
+        ));
+    }
     if code != 0 || !errors.is_empty() {
         let detail: Vec<&str> = errors.into_iter().take(5).collect();
-        return Err(fail(format!(
+        return Err(format!(
             "loading the dump failed (exit code {code}): {}",
             if detail.is_empty() {
                 stderr.trim().chars().take(STDERR_KEEP).collect::<String>()
             } else {
                 detail.join("; ")
             }
-        )));
+        ));
     }
     Ok(expected.into_iter().map(str::to_owned).collect())
+}
+
+/// Test-only fault injection, debug builds only: `KOPI_DOCKA_FAILPOINT=dump-load-truncate:N`
+/// feeds only the first N bytes of every dump a restore or a drill loads, as a dump cut short
+/// in the repository would be (a backup never stores one: its trailer is checked).
+#[cfg(debug_assertions)]
+fn load_truncate_failpoint() -> Option<u64> {
+    std::env::var("KOPI_DOCKA_FAILPOINT")
+        .ok()?
+        .strip_prefix("dump-load-truncate:")?
+        .parse()
+        .ok()
+}
+
+#[cfg(not(debug_assertions))]
+fn load_truncate_failpoint() -> Option<u64> {
+    None
 }
 
 /// Hands what rustic_core writes to the async side, chunk by chunk.
@@ -567,6 +782,30 @@ impl std::io::Write for ChannelWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_without_its_trailer_fails_whatever_the_client_said() {
+        let trailer = Some("dump complete");
+        let cut = load_verdict(0, "", trailer, (10, b"insert")).unwrap_err();
+        assert!(cut.contains("cut short"), "{cut}");
+        let cut = load_verdict(3, "ERROR:  syntax error", trailer, (10, b"ins")).unwrap_err();
+        assert!(
+            cut.contains("cut short") && cut.contains("syntax error"),
+            "{cut}"
+        );
+        let whole = b"-- dump complete\n";
+        let expected = load_verdict(
+            0,
+            "ERROR:  role \"postgres\" already exists",
+            trailer,
+            (16, whole),
+        )
+        .unwrap();
+        assert_eq!(expected.len(), 1);
+        let failed = load_verdict(0, "ERROR:  permission denied", trailer, (16, whole));
+        assert!(failed.unwrap_err().contains("permission denied"));
+        assert!(load_verdict(1, "", None, (0, b"")).is_err());
+    }
 
     #[test]
     fn no_secret_value_is_ever_in_the_command() {

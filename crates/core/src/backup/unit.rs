@@ -433,11 +433,18 @@ async fn stop_snapshot_restart(
         }
     };
     let mut hook_errors = Vec::new();
+    // The downtime budget runs from the stop: dumps spend it, the cold pass gets the rest.
+    let down_since = Instant::now();
+    let deadline = tokio::time::Instant::from_std(down_since + settings.max_downtime);
+    let limits = || super::dump::DumpLimits {
+        deadline: Some(deadline),
+        interrupt: interrupt.clone(),
+    };
     // Frozen copies (snapshot cold pass), read once the unit runs again.
     let mut frozen: Vec<(Source, Frozen)> = Vec::new();
     let (mut records, mut errors, mut interrupted) =
         match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
-            Ok(()) => match dump_all(engine, repo, unit, meta).await {
+            Ok(()) => match dump_all(engine, repo, unit, meta, limits).await {
                 (dumps, errors) if !errors.is_empty() => {
                     report.dump_failed = true;
                     let mut errors = errors;
@@ -449,12 +456,16 @@ async fn stop_snapshot_restart(
                     (dumps, errors, false)
                 }
                 (dumps, _) => {
+                    let left = BackupSettings {
+                        max_downtime: settings.max_downtime.saturating_sub(down_since.elapsed()),
+                        ..settings.clone()
+                    };
                     let (mut records, errors, interrupted, done) = freeze_or_read(
                         repo,
                         (unit, backup_id),
                         snapshots,
                         sources,
-                        (settings, meta),
+                        (&left, meta),
                         interrupt,
                         report,
                     )
@@ -523,6 +534,7 @@ async fn dump_all(
     repo: &WriteRepo,
     unit: &Unit,
     meta: &impl Fn(Part) -> SnapshotMeta,
+    limits: impl Fn() -> super::dump::DumpLimits,
 ) -> (Vec<SnapshotRecord>, Vec<String>) {
     let mut records = Vec::new();
     let mut errors = Vec::new();
@@ -542,10 +554,10 @@ async fn dump_all(
         match super::dump::dump(
             engine,
             repo,
-            &container.id,
-            &container.name,
+            (&container.id, &container.name),
             spec,
             meta(part),
+            limits(),
         )
         .await
         {

@@ -59,7 +59,7 @@ pub enum RestoreError {
         /// Its engine.
         engine: crate::unit::DumpEngine,
     },
-    /// The point holds a dump that is not loaded by a restore (Redis's RDB, an `SQLite` SQL dump).
+    /// The point holds a dump that a restore does not load (`MongoDB`, refused at backup today).
     #[error(
         "restore point {backup_id} holds a {engine} dump of {container}, which a restore does \
          not load: take it with `--target-dir DIR` (it is in DIR/dumps/{container}/) and put \

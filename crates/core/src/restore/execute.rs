@@ -490,10 +490,24 @@ async fn load_dumps(
             .await
         };
         match loaded.await {
-            Ok(notes) => {
+            Ok(loaded) => {
                 outcome.dumps_loaded.push(load.container.clone());
-                if !notes.is_empty() {
-                    tracing::info!(container = %load.container, ?notes, "expected messages while loading the dump");
+                if !loaded.expected.is_empty() {
+                    tracing::info!(container = %load.container, expected = ?loaded.expected, "expected messages while loading the dump");
+                }
+                outcome.warnings.extend(
+                    loaded
+                        .notes
+                        .iter()
+                        .map(|n| format!("{} ({} dump): {n}", load.container, load.spec.engine)),
+                );
+                // An SQLite app ran on the empty file it created while the dump was loaded
+                // under it: it starts again, so nothing it held in memory outlives the load.
+                if load.spec.engine == crate::unit::DumpEngine::Sqlite
+                    && let Err(error) = restart_after_load(ctx, &id, &load.container).await
+                {
+                    outcome.errors.push(error);
+                    return false;
                 }
             }
             Err(error) => {
@@ -505,6 +519,22 @@ async fn load_dumps(
         }
     }
     true
+}
+
+/// Stops and starts a container whose database file was just replaced.
+async fn restart_after_load(
+    ctx: &RestoreContext<'_>,
+    id: &str,
+    container: &str,
+) -> Result<(), String> {
+    ctx.engine
+        .stop(id, ctx.stop_timeout)
+        .await
+        .map_err(|e| format!("{container}: restarting it after the dump was loaded: {e}"))?;
+    match crate::stop::start_and_wait(ctx.engine, id, container, ctx.health_timeout).await {
+        Ok(None) => Ok(()),
+        Ok(Some(warning)) | Err(warning) => Err(warning),
+    }
 }
 
 async fn recreate(

@@ -269,6 +269,15 @@ pub fn from_labels<S: std::hash::BuildHasher>(
                     )
                 })?,
             };
+            if engine == DumpEngine::Mongodb {
+                // No MongoDB server can be had where kopi-docka is tested: untested dump code
+                // is not offered.
+                return Err(format!(
+                    "mongodb dumps are not supported yet; set {}=stop to back up its files \
+                     with the service stopped",
+                    label::POLICY
+                ));
+            }
             let database = get(label::DATABASE).map(str::to_owned);
             if let Some(db) = &database {
                 if engine != DumpEngine::Postgres {
@@ -361,6 +370,20 @@ mod tests {
             DumpEngine::from_image("bitnami/redis:7.2@sha256:abc"),
             Some(DumpEngine::Redis)
         );
+    }
+
+    #[test]
+    fn mongodb_dumps_are_refused_not_silently_untested() {
+        for labels in [
+            labels(&[(label::POLICY, "dump")]),
+            labels(&[(label::POLICY, "dump"), (label::DUMP, "mongodb")]),
+        ] {
+            let error = from_labels(&labels, "mongo:7").unwrap_err();
+            assert!(
+                error.contains("mongodb dumps are not supported yet"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
