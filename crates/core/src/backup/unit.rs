@@ -498,22 +498,11 @@ async fn stop_snapshot_restart(
         report.downtime_seconds = Some(0.0);
     }
     if !frozen.is_empty() {
-        // The snapshot cold pass: the data as it was at the stop, read while the unit runs.
-        {
-            let from_snapshots: Vec<Source> = frozen
-                .iter()
-                .map(|(source, copy)| Source {
-                    path: copy.data.clone(),
-                    ..source.clone()
-                })
-                .collect();
-            let (more, failed, cut) =
-                cold_pass(repo, &from_snapshots, meta, None, interrupt.clone()).await;
-            records.extend(more);
-            errors.extend(failed);
-            interrupted |= cut;
-        }
-        report.warnings.extend(thaw_all(snapshots, frozen).await);
+        let (more, failed, cut) =
+            read_frozen(repo, snapshots, frozen, meta, interrupt, report).await;
+        records.extend(more);
+        errors.extend(failed);
+        interrupted |= cut;
     }
     report.interrupted = interrupted;
     let cold_failed = !errors.is_empty();
@@ -829,6 +818,28 @@ async fn freeze_or_read(
         cold_pass(repo, &read_now, meta, Some(budget), interrupt.clone()).await;
     errors.extend(live_error);
     (records, errors, interrupted, frozen)
+}
+
+/// The snapshot cold pass: the frozen copies (the data as it was at the stop) read while the
+/// unit runs again, then removed (what cannot be removed is a warning in `report`).
+async fn read_frozen(
+    repo: &WriteRepo,
+    snapshots: &SnapshotJournal,
+    frozen: Vec<(Source, Frozen)>,
+    meta: &impl Fn(Part) -> SnapshotMeta,
+    interrupt: &Interrupt,
+    report: &mut UnitReport,
+) -> (Vec<SnapshotRecord>, Vec<String>, bool) {
+    let from_snapshots: Vec<Source> = frozen
+        .iter()
+        .map(|(source, copy)| Source {
+            path: copy.data.clone(),
+            ..source.clone()
+        })
+        .collect();
+    let read = cold_pass(repo, &from_snapshots, meta, None, interrupt.clone()).await;
+    report.warnings.extend(thaw_all(snapshots, frozen).await);
+    read
 }
 
 /// Freezes the mounts of the running `snapshot-live` services with one atomic snapshot of
