@@ -281,7 +281,7 @@ fn unknown_label_values_are_errors_and_the_config_wins() {
     let out = env.cmd(&["units"]).assert().code(2);
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(
-        text.contains("label kopi-docka.policy=\"stpo\" is not a policy; use stop, dump or skip"),
+        text.contains("label kopi-docka.policy=\"stpo\" is not a policy; use stop, dump, skip or snapshot-live"),
         "{text}"
     );
     let doctor = env.cmd(&["doctor", "--json"]).assert().failure();
