@@ -30,9 +30,23 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// `kopi-docka setup ARGS` in a pseudo-terminal, installed in `dir` (config in `dir/etc`).
+/// rexpect turns the terminal's echo off; `stty echo` turns it back on, as on a user's
+/// terminal, so what is typed shows on the screen unless the program hides it (secrets).
 fn wizard(dir: &Path, args: &[&str], path_prefix: Option<&Path>) -> PtySession {
-    let mut cmd = support::kopi_docka_std_at(&dir.join("etc/config.toml"), dir);
-    cmd.arg("setup").args(args).current_dir(dir);
+    let mut inner = support::kopi_docka_std_at(&dir.join("etc/config.toml"), dir);
+    inner.arg("setup").args(args);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("stty echo && exec \"$0\" \"$@\"")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(dir);
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
     cmd.env("TERM", "dumb").env("NO_COLOR", "1").env("USER", "root");
     if let Some(prefix) = path_prefix {
         let path = std::env::var("PATH").unwrap_or_default();
