@@ -367,3 +367,95 @@ fn a_failed_connection_test_says_what_to_fix_and_writes_nothing() {
     assert!(!repo.exists());
     Sshd::assert_no_ssh_left(dir);
 }
+
+#[test]
+fn every_question_has_a_flag_for_a_non_interactive_setup() {
+    let dir = tempfile::Builder::new()
+        .prefix("kd-wiz-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir = dir.path();
+    let home = dir.join("home");
+    std::fs::create_dir(&home).unwrap();
+    let sshd = Sshd::start_with_home(&home);
+    let bin = fake_tailscale(dir);
+    let ssh_config = ssh_config(dir, &sshd);
+    let repo = dir.join("repo");
+    let units = dir.join("units");
+    let (url, requests) = http_listener();
+    let url_file = dir.join("url");
+    support::write_private(&url_file, &format!("{url}\n"));
+    let passphrase = dir.join("passphrase");
+    support::write_private(&passphrase, "correct horse battery staple\n");
+    let bundle = dir.join("dr.age");
+    let fingerprint = support::run(
+        Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(sshd.dir().join("host_ed25519.pub")),
+    );
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let port = sshd.port().to_string();
+    let out = support::kopi_docka_at(&dir.join("etc/config.toml"), dir)
+        .env("PATH", path)
+        .args([
+            "setup",
+            "--non-interactive",
+            "--json",
+            "--tailscale-peer",
+            "backup-peer",
+            "--remote-user",
+            "root",
+            "--remote-port",
+            &port,
+            "--remote-path",
+            repo.to_str().unwrap(),
+            "--host-key",
+            &fingerprint,
+            "--ssh-config",
+            ssh_config.to_str().unwrap(),
+            "--generate-ssh-key",
+            "--keep-daily",
+            "5",
+            "--schedule",
+            "Mon..Fri 22:30",
+            "--unit-dir",
+            units.to_str().unwrap(),
+            "--notify-url-file",
+            url_file.to_str().unwrap(),
+            "--dr-bundle",
+            bundle.to_str().unwrap(),
+            "--dr-passphrase-file",
+            passphrase.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", sshd.log());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["repository_action"], "created", "{report:#}");
+    assert_eq!(report["tailscale_peer"], "backup-peer", "{report:#}");
+    assert_eq!(report["schedule"], "Mon..Fri 22:30", "{report:#}");
+    assert_eq!(report["units"]["status"], "written", "{report:#}");
+    assert_eq!(report["dr_bundle"], bundle.to_str().unwrap(), "{report:#}");
+    assert!(bundle.is_file());
+    assert!(requests.recv().unwrap().contains("test notification"));
+    let key = dir.join("etc/ssh/id_ed25519.pub");
+    assert_eq!(
+        std::fs::read_to_string(home.join(".ssh/authorized_keys"))
+            .unwrap()
+            .trim(),
+        std::fs::read_to_string(&key).unwrap().trim()
+    );
+    let timer = std::fs::read_to_string(units.join("kopi-docka.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=Mon..Fri 22:30"), "{timer}");
+    Sshd::assert_no_ssh_left(dir);
+}
