@@ -64,9 +64,10 @@ pub enum Command {
     /// Restore a unit (recipe, networks, volumes, binds) and start it; or drill a restore
     #[command(after_help = crate::exit::HELP)]
     Restore(RestoreArgs),
-    /// Write a configuration and connect to (or create) the repository
+    /// Guided setup: where backups go (tested before anything is written), schedule,
+    /// notifications
     #[command(after_help = crate::exit::HELP)]
-    Setup(SetupArgs),
+    Setup(Box<SetupArgs>),
     /// Disaster recovery: an encrypted bundle to reach the repository from a bare machine
     #[command(visible_alias = "dr", after_help = crate::exit::HELP)]
     DisasterRecovery(DrArgs),
@@ -189,6 +190,10 @@ pub struct RestoreArgs {
 
 /// `kopi-docka setup`
 #[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct SetupArgs {
     /// Ask nothing; take everything from the flags and the defaults
     #[arg(long)]
@@ -202,7 +207,7 @@ pub struct SetupArgs {
     #[arg(long, value_name = "LOCATION")]
     pub repository: Option<String>,
     /// Credentials of a cloud location: a file (mode 0600) of NAME=value lines
-    /// (AWS_ACCESS_KEY_ID=..., see docs/repository.md); copied to repository.env beside the
+    /// (`AWS_ACCESS_KEY_ID=...`, see docs/repository.md); copied to repository.env beside the
     /// config [interactive: asked, secrets without echo]
     #[arg(long, value_name = "FILE")]
     pub credentials_file: Option<std::path::PathBuf>,
@@ -212,7 +217,7 @@ pub struct SetupArgs {
     /// rclone: the rclone.conf to use [default: rclone's own]
     #[arg(long, value_name = "FILE")]
     pub rclone_config: Option<std::path::PathBuf>,
-    /// Tailscale: the peer (host or MagicDNS name) to use as the SFTP server
+    /// Tailscale: the peer (host name or DNS name in the tailnet) to use as the SFTP server
     #[arg(long, value_name = "NAME")]
     pub tailscale_peer: Option<String>,
     /// SFTP/Tailscale without --repository: the user to log in as [default: $USER]
@@ -235,8 +240,8 @@ pub struct SetupArgs {
     /// SFTP: private key file to log in with [default: the ssh config's, or ssh's defaults]
     #[arg(long, value_name = "FILE", conflicts_with = "generate_ssh_key")]
     pub ssh_key: Option<std::path::PathBuf>,
-    /// SFTP: generate an ed25519 key (<config dir>/ssh/id_ed25519, reused when there) and
-    /// install it in ~USER/.ssh/authorized_keys on the server [interactive: asked]
+    /// SFTP: generate an ed25519 key (`<config dir>/ssh/id_ed25519`, reused when there) and
+    /// install it in `~USER/.ssh/authorized_keys` on the server [interactive: asked]
     #[arg(long)]
     pub generate_ssh_key: bool,
     /// SFTP: an ssh configuration file to use instead of ~/.ssh/config
@@ -269,7 +274,7 @@ pub struct SetupArgs {
     /// Write a disaster-recovery bundle to FILE after the setup [interactive: asked]
     #[arg(long, value_name = "FILE")]
     pub dr_bundle: Option<std::path::PathBuf>,
-    /// The passphrase file of the bundle [default: $KOPI_DOCKA_DR_PASSPHRASE, or generated
+    /// The passphrase file of the bundle [default: `$KOPI_DOCKA_DR_PASSPHRASE`, or generated
     /// and shown on a terminal]
     #[arg(long, value_name = "FILE")]
     pub dr_passphrase_file: Option<std::path::PathBuf>,

@@ -47,7 +47,9 @@ fn wizard(dir: &Path, args: &[&str], path_prefix: Option<&Path>) -> PtySession {
             None => cmd.env_remove(key),
         };
     }
-    cmd.env("TERM", "dumb").env("NO_COLOR", "1").env("USER", "root");
+    cmd.env("TERM", "dumb")
+        .env("NO_COLOR", "1")
+        .env("USER", "root");
     if let Some(prefix) = path_prefix {
         let path = std::env::var("PATH").unwrap_or_default();
         cmd.env("PATH", format!("{}:{path}", prefix.display()));
@@ -119,9 +121,21 @@ fn a_local_setup_answered_at_the_terminal_works_end_to_end() {
     let screen = expect(&mut p, "Where should the backups go?");
     assert!(screen.contains("does not survive the day"), "{screen}");
     for kind in [
-        "local", "sftp", "tailscale", "s3", "b2", "azure", "gcs", "rest", "rclone", "webdav",
+        "local",
+        "sftp",
+        "tailscale",
+        "s3",
+        "b2",
+        "azure",
+        "gcs",
+        "rest",
+        "rclone",
+        "webdav",
     ] {
-        assert!(screen.contains(&format!(") {kind} ")), "{kind} not offered:\n{screen}");
+        assert!(
+            screen.contains(&format!(") {kind} ")),
+            "{kind} not offered:\n{screen}"
+        );
     }
     p.send_line("1").unwrap();
     expect(&mut p, "Repository directory");
@@ -136,7 +150,10 @@ fn a_local_setup_answered_at_the_terminal_works_end_to_end() {
     expect(&mut p, "Notification URL");
     p.send_line(&url).unwrap();
     let screen = expect(&mut p, "sent; check that it arrived");
-    assert!(!screen.contains("secret-token-4711"), "the URL was echoed:\n{screen}");
+    assert!(
+        !screen.contains("secret-token-4711"),
+        "the URL was echoed:\n{screen}"
+    );
     expect(&mut p, "Testing the connection");
     expect(&mut p, "no repository there yet: it will be created");
     expect(&mut p, "disaster-recovery bundle now");
@@ -147,7 +164,10 @@ fn a_local_setup_answered_at_the_terminal_works_end_to_end() {
     assert!(rest.contains("schedule: *-*-* 03:30:00"), "{rest}");
 
     let request = requests.recv().unwrap();
-    assert!(request.starts_with("POST /hook/secret-token-4711"), "{request}");
+    assert!(
+        request.starts_with("POST /hook/secret-token-4711"),
+        "{request}"
+    );
     assert!(request.contains("test notification"), "{request}");
 
     let config = dir.join("etc/config.toml");
@@ -211,6 +231,10 @@ fn ssh_config(dir: &Path, sshd: &Sshd) -> PathBuf {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one terminal session, answer by answer"
+)]
 fn a_tailscale_peer_becomes_the_sftp_server_with_a_pinned_host_key_and_a_generated_key() {
     let dir = tempfile::Builder::new()
         .prefix("kd-wiz-")
@@ -231,7 +255,10 @@ fn a_tailscale_peer_becomes_the_sftp_server_with_a_pinned_host_key_and_a_generat
     assert!(screen.contains("backup-peer"), "{screen}");
     assert!(screen.contains("127.0.0.1"), "{screen}");
     assert!(screen.contains("linux"), "{screen}");
-    assert!(!screen.contains("laptop"), "an offline peer is offered:\n{screen}");
+    assert!(
+        !screen.contains("laptop"),
+        "an offline peer is offered:\n{screen}"
+    );
     assert!(screen.contains("1 offline peers not shown"), "{screen}");
     p.send_line("1").unwrap();
     expect(&mut p, "User to log in as");
@@ -251,7 +278,10 @@ fn a_tailscale_peer_becomes_the_sftp_server_with_a_pinned_host_key_and_a_generat
         .nth(1)
         .unwrap()
         .to_owned();
-    assert!(screen.contains(&fingerprint), "{fingerprint} not shown:\n{screen}");
+    assert!(
+        screen.contains(&fingerprint),
+        "{fingerprint} not shown:\n{screen}"
+    );
     p.send_line("yes").unwrap();
     expect(&mut p, "Generate an SSH key for kopi-docka");
     p.send_line("y").unwrap();
@@ -288,7 +318,14 @@ fn a_tailscale_peer_becomes_the_sftp_server_with_a_pinned_host_key_and_a_generat
     )
     .unwrap();
     let status = Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known.display()))
         .arg("-i")
@@ -356,8 +393,14 @@ fn a_failed_connection_test_says_what_to_fix_and_writes_nothing() {
         rest.contains("the connection test failed; nothing was written"),
         "{rest}"
     );
-    assert!(rest.contains("refused the login as `kd-no-such-user`"), "{rest}");
-    assert!(rest.contains("authorized_keys"), "no hint what to fix:\n{rest}");
+    assert!(
+        rest.contains("refused the login as `kd-no-such-user`"),
+        "{rest}"
+    );
+    assert!(
+        rest.contains("authorized_keys"),
+        "no hint what to fix:\n{rest}"
+    );
     // Nothing: no config, no password, no repository.
     let etc = dir.join("etc");
     let left: Vec<_> = std::fs::read_dir(&etc)

@@ -207,8 +207,8 @@ pub async fn check_connection(
         let mut options = crate::repo::env_text_options(&settings.location, &path, &text)?;
         // `[repository.options]` win over the env file, as in `RepoSettings::from_config`.
         options.extend(loaded.config.repository.options.clone());
-        settings.backend = crate::repo::backend_spec(&settings.location, &options)
-            .map_err(RepoError::from)?;
+        settings.backend =
+            crate::repo::backend_spec(&settings.location, &options).map_err(RepoError::from)?;
     }
     if !crate::repo::exists(settings.clone()).await? {
         return Ok(Found::Nothing);

@@ -33,7 +33,8 @@ pub enum TailscaleError {
 pub struct Peer {
     /// Its host name (`HostName`).
     pub name: String,
-    /// Its MagicDNS name without the trailing dot (`DNSName`), empty when MagicDNS is off.
+    /// Its DNS name in the tailnet without the trailing dot (`DNSName`); empty without
+    /// Tailscale's DNS.
     pub dns_name: String,
     /// Its operating system (`OS`: linux, windows, macOS, ...).
     pub os: String,

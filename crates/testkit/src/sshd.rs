@@ -313,22 +313,19 @@ impl Drop for Sshd {
 /// (its log is in `dir/sshd.log`). A thread copies the rest of its log there.
 fn launch(dir: &Path) -> Option<Child> {
     let config = dir.join("sshd_config");
-    let mut command = match std::fs::read_to_string(dir.join("home")) {
-        // `unshare` and `sh` exec: the child's PID is sshd's.
-        Ok(home) => {
-            let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "sh", "-c"])
-                .arg("mount --bind \"$1\" /root && exec /usr/sbin/sshd -D -e -f \"$2\"")
-                .arg("sh")
-                .arg(home)
-                .arg(&config);
-            c
-        }
-        Err(_) => {
-            let mut c = Command::new("/usr/sbin/sshd");
-            c.args(["-D", "-e", "-f"]).arg(&config);
-            c
-        }
+    // With a home: `unshare` and `sh` exec, so the child's PID is sshd's.
+    let mut command = if let Ok(home) = std::fs::read_to_string(dir.join("home")) {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$1\" /root && exec /usr/sbin/sshd -D -e -f \"$2\"")
+            .arg("sh")
+            .arg(home)
+            .arg(&config);
+        c
+    } else {
+        let mut c = Command::new("/usr/sbin/sshd");
+        c.args(["-D", "-e", "-f"]).arg(&config);
+        c
     };
     let mut child = command
         .stdin(Stdio::null())

@@ -794,7 +794,11 @@ pub fn install_key(
         // The config says BatchMode yes (no prompts ever during backups); a command-line
         // option wins, and this one login may ask for the password on the terminal.
         .arg("-o")
-        .arg(if may_ask { "BatchMode=no" } else { "BatchMode=yes" })
+        .arg(if may_ask {
+            "BatchMode=no"
+        } else {
+            "BatchMode=yes"
+        })
         .args(["-o", "LogLevel=ERROR", "-o"])
         .arg(format!("ConnectTimeout={}", settings.connect_timeout))
         .args(["-o", "ControlMaster=no", "-o", "ControlPath=none", "-T"]);
@@ -846,7 +850,10 @@ pub fn install_key(
         host: resolved.host.clone(),
         address: resolved.address(),
         detail: if detail.is_empty() {
-            format!("adding the key to ~/.ssh/authorized_keys failed ({})", output.status)
+            format!(
+                "adding the key to ~/.ssh/authorized_keys failed ({})",
+                output.status
+            )
         } else {
             detail
         },

@@ -1,6 +1,8 @@
 //! The questions of `setup`: each one answered by its flag, else asked on the terminal, else
 //! (with `--non-interactive`) its default or a usage error naming the flag.
 
+use std::fmt::Write as _;
+
 use anyhow::bail;
 
 use crate::commands::UsageError;
@@ -76,7 +78,12 @@ impl Asker<'_> {
     }
 
     /// Yes or no: the flag when given, else asked (empty: `default`), else `default`.
-    pub fn yes_no(&self, flag: Option<bool>, question: &str, default: bool) -> anyhow::Result<bool> {
+    pub fn yes_no(
+        &self,
+        flag: Option<bool>,
+        question: &str,
+        default: bool,
+    ) -> anyhow::Result<bool> {
         if let Some(value) = flag {
             return Ok(value);
         }
@@ -104,7 +111,8 @@ impl Asker<'_> {
     ) -> anyhow::Result<usize> {
         let mut list = String::new();
         for (n, (name, about)) in choices.iter().enumerate() {
-            list.push_str(&format!("  {:>2}) {name:<10} {about}\n", n + 1));
+            // Writing into a String cannot fail.
+            let _ = writeln!(list, "  {:>2}) {name:<10} {about}", n + 1);
         }
         self.printer.notice(list.trim_end());
         loop {

@@ -3,6 +3,7 @@
 //! config itself.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ pub enum Kind {
     Sftp,
     /// A peer of this machine's tailnet, over SSH.
     Tailscale,
-    /// S3-compatible storage (AWS, MinIO, Wasabi, Ceph).
+    /// S3-compatible storage (AWS, `MinIO`, Wasabi, Ceph).
     S3,
     /// Backblaze B2 (through its S3 API).
     B2,
@@ -36,19 +37,39 @@ pub enum Kind {
     Rest,
     /// Any rclone remote.
     Rclone,
-    /// WebDAV (Nextcloud, ownCloud).
+    /// `WebDAV` (Nextcloud, ownCloud).
     Webdav,
 }
 
 const KINDS: [(Kind, &str, &str); 10] = [
-    (Kind::Local, "local", "a directory on this machine (or a mounted disk)"),
-    (Kind::Sftp, "sftp", "another machine over SSH (a NAS, a server)"),
-    (Kind::Tailscale, "tailscale", "a peer of your tailnet, over SSH"),
-    (Kind::S3, "s3", "S3-compatible storage (AWS, MinIO, Wasabi, Ceph)"),
+    (
+        Kind::Local,
+        "local",
+        "a directory on this machine (or a mounted disk)",
+    ),
+    (
+        Kind::Sftp,
+        "sftp",
+        "another machine over SSH (a NAS, a server)",
+    ),
+    (
+        Kind::Tailscale,
+        "tailscale",
+        "a peer of your tailnet, over SSH",
+    ),
+    (
+        Kind::S3,
+        "s3",
+        "S3-compatible storage (AWS, MinIO, Wasabi, Ceph)",
+    ),
     (Kind::B2, "b2", "Backblaze B2"),
     (Kind::Azure, "azure", "Azure Blob Storage"),
     (Kind::Gcs, "gcs", "Google Cloud Storage"),
-    (Kind::Rest, "rest", "a restic REST server (rest-server, rclone serve restic)"),
+    (
+        Kind::Rest,
+        "rest",
+        "a restic REST server (rest-server, rclone serve restic)",
+    ),
     (Kind::Rclone, "rclone", "any remote rclone knows"),
     (Kind::Webdav, "webdav", "WebDAV (Nextcloud, ownCloud)"),
 ];
@@ -74,11 +95,7 @@ pub struct Chosen {
 }
 
 /// Asks for the kind and its fields (or takes them from the flags).
-pub fn choose(
-    args: &SetupArgs,
-    ask: &Asker<'_>,
-    default_local: &str,
-) -> anyhow::Result<Chosen> {
+pub fn choose(args: &SetupArgs, ask: &Asker<'_>, default_local: &str) -> anyhow::Result<Chosen> {
     let kind = match (args.kind, &args.repository, &args.tailscale_peer) {
         (Some(kind), _, _) => kind,
         (None, _, Some(_)) => Kind::Tailscale,
@@ -94,107 +111,87 @@ pub fn choose(
         (None, None, None) => Kind::Local,
     };
     let mut chosen = Chosen::default();
-    let given = args.repository.as_deref();
-    chosen.location = match kind {
-        Kind::Local => ask.text(given, "Repository directory", default_local)?,
-        Kind::Sftp => match given {
-            Some(l) => l.to_owned(),
-            None => {
-                let host = ask.required(None, "--repository", "SFTP server (host name or address)")?;
-                sftp_location(args, ask, &host)?
-            }
-        },
-        Kind::Tailscale => {
-            let peer = tailscale_peer(args, ask)?;
-            let address = peer
-                .address()
-                .map(|a| a.to_string())
-                .ok_or_else(|| UsageError(format!("the peer {} has no address", peer.name)))?;
-            chosen.peer = Some(peer);
-            sftp_location(args, ask, &address)?
-        }
-        Kind::S3 => match given {
-            Some(l) => l.to_owned(),
-            None => {
-                let endpoint = ask.text(
-                    args.endpoint.as_deref(),
-                    "S3 endpoint URL",
-                    "https://s3.amazonaws.com",
-                )?;
-                let bucket = ask.required(None, "--repository", "Bucket (it must exist)")?;
-                let prefix = ask.text(None, "Path inside the bucket", &hostname())?;
-                format!("s3:{}/{bucket}/{prefix}", endpoint.trim_end_matches('/'))
-            }
-        },
-        Kind::B2 => {
-            let endpoint = ask.required(
-                args.endpoint.as_deref(),
-                "--endpoint",
-                "B2 S3 endpoint (on the bucket's page, e.g. https://s3.us-west-004.backblazeb2.com)",
-            )?;
-            chosen.options.insert("endpoint".into(), endpoint);
-            match given {
-                Some(l) => l.to_owned(),
-                None => {
-                    let bucket = ask.required(None, "--repository", "Bucket (it must exist)")?;
-                    let prefix = ask.text(None, "Path inside the bucket", &hostname())?;
-                    format!("b2:{bucket}:{prefix}")
-                }
-            }
-        }
-        Kind::Azure => match given {
-            Some(l) => l.to_owned(),
-            None => {
-                let container = ask.required(None, "--repository", "Container (it must exist)")?;
-                let prefix = ask.text(None, "Path inside the container", &hostname())?;
-                format!("azure:{container}:/{prefix}")
-            }
-        },
-        Kind::Gcs => match given {
-            Some(l) => l.to_owned(),
-            None => {
-                let bucket = ask.required(None, "--repository", "Bucket (it must exist)")?;
-                let prefix = ask.text(None, "Path inside the bucket", &hostname())?;
-                format!("gs:{bucket}:/{prefix}")
-            }
-        },
-        Kind::Rest => match given {
-            Some(l) => l.to_owned(),
-            None => {
-                let url = ask.required(
-                    None,
-                    "--repository",
-                    "REST server URL (http(s)://host:8000/path)",
-                )?;
-                format!("rest:{url}")
-            }
-        },
-        Kind::Rclone => {
-            let location = match given {
-                Some(l) => l.to_owned(),
-                None => {
-                    let remote = ask.required(None, "--repository", "rclone remote and path (remote:path)")?;
-                    format!("rclone:{remote}")
-                }
-            };
-            let config = ask.text(
-                args.rclone_config.as_deref().and_then(|p| p.to_str()),
-                "rclone.conf to use (empty: rclone's default)",
-                "",
-            )?;
-            chosen.rclone_config = (!config.is_empty()).then(|| PathBuf::from(config));
-            location
-        }
-        Kind::Webdav => match given {
-            Some(l) => l.to_owned(),
-            None => {
-                let url = ask.required(None, "--repository", "WebDAV URL (https://host/path)")?;
-                format!("webdav:{url}")
-            }
-        },
-    };
+    if kind == Kind::B2 {
+        let endpoint = ask.required(
+            args.endpoint.as_deref(),
+            "--endpoint",
+            "B2 S3 endpoint (on the bucket's page, e.g. https://s3.us-west-004.backblazeb2.com)",
+        )?;
+        chosen.options.insert("endpoint".into(), endpoint);
+    }
+    if kind == Kind::Tailscale {
+        let peer = tailscale_peer(args, ask)?;
+        let address = peer
+            .address()
+            .map(|a| a.to_string())
+            .ok_or_else(|| UsageError(format!("the peer {} has no address", peer.name)))?;
+        chosen.peer = Some(peer);
+        chosen.location = sftp_location(args, ask, &address)?;
+    } else if let Some(given) = &args.repository {
+        chosen.location.clone_from(given);
+    } else {
+        chosen.location = ask_location(kind, args, ask, default_local)?;
+    }
+    if kind == Kind::Rclone {
+        let config = ask.text(
+            args.rclone_config.as_deref().and_then(|p| p.to_str()),
+            "rclone.conf to use (empty: rclone's default)",
+            "",
+        )?;
+        chosen.rclone_config = (!config.is_empty()).then(|| PathBuf::from(config));
+    }
     chosen.credentials = credentials(kind, args, ask)?;
     Ok(chosen)
+}
+
+/// The location of `kind`, asked piece by piece.
+fn ask_location(
+    kind: Kind,
+    args: &SetupArgs,
+    ask: &Asker<'_>,
+    default_local: &str,
+) -> anyhow::Result<String> {
+    let bucket =
+        |what: &str| ask.required(None, "--repository", &format!("{what} (it must exist)"));
+    let prefix = |what: &str| ask.text(None, &format!("Path inside the {what}"), &hostname());
+    Ok(match kind {
+        Kind::Local => ask.text(None, "Repository directory", default_local)?,
+        // (A Tailscale peer is chosen from the list before this is reached.)
+        Kind::Sftp | Kind::Tailscale => {
+            let host = ask.required(None, "--repository", "SFTP server (host name or address)")?;
+            sftp_location(args, ask, &host)?
+        }
+        Kind::S3 => {
+            let endpoint = ask.text(
+                args.endpoint.as_deref(),
+                "S3 endpoint URL",
+                "https://s3.amazonaws.com",
+            )?;
+            let bucket = bucket("Bucket")?;
+            let prefix = prefix("bucket")?;
+            format!("s3:{}/{bucket}/{prefix}", endpoint.trim_end_matches('/'))
+        }
+        Kind::B2 => format!("b2:{}:{}", bucket("Bucket")?, prefix("bucket")?),
+        Kind::Azure => format!("azure:{}:/{}", bucket("Container")?, prefix("container")?),
+        Kind::Gcs => format!("gs:{}:/{}", bucket("Bucket")?, prefix("bucket")?),
+        Kind::Rest => {
+            let url = ask.required(
+                None,
+                "--repository",
+                "REST server URL (http(s)://host:8000/path)",
+            )?;
+            format!("rest:{url}")
+        }
+        Kind::Rclone => {
+            let remote =
+                ask.required(None, "--repository", "rclone remote and path (remote:path)")?;
+            format!("rclone:{remote}")
+        }
+        Kind::Webdav => {
+            let url = ask.required(None, "--repository", "WebDAV URL (https://host/path)")?;
+            format!("webdav:{url}")
+        }
+    })
 }
 
 /// The kind a location string names.
@@ -256,7 +253,11 @@ fn tailscale_peer(args: &SetupArgs, ask: &Asker<'_>) -> anyhow::Result<Peer> {
     if let Some(name) = &args.tailscale_peer {
         let peer = peers
             .iter()
-            .find(|p| p.name == *name || p.dns_name == *name || p.dns_name.starts_with(&format!("{name}.")))
+            .find(|p| {
+                p.name == *name
+                    || p.dns_name == *name
+                    || p.dns_name.starts_with(&format!("{name}."))
+            })
             .ok_or_else(|| {
                 UsageError(format!(
                     "no Tailscale peer named `{name}`; the peers are: {}",
@@ -283,11 +284,15 @@ fn tailscale_peer(args: &SetupArgs, ask: &Asker<'_>) -> anyhow::Result<Peer> {
     let choices: Vec<(String, String)> = online
         .iter()
         .map(|p| {
-            let latency = p
-                .latency_ms
-                .map_or_else(|| format!("port {port} closed"), |ms| format!("{ms} ms to port {port}"));
+            let latency = p.latency_ms.map_or_else(
+                || format!("port {port} closed"),
+                |ms| format!("{ms} ms to port {port}"),
+            );
             let address = p.address().map(|a| a.to_string()).unwrap_or_default();
-            (p.name.clone(), format!("{:<8} {address:<16} {latency}", p.os))
+            (
+                p.name.clone(),
+                format!("{:<8} {address:<16} {latency}", p.os),
+            )
         })
         .collect();
     let n = ask.choose("Which peer?", &choices, 0)?;
@@ -300,7 +305,13 @@ fn names(peers: &[Peer]) -> String {
     }
     peers
         .iter()
-        .map(|p| format!("{} ({})", p.name, if p.online { "online" } else { "offline" }))
+        .map(|p| {
+            format!(
+                "{} ({})",
+                p.name,
+                if p.online { "online" } else { "offline" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -311,7 +322,12 @@ fn variables(kind: Kind) -> &'static [(&'static str, &'static str, bool, bool)] 
         Kind::S3 => &[
             ("AWS_ACCESS_KEY_ID", "Access key ID", false, true),
             ("AWS_SECRET_ACCESS_KEY", "Secret access key", true, true),
-            ("AWS_DEFAULT_REGION", "Region (empty: us-east-1)", false, false),
+            (
+                "AWS_DEFAULT_REGION",
+                "Region (empty: us-east-1)",
+                false,
+                false,
+            ),
         ],
         Kind::B2 => &[
             ("B2_ACCOUNT_ID", "Application key ID", false, true),
@@ -342,9 +358,8 @@ fn variables(kind: Kind) -> &'static [(&'static str, &'static str, bool, bool)] 
 /// The env file text: `--credentials-file`'s content, or the variables asked for.
 fn credentials(kind: Kind, args: &SetupArgs, ask: &Asker<'_>) -> anyhow::Result<Option<String>> {
     if let Some(file) = &args.credentials_file {
-        let text = kopi_docka_core::durable::read_private(file).map_err(|e| {
-            UsageError(format!("--credentials-file {}: {e}", file.display()))
-        })?;
+        let text = kopi_docka_core::durable::read_private(file)
+            .map_err(|e| UsageError(format!("--credentials-file {}: {e}", file.display())))?;
         return Ok(Some(text));
     }
     let wanted = variables(kind);
@@ -356,12 +371,17 @@ fn credentials(kind: Kind, args: &SetupArgs, ask: &Asker<'_>) -> anyhow::Result<
             bail!(UsageError(format!(
                 "this location needs credentials: give --credentials-file FILE (mode 0600) with \
                  {} (one NAME=value a line)",
-                wanted.iter().map(|(n, ..)| *n).collect::<Vec<_>>().join(", ")
+                wanted
+                    .iter()
+                    .map(|(n, ..)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         return Ok(None);
     }
-    let mut text = String::from("# Written by `kopi-docka setup`; keep this file private (0600).\n");
+    let mut text =
+        String::from("# Written by `kopi-docka setup`; keep this file private (0600).\n");
     let mut any = false;
     for (name, question, secret, required) in wanted {
         let value = loop {
@@ -377,7 +397,8 @@ fn credentials(kind: Kind, args: &SetupArgs, ask: &Asker<'_>) -> anyhow::Result<
             }
         };
         if let Some(value) = value {
-            text.push_str(&format!("{name}={value}\n"));
+            // Writing into a String cannot fail.
+            let _ = writeln!(text, "{name}={value}");
             any = true;
         }
     }

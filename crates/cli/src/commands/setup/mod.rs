@@ -59,14 +59,7 @@ pub async fn run(
                 .into()
         ));
     }
-    if config_path.exists() && !args.force {
-        let working = config::load(Some(&config_path), env.clone()).is_ok();
-        bail!(UsageError(format!(
-            "{} already exists{}; keep it, or replace it with --force (it is kept as a .bak)",
-            config_path.display(),
-            if working { " and is valid" } else { "" }
-        )));
-    }
+    refuse_to_replace(&config_path, args, &env)?;
     let ask = Asker {
         printer,
         interactive,
@@ -127,16 +120,7 @@ pub async fn run(
         private_files,
     };
 
-    printer.notice(&format!("Testing the connection to {} ...", chosen.location));
-    let found = bootstrap::check_connection(&request, env.clone())
-        .await
-        .context("the connection test failed; nothing was written")?;
-    printer.notice(&match found {
-        Found::Nothing => "  reachable; no repository there yet: it will be created".to_owned(),
-        Found::Repository { snapshots } => {
-            format!("  found an existing repository ({snapshots} snapshots); it is kept")
-        }
-    });
+    test_connection(printer, &request, &env, &chosen.location).await?;
 
     let outcome = bootstrap::setup(request, env.clone(), Arc::new(CliProgress::new()))
         .await
@@ -164,6 +148,43 @@ pub async fn run(
     };
     printer.report(&report)?;
     Ok(ExitCode::Ok)
+}
+
+/// A config that exists is replaced only with `--force`.
+fn refuse_to_replace(
+    config_path: &Path,
+    args: &SetupArgs,
+    env: &config::Environment,
+) -> anyhow::Result<()> {
+    if config_path.exists() && !args.force {
+        let working = config::load(Some(config_path), env.clone()).is_ok();
+        bail!(UsageError(format!(
+            "{} already exists{}; keep it, or replace it with --force (it is kept as a .bak)",
+            config_path.display(),
+            if working { " and is valid" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// The connection test (core's), with what it found on the screen.
+async fn test_connection(
+    printer: &Printer,
+    request: &SetupRequest,
+    env: &config::Environment,
+    location: &str,
+) -> anyhow::Result<()> {
+    printer.notice(&format!("Testing the connection to {location} ..."));
+    let found = bootstrap::check_connection(request, env.clone())
+        .await
+        .context("the connection test failed; nothing was written")?;
+    printer.notice(&match found {
+        Found::Nothing => "  reachable; no repository there yet: it will be created".to_owned(),
+        Found::Repository { snapshots } => {
+            format!("  found an existing repository ({snapshots} snapshots); it is kept")
+        }
+    });
+    Ok(())
 }
 
 /// The password file to use and, when it must be created, the new password. An existing
@@ -211,8 +232,9 @@ fn retention(args: &SetupArgs, ask: &Asker<'_>) -> anyhow::Result<RetentionConfi
             (r.keep_daily, r.keep_weekly, r.keep_monthly) = (*d, *w, *m);
             return Ok(r);
         }
-        ask.printer
-            .notice(&format!("  `{answer}`: give three numbers, such as `7 4 6`"));
+        ask.printer.notice(&format!(
+            "  `{answer}`: give three numbers, such as `7 4 6`"
+        ));
     }
 }
 
@@ -294,9 +316,9 @@ async fn notification(args: &SetupArgs, ask: &Asker<'_>) -> anyhow::Result<Optio
                      in --notify-url-file or leave the flag out"
                 )))
             }
-            Some(error) => ask
-                .printer
-                .notice(&format!("  the test message failed: {error}\n  try again, or leave it empty")),
+            Some(error) => ask.printer.notice(&format!(
+                "  the test message failed: {error}\n  try again, or leave it empty"
+            )),
         }
     }
 }
@@ -391,8 +413,13 @@ async fn dr_bundle(
             include_ssh_key: false,
         };
         let (bundle, info) = dr::build(&loaded, &repo, options).await?;
-        let report =
-            dr::export::write(&bundle, info, &passphrase.0, args.dr_bundle.clone(), passphrase.1)?;
+        let report = dr::export::write(
+            &bundle,
+            info,
+            &passphrase.0,
+            args.dr_bundle.clone(),
+            passphrase.1,
+        )?;
         if passphrase.1 {
             ask.printer
                 .notice(&super::dr::passphrase_notice(&passphrase.0));

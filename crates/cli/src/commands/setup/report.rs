@@ -121,7 +121,11 @@ fn render(r: &SetupReport) -> String {
         }
     }
     if let Some(file) = &r.notification {
-        let _ = writeln!(out, "notifications: the URL in {} (test message sent)", file.display());
+        let _ = writeln!(
+            out,
+            "notifications: the URL in {} (test message sent)",
+            file.display()
+        );
     }
     match &r.dr_bundle {
         Some(file) => {

@@ -71,7 +71,11 @@ pub async fn options(
     };
     ask.printer.notice(&format!(
         "  {} {}",
-        if pair.generated { "generated" } else { "reusing" },
+        if pair.generated {
+            "generated"
+        } else {
+            "reusing"
+        },
         pair.private.display()
     ));
     let spec = repo::backend_spec(location, options)?;
