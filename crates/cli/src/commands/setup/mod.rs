@@ -408,7 +408,8 @@ async fn dr_bundle(
         };
         let loaded = config::load(Some(config_path), env.clone())?;
         let settings = RepoSettings::from_config(&loaded)?;
-        let repo = Repo::open(settings, Arc::new(CliProgress::new())).await?;
+        // No progress bars between the questions: opening a new repository is quick.
+        let repo = Repo::open(settings, Arc::new(kopi_docka_core::progress::Silent)).await?;
         let options = dr::ExportOptions {
             include_ssh_key: false,
         };
