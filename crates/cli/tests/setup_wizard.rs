@@ -502,3 +502,61 @@ fn every_question_has_a_flag_for_a_non_interactive_setup() {
     assert!(timer.contains("OnCalendar=Mon..Fri 22:30"), "{timer}");
     Sshd::assert_no_ssh_left(dir);
 }
+
+#[test]
+fn an_s3_location_with_credentials_typed_at_the_terminal() {
+    let server = support::servers::moto();
+    let bucket = format!("{}-wiz", support::unique_prefix());
+    server.create_bucket(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut p = wizard(dir, &[], None);
+
+    expect(&mut p, "Where should the backups go?");
+    p.send_line("4").unwrap();
+    expect(&mut p, "S3 endpoint URL");
+    p.send_line(&server.url()).unwrap();
+    expect(&mut p, "Bucket (it must exist)");
+    p.send_line(&bucket).unwrap();
+    expect(&mut p, "Path inside the bucket");
+    p.send_line("host1").unwrap();
+    expect(&mut p, "Access key ID");
+    p.send_line("kdtest-key-id").unwrap();
+    expect(&mut p, "Secret access key (not shown)");
+    p.send_line("kdtest-secret-4711").unwrap();
+    expect(&mut p, "Region");
+    p.send_line("").unwrap();
+    expect(&mut p, "Keep daily / weekly / monthly backups");
+    p.send_line("").unwrap();
+    expect(&mut p, "When should backups run?");
+    p.send_line("none").unwrap();
+    expect(&mut p, "Notification URL");
+    p.send_line("").unwrap();
+    expect(&mut p, "it will be created");
+    expect(&mut p, "disaster-recovery bundle now");
+    p.send_line("n").unwrap();
+    let (rest, code) = finish(&mut p);
+    assert_eq!(code, 0, "{rest}");
+    assert!(!rest.contains("kdtest-secret-4711"), "{rest}");
+
+    let env_file = dir.join("etc/repository.env");
+    assert_eq!(mode(&env_file), 0o600);
+    let credentials = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        credentials.contains("AWS_SECRET_ACCESS_KEY=kdtest-secret-4711\n"),
+        "{credentials}"
+    );
+    assert!(
+        credentials.contains("AWS_ACCESS_KEY_ID=kdtest-key-id\n"),
+        "{credentials}"
+    );
+    let config = dir.join("etc/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains("kdtest-secret"), "{text}");
+    assert!(text.contains("env-file = "), "{text}");
+    assert!(text.contains(&format!("/{bucket}/host1")), "{text}");
+    support::kopi_docka_at(&config, dir)
+        .arg("snapshots")
+        .assert()
+        .success();
+}
