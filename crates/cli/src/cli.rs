@@ -64,9 +64,10 @@ pub enum Command {
     /// Restore a unit (recipe, networks, volumes, binds) and start it; or drill a restore
     #[command(after_help = crate::exit::HELP)]
     Restore(RestoreArgs),
-    /// Write a configuration and connect to (or create) the repository
+    /// Guided setup: where backups go (tested before anything is written), schedule,
+    /// notifications
     #[command(after_help = crate::exit::HELP)]
-    Setup(SetupArgs),
+    Setup(Box<SetupArgs>),
     /// Disaster recovery: an encrypted bundle to reach the repository from a bare machine
     #[command(visible_alias = "dr", after_help = crate::exit::HELP)]
     DisasterRecovery(DrArgs),
@@ -189,14 +190,46 @@ pub struct RestoreArgs {
 
 /// `kopi-docka setup`
 #[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct SetupArgs {
     /// Ask nothing; take everything from the flags and the defaults
     #[arg(long)]
     pub non_interactive: bool,
+    /// The kind of location [default: from --repository or --tailscale-peer, else asked, else
+    /// local]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub kind: Option<crate::commands::SetupKind>,
     /// Repository location (a path, or sftp:, s3:, b2:, azure:, gs:, rest:, rclone:, webdav:)
     /// [default: /var/lib/kopi-docka/repository for root]
     #[arg(long, value_name = "LOCATION")]
     pub repository: Option<String>,
+    /// Credentials of a cloud location: a file (mode 0600) of NAME=value lines
+    /// (`AWS_ACCESS_KEY_ID=...`, see docs/repository.md); copied to repository.env beside the
+    /// config [interactive: asked, secrets without echo]
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// B2 (and S3 when asked piece by piece): the S3 endpoint URL
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// rclone: the rclone.conf to use [default: rclone's own]
+    #[arg(long, value_name = "FILE")]
+    pub rclone_config: Option<std::path::PathBuf>,
+    /// Tailscale: the peer (host name or DNS name in the tailnet) to use as the SFTP server
+    #[arg(long, value_name = "NAME")]
+    pub tailscale_peer: Option<String>,
+    /// SFTP/Tailscale without --repository: the user to log in as [default: $USER]
+    #[arg(long, value_name = "USER")]
+    pub remote_user: Option<String>,
+    /// SFTP/Tailscale without --repository: the ssh port [default: 22]
+    #[arg(long, value_name = "PORT")]
+    pub remote_port: Option<u16>,
+    /// SFTP/Tailscale without --repository: the directory on the server
+    /// [default: /srv/kopi-docka/<host>]
+    #[arg(long, value_name = "PATH")]
+    pub remote_path: Option<String>,
     /// Existing file with the repository password [default: generate repository.password
     /// beside the config, or reuse the one there]
     #[arg(long, value_name = "FILE")]
@@ -205,8 +238,15 @@ pub struct SetupArgs {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
     /// SFTP: private key file to log in with [default: the ssh config's, or ssh's defaults]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "generate_ssh_key")]
     pub ssh_key: Option<std::path::PathBuf>,
+    /// SFTP: generate an ed25519 key (`<config dir>/ssh/id_ed25519`, reused when there) and
+    /// install it in `~USER/.ssh/authorized_keys` on the server [interactive: asked]
+    #[arg(long)]
+    pub generate_ssh_key: bool,
+    /// SFTP: an ssh configuration file to use instead of ~/.ssh/config
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<std::path::PathBuf>,
     /// SFTP: the server's host key to pin, as its fingerprint (SHA256:...) or the key itself;
     /// setup checks that the server offers it [interactive: shown and asked]
     #[arg(long, value_name = "FINGERPRINT")]
@@ -220,6 +260,24 @@ pub struct SetupArgs {
     /// Monthly backups to keep
     #[arg(long, value_name = "N")]
     pub keep_monthly: Option<u32>,
+    /// When backups run: a systemd calendar expression, or `none` [default: *-*-* 02:00:00]
+    #[arg(long, value_name = "CALENDAR")]
+    pub schedule: Option<String>,
+    /// Write the systemd units into this directory [default: /etc/systemd/system when root
+    /// with systemd, else the command to run is shown]
+    #[arg(long, value_name = "DIR")]
+    pub unit_dir: Option<std::path::PathBuf>,
+    /// A file (mode 0600) whose first line is the notification URL; a test message is sent
+    /// before anything is written [interactive: asked without echo]
+    #[arg(long, value_name = "FILE")]
+    pub notify_url_file: Option<std::path::PathBuf>,
+    /// Write a disaster-recovery bundle to FILE after the setup [interactive: asked]
+    #[arg(long, value_name = "FILE")]
+    pub dr_bundle: Option<std::path::PathBuf>,
+    /// The passphrase file of the bundle [default: `$KOPI_DOCKA_DR_PASSPHRASE`, or generated
+    /// and shown on a terminal]
+    #[arg(long, value_name = "FILE")]
+    pub dr_passphrase_file: Option<std::path::PathBuf>,
     /// Replace an existing config (it is kept as a .bak)
     #[arg(long)]
     pub force: bool,

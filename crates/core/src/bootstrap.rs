@@ -53,6 +53,19 @@ pub enum BootstrapError {
     /// The repository cannot be created or opened.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// A credentials file's content is not usable.
+    #[error(transparent)]
+    Credentials(#[from] crate::repo::CredentialsError),
+    /// A repository is there already, and setup would give it a new password.
+    #[error(
+        "there is already a repository at {location}; setup does not know its password. Give \
+         it with --password-file FILE (a file with the password on its first line), or choose \
+         another location"
+    )]
+    ExistingNeedsPassword {
+        /// The location.
+        location: String,
+    },
 }
 
 /// What happened to the repository.
@@ -137,6 +150,77 @@ pub struct SetupRequest {
     pub password_file: PathBuf,
     /// The password to write into it, when it does not exist yet.
     pub new_password: Option<Password>,
+    /// Private files the config names (a credentials env file, a notification URL file):
+    /// written 0600; one that exists is kept aside first and put back on failure.
+    pub private_files: Vec<PrivateFile>,
+}
+
+/// A file with secrets that setup writes beside the config.
+#[derive(Debug, Clone)]
+pub struct PrivateFile {
+    /// Where.
+    pub path: PathBuf,
+    /// Its content.
+    pub text: String,
+}
+
+/// What the connection test found at the location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Found {
+    /// Reachable, and no repository there yet: setup will create one.
+    Nothing,
+    /// A repository that opens with the given password, with this many snapshots.
+    Repository {
+        /// Snapshots in it.
+        snapshots: usize,
+    },
+}
+
+/// The connection test `setup` runs before it writes anything: the config text parsed in
+/// memory, its credentials taken from `request.private_files` (not yet written), the location
+/// reached (SFTP: host key and login), and an existing repository opened with its password.
+/// Writes nothing but lock and ssh files in the state directory.
+pub async fn check_connection(
+    request: &SetupRequest,
+    env: Environment,
+) -> Result<Found, BootstrapError> {
+    let mut config = config::parse(&request.text, &request.config_path)?;
+    let env_file = config.repository.env_file.take();
+    let loaded = LoadedConfig {
+        config,
+        path: Some(request.config_path.clone()),
+        source: config::ConfigSource::Flag,
+        env,
+    };
+    let mut settings = RepoSettings::from_config(&loaded)?;
+    if let Some(path) = env_file {
+        let text = match request.private_files.iter().find(|f| f.path == path) {
+            Some(file) => file.text.clone(),
+            None => crate::durable::read_private(&path).map_err(|source| {
+                crate::repo::CredentialsError::File {
+                    key: "env-file",
+                    source,
+                }
+            })?,
+        };
+        let mut options = crate::repo::env_text_options(&settings.location, &path, &text)?;
+        // `[repository.options]` win over the env file, as in `RepoSettings::from_config`.
+        options.extend(loaded.config.repository.options.clone());
+        settings.backend =
+            crate::repo::backend_spec(&settings.location, &options).map_err(RepoError::from)?;
+    }
+    if !crate::repo::exists(settings.clone()).await? {
+        return Ok(Found::Nothing);
+    }
+    if request.new_password.is_some() {
+        return Err(BootstrapError::ExistingNeedsPassword {
+            location: settings.location.to_string(),
+        });
+    }
+    let repo = Repo::open(settings, Arc::new(crate::progress::Silent)).await?;
+    let snapshots = repo.snapshots(SnapshotFilter::default()).await?.len();
+    Ok(Found::Repository { snapshots })
 }
 
 /// What setup did.
@@ -164,20 +248,43 @@ pub async fn setup(
         text,
         password_file,
         new_password,
+        private_files,
     } = request;
     let dir = config_path.parent().unwrap_or(Path::new("/"));
     create_dir(dir)?;
     let stamp = crate::durable::stamp(jiff::Timestamp::now());
-    let previous_config = crate::durable::keep_aside(&config_path, &stamp).map_err(|source| {
-        BootstrapError::KeepAside {
-            path: config_path.clone(),
+    let keep_aside = |path: &Path| {
+        crate::durable::keep_aside(path, &stamp).map_err(|source| BootstrapError::KeepAside {
+            path: path.to_owned(),
             source,
+        })
+    };
+    let previous_config = keep_aside(&config_path)?;
+    let mut kept = Vec::new();
+    for file in &private_files {
+        match keep_aside(&file.path) {
+            Ok(previous) => kept.push((file.path.clone(), previous)),
+            Err(error) => {
+                undo_setup(&config_path, previous_config.as_deref(), &kept, None);
+                return Err(error);
+            }
         }
-    })?;
+    }
     let password_written = new_password.is_some();
     let result = async {
         if let Some(password) = &new_password {
             write_password(&password_file, password)?;
+        }
+        for file in &private_files {
+            if let Some(parent) = file.path.parent() {
+                create_dir(parent)?;
+            }
+            crate::durable::write_file(&file.path, file.text.as_bytes(), 0o600).map_err(
+                |source| BootstrapError::Write {
+                    path: file.path.clone(),
+                    source,
+                },
+            )?;
         }
         write_config(&config_path, &text)?;
         let loaded = config::load(Some(&config_path), env)?;
@@ -195,6 +302,7 @@ pub async fn setup(
             undo_setup(
                 &config_path,
                 previous_config.as_deref(),
+                &kept,
                 password_written.then_some(password_file.as_path()),
             );
             Err(error)
@@ -203,11 +311,20 @@ pub async fn setup(
 }
 
 /// Puts things back as they were before [`setup`] wrote anything.
-fn undo_setup(config: &Path, previous: Option<&Path>, new_password_file: Option<&Path>) {
+fn undo_setup(
+    config: &Path,
+    previous: Option<&Path>,
+    private_files: &[(PathBuf, Option<PathBuf>)],
+    new_password_file: Option<&Path>,
+) {
     let mut steps = Vec::new();
-    match previous {
-        Some(previous) => steps.push(std::fs::rename(previous, config)),
-        None => steps.push(remove_if_there(config)),
+    let put_back = |path: &Path, previous: Option<&Path>| match previous {
+        Some(previous) => std::fs::rename(previous, path),
+        None => remove_if_there(path),
+    };
+    steps.push(put_back(config, previous));
+    for (path, previous) in private_files {
+        steps.push(put_back(path, previous.as_deref()));
     }
     if let Some(password) = new_password_file {
         steps.push(remove_if_there(password));

@@ -30,6 +30,7 @@ pub mod schedule;
 pub mod state;
 pub mod stop;
 pub mod systemd;
+pub mod tailscale;
 pub mod unit;
 
 /// This library's version, reported by `kopi-docka version`.

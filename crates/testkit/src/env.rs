@@ -25,6 +25,15 @@ pub fn kopi_docka_at(config: &Path, work: &Path) -> assert_cmd::Command {
     assert_cmd::Command::from_std(cmd)
 }
 
+/// [`kopi_docka_at`] as a plain `std::process::Command`, for tests that run the binary in a
+/// pseudo-terminal.
+pub fn kopi_docka_std_at(config: &Path, work: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    isolate(&mut cmd);
+    installation(&mut cmd, config, work);
+    cmd
+}
+
 /// The binary cargo built for this test run (beside the test executable's `deps/` dir).
 fn binary() -> PathBuf {
     assert_cmd::cargo::cargo_bin("kopi-docka")

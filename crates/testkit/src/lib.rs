@@ -41,7 +41,7 @@ pub use docker::{
     DockerResources, IDLE, IMAGE, docker, docker_tests_enabled, idle_with_volume, unique_prefix,
     volume_mountpoint,
 };
-pub use env::{Env, EnvBuilder, kopi_docka, kopi_docka_at};
+pub use env::{Env, EnvBuilder, kopi_docka, kopi_docka_at, kopi_docka_std_at};
 pub use events::{EngineEvents, Event, parse_time, started_at};
 pub use files::{assert_not_leaked, copy_fixture, files_containing, fill_random, write_private};
 pub use podman::Podman;

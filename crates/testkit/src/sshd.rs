@@ -53,6 +53,18 @@ impl Sshd {
 
     /// A server of its own for one test, stopped on drop.
     pub fn start() -> Self {
+        Self::start_in(None)
+    }
+
+    /// A server of its own whose users' home directory (root's `/root`) is `home`: it runs in
+    /// a private mount namespace with `home` bind-mounted over `/root`, so what a login writes
+    /// into `~/.ssh/authorized_keys` lands in `home` and the machine's own `/root` is never
+    /// touched. `~/.ssh/authorized_keys` is read besides the server's own authorized keys.
+    pub fn start_with_home(home: &Path) -> Self {
+        Self::start_in(Some(home))
+    }
+
+    fn start_in(home: Option<&Path>) -> Self {
         std::fs::create_dir_all("/run/sshd").expect("/run/sshd (sshd's privilege separation dir)");
         let dir = tempfile::Builder::new()
             .prefix("kd-sshd-")
@@ -74,15 +86,23 @@ impl Sshd {
                 d.join("sshd_config"),
                 format!(
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\n\
-                     PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+                     PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys{home_keys}\n\
                      PubkeyAuthentication yes\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                      PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n\
                      MaxStartups 100:30:200\nMaxSessions 100\nLogLevel VERBOSE\n",
-                    d = d.display()
+                    d = d.display(),
+                    home_keys = if home.is_some() {
+                        " .ssh/authorized_keys"
+                    } else {
+                        ""
+                    },
                 ),
             )
             .unwrap();
+            if let Some(home) = home {
+                std::fs::write(d.join("home"), home.as_os_str().as_encoded_bytes()).unwrap();
+            }
             let Some(child) = launch(d) else {
                 assert!(attempt < 4, "sshd did not start:\n{}", read_log(d));
                 continue;
@@ -292,9 +312,22 @@ impl Drop for Sshd {
 /// Starts sshd with `dir`'s config; returns it once it listens, `None` if it exited first
 /// (its log is in `dir/sshd.log`). A thread copies the rest of its log there.
 fn launch(dir: &Path) -> Option<Child> {
-    let mut child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(dir.join("sshd_config"))
+    let config = dir.join("sshd_config");
+    // With a home: `unshare` and `sh` exec, so the child's PID is sshd's.
+    let mut command = if let Ok(home) = std::fs::read_to_string(dir.join("home")) {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$1\" /root && exec /usr/sbin/sshd -D -e -f \"$2\"")
+            .arg("sh")
+            .arg(home)
+            .arg(&config);
+        c
+    } else {
+        let mut c = Command::new("/usr/sbin/sshd");
+        c.args(["-D", "-e", "-f"]).arg(&config);
+        c
+    };
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -83,7 +83,7 @@ impl Render for ExportReport {
     }
 }
 
-fn passphrase_notice(p: &Passphrase) -> String {
+pub(crate) fn passphrase_notice(p: &Passphrase) -> String {
     format!(
         "\nPassphrase of the bundle (shown only now; write it down and keep it apart from the \
          bundle: without it the bundle cannot be opened):\n\n    {}\n",

@@ -18,6 +18,8 @@ mod snapshots;
 mod units;
 mod version;
 
+pub use setup::Kind as SetupKind;
+
 use crate::cli::{AdminCommand, Cli, Command, NotificationCommand};
 use crate::exit::ExitCode;
 use crate::printer::Printer;

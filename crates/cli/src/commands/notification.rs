@@ -1,6 +1,6 @@
 //! `kopi-docka admin notification test`
 
-use kopi_docka_core::notify::{self, Delivery, Level, Message};
+use kopi_docka_core::notify::{self, Delivery};
 use serde::Serialize;
 
 use crate::cli::GlobalArgs;
@@ -31,11 +31,7 @@ pub async fn test(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<Exit
         .hostname
         .clone()
         .unwrap_or_else(kopi_docka_core::repo::this_hostname);
-    let message = Message {
-        title: format!("kopi-docka on {host}: test notification"),
-        body: "If you read this, kopi-docka can reach you here.".into(),
-        level: Level::Success,
-    };
+    let message = notify::test_message(&host);
     let deliveries = Deliveries(notify::send_all(config, &message).await);
     printer.report(&deliveries)?;
     Ok(if deliveries.0.iter().all(|d| d.error.is_none()) {

@@ -42,15 +42,14 @@ fn write_units(
         .map(std::path::absolute)
         .transpose()
         .context("resolving the config path")?;
-    let writable = units::writable_dirs(&loaded, config.as_deref());
-    let options = units::UnitOptions {
-        binary,
+    let written = units::write_for(
+        &loaded,
         config,
+        binary,
         on_calendar,
-        writable,
-    };
-    let rendered = units::render(&options);
-    let written = units::write(&args.output_dir, &rendered, args.force)?;
+        &args.output_dir,
+        args.force,
+    )?;
     printer.report(&UnitsWritten {
         files: written
             .into_iter()

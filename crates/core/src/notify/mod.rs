@@ -153,6 +153,15 @@ pub fn run_message(report: &RunReport) -> Message {
     }
 }
 
+/// The message `admin notification test` and `setup` send, for the host named `host`.
+pub fn test_message(host: &str) -> Message {
+    Message {
+        title: format!("kopi-docka on {host}: test notification"),
+        body: "If you read this, kopi-docka can reach you here.".into(),
+        level: Level::Success,
+    }
+}
+
 /// True when `config` asks for a message at `level`.
 pub fn wanted(config: &NotificationsConfig, level: Level) -> bool {
     match level {

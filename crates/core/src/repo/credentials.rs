@@ -93,6 +93,16 @@ pub fn env_file_options(
     parse_env_file(location, path, &text)
 }
 
+/// The backend options set by `text`, the content an env file at `path` will have (for
+/// `setup`'s connection test, before the file is written).
+pub fn env_text_options(
+    location: &RepositoryLocation,
+    path: &Path,
+    text: &str,
+) -> Result<BTreeMap<String, String>, CredentialsError> {
+    parse_env_file(location, path, text)
+}
+
 fn parse_env_file(
     location: &RepositoryLocation,
     path: &Path,

@@ -32,7 +32,7 @@ use rustic_core::{
 };
 use serde::Serialize;
 
-pub use credentials::CredentialsError;
+pub use credentials::{CredentialsError, env_text_options};
 pub use location::{BackendSpec, LocationError, backend_spec};
 pub use meta::{
     BackupId, MARKER, MetaError, Part, Pass, PointStatus, RootMeta, Scope, SnapshotMeta, UnitRef,
@@ -1391,6 +1391,41 @@ fn unopened(
     let options = RepositoryOptions::default().cache_dir(settings.cache_dir.clone());
     Repository::new_with_progress(&options, &backends, progress::Bars(progress))
         .map_err(engine("connecting to the repository"))
+}
+
+/// Whether a repository is at the location of `settings`, found without opening it (no
+/// password needed): `setup`'s connection test. A remote location is reached (for SFTP: the
+/// pinned host key and the login checked) and its `config` file looked for; a local one
+/// that does not exist yet must be creatable (its nearest existing parent writable).
+pub async fn exists(settings: RepoSettings) -> Result<bool, RepoError> {
+    blocking(move || {
+        if let RepositoryLocation::Local(path) = &settings.location {
+            return match check_local_location(path, true) {
+                Err(RepoError::AlreadyExists { .. }) => Ok(true),
+                Err(error) => Err(error),
+                Ok(()) => creatable(path).map(|()| false),
+            };
+        }
+        let repo = unopened(&settings, Arc::new(Silent))?;
+        Ok(repo
+            .config_id()
+            .map_err(|e| unreachable_or(&e, &settings, "reading the repository"))?
+            .is_some())
+    })
+    .await
+}
+
+/// `path` exists as a directory we may write, or can be created.
+fn creatable(path: &Path) -> Result<(), RepoError> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    rustix::fs::access(existing, rustix::fs::Access::WRITE_OK).map_err(|e| RepoError::Io {
+        operation: "creating the repository in",
+        path: existing.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Scrypt parameters of the keys we write: N=2^15, r=8, p=4 is the work of rustic_core's

@@ -696,6 +696,179 @@ fn keyscan_type(kind: &str) -> &str {
     }
 }
 
+/// The file name of the key `kopi-docka setup` generates, in `<config dir>/ssh/` (where a
+/// disaster-recovery bundle installs the key it carries, too).
+pub const GENERATED_KEY: &str = "id_ed25519";
+
+/// A key pair for logging in to the SFTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPair {
+    /// The private key (mode 0600).
+    pub private: PathBuf,
+    /// The public key line, `ssh-ed25519 AAAA... comment`.
+    pub public: String,
+    /// Whether it was generated now (otherwise it was there and is reused).
+    pub generated: bool,
+}
+
+/// An ed25519 key without a passphrase at `path` (its directory 0700, the key 0600), made by
+/// `ssh-keygen`. A key already there is reused, never overwritten: it may be installed on
+/// servers already.
+pub fn generate_key(path: &Path, comment: &str) -> Result<KeyPair, SftpError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SftpError::Io { path, source }
+    };
+    let public_path = path.with_extension("pub");
+    let generated = !path.exists();
+    if generated {
+        if let Some(dir) = path.parent() {
+            crate::durable::create_dir_all(dir, 0o700).map_err(io(dir))?;
+        }
+        let output = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| SftpError::Tool {
+                program: "ssh-keygen",
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(SftpError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(
+                    String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                ),
+            });
+        }
+    }
+    let public = std::fs::read_to_string(&public_path).map_err(io(&public_path))?;
+    Ok(KeyPair {
+        private: path.to_path_buf(),
+        public: public.trim().to_owned(),
+        generated,
+    })
+}
+
+/// The shell command run on the server to add a key read from stdin, with `ssh-copy-id`'s
+/// semantics: into `~/.ssh/authorized_keys` of the user ssh logs in as (created 0700/0600),
+/// appended once (a key already there is not added again), after a newline when the file
+/// does not end with one. Run by `sh` whatever the user's login shell is.
+const INSTALL_SCRIPT: &str = "exec sh -c 'cd || exit 1; umask 077; mkdir -p .ssh || exit 1; \
+     f=.ssh/authorized_keys; IFS= read -r key || exit 1; \
+     if [ -f \"$f\" ] && grep -qxF \"$key\" \"$f\"; then exit 0; fi; \
+     if [ -s \"$f\" ] && [ -n \"$(tail -c1 \"$f\")\" ]; then echo >> \"$f\" || exit 1; fi; \
+     echo \"$key\" >> \"$f\"'";
+
+/// Installs `public_key` on the SFTP server of `spec` (`ssh-copy-id` semantics: appended to
+/// `~/.ssh/authorized_keys` of the user the location names, or the ssh config's user; never
+/// assumed to be root). ssh logs in the way it would without kopi-docka's key: the user's own
+/// keys or agent, or a password that ssh itself asks for on the terminal (never on a command
+/// line; only when `may_ask`, otherwise ssh runs in batch mode). The host key must be pinned
+/// in `spec`: the password only goes to that server.
+pub fn install_key(
+    spec: &BackendSpec,
+    ssh_dir: &Path,
+    public_key: &str,
+    may_ask: bool,
+) -> Result<Resolved, SftpError> {
+    let mut settings = Settings::from_spec(spec)?;
+    if settings.host_key.is_none() {
+        return Err(SftpError::BadOption {
+            name: HOST_KEY,
+            value: String::new(),
+            reason: "pin the server's host key before a key is installed on it".into(),
+        });
+    }
+    // The new key is not on the server yet: log in the way `ssh` would without it.
+    settings.key = None;
+    let dir = process_dir(ssh_dir)?;
+    let config = write_files(&settings, &dir)?;
+    let resolved = resolve(&settings, &config)?;
+    reachable(&settings, &resolved)?;
+    let mut command = Command::new("ssh");
+    command
+        .arg("-F")
+        .arg(&config)
+        // The config says BatchMode yes (no prompts ever during backups); a command-line
+        // option wins, and this one login may ask for the password on the terminal.
+        .arg("-o")
+        .arg(if may_ask {
+            "BatchMode=no"
+        } else {
+            "BatchMode=yes"
+        })
+        .args(["-o", "LogLevel=ERROR", "-o"])
+        .arg(format!("ConnectTimeout={}", settings.connect_timeout))
+        .args(["-o", "ControlMaster=no", "-o", "ControlPath=none", "-T"]);
+    if let Some(port) = settings.port {
+        command.arg("-p").arg(port.to_string());
+    }
+    if let Some(user) = &settings.user {
+        command.arg("-l").arg(user);
+    }
+    let mut child = command
+        .arg("--")
+        .arg(&settings.host)
+        .arg(INSTALL_SCRIPT)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| SftpError::Tool {
+            program: "ssh",
+            source,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error means ssh already ended; its exit status and message tell why.
+        if let Err(error) = stdin.write_all(format!("{}\n", public_key.trim()).as_bytes()) {
+            tracing::debug!(%error, "ssh took no key on stdin");
+        }
+    }
+    let output = child.wait_with_output().map_err(|source| SftpError::Tool {
+        program: "ssh",
+        source,
+    })?;
+    if output.status.success() {
+        return Ok(resolved);
+    }
+    let detail = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('@'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if detail.contains("Permission denied") || detail.contains("Too many authentication") {
+        return Err(SftpError::LoginRefused {
+            host: resolved.host.clone(),
+            address: resolved.address(),
+            user: resolved.user.clone(),
+            detail,
+        });
+    }
+    Err(SftpError::Ssh {
+        host: resolved.host.clone(),
+        address: resolved.address(),
+        detail: if detail.is_empty() {
+            format!(
+                "adding the key to ~/.ssh/authorized_keys failed ({})",
+                output.status
+            )
+        } else {
+            detail
+        },
+    })
+}
+
+/// Where the SFTP server of `spec` is, after ssh's configuration (for messages that tell the
+/// user what to install where).
+pub fn resolve_location(spec: &BackendSpec, ssh_dir: &Path) -> Result<Resolved, SftpError> {
+    let settings = Settings::from_spec(spec)?;
+    let dir = process_dir(ssh_dir)?;
+    let config = write_files(&settings, &dir)?;
+    resolve(&settings, &config)
+}
+
 /// `SHA256:...` of a `type base64` key, by `ssh-keygen -lf -`.
 pub fn fingerprint(key: &str) -> Result<String, SftpError> {
     let io = |source| SftpError::Tool {

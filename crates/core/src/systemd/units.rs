@@ -262,6 +262,26 @@ fn daemon_service(options: &UnitOptions) -> String {
     out
 }
 
+/// Renders the units for `loaded` (read from `config`, absolute) and writes them into `dir`:
+/// what `admin service write-units` and `setup` do.
+pub fn write_for(
+    loaded: &LoadedConfig,
+    config: Option<PathBuf>,
+    binary: PathBuf,
+    on_calendar: String,
+    dir: &Path,
+    force: bool,
+) -> Result<Vec<(PathBuf, WriteOutcome)>, SystemdError> {
+    let writable = writable_dirs(loaded, config.as_deref());
+    let options = UnitOptions {
+        binary,
+        config,
+        on_calendar,
+        writable,
+    };
+    write(dir, &render(&options), force)
+}
+
 /// Writes `units` into `dir`. A file that exists with other content is a user's edit: unless
 /// `force`, nothing at all is written and the error names every such file.
 pub fn write(
