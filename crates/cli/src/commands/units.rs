@@ -30,7 +30,8 @@ pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitC
     let loaded = crate::settings::config(global)?;
     let engine = Engine::connect(loaded.engine_target()?).await?;
     let rules = MountRules::new(&loaded.config.discovery, &loaded.repository_location());
-    let units = unit::discover(&engine, &rules).await?;
+    let mut units = unit::discover(&engine, &rules).await?;
+    unit::bind_systemd_units(&mut units, &loaded.config);
     let warnings = unit::unmatched_config_names(&loaded.config, &units);
     // A label kopi-docka cannot follow is a configuration error, never silently ignored.
     let label_errors = units.iter().any(|u| !u.policy_errors.is_empty());

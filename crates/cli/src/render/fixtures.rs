@@ -87,6 +87,8 @@ fn container(name: &str, service: Option<&str>, image: &str, state: ContainerSta
         tmpfs: Vec::new(),
         networks: Vec::new(),
         policy: Policy::Stop,
+        systemd: None,
+        auto_remove: false,
     }
 }
 

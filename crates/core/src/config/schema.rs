@@ -230,6 +230,12 @@ pub struct UnitConfig {
     pub hooks: HookSet,
     /// Overrides `[monitoring] max-age-hours` for this unit.
     pub max_age_hours: Option<u32>,
+    /// The systemd unit that runs this stack (`cryptpad-stack.service`; `.service` may be
+    /// left out): the stack is stopped and started with `systemctl`, never through the engine.
+    pub systemd_unit: Option<String>,
+    /// Whose `systemctl --user` manager runs `systemd-unit`; without it, the engine's manager
+    /// (the system manager for a rootful engine, the socket owner's for a rootless one).
+    pub systemd_user: Option<String>,
 }
 
 /// A command as an argv array: no shell, no interpolation. The program must be an absolute

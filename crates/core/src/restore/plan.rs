@@ -670,18 +670,31 @@ fn to_stop(
                 .as_deref()
                 .unwrap_or_default()
                 .trim_start_matches('/');
-            let unit = c
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
+            let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
+            let unit = labels
                 .and_then(|l| l.get(crate::docker::compose::label::PROJECT).cloned())
                 .unwrap_or_else(|| name.to_owned());
+            // A container of a systemd unit is stopped and started through it.
+            let systemd = labels
+                .and_then(|l| l.get("PODMAN_SYSTEMD_UNIT"))
+                .filter(|u| !u.is_empty())
+                .map(|u| crate::systemd::control::Service {
+                    unit: u.clone(),
+                    user: None,
+                    configured: false,
+                });
             out.push(StopTarget {
                 container: ContainerRef {
                     id: c.id.clone().unwrap_or_default(),
                     name: name.to_owned(),
                 },
                 unit,
+                systemd,
+                auto_remove: c
+                    .host_config
+                    .as_ref()
+                    .and_then(|h| h.auto_remove)
+                    .unwrap_or(false),
             });
         }
     }

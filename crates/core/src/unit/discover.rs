@@ -112,13 +112,22 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         }
     }
     let host_config = raw.host_config.unwrap_or_default();
+    let auto_remove = host_config.auto_remove == Some(true);
+    let systemd = labels
+        .get(PODMAN_SYSTEMD_UNIT)
+        .filter(|u| !u.is_empty())
+        .map(|unit| crate::systemd::control::Service {
+            unit: unit.clone(),
+            user: None,
+            configured: false,
+        });
     let removed_on_stop = removed_on_stop(
         raw.name
             .as_deref()
             .unwrap_or_default()
             .trim_start_matches('/'),
-        host_config.auto_remove == Some(true),
-        labels.get(PODMAN_SYSTEMD_UNIT).map(String::as_str),
+        auto_remove,
+        systemd.is_some(),
     );
     // `--tmpfs` mounts appear in HostConfig.Tmpfs, not in Mounts.
     for dest in host_config.tmpfs.unwrap_or_default().into_keys() {
@@ -174,6 +183,8 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
         tmpfs,
         networks,
         policy,
+        systemd,
+        auto_remove,
     };
     Member {
         container,
@@ -722,23 +733,17 @@ const PODMAN_SYSTEMD_UNIT: &str = "PODMAN_SYSTEMD_UNIT";
 
 /// A container that runs with `--rm` (auto-remove) is deleted by the engine when it stops: a
 /// cold backup would stop it and then have nothing to start. Such containers are what systemd
-/// units of `podman generate systemd --new` and Quadlet run (`--rm --replace`); they must be
-/// stopped and started through their unit, which kopi-docka does not do yet. The unit is
-/// refused: listed, never touched.
-fn removed_on_stop(name: &str, auto_remove: bool, systemd_unit: Option<&str>) -> Option<String> {
-    if !auto_remove {
-        return None;
-    }
-    let by_unit = systemd_unit.map_or_else(String::new, |unit| {
+/// units of `podman generate systemd --new` and Quadlet run (`--rm --replace`); with their
+/// `PODMAN_SYSTEMD_UNIT` label they are stopped and started through that unit
+/// ([`crate::stop`]). Without it the unit is refused: listed, never touched.
+fn removed_on_stop(name: &str, auto_remove: bool, has_unit: bool) -> Option<String> {
+    (auto_remove && !has_unit).then(|| {
         format!(
-            "; it belongs to systemd unit {unit}, which must stop and start it (`systemctl \
-             [--user] stop {unit}`), and kopi-docka does not drive systemd units yet"
+            "container {name} runs with --rm (auto-remove): stopping it through the engine would \
+             delete it, and no systemd unit owns it (no PODMAN_SYSTEMD_UNIT label): run it \
+             without --rm. See docs/podman.md"
         )
-    });
-    Some(format!(
-        "container {name} runs with --rm (auto-remove): stopping it through the engine would \
-         delete it{by_unit}. See docs/podman.md"
-    ))
+    })
 }
 
 fn refusal(name: &UnitName, containers: &[Container]) -> Option<String> {
