@@ -397,8 +397,14 @@ async fn unit_runs(
             service.unit
         )),
         Err(error) if service.configured || target.auto_remove => Err(format!(
-            "container {} belongs to systemd unit {}, which cannot be asked: {error}",
-            target.container.name, service.unit
+            "container {}{} belongs to systemd unit {}, which cannot be asked: {error}",
+            target.container.name,
+            if target.auto_remove {
+                " (--rm: stopped through the engine it would be deleted)"
+            } else {
+                ""
+            },
+            service.unit
         )),
         Ok(_) | Err(_) => {
             tracing::debug!(container = %target.container.name, unit = %service.unit,
