@@ -258,7 +258,7 @@ fn rootless_podman_volume_keeps_sub_uid_owners_when_run_as_root() {
 /// A container of a `podman generate systemd --new` or Quadlet unit runs with `--rm`: stopped
 /// through the API it is gone, and the unit's job is to stop and start it. When its unit
 /// cannot be asked (here: no systemd runs this engine), the backup refuses it before anything
-/// is stopped. (Stopped and started through a real unit: tests/systemd_units.rs.)
+/// is stopped. (Stopped and started through a real unit: `tests/systemd_units.rs`.)
 #[test]
 fn a_systemd_managed_rm_container_is_refused_and_left_running() {
     if !podman_tests_enabled("a_systemd_managed_rm_container_is_refused_and_left_running") {

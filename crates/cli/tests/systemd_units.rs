@@ -79,7 +79,9 @@ impl SystemdHost {
         let mut state = String::new();
         for _ in 0..100 {
             let out = host.exec_output(None, "systemctl is-system-running --wait");
-            state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .clone_into(&mut state);
             if state == "running" || state == "degraded" {
                 break;
             }
@@ -134,7 +136,7 @@ impl SystemdHost {
 
     /// Loads the local busybox test image into root's (or `user`'s) Podman.
     fn load_busybox(&self, user: Option<&str>) {
-        let save = Command::new("docker")
+        let mut save = Command::new("docker")
             .args(["save", support::IMAGE])
             .stdout(Stdio::piped())
             .spawn()
@@ -146,10 +148,11 @@ impl SystemdHost {
         }
         let status = cmd
             .args([&self.name, "podman", "load", "-q"])
-            .stdin(save.stdout.unwrap())
+            .stdin(save.stdout.take().unwrap())
             .stdout(Stdio::null())
             .status()
             .unwrap();
+        assert!(save.wait().unwrap().success(), "docker save failed");
         assert!(status.success(), "podman load failed");
     }
 
@@ -313,6 +316,51 @@ fn generated_podman_unit_is_stopped_and_started_through_systemd() {
     );
 }
 
+/// Two podman-compose stacks of the user, each under its own `<stack>-stack.service`: `app`
+/// active, `idle` started once and stopped again (its containers exist, stopped).
+fn user_stacks(host: &SystemdHost, app: &str, idle: &str) {
+    for stack in [app, idle] {
+        host.sh_as(
+            Some(USER),
+            &format!(
+                "mkdir -p ~/stacks/{stack} ~/.config/systemd/user && cd ~/stacks/{stack} && \
+                 cat > docker-compose.yml <<'EOF'
+version: \"3\"
+services:
+  app:
+    image: localhost/{image}
+    command: [\"sh\", \"-c\", \"{idle_cmd}\"]
+    volumes:
+      - appdata:/data
+volumes:
+  appdata:
+EOF
+cat > ~/.config/systemd/user/{stack}-stack.service <<'EOF'
+[Unit]
+Description={stack} stack (podman-compose)
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+WorkingDirectory=%h/stacks/{stack}
+ExecStart=/usr/bin/podman-compose -p {stack} up -d
+ExecStop=/usr/bin/podman-compose -p {stack} stop
+EOF
+",
+                image = support::IMAGE,
+                idle_cmd = support::IDLE,
+            ),
+        );
+    }
+    host.sh_as(
+        Some(USER),
+        &format!(
+            "systemctl --user daemon-reload && systemctl --user start podman.socket \
+             {app}-stack.service {idle}-stack.service && systemctl --user stop {idle}-stack.service \
+             && podman exec {app}_app_1 sh -c 'echo app > /data/file'"
+        ),
+    );
+}
+
 /// A `*-stack.service` of a lingering user's `--user` manager that wraps podman-compose,
 /// mapped in the config (`[units.<name>] systemd-unit`), with root backing up the user's
 /// rootless Podman: stopped and started through the unit; an inactive stack stays inactive
@@ -334,46 +382,7 @@ fn user_stack_service_is_stopped_and_started_through_the_user_manager() {
     ));
     host.load_busybox(Some(USER));
     let (app, idle) = (format!("{prefix}-app"), format!("{prefix}-idle"));
-    for stack in [&app, &idle] {
-        host.sh_as(
-            Some(USER),
-            &format!(
-                "mkdir -p ~/stacks/{stack} ~/.config/systemd/user && cd ~/stacks/{stack} && \
-                 cat > docker-compose.yml <<'EOF'
-version: \"3\"
-services:
-  app:
-    image: localhost/{image}
-    command: [\"sh\", \"-c\", \"{idle}\"]
-    volumes:
-      - appdata:/data
-volumes:
-  appdata:
-EOF
-cat > ~/.config/systemd/user/{stack}-stack.service <<'EOF'
-[Unit]
-Description={stack} stack (podman-compose)
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-WorkingDirectory=%h/stacks/{stack}
-ExecStart=/usr/bin/podman-compose -p {stack} up -d
-ExecStop=/usr/bin/podman-compose -p {stack} stop
-EOF
-",
-                image = support::IMAGE,
-                idle = support::IDLE,
-            ),
-        );
-    }
-    host.sh_as(
-        Some(USER),
-        &format!(
-            "systemctl --user daemon-reload && systemctl --user start podman.socket \
-             {app}-stack.service {idle}-stack.service && systemctl --user stop {idle}-stack.service \
-             && podman exec {app}_app_1 sh -c 'echo app > /data/file'"
-        ),
-    );
+    user_stacks(&host, &app, &idle);
     let running = |name: &str| {
         host.sh_as(
             Some(USER),

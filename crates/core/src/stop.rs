@@ -334,20 +334,19 @@ async fn through_systemd(
             ));
             continue;
         };
-        let runs = match asked.iter().find(|(s, _)| s == service) {
-            Some((_, runs)) => *runs,
-            None => {
-                let runs = unit_runs(engine, service, &target).await?;
-                asked.push((service.clone(), runs));
-                if runs {
-                    out.push(entry(
-                        service.journal_id(),
-                        service.unit.clone(),
-                        Some(service.clone()),
-                    ));
-                }
-                runs
+        let runs = if let Some((_, runs)) = asked.iter().find(|(s, _)| s == service) {
+            *runs
+        } else {
+            let runs = unit_runs(engine, service, &target).await?;
+            asked.push((service.clone(), runs));
+            if runs {
+                out.push(entry(
+                    service.journal_id(),
+                    service.unit.clone(),
+                    Some(service.clone()),
+                ));
             }
+            runs
         };
         if !runs {
             out.push(entry(
@@ -418,7 +417,7 @@ async fn stop_service(engine: &Engine, service: &Service, timeout: u32) -> Resul
     let manager = Manager::of(service, engine)?;
     // systemd's own stop timeout (TimeoutStopSec, 90 s by default) governs; ours only
     // catches a manager that does not answer.
-    let limit = Duration::from_secs(u64::from(timeout) + 180);
+    let limit = Duration::from_secs(u64::from(timeout)) + Duration::from_mins(3);
     manager.stop(&service.unit, limit).await?;
     tracing::info!(unit = %service.unit, manager = %manager, "stopped through systemd");
     Ok(())
@@ -431,7 +430,7 @@ async fn start_service(
 ) -> Result<(), String> {
     let started = match Manager::of(service, engine) {
         Ok(manager) => manager
-            .start(&service.unit, health_timeout + Duration::from_secs(180))
+            .start(&service.unit, health_timeout + Duration::from_mins(3))
             .await
             .map(|()| manager),
         Err(error) => Err(error),
@@ -583,20 +582,15 @@ pub async fn recover(
                 }
             };
         if let Some(service) = &container.systemd {
-            match start_service(engine, service, health_timeout).await {
-                Ok(()) => {
-                    report.started.push(ContainerRef {
-                        id: container.id.clone(),
-                        name: container.name.clone(),
-                    });
-                    if let Err(error) = journal.clear(&container.id) {
-                        report
-                            .errors
-                            .push(format!("cannot update the journal: {error}"));
-                    }
-                }
-                Err(error) => report.errors.push(error),
-            }
+            recover_service(
+                engine,
+                &journal,
+                &container,
+                service,
+                health_timeout,
+                &mut report,
+            )
+            .await;
             continue;
         }
         match engine.state(&container.id).await {
@@ -644,6 +638,31 @@ pub async fn recover(
     report.snapshots_removed = removed.removed;
     report.errors.extend(removed.errors);
     report
+}
+
+/// Starts a journaled systemd unit again ([`recover`]).
+async fn recover_service(
+    engine: &Engine,
+    journal: &Journal,
+    entry: &StoppedContainer,
+    service: &Service,
+    health_timeout: Duration,
+    report: &mut RecoveryReport,
+) {
+    match start_service(engine, service, health_timeout).await {
+        Ok(()) => {
+            report.started.push(ContainerRef {
+                id: entry.id.clone(),
+                name: entry.name.clone(),
+            });
+            if let Err(error) = journal.clear(&entry.id) {
+                report
+                    .errors
+                    .push(format!("cannot update the journal: {error}"));
+            }
+        }
+        Err(error) => report.errors.push(error),
+    }
 }
 
 /// [`recover`] before a run acts on units: takes the run lock (without waiting; an interrupt

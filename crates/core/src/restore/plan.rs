@@ -675,14 +675,7 @@ fn to_stop(
                 .and_then(|l| l.get(crate::docker::compose::label::PROJECT).cloned())
                 .unwrap_or_else(|| name.to_owned());
             // A container of a systemd unit is stopped and started through it.
-            let systemd = labels
-                .and_then(|l| l.get("PODMAN_SYSTEMD_UNIT"))
-                .filter(|u| !u.is_empty())
-                .map(|u| crate::systemd::control::Service {
-                    unit: u.clone(),
-                    user: None,
-                    configured: false,
-                });
+            let systemd = labels.and_then(crate::unit::systemd_service);
             out.push(StopTarget {
                 container: ContainerRef {
                     id: c.id.clone().unwrap_or_default(),

@@ -113,14 +113,7 @@ fn member(raw: ContainerInspectResponse, labels: HashMap<String, String>) -> Mem
     }
     let host_config = raw.host_config.unwrap_or_default();
     let auto_remove = host_config.auto_remove == Some(true);
-    let systemd = labels
-        .get(PODMAN_SYSTEMD_UNIT)
-        .filter(|u| !u.is_empty())
-        .map(|unit| crate::systemd::control::Service {
-            unit: unit.clone(),
-            user: None,
-            configured: false,
-        });
+    let systemd = systemd_service(&labels);
     let removed_on_stop = removed_on_stop(
         raw.name
             .as_deref()
@@ -730,6 +723,20 @@ fn refused_entry(name: &UnitName, why: &str) -> CoverageEntry {
 /// The label Podman puts on containers of `podman generate systemd --new` and Quadlet units
 /// (and podman-compose 1.6 on every container, run by systemd or not).
 const PODMAN_SYSTEMD_UNIT: &str = "PODMAN_SYSTEMD_UNIT";
+
+/// The unit of a container's `PODMAN_SYSTEMD_UNIT` label (run by the engine's manager).
+pub(crate) fn systemd_service(
+    labels: &HashMap<String, String>,
+) -> Option<crate::systemd::control::Service> {
+    labels
+        .get(PODMAN_SYSTEMD_UNIT)
+        .filter(|u| !u.is_empty())
+        .map(|unit| crate::systemd::control::Service {
+            unit: unit.clone(),
+            user: None,
+            configured: false,
+        })
+}
 
 /// A container that runs with `--rm` (auto-remove) is deleted by the engine when it stops: a
 /// cold backup would stop it and then have nothing to start. Such containers are what systemd

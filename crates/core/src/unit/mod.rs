@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs_snapshot::FsSupport;
 
-pub(crate) use discover::health;
 pub use discover::{build_units, discover};
+pub(crate) use discover::{health, systemd_service};
 pub use mounts::{LocalBacking, MountRules};
 pub use policy::{DumpEngine, DumpSpec, Policy};
 
