@@ -276,6 +276,8 @@ fn generated_podman_unit_is_stopped_and_started_through_systemd() {
     let before_id = host.sh(&format!("podman inspect --format '{{{{.Id}}}}' {web}"));
     host.install_kopi_docka("[docker]\nhost = \"unix:///run/podman/podman.sock\"\n");
 
+    let (units, _) = host.kd(&["units"]);
+    assert!(units.contains(&format!("systemd unit:  {unit}")), "{units}");
     let (state, stops, starts) = host.unit_jobs(None, &unit);
     assert_eq!((state.as_str(), stops), ("active", 0));
     // Named by its systemd unit: the same unit as `{web}`.

@@ -99,6 +99,18 @@ fn render_unit(out: &mut String, unit: &Unit) {
         })
         .collect();
     field(out, "containers", &containers);
+    let mut services: Vec<String> = Vec::new();
+    for service in unit.containers.iter().filter_map(|c| c.systemd.as_ref()) {
+        let line = match &service.user {
+            Some(user) => format!("{} (user {user})", service.unit),
+            None => service.unit.clone(),
+        };
+        if !services.contains(&line) {
+            services.push(line);
+        }
+    }
+    // Stopped and started through the unit while it runs (docs/podman.md).
+    field(out, "systemd unit", &services);
     for error in &unit.policy_errors {
         let _ = writeln!(out, "  error:         {error}");
     }
