@@ -27,6 +27,8 @@ const USER: &str = "kduser";
 /// One systemd container, removed (with its anonymous volumes) when dropped.
 struct SystemdHost {
     name: String,
+    /// The container's `/kd` (config, repository, state), readable from the host.
+    kd: tempfile::TempDir,
 }
 
 impl SystemdHost {
@@ -41,7 +43,11 @@ impl SystemdHost {
             "{IMAGE} is missing: run scripts/build-systemd-image.sh"
         );
         let name = format!("{prefix}-systemd");
-        let host = Self { name };
+        let host = Self {
+            name,
+            kd: tempfile::tempdir().unwrap(),
+        };
+        let kd_mount = format!("{}:/kd", host.kd.path().display());
         support::docker(&[
             "run",
             "-d",
@@ -70,6 +76,8 @@ impl SystemdHost {
             "/var/lib/containers",
             "-v",
             "/home",
+            "-v",
+            &kd_mount,
             "--stop-signal",
             "SIGRTMIN+3",
             IMAGE,
@@ -165,7 +173,7 @@ impl SystemdHost {
             &format!("{}:/usr/local/bin/kopi-docka", self.name),
         ]);
         self.sh(&format!(
-            "mkdir -p /kd && umask 077 && echo kdtest-password > /kd/pw && cat > /kd/config.toml <<'EOF'
+            "umask 077 && echo kdtest-password > /kd/pw && cat > /kd/config.toml <<'EOF'
 [repository]
 location = \"/kd/repo\"
 password-file = \"/kd/pw\"
@@ -316,6 +324,17 @@ fn generated_podman_unit_is_stopped_and_started_through_systemd() {
         host.sh("cat /kd/state/stopped-containers.json 2>/dev/null; true"),
         ""
     );
+    // The unit's file is part of the recipe.
+    let found = support::restic(
+        &host.kd.path().join("repo"),
+        &host.kd.path().join("pw"),
+        ["find", unit.as_str()],
+    );
+    let found = String::from_utf8_lossy(&found.stdout);
+    assert!(
+        found.contains(&format!("/recipe/systemd/etc/systemd/system/{unit}")),
+        "the unit file is part of the recipe: {found}"
+    );
 }
 
 /// Two podman-compose stacks of the user, each under its own `<stack>-stack.service`: `app`
@@ -430,6 +449,18 @@ fn user_stack_service_is_stopped_and_started_through_the_user_manager() {
         "{idle_unit} was touched"
     );
     assert_eq!(running(&format!("{idle}_app_1")), "false");
+    let found = support::restic(
+        &host.kd.path().join("repo"),
+        &host.kd.path().join("pw"),
+        ["find", app_unit.as_str()],
+    );
+    let found = String::from_utf8_lossy(&found.stdout);
+    assert!(
+        found.contains(&format!(
+            "/recipe/systemd/home/{USER}/.config/systemd/user/{app_unit}"
+        )),
+        "the unit file is part of the recipe: {found}"
+    );
     let points = host.kd(&["snapshots", "--json"]).0;
     for stack in [&app, &idle] {
         assert!(

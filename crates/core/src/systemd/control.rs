@@ -168,6 +168,37 @@ impl Manager {
         })
     }
 
+    /// The unit's files: its unit file, the file it was generated from (a Quadlet
+    /// `.container`, `.volume`, `.network`, `.pod` or `.kube` file) and its drop-ins, as the
+    /// manager reports them; files under `/run` (generated) and `/usr` (the distribution's)
+    /// are left out.
+    pub async fn files(&self, unit: &str) -> Result<Vec<PathBuf>, String> {
+        let out = self
+            .run(
+                &[
+                    "show",
+                    "--property=FragmentPath,SourcePath,DropInPaths",
+                    "--",
+                    unit,
+                ],
+                Duration::from_secs(30),
+            )
+            .await?;
+        let mut files: Vec<PathBuf> = Vec::new();
+        for value in out
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(_, v)| v))
+        {
+            for path in value.split_whitespace().map(PathBuf::from) {
+                let ours = !path.starts_with("/run") && !path.starts_with("/usr");
+                if path.is_absolute() && ours && !files.contains(&path) {
+                    files.push(path);
+                }
+            }
+        }
+        Ok(files)
+    }
+
     /// `systemctl stop`: returns when the unit's stop job is done.
     pub async fn stop(&self, unit: &str, timeout: Duration) -> Result<(), String> {
         self.run(&["stop", "--", unit], timeout).await.map(drop)
