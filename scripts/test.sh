@@ -25,10 +25,11 @@ fi
 # exposition-format parser of the notification tests; openssh-server is the real SFTP server of
 # the SFTP tests, started by each test binary on 127.0.0.1 with its own config and port: the
 # system service is not used; btrfs-progs and xfsprogs make the loop-mounted filesystems of the
-# snapshot cold-pass tests).
+# snapshot cold-pass tests; debootstrap builds the Debian images of the database and systemd tests).
 PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3 stunnel4
     podman podman-compose runc uidmap
-    systemd python3-aiosmtpd python3-prometheus-client openssh-server btrfs-progs xfsprogs)
+    systemd python3-aiosmtpd python3-prometheus-client openssh-server btrfs-progs xfsprogs
+    debootstrap)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
@@ -50,6 +51,7 @@ command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_install+=(python3-prometheus-client)
 command -v mkfs.btrfs >/dev/null 2>&1 || need_install+=(btrfs-progs)
 command -v mkfs.xfs >/dev/null 2>&1 || need_install+=(xfsprogs)
+command -v debootstrap >/dev/null 2>&1 || need_install+=(debootstrap)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive
@@ -94,6 +96,9 @@ say "test servers in $KOPI_DOCKA_TEST_SERVERS"
 # Database servers (PostgreSQL 15, MariaDB 10.11, Redis 7, sqlite3) from Debian packages for
 # the dump tests; cached by a hash of their recipe (a first build takes a few minutes).
 scripts/build-db-images.sh
+# systemd + Podman (Debian bookworm) booted as PID 1 in a container for the tests of units
+# managed by systemd (crates/cli/tests/systemd_units.rs); cached by a hash of its recipe.
+scripts/build-systemd-image.sh
 
 # Docker tests are ON: with this switch an unreachable engine fails them instead of skipping.
 export KOPI_DOCKA_DOCKER_TESTS=1

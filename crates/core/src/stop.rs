@@ -14,6 +14,7 @@ use crate::docker::{Engine, RunState};
 use crate::lock::journal::{Journal, StoppedContainer};
 use crate::lock::{Lock, LockError, LockMode, RUN_LOCK};
 use crate::state::StateDir;
+use crate::systemd::control::{Manager, Service};
 use crate::unit::{ContainerState, Health, Unit};
 
 /// One container, by the id the engine knows and the name people know.
@@ -35,6 +36,10 @@ pub struct StopTarget {
     /// Its own stop timeout floor (`kopi-docka.stop-timeout`, the config's service table),
     /// instead of the one the stop is given.
     pub stop_timeout: Option<u32>,
+    /// The systemd unit that stops and starts it instead of the engine, while that unit runs.
+    pub systemd: Option<Service>,
+    /// It runs with `--rm`: stopped through the engine it would be deleted.
+    pub auto_remove: bool,
 }
 
 /// A container the engine had to kill: it did not stop on its stop signal within its timeout.
@@ -109,6 +114,8 @@ impl StoppedUnit {
                 },
                 unit: unit.name.to_string(),
                 stop_timeout: c.stop_timeout,
+                systemd: c.systemd.clone(),
+                auto_remove: c.auto_remove,
             })
             .collect();
         // All of the unit's containers, stopped ones too: one that another run has just
@@ -146,22 +153,6 @@ impl StoppedUnit {
         lock: Vec<(&str, &str)>,
         timeout: u32,
     ) -> Result<Self, (Self, String)> {
-        let now = jiff::Timestamp::now();
-        let timeouts: Vec<u32> = containers
-            .iter()
-            .map(|t| t.stop_timeout.unwrap_or(timeout))
-            .collect();
-        let to_stop: Vec<StoppedContainer> = containers
-            .into_iter()
-            .enumerate()
-            .map(|(rank, target)| StoppedContainer {
-                id: target.container.id,
-                name: target.container.name,
-                unit: target.unit,
-                start_rank: rank,
-                recorded_at: now,
-            })
-            .collect();
         let mut this = Self {
             stopped: Vec::new(),
             first_stop: None,
@@ -178,6 +169,10 @@ impl StoppedUnit {
                 }
             }
         }
+        let (to_stop, timeouts) = match through_systemd(engine, containers, timeout).await {
+            Ok(planned) => planned,
+            Err(error) => return Err((this, format!("{error}; nothing was stopped"))),
+        };
         if to_stop.is_empty() {
             return Ok(this);
         }
@@ -194,6 +189,13 @@ impl StoppedUnit {
             this.first_stop.get_or_insert_with(Instant::now);
             // Recorded before the call: a stop that fails half-way may still have stopped it.
             this.stopped.insert(0, container.clone());
+            if let Some(service) = &container.systemd {
+                if let Err(error) = stop_service(engine, service, timeout).await {
+                    clear_untouched(journal, &to_stop, &this.stopped);
+                    return Err((this, error));
+                }
+                continue;
+            }
             match engine.stop(&container.id, timeout).await {
                 Ok(outcome) => {
                     if outcome.killed {
@@ -221,15 +223,7 @@ impl StoppedUnit {
                         ),
                         Err(e) => tracing::warn!(container = %container.name, %e, "cannot inspect"),
                     }
-                    // The ones never asked to stop still run: they leave the journal now.
-                    for untouched in to_stop
-                        .iter()
-                        .filter(|c| !this.stopped.iter().any(|s| s.id == c.id))
-                    {
-                        if let Err(e) = journal.clear(&untouched.id) {
-                            tracing::warn!(%e, "cannot update the journal");
-                        }
-                    }
+                    clear_untouched(journal, &to_stop, &this.stopped);
                     return Err((this, format!("stopping {}: {error}", container.name)));
                 }
             }
@@ -251,7 +245,15 @@ impl StoppedUnit {
         };
         let mut last_start = None;
         for container in &self.stopped {
-            match start_and_wait(engine, &container.id, &container.name, health_timeout).await {
+            let started = match &container.systemd {
+                Some(service) => start_service(engine, service, health_timeout)
+                    .await
+                    .map(|()| None),
+                None => {
+                    start_and_wait(engine, &container.id, &container.name, health_timeout).await
+                }
+            };
+            match started {
                 Ok(warning) => {
                     last_start = Some(Instant::now());
                     report.warnings.extend(warning);
@@ -291,6 +293,170 @@ impl StoppedUnit {
     /// Names of the stopped containers, in start order.
     pub fn names(&self) -> Vec<String> {
         self.stopped.iter().map(|c| c.name.clone()).collect()
+    }
+}
+
+/// The ones never asked to stop still run: they leave the journal.
+fn clear_untouched(journal: &Journal, to_stop: &[StoppedContainer], stopped: &[StoppedContainer]) {
+    for untouched in to_stop
+        .iter()
+        .filter(|c| !stopped.iter().any(|s| s.id == c.id))
+    {
+        if let Err(e) = journal.clear(&untouched.id) {
+            tracing::warn!(%e, "cannot update the journal");
+        }
+    }
+}
+
+/// The journal entries of `targets` (in start order): a container whose systemd unit runs
+/// is replaced by one entry for that unit (stopped with `systemctl`, which takes its
+/// containers along); the others are stopped through the engine. A unit that runs is started
+/// again afterwards, one that did not is left alone (restore-state policy `previous`). Refused
+/// (nothing stopped) when the engine would have to stop a container it then deletes (`--rm`),
+/// or when a configured unit does not exist.
+async fn through_systemd(
+    engine: &Engine,
+    targets: Vec<StopTarget>,
+    timeout: u32,
+) -> Result<(Vec<StoppedContainer>, Vec<u32>), String> {
+    let now = jiff::Timestamp::now();
+    let mut out: Vec<StoppedContainer> = Vec::new();
+    // The stop timeout of each entry: a container's own floor, else the run's.
+    let mut timeouts: Vec<u32> = Vec::new();
+    // Per systemd unit: whether it runs (and so takes its containers), asked once.
+    let mut asked: Vec<(Service, bool)> = Vec::new();
+    for (rank, target) in targets.into_iter().enumerate() {
+        let entry = |id: String, name: String, systemd: Option<Service>| StoppedContainer {
+            id,
+            name,
+            unit: target.unit.clone(),
+            start_rank: rank,
+            recorded_at: now,
+            systemd,
+        };
+        let own_timeout = target.stop_timeout.unwrap_or(timeout);
+        let Some(service) = &target.systemd else {
+            out.push(entry(
+                target.container.id.clone(),
+                target.container.name.clone(),
+                None,
+            ));
+            timeouts.push(own_timeout);
+            continue;
+        };
+        let runs = if let Some((_, runs)) = asked.iter().find(|(s, _)| s == service) {
+            *runs
+        } else {
+            let runs = unit_runs(engine, service, &target).await?;
+            asked.push((service.clone(), runs));
+            if runs {
+                out.push(entry(
+                    service.journal_id(),
+                    service.unit.clone(),
+                    Some(service.clone()),
+                ));
+                timeouts.push(own_timeout);
+            }
+            runs
+        };
+        if !runs {
+            out.push(entry(
+                target.container.id.clone(),
+                target.container.name.clone(),
+                None,
+            ));
+            timeouts.push(own_timeout);
+        }
+    }
+    Ok((out, timeouts))
+}
+
+/// Whether `service` runs, so that `systemctl stop` stops `target`. `false` when the engine
+/// may stop the container itself: the unit is unknown or inactive (a label may name a unit
+/// that does not exist: podman-compose puts one on every container) and the container
+/// survives a stop.
+async fn unit_runs(
+    engine: &Engine,
+    service: &Service,
+    target: &StopTarget,
+) -> Result<bool, String> {
+    let state = match Manager::of(service, engine) {
+        Ok(manager) => manager.state(&service.unit).await.map(|s| (manager, s)),
+        Err(error) => Err(error),
+    };
+    match state {
+        Ok((_, state)) if state.loaded && state.is_up() => Ok(true),
+        Ok((manager, _)) if service.configured => Err(format!(
+            "{}: systemd unit {} ([units] systemd-unit) is not loaded in {manager}: check the              name (`systemctl{} list-units`) and `systemd-user`",
+            target.unit,
+            service.unit,
+            if matches!(manager, Manager::User { .. }) {
+                " --user"
+            } else {
+                ""
+            }
+        )),
+        Ok((manager, state)) if target.auto_remove => Err(format!(
+            "container {} runs with --rm and belongs to systemd unit {}, which is {} in              {manager}: stopped through the engine it would be deleted. Start it through its              unit (`systemctl start {}`) or run it without --rm",
+            target.container.name,
+            service.unit,
+            if state.loaded {
+                state.active.as_str()
+            } else {
+                "not loaded"
+            },
+            service.unit
+        )),
+        Err(error) if service.configured || target.auto_remove => Err(format!(
+            "container {}{} belongs to systemd unit {}, which cannot be asked: {error}",
+            target.container.name,
+            if target.auto_remove {
+                " (--rm: stopped through the engine it would be deleted)"
+            } else {
+                ""
+            },
+            service.unit
+        )),
+        Ok(_) | Err(_) => {
+            tracing::debug!(container = %target.container.name, unit = %service.unit,
+                "its systemd unit does not run it; stopped through the engine");
+            Ok(false)
+        }
+    }
+}
+
+async fn stop_service(engine: &Engine, service: &Service, timeout: u32) -> Result<(), String> {
+    let manager = Manager::of(service, engine)?;
+    // systemd's own stop timeout (TimeoutStopSec, 90 s by default) governs; ours only
+    // catches a manager that does not answer.
+    let limit = Duration::from_secs(u64::from(timeout)) + Duration::from_mins(3);
+    manager.stop(&service.unit, limit).await?;
+    tracing::info!(unit = %service.unit, manager = %manager, "stopped through systemd");
+    Ok(())
+}
+
+async fn start_service(
+    engine: &Engine,
+    service: &Service,
+    health_timeout: Duration,
+) -> Result<(), String> {
+    let started = match Manager::of(service, engine) {
+        Ok(manager) => manager
+            .start(&service.unit, health_timeout + Duration::from_mins(3))
+            .await
+            .map(|()| manager),
+        Err(error) => Err(error),
+    };
+    match started {
+        Ok(manager) => {
+            tracing::info!(unit = %service.unit, manager = %manager, "started through systemd");
+            Ok(())
+        }
+        Err(error) => Err(format!(
+            "systemd unit {} did not start: {error}; it stays in the journal and the next run \
+             (or `kopi-docka admin restart-stopped`) starts it",
+            service.unit
+        )),
     }
 }
 
@@ -427,6 +593,18 @@ pub async fn recover(
                     continue;
                 }
             };
+        if let Some(service) = &container.systemd {
+            recover_service(
+                engine,
+                &journal,
+                &container,
+                service,
+                health_timeout,
+                &mut report,
+            )
+            .await;
+            continue;
+        }
         match engine.state(&container.id).await {
             Ok(None) => {
                 tracing::warn!(container = %container.name, "journaled container no longer exists");
@@ -472,6 +650,31 @@ pub async fn recover(
     report.snapshots_removed = removed.removed;
     report.errors.extend(removed.errors);
     report
+}
+
+/// Starts a journaled systemd unit again ([`recover`]).
+async fn recover_service(
+    engine: &Engine,
+    journal: &Journal,
+    entry: &StoppedContainer,
+    service: &Service,
+    health_timeout: Duration,
+    report: &mut RecoveryReport,
+) {
+    match start_service(engine, service, health_timeout).await {
+        Ok(()) => {
+            report.started.push(ContainerRef {
+                id: entry.id.clone(),
+                name: entry.name.clone(),
+            });
+            if let Err(error) = journal.clear(&entry.id) {
+                report
+                    .errors
+                    .push(format!("cannot update the journal: {error}"));
+            }
+        }
+        Err(error) => report.errors.push(error),
+    }
 }
 
 /// [`recover`] before a run acts on units: takes the run lock (without waiting; an interrupt

@@ -30,7 +30,8 @@ pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitC
     let loaded = crate::settings::config(global)?;
     let engine = Engine::connect(loaded.engine_target()?).await?;
     let rules = MountRules::from_config(&loaded);
-    let units = unit::discover(&engine, &rules).await?;
+    let mut units = unit::discover(&engine, &rules).await?;
+    unit::bind_systemd_units(&mut units, &loaded.config);
     let warnings = unit::unmatched_config_names(&loaded.config, &units);
     // A label kopi-docka cannot follow is a configuration error, never silently ignored.
     let label_errors = units.iter().any(|u| !u.policy_errors.is_empty());
@@ -100,6 +101,18 @@ fn render_unit(out: &mut String, unit: &Unit) {
         })
         .collect();
     field(out, "containers", &containers);
+    let mut services: Vec<String> = Vec::new();
+    for service in unit.containers.iter().filter_map(|c| c.systemd.as_ref()) {
+        let line = match &service.user {
+            Some(user) => format!("{} (user {user})", service.unit),
+            None => service.unit.clone(),
+        };
+        if !services.contains(&line) {
+            services.push(line);
+        }
+    }
+    // Stopped and started through the unit while it runs (docs/podman.md).
+    field(out, "systemd unit", &services);
     for error in &unit.policy_errors {
         let _ = writeln!(out, "  error:         {error}");
     }

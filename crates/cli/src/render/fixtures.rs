@@ -90,6 +90,8 @@ fn container(name: &str, service: Option<&str>, image: &str, state: ContainerSta
         policy: Policy::Stop,
         exclude: Vec::new(),
         stop_timeout: None,
+        systemd: None,
+        auto_remove: false,
     }
 }
 
@@ -267,6 +269,13 @@ fn portainer() -> Unit {
         read_only: false,
     }];
     portainer_container.networks = vec!["bridge".into()];
+    // Run by a Quadlet unit (`PODMAN_SYSTEMD_UNIT`): stopped and started through it.
+    portainer_container.systemd = Some(kopi_docka_core::systemd::control::Service {
+        unit: "portainer.service".into(),
+        user: None,
+        configured: false,
+    });
+    portainer_container.auto_remove = true;
     Unit {
         name: UnitName::new("portainer"),
         kind: UnitKind::Standalone,

@@ -9,7 +9,9 @@
 //!   coverage) with the backup id and tool version;
 //! - `coverage.json`: the coverage report alone;
 //! - `volumes.json`: `docker volume inspect` of each named volume (driver, options, labels), so
-//!   a restore on a fresh host creates them as they were.
+//!   a restore on a fresh host creates them as they were;
+//! - `systemd/<absolute path>` and `systemd/units.json`: the files of the systemd units that
+//!   run the unit's containers (unit file, Quadlet source, drop-ins), when there are such units.
 //!
 //! `.env` and `env_file`s are stored **verbatim**: the repository is encrypted, and without them
 //! a stack cannot be restored. Only the inspect output is redacted, because it duplicates them
@@ -96,7 +98,66 @@ pub async fn stage(
         }
     }
     write_json(&dir.join("volumes.json"), &volumes)?;
-    Ok(())
+    stage_systemd_files(engine, unit, &dir.join("systemd")).await
+}
+
+/// Copies the files of the systemd units that run the unit's containers into
+/// `systemd/<absolute path>` (e.g. `systemd/etc/systemd/system/container-web.service`), with
+/// `systemd/units.json` saying which unit and manager each belongs to. A unit the manager
+/// cannot describe is logged and left out: the data matters more than the unit file.
+async fn stage_systemd_files(engine: &Engine, unit: &Unit, dir: &Path) -> Result<(), RecipeError> {
+    use crate::systemd::control::{Manager, Service};
+    #[derive(Serialize)]
+    struct Staged<'a> {
+        service: &'a Service,
+        files: Vec<PathBuf>,
+    }
+    let mut services: Vec<&Service> = Vec::new();
+    for service in unit.containers.iter().filter_map(|c| c.systemd.as_ref()) {
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    let mut staged = Vec::new();
+    for service in services {
+        let files = match Manager::of(service, engine) {
+            Ok(manager) => manager.files(&service.unit).await,
+            Err(error) => Err(error),
+        };
+        let files = match files {
+            Ok(files) => files,
+            Err(error) => {
+                tracing::debug!(unit = %service.unit, %error, "no unit files staged");
+                continue;
+            }
+        };
+        let mut copied = Vec::new();
+        for file in files {
+            // Never through a link (a user's unit dir is the user's to point anywhere).
+            if !std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_file()) {
+                tracing::warn!(file = %file.display(), "unit file is not a regular file; not staged");
+                continue;
+            }
+            let dest = dir.join(file.strip_prefix("/").unwrap_or(&file));
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            match std::fs::copy(&file, &dest) {
+                Ok(_) => copied.push(file),
+                Err(error) => {
+                    tracing::warn!(file = %file.display(), %error, "unit file not staged");
+                }
+            }
+        }
+        staged.push(Staged {
+            service,
+            files: copied,
+        });
+    }
+    if staged.is_empty() {
+        return Ok(());
+    }
+    write_json(&dir.join("units.json"), &staged)
 }
 
 /// Writes the unit's custom networks, fully inspected, into `dir/networks.json`.

@@ -153,7 +153,7 @@ pub fn select<'a>(all: &'a [Unit], names: &[String]) -> Result<Vec<&'a Unit>, Un
     }
     let unknown: Vec<String> = names
         .iter()
-        .filter(|n| !all.iter().any(|u| u.name.as_str() == n.as_str()))
+        .filter(|n| !all.iter().any(|u| u.is_named(n)))
         .cloned()
         .collect();
     if !unknown.is_empty() {
@@ -164,7 +164,7 @@ pub fn select<'a>(all: &'a [Unit], names: &[String]) -> Result<Vec<&'a Unit>, Un
     }
     Ok(all
         .iter()
-        .filter(|u| names.iter().any(|n| n == u.name.as_str()))
+        .filter(|u| names.iter().any(|n| u.is_named(n)))
         .collect())
 }
 
@@ -233,7 +233,8 @@ async fn run_units(
     }
 
     let rules = MountRules::from_config(loaded);
-    let all = unit::discover(engine, &rules).await?;
+    let mut all = unit::discover(engine, &rules).await?;
+    unit::bind_systemd_units(&mut all, &loaded.config);
     for warning in unit::unmatched_config_names(&loaded.config, &all) {
         tracing::warn!("{warning}");
         warnings.push(warning);
@@ -474,7 +475,8 @@ pub async fn plan(
     RepoSettings::from_config(loaded)?;
     let engine = Engine::connect(loaded.engine_target()?).await?;
     let rules = MountRules::from_config(loaded);
-    let all = unit::discover(&engine, &rules).await?;
+    let mut all = unit::discover(&engine, &rules).await?;
+    unit::bind_systemd_units(&mut all, &loaded.config);
     let units = select(&all, &settings.units)?;
     let state_dir = loaded.env.state_dir();
     let size = |path: &Path| sizes.then(|| tree_size(path));

@@ -244,6 +244,12 @@ pub struct UnitConfig {
     /// by its name). Each key set here wins over the container's `kopi-docka.*` label.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub services: std::collections::BTreeMap<String, ServiceConfig>,
+    /// The systemd unit that runs this stack (`cryptpad-stack.service`; `.service` may be
+    /// left out): the stack is stopped and started with `systemctl`, never through the engine.
+    pub systemd_unit: Option<String>,
+    /// Whose `systemctl --user` manager runs `systemd-unit`; without it, the engine's manager
+    /// (the system manager for a rootful engine, the socket owner's for a rootless one).
+    pub systemd_user: Option<String>,
 }
 
 /// `[units.<name>.volumes.<volume>]` and `[units.<name>.binds."<path>"]`.

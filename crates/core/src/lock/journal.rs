@@ -22,6 +22,11 @@ pub struct StoppedContainer {
     pub start_rank: usize,
     /// When the entry was written.
     pub recorded_at: jiff::Timestamp,
+    /// Set when the entry is a systemd unit stopped with `systemctl` (its containers went with
+    /// it): `id` is then [`Service::journal_id`](crate::systemd::control::Service::journal_id)
+    /// and `name` the unit's name; recovery starts it with `systemctl start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<crate::systemd::control::Service>,
 }
 
 /// The journal file.
@@ -88,6 +93,7 @@ mod tests {
             unit: "u".into(),
             start_rank: rank,
             recorded_at: jiff::Timestamp::UNIX_EPOCH,
+            systemd: None,
         }
     }
 

@@ -694,12 +694,12 @@ fn to_stop(
                 .as_deref()
                 .unwrap_or_default()
                 .trim_start_matches('/');
-            let unit = c
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
+            let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
+            let unit = labels
                 .and_then(|l| l.get(crate::docker::compose::label::PROJECT).cloned())
                 .unwrap_or_else(|| name.to_owned());
+            // A container of a systemd unit is stopped and started through it.
+            let systemd = labels.and_then(crate::unit::systemd_service);
             out.push(StopTarget {
                 container: ContainerRef {
                     id: c.id.clone().unwrap_or_default(),
@@ -709,6 +709,12 @@ fn to_stop(
                 // A restore stops with `[backup] stop-timeout-seconds` (never shorter than the
                 // container's own): the per-service one is a backup setting.
                 stop_timeout: None,
+                systemd,
+                auto_remove: c
+                    .host_config
+                    .as_ref()
+                    .and_then(|h| h.auto_remove)
+                    .unwrap_or(false),
             });
         }
     }

@@ -3,6 +3,7 @@
 //! installed units ([`state`]). Without systemd, each of these degrades to "not available"
 //! instead of failing.
 
+pub mod control;
 pub mod notify;
 pub mod units;
 

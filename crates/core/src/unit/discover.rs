@@ -89,15 +89,14 @@ pub fn build_units(
     units
 }
 
-fn member(
-    raw: ContainerInspectResponse,
-    labels: HashMap<String, String>,
-    rules: &MountRules,
-) -> Member {
+/// A container's volumes, binds and tmpfs mounts, as the engine lists them.
+fn mounts(
+    listed: Vec<bollard::models::MountPoint>,
+) -> (Vec<VolumeMount>, Vec<BindMount>, Vec<PathBuf>) {
     let mut volumes = Vec::new();
     let mut binds = Vec::new();
     let mut tmpfs: Vec<PathBuf> = Vec::new();
-    for mount in raw.mounts.unwrap_or_default() {
+    for mount in listed {
         let destination = PathBuf::from(mount.destination.unwrap_or_default());
         let read_only = mount.rw == Some(false);
         match mount.typ.as_deref() {
@@ -115,14 +114,25 @@ fn member(
             other => tracing::debug!(?other, ?destination, "ignoring mount type"),
         }
     }
+    (volumes, binds, tmpfs)
+}
+
+fn member(
+    raw: ContainerInspectResponse,
+    labels: HashMap<String, String>,
+    rules: &MountRules,
+) -> Member {
+    let (volumes, binds, mut tmpfs) = mounts(raw.mounts.unwrap_or_default());
     let host_config = raw.host_config.unwrap_or_default();
+    let auto_remove = host_config.auto_remove == Some(true);
+    let systemd = systemd_service(&labels);
     let removed_on_stop = removed_on_stop(
         raw.name
             .as_deref()
             .unwrap_or_default()
             .trim_start_matches('/'),
-        host_config.auto_remove == Some(true),
-        labels.get(PODMAN_SYSTEMD_UNIT).map(String::as_str),
+        auto_remove,
+        systemd.is_some(),
     );
     // `--tmpfs` mounts appear in HostConfig.Tmpfs, not in Mounts.
     for dest in host_config.tmpfs.unwrap_or_default().into_keys() {
@@ -185,6 +195,8 @@ fn member(
         policy: settings.policy,
         exclude: settings.exclude,
         stop_timeout: settings.stop_timeout,
+        systemd,
+        auto_remove,
     };
     Member {
         container,
@@ -776,25 +788,33 @@ fn refused_entry(name: &UnitName, why: &str) -> CoverageEntry {
 /// (and podman-compose 1.6 on every container, run by systemd or not).
 const PODMAN_SYSTEMD_UNIT: &str = "PODMAN_SYSTEMD_UNIT";
 
+/// The unit of a container's `PODMAN_SYSTEMD_UNIT` label (run by the engine's manager).
+pub(crate) fn systemd_service(
+    labels: &HashMap<String, String>,
+) -> Option<crate::systemd::control::Service> {
+    labels
+        .get(PODMAN_SYSTEMD_UNIT)
+        .filter(|u| !u.is_empty())
+        .map(|unit| crate::systemd::control::Service {
+            unit: unit.clone(),
+            user: None,
+            configured: false,
+        })
+}
+
 /// A container that runs with `--rm` (auto-remove) is deleted by the engine when it stops: a
 /// cold backup would stop it and then have nothing to start. Such containers are what systemd
-/// units of `podman generate systemd --new` and Quadlet run (`--rm --replace`); they must be
-/// stopped and started through their unit, which kopi-docka does not do yet. The unit is
-/// refused: listed, never touched.
-fn removed_on_stop(name: &str, auto_remove: bool, systemd_unit: Option<&str>) -> Option<String> {
-    if !auto_remove {
-        return None;
-    }
-    let by_unit = systemd_unit.map_or_else(String::new, |unit| {
+/// units of `podman generate systemd --new` and Quadlet run (`--rm --replace`); with their
+/// `PODMAN_SYSTEMD_UNIT` label they are stopped and started through that unit
+/// ([`crate::stop`]). Without it the unit is refused: listed, never touched.
+fn removed_on_stop(name: &str, auto_remove: bool, has_unit: bool) -> Option<String> {
+    (auto_remove && !has_unit).then(|| {
         format!(
-            "; it belongs to systemd unit {unit}, which must stop and start it (`systemctl \
-             [--user] stop {unit}`), and kopi-docka does not drive systemd units yet"
+            "container {name} runs with --rm (auto-remove): stopping it through the engine would \
+             delete it, and no systemd unit owns it (no PODMAN_SYSTEMD_UNIT label): run it \
+             without --rm. See docs/podman.md"
         )
-    });
-    Some(format!(
-        "container {name} runs with --rm (auto-remove): stopping it through the engine would \
-         delete it{by_unit}. See docs/podman.md"
-    ))
+    })
 }
 
 fn refusal(name: &UnitName, containers: &[Container]) -> Option<String> {

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs_snapshot::FsSupport;
 
-pub(crate) use discover::health;
 pub use discover::{build_units, discover};
+pub(crate) use discover::{health, systemd_service};
 pub use mounts::{LocalBacking, MountRules};
 pub use policy::{DumpEngine, DumpSpec, Policy};
 
@@ -30,7 +30,7 @@ pub use policy::{DumpEngine, DumpSpec, Policy};
 /// scheduled run fails on it). A typo there is silent otherwise, so `units`, `backup` and
 /// `doctor` warn about it.
 pub fn unmatched_config_names(config: &crate::config::Config, units: &[Unit]) -> Vec<String> {
-    let known = |name: &str| units.iter().any(|u| u.name.as_str() == name);
+    let known = |name: &str| units.iter().any(|u| u.is_named(name));
     let tables = config.units.keys().filter(|name| !known(name)).map(|name| {
         format!("[units.\"{name}\"] names no discovered unit: its settings apply to nothing")
     });
@@ -85,6 +85,43 @@ pub fn unmatched_config_names(config: &crate::config::Config, units: &[Unit]) ->
         out
     });
     tables.chain(daemon).chain(inner).collect()
+}
+
+/// The `[units.<name>]` table of a unit: its own name, or the name of its systemd unit
+/// (`cryptpad-stack.service` and `cryptpad-stack` find the stack `cryptpad`).
+pub fn unit_config<'a>(
+    config: &'a crate::config::Config,
+    unit: &str,
+) -> Option<&'a crate::config::UnitConfig> {
+    use crate::systemd::control::stack_name;
+    config.units.get(unit).or_else(|| {
+        config
+            .units
+            .iter()
+            .find(|(key, _)| stack_name(key) == stack_name(unit))
+            .map(|(_, table)| table)
+    })
+}
+
+/// Puts `[units.<name>] systemd-unit` on the unit's containers: they are stopped and started
+/// through that unit ([`crate::stop`]).
+pub fn bind_systemd_units(units: &mut [Unit], config: &crate::config::Config) {
+    for unit in units {
+        let Some(table) = unit_config(config, unit.name.as_str()) else {
+            continue;
+        };
+        let Some(name) = &table.systemd_unit else {
+            continue;
+        };
+        let service = crate::systemd::control::Service {
+            unit: crate::systemd::control::unit_name(name),
+            user: table.systemd_user.clone(),
+            configured: true,
+        };
+        for container in &mut unit.containers {
+            container.systemd = Some(service.clone());
+        }
+    }
 }
 
 /// Stack or standalone container.
@@ -164,6 +201,20 @@ pub struct Unit {
 }
 
 impl Unit {
+    /// Whether `name` names this unit: its own name, the same stack name
+    /// (`cryptpad-stack.service`, `cryptpad-stack`, `cryptpad`), or the systemd unit that runs
+    /// its containers (`container-web.service`).
+    pub fn is_named(&self, name: &str) -> bool {
+        use crate::systemd::control::{stack_name, unit_name};
+        self.name.as_str() == name
+            || stack_name(self.name.as_str()) == stack_name(name)
+            || self
+                .containers
+                .iter()
+                .filter_map(|c| c.systemd.as_ref())
+                .any(|s| s.unit == unit_name(name))
+    }
+
     /// Members whose database is dumped while they keep running, in start order.
     pub fn dumped(&self) -> impl Iterator<Item = (&Container, &DumpSpec)> {
         self.containers
@@ -288,6 +339,13 @@ pub struct Container {
     /// (`kopi-docka.stop-timeout`; [`service`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u32>,
+    /// The systemd unit that stops and starts it (its `PODMAN_SYSTEMD_UNIT` label, or
+    /// `[units.<name>] systemd-unit`): never stopped through the engine while that unit runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<crate::systemd::control::Service>,
+    /// It runs with `--rm`: the engine deletes it when it stops.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auto_remove: bool,
 }
 
 /// A named volume as mounted into one container.
