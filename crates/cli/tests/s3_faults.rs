@@ -1,6 +1,6 @@
 //! Faults against an S3 repository (moto behind a TCP forwarder that can die like a crashed
 //! server while the data survives): unreachable before the run, killed during the cold pass,
-//! wrong credentials. Never a unit left down, never a damaged repository, always a clear
+//! wrong credentials (REST, and S3 on a moto that checks keys). Never a unit left down, never a damaged repository, always a clear
 //! message and a non-zero exit.
 
 #![allow(
@@ -139,6 +139,76 @@ fn wrong_rest_credentials_say_so() {
         "{stderr}"
     );
     assert!(!stderr.contains("not-the-password"), "{stderr}");
+}
+
+/// Wrong S3 keys (a wrong secret: the signature does not match; an unknown key id) on a
+/// server that checks them: exit 13 with a message naming the location and the variables to
+/// check, no secret echoed, nothing stopped, the repository untouched.
+///
+/// With the right keys this moto accepts opendal's requests for single objects but refuses its
+/// signed listings (`GET /bucket?list-type=2&prefix=...`, which moto's own boto3 lists fine):
+/// so the repository is created here with the right keys (`init` lists nothing) and proven
+/// untouched by a second `init` that finds it, instead of by a backup.
+#[test]
+fn wrong_s3_credentials_say_so_and_stop_nothing() {
+    if !support::docker_tests_enabled("wrong_s3_credentials_say_so_and_stop_nothing") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let moto = servers::start_moto_with_auth(&format!("{prefix}-b"));
+    let location = format!("s3:{}/{}/kd", moto.server.url(), moto.bucket);
+    let env = Env::builder()
+        .prefix(&prefix)
+        .location(&location)
+        .extra("env-file = \"backend.env\"\n[backup]\nhealth-timeout-seconds = 30\n")
+        .build();
+    let keys = |id: &str, secret: &str| {
+        support::write_private(
+            &env.path("backend.env"),
+            &format!("AWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\n"),
+        );
+    };
+    keys(&moto.key_id, &moto.secret);
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    let name = format!("{prefix}-app");
+    support::idle_with_volume(&name);
+    let started = started_at(&name);
+
+    for (id, secret) in [
+        (moto.key_id.as_str(), "kdtest-not-the-secret"),
+        ("AKIAKDTESTUNKNOWN000", moto.secret.as_str()),
+    ] {
+        keys(id, secret);
+        let out = env.cmd(&["backup", "--unit", &name]).assert().code(13);
+        let stderr = stderr_of(&out);
+        assert!(
+            stderr.contains(&format!(
+                "the server of the repository at {location} refused the credentials"
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("AWS_SECRET_ACCESS_KEY"), "{stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "the secret is in the message: {stderr}"
+        );
+        assert!(running(&name), "{stderr}");
+        assert_eq!(
+            started_at(&name),
+            started,
+            "the container was restarted: {stderr}"
+        );
+        env.cmd(&["admin", "repo", "status"]).assert().code(13);
+    }
+
+    // The right keys find the repository's config where `init` put it.
+    keys(&moto.key_id, &moto.secret);
+    let out = env.cmd(&["admin", "repo", "init"]).assert().failure();
+    assert!(
+        stderr_of(&out).contains(&format!("a repository already exists at {location}")),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 /// The keys of the objects under `prefix` in `bucket` (moto's `ListObjectsV2`, unsigned).
