@@ -113,6 +113,71 @@ fn a_server_killed_during_the_cold_pass_fails_the_run_and_the_next_run_succeeds(
     assert!(running(&name), "{}", stderr_of(&out));
 }
 
+/// An S3 server that stops answering during the cold pass (moto frozen with SIGSTOP: the
+/// kernel still accepts connections, nothing answers) fails the run within the configured
+/// timeout and retries instead of hanging with the unit down; the unit runs again, and once the
+/// server answers again the next run succeeds and the repository is sound.
+#[test]
+fn a_frozen_s3_server_times_out_and_restarts_the_unit() {
+    if !support::docker_tests_enabled("a_frozen_s3_server_times_out_and_restarts_the_unit") {
+        return;
+    }
+    let server = servers::start_moto();
+    let prefix = support::unique_prefix();
+    let bucket = format!("{prefix}-b");
+    server.create_bucket(&bucket);
+    let env = Env::builder()
+        .prefix(&prefix)
+        .location(&format!("s3:{}/{bucket}/kd", server.url()))
+        .extra(
+            "env-file = \"backend.env\"\n[repository.options]\ntimeout = \"2s\"\nretry = \"1\"\n\
+             [backup]\nhealth-timeout-seconds = 30\n",
+        )
+        .build();
+    support::write_private(&env.path("backend.env"), KEYS);
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    let name = format!("{prefix}-frozen");
+    let data = support::idle_with_volume(&name);
+    support::fill_random(&data.join("big.bin"), 96 << 20);
+
+    let mut child = env.spawn_logged(&[
+        "-v",
+        "backup",
+        "--unit",
+        &name,
+        "--no-warm-pass",
+        "--scope",
+        "minimal",
+    ]);
+    child.wait_for_line("the container was never stopped", |l| {
+        l.contains(" stopped") && l.contains(&name)
+    });
+    child.wait_for_line("the cold pass never started", |l| {
+        l.contains("starting to backup")
+    });
+    let moto = rustix::process::Pid::from_raw(server.pid()).unwrap();
+    rustix::process::kill_process(moto, rustix::process::Signal::STOP).unwrap();
+    let clock = std::time::Instant::now();
+    // Waits at most 2 minutes: a hang is the bug this looks for.
+    child.wait_for_line("the unit was not started again (a hang?)", |l| {
+        l.contains(" started") && l.contains(&name)
+    });
+    let finished = child.finish();
+    let took = clock.elapsed();
+    rustix::process::kill_process(moto, rustix::process::Signal::CONT).unwrap();
+    assert!(!finished.status.success(), "{}", finished.stderr);
+    assert!(
+        took < std::time::Duration::from_mins(2),
+        "took {took:?} with timeout = 2s, retry = 1:\n{}",
+        finished.stderr
+    );
+    assert!(running(&name), "unit left down:\n{}", finished.stderr);
+
+    let report: Value = env.json(&["backup", "--unit", &name, "--json"]);
+    assert_eq!(report["units"][0]["status"], "success", "{report:#}");
+    env.cmd(&["admin", "repo", "check"]).assert().success();
+}
+
 #[test]
 fn wrong_rest_credentials_say_so() {
     if !support::docker_tests_enabled("wrong_rest_credentials_say_so") {

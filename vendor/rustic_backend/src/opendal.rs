@@ -13,7 +13,7 @@ use log::{error, trace, warn};
 use opendal::{
     Entry, Metadata,
     blocking::{Operator, StdReader},
-    layers::{ConcurrentLimitLayer, LoggingLayer, RetryLayer, ThrottleLayer},
+    layers::{ConcurrentLimitLayer, LoggingLayer, RetryLayer, ThrottleLayer, TimeoutLayer},
     options::{ListOptions, ReadOptions},
 };
 use rayon::prelude::{IntoParallelIterator, ParallelIterator};
@@ -29,6 +29,10 @@ use rustic_core::{
 mod constants {
     /// Default number of retries
     pub(super) const DEFAULT_RETRY: usize = 5;
+
+    /// kopi-docka patch: default time limit of every operation and every read or write of
+    /// data (the REST backend's default; a 16 MiB pack over a slow uplink must fit in it)
+    pub(super) const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(10);
 }
 
 /// `OpenDALBackend` contains a wrapper around an blocking operator of the `OpenDAL` library.
@@ -139,6 +143,24 @@ impl OpenDALBackend {
             })
             .transpose()?;
 
+        // kopi-docka patch: without a timeout layer a server that accepts the connection and
+        // never answers hangs every call forever (opendal's HTTP client sets no timeout).
+        let timeout = match options.get("timeout") {
+            None => constants::DEFAULT_TIMEOUT,
+            Some(value) => jiff::SignedDuration::from_str(value)
+                .ok()
+                .and_then(|d| std::time::Duration::try_from(d).ok())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    RusticError::new(
+                        ErrorKind::InvalidInput,
+                        "Parsing timeout value `{value}` failed, the value must be a positive \
+                         duration such as `90s` or `10min`.",
+                    )
+                    .attach_context("value", value.to_string())
+                })?,
+        };
+
         let throttle = options
             .get("throttle")
             .map(|t| Throttle::from_str(t))
@@ -160,6 +182,12 @@ impl OpenDALBackend {
                 .attach_context("path", path.as_ref().to_string())
                 .attach_context("schema", scheme.to_string())
             })?
+            // Inside the retry layer: a timed-out attempt is retried like other transient errors.
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(timeout)
+                    .with_io_timeout(timeout),
+            )
             .layer(RetryLayer::new().with_max_times(max_retries).with_jitter());
 
         if let Some(Throttle { bandwidth, burst }) = throttle {
