@@ -321,8 +321,8 @@ fn unreachable_or(
 }
 
 /// True when a cause of `error` is the server refusing the credentials: opendal's
-/// `PermissionDenied` (S3, B2, Azure, GCS, WebDAV answered 401 or 403) or the REST server's
-/// 401/403. Decided on the causes' types, never on their text.
+/// `PermissionDenied` (an S3, B2, Azure, GCS or `WebDAV` server answered 401 or 403) or the
+/// REST server's 401/403. Decided on the causes' types, never on their text.
 fn credentials_refused(error: &RusticError) -> bool {
     let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(cause) = next {
