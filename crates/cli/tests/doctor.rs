@@ -245,8 +245,17 @@ fn a_stale_restic_lock_in_the_repository_is_explained() {
         .spawn()
         .unwrap();
     let locks = env.repo().join("locks");
+    // restic writes `<id>-tmp-<random>` and renames it to `<id>` (64 hex digits) once written.
+    let written = || {
+        std::fs::read_dir(&locks).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit())
+            })
+        })
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
-    while std::fs::read_dir(&locks).map_or(0, Iterator::count) == 0 {
+    while !written() {
         assert!(
             std::time::Instant::now() < deadline,
             "restic wrote no lock file"
