@@ -11,7 +11,8 @@ reported as medians: the machines here are shared and noisy.
 
 Needs: root, a running Docker Engine, the kdtest/busybox:1 image (scripts/build-test-image.sh),
 kdtest/postgres:15 (scripts/build-db-images.sh),
-docker-compose, restic, rclone (the `rest:` rows), /usr/bin/time (Debian package `time`),
+docker-compose, restic, rclone (the `rest:` rows), OpenSSH's sshd and ssh-keygen (the `sftp:`
+rows: a throwaway sshd on loopback), /usr/bin/time (Debian package `time`),
 btrfs-progs (the snapshot cold pass rows use a loop-mounted btrfs). Everything it creates on the
 engine is named kdtest-bench-<random> and removed at the end. The snapshot-live rows need
 kdtest/postgres:15 (scripts/build-db-images.sh).
@@ -28,7 +29,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import socket
 import tempfile
+import threading
 import time
 
 IMAGE = "kdtest/busybox:1"
@@ -47,6 +50,13 @@ def sh(args, **kw):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
 
 
+def free_port():
+    """A loopback port nobody listens on right now (the caller retries when it loses a race)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -62,6 +72,10 @@ class Bench:
         self.rest_dir = None
         self.dump_seconds = []
         self.dump_rows = {}
+        self.sshd = None
+        self.sftp_port = None
+        # Where new side dirs put their repository: "local", "rest" or "sftp".
+        self.remote = "local"
 
     # --- setup -------------------------------------------------------------------------
     def up(self):
@@ -114,10 +128,21 @@ class Bench:
 
     # --- the two sides -----------------------------------------------------------------
     def location(self, d):
-        """The repository of side dir `d`: a local dir, or a path on the REST server."""
-        if self.rest_url:
+        """The repository of side dir `d`: a local dir, or a path on the REST or SFTP server."""
+        if self.remote == "rest":
             return "rest:%s/%s" % (self.rest_url, os.path.basename(d))
+        if self.remote == "sftp":
+            return "sftp://root@127.0.0.1:%d/%s" % (self.sftp_port, self.sftp_path(d))
         return d + "/repo"
+
+    def sftp_path(self, d):
+        return os.path.join(self.work, "sftp-server", "data", os.path.basename(d))
+
+    def repository_options(self):
+        """kopi-docka's `[repository.options]` for the SFTP server: client key, pinned host key."""
+        if self.remote != "sftp":
+            return ""
+        return '[repository.options]\nkey = "%s"\nhost-key = "%s"\n' % (self.ssh_key, self.host_key)
 
     def fresh_ours(self, name, extra=""):
         d = os.path.join(self.work, name)
@@ -128,7 +153,8 @@ class Bench:
             f.write(PASSWORD + "\n")
         os.chmod(os.path.join(d, "password"), 0o600)
         with open(os.path.join(d, "config.toml"), "w") as f:
-            f.write('[repository]\nlocation = "%s"\npassword-file = "password"\n%s' % (self.location(d), extra))
+            f.write('[repository]\nlocation = "%s"\npassword-file = "password"\n%s%s'
+                    % (self.location(d), self.repository_options(), extra))
         self.ours(d, ["admin", "repo", "init"])
         return d
 
@@ -156,10 +182,64 @@ class Bench:
         self.rest_url = None
         shutil.rmtree(os.path.join(self.work, "rest-server"), ignore_errors=True)
 
+    def start_sshd(self):
+        """OpenSSH's sshd on a free loopback port with throwaway keys (killed by PID in
+        stop_sshd); the repositories live under its dir, reached as root with the client key."""
+        d = os.path.join(self.work, "sftp-server")
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(os.path.join(d, "data"))
+        os.makedirs("/run/sshd", exist_ok=True)
+        for name in ["host_ed25519", "user_ed25519"]:
+            sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", os.path.join(d, name)])
+        shutil.copy(os.path.join(d, "user_ed25519.pub"), os.path.join(d, "authorized_keys"))
+        self.ssh_key = os.path.join(d, "user_ed25519")
+        self.host_key = " ".join(open(os.path.join(d, "host_ed25519.pub")).read().split()[:2])
+        for _ in range(5):
+            port = free_port()
+            with open(os.path.join(d, "sshd_config"), "w") as f:
+                f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s/host_ed25519\nPidFile %s/sshd.pid\n"
+                        "AuthorizedKeysFile %s/authorized_keys\nPubkeyAuthentication yes\n"
+                        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+                        "StrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+                        "MaxStartups 100:30:200\nMaxSessions 100\n" % (port, d, d, d))
+            self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", os.path.join(d, "sshd_config")],
+                                         stderr=subprocess.PIPE, text=True)
+            for line in self.sshd.stderr:
+                if "Server listening on" in line:
+                    self.sftp_port = port
+                    # Keeps sshd's stderr drained (it logs every connection).
+                    threading.Thread(target=self.sshd.stderr.read, daemon=True).start()
+                    break
+            if self.sftp_port:
+                break
+            self.sshd.wait()  # lost the port to another process: try another one
+        else:
+            sys.exit("sshd did not start")
+        known = os.path.join(d, "known_hosts")
+        with open(known, "w") as f:
+            f.write("[127.0.0.1]:%d %s\n" % (self.sftp_port, self.host_key))
+        self.restic_sftp = ("ssh -F /dev/null -p %d -i %s -o IdentitiesOnly=yes -o BatchMode=yes "
+                            "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s -o LogLevel=ERROR "
+                            "root@127.0.0.1 -s sftp" % (self.sftp_port, self.ssh_key, known))
+
+    def stop_sshd(self):
+        if self.sshd is not None:
+            # The listener, then the per-connection children it forked (none should be left).
+            children = subprocess.run(["pgrep", "-P", str(self.sshd.pid)], capture_output=True, text=True).stdout.split()
+            self.sshd.kill()
+            self.sshd.wait()
+            for pid in children:
+                subprocess.run(["kill", pid], capture_output=True)
+            self.sshd = None
+        self.sftp_port = None
+        shutil.rmtree(os.path.join(self.work, "sftp-server"), ignore_errors=True)
+
     def forget_remote(self, d):
-        """A fresh side dir gets a fresh repository on the REST server too."""
-        if self.rest_url:
+        """A fresh side dir gets a fresh repository on the REST or SFTP server too."""
+        if self.remote == "rest":
             shutil.rmtree(os.path.join(self.rest_dir, "data", os.path.basename(d)), ignore_errors=True)
+        elif self.remote == "sftp":
+            shutil.rmtree(self.sftp_path(d), ignore_errors=True)
 
     def ours(self, d, args):
         env = dict(os.environ, KOPI_DOCKA_STATE_DIR=d + "/state", KOPI_DOCKA_CACHE_DIR=d + "/cache")
@@ -177,7 +257,8 @@ class Bench:
     def restic(self, d, args):
         env = dict(os.environ, RESTIC_PASSWORD=PASSWORD, RESTIC_REPOSITORY=self.location(d),
                    RESTIC_CACHE_DIR=d + "/cache")
-        return self.timed(["restic"] + args, env)
+        options = ["-o", "sftp.command=" + self.restic_sftp] if self.remote == "sftp" else []
+        return self.timed(["restic"] + options + args, env)
 
     def timed(self, argv, env):
         tfile = os.path.join(self.work, "time.out")
@@ -230,6 +311,25 @@ class Bench:
                 rep, obs = self.backup_downtime(d, warm)
                 self.record("downtime, 1% changed (reported)", side, rep)
                 self.record("downtime, 1% changed (observed)", side, obs)
+
+    def remote_downtime(self, runs):
+        """Downtime of the same backup (warm pass on) to the current remote repository (A)
+        and to a local one (B), same data: all new, and 1% of the small files changed."""
+        remote = self.remote
+        for trial in range(runs):
+            order = [remote, "local"] if trial % 2 == 0 else ["local", remote]
+            for where in order:
+                self.remote = where
+                side = "%s: repository" % where if where != "local" else "local repository"
+                d = self.fresh_ours("rd-new")
+                rep, obs = self.backup_downtime(d, True)
+                self.record("%s downtime, new data (observed)" % remote, side, obs)
+                d = self.fresh_ours("rd-changed")
+                self.ours(d, ["backup", "--unit", self.project])
+                self.change()
+                rep, obs = self.backup_downtime(d, True)
+                self.record("%s downtime, 1%% changed (observed)" % remote, side, obs)
+        self.remote = remote
 
     # --- snapshot cold pass ----------------------------------------------------------
     def btrfs_up(self):
@@ -501,7 +601,7 @@ class Bench:
             ma, mb = statistics.median(va), statistics.median(vb)
             # Both zero (nothing added on an unchanged re-run) is a tie, not a division by zero.
             ratio = ma / mb if mb else (1.0 if ma == 0 else float("inf"))
-            ratios.append(ratio)
+            ratios.append((key, ratio))
             lines.append("| %s | %s | %.3f | %s | %.3f | %.2f |" % (key, a, ma, b, mb, ratio))
         return "\n".join(lines), ratios
 
@@ -552,19 +652,33 @@ def main():
         b.throughput(runs)
         # The same over `rest:`, both sides against one `rclone serve restic` on loopback.
         b.start_rest()
+        b.remote = "rest"
         b.throughput(runs, label="rest: ")
+        b.remote_downtime(runs)
+        b.remote = "local"
         b.stop_rest()
         b.dump_vs_stop(runs)
+        # And over SFTP: both sides against one OpenSSH sshd on loopback.
+        b.start_sshd()
+        b.remote = "sftp"
+        b.throughput(runs, label="sftp: ")
+        b.remote_downtime(runs)
+        b.remote = "local"
+        b.stop_sshd()
         table, ratios = b.table()
         dumps = b.dump_table()
     finally:
         b.pg_down()
         b.stop_rest()
+        b.stop_sshd()
         b.btrfs_down()
         b.down()
-    bad = [r for r in ratios if not (math.isfinite(r) and r > 0)]
-    if len(ratios) < 37 or bad:
-        sys.exit("bench harness produced %d ratios, %d not finite and positive:\n%s" % (len(ratios), len(bad), table))
+    # A zero ratio is a result only where A can add nothing while B adds a little (restic
+    # writes a new tree over `rest:`/`sftp:` on an unchanged re-run); elsewhere it is a bug.
+    bad = [k for k, r in ratios if not (math.isfinite(r) and (r > 0 or (r == 0 and k.endswith("MiB added"))))]
+    if len(ratios) < 52 or bad:
+        sys.exit("bench harness produced %d ratios, %d not finite and positive (%s):\n%s"
+                 % (len(ratios), len(bad), ", ".join(bad), table))
     mode = "small (harness check only: these numbers mean nothing)" if args.small else "full"
     measured = "\n".join([
         "Produced by `scripts/bench.py` (%s mode, %d runs per measurement, medians; A and B "
@@ -576,8 +690,10 @@ def main():
         "PostgreSQL's insert latency and rate during its `snapshot-live` backup (A) with the seconds "
         "just before it (B); the other rows compare kopi-docka (A) with `restic` (B) on the same volume directory: "
         "`backup --no-warm-pass --scope minimal` against `restic backup DIR`, "
-        "`restore --target-dir` against `restic restore`; `rest:` rows do the same with both "
-        "repositories on one `rclone serve restic` on loopback. Ratio < 1 means A is smaller "
+        "`restore --target-dir` against `restic restore`; `rest:` and `sftp:` rows do the same with "
+        "both repositories on one `rclone serve restic`, or one OpenSSH sshd, on loopback. The "
+        "`rest downtime` and `sftp downtime` rows compare the same backup (warm pass on) to that "
+        "remote repository (A) with one to a local repository (B). Ratio < 1 means A is smaller "
         "(faster, leaner).",
         "",
         table,

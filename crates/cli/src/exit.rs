@@ -23,6 +23,8 @@ pub enum ExitCode {
     Locked = 11,
     /// Wrong repository password (restic: 12).
     WrongPassword = 12,
+    /// The repository's server refused the storage credentials (S3 keys, Azure key, ...).
+    AccessDenied = 13,
     /// Stopped by SIGINT/SIGTERM; never a success.
     #[allow(
         dead_code,
@@ -41,6 +43,7 @@ Exit codes:
   10   no repository at the configured location
   11   another kopi-docka process is running (a backup, or one using the repository)
   12   wrong repository password
+  13   the repository's server refused the credentials (keys, token, user)
   130  interrupted (SIGINT/SIGTERM); never a success";
 
 impl ExitCode {
@@ -69,6 +72,7 @@ impl From<Class> for ExitCode {
             Class::Locked => Self::Locked,
             Class::NoRepository => Self::NoRepository,
             Class::WrongPassword => Self::WrongPassword,
+            Class::AccessDenied => Self::AccessDenied,
             Class::Failed => Self::Failed,
         }
     }

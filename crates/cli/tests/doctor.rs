@@ -218,3 +218,71 @@ fn freshness_from_the_repository_when_the_local_state_is_gone() {
         "{stdout}"
     );
 }
+
+/// restic with the test's repository and password (its own cache dir).
+fn restic(env: &Env) -> std::process::Command {
+    let mut cmd = std::process::Command::new("restic");
+    cmd.env("RESTIC_REPOSITORY", env.repo())
+        .env("RESTIC_PASSWORD_FILE", env.password_file())
+        .env("RESTIC_CACHE_DIR", env.path("restic-cache"));
+    cmd
+}
+
+/// A `restic backup` killed with SIGKILL leaves its lock file in the repository (a shared
+/// repository's users meet this): `doctor` explains it (whose, stale, that kopi-docka does not
+/// need it, `restic unlock`), kopi-docka's own commands go on, and after `restic unlock` the
+/// line is gone.
+#[test]
+fn a_stale_restic_lock_in_the_repository_is_explained() {
+    use std::process::Stdio;
+    let env = installation("");
+    // `--stdin` with a stdin nobody writes: restic takes its lock, then waits for data.
+    let mut backup = restic(&env)
+        .args(["backup", "--stdin", "--stdin-filename", "waiting.txt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locks = env.repo().join("locks");
+    // restic writes `<id>-tmp-<random>` and renames it to `<id>` (64 hex digits) once written.
+    let written = || {
+        std::fs::read_dir(&locks).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit())
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    while !written() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restic wrote no lock file"
+        );
+        assert!(backup.try_wait().unwrap().is_none(), "restic ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = backup.id();
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+
+    let (_, stdout) = doctor(&env, &[]);
+    let lock = line(&stdout, "WARN  repository locks:");
+    for part in [
+        "stale lock ",
+        "shared (restic backup",
+        &format!("@{} (pid {pid})", kopi_docka_core::repo::this_hostname()),
+        "its process no longer runs on this host",
+        "kopi-docka neither needs nor honours restic's lock files",
+        "`restic unlock`",
+    ] {
+        assert!(lock.contains(part), "`{part}` missing: {lock}");
+    }
+    env.cmd(&["admin", "repo", "check"]).assert().success();
+
+    let unlock = restic(&env).arg("unlock").output().unwrap();
+    assert!(unlock.status.success(), "{unlock:?}");
+    let (_, stdout) = doctor(&env, &[]);
+    assert!(!stdout.contains("repository locks"), "{stdout}");
+}

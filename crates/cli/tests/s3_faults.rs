@@ -1,6 +1,6 @@
 //! Faults against an S3 repository (moto behind a TCP forwarder that can die like a crashed
 //! server while the data survives): unreachable before the run, killed during the cold pass,
-//! wrong credentials. Never a unit left down, never a damaged repository, always a clear
+//! wrong credentials (REST, and S3 on a moto that checks keys). Never a unit left down, never a damaged repository, always a clear
 //! message and a non-zero exit.
 
 #![allow(
@@ -113,6 +113,71 @@ fn a_server_killed_during_the_cold_pass_fails_the_run_and_the_next_run_succeeds(
     assert!(running(&name), "{}", stderr_of(&out));
 }
 
+/// An S3 server that stops answering during the cold pass (moto frozen with SIGSTOP: the
+/// kernel still accepts connections, nothing answers) fails the run within the configured
+/// timeout and retries instead of hanging with the unit down; the unit runs again, and once the
+/// server answers again the next run succeeds and the repository is sound.
+#[test]
+fn a_frozen_s3_server_times_out_and_restarts_the_unit() {
+    if !support::docker_tests_enabled("a_frozen_s3_server_times_out_and_restarts_the_unit") {
+        return;
+    }
+    let server = servers::start_moto();
+    let prefix = support::unique_prefix();
+    let bucket = format!("{prefix}-b");
+    server.create_bucket(&bucket);
+    let env = Env::builder()
+        .prefix(&prefix)
+        .location(&format!("s3:{}/{bucket}/kd", server.url()))
+        .extra(
+            "env-file = \"backend.env\"\n[repository.options]\ntimeout = \"2s\"\nretry = \"1\"\n\
+             [backup]\nhealth-timeout-seconds = 30\n",
+        )
+        .build();
+    support::write_private(&env.path("backend.env"), KEYS);
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    let name = format!("{prefix}-frozen");
+    let data = support::idle_with_volume(&name);
+    support::fill_random(&data.join("big.bin"), 96 << 20);
+
+    let mut child = env.spawn_logged(&[
+        "-v",
+        "backup",
+        "--unit",
+        &name,
+        "--no-warm-pass",
+        "--scope",
+        "minimal",
+    ]);
+    child.wait_for_line("the container was never stopped", |l| {
+        l.contains(" stopped") && l.contains(&name)
+    });
+    child.wait_for_line("the cold pass never started", |l| {
+        l.contains("starting to backup")
+    });
+    let moto = rustix::process::Pid::from_raw(server.pid()).unwrap();
+    rustix::process::kill_process(moto, rustix::process::Signal::STOP).unwrap();
+    let clock = std::time::Instant::now();
+    // Waits at most 2 minutes: a hang is the bug this looks for.
+    child.wait_for_line("the unit was not started again (a hang?)", |l| {
+        l.contains(" started") && l.contains(&name)
+    });
+    let finished = child.finish();
+    let took = clock.elapsed();
+    rustix::process::kill_process(moto, rustix::process::Signal::CONT).unwrap();
+    assert!(!finished.status.success(), "{}", finished.stderr);
+    assert!(
+        took < std::time::Duration::from_mins(2),
+        "took {took:?} with timeout = 2s, retry = 1:\n{}",
+        finished.stderr
+    );
+    assert!(running(&name), "unit left down:\n{}", finished.stderr);
+
+    let report: Value = env.json(&["backup", "--unit", &name, "--json"]);
+    assert_eq!(report["units"][0]["status"], "success", "{report:#}");
+    env.cmd(&["admin", "repo", "check"]).assert().success();
+}
+
 #[test]
 fn wrong_rest_credentials_say_so() {
     if !support::docker_tests_enabled("wrong_rest_credentials_say_so") {
@@ -139,6 +204,76 @@ fn wrong_rest_credentials_say_so() {
         "{stderr}"
     );
     assert!(!stderr.contains("not-the-password"), "{stderr}");
+}
+
+/// Wrong S3 keys (a wrong secret: the signature does not match; an unknown key id) on a
+/// server that checks them: exit 13 with a message naming the location and the variables to
+/// check, no secret echoed, nothing stopped, the repository untouched.
+///
+/// With the right keys this moto accepts opendal's requests for single objects but refuses its
+/// signed listings (`GET /bucket?list-type=2&prefix=...`, which moto's own boto3 lists fine):
+/// so the repository is created here with the right keys (`init` lists nothing) and proven
+/// untouched by a second `init` that finds it, instead of by a backup.
+#[test]
+fn wrong_s3_credentials_say_so_and_stop_nothing() {
+    if !support::docker_tests_enabled("wrong_s3_credentials_say_so_and_stop_nothing") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let moto = servers::start_moto_with_auth(&format!("{prefix}-b"));
+    let location = format!("s3:{}/{}/kd", moto.server.url(), moto.bucket);
+    let env = Env::builder()
+        .prefix(&prefix)
+        .location(&location)
+        .extra("env-file = \"backend.env\"\n[backup]\nhealth-timeout-seconds = 30\n")
+        .build();
+    let keys = |id: &str, secret: &str| {
+        support::write_private(
+            &env.path("backend.env"),
+            &format!("AWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\n"),
+        );
+    };
+    keys(&moto.key_id, &moto.secret);
+    env.cmd(&["admin", "repo", "init"]).assert().success();
+    let name = format!("{prefix}-app");
+    support::idle_with_volume(&name);
+    let started = started_at(&name);
+
+    for (id, secret) in [
+        (moto.key_id.as_str(), "kdtest-not-the-secret"),
+        ("AKIAKDTESTUNKNOWN000", moto.secret.as_str()),
+    ] {
+        keys(id, secret);
+        let out = env.cmd(&["backup", "--unit", &name]).assert().code(13);
+        let stderr = stderr_of(&out);
+        assert!(
+            stderr.contains(&format!(
+                "the server of the repository at {location} refused the credentials"
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("AWS_SECRET_ACCESS_KEY"), "{stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "the secret is in the message: {stderr}"
+        );
+        assert!(running(&name), "{stderr}");
+        assert_eq!(
+            started_at(&name),
+            started,
+            "the container was restarted: {stderr}"
+        );
+        env.cmd(&["admin", "repo", "status"]).assert().code(13);
+    }
+
+    // The right keys find the repository's config where `init` put it.
+    keys(&moto.key_id, &moto.secret);
+    let out = env.cmd(&["admin", "repo", "init"]).assert().failure();
+    assert!(
+        stderr_of(&out).contains(&format!("a repository already exists at {location}")),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 /// The keys of the objects under `prefix` in `bucket` (moto's `ListObjectsV2`, unsigned).

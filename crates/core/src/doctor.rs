@@ -76,6 +76,9 @@ pub async fn run(loaded: &LoadedConfig, unit_dir: &Path, now: jiff::Timestamp) -
     )];
     let engine = engine_check(loaded, &mut checks).await;
     let repo = repo_check(loaded, &mut checks).await;
+    if let Some(repo) = &repo {
+        foreign_lock_checks(repo, now, &mut checks).await;
+    }
     space_checks(loaded, &mut checks);
     lock_checks(loaded, &mut checks);
     checks.push(systemd_check(unit_dir));
@@ -262,6 +265,91 @@ async fn repo_check(loaded: &LoadedConfig, checks: &mut Vec<Check>) -> Option<Re
             checks.push(check("repository", Status::Fail, error.to_string()));
             None
         }
+    }
+}
+
+/// restic refreshes a live lock every 5 minutes and calls one older than this stale.
+const RESTIC_STALE_LOCK_MINUTES: i64 = 30;
+
+/// Lock files in the repository's `locks/` (restic's, or another restic-format tool's; a
+/// crashed `restic backup` leaves one behind). kopi-docka writes none and does not wait for
+/// them, so none of them stops a backup; restic's `prune` and `check` refuse to run while one
+/// is there, and a live exclusive one means restic is pruning. Each is explained: who, since
+/// when, stale or live, and what to do.
+async fn foreign_lock_checks(repo: &Repo, now: jiff::Timestamp, checks: &mut Vec<Check>) {
+    let locks = match repo.foreign_locks().await {
+        Ok(locks) => locks,
+        Err(error) => {
+            checks.push(check(
+                "repository locks",
+                Status::Warn,
+                format!("cannot read the lock files in the repository: {error}"),
+            ));
+            return;
+        }
+    };
+    let this_host = crate::repo::this_hostname();
+    for lock in locks {
+        let kind = if lock.exclusive {
+            "exclusive (restic prune, check or forget)"
+        } else {
+            "shared (restic backup, restore or similar)"
+        };
+        let pid = lock.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        let since = lock
+            .time
+            .map_or_else(|| "an unknown time".to_owned(), |t| t.to_string());
+        let who = format!(
+            "{kind}, by {}@{} (pid {pid}), written {since}",
+            lock.username, lock.hostname
+        );
+        let gone = lock.hostname == this_host
+            && lock.pid.is_some_and(|p| {
+                i32::try_from(p)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                    .is_none_or(|pid| rustix::process::test_kill_process(pid).is_err())
+            });
+        let old = lock.time.is_none_or(|t| {
+            now.duration_since(t) > jiff::SignedDuration::from_mins(RESTIC_STALE_LOCK_MINUTES)
+        });
+        let (status, message) = if gone || old {
+            let why = if gone {
+                "its process no longer runs on this host"
+            } else {
+                "it was not refreshed for 30 minutes"
+            };
+            (
+                Status::Warn,
+                format!(
+                    "stale lock {}: {who}; {why}, so the run that wrote it crashed or was \
+                     killed. kopi-docka neither needs nor honours restic's lock files, so its \
+                     backups go on; restic's prune and check refuse to run until it is gone: \
+                     remove it with `restic unlock` (it removes stale locks only) on a host that \
+                     can reach the repository",
+                    lock.id
+                ),
+            )
+        } else if lock.exclusive {
+            (
+                Status::Warn,
+                format!(
+                    "lock {}: {who}: restic is pruning or checking this repository now. \
+                     kopi-docka does not wait for restic's locks: run no `kopi-docka admin \
+                     repo prune` until it has finished",
+                    lock.id
+                ),
+            )
+        } else {
+            (
+                Status::Ok,
+                format!(
+                    "lock {}: {who}: a restic run in progress; it does not hinder kopi-docka",
+                    lock.id
+                ),
+            )
+        };
+        checks.push(check("repository locks", status, message));
     }
 }
 

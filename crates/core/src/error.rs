@@ -30,6 +30,8 @@ pub enum Class {
     NoRepository,
     /// The repository password is wrong.
     WrongPassword,
+    /// The repository's server refused the storage credentials (keys, token, user).
+    AccessDenied,
     /// Anything else that failed.
     Failed,
 }
@@ -133,6 +135,7 @@ impl Classify for RepoError {
             Self::NotFound { .. } | Self::NotARepository { .. } => Class::NoRepository,
             Self::Lock(_) => Class::Locked,
             Self::WrongPassword { .. } => Class::WrongPassword,
+            Self::AccessDenied { .. } => Class::AccessDenied,
             Self::Password(_)
             | Self::Location(_)
             | Self::Credentials(_)

@@ -63,6 +63,10 @@ pub enum FileType {
     /// Data
     #[serde(rename = "pack")]
     Pack,
+    /// restic's lock files (kopi-docka patch: rustic_core writes none and never reads them;
+    /// listed and read only to explain the ones restic left behind)
+    #[serde(rename = "lock")]
+    Lock,
 }
 
 impl FileType {
@@ -75,13 +79,14 @@ impl FileType {
             Self::Index => "index",
             Self::Key => "keys",
             Self::Pack => "data",
+            Self::Lock => "locks",
         }
     }
 
     /// Returns if the file type is cacheable.
     const fn is_cacheable(self) -> bool {
         match self {
-            Self::Config | Self::Key | Self::Pack => false,
+            Self::Config | Self::Key | Self::Pack | Self::Lock => false,
             Self::Snapshot | Self::Index => true,
         }
     }

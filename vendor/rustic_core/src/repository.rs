@@ -1235,6 +1235,20 @@ impl<S: Open> Repository<S> {
         self.dbe().get_file(id)
     }
 
+    /// The lock files restic (or another tool) left in `locks/`, each with its decrypted JSON
+    /// (kopi-docka patch: rustic_core neither writes nor honours them; a caller explains them).
+    ///
+    /// # Errors
+    ///
+    /// If the files cannot be listed, read or decrypted
+    pub fn lock_files(&self) -> RusticResult<Vec<(crate::Id, Bytes)>> {
+        self.be
+            .list(FileType::Lock)?
+            .into_iter()
+            .map(|id| Ok((id, self.dbe().read_encrypted_full(FileType::Lock, &id)?)))
+            .collect()
+    }
+
     /// Read all files of a given [`RepoFile`]
     ///
     /// # Errors

@@ -149,6 +149,21 @@ pub enum RepoError {
         /// The backend's error and its cause.
         detail: String,
     },
+    /// The server answered, and refused the credentials (HTTP 401/403, opendal's
+    /// `PermissionDenied`): a wrong key, secret or token, or one without access to the bucket.
+    #[error(
+        "the server of the repository at {location} refused the credentials: check {check}, \
+         and that they may read and write this bucket or path. Nothing was changed. The \
+         backend said: {detail}"
+    )]
+    AccessDenied {
+        /// The location.
+        location: String,
+        /// What to check, for this kind of location.
+        check: &'static str,
+        /// The backend's error and its cause.
+        detail: String,
+    },
     /// `init` found an existing repository.
     #[error("a repository already exists at {location}; kopi-docka never overwrites one")]
     AlreadyExists {
@@ -278,14 +293,22 @@ fn content_node(
     }
 }
 
-/// The first request to a remote repository failed: the server is down, unreachable, or
-/// refuses us; said so, with the backend's cause. Local ones keep the engine's error.
+/// The first request to a remote repository failed: the server refused our credentials, or
+/// it is down or unreachable; said so, with the backend's cause. Local ones keep the engine's
+/// error.
 fn unreachable_or(
     error: &RusticError,
     settings: &RepoSettings,
     operation: &'static str,
 ) -> RepoError {
     match &settings.location {
+        RepositoryLocation::Remote { backend, .. } if credentials_refused(error) => {
+            RepoError::AccessDenied {
+                location: settings.location.to_string(),
+                check: credentials_to_check(*backend),
+                detail: concise(error),
+            }
+        }
         RepositoryLocation::Remote { .. } => RepoError::Unreachable {
             location: settings.location.to_string(),
             detail: concise(error),
@@ -294,6 +317,63 @@ fn unreachable_or(
             operation,
             detail: concise(error),
         },
+    }
+}
+
+/// True when a cause of `error` is the server refusing the credentials: opendal's
+/// `PermissionDenied` (an S3, B2, Azure, GCS or `WebDAV` server answered 401 or 403) or the
+/// REST server's 401/403. Decided on the causes' types, never on their text.
+fn credentials_refused(error: &RusticError) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = next {
+        #[cfg(feature = "remote-backends")]
+        if cause
+            .downcast_ref::<opendal_core::Error>()
+            .is_some_and(|e| e.kind() == opendal_core::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        if cause
+            .downcast_ref::<reqwest::Error>()
+            .and_then(reqwest::Error::status)
+            .is_some_and(|s| {
+                s == reqwest::StatusCode::UNAUTHORIZED || s == reqwest::StatusCode::FORBIDDEN
+            })
+        {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
+}
+
+/// Where the credentials of a `backend` location come from, for [`RepoError::AccessDenied`].
+fn credentials_to_check(backend: crate::config::RemoteBackend) -> &'static str {
+    use crate::config::RemoteBackend as B;
+    match backend {
+        B::S3 => {
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) in the \
+             [repository] env-file, and the region"
+        }
+        B::B2 => {
+            "B2_ACCOUNT_ID and B2_ACCOUNT_KEY (an application key with access to the bucket) in \
+             the [repository] env-file"
+        }
+        B::Azure => {
+            "AZURE_ACCOUNT_NAME and AZURE_ACCOUNT_KEY (or AZURE_ACCOUNT_SAS) in the \
+             [repository] env-file"
+        }
+        B::Gcs => {
+            "GOOGLE_APPLICATION_CREDENTIALS (the service account's key file) or \
+             GOOGLE_ACCESS_TOKEN in the [repository] env-file"
+        }
+        B::Rest => {
+            "the user and password: RESTIC_REST_USERNAME and RESTIC_REST_PASSWORD in the \
+             [repository] env-file, or the ones in the URL"
+        }
+        B::Webdav => "the user and password of the WebDAV location",
+        B::Rclone => "the remote's credentials in rclone.conf ([repository] rclone-config)",
+        B::Sftp => "the ssh key ([repository.options] key) and the user",
     }
 }
 
@@ -469,6 +549,40 @@ pub struct CheckReport {
     pub read_data_percent: f64,
     /// No errors.
     pub ok: bool,
+}
+
+/// A lock file in the repository's `locks/`, written by restic (or another restic-format
+/// tool). kopi-docka writes none and does not honour them (its own locks are local files);
+/// they are read only to explain them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForeignLock {
+    /// The lock file's id (the first 8 hex digits, as restic shows them).
+    pub id: String,
+    /// When it was written or last refreshed (restic refreshes a live lock every 5 minutes);
+    /// `None` when the file does not say.
+    pub time: Option<jiff::Timestamp>,
+    /// Exclusive (`prune`, `check`, `forget`, `rebuild-index`) or shared (`backup`,
+    /// `restore`, ...).
+    pub exclusive: bool,
+    /// The host of the process that wrote it.
+    pub hostname: String,
+    /// Its user.
+    pub username: String,
+    /// Its PID on that host.
+    pub pid: Option<u32>,
+}
+
+/// restic's lock file, as restic 0.14 writes it (`restic/internal/restic/lock.go`).
+#[derive(Debug, serde::Deserialize)]
+struct LockJson {
+    time: Option<String>,
+    #[serde(default)]
+    exclusive: bool,
+    #[serde(default)]
+    hostname: String,
+    #[serde(default)]
+    username: String,
+    pid: Option<u32>,
 }
 
 /// Repository statistics.
@@ -1012,6 +1126,39 @@ impl Repo {
                 read_data_percent: read_data_percent.unwrap_or(0.0),
                 ok,
             })
+        })
+        .await
+    }
+
+    /// The lock files in `locks/` (restic's; kopi-docka writes none), decrypted and parsed. A
+    /// file that is not a lock restic would write is returned with what could be read.
+    pub async fn foreign_locks(&self) -> Result<Vec<ForeignLock>, RepoError> {
+        let this = self.clone();
+        blocking(move || {
+            let files = this
+                .inner
+                .lock_files()
+                .map_err(engine("reading the lock files"))?;
+            Ok(files
+                .into_iter()
+                .map(|(id, json)| {
+                    let lock: LockJson = serde_json::from_slice(&json).unwrap_or(LockJson {
+                        time: None,
+                        exclusive: false,
+                        hostname: "?".into(),
+                        username: "?".into(),
+                        pid: None,
+                    });
+                    ForeignLock {
+                        id: id.to_hex().chars().take(8).collect(),
+                        time: lock.time.and_then(|t| t.parse().ok()),
+                        exclusive: lock.exclusive,
+                        hostname: lock.hostname,
+                        username: lock.username,
+                        pid: lock.pid,
+                    }
+                })
+                .collect())
         })
         .await
     }

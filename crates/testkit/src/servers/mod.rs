@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, azurite};
 pub use gcs::gcs;
-pub use moto::{moto, start_moto};
+pub use moto::{AuthMoto, moto, start_moto, start_moto_with_auth};
 pub use proxy::Proxy;
 pub use rclone::{REST_PASS, REST_USER, rest, webdav};
 
