@@ -266,7 +266,7 @@ pub struct MountConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// `stop`, `dump` or `skip` (label `kopi-docka.policy`).
+    /// `stop`, `dump`, `skip` or `snapshot-live` (label `kopi-docka.policy`).
     pub policy: Option<crate::unit::policy::PolicyKind>,
     /// The dump engine (label `kopi-docka.dump`).
     pub dump: Option<crate::unit::DumpEngine>,

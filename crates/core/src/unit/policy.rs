@@ -49,6 +49,8 @@ pub enum PolicyKind {
     Dump,
     /// `skip`.
     Skip,
+    /// `snapshot-live`.
+    SnapshotLive,
 }
 
 impl PolicyKind {
@@ -58,6 +60,7 @@ impl PolicyKind {
             Self::Stop => "stop",
             Self::Dump => "dump",
             Self::Skip => "skip",
+            Self::SnapshotLive => "snapshot-live",
         }
     }
 }

@@ -237,5 +237,9 @@ mod tests {
         };
         let s = resolve(&labels(&[]), "registry.local/db:1", Some(&config)).unwrap();
         assert_eq!(s.policy.dump().unwrap().engine, DumpEngine::Mariadb);
+        // snapshot-live from the config, over a label that says stop.
+        let config: ServiceConfig = toml::from_str(r#"policy = "snapshot-live""#).unwrap();
+        let s = resolve(&labels(&[(label::POLICY, "stop")]), "pg", Some(&config)).unwrap();
+        assert_eq!(s.policy, Policy::SnapshotLive);
     }
 }
