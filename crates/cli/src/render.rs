@@ -41,6 +41,15 @@ pub fn human_bytes(bytes: u64) -> String {
     bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
+/// The notice that shows a new disaster-recovery bundle's passphrase, once.
+pub fn passphrase_notice(p: &kopi_docka_core::dr::Passphrase) -> String {
+    format!(
+        "\nPassphrase of the bundle (shown only now; write it down and keep it apart from the \
+         bundle: without it the bundle cannot be opened):\n\n    {}\n",
+        p.reveal()
+    )
+}
+
 /// The line of one coverage entry that is not backed up.
 pub fn gap_line(entry: &CoverageEntry) -> String {
     let status = match entry.verdict.status {

@@ -16,7 +16,7 @@ use crate::docker::Engine;
 use crate::history::{self, RunRecord};
 use crate::lock::{Lock, LockError, LockMode, RUN_LOCK};
 use crate::repo::{Repo, RepoError, RepoSettings};
-use crate::unit::{self, MountRules, Unit};
+use crate::unit::{self, Unit};
 
 /// A check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,9 +85,8 @@ pub async fn run(loaded: &LoadedConfig, unit_dir: &Path, now: jiff::Timestamp) -
     monitoring_checks(loaded, &mut checks);
     checks.push(dr_check(loaded, now));
 
-    let rules = MountRules::from_config(loaded);
     let units: Option<Vec<Unit>> = match &engine {
-        Some(engine) => match unit::discover(engine, &rules).await {
+        Some(engine) => match unit::discover_configured(engine, loaded).await {
             Ok(units) => Some(units),
             Err(error) => {
                 checks.push(check("discovery", Status::Fail, error.to_string()));

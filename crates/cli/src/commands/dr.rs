@@ -57,14 +57,14 @@ async fn export(
     if args.stream {
         printer.bytes(&dr::export::seal(&bundle, &passphrase)?)?;
         if generated {
-            printer.notice(&passphrase_notice(&passphrase));
+            printer.notice(&crate::render::passphrase_notice(&passphrase));
         }
         return Ok(ExitCode::Ok);
     }
     let report = dr::export::write(&bundle, info, &passphrase, args.file.clone(), generated)?;
     printer.report(&report)?;
     if generated {
-        printer.notice(&passphrase_notice(&passphrase));
+        printer.notice(&crate::render::passphrase_notice(&passphrase));
     }
     Ok(ExitCode::Ok)
 }
@@ -81,14 +81,6 @@ impl Render for ExportReport {
             self.info.host
         )
     }
-}
-
-pub(crate) fn passphrase_notice(p: &Passphrase) -> String {
-    format!(
-        "\nPassphrase of the bundle (shown only now; write it down and keep it apart from the \
-         bundle: without it the bundle cannot be opened):\n\n    {}\n",
-        p.reveal()
-    )
 }
 
 async fn import(

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use kopi_docka_core::docker::{Engine, Identity};
-use kopi_docka_core::unit::{self, MountRules, Unit, UnitKind};
+use kopi_docka_core::unit::{self, Unit, UnitKind};
 
 use serde::Serialize;
 
@@ -29,9 +29,7 @@ struct UnitsReport {
 pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let loaded = crate::settings::config(global)?;
     let engine = Engine::connect(loaded.engine_target()?).await?;
-    let rules = MountRules::from_config(&loaded);
-    let mut units = unit::discover(&engine, &rules).await?;
-    unit::bind_systemd_units(&mut units, &loaded.config);
+    let units = unit::discover_configured(&engine, &loaded).await?;
     let warnings = unit::unmatched_config_names(&loaded.config, &units);
     // A label kopi-docka cannot follow is a configuration error, never silently ignored.
     let label_errors = units.iter().any(|u| !u.policy_errors.is_empty());

@@ -23,7 +23,7 @@ use crate::lock::LockError;
 use crate::monitor::{self, Ping};
 use crate::progress::ProgressSink;
 use crate::repo::{RepoError, RepoSettings, Scope, WriteRepo};
-use crate::unit::{self, ContainerState, CoverageEntry, MountRules, Unit, UnitKind};
+use crate::unit::{self, ContainerState, CoverageEntry, Unit, UnitKind};
 
 /// What a run does, resolved from the configuration and the command line.
 #[derive(Debug, Clone)]
@@ -232,9 +232,7 @@ async fn run_units(
         tracing::warn!(container = %name, "started a container a previous run left stopped");
     }
 
-    let rules = MountRules::from_config(loaded);
-    let mut all = unit::discover(engine, &rules).await?;
-    unit::bind_systemd_units(&mut all, &loaded.config);
+    let all = unit::discover_configured(engine, loaded).await?;
     for warning in unit::unmatched_config_names(&loaded.config, &all) {
         tracing::warn!("{warning}");
         warnings.push(warning);
@@ -474,9 +472,7 @@ pub async fn plan(
     // The repository settings are checked as a real run would, though nothing is written.
     RepoSettings::from_config(loaded)?;
     let engine = Engine::connect(loaded.engine_target()?).await?;
-    let rules = MountRules::from_config(loaded);
-    let mut all = unit::discover(&engine, &rules).await?;
-    unit::bind_systemd_units(&mut all, &loaded.config);
+    let all = unit::discover_configured(&engine, loaded).await?;
     let units = select(&all, &settings.units)?;
     let state_dir = loaded.env.state_dir();
     let size = |path: &Path| sizes.then(|| tree_size(path));

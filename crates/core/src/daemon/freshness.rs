@@ -3,7 +3,7 @@
 
 use super::DaemonSettings;
 use crate::docker::Engine;
-use crate::unit::{self, MountRules};
+use crate::unit;
 use crate::{history, monitor, notify};
 
 /// Alerts (once per overdue period) about units whose last success is too old.
@@ -41,8 +41,7 @@ async fn units(settings: &DaemonSettings) -> Vec<String> {
     if let Ok(host) = loaded.engine_target()
         && let Ok(engine) = Engine::connect(host).await
     {
-        let rules = MountRules::from_config(loaded);
-        match unit::discover(&engine, &rules).await {
+        match unit::discover_configured(&engine, loaded).await {
             Ok(units) => return units.iter().map(|u| u.name.to_string()).collect(),
             Err(error) => tracing::warn!("freshness check: {error}"),
         }

@@ -103,9 +103,21 @@ pub fn unit_config<'a>(
     })
 }
 
+/// The units on the engine as `loaded` sees them: its mount rules applied and its
+/// `[units.<name>] systemd-unit` mappings bound. Every command that looks at units uses this,
+/// so `units`, `doctor`, the daemon and a backup agree on what a unit is.
+pub async fn discover_configured(
+    engine: &crate::docker::Engine,
+    loaded: &crate::config::LoadedConfig,
+) -> Result<Vec<Unit>, crate::docker::DockerError> {
+    let mut units = discover(engine, &MountRules::from_config(loaded)).await?;
+    bind_systemd_units(&mut units, &loaded.config);
+    Ok(units)
+}
+
 /// Puts `[units.<name>] systemd-unit` on the unit's containers: they are stopped and started
 /// through that unit ([`crate::stop`]).
-pub fn bind_systemd_units(units: &mut [Unit], config: &crate::config::Config) {
+fn bind_systemd_units(units: &mut [Unit], config: &crate::config::Config) {
     for unit in units {
         let Some(table) = unit_config(config, unit.name.as_str()) else {
             continue;

@@ -423,7 +423,7 @@ async fn dr_bundle(
         )?;
         if passphrase.1 {
             ask.printer
-                .notice(&super::dr::passphrase_notice(&passphrase.0));
+                .notice(&crate::render::passphrase_notice(&passphrase.0));
         }
         Ok(report.file)
     }
