@@ -25,11 +25,12 @@ fi
 # exposition-format parser of the notification tests; openssh-server is the real SFTP server of
 # the SFTP tests, started by each test binary on 127.0.0.1 with its own config and port: the
 # system service is not used; btrfs-progs and xfsprogs make the loop-mounted filesystems of the
-# snapshot cold-pass tests; debootstrap builds the Debian images of the database and systemd tests).
+# snapshot cold-pass tests; debootstrap builds the Debian images of the database and systemd tests;
+# chromium and chromium-driver run the dashboard's browser test headless through WebDriver).
 PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3 stunnel4
     podman podman-compose runc uidmap
     systemd python3-aiosmtpd python3-prometheus-client openssh-server btrfs-progs xfsprogs
-    debootstrap)
+    debootstrap chromium chromium-driver)
 need_install=()
 command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || need_install+=(docker-compose)
@@ -52,6 +53,8 @@ command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
 command -v mkfs.btrfs >/dev/null 2>&1 || need_install+=(btrfs-progs)
 command -v mkfs.xfs >/dev/null 2>&1 || need_install+=(xfsprogs)
 command -v debootstrap >/dev/null 2>&1 || need_install+=(debootstrap)
+[[ -x /usr/bin/chromium ]] || need_install+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_install+=(chromium-driver)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive

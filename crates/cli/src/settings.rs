@@ -78,6 +78,17 @@ fn backup_command(
     loaded: &LoadedConfig,
     units: &[String],
 ) -> anyhow::Result<BackupCommand> {
+    let mut command = own_command(global, loaded)?;
+    command.args.extend(["backup".into(), "--wait".into()]);
+    for unit in units {
+        command.args.extend(["--unit".into(), unit.into()]);
+    }
+    Ok(command)
+}
+
+/// This binary with the global options that make a child see what we see:
+/// `kopi-docka [--config PATH] [-v...|--quiet] [--repo R]`.
+fn own_command(global: &GlobalArgs, loaded: &LoadedConfig) -> anyhow::Result<BackupCommand> {
     let program = std::env::current_exe().context("finding the kopi-docka binary")?;
     let mut args: Vec<OsString> = Vec::new();
     if let Some(config) = &loaded.path {
@@ -93,11 +104,17 @@ fn backup_command(
     if let Some(repo) = &global.repo {
         args.extend(["--repo".into(), repo.into()]);
     }
-    args.extend(["backup".into(), "--wait".into()]);
-    for unit in units {
-        args.extend(["--unit".into(), unit.into()]);
-    }
     Ok(BackupCommand { program, args })
+}
+
+/// The daemon's dashboard from `[web]`; `None` when it is off.
+pub fn web(
+    global: &GlobalArgs,
+    loaded: &LoadedConfig,
+) -> anyhow::Result<Option<kopi_docka_web::WebSettings>> {
+    let command = own_command(global, loaded)?;
+    kopi_docka_web::WebSettings::from_config(loaded, command)
+        .map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// The timer's `OnCalendar=`: `--schedule`, else `[daemon] schedule` when it is a calendar

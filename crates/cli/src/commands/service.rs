@@ -8,6 +8,7 @@ use kopi_docka_core::daemon::{self, ServiceStatus};
 use kopi_docka_core::lock::LockState;
 use kopi_docka_core::systemd::notify::ServiceManager;
 use kopi_docka_core::systemd::units;
+use kopi_docka_web::Dashboard;
 use serde::Serialize;
 
 use crate::cli::{DaemonArgs, GlobalArgs, JsonArgs, ServiceCommand, WriteUnitsArgs};
@@ -103,6 +104,21 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
     let events = signals::daemon_events()?;
     let manager = ServiceManager::from_env()?;
     let settings = crate::settings::daemon(global, args)?;
+    // The dashboard is bound before the daemon says READY, so a taken port or a public
+    // address fails the start instead of going unnoticed. It keeps the settings of the start
+    // (a reload does not move it).
+    let dashboard = match crate::settings::web(global, &settings.loaded)? {
+        Some(web) => Some(Dashboard::bind(web).await?),
+        None => None,
+    };
+    let handle = dashboard.as_ref().map(Dashboard::handle);
+    if let Some(dashboard) = dashboard {
+        tokio::spawn(async move {
+            if let Err(error) = dashboard.serve().await {
+                tracing::error!("the dashboard stopped: {error}");
+            }
+        });
+    }
     daemon::run(
         &manager,
         settings,
@@ -110,6 +126,10 @@ async fn daemon(global: &GlobalArgs, args: &DaemonArgs) -> anyhow::Result<ExitCo
         events,
     )
     .await?;
+    // A backup started from the dashboard gets the same safe stop as the daemon's own.
+    if let Some(handle) = handle {
+        handle.stop().await;
+    }
     Ok(ExitCode::Ok)
 }
 

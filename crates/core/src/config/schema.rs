@@ -45,6 +45,23 @@ pub struct Config {
     /// One message per run to webhooks, chat services or email.
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// The daemon's web dashboard and JSON API (off unless `listen` is set).
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// `[web]`: the dashboard the daemon serves (`kopi-docka admin service daemon`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Address and port to serve on (`127.0.0.1:8470`); unset: no dashboard.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allow a non-loopback `listen` address (behind a firewall or a TLS proxy on another
+    /// host); without it the daemon refuses to start with one.
+    pub allow_public: bool,
+    /// A header set by a reverse proxy that has authenticated the user (`X-Forwarded-User`):
+    /// requests from a loopback peer that carry it need no token.
+    pub trusted_header: Option<String>,
 }
 
 /// `[notifications]`: where the one message per run goes, and when.
