@@ -384,8 +384,8 @@ pub struct HistoryFilter {
     pub failed: bool,
     /// Only runs since this time (`2026-11-01`, `7d`).
     pub since: Option<String>,
-    /// Only the newest N.
-    pub limit: Option<usize>,
+    /// Only the newest N (text: an empty form field is no limit).
+    pub limit: Option<String>,
 }
 
 fn checkbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -432,8 +432,12 @@ pub fn history_page(loaded: &LoadedConfig, filter: HistoryFilter) -> HistoryPage
                 })
     });
     runs.reverse();
-    if let Some(limit) = filter.limit {
-        runs.truncate(limit);
+    match filter.limit.as_deref().map(str::trim) {
+        None | Some("") => {}
+        Some(text) => match text.parse() {
+            Ok(limit) => runs.truncate(limit),
+            Err(_) => filter_error = Some(format!("limit = {text:?}: not a number")),
+        },
     }
     HistoryPage {
         filter,

@@ -267,8 +267,8 @@ fn word<T: serde::Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other
-            .get("mode")
-            .or_else(|| other.get("kind"))
+            .get("policy")
+            .or_else(|| other.get("mode"))
             .and_then(|v| v.as_str())
             .map_or_else(|| other.to_string(), str::to_owned),
         Err(_) => "?".to_owned(),
@@ -324,7 +324,7 @@ pub fn history(p: &HistoryPage) -> String {
         esc(f.unit.as_deref().unwrap_or("")),
         esc(f.since.as_deref().unwrap_or("")),
         if f.failed { " checked" } else { "" },
-        f.limit.map(|l| l.to_string()).unwrap_or_default(),
+        esc(f.limit.as_deref().unwrap_or("")),
     );
     if let Some(error) = &p.filter_error {
         let _ = write!(b, "<p class=fail>{}</p>", esc(error));

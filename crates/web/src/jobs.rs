@@ -168,8 +168,8 @@ impl Jobs {
         command.args(&settings.command.args);
         let unit_arg = format!("--unit={unit}");
         match kind {
-            JobKind::Backup => command.args(["backup", &unit_arg]),
-            JobKind::Drill => command.args(["restore", "--drill", &unit_arg, "--yes", "--json"]),
+            JobKind::Backup => command.args(["backup", unit_arg.as_str()]),
+            JobKind::Drill => command.args(["restore", "--drill", unit_arg.as_str(), "--yes", "--json"]),
         };
         // Like the daemon's own backup: the child is not the service's main process.
         for name in notify::ENV {
