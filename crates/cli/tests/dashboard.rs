@@ -45,9 +45,17 @@ impl Answer {
 
 /// `method path` to `addr` with `headers` and an optional body; HTTP/1.1, one request per
 /// connection.
-fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_mins(2))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_mins(2)))
+        .unwrap();
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -75,7 +83,11 @@ fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], bo
     let chunked = headers
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { unchunk(rest) } else { rest.to_owned() };
+    let body = if chunked {
+        unchunk(rest)
+    } else {
+        rest.to_owned()
+    };
     Answer {
         status,
         headers,
@@ -189,10 +201,16 @@ fn every_route_needs_the_token() {
     let token = token(&env);
     // The token file is private, and the token is never in the log.
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(env.path("state/web-token")).unwrap().permissions(),
+        &std::fs::metadata(env.path("state/web-token"))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    assert!(!daemon.child.log().contains(&token), "{}", daemon.child.log());
+    assert!(
+        !daemon.child.log().contains(&token),
+        "{}",
+        daemon.child.log()
+    );
 
     let wrong = bearer(&"0".repeat(64));
     let cookie_wrong = format!("kopi_docka_session={}", "0".repeat(64));
@@ -206,8 +224,14 @@ fn every_route_needs_the_token() {
             vec![("Cookie", &*format!("kopi_docka_session={token}"))],
         ] {
             let answer = http(daemon.addr, method, path, &headers, "");
-            assert_eq!(answer.status, 401, "{method} {path} with {headers:?}: {answer:?}");
-            assert!(!answer.body.contains("kopi_docka_unit"), "{path} leaked metrics");
+            assert_eq!(
+                answer.status, 401,
+                "{method} {path} with {headers:?}: {answer:?}"
+            );
+            assert!(
+                !answer.body.contains("kopi_docka_unit"),
+                "{path} leaked metrics"
+            );
         }
         let answer = http(daemon.addr, method, &format!("{path}?token=wrong"), &[], "");
         assert_eq!(answer.status, 401, "{method} {path}?token=wrong");
@@ -224,16 +248,28 @@ fn every_route_needs_the_token() {
     }
     let metrics = daemon.get("/metrics", &[("Authorization", &auth)]);
     assert_eq!(metrics.status, 200);
-    assert!(metrics.body.contains("# TYPE kopi_docka_unit_last_run_success gauge"), "{}", metrics.body);
+    assert!(
+        metrics
+            .body
+            .contains("# TYPE kopi_docka_unit_last_run_success gauge"),
+        "{}",
+        metrics.body
+    );
 
     // Logging in with ?token= sets a private session cookie and drops the token from the URL.
     let login = daemon.get(&format!("/history?token={token}"), &[]);
     assert_eq!(login.status, 303, "{login:?}");
     assert_eq!(login.header("location"), Some("/history"));
     let set_cookie = login.header("set-cookie").unwrap().to_owned();
-    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
-    assert!(!cookie.contains(&token), "the cookie is a session, not the token");
+    assert!(
+        !cookie.contains(&token),
+        "the cookie is a session, not the token"
+    );
     let page = daemon.get("/history", &[("Cookie", &cookie)]);
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Run history"));
@@ -242,7 +278,10 @@ fn every_route_needs_the_token() {
     // another origin is refused.
     let form = daemon.post(
         "/units/web/backup",
-        &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")],
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
         "csrf=wrong",
     );
     assert_eq!(form.status, 403, "{form:?}");
@@ -271,19 +310,26 @@ fn every_route_needs_the_token() {
     let proxied = daemon.get("/api/overview", &[("X-Forwarded-User", "alice")]);
     assert_eq!(proxied.status, 200, "{proxied:?}");
     assert_eq!(
-        daemon.get("/api/overview", &[("X-Forwarded-User", "")]).status,
+        daemon
+            .get("/api/overview", &[("X-Forwarded-User", "")])
+            .status,
         401
     );
 
     let log = daemon.stop();
-    assert!(!log.contains(&token), "the token must never be logged: {log}");
+    assert!(
+        !log.contains(&token),
+        "the token must never be logged: {log}"
+    );
 }
 
 /// A public address needs `allow-public`; the daemon refuses to start without it.
 #[test]
 fn a_public_address_is_refused() {
     let env = Env::builder()
-        .extra("[web]\nlisten = \"0.0.0.0:0\"\n[docker]\nhost = \"unix:///nonexistent/kdtest.sock\"\n")
+        .extra(
+            "[web]\nlisten = \"0.0.0.0:0\"\n[docker]\nhost = \"unix:///nonexistent/kdtest.sock\"\n",
+        )
         .build();
     let out = env
         .cmd(&["admin", "service", "daemon", "--schedule", "monthly"])
@@ -298,7 +344,9 @@ fn a_public_address_is_refused() {
 fn wait_job(daemon: &Daemon, auth: &str, id: u64) -> Value {
     let deadline = Instant::now() + Duration::from_mins(4);
     loop {
-        let job = daemon.get(&format!("/api/jobs/{id}"), &[("Authorization", auth)]).json();
+        let job = daemon
+            .get(&format!("/api/jobs/{id}"), &[("Authorization", auth)])
+            .json();
         if job["state"] != "running" {
             return job;
         }
@@ -329,7 +377,7 @@ fn backup_and_drill_from_the_api_under_the_run_lock() {
     env.write_config(
         "holding.toml",
         &format!(
-            "[hooks]\npre-backup = [\"sh\", \"-c\", \"touch {}; while [ ! -e {} ]; do sleep 0.1; done\"]\n",
+            "[hooks]\npre-backup = [\"/bin/sh\", \"-c\", \"touch {}; while [ ! -e {} ]; do sleep 0.1; done\"]\n",
             started.display(),
             release.display()
         ),
@@ -350,7 +398,13 @@ fn backup_and_drill_from_the_api_under_the_run_lock() {
     wait_for_file(&started, &mut cli);
     let refused = daemon.post(&unit_path, &[("Authorization", &auth)], "");
     assert_eq!(refused.status, 409, "{refused:?}");
-    assert!(refused.json()["error"].as_str().unwrap().contains("run lock"), "{refused:?}");
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("run lock"),
+        "{refused:?}"
+    );
     std::fs::write(&release, "").unwrap();
     let finished = cli.finish();
     assert!(finished.status.success(), "{}", finished.stderr);
@@ -367,17 +421,38 @@ fn backup_and_drill_from_the_api_under_the_run_lock() {
     );
     let job = wait_job(&daemon, &auth, id);
     assert_eq!(job["state"], "succeeded", "{job:#}");
-    assert!(!job["lines"].as_array().unwrap().is_empty(), "the live log: {job:#}");
+    assert!(
+        !job["lines"].as_array().unwrap().is_empty(),
+        "the live log: {job:#}"
+    );
     assert_eq!(points(&env, &stack), before + 1, "a new restore point");
-    let unit = daemon.get(&format!("/api/units/{stack}"), &[("Authorization", &auth)]).json();
-    assert_eq!(unit["points"].as_array().unwrap().len(), before + 1, "{unit:#}");
-    assert!(unit["restore_command"].as_str().unwrap().contains(&format!("restore --unit {stack} --backup-id ")), "{unit:#}");
+    let unit = daemon
+        .get(&format!("/api/units/{stack}"), &[("Authorization", &auth)])
+        .json();
+    assert_eq!(
+        unit["points"].as_array().unwrap().len(),
+        before + 1,
+        "{unit:#}"
+    );
+    assert!(
+        unit["restore_command"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("restore --unit {stack} --backup-id ")),
+        "{unit:#}"
+    );
 
-    let drill = daemon.post(&format!("/api/units/{stack}/drill"), &[("Authorization", &auth)], "");
+    let drill = daemon.post(
+        &format!("/api/units/{stack}/drill"),
+        &[("Authorization", &auth)],
+        "",
+    );
     assert_eq!(drill.status, 202, "{drill:?}");
     let job = wait_job(&daemon, &auth, drill.json()["id"].as_u64().unwrap());
     assert_eq!(job["state"], "succeeded", "{job:#}");
-    let overview = daemon.get("/api/overview", &[("Authorization", &auth)]).json();
+    let overview = daemon
+        .get("/api/overview", &[("Authorization", &auth)])
+        .json();
     let row = overview["units"]
         .as_array()
         .unwrap()
@@ -394,7 +469,10 @@ fn backup_and_drill_from_the_api_under_the_run_lock() {
 fn wait_for_file(path: &Path, child: &mut LoggedChild) {
     let deadline = Instant::now() + Duration::from_mins(2);
     while !path.exists() {
-        assert!(child.running(), "the backup ended before its hook ran: {}", child.log());
+        if !child.running() {
+            let line = child.wait_for_line("the backup's last words", |_| false);
+            panic!("the backup ended before its hook ran: {line}");
+        }
         assert!(Instant::now() < deadline, "the hook did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -407,13 +485,13 @@ fn the_fleet_shows_every_host_of_the_repository() {
     if !support::docker_tests_enabled("the_fleet_shows_every_host_of_the_repository") {
         return;
     }
-    let mut env = Env::builder()
-        .init()
-        .extra(WEB)
-        .build();
+    let mut env = Env::builder().init().extra(WEB).build();
     let (stack, _dir) = env.stack("");
     // Host "kdtest-alpha" is the daemon's; "kdtest-beta" has its own config and state dir.
-    for (name, host) in [("config.toml", "kdtest-alpha"), ("beta/config.toml", "kdtest-beta")] {
+    for (name, host) in [
+        ("config.toml", "kdtest-alpha"),
+        ("beta/config.toml", "kdtest-beta"),
+    ] {
         let text = format!(
             "[repository]\nlocation = \"{}\"\npassword-file = \"{}\"\nhostname = \"{host}\"\n{WEB}",
             env.repo().display(),
@@ -444,7 +522,11 @@ fn the_fleet_shows_every_host_of_the_repository() {
         assert_eq!(host["units"][0]["health"], "ok", "{host:#}");
     }
     let page = daemon.get("/fleet", &[("Authorization", &auth)]);
-    assert!(page.body.contains("kdtest-beta") && page.body.contains("(this host)"), "{}", page.body);
+    assert!(
+        page.body.contains("kdtest-beta") && page.body.contains("(this host)"),
+        "{}",
+        page.body
+    );
     daemon.stop();
 }
 
@@ -493,7 +575,13 @@ impl Browser {
                 ]
             }
         }}});
-        let answer = http(addr, "POST", "/session", &[("Content-Type", "application/json")], &caps.to_string());
+        let answer = http(
+            addr,
+            "POST",
+            "/session",
+            &[("Content-Type", "application/json")],
+            &caps.to_string(),
+        );
         let doc = answer.json();
         let session = doc["value"]["sessionId"]
             .as_str()
@@ -525,7 +613,11 @@ impl Browser {
     }
 
     fn find(&self, using: &str, value: &str) -> String {
-        let found = self.call("POST", "/element", &json!({ "using": using, "value": value }));
+        let found = self.call(
+            "POST",
+            "/element",
+            &json!({ "using": using, "value": value }),
+        );
         found[ELEMENT].as_str().unwrap().to_owned()
     }
 
@@ -554,7 +646,13 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = http(self.addr, "DELETE", &format!("/session/{}", self.session), &[], "");
+        let _ = http(
+            self.addr,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            &[],
+            "",
+        );
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -601,7 +699,11 @@ fn wait_text(browser: &Browser, what: &str, done: impl Fn(&str) -> bool) -> Vec<
         if finished {
             return seen;
         }
-        assert!(Instant::now() < deadline, "{what}: last text:\n{}", seen.last().unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "{what}: last text:\n{}",
+            seen.last().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(150));
     }
 }
@@ -622,24 +724,47 @@ fn the_pages_in_a_real_browser() {
     let browser = Browser::start();
 
     browser.go(&format!("{base}/"));
-    assert!(browser.text().contains("401 Unauthorized"), "{}", browser.text());
+    assert!(
+        browser.text().contains("401 Unauthorized"),
+        "{}",
+        browser.text()
+    );
     browser.go(&format!("{base}/?token={}", token(&env)));
     let overview = browser.text();
-    assert!(overview.contains(&format!("{stack}\nstack")) || overview.contains(&stack), "{overview}");
-    assert!(overview.contains("Last good backup") && overview.contains(" ok "), "{overview}");
+    assert!(
+        overview.contains(&format!("{stack}\nstack")) || overview.contains(&stack),
+        "{overview}"
+    );
+    assert!(
+        overview.contains("Last good backup") && overview.contains(" ok "),
+        "{overview}"
+    );
     browser.screenshot("overview");
 
     browser.click("link text", &stack);
     let unit = browser.text();
-    for expected in ["Containers", "Mounts and coverage", "backed up", "Restore points", "restore --unit"] {
-        assert!(unit.contains(expected), "{expected:?} on the unit page:\n{unit}");
+    for expected in [
+        "Containers",
+        "Mounts and coverage",
+        "backed up",
+        "Restore points",
+        "restore --unit",
+    ] {
+        assert!(
+            unit.contains(expected),
+            "{expected:?} on the unit page:\n{unit}"
+        );
     }
     let points_before = unit.matches("restore command").count();
     assert_eq!(points_before, 1, "{unit}");
     browser.screenshot("unit");
 
     browser.click("link text", "Back up now");
-    assert!(browser.text().contains(&format!("Back up {stack} now?")), "{}", browser.text());
+    assert!(
+        browser.text().contains(&format!("Back up {stack} now?")),
+        "{}",
+        browser.text()
+    );
     browser.screenshot("confirm");
     browser.click("css selector", "#confirm");
     let seen = wait_text(&browser, "the live view", |t| t.contains("finished:"));
@@ -653,11 +778,19 @@ fn the_pages_in_a_real_browser() {
 
     browser.click("link text", &stack);
     let unit = browser.text();
-    assert_eq!(unit.matches("restore command").count(), points_before + 1, "{unit}");
+    assert_eq!(
+        unit.matches("restore command").count(),
+        points_before + 1,
+        "{unit}"
+    );
 
     browser.go(&format!("{base}/history"));
     let history = browser.text();
-    assert_eq!(history.matches(&format!("{stack}: success")).count(), 2, "{history}");
+    assert_eq!(
+        history.matches(&format!("{stack}: success")).count(),
+        2,
+        "{history}"
+    );
     browser.screenshot("history");
     browser.go(&format!("{base}/fleet"));
     assert!(browser.text().contains("(this host)"), "{}", browser.text());

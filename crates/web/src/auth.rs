@@ -174,7 +174,10 @@ fn login(app: &App, path: &str, token: &str) -> Response {
     if !same_secret(token, &app.token) {
         return unauthorized();
     }
-    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", app.session);
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        app.session
+    );
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -197,7 +200,6 @@ fn unauthorized() -> Response {
     )
         .into_response()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -233,10 +235,19 @@ mod tests {
     fn origins_must_match_the_host() {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8470"));
-        assert!(same_origin(&headers), "no Origin: not a cross-site browser request");
-        headers.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8470"));
+        assert!(
+            same_origin(&headers),
+            "no Origin: not a cross-site browser request"
+        );
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8470"),
+        );
         assert!(same_origin(&headers));
-        headers.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(!same_origin(&headers));
         headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(!same_origin(&headers));

@@ -93,10 +93,7 @@ fn seconds(s: Option<f64>) -> String {
 }
 
 fn badge(health: Health) -> String {
-    format!(
-        "<span class=\"badge {0}\">{0}</span>",
-        health.as_str()
-    )
+    format!("<span class=\"badge {0}\">{0}</span>", health.as_str())
 }
 
 /// The overview page.
@@ -179,7 +176,12 @@ pub fn unit(p: &UnitPage) -> String {
         r.max_age_hours
     );
     if !r.reasons.is_empty() {
-        let _ = write!(b, "<p class={}>{}</p>", r.health.as_str(), esc(&r.reasons.join("; ")));
+        let _ = write!(
+            b,
+            "<p class={}>{}</p>",
+            r.health.as_str(),
+            esc(&r.reasons.join("; "))
+        );
     }
     let _ = write!(
         b,
@@ -241,7 +243,9 @@ fn restore_points(b: &mut String, p: &UnitPage, link: &str) {
             esc(cmd)
         );
     }
-    b.push_str("<table><tr><th>Point</th><th>Time</th><th>Completeness</th><th>Data</th><th></th></tr>");
+    b.push_str(
+        "<table><tr><th>Point</th><th>Time</th><th>Completeness</th><th>Data</th><th></th></tr>",
+    );
     for point in &p.points {
         let id = point.backup_id.to_string();
         let _ = write!(
@@ -293,7 +297,11 @@ fn chart(runs: &[UnitRun], value: impl Fn(&UnitRun) -> f64, unit: &str) -> Strin
     for (i, run) in runs.iter().enumerate() {
         let v = value(run);
         let bh = (v / max * h).max(1.0);
-        let colour = if run.status == "success" { "#2456c7" } else { "#b42318" };
+        let colour = if run.status == "success" {
+            "#2456c7"
+        } else {
+            "#b42318"
+        };
         let _ = write!(
             svg,
             "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{colour}\">\
@@ -373,7 +381,11 @@ pub fn fleet(f: Result<&Fleet, &str>) -> String {
         }
         Ok(f) => {
             for host in &f.hosts {
-                let this = if host.host == f.this_host { " (this host)" } else { "" };
+                let this = if host.host == f.this_host {
+                    " (this host)"
+                } else {
+                    ""
+                };
                 let _ = write!(
                     b,
                     "<h2>{} {}{this}</h2><p>Last run: {}</p><table><tr><th>Status</th>\
@@ -436,7 +448,10 @@ pub fn confirm(kind: JobKind, unit: &str, csrf: &str) -> String {
 
 /// A refusal or error, for people.
 pub fn message(title: &str, text: &str) -> String {
-    page(title, &format!("<h1>{}</h1><p>{}</p>", esc(title), esc(text)))
+    page(
+        title,
+        &format!("<h1>{}</h1><p>{}</p>", esc(title), esc(text)),
+    )
 }
 
 /// The live view of a job: the page polls `/api/jobs/{id}` and updates itself.
@@ -488,7 +503,10 @@ mod tests {
 
     #[test]
     fn text_and_urls_are_escaped() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(url("a b/c"), "a%20b%2Fc");
         assert_eq!(url("web-1.x_y"), "web-1.x_y");
     }

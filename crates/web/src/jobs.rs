@@ -169,7 +169,9 @@ impl Jobs {
         let unit_arg = format!("--unit={unit}");
         match kind {
             JobKind::Backup => command.args(["backup", unit_arg.as_str()]),
-            JobKind::Drill => command.args(["restore", "--drill", unit_arg.as_str(), "--yes", "--json"]),
+            JobKind::Drill => {
+                command.args(["restore", "--drill", unit_arg.as_str(), "--yes", "--json"])
+            }
         };
         // Like the daemon's own backup: the child is not the service's main process.
         for name in notify::ENV {
@@ -231,7 +233,10 @@ impl Jobs {
             {
                 tracing::warn!(%error, "reading the child's log failed");
             }
-            let code = status.as_ref().ok().and_then(std::process::ExitStatus::code);
+            let code = status
+                .as_ref()
+                .ok()
+                .and_then(std::process::ExitStatus::code);
             let succeeded = code == Some(0);
             if kind == JobKind::Drill {
                 let tail = jobs.get(id).map(|j| j.lines).unwrap_or_default();
@@ -249,7 +254,13 @@ impl Jobs {
                     JobState::Failed
                 };
             });
-            tracing::info!(job = id, unit, ?code, "dashboard {} finished", kind.as_str());
+            tracing::info!(
+                job = id,
+                unit,
+                ?code,
+                "dashboard {} finished",
+                kind.as_str()
+            );
             jobs.lock().running = None;
             // Nobody waiting for it is fine: the receiver lives in `running`, gone now.
             done_tx.send_replace(true);

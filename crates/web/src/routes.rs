@@ -52,7 +52,10 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(overview_page))
         .route("/units/{name}", get(unit_page))
-        .route("/units/{name}/{action}", get(confirm_page).post(action_form))
+        .route(
+            "/units/{name}/{action}",
+            get(confirm_page).post(action_form),
+        )
         .route("/history", get(history_page))
         .route("/fleet", get(fleet_page))
         .route("/live", get(live_page))
@@ -132,8 +135,14 @@ fn unknown_unit(name: &str) -> Response {
         .into_response()
 }
 
-async fn history_page(State(app): Shared, Query(filter): Query<data::HistoryFilter>) -> Html<String> {
-    Html(html::history(&data::history_page(&app.settings.loaded, filter)))
+async fn history_page(
+    State(app): Shared,
+    Query(filter): Query<data::HistoryFilter>,
+) -> Html<String> {
+    Html(html::history(&data::history_page(
+        &app.settings.loaded,
+        filter,
+    )))
 }
 
 async fn api_history(
@@ -179,7 +188,10 @@ async fn api_job(State(app): Shared, Path(id): Path<u64>) -> Response {
     }
 }
 
-async fn confirm_page(State(app): Shared, Path((name, action)): Path<(String, String)>) -> Response {
+async fn confirm_page(
+    State(app): Shared,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
     match JobKind::parse(&action) {
         Some(kind) => Html(html::confirm(kind, &name, &app.csrf)).into_response(),
         None => not_found().await,
@@ -217,9 +229,7 @@ async fn api_action(
     let Some(kind) = JobKind::parse(&action) else {
         return error_json(StatusCode::NOT_FOUND, "actions: backup, drill");
     };
-    let sent = headers
-        .get(auth::CSRF_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let sent = headers.get(auth::CSRF_HEADER).and_then(|v| v.to_str().ok());
     if !auth::csrf_ok(&app, credential, sent) {
         return error_json(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token");
     }
@@ -238,7 +248,10 @@ async fn api_action(
 async fn metrics(State(app): Shared) -> Response {
     let records = history::load_local_for(&app.settings.loaded).records;
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         monitor::textfile(&records),
     )
         .into_response()
