@@ -241,6 +241,18 @@ impl Jobs {
             if kind == JobKind::Drill {
                 let tail = jobs.get(id).map(|j| j.lines).unwrap_or_default();
                 let record = drills::from_output(&out, succeeded, &tail);
+                // With `--json` the drill's verdict is on stdout, not in its log: show what
+                // failed in the live view too.
+                if !record.errors.is_empty() {
+                    let errors = record.errors.clone();
+                    jobs.update(id, |job| {
+                        for error in errors {
+                            if !job.lines.contains(&error) {
+                                job.lines.push(format!("drill failed: {error}"));
+                            }
+                        }
+                    });
+                }
                 if let Err(error) = drills::save(&state_dir, &unit, record) {
                     tracing::warn!(%error, "cannot record the drill's result");
                 }
