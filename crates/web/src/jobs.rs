@@ -243,16 +243,7 @@ impl Jobs {
                 let record = drills::from_output(&out, succeeded, &tail);
                 // With `--json` the drill's verdict is on stdout, not in its log: show what
                 // failed in the live view too.
-                if !record.errors.is_empty() {
-                    let errors = record.errors.clone();
-                    jobs.update(id, |job| {
-                        for error in errors {
-                            if !job.lines.contains(&error) {
-                                job.lines.push(format!("drill failed: {error}"));
-                            }
-                        }
-                    });
-                }
+                jobs.update(id, |job| add_drill_errors(&mut job.lines, &record.errors));
                 if let Err(error) = drills::save(&state_dir, &unit, record) {
                     tracing::warn!(%error, "cannot record the drill's result");
                 }
@@ -304,6 +295,16 @@ impl Jobs {
     }
 }
 
+/// Adds what a drill's report says failed to its log lines (those not already there: without a
+/// report the errors are the log's last lines).
+fn add_drill_errors(lines: &mut Vec<String>, errors: &[String]) {
+    for error in errors {
+        if !lines.contains(error) {
+            lines.push(format!("drill failed: {error}"));
+        }
+    }
+}
+
 /// A log line without terminal colour codes.
 fn plain(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
@@ -326,6 +327,23 @@ fn plain(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drill_says_what_failed_once() {
+        let mut lines = vec!["error: no restore point".to_owned()];
+        let errors = [
+            "error: no restore point".to_owned(),
+            "secrets are redacted".to_owned(),
+        ];
+        add_drill_errors(&mut lines, &errors);
+        assert_eq!(
+            lines,
+            [
+                "error: no restore point",
+                "drill failed: secrets are redacted"
+            ]
+        );
+    }
 
     #[test]
     fn colour_codes_are_dropped() {
