@@ -1,7 +1,7 @@
 //! The daemon's web dashboard (`[web] listen`), against the real daemon binary: every route
 //! needs the token, the API's backup runs under the run lock and makes a point, a drill from
 //! the API, the fleet of two hosts writing to one repository, and the pages in a real
-//! headless Chromium driven through WebDriver (screenshots in target/dashboard-screenshots).
+//! headless Chromium driven through `WebDriver` (screenshots in target/dashboard-screenshots).
 //!
 //! HTTP is spoken with a small client over `std::net::TcpStream` (loopback only): the
 //! daemon's and chromedriver's answers are all this needs.
@@ -61,7 +61,10 @@ fn http(
         body.len()
     );
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
+        request.push_str("\r\n");
     }
     request.push_str("\r\n");
     request.push_str(body);
@@ -224,6 +227,59 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/units/web/drill"),
 ];
 
+/// Logging in with `?token=` and what a browser session may do.
+fn login_and_csrf(daemon: &Daemon, token: &str) {
+    // Logging in with ?token= sets a private session cookie and drops the token from the URL.
+    let login = daemon.get(&format!("/history?token={token}"), &[]);
+    assert_eq!(login.status, 303, "{login:?}");
+    assert_eq!(login.header("location"), Some("/history"));
+    let set_cookie = login.header("set-cookie").unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert!(
+        !cookie.contains(token),
+        "the cookie is a session, not the token"
+    );
+    let page = daemon.get("/history", &[("Cookie", &cookie)]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Run history"));
+
+    // A cookie is sent by the browser on its own: a POST needs the anti-CSRF token too, and
+    // another origin is refused.
+    let form = daemon.post(
+        "/units/web/backup",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "csrf=wrong",
+    );
+    assert_eq!(form.status, 403, "{form:?}");
+    let api = daemon.post("/api/units/web/backup", &[("Cookie", &cookie)], "");
+    assert_eq!(api.status, 403, "{api:?}");
+    let confirm = daemon.get("/units/web/backup", &[("Cookie", &cookie)]);
+    let csrf = confirm
+        .body
+        .split("name=csrf value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let cross = daemon.post(
+        "/units/web/backup",
+        &[
+            ("Cookie", &cookie),
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(cross.status, 403, "{cross:?}");
+}
+
 /// No engine needed: the dashboard comes up without one (units from the run records).
 #[test]
 fn every_route_needs_the_token() {
@@ -290,55 +346,7 @@ fn every_route_needs_the_token() {
         metrics.body
     );
 
-    // Logging in with ?token= sets a private session cookie and drops the token from the URL.
-    let login = daemon.get(&format!("/history?token={token}"), &[]);
-    assert_eq!(login.status, 303, "{login:?}");
-    assert_eq!(login.header("location"), Some("/history"));
-    let set_cookie = login.header("set-cookie").unwrap().to_owned();
-    assert!(
-        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
-        "{set_cookie}"
-    );
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
-    assert!(
-        !cookie.contains(&token),
-        "the cookie is a session, not the token"
-    );
-    let page = daemon.get("/history", &[("Cookie", &cookie)]);
-    assert_eq!(page.status, 200);
-    assert!(page.body.contains("Run history"));
-
-    // A cookie is sent by the browser on its own: a POST needs the anti-CSRF token too, and
-    // another origin is refused.
-    let form = daemon.post(
-        "/units/web/backup",
-        &[
-            ("Cookie", &cookie),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        "csrf=wrong",
-    );
-    assert_eq!(form.status, 403, "{form:?}");
-    let api = daemon.post("/api/units/web/backup", &[("Cookie", &cookie)], "");
-    assert_eq!(api.status, 403, "{api:?}");
-    let confirm = daemon.get("/units/web/backup", &[("Cookie", &cookie)]);
-    let csrf = confirm
-        .body
-        .split("name=csrf value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    let cross = daemon.post(
-        "/units/web/backup",
-        &[
-            ("Cookie", &cookie),
-            ("Origin", "http://evil.example"),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        &format!("csrf={csrf}"),
-    );
-    assert_eq!(cross.status, 403, "{cross:?}");
+    login_and_csrf(&daemon, &token);
 
     // The proxy's header counts from a loopback peer (this test is one).
     let proxied = daemon.get("/api/overview", &[("X-Forwarded-User", "alice")]);

@@ -66,7 +66,14 @@ pub fn load_or_create_token(state_dir: &StateDir) -> Result<(String, bool), WebE
 pub fn random_hex(bytes: usize) -> std::io::Result<String> {
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(buf
+        .iter()
+        .fold(String::with_capacity(bytes * 2), |mut hex, b| {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{b:02x}");
+            hex
+        }))
 }
 
 /// Compares secrets in time that does not depend on where they differ.

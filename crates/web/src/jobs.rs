@@ -164,23 +164,7 @@ impl Jobs {
         if lock::peek(&locks, RUN_LOCK) == LockState::Held {
             return Err(Refused::RunLock);
         }
-        let mut command = tokio::process::Command::new(&settings.command.program);
-        command.args(&settings.command.args);
-        let unit_arg = format!("--unit={unit}");
-        match kind {
-            JobKind::Backup => command.args(["backup", unit_arg.as_str()]),
-            JobKind::Drill => {
-                command.args(["restore", "--drill", unit_arg.as_str(), "--yes", "--json"])
-            }
-        };
-        // Like the daemon's own backup: the child is not the service's main process.
-        for name in notify::ENV {
-            command.env_remove(name);
-        }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut command = child_command(settings, kind, unit);
         let mut child = command.spawn().map_err(|e| Refused::Spawn(e.to_string()))?;
         inner.next_id += 1;
         let job = Job {
@@ -293,6 +277,29 @@ impl Jobs {
             tracing::debug!("the job ended before we could wait for it");
         }
     }
+}
+
+/// `kopi-docka [--config …] backup --unit=NAME` or `… restore --drill --unit=NAME --yes --json`,
+/// its output piped.
+fn child_command(settings: &WebSettings, kind: JobKind, unit: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&settings.command.program);
+    command.args(&settings.command.args);
+    let unit_arg = format!("--unit={unit}");
+    match kind {
+        JobKind::Backup => command.args(["backup", unit_arg.as_str()]),
+        JobKind::Drill => {
+            command.args(["restore", "--drill", unit_arg.as_str(), "--yes", "--json"])
+        }
+    };
+    // Like the daemon's own backup: the child is not the service's main process.
+    for name in notify::ENV {
+        command.env_remove(name);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 /// Adds what a drill's report says failed to its log lines (those not already there: without a
