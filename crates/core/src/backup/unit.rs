@@ -82,6 +82,8 @@ fn empty_report(unit: &Unit, backup_id: &BackupId) -> UnitReport {
         interrupted: false,
         dump_failed: false,
         duration_seconds: 0.0,
+        engine: super::command_job::UnitEngine::Embedded,
+        job: None,
     }
 }
 
@@ -95,6 +97,21 @@ async fn backup_unit_timed(
 ) -> UnitReport {
     let backup_id = new_backup_id();
     let mut report = empty_report(unit, &backup_id);
+    if let Some(job) = settings.command_job(unit) {
+        let journal = journals.0;
+        super::command_job::backup_unit(
+            engine,
+            journal,
+            unit,
+            settings,
+            job,
+            &backup_id,
+            interrupt,
+            &mut report,
+        )
+        .await;
+        return report;
+    }
     let meta = |part: Part| SnapshotMeta {
         unit: Some(UnitRef {
             name: unit.name.clone(),
@@ -585,7 +602,7 @@ async fn recipe_step(
 }
 
 /// Runs the global, then the unit's hook for `point`. The first failure is returned.
-async fn hooks(
+pub(super) async fn hooks(
     settings: &BackupSettings,
     unit: &Unit,
     backup_id: &BackupId,

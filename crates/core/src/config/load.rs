@@ -287,6 +287,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             });
         }
     }
+    if config.backup.unit_log_days > 3660 {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "[backup] unit-log-days = {} is outside 0..=3660 (days each unit's daily log \
+                 file is kept; 0 writes none)",
+                config.backup.unit_log_days
+            ),
+        });
+    }
+    for (name, unit) in &config.units {
+        if let Some(message) = crate::backup::command_job::invalid(name, unit) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            });
+        }
+    }
     if !config.retention.keeps_newest() {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
