@@ -46,9 +46,8 @@ pub fn init(verbosity: Verbosity, unattended: bool) {
             _ => "trace",
         }
     };
-    let filter = || {
-        EnvFilter::try_from_env("KOPI_DOCKA_LOG").unwrap_or_else(|_| EnvFilter::new(default))
-    };
+    let filter =
+        || EnvFilter::try_from_env("KOPI_DOCKA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Without a socket to talk to, stderr still reaches the journal, as plain lines.
     let journald = stderr_is_journal()
         .then(|| tracing_journald::layer().ok())

@@ -119,7 +119,10 @@ fn a_command_job_runs_while_the_unit_is_stopped() {
         .assert()
         .success();
     let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
-    assert!(text.contains(&format!("job:         {job} nightly")), "{text}");
+    assert!(
+        text.contains(&format!("job:         {job} nightly")),
+        "{text}"
+    );
     assert!(!dir.join("job-args").exists(), "a dry run ran the job");
 
     let events = EngineEvents::start(&prefix);
@@ -144,16 +147,22 @@ fn a_command_job_runs_while_the_unit_is_stopped() {
 
     // The job saw the unit stopped, with its own argument and the unit in its environment.
     assert_eq!(
-        std::fs::read_to_string(dir.join("running-during-job")).unwrap().trim(),
+        std::fs::read_to_string(dir.join("running-during-job"))
+            .unwrap()
+            .trim(),
         "false"
     );
     assert_eq!(
-        std::fs::read_to_string(dir.join("job-args")).unwrap().trim(),
+        std::fs::read_to_string(dir.join("job-args"))
+            .unwrap()
+            .trim(),
         format!("nightly {app}")
     );
     // Stopped before the job, started only after restic had finished.
     let since = events.since();
-    let died = events.find(&app, "die", since).expect("the unit was stopped");
+    let died = events
+        .find(&app, "die", since)
+        .expect("the unit was stopped");
     let started = events.wait_for(&app, "start", died.time);
     let restic_done = std::fs::metadata(dir.join("done"))
         .unwrap()
@@ -168,7 +177,10 @@ fn a_command_job_runs_while_the_unit_is_stopped() {
     assert!(running(&app));
 
     // The user's repository holds the data; restic itself succeeded.
-    assert_eq!(std::fs::read_to_string(dir.join("done")).unwrap().trim(), "0");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("done")).unwrap().trim(),
+        "0"
+    );
     let dumped = support::restic(
         &repo,
         &password,
@@ -211,7 +223,10 @@ fn a_job_that_never_becomes_idle_hits_the_wait_timeout() {
         .build();
     support::idle_with_volume(&app);
     let events = EngineEvents::start(&prefix);
-    let out = env.cmd(&["backup", "--unit", &app, "--json"]).assert().code(1);
+    let out = env
+        .cmd(&["backup", "--unit", &app, "--json"])
+        .assert()
+        .code(1);
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let unit = the_unit(&report, &app);
     assert_eq!(unit["status"], "failed", "{unit:#}");
@@ -223,7 +238,10 @@ fn a_job_that_never_becomes_idle_hits_the_wait_timeout() {
     );
     let died = events.find(&app, "die", events.since()).expect("stopped");
     events.wait_for(&app, "start", died.time);
-    assert!(running(&app), "the unit was started again after the timeout");
+    assert!(
+        running(&app),
+        "the unit was started again after the timeout"
+    );
 }
 
 /// A job command that fails fails the unit: the status is never polled and the unit runs
@@ -250,7 +268,10 @@ fn a_failing_job_command_fails_the_unit() {
         .init()
         .build();
     support::idle_with_volume(&app);
-    let out = env.cmd(&["backup", "--unit", &app, "--json"]).assert().code(1);
+    let out = env
+        .cmd(&["backup", "--unit", &app, "--json"])
+        .assert()
+        .code(1);
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let unit = the_unit(&report, &app);
     assert_eq!(unit["status"], "failed", "{unit:#}");

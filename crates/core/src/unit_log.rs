@@ -83,8 +83,7 @@ pub fn attach(span: &tracing::Span, logs: &Path, unit: &str) -> Result<PathBuf, 
                     && let Some(span) = registry.span(&id)
                     && let Some(file) = file.take()
                 {
-                    span.extensions_mut()
-                        .insert(UnitLogFile(Mutex::new(file)));
+                    span.extensions_mut().insert(UnitLogFile(Mutex::new(file)));
                 }
             });
             path.clone()
@@ -159,7 +158,12 @@ fn format_line(event: &tracing::Event<'_>) -> String {
     let mut fields = Fields::default();
     event.record(&mut fields);
     let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
-    let mut line = format!("{now} {:>5} {}: {}", meta.level(), meta.target(), fields.message);
+    let mut line = format!(
+        "{now} {:>5} {}: {}",
+        meta.level(),
+        meta.target(),
+        fields.message
+    );
     line.push_str(&fields.rest);
     line.push('\n');
     line
@@ -219,9 +223,22 @@ mod tests {
             two.in_scope(|| tracing::info!(container = "two-db", "stopped"));
             tracing::info!("outside any unit");
             let text = std::fs::read_to_string(&file_one).unwrap();
-            assert!(text.contains("stopped container=\"one-db\"") || text.contains("stopped container=one-db"), "{text}");
-            assert!(!text.contains("two-db") && !text.contains("outside") && !text.contains("not at info"), "{text}");
-            assert!(std::fs::read_to_string(&file_two).unwrap().contains("two-db"));
+            assert!(
+                text.contains("stopped container=\"one-db\"")
+                    || text.contains("stopped container=one-db"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("two-db")
+                    && !text.contains("outside")
+                    && !text.contains("not at info"),
+                "{text}"
+            );
+            assert!(
+                std::fs::read_to_string(&file_two)
+                    .unwrap()
+                    .contains("two-db")
+            );
             let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(&file_one), 0o600);
             assert_eq!(mode(file_one.parent().unwrap()), 0o700);
@@ -234,7 +251,12 @@ mod tests {
     fn prune_keeps_the_last_days() {
         let logs = tempfile::tempdir().unwrap();
         let today: jiff::civil::Date = "2026-12-05".parse().unwrap();
-        for (unit, day) in [("a", "2026-11-04"), ("a", "2026-11-05"), ("a", "2026-12-05"), ("b", "2026-01-01")] {
+        for (unit, day) in [
+            ("a", "2026-11-04"),
+            ("a", "2026-11-05"),
+            ("a", "2026-12-05"),
+            ("b", "2026-01-01"),
+        ] {
             std::fs::create_dir_all(logs.path().join(unit)).unwrap();
             std::fs::write(logs.path().join(unit).join(format!("{day}.log")), "x").unwrap();
         }
@@ -242,12 +264,18 @@ mod tests {
         assert!(prune(logs.path(), 30, today).is_empty());
         let left = |unit: &str| {
             let mut names: Vec<String> = std::fs::read_dir(logs.path().join(unit))
-                .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                        .collect()
+                })
                 .unwrap_or_default();
             names.sort();
             names
         };
         assert_eq!(left("a"), ["2026-11-05.log", "2026-12-05.log", "notes.txt"]);
-        assert!(!logs.path().join("b").exists(), "an emptied unit directory goes");
+        assert!(
+            !logs.path().join("b").exists(),
+            "an emptied unit directory goes"
+        );
     }
 }

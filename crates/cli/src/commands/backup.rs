@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kopi_docka_core::backup::run::{self, BackupPlan, Outcome, RunError, StagingError};
 use kopi_docka_core::backup::command_job::{CommandJob, JobReport};
+use kopi_docka_core::backup::run::{self, BackupPlan, Outcome, RunError, StagingError};
 use kopi_docka_core::backup::{RunReport, UnitStatus};
 use kopi_docka_core::bootstrap;
 use kopi_docka_core::config::LoadedConfig;
@@ -375,8 +375,8 @@ pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::
 
 #[cfg(test)]
 mod tests {
-    use kopi_docka_core::backup::run::{Estimate, PlannedItem, ServicePolicy, UnitPlan};
     use kopi_docka_core::backup::command_job::UnitEngine;
+    use kopi_docka_core::backup::run::{Estimate, PlannedItem, ServicePolicy, UnitPlan};
     use kopi_docka_core::backup::{SnapshotRecord, UnitReport};
     use kopi_docka_core::fs_snapshot::ColdPassKind;
     use kopi_docka_core::repo::{Part, Scope};

@@ -356,9 +356,7 @@ async fn run_guarded(
         kind: unit.kind.to_string(),
         backup_id: backup_id.to_string(),
     };
-    let task = tokio::spawn(
-        run_job(job.clone(), env, interrupt.clone()).in_current_span(),
-    );
+    let task = tokio::spawn(run_job(job.clone(), env, interrupt.clone()).in_current_span());
     task.await.unwrap_or_else(|panic| {
         (
             Err(format!("the job: internal error: {panic}")),
@@ -595,7 +593,10 @@ mod tests {
         let cases = [
             ("job = [[\"/bin/true\"]]", "only engine = \"command\" reads"),
             ("engine = \"command\"", "needs job"),
-            ("engine = \"command\"\njob = [[\"/bin/true\"]]", "needs status"),
+            (
+                "engine = \"command\"\njob = [[\"/bin/true\"]]",
+                "needs status",
+            ),
             (
                 "engine = \"command\"\njob = [[\"true\"]]\nstatus = [\"/bin/true\"]",
                 "not an absolute path",

@@ -253,7 +253,10 @@ pub struct UnitConfig {
     /// `embedded` (kopi-docka backs the unit up into its repository) or `command` (the
     /// user's own backup tool does, through `job` and `status`; kopi-docka only stops and
     /// starts the unit around it: `crate::backup::command_job`).
-    #[serde(default, skip_serializing_if = "crate::backup::command_job::UnitEngine::is_embedded")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::backup::command_job::UnitEngine::is_embedded"
+    )]
     pub engine: crate::backup::command_job::UnitEngine,
     /// `engine = "command"`: the commands that start the unit's backup job, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
