@@ -251,27 +251,15 @@ async fn run_units(
     // The run's time limit abandons the units the way SIGTERM does: the units see one
     // interrupt that is set by either.
     let (limited, limit) = time_limited(interrupt, backup.run_time_limit);
-    let logs = unit_logs(&state_dir, backup.unit_log_days);
-    let mut reports = Vec::new();
-    for unit in units {
-        if *limited.borrow() {
-            break;
-        }
-        // Everything logged inside the span also goes to the unit's daily file.
-        let span = tracing::info_span!("unit", unit = %unit.name);
-        if let Some(logs) = &logs
-            && let Err(error) = crate::unit_log::attach(&span, logs, unit.name.as_str())
-        {
-            tracing::warn!(unit = %unit.name, "no daily log file for the unit: {error}");
-        }
-        let report = async {
-            tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
-            backup_unit(engine, &repo, journals, unit, backup, &limited).await
-        }
-        .instrument(span)
-        .await;
-        reports.push(report);
-    }
+    let mut reports = back_up_units(
+        engine,
+        &repo,
+        journals,
+        &units,
+        (backup, &state_dir),
+        &limited,
+    )
+    .await;
     limit.abort();
     let timed_out = *limited.borrow() && !*interrupt.borrow();
     let mut run_errors = recovered.errors;
@@ -336,6 +324,43 @@ async fn run_units(
         report,
         after_run,
     })
+}
+
+/// Backs up `units` one after the other until the (time-limited) interrupt is set, each in
+/// its span, whose lines also go to the unit's daily log file.
+async fn back_up_units(
+    engine: &Engine,
+    repo: &WriteRepo,
+    journals: (
+        &crate::lock::journal::Journal,
+        &crate::fs_snapshot::SnapshotJournal,
+    ),
+    units: &[&Unit],
+    (backup, state_dir): (&super::BackupSettings, &crate::state::StateDir),
+    limited: &Interrupt,
+) -> Vec<super::UnitReport> {
+    let logs = unit_logs(state_dir, backup.unit_log_days);
+    let mut reports = Vec::new();
+    for unit in units {
+        if *limited.borrow() {
+            break;
+        }
+        // Everything logged inside the span also goes to the unit's daily file.
+        let span = tracing::info_span!("unit", unit = %unit.name);
+        if let Some(logs) = &logs
+            && let Err(error) = crate::unit_log::attach(&span, logs, unit.name.as_str())
+        {
+            tracing::warn!(unit = %unit.name, "no daily log file for the unit: {error}");
+        }
+        let report = async {
+            tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
+            backup_unit(engine, repo, journals, unit, backup, limited).await
+        }
+        .instrument(span)
+        .await;
+        reports.push(report);
+    }
+    reports
 }
 
 /// Where the units' daily log files go (`None` with `unit-log-days = 0`), after removing the

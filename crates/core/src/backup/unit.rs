@@ -58,7 +58,26 @@ pub async fn backup_unit(
     interrupt: &Interrupt,
 ) -> UnitReport {
     let started = Instant::now();
-    let mut report = backup_unit_timed(engine, repo, journals, unit, settings, interrupt).await;
+    let mut report = match settings.command_job(unit) {
+        // The unit's own tool backs it up: kopi-docka only stops and starts it around the job.
+        Some(job) => {
+            let backup_id = new_backup_id();
+            let mut report = empty_report(unit, &backup_id);
+            super::command_job::backup_unit(
+                engine,
+                journals.0,
+                unit,
+                settings,
+                job,
+                &backup_id,
+                interrupt,
+                &mut report,
+            )
+            .await;
+            report
+        }
+        None => backup_unit_timed(engine, repo, journals, unit, settings, interrupt).await,
+    };
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -97,21 +116,6 @@ async fn backup_unit_timed(
 ) -> UnitReport {
     let backup_id = new_backup_id();
     let mut report = empty_report(unit, &backup_id);
-    if let Some(job) = settings.command_job(unit) {
-        let journal = journals.0;
-        super::command_job::backup_unit(
-            engine,
-            journal,
-            unit,
-            settings,
-            job,
-            &backup_id,
-            interrupt,
-            &mut report,
-        )
-        .await;
-        return report;
-    }
     let meta = |part: Part| SnapshotMeta {
         unit: Some(UnitRef {
             name: unit.name.clone(),
