@@ -255,19 +255,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message,
         });
     }
-    if let Some(message) = out_of_range(&config) {
+    if let Some(message) = out_of_range(&config).or_else(|| engines_or_logs_invalid(&config)) {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
         });
     }
     if let Some(message) = bad_exclude_glob(&config) {
-        return Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        });
-    }
-    if let Some(message) = engines_or_logs_invalid(&config) {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
