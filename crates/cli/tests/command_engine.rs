@@ -57,6 +57,55 @@ fn own_repository(dir: &Path) -> (PathBuf, PathBuf) {
     (repo, password)
 }
 
+/// The job script (restic backup of `volume` in the background, recording what it saw) and
+/// the status script (idle once restic is done) in `dir`.
+fn write_job_scripts(dir: &Path, app: &str, (repo, password): (&Path, &Path), volume_path: &Path) {
+    script(
+        dir,
+        "job",
+        &format!(
+            "docker inspect --format '{{{{.State.Running}}}}' {app} > {dir}/running-during-job\n\
+             echo \"$1 $KOPI_DOCKA_UNIT\" > {dir}/job-args\n\
+             rm -f {dir}/done\n\
+             ( restic --no-cache -r {repo} --password-file {password} backup {volume} \
+               > {dir}/restic.log 2>&1; echo $? > {dir}/done.tmp; mv {dir}/done.tmp {dir}/done ) \
+               </dev/null >/dev/null 2>&1 &\n\
+             echo 'job nightly enqueued'",
+            dir = dir.display(),
+            repo = repo.display(),
+            password = password.display(),
+            volume = volume_path.display(),
+        ),
+    );
+    script(
+        dir,
+        "status",
+        &format!(
+            "echo 'Server state: Running'\n\
+             if [ -f {dir}/done ]; then echo 'Active task: None'; else echo 'Active task: Backup nightly'; fi",
+            dir = dir.display()
+        ),
+    );
+}
+
+/// The dry run shows the commands, as JSON and as text, and runs nothing.
+fn check_dry_run(env: &Env, app: &str, (job, status): (&str, &str), dir: &Path) {
+    let plan = env.json(&["backup", "--unit", app, "--dry-run", "--json"]);
+    let planned = &plan["units"][0]["job"];
+    assert_eq!(planned["job"][0][0], job, "{plan:#}");
+    assert_eq!(planned["status"][0], status, "{plan:#}");
+    let text = env
+        .cmd(&["backup", "--unit", app, "--dry-run"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains(&format!("job:         {job} nightly")),
+        "{text}"
+    );
+    assert!(!dir.join("job-args").exists(), "a dry run ran the job");
+}
+
 /// The whole promise: the unit is stopped while the job runs (the job itself sees it
 /// stopped, and the engine's events put the restic run between the stop and the start), it
 /// runs again afterwards, the user's repository holds the volume's data, kopi-docka wrote no
@@ -84,46 +133,8 @@ fn a_command_job_runs_while_the_unit_is_stopped() {
     let (repo, password) = own_repository(dir);
     let volume_path = support::idle_with_volume(&app);
     std::fs::write(volume_path.join("data.txt"), "what the job must save\n").unwrap();
-    script(
-        dir,
-        "job",
-        &format!(
-            "docker inspect --format '{{{{.State.Running}}}}' {app} > {dir}/running-during-job\n\
-             echo \"$1 $KOPI_DOCKA_UNIT\" > {dir}/job-args\n\
-             rm -f {dir}/done\n\
-             ( restic --no-cache -r {repo} --password-file {password} backup {volume} \
-               > {dir}/restic.log 2>&1; echo $? > {dir}/done.tmp; mv {dir}/done.tmp {dir}/done ) \
-               </dev/null >/dev/null 2>&1 &\n\
-             echo 'job nightly enqueued'",
-            dir = dir.display(),
-            repo = repo.display(),
-            password = password.display(),
-            volume = volume_path.display(),
-        ),
-    );
-    script(
-        dir,
-        "status",
-        &format!(
-            "echo 'Server state: Running'\n\
-             if [ -f {dir}/done ]; then echo 'Active task: None'; else echo 'Active task: Backup nightly'; fi",
-            dir = dir.display()
-        ),
-    );
-    let plan = env.json(&["backup", "--unit", &app, "--dry-run", "--json"]);
-    let planned = &plan["units"][0]["job"];
-    assert_eq!(planned["job"][0][0], job.as_str(), "{plan:#}");
-    assert_eq!(planned["status"][0], status.as_str(), "{plan:#}");
-    let text = env
-        .cmd(&["backup", "--unit", &app, "--dry-run"])
-        .assert()
-        .success();
-    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
-    assert!(
-        text.contains(&format!("job:         {job} nightly")),
-        "{text}"
-    );
-    assert!(!dir.join("job-args").exists(), "a dry run ran the job");
+    write_job_scripts(dir, &app, (&repo, &password), &volume_path);
+    check_dry_run(&env, &app, (&job, &status), dir);
 
     let events = EngineEvents::start(&prefix);
     let out = env
