@@ -164,7 +164,7 @@ pub const OUTPUT_CAP: usize = 64 * 1024;
 
 /// Reads `pipe` to its end, keeping only its last [`OUTPUT_CAP`] bytes (with a note of how
 /// much was dropped before them).
-async fn drain_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+pub(crate) async fn drain_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
     let Some(mut pipe) = pipe else {
         return String::new();
     };
@@ -204,7 +204,7 @@ async fn drain_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String
 
 /// The program must exist, be a file, and be writable only by its owner, who must be root or
 /// us.
-fn check_program(program: &Path) -> Result<(), String> {
+pub(crate) fn check_program(program: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(program).map_err(|e| format!("cannot use it: {e}"))?;
     if !meta.is_file() {
         return Err("is not a file".into());

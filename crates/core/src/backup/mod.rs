@@ -2,6 +2,7 @@
 //! ([`report`]), the checks before anything stops ([`preflight`]), the recipe a restore
 //! recreates a unit from ([`recipe`]) and the engine's own configuration ([`engine_config`]).
 
+pub mod command_job;
 pub mod dump;
 pub mod engine_config;
 pub mod preflight;
@@ -50,6 +51,10 @@ pub struct BackupSettings {
     pub hook_timeout: Duration,
     /// How long the whole run may take.
     pub run_time_limit: Duration,
+    /// Days each unit's daily log file is kept (0: none written).
+    pub unit_log_days: u32,
+    /// The external jobs of the units with `engine = "command"`, by the name in the config.
+    pub unit_jobs: BTreeMap<String, command_job::CommandJob>,
 }
 
 impl BackupSettings {
@@ -71,8 +76,29 @@ impl BackupSettings {
             health_timeout: config.health_timeout(),
             max_downtime: config.max_downtime(),
             run_time_limit: config.run_time_limit(),
+            unit_log_days: config.unit_log_days,
             staging_dir,
+            unit_jobs: full
+                .units
+                .iter()
+                .filter_map(|(name, unit)| {
+                    command_job::CommandJob::from_config(unit).map(|job| (name.clone(), job))
+                })
+                .collect(),
         }
+    }
+
+    /// The external job of `unit`, when its table says `engine = "command"` (matched as
+    /// [`crate::unit::unit_config`] matches names).
+    pub fn command_job(&self, unit: &crate::unit::Unit) -> Option<&command_job::CommandJob> {
+        use crate::systemd::control::stack_name;
+        let name = unit.name.as_str();
+        self.unit_jobs.get(name).or_else(|| {
+            self.unit_jobs
+                .iter()
+                .find(|(key, _)| stack_name(key) == stack_name(name))
+                .map(|(_, job)| job)
+        })
     }
 }
 

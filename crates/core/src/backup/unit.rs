@@ -58,7 +58,26 @@ pub async fn backup_unit(
     interrupt: &Interrupt,
 ) -> UnitReport {
     let started = Instant::now();
-    let mut report = backup_unit_timed(engine, repo, journals, unit, settings, interrupt).await;
+    let mut report = match settings.command_job(unit) {
+        // The unit's own tool backs it up: kopi-docka only stops and starts it around the job.
+        Some(job) => {
+            let backup_id = new_backup_id();
+            let mut report = empty_report(unit, &backup_id);
+            super::command_job::backup_unit(
+                engine,
+                journals.0,
+                unit,
+                settings,
+                job,
+                &backup_id,
+                interrupt,
+                &mut report,
+            )
+            .await;
+            report
+        }
+        None => backup_unit_timed(engine, repo, journals, unit, settings, interrupt).await,
+    };
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -82,6 +101,8 @@ fn empty_report(unit: &Unit, backup_id: &BackupId) -> UnitReport {
         interrupted: false,
         dump_failed: false,
         duration_seconds: 0.0,
+        engine: super::command_job::UnitEngine::Embedded,
+        job: None,
     }
 }
 
@@ -585,7 +606,7 @@ async fn recipe_step(
 }
 
 /// Runs the global, then the unit's hook for `point`. The first failure is returned.
-async fn hooks(
+pub(super) async fn hooks(
     settings: &BackupSettings,
     unit: &Unit,
     backup_id: &BackupId,

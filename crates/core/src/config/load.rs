@@ -255,7 +255,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message,
         });
     }
-    if let Some(message) = out_of_range(&config) {
+    if let Some(message) = out_of_range(&config).or_else(|| engines_or_logs_invalid(&config)) {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -352,6 +352,22 @@ pub const MAX_AGE_HOURS: u32 = 8_784;
 /// The first numeric key outside its range, as `[table] key = value is outside lo..=hi (why)`.
 /// Zero is never allowed: a zero timeout kills at once, a zero downtime abandons every cold
 /// pass, a zero freshness threshold makes every unit overdue.
+/// `[backup] unit-log-days` out of range, or a unit's engine keys wrong
+/// ([`crate::backup::command_job`]).
+fn engines_or_logs_invalid(config: &Config) -> Option<String> {
+    if config.backup.unit_log_days > 3660 {
+        return Some(format!(
+            "[backup] unit-log-days = {} is outside 0..=3660 (days each unit's daily log file \
+             is kept; 0 writes none)",
+            config.backup.unit_log_days
+        ));
+    }
+    config
+        .units
+        .iter()
+        .find_map(|(name, unit)| crate::backup::command_job::invalid(name, unit))
+}
+
 fn out_of_range(config: &Config) -> Option<String> {
     let b = &config.backup;
     let mut checks: Vec<(String, u32, u32, &str)> = vec![

@@ -250,6 +250,29 @@ pub struct UnitConfig {
     /// Whose `systemctl --user` manager runs `systemd-unit`; without it, the engine's manager
     /// (the system manager for a rootful engine, the socket owner's for a rootless one).
     pub systemd_user: Option<String>,
+    /// `embedded` (kopi-docka backs the unit up into its repository) or `command` (the
+    /// user's own backup tool does, through `job` and `status`; kopi-docka only stops and
+    /// starts the unit around it: `crate::backup::command_job`).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::backup::command_job::UnitEngine::is_embedded"
+    )]
+    pub engine: crate::backup::command_job::UnitEngine,
+    /// `engine = "command"`: the commands that start the unit's backup job, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job: Vec<Argv>,
+    /// `engine = "command"`: the command polled until its output says the job is done.
+    pub status: Option<Argv>,
+    /// `engine = "command"`: regex the status output matches once the tool is idle (default:
+    /// Duplicati's `Active task: None` or `Empty`).
+    pub idle_pattern: Option<String>,
+    /// `engine = "command"`: seconds a job command may take to enqueue the job (default 25).
+    pub job_timeout_seconds: Option<u32>,
+    /// `engine = "command"`: seconds between two status polls (default 10).
+    pub status_interval_seconds: Option<u32>,
+    /// `engine = "command"`: longest wait for the job to finish, the unit stopped (default
+    /// 21600, 6 hours).
+    pub wait_timeout_seconds: Option<u32>,
 }
 
 /// `[units.<name>.volumes.<volume>]` and `[units.<name>.binds."<path>"]`.
@@ -337,6 +360,9 @@ pub struct BackupConfig {
     /// past it compose (and everything it started) is killed, the restore reports it and the
     /// containers it had stopped are started again.
     pub compose_timeout_seconds: u32,
+    /// Days each unit's daily log file (`<state>/logs/<unit>/<date>.log`) is kept; 0 writes
+    /// none.
+    pub unit_log_days: u32,
 }
 
 impl Default for BackupConfig {
@@ -351,6 +377,7 @@ impl Default for BackupConfig {
             run_time_limit_seconds: 86_400,
             hook_timeout_seconds: 300,
             compose_timeout_seconds: 1800,
+            unit_log_days: 30,
         }
     }
 }
