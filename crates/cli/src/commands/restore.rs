@@ -13,6 +13,7 @@ use kopi_docka_core::docker::Engine;
 use kopi_docka_core::lock::Lock;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
+use kopi_docka_core::restore::units::UnitFileAction;
 use kopi_docka_core::restore::start::Treatment;
 use kopi_docka_core::restore::{
     self, DataKind, ExtractedPart, Parts, PointSelector, RestoreContext, RestoreOutcome,
@@ -404,6 +405,22 @@ fn render_plan(plan: &RestorePlan) -> String {
             }
         );
     }
+    for f in &plan.unit_files {
+        let action = match f.action {
+            UnitFileAction::Create => "created",
+            UnitFileAction::Same => "unchanged",
+            UnitFileAction::Replace => "replaced (the old one kept as *.kopi-docka-*.bak)",
+        };
+        let _ = writeln!(
+            out,
+            "  unit file: {} of {} ({}): {action}",
+            f.path.display(),
+            f.unit,
+            f.user
+                .as_deref()
+                .map_or_else(|| "system".to_owned(), |u| format!("user {u}"))
+        );
+    }
     for n in &plan.networks {
         let _ = writeln!(out, "  network:  {} ({})", n.name, n.state);
     }
@@ -446,6 +463,17 @@ fn render_plan(plan: &RestorePlan) -> String {
             } else {
                 services.join(" ")
             }
+        ),
+        StartPlan::Systemd { services } => format!(
+            "started through systemd: {}",
+            services
+                .iter()
+                .map(|s| match &s.user {
+                    Some(user) => format!("systemctl --user start {} (user {user})", s.unit),
+                    None => format!("systemctl start {}", s.unit),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         StartPlan::Recreate { containers } => {
             format!(

@@ -144,6 +144,11 @@ async fn restore_definitions(
         let backup = recipe::place_file(from, to, stamp)?;
         outcome.files.push((to.clone(), backup));
     }
+    // Before anything is stopped: a unit whose file was missing is loaded again, so it can be
+    // stopped and started through its manager.
+    let written =
+        super::units::put_back(&plan.internal.unit_sources, &plan.unit_files, stamp).await?;
+    outcome.files.extend(written);
     outcome.networks = networks::restore(
         ctx.engine,
         &plan.internal.network_docs,
@@ -435,6 +440,25 @@ async fn start_unit(
                     outcome.warnings.extend(report.warnings);
                 }
             }
+        }
+        StartPlan::Systemd { services } => {
+            let errors = super::units::start(
+                ctx.engine,
+                services,
+                ctx.health_timeout + std::time::Duration::from_mins(3),
+            )
+            .await;
+            if errors.is_empty() {
+                wait_for_unit(ctx, plan, outcome).await;
+            }
+            outcome.errors.extend(errors);
+            // The unit's own containers were gone: what the restore stopped are other units'
+            // users of the same data, started again as always.
+            let report = stopped
+                .restart(ctx.engine, ctx.journal, ctx.health_timeout)
+                .await;
+            outcome.errors.extend(report.errors);
+            outcome.warnings.extend(report.warnings);
         }
         StartPlan::Recreate { containers } => {
             outcome.left_stopped = stopped.leave_stopped(ctx.journal);

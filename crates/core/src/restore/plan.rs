@@ -68,6 +68,12 @@ pub enum StartPlan {
         /// Container names in start order.
         containers: Vec<String>,
     },
+    /// The unit's containers are gone and systemd units make them: `systemctl [--user] start`
+    /// (restart when active) of each, never a recreation through the engine.
+    Systemd {
+        /// The units, with the user whose manager runs each.
+        services: Vec<crate::systemd::control::Service>,
+    },
 }
 
 /// A database dump a restore loads.
@@ -131,6 +137,10 @@ pub struct RestorePlan {
     /// Files placed: destination and whether an existing different file is replaced (it is
     /// kept as `*.kopi-docka-<time>.bak`).
     pub files: Vec<(PathBuf, bool)>,
+    /// The files of the systemd units that ran the containers, put back before anything is
+    /// stopped (the manager is reloaded when one is written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unit_files: Vec<super::units::UnitFilePlan>,
     /// Networks.
     pub networks: Vec<NetworkPlan>,
     /// Volumes and binds.
@@ -169,6 +179,7 @@ impl RestorePlan {
 pub(super) struct Internal {
     pub(super) recipe: Option<Recipe>,
     pub(super) file_sources: Vec<PathBuf>,
+    pub(super) unit_sources: Vec<super::units::UnitFileSource>,
     pub(super) network_docs: Vec<Value>,
     pub(super) stop: Vec<StopTarget>,
     pub(super) compose_tool: Option<ComposeTool>,
@@ -256,17 +267,48 @@ pub async fn prepare(
         .filter(|(to, _)| project_dir.as_deref().is_none_or(|d| !to.starts_with(d)))
         .map(|(to, _)| format!("a file outside the project directory: {}", to.display()))
         .collect();
+    let recorded_units = match (&recipe, request.parts.recipe) {
+        (Some(r), true) => super::units::recorded(r)?,
+        _ => Vec::new(),
+    };
+    let (unit_sources, unit_files) = match &recipe {
+        Some(r) => super::units::plan(ctx.engine, &recorded_units, r)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    needs_trust.extend(
+        unit_files
+            .iter()
+            .filter(|f| f.action != super::units::UnitFileAction::Same)
+            .map(|f| {
+                format!(
+                    "a systemd unit file (its commands run as {}): {}",
+                    f.user.as_deref().unwrap_or("root"),
+                    f.path.display()
+                )
+            }),
+    );
     let (network_docs, networks) = plan_networks(ctx, point, request.parts, &stamp).await?;
     let data = plan_data(ctx, &request, recipe.as_ref(), project_dir.as_deref()).await?;
     let dumps = plan_dumps(&request, recipe.as_ref(), &all_containers, &mut warnings)?;
-    let stop = to_stop(&all_containers, &data, recipe.as_ref());
-    let (start, compose_tool) = plan_start(
-        &request,
+    let stop = to_stop(
+        &all_containers,
+        &data,
         recipe.as_ref(),
-        unit_exists,
-        project_dir.as_deref(),
-    )
-    .await?;
+        point,
+        ctx.systemd.as_ref(),
+    );
+    let services = super::units::to_start(ctx.systemd.as_ref(), &recorded_units);
+    let (start, compose_tool) = if request.start && !unit_exists && !services.is_empty() {
+        (StartPlan::Systemd { services }, None)
+    } else {
+        plan_start(
+            &request,
+            recipe.as_ref(),
+            unit_exists,
+            project_dir.as_deref(),
+        )
+        .await?
+    };
     let from_recipe = !files.is_empty()
         || matches!(
             start,
@@ -280,6 +322,7 @@ pub async fn prepare(
         point: request.point.clone(),
         project_dir,
         files,
+        unit_files,
         networks,
         stop: stop.iter().map(|t| t.container.name.clone()).collect(),
         dumps,
@@ -289,6 +332,7 @@ pub async fn prepare(
         internal: Internal {
             recipe,
             file_sources,
+            unit_sources,
             network_docs,
             stop,
             compose_tool,
@@ -662,11 +706,15 @@ fn dir_has_content(path: &Path) -> bool {
     std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some())
 }
 
-/// Running containers that mount a planned volume or bind, in the unit's start order.
+/// Running containers that mount a planned volume or bind, in the unit's start order. Those
+/// of the point's unit go through `configured` (`[units.<name>] systemd-unit`) when the config
+/// maps it to a systemd unit, others through their `PODMAN_SYSTEMD_UNIT` label's unit.
 fn to_stop(
     containers: &[bollard::models::ContainerInspectResponse],
     data: &[DataPlan],
     recipe: Option<&Recipe>,
+    point: &RestorePoint,
+    configured: Option<&crate::systemd::control::Service>,
 ) -> Vec<StopTarget> {
     let volumes: BTreeSet<&str> = data
         .iter()
@@ -699,7 +747,10 @@ fn to_stop(
                 .and_then(|l| l.get(crate::docker::compose::label::PROJECT).cloned())
                 .unwrap_or_else(|| name.to_owned());
             // A container of a systemd unit is stopped and started through it.
-            let systemd = labels.and_then(crate::unit::systemd_service);
+            let systemd = configured
+                .filter(|_| belongs_to(c, point))
+                .cloned()
+                .or_else(|| labels.and_then(crate::unit::systemd_service));
             out.push(StopTarget {
                 container: ContainerRef {
                     id: c.id.clone().unwrap_or_default(),
