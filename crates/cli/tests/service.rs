@@ -138,17 +138,6 @@ fn user_units_for_a_rootless_setup() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
-    let (bin, tmp) = (
-        regex_escape(&bin.display().to_string()),
-        regex_escape(&env.dir().display().to_string()),
-    );
-    insta::with_settings!({filters => vec![
-        (bin.as_str(), "[KOPI_DOCKA]"),
-        (tmp.as_str(), "[TMP]"),
-    ]}, {
-        insta::assert_snapshot!(text);
-    });
     // The user manager's verification (it needs a runtime directory, as a login has).
     let runtime = tempfile::tempdir().unwrap();
     let out = Command::new("systemd-analyze")
@@ -160,6 +149,17 @@ fn user_units_for_a_rootless_setup() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "verify failed:\n{stderr}");
     assert!(stderr.trim().is_empty(), "verify warned:\n{stderr}");
+    let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
+    let (bin, tmp) = (
+        regex_escape(&bin.display().to_string()),
+        regex_escape(&env.dir().display().to_string()),
+    );
+    insta::with_settings!({filters => vec![
+        (bin.as_str(), "[KOPI_DOCKA]"),
+        (tmp.as_str(), "[TMP]"),
+    ]}, {
+        insta::assert_snapshot!(text);
+    });
     // JSON names the files; a second run changes nothing.
     let out = env
         .cmd(&["admin", "service", "write-units", "--user", "--json"])

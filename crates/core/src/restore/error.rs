@@ -23,8 +23,7 @@ pub enum RestoreError {
     },
     /// A systemd unit of the recipe cannot be put back or asked.
     #[error(
-        "systemd unit {unit}: {reason}. Nothing was restored after this point; see \
-         docs/podman.md (units managed by systemd)"
+        "systemd unit {unit}: {reason} (docs/podman.md, units managed by systemd)"
     )]
     SystemdUnit {
         /// The unit (or the manager's action).

@@ -229,37 +229,36 @@ pub fn render_user(options: &UnitOptions) -> Vec<RenderedUnit> {
 
 fn user_backup_service(options: &UnitOptions) -> String {
     format!(
-        "{HEADER}# A user unit (`write-units --user`): run `loginctl enable-linger $USER` once, so that
-         # the user's manager, and this timer, run without a login.
-         
-[Unit]
-         Description=kopi-docka: back up the user's units (started by kopi-docka.timer)
-         Documentation=https://github.com/kopi-docka/kopi-docka/blob/main/docs/podman.md
-         # The user's Podman API socket must answer before containers are stopped and started.
-         After=podman.socket
-         
-[Service]
-         # Runs one backup and exits; the timer decides when.
-         Type=oneshot
-         # --wait: when a manual backup is running, wait for it instead of failing.
-         ExecStart={}
-         # A first backup of a large volume can take hours: no start timeout.
-         TimeoutStartSec=infinity
-         # One name in the journal: journalctl --user -t kopi-docka
-         SyslogIdentifier=kopi-docka
-         # On SIGTERM kopi-docka finishes safely: units and containers it stopped are started
-         # again before it exits. Signal only the main process, and give it time.
-         KillMode=mixed
-         TimeoutStopSec=15min
-         # Backups are background work: stay out of the way of the services being backed up.
-         Nice=10
-         IOSchedulingClass=best-effort
-         IOSchedulingPriority=7
-         # Secrets and reports are created 0600 anyway; this covers everything else.
-         UMask=0077
-         # Nothing kopi-docka runs (hooks included) may gain privileges through setuid binaries.
-         NoNewPrivileges=yes
-",
+        "{HEADER}# A user unit (`write-units --user`): run `loginctl enable-linger $USER` once, so that\n\
+         # the user's manager, and this timer, run without a login.\n\
+         \n\
+         [Unit]\n\
+         Description=kopi-docka: back up the user's units (started by kopi-docka.timer)\n\
+         Documentation=https://github.com/kopi-docka/kopi-docka/blob/main/docs/podman.md\n\
+         # The user's Podman API socket must answer before containers are stopped and started.\n\
+         After=podman.socket\n\
+         \n\
+         [Service]\n\
+         # Runs one backup and exits; the timer decides when.\n\
+         Type=oneshot\n\
+         # --wait: when a manual backup is running, wait for it instead of failing.\n\
+         ExecStart={}\n\
+         # A first backup of a large volume can take hours: no start timeout.\n\
+         TimeoutStartSec=infinity\n\
+         # One name in the journal: journalctl --user -t kopi-docka\n\
+         SyslogIdentifier=kopi-docka\n\
+         # On SIGTERM kopi-docka finishes safely: units and containers it stopped are started\n\
+         # again before it exits. Signal only the main process, and give it time.\n\
+         KillMode=mixed\n\
+         TimeoutStopSec=15min\n\
+         # Backups are background work: stay out of the way of the services being backed up.\n\
+         Nice=10\n\
+         IOSchedulingClass=best-effort\n\
+         IOSchedulingPriority=7\n\
+         # Secrets and reports are created 0600 anyway; this covers everything else.\n\
+         UMask=0077\n\
+         # Nothing kopi-docka runs (hooks included) may gain privileges through setuid binaries.\n\
+         NoNewPrivileges=yes\n",
         exec(options, "backup --wait")
     )
 }
