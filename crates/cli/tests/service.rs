@@ -119,7 +119,10 @@ fn user_units_for_a_rootless_setup() {
         .assert()
         .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    assert!(stdout.contains("systemctl --user enable --now kopi-docka.timer"), "{stdout}");
+    assert!(
+        stdout.contains("systemctl --user enable --now kopi-docka.timer"),
+        "{stdout}"
+    );
     let dir = home.join(".config/systemd/user");
     let names = ["kopi-docka-backup.service", "kopi-docka.timer"];
     let mut listed: Vec<String> = std::fs::read_dir(&dir)

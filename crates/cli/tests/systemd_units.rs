@@ -553,7 +553,10 @@ fn user_stack_service_is_stopped_and_started_through_the_user_manager() {
         ("active".to_owned(), stops + 1, starts + 1),
         "the restore must stop and start {app_unit} through systemctl --user"
     );
-    assert_eq!(host.sh(&format!("stat -c '%U %a' {file}")), format!("{USER} 644"));
+    assert_eq!(
+        host.sh(&format!("stat -c '%U %a' {file}")),
+        format!("{USER} 644")
+    );
     assert_eq!(running(&format!("{app}_app_1")), "true");
     assert_eq!(
         host.sh_as(user, &format!("podman exec {app}_app_1 cat /data/file")),

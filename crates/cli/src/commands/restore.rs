@@ -13,8 +13,8 @@ use kopi_docka_core::docker::Engine;
 use kopi_docka_core::lock::Lock;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
-use kopi_docka_core::restore::units::UnitFileAction;
 use kopi_docka_core::restore::start::Treatment;
+use kopi_docka_core::restore::units::UnitFileAction;
 use kopi_docka_core::restore::{
     self, DataKind, ExtractedPart, Parts, PointSelector, RestoreContext, RestoreOutcome,
     RestorePlan, RestorePoint, RestoreRequest, StartPlan, points,

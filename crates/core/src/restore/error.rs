@@ -22,9 +22,7 @@ pub enum RestoreError {
         source: std::io::Error,
     },
     /// A systemd unit of the recipe cannot be put back or asked.
-    #[error(
-        "systemd unit {unit}: {reason} (docs/podman.md, units managed by systemd)"
-    )]
+    #[error("systemd unit {unit}: {reason} (docs/podman.md, units managed by systemd)")]
     SystemdUnit {
         /// The unit (or the manager's action).
         unit: String,

@@ -170,7 +170,10 @@ pub(super) fn plan(
 /// The directories a unit file may be restored into: those the manager (and Quadlet) reads.
 fn allowed(manager: &Manager, path: &Path) -> bool {
     let dirs: Vec<PathBuf> = match manager {
-        Manager::System => vec!["/etc/systemd/system".into(), "/etc/containers/systemd".into()],
+        Manager::System => vec![
+            "/etc/systemd/system".into(),
+            "/etc/containers/systemd".into(),
+        ],
         Manager::User { home, .. } => vec![
             home.join(".config/systemd/user"),
             home.join(".config/containers/systemd"),
@@ -286,7 +289,10 @@ pub(super) async fn start(
             Ok::<(), String>(())
         };
         if let Err(error) = started.await {
-            errors.push(format!("systemd unit {} did not start: {error}", service.unit));
+            errors.push(format!(
+                "systemd unit {} did not start: {error}",
+                service.unit
+            ));
         }
     }
     errors
