@@ -528,40 +528,7 @@ fn user_stack_service_is_stopped_and_started_through_the_user_manager() {
         );
     }
 
-    // A restore of the mapped stack goes through the user's manager too, and puts the unit
-    // file the user had deleted back, the user's own (the manager still had it loaded).
-    let file = format!("/home/{USER}/.config/systemd/user/{app_unit}");
-    host.sh_as(
-        user,
-        &format!("podman exec {app}_app_1 sh -c 'echo changed > /data/file' && rm {file}"),
-    );
-    let (_, stops, starts) = host.unit_jobs(user, &app_unit);
-    let out = host.kd_output(&[
-        "restore",
-        "--unit",
-        &app,
-        "--latest",
-        "--yes",
-        "--trust-recipe",
-        "--json",
-    ]);
-    let outcome: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert!(out.status.success(), "{outcome:#}");
-    assert_eq!(
-        host.unit_jobs(user, &app_unit),
-        ("active".to_owned(), stops + 1, starts + 1),
-        "the restore must stop and start {app_unit} through systemctl --user"
-    );
-    assert_eq!(
-        host.sh(&format!("stat -c '%U %a' {file}")),
-        format!("{USER} 644")
-    );
-    assert_eq!(running(&format!("{app}_app_1")), "true");
-    assert_eq!(
-        host.sh_as(user, &format!("podman exec {app}_app_1 cat /data/file")),
-        "app"
-    );
+    restore_through_the_user_manager(&host, &app, &app_unit);
 
     // A run killed right after the stop (its post-stop hook kills it): the unit stays
     // inactive, journaled; `admin restart-stopped` starts it through systemd.
@@ -580,4 +547,48 @@ EOF");
     assert!(out.contains(&app_unit), "{out}");
     assert_eq!(host.unit_jobs(user, &app_unit).0, "active");
     assert_eq!(running(&format!("{app}_app_1")), "true");
+}
+
+/// A restore of the mapped stack goes through the user's manager too, and puts the unit file
+/// the user had deleted back, the user's own (the manager still had it loaded).
+fn restore_through_the_user_manager(host: &SystemdHost, app: &str, app_unit: &str) {
+    let user = Some(USER);
+    let running = |name: &str| {
+        host.sh_as(
+            user,
+            &format!("podman inspect --format '{{{{.State.Running}}}}' {name}"),
+        )
+    };
+    let file = format!("/home/{USER}/.config/systemd/user/{app_unit}");
+    host.sh_as(
+        user,
+        &format!("podman exec {app}_app_1 sh -c 'echo changed > /data/file' && rm {file}"),
+    );
+    let (_, stops, starts) = host.unit_jobs(user, app_unit);
+    let out = host.kd_output(&[
+        "restore",
+        "--unit",
+        app,
+        "--latest",
+        "--yes",
+        "--trust-recipe",
+        "--json",
+    ]);
+    let outcome: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{outcome:#}");
+    assert_eq!(
+        host.unit_jobs(user, app_unit),
+        ("active".to_owned(), stops + 1, starts + 1),
+        "the restore must stop and start {app_unit} through systemctl --user"
+    );
+    assert_eq!(
+        host.sh(&format!("stat -c '%U %a' {file}")),
+        format!("{USER} 644")
+    );
+    assert_eq!(running(&format!("{app}_app_1")), "true");
+    assert_eq!(
+        host.sh_as(user, &format!("podman exec {app}_app_1 cat /data/file")),
+        "app"
+    );
 }

@@ -378,6 +378,26 @@ fn describe_point(p: &RestorePoint) -> String {
     )
 }
 
+/// The plan's systemd unit files, one line each.
+fn render_unit_files(plan: &RestorePlan, out: &mut String) {
+    for f in &plan.unit_files {
+        let action = match f.action {
+            UnitFileAction::Create => "created",
+            UnitFileAction::Same => "unchanged",
+            UnitFileAction::Replace => "replaced (the old one kept as *.kopi-docka-*.bak)",
+        };
+        let _ = writeln!(
+            out,
+            "  unit file: {} of {} ({}): {action}",
+            f.path.display(),
+            f.unit,
+            f.user
+                .as_deref()
+                .map_or_else(|| "system".to_owned(), |u| format!("user {u}"))
+        );
+    }
+}
+
 fn render_plan(plan: &RestorePlan) -> String {
     let p = &plan.point;
     let mut out = String::new();
@@ -405,22 +425,7 @@ fn render_plan(plan: &RestorePlan) -> String {
             }
         );
     }
-    for f in &plan.unit_files {
-        let action = match f.action {
-            UnitFileAction::Create => "created",
-            UnitFileAction::Same => "unchanged",
-            UnitFileAction::Replace => "replaced (the old one kept as *.kopi-docka-*.bak)",
-        };
-        let _ = writeln!(
-            out,
-            "  unit file: {} of {} ({}): {action}",
-            f.path.display(),
-            f.unit,
-            f.user
-                .as_deref()
-                .map_or_else(|| "system".to_owned(), |u| format!("user {u}"))
-        );
-    }
+    render_unit_files(plan, &mut out);
     for n in &plan.networks {
         let _ = writeln!(out, "  network:  {} ({})", n.name, n.state);
     }

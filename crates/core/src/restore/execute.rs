@@ -442,23 +442,7 @@ async fn start_unit(
             }
         }
         StartPlan::Systemd { services } => {
-            let errors = super::units::start(
-                ctx.engine,
-                services,
-                ctx.health_timeout + std::time::Duration::from_mins(3),
-            )
-            .await;
-            if errors.is_empty() {
-                wait_for_unit(ctx, plan, outcome).await;
-            }
-            outcome.errors.extend(errors);
-            // The unit's own containers were gone: what the restore stopped are other units'
-            // users of the same data, started again as always.
-            let report = stopped
-                .restart(ctx.engine, ctx.journal, ctx.health_timeout)
-                .await;
-            outcome.errors.extend(report.errors);
-            outcome.warnings.extend(report.warnings);
+            start_through_systemd(ctx, plan, services, stopped, outcome).await;
         }
         StartPlan::Recreate { containers } => {
             outcome.left_stopped = stopped.leave_stopped(ctx.journal);
@@ -469,6 +453,32 @@ async fn start_unit(
             }
         }
     }
+}
+
+/// Starts the units that make the unit's gone containers ([`StartPlan::Systemd`]), then what
+/// the restore stopped: other units' users of the same data, started again as always.
+async fn start_through_systemd(
+    ctx: &RestoreContext<'_>,
+    plan: &RestorePlan,
+    services: &[crate::systemd::control::Service],
+    stopped: StoppedUnit,
+    outcome: &mut RestoreOutcome,
+) {
+    let errors = super::units::start(
+        ctx.engine,
+        services,
+        ctx.health_timeout + std::time::Duration::from_mins(3),
+    )
+    .await;
+    if errors.is_empty() {
+        wait_for_unit(ctx, plan, outcome).await;
+    }
+    outcome.errors.extend(errors);
+    let report = stopped
+        .restart(ctx.engine, ctx.journal, ctx.health_timeout)
+        .await;
+    outcome.errors.extend(report.errors);
+    outcome.warnings.extend(report.warnings);
 }
 
 /// Waits until each database accepts connections, then streams its dump in. Returns false

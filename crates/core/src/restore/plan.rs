@@ -267,48 +267,22 @@ pub async fn prepare(
         .filter(|(to, _)| project_dir.as_deref().is_none_or(|d| !to.starts_with(d)))
         .map(|(to, _)| format!("a file outside the project directory: {}", to.display()))
         .collect();
-    let recorded_units = match (&recipe, request.parts.recipe) {
-        (Some(r), true) => super::units::recorded(r)?,
-        _ => Vec::new(),
-    };
-    let (unit_sources, unit_files) = match &recipe {
-        Some(r) => super::units::plan(ctx.engine, &recorded_units, r)?,
-        None => (Vec::new(), Vec::new()),
-    };
-    needs_trust.extend(
-        unit_files
-            .iter()
-            .filter(|f| f.action != super::units::UnitFileAction::Same)
-            .map(|f| {
-                format!(
-                    "a systemd unit file (its commands run as {}): {}",
-                    f.user.as_deref().unwrap_or("root"),
-                    f.path.display()
-                )
-            }),
-    );
+    let (recorded_units, unit_sources, unit_files) =
+        plan_unit_files(ctx, recipe.as_ref(), request.parts, &mut needs_trust)?;
     let (network_docs, networks) = plan_networks(ctx, point, request.parts, &stamp).await?;
     let data = plan_data(ctx, &request, recipe.as_ref(), project_dir.as_deref()).await?;
     let dumps = plan_dumps(&request, recipe.as_ref(), &all_containers, &mut warnings)?;
-    let stop = to_stop(
-        &all_containers,
-        &data,
-        recipe.as_ref(),
-        point,
-        ctx.systemd.as_ref(),
-    );
+    let configured = ctx.systemd.as_ref();
+    let stop = to_stop(&all_containers, &data, recipe.as_ref(), point, configured);
     let services = super::units::to_start(ctx.systemd.as_ref(), &recorded_units);
-    let (start, compose_tool) = if request.start && !unit_exists && !services.is_empty() {
-        (StartPlan::Systemd { services }, None)
-    } else {
-        plan_start(
-            &request,
-            recipe.as_ref(),
-            unit_exists,
-            project_dir.as_deref(),
-        )
-        .await?
-    };
+    let (start, compose_tool) = plan_start(
+        &request,
+        recipe.as_ref(),
+        unit_exists,
+        project_dir.as_deref(),
+        services,
+    )
+    .await?;
     let from_recipe = !files.is_empty()
         || matches!(
             start,
@@ -342,6 +316,40 @@ pub async fn prepare(
             trusted: false,
         },
     })
+}
+
+type UnitFiles = (
+    Vec<super::units::RecordedService>,
+    Vec<super::units::UnitFileSource>,
+    Vec<super::units::UnitFilePlan>,
+);
+
+/// The recipe's systemd units and their files against the host; each file that would be
+/// written needs trust (its commands run as root or as the user).
+fn plan_unit_files(
+    ctx: &RestoreContext<'_>,
+    recipe: Option<&Recipe>,
+    parts: Parts,
+    needs_trust: &mut Vec<String>,
+) -> Result<UnitFiles, RestoreError> {
+    let (Some(recipe), true) = (recipe, parts.recipe) else {
+        return Ok((Vec::new(), Vec::new(), Vec::new()));
+    };
+    let recorded = super::units::recorded(recipe)?;
+    let (sources, files) = super::units::plan(ctx.engine, &recorded, recipe)?;
+    needs_trust.extend(
+        files
+            .iter()
+            .filter(|f| f.action != super::units::UnitFileAction::Same)
+            .map(|f| {
+                format!(
+                    "a systemd unit file (its commands run as {}): {}",
+                    f.user.as_deref().unwrap_or("root"),
+                    f.path.display()
+                )
+            }),
+    );
+    Ok((recorded, sources, files))
 }
 
 /// The dumps to load: with the volumes, into a database container that does not exist yet
@@ -786,6 +794,7 @@ async fn plan_start(
     recipe: Option<&Recipe>,
     unit_exists: bool,
     project_dir: Option<&Path>,
+    services: Vec<crate::systemd::control::Service>,
 ) -> Result<(StartPlan, Option<ComposeTool>), RestoreError> {
     let point = &request.point;
     if !request.start {
@@ -793,6 +802,10 @@ async fn plan_start(
     }
     if unit_exists {
         return Ok((StartPlan::RestartStopped, None));
+    }
+    // Gone containers that systemd units make: those units start them.
+    if !services.is_empty() {
+        return Ok((StartPlan::Systemd { services }, None));
     }
     let recipe = recipe.ok_or_else(|| RestoreError::NoRecipe {
         unit: point.unit.clone(),

@@ -236,7 +236,7 @@ fn owned_dirs(home: &Path, dir: &Path, uid: u32, gid: u32) -> Result<(), Restore
     };
     let io = |e| RestoreError::io(dir)(e);
     let mut fd = nofollow::open_dir(home, None).map_err(io)?;
-    for name in rel.iter() {
+    for name in rel {
         let exists = nofollow::exists_in(&fd, &name.to_string_lossy()).map_err(io)?;
         let child = nofollow::open_child(&fd, name, Some(0o755)).map_err(io)?;
         if !exists {
