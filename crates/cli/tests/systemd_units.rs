@@ -335,6 +335,65 @@ fn generated_podman_unit_is_stopped_and_started_through_systemd() {
         found.contains(&format!("/recipe/systemd/etc/systemd/system/{unit}")),
         "the unit file is part of the recipe: {found}"
     );
+    restore_puts_a_gone_unit_back(&host, &web, &unit);
+}
+
+/// The unit and its `--rm` container gone (a fresh host, as far as this unit goes): the
+/// restore puts the unit file back (trusted only: it runs as root), reloads the manager and
+/// starts the unit, which makes the container on the restored data; nothing through the API.
+fn restore_puts_a_gone_unit_back(host: &SystemdHost, web: &str, unit: &str) {
+    let file = format!("/etc/systemd/system/{unit}");
+    host.sh(&format!(
+        "podman exec {web} sh -c 'echo changed > /data/file' && systemctl stop {unit} && \
+         rm {file} && systemctl daemon-reload && ! podman container exists {web}"
+    ));
+    let (_, stops, starts) = host.unit_jobs(None, unit);
+    let out = host.kd_output(&["restore", "--unit", web, "--latest", "--dry-run", "--json"]);
+    let plan: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(plan["start"]["method"], "systemd", "{plan:#}");
+    assert_eq!(plan["start"]["services"][0]["unit"], unit, "{plan:#}");
+    assert_eq!(plan["unit_files"][0]["path"], file.as_str(), "{plan:#}");
+    assert_eq!(plan["unit_files"][0]["action"], "create", "{plan:#}");
+    // A unit file from the repository runs as root: not without trust.
+    let out = host.kd_output(&["restore", "--unit", web, "--latest", "--yes"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&file),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(host.sh(&format!("test -e {file} || echo gone")), "gone");
+
+    let out = host.kd_output(&[
+        "restore",
+        "--unit",
+        web,
+        "--latest",
+        "--yes",
+        "--trust-recipe",
+        "--json",
+    ]);
+    let outcome: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{outcome:#}");
+    assert_eq!(outcome["started"], serde_json::json!([web]), "{outcome:#}");
+    // Back with its owner and mode, loaded, started by systemd (one more start job).
+    assert_eq!(host.sh(&format!("stat -c '%U %a' {file}")), "root 644");
+    assert_eq!(
+        host.unit_jobs(None, unit),
+        ("active".to_owned(), stops, starts + 1)
+    );
+    assert_eq!(
+        host.sh(&format!(
+            "podman inspect --format '{{{{.State.Running}}}} {{{{index .Config.Labels \"PODMAN_SYSTEMD_UNIT\"}}}}' {web}"
+        )),
+        format!("true {unit}")
+    );
+    assert_eq!(
+        host.sh(&format!("podman exec {web} cat /data/file")),
+        "original"
+    );
 }
 
 /// Two podman-compose stacks of the user, each under its own `<stack>-stack.service`: `app`
@@ -469,6 +528,8 @@ fn user_stack_service_is_stopped_and_started_through_the_user_manager() {
         );
     }
 
+    restore_through_the_user_manager(&host, &app, &app_unit);
+
     // A run killed right after the stop (its post-stop hook kills it): the unit stays
     // inactive, journaled; `admin restart-stopped` starts it through systemd.
     host.sh("cat >> /kd/config.toml <<'EOF'
@@ -486,4 +547,48 @@ EOF");
     assert!(out.contains(&app_unit), "{out}");
     assert_eq!(host.unit_jobs(user, &app_unit).0, "active");
     assert_eq!(running(&format!("{app}_app_1")), "true");
+}
+
+/// A restore of the mapped stack goes through the user's manager too, and puts the unit file
+/// the user had deleted back, the user's own (the manager still had it loaded).
+fn restore_through_the_user_manager(host: &SystemdHost, app: &str, app_unit: &str) {
+    let user = Some(USER);
+    let running = |name: &str| {
+        host.sh_as(
+            user,
+            &format!("podman inspect --format '{{{{.State.Running}}}}' {name}"),
+        )
+    };
+    let file = format!("/home/{USER}/.config/systemd/user/{app_unit}");
+    host.sh_as(
+        user,
+        &format!("podman exec {app}_app_1 sh -c 'echo changed > /data/file' && rm {file}"),
+    );
+    let (_, stops, starts) = host.unit_jobs(user, app_unit);
+    let out = host.kd_output(&[
+        "restore",
+        "--unit",
+        app,
+        "--latest",
+        "--yes",
+        "--trust-recipe",
+        "--json",
+    ]);
+    let outcome: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{outcome:#}");
+    assert_eq!(
+        host.unit_jobs(user, app_unit),
+        ("active".to_owned(), stops + 1, starts + 1),
+        "the restore must stop and start {app_unit} through systemctl --user"
+    );
+    assert_eq!(
+        host.sh(&format!("stat -c '%U %a' {file}")),
+        format!("{USER} 644")
+    );
+    assert_eq!(running(&format!("{app}_app_1")), "true");
+    assert_eq!(
+        host.sh_as(user, &format!("podman exec {app}_app_1 cat /data/file")),
+        "app"
+    );
 }

@@ -111,6 +111,9 @@ async fn stage_systemd_files(engine: &Engine, unit: &Unit, dir: &Path) -> Result
     struct Staged<'a> {
         service: &'a Service,
         files: Vec<PathBuf>,
+        /// Owner and mode of each of `files`, which a restore gives them back (the copies in
+        /// the recipe are root's).
+        owners: Vec<crate::systemd::control::FileOwner>,
     }
     let mut services: Vec<&Service> = Vec::new();
     for service in unit.containers.iter().filter_map(|c| c.systemd.as_ref()) {
@@ -132,18 +135,30 @@ async fn stage_systemd_files(engine: &Engine, unit: &Unit, dir: &Path) -> Result
             }
         };
         let mut copied = Vec::new();
+        let mut owners = Vec::new();
         for file in files {
             // Never through a link (a user's unit dir is the user's to point anywhere).
-            if !std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_file()) {
-                tracing::warn!(file = %file.display(), "unit file is not a regular file; not staged");
-                continue;
-            }
+            let meta = match std::fs::symlink_metadata(&file) {
+                Ok(meta) if meta.file_type().is_file() => meta,
+                _ => {
+                    tracing::warn!(file = %file.display(), "unit file is not a regular file; not staged");
+                    continue;
+                }
+            };
             let dest = dir.join(file.strip_prefix("/").unwrap_or(&file));
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
             match std::fs::copy(&file, &dest) {
-                Ok(_) => copied.push(file),
+                Ok(_) => {
+                    use std::os::unix::fs::MetadataExt as _;
+                    owners.push(crate::systemd::control::FileOwner {
+                        uid: meta.uid(),
+                        gid: meta.gid(),
+                        mode: meta.mode() & 0o7777,
+                    });
+                    copied.push(file);
+                }
                 Err(error) => {
                     tracing::warn!(file = %file.display(), %error, "unit file not staged");
                 }
@@ -152,6 +167,7 @@ async fn stage_systemd_files(engine: &Engine, unit: &Unit, dir: &Path) -> Result
         staged.push(Staged {
             service,
             files: copied,
+            owners,
         });
     }
     if staged.is_empty() {
