@@ -55,6 +55,10 @@ else
     selected=("${MODULES[@]}")
 fi
 
+# cargo-mutants refuses --jobs with --in-place (one tree, one build at a time).
+jobs=(--jobs "${MUTANTS_JOBS:-1}")
+[[ " ${MUTANTS_ARGS:-} " == *" --in-place "* ]] && jobs=()
+
 status=0
 for module in "${selected[@]}"; do
     read -r -a words <<<"$module"
@@ -65,7 +69,7 @@ for module in "${selected[@]}"; do
     printf '==> %s\n' "$module"
     # Options first: everything after the first `--` goes to cargo test.
     # shellcheck disable=SC2086 # MUTANTS_ARGS is a list of options
-    cargo mutants --package kopi-docka-core --jobs "${MUTANTS_JOBS:-1}" --output "$out" \
+    cargo mutants --package kopi-docka-core "${jobs[@]}" --output "$out" \
         ${MUTANTS_ARGS:-} --file "${words[@]}" || status=$?
 done
 exit "$status"
