@@ -710,6 +710,7 @@ fn to_stop(
                 // container's own): the per-service one is a backup setting.
                 stop_timeout: None,
                 systemd,
+                role: crate::stop::TargetRole::Running,
                 auto_remove: c
                     .host_config
                     .as_ref()
