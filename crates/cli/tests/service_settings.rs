@@ -492,12 +492,16 @@ fn running(name: &str) -> String {
         .to_owned()
 }
 
-/// An in-container hook that appends `<point> <uid>` to /tmp/hooks.log inside `container`.
+/// An in-container hook that appends `<point> <uid>` to /data/hooks/log inside `container`
+/// (not under /tmp: `fs.protected_regular` keeps root from appending to another user's file in
+/// a sticky directory) and creates `/data/hooks/by-<point>`.
 fn logging_hook(container: &str, user: Option<&str>) -> String {
-    let user = user.map(|u| format!("user = \"{u}\", ")).unwrap_or_default();
+    let user = user
+        .map(|u| format!("user = \"{u}\", "))
+        .unwrap_or_default();
     format!(
         "{{ container = \"{container}\", {user}argv = [\"sh\", \"-c\", \
-         \"echo \\\"$KOPI_DOCKA_HOOK $(id -u)\\\" >> /tmp/hooks.log; touch /tmp/by-$KOPI_DOCKA_HOOK\"] }}"
+         \"echo \\\"$KOPI_DOCKA_HOOK $(id -u)\\\" >> /data/hooks/log && touch /data/hooks/by-$KOPI_DOCKA_HOOK\"] }}"
     )
 }
 
@@ -517,6 +521,7 @@ fn hooks_run_inside_a_container_as_its_user_and_failures_say_why() {
     let name = format!("{prefix}-inhook");
     let env = Env::builder().prefix(&prefix).init().build();
     support::idle_with_volume(&name);
+    docker(&["exec", &name, "mkdir", "-m", "777", "/data/hooks"]);
     env.write_config(
         "hooks.toml",
         &format!(
@@ -529,16 +534,32 @@ fn hooks_run_inside_a_container_as_its_user_and_failures_say_why() {
     let (report, code) = backup_report(&env, "hooks.toml", &[&name]);
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(
-        docker(&["exec", &name, "cat", "/tmp/hooks.log"]),
-        "pre-stop 65534\npost-start 0\nverify 65534\n"
+        docker(&["exec", &name, "cat", "/data/hooks/log"]),
+        "pre-stop 65534\npost-start 0\nverify 65534"
     );
     assert_eq!(
-        docker(&["exec", &name, "stat", "-c", "%U %u", "/tmp/by-pre-stop"]).trim(),
+        docker(&[
+            "exec",
+            &name,
+            "stat",
+            "-c",
+            "%U %u",
+            "/data/hooks/by-pre-stop"
+        ])
+        .trim(),
         "nobody 65534",
         "the hook ran as the configured user"
     );
     assert_eq!(
-        docker(&["exec", &name, "stat", "-c", "%u", "/tmp/by-post-start"]).trim(),
+        docker(&[
+            "exec",
+            &name,
+            "stat",
+            "-c",
+            "%u",
+            "/data/hooks/by-post-start"
+        ])
+        .trim(),
         "0"
     );
     assert_eq!(running(&name), "true");
@@ -586,8 +607,7 @@ fn hooks_run_inside_a_container_as_its_user_and_failures_say_why() {
 /// hook's output, keeps the restore point (complete) and leaves the unit running.
 #[test]
 fn a_failing_verify_hook_fails_the_unit_and_keeps_it_running() {
-    if !support::docker_tests_enabled("a_failing_verify_hook_fails_the_unit_and_keeps_it_running")
-    {
+    if !support::docker_tests_enabled("a_failing_verify_hook_fails_the_unit_and_keeps_it_running") {
         return;
     }
     let prefix = support::unique_prefix();

@@ -625,7 +625,10 @@ fn frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure() {
     ] {
         assert_eq!(host.unit_jobs(None, &name).0, "active", "{name}");
     }
-    assert_eq!(host.unit_jobs(None, &format!("{idle}.service")).0, "inactive");
+    assert_eq!(
+        host.unit_jobs(None, &format!("{idle}.service")).0,
+        "inactive"
+    );
     assert_eq!(
         host.sh("cat /kd/state/stopped-containers.json 2>/dev/null; true"),
         ""

@@ -207,7 +207,12 @@ pub async fn run_in_container(
         }
     };
     for line in out.lines().chain(err.lines()) {
-        tracing::info!(hook = point.as_str(), unit = context.unit, container = name, "{line}");
+        tracing::info!(
+            hook = point.as_str(),
+            unit = context.unit,
+            container = name,
+            "{line}"
+        );
     }
     match exec_exit_code(engine, &exec_id).await {
         Ok(0) => Ok(()),

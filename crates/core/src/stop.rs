@@ -256,7 +256,15 @@ impl StoppedUnit {
                 ),
             ));
         }
-        for (container, (timeout, stops)) in to_stop.iter().zip(steps).rev() {
+        for (
+            container,
+            Step {
+                timeout,
+                stops,
+                with,
+            },
+        ) in to_stop.iter().zip(steps).rev()
+        {
             // Recorded before the call: a stop that fails half-way may still have stopped it.
             this.stopped.insert(0, container.clone());
             if !stops {
@@ -268,7 +276,7 @@ impl StoppedUnit {
                 let wait = how
                     .own_stop_timeout
                     .map(|s| Duration::from_secs(u64::from(s)));
-                if let Err(error) = stop_service(engine, service, (timeout, wait)).await {
+                if let Err(error) = stop_service(engine, service, (timeout, wait), &with).await {
                     clear_untouched(journal, &to_stop, &this.stopped);
                     return Err((this, error));
                 }
@@ -404,12 +412,14 @@ async fn through_systemd(
     engine: &Engine,
     targets: Vec<StopTarget>,
     timeout: u32,
-) -> Result<(Vec<StoppedContainer>, Vec<(u32, bool)>), String> {
+) -> Result<(Vec<StoppedContainer>, Vec<Step>), String> {
     let now = jiff::Timestamp::now();
     let mut out: Vec<StoppedContainer> = Vec::new();
     // The stop timeout of each entry (a container's own floor, else the run's), and whether
     // it is stopped.
-    let mut steps: Vec<(u32, bool)> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    // The step of the frozen socket whose services follow: they are stopped with it.
+    let mut socket_step: Option<usize> = None;
     // Per systemd unit: whether it runs, and whether it has its entry; asked once.
     let mut asked: Vec<(Service, bool, bool)> = Vec::new();
     for (rank, target) in targets.into_iter().enumerate() {
@@ -428,7 +438,10 @@ async fn through_systemd(
                 target.container.name.clone(),
                 None,
             ));
-            steps.push((own_timeout, target.role != TargetRole::StartAfter));
+            steps.push(Step::new(
+                own_timeout,
+                target.role != TargetRole::StartAfter,
+            ));
             continue;
         };
         let (runs, has_entry) = match asked.iter().find(|(s, _, _)| s == service) {
@@ -456,18 +469,39 @@ async fn through_systemd(
         let mut has_entry_now = has_entry;
         match (target.role, runs) {
             _ if has_entry => {}
+            (TargetRole::Frozen, true) if service.unit.ends_with(".socket") => {
+                out.push(unit_entry());
+                socket_step = Some(steps.len());
+                steps.push(Step::new(own_timeout, true));
+                has_entry_now = true;
+            }
+            (TargetRole::Frozen, true) if socket_step.is_some() => {
+                // Stopped in one transaction with its socket (which comes first in start
+                // order, so it is started first): stopped on its own first, a request in
+                // between would activate it again.
+                out.push(unit_entry());
+                if let Some(step) = socket_step.and_then(|i| steps.get_mut(i)) {
+                    step.with.push(service.unit.clone());
+                }
+                steps.push(Step::new(own_timeout, false));
+                has_entry_now = true;
+            }
             (_, true) => {
                 // It runs: stopped now (its containers go with it), started afterwards.
                 out.push(unit_entry());
-                steps.push((own_timeout, true));
+                steps.push(Step::new(own_timeout, true));
                 has_entry_now = true;
             }
             (TargetRole::Running, false) => {
                 out.push(container_entry());
-                steps.push((own_timeout, true));
+                steps.push(Step::new(own_timeout, true));
             }
             // Inactive before: inactive after.
-            (TargetRole::Frozen, false) => {}
+            (TargetRole::Frozen, false) => {
+                if service.unit.ends_with(".socket") {
+                    socket_step = None;
+                }
+            }
             (TargetRole::StartAfter, false) => {
                 // `always`: the unit is started afterwards if the manager has it, else the
                 // container through the engine.
@@ -477,7 +511,7 @@ async fn through_systemd(
                 } else {
                     out.push(container_entry());
                 }
-                steps.push((own_timeout, false));
+                steps.push(Step::new(own_timeout, false));
             }
         }
         if let Some(seen) = asked.iter_mut().find(|(s, _, _)| s == service) {
@@ -485,6 +519,27 @@ async fn through_systemd(
         }
     }
     Ok((out, steps))
+}
+
+/// How one journal entry is stopped.
+struct Step {
+    /// Its stop timeout.
+    timeout: u32,
+    /// Stopped now (else only started afterwards, or stopped with another entry).
+    stops: bool,
+    /// Units of the same manager stopped in the same `systemctl stop` (a frozen socket's
+    /// services).
+    with: Vec<String>,
+}
+
+impl Step {
+    fn new(timeout: u32, stops: bool) -> Self {
+        Self {
+            timeout,
+            stops,
+            with: Vec::new(),
+        }
+    }
 }
 
 /// Whether the manager of `service` has it loaded.
@@ -495,16 +550,15 @@ async fn loaded(engine: &Engine, service: &Service) -> bool {
     }
 }
 
-/// The socket units of `freeze-sockets` and the services they trigger, as targets: the
-/// services before their socket in start order, so the socket is stopped first (it cannot
-/// activate the service again) and started last.
+/// The socket units of `freeze-sockets` and the services they trigger, as targets: each
+/// socket before its services in start order (systemd refuses to start a socket whose
+/// service already runs); [`through_systemd`] has them stopped together.
 async fn frozen_targets(
     engine: &Engine,
     unit: &Unit,
     how: &UnitStop,
 ) -> Result<Vec<StopTarget>, String> {
-    let mut services = Vec::new();
-    let mut sockets = Vec::new();
+    let mut targets = Vec::new();
     for socket in &how.freeze_sockets {
         let service = |name: &str| Service {
             unit: name.to_owned(),
@@ -524,17 +578,14 @@ async fn frozen_targets(
         };
         let manager = Manager::of(&service(socket), engine)
             .map_err(|e| format!("freeze-sockets {socket}: {e}"))?;
-        for triggered in manager
+        let triggered = manager
             .triggers(socket)
             .await
-            .map_err(|e| format!("freeze-sockets {socket}: {e}"))?
-        {
-            services.push(target(service(&triggered)));
-        }
-        sockets.push(target(service(socket)));
+            .map_err(|e| format!("freeze-sockets {socket}: {e}"))?;
+        targets.push(target(service(socket)));
+        targets.extend(triggered.iter().map(|t| target(service(t))));
     }
-    services.extend(sockets);
-    Ok(services)
+    Ok(targets)
 }
 
 /// Whether `service` runs, so that `systemctl stop` stops `target`: `false` when the engine
@@ -559,15 +610,13 @@ async fn unit_runs(
     };
     match state {
         Ok((_, state)) if state.loaded && state.is_up() => Ok(true),
-        Ok((manager, state)) if target.role == TargetRole::Frozen && !state.loaded => {
-            Err(format!(
-                "{}: socket {} (freeze-sockets) is not loaded in {manager}: check the name \
+        Ok((manager, state)) if target.role == TargetRole::Frozen && !state.loaded => Err(format!(
+            "{}: socket {} (freeze-sockets) is not loaded in {manager}: check the name \
                  (`systemctl{} list-units --all '*.socket'`) and `systemd-user`",
-                target.unit,
-                service.unit,
-                user_flag(&manager)
-            ))
-        }
+            target.unit,
+            service.unit,
+            user_flag(&manager)
+        )),
         Ok((_, state)) if target.role != TargetRole::Running && state.loaded => Ok(false),
         Ok((manager, _)) if service.configured => Err(format!(
             "{}: systemd unit {} ([units] systemd-unit) is not loaded in {manager}: check the \
@@ -615,24 +664,27 @@ async fn stop_service(
     engine: &Engine,
     service: &Service,
     (timeout, wait): (u32, Option<Duration>),
+    with: &[String],
 ) -> Result<(), String> {
     let manager = Manager::of(service, engine)?;
     // Without the unit's own timeout, systemd's (TimeoutStopSec, 90 s by default) governs;
     // ours only catches a manager that does not answer.
     let limit =
         wait.unwrap_or_else(|| Duration::from_secs(u64::from(timeout)) + Duration::from_mins(3));
-    manager.stop(&service.unit, limit).await?;
-    tracing::info!(unit = %service.unit, manager = %manager, "stopped through systemd");
+    let units: Vec<&str> = std::iter::once(service.unit.as_str())
+        .chain(with.iter().map(String::as_str))
+        .collect();
+    manager.stop(&units, limit).await?;
+    for unit in units {
+        tracing::info!(unit, manager = %manager, "stopped through systemd");
+    }
     Ok(())
 }
 
 /// `systemctl start`, waited for `wait`; then the unit must be active.
 async fn start_service(engine: &Engine, service: &Service, wait: Duration) -> Result<(), String> {
     let started = match Manager::of(service, engine) {
-        Ok(manager) => manager
-            .start(&service.unit, wait)
-            .await
-            .map(|()| manager),
+        Ok(manager) => manager.start(&service.unit, wait).await.map(|()| manager),
         Err(error) => Err(error),
     };
     match started {

@@ -126,8 +126,14 @@ async fn backup_unit_timed(
             report.cold_pass = Some(kind);
             report.warnings.extend(warning);
             hooks(
-        engine,
-        settings, unit, &backup_id, HookPoint::PreBackup, None).await
+                engine,
+                settings,
+                unit,
+                &backup_id,
+                HookPoint::PreBackup,
+                None,
+            )
+            .await
         }
     };
     let cold = report.cold_pass.unwrap_or(ColdPassKind::Read);
@@ -162,9 +168,7 @@ async fn backup_unit_timed(
         return report;
     }
 
-    if let Err(error) = hooks(
-        engine,
-        settings, unit, &backup_id, HookPoint::PreStop, None).await {
+    if let Err(error) = hooks(engine, settings, unit, &backup_id, HookPoint::PreStop, None).await {
         report
             .errors
             .push(format!("{error}; the unit was not stopped"));
@@ -458,9 +462,7 @@ async fn stop_snapshot_restart(
     // Frozen copies (snapshot cold pass), read once the unit runs again.
     let mut frozen: Vec<(Source, Frozen)> = Vec::new();
     let (mut records, mut errors, mut interrupted) =
-        match hooks(
-        engine,
-        settings, unit, backup_id, HookPoint::PostStop, None).await {
+        match hooks(engine, settings, unit, backup_id, HookPoint::PostStop, None).await {
             Ok(()) => match dump_all(engine, repo, unit, meta, limits).await {
                 (dumps, errors) if !errors.is_empty() => {
                     report.dump_failed = true;
@@ -498,9 +500,7 @@ async fn stop_snapshot_restart(
                 false,
             ),
         };
-    if let Err(error) = hooks(
-        engine,
-        settings, unit, backup_id, HookPoint::PreStart, None).await {
+    if let Err(error) = hooks(engine, settings, unit, backup_id, HookPoint::PreStart, None).await {
         hook_errors.push(format!("{error}; the unit is started anyway"));
     }
     let restart = stopped
@@ -522,8 +522,7 @@ async fn stop_snapshot_restart(
         }
         // The unit is back: does it work? Its point (taken while it was stopped) stands; the
         // unit's backup is failed, so the run and its notification say so.
-        if let Err(error) =
-            hooks(engine, settings, unit, backup_id, HookPoint::Verify, None).await
+        if let Err(error) = hooks(engine, settings, unit, backup_id, HookPoint::Verify, None).await
         {
             verify_failed = true;
             hook_errors.push(format!(

@@ -365,11 +365,11 @@ verify = ["/usr/local/bin/check", "cloud"]
         }))
     );
     for (text, expected) in [
+        ("[units.a]\nrestore-state = \"sometimes\"\n", "sometimes"),
         (
-            "[units.a]\nrestore-state = \"sometimes\"\n",
-            "sometimes",
+            "[units.a]\nstop-timeout-seconds = 0\n",
+            "stop-timeout-seconds = 0",
         ),
-        ("[units.a]\nstop-timeout-seconds = 0\n", "stop-timeout-seconds = 0"),
         (
             "[units.a]\nstart-timeout-seconds = 86401\n",
             "start-timeout-seconds = 86401",

@@ -217,9 +217,13 @@ impl Manager {
             .collect())
     }
 
-    /// `systemctl stop`: returns when the unit's stop job is done.
-    pub async fn stop(&self, unit: &str, timeout: Duration) -> Result<(), String> {
-        self.run(&["stop", "--", unit], timeout).await.map(drop)
+    /// `systemctl stop` of `units`, in one transaction: returns when their stop jobs are done.
+    pub async fn stop(&self, units: &[&str], timeout: Duration) -> Result<(), String> {
+        let args: Vec<&str> = ["stop", "--"]
+            .into_iter()
+            .chain(units.iter().copied())
+            .collect();
+        self.run(&args, timeout).await.map(drop)
     }
 
     /// `systemctl start`, then the unit must be active.
