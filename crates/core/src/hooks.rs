@@ -130,28 +130,7 @@ pub async fn run_in_container(
         program: program.clone(),
         reason,
     };
-    // By name, not id: a systemd unit's `--rm --replace` container is a new one after a start.
-    let Some(container) = unit
-        .containers
-        .iter()
-        .find(|c| c.service.as_deref() == Some(hook.container.as_str()))
-        .or_else(|| unit.containers.iter().find(|c| c.name == hook.container))
-    else {
-        let known: Vec<String> = unit
-            .containers
-            .iter()
-            .map(|c| match &c.service {
-                Some(service) => format!("{service} ({})", c.name),
-                None => c.name.clone(),
-            })
-            .collect();
-        return Err(refused(format!(
-            "unit {} has no service or container `{}` (it has: {})",
-            unit.name,
-            hook.container,
-            known.join(", ")
-        )));
-    };
+    let container = find_container(unit, &hook.container).map_err(&refused)?;
     let name = container.name.as_str();
     match engine.state(name).await {
         Ok(Some(state)) if state.running => {}
@@ -224,6 +203,33 @@ pub async fn run_in_container(
         }),
         Err(error) => Err(refused(error)),
     }
+}
+
+/// The container a hook names: by compose service, else by name. By name, not id: a systemd
+/// unit's `--rm --replace` container is a new one after a start.
+fn find_container<'u>(
+    unit: &'u crate::unit::Unit,
+    wanted: &str,
+) -> Result<&'u crate::unit::Container, String> {
+    unit.containers
+        .iter()
+        .find(|c| c.service.as_deref() == Some(wanted))
+        .or_else(|| unit.containers.iter().find(|c| c.name == wanted))
+        .ok_or_else(|| {
+            let known: Vec<String> = unit
+                .containers
+                .iter()
+                .map(|c| match &c.service {
+                    Some(service) => format!("{service} ({})", c.name),
+                    None => c.name.clone(),
+                })
+                .collect();
+            format!(
+                "unit {} has no service or container `{wanted}` (it has: {})",
+                unit.name,
+                known.join(", ")
+            )
+        })
 }
 
 /// The exit code of a finished exec (the engine may report it a moment after the stream ends).

@@ -444,14 +444,14 @@ async fn through_systemd(
             ));
             continue;
         };
-        let (runs, has_entry) = match asked.iter().find(|(s, _, _)| s == service) {
-            Some((_, runs, has_entry)) => (*runs, *has_entry),
-            None => {
+        let (runs, has_entry) =
+            if let Some((_, runs, has)) = asked.iter().find(|(s, _, _)| s == service) {
+                (*runs, *has)
+            } else {
                 let runs = unit_runs(engine, service, &target).await?;
                 asked.push((service.clone(), runs, false));
                 (runs, false)
-            }
-        };
+            };
         let unit_entry = || {
             entry(
                 service.journal_id(),

@@ -125,15 +125,7 @@ async fn backup_unit_timed(
         Ok((kind, warning)) => {
             report.cold_pass = Some(kind);
             report.warnings.extend(warning);
-            hooks(
-                engine,
-                settings,
-                unit,
-                &backup_id,
-                HookPoint::PreBackup,
-                None,
-            )
-            .await
+            point_hooks((engine, settings, unit, &backup_id), HookPoint::PreBackup).await
         }
     };
     let cold = report.cold_pass.unwrap_or(ColdPassKind::Read);
@@ -157,21 +149,18 @@ async fn backup_unit_timed(
         tracing::info!(unit = %unit.name, "warm pass done");
     }
 
-    if *interrupt.borrow() {
-        report.interrupted = true;
-        report.status = UnitStatus::Failed;
-        report
-            .errors
-            .push("interrupted before the unit was stopped".into());
-        forget_warm(repo, &sources, &mut report).await;
-        count_bytes(&sources, &mut report);
-        return report;
-    }
-
-    if let Err(error) = hooks(engine, settings, unit, &backup_id, HookPoint::PreStop, None).await {
-        report
-            .errors
-            .push(format!("{error}; the unit was not stopped"));
+    report.interrupted = *interrupt.borrow();
+    let abort = if report.interrupted {
+        Some("interrupted before the unit was stopped".to_owned())
+    } else {
+        let pre_stop = point_hooks((engine, settings, unit, &backup_id), HookPoint::PreStop);
+        pre_stop
+            .await
+            .err()
+            .map(|e| format!("{e}; the unit was not stopped"))
+    };
+    if let Some(error) = abort {
+        report.errors.push(error);
         report.status = UnitStatus::Failed;
         forget_warm(repo, &sources, &mut report).await;
         count_bytes(&sources, &mut report);
@@ -212,15 +201,8 @@ async fn backup_unit_timed(
     forget_warm(repo, &sources, &mut report).await;
     count_bytes(&sources, &mut report);
 
-    finish(
-        (engine, settings),
-        unit,
-        &backup_id,
-        (cold_failed, verify_failed),
-        taken,
-        &mut report,
-    )
-    .await;
+    let (ctx, flags) = ((engine, settings), (cold_failed, verify_failed));
+    finish(ctx, unit, &backup_id, flags, taken, &mut report).await;
     report
 }
 
@@ -462,7 +444,7 @@ async fn stop_snapshot_restart(
     // Frozen copies (snapshot cold pass), read once the unit runs again.
     let mut frozen: Vec<(Source, Frozen)> = Vec::new();
     let (mut records, mut errors, mut interrupted) =
-        match hooks(engine, settings, unit, backup_id, HookPoint::PostStop, None).await {
+        match point_hooks((engine, settings, unit, backup_id), HookPoint::PostStop).await {
             Ok(()) => match dump_all(engine, repo, unit, meta, limits).await {
                 (dumps, errors) if !errors.is_empty() => {
                     report.dump_failed = true;
@@ -500,37 +482,15 @@ async fn stop_snapshot_restart(
                 false,
             ),
         };
-    if let Err(error) = hooks(engine, settings, unit, backup_id, HookPoint::PreStart, None).await {
+    if let Err(error) = point_hooks((engine, settings, unit, backup_id), HookPoint::PreStart).await
+    {
         hook_errors.push(format!("{error}; the unit is started anyway"));
     }
     let restart = stopped
         .restart(engine, journal, settings.health_timeout)
         .await;
-    let mut verify_failed = false;
-    if restart.errors.is_empty() {
-        if let Err(error) = hooks(
-            engine,
-            settings,
-            unit,
-            backup_id,
-            HookPoint::PostStart,
-            None,
-        )
-        .await
-        {
-            hook_errors.push(error);
-        }
-        // The unit is back: does it work? Its point (taken while it was stopped) stands; the
-        // unit's backup is failed, so the run and its notification say so.
-        if let Err(error) = hooks(engine, settings, unit, backup_id, HookPoint::Verify, None).await
-        {
-            verify_failed = true;
-            hook_errors.push(format!(
-                "{error}; the unit runs again and its restore point was kept, but its backup \
-                 counts as failed"
-            ));
-        }
-    }
+    let verify_failed = restart.errors.is_empty()
+        && after_start((engine, settings, unit, backup_id), &mut hook_errors).await;
     report.downtime_seconds = restart.downtime.map(|d| d.as_secs_f64());
     if report.cold_pass == Some(ColdPassKind::SnapshotLive) {
         // Never stopped.
@@ -621,6 +581,36 @@ async fn recipe_step(
             staging.display()
         ));
     }
+}
+
+/// Post-start, then verify, once the unit runs again; their errors go to `hook_errors`.
+/// Returns whether verify failed.
+async fn after_start(
+    ctx: (&Engine, &BackupSettings, &Unit, &BackupId),
+    hook_errors: &mut Vec<String>,
+) -> bool {
+    let mut verify_failed = false;
+    if let Err(error) = point_hooks(ctx, HookPoint::PostStart).await {
+        hook_errors.push(error);
+    }
+    // The unit is back: does it work? Its point (taken while it was stopped) stands; the
+    // unit's backup is failed, so the run and its notification say so.
+    if let Err(error) = point_hooks(ctx, HookPoint::Verify).await {
+        verify_failed = true;
+        hook_errors.push(format!(
+            "{error}; the unit runs again and its restore point was kept, but its backup \
+                 counts as failed"
+        ));
+    }
+    verify_failed
+}
+
+/// [`hooks`] without a status (every point but post-backup).
+async fn point_hooks(
+    (engine, settings, unit, backup_id): (&Engine, &BackupSettings, &Unit, &BackupId),
+    point: HookPoint,
+) -> Result<(), String> {
+    hooks(engine, settings, unit, backup_id, point, None).await
 }
 
 /// Runs the global, then the unit's hook for `point`. The first failure is returned.

@@ -261,7 +261,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message,
         });
     }
-    if let Some(message) = bad_exclude_glob(&config).or_else(|| bad_freeze_socket(&config)) {
+    if let Some(message) = bad_exclude_glob(&config)
+        .or_else(|| bad_freeze_socket(&config))
+        .or_else(|| bad_hook(&config))
+    {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -273,21 +276,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             path: path.to_path_buf(),
             message: "[repository] sets both password-file and password-command; keep one".into(),
         });
-    }
-    for (owner, set, in_unit) in std::iter::once(("[hooks]".to_owned(), &config.hooks, false))
-        .chain(
-            config
-                .units
-                .iter()
-                .map(|(name, unit)| (format!("[units.\"{name}\".hooks]"), &unit.hooks, true)),
-        )
-    {
-        if let Some(message) = set.invalid(in_unit) {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: format!("{owner} {message}"),
-            });
-        }
     }
     if !config.retention.keeps_newest() {
         return Err(ConfigError::Invalid {
@@ -451,6 +439,21 @@ fn out_of_range(config: &Config) -> Option<String> {
         .into_iter()
         .find(|(_, value, max, _)| !(1..=*max).contains(value))
         .map(|(key, value, max, what)| format!("{key} = {value} is outside 1..={max} ({what})"))
+}
+
+/// The first hook that cannot run, with its table.
+fn bad_hook(config: &Config) -> Option<String> {
+    std::iter::once(("[hooks]".to_owned(), &config.hooks, false))
+        .chain(
+            config
+                .units
+                .iter()
+                .map(|(name, unit)| (format!("[units.\"{name}\".hooks]"), &unit.hooks, true)),
+        )
+        .find_map(|(owner, set, in_unit)| {
+            set.invalid(in_unit)
+                .map(|message| format!("{owner} {message}"))
+        })
 }
 
 /// The first `freeze-sockets` entry that does not name a socket unit.
