@@ -4,7 +4,8 @@
 //! next to it. A container of a `podman generate systemd --new` unit (`--rm --replace`,
 //! `PODMAN_SYSTEMD_UNIT`) and a `*-stack.service` wrapping podman-compose under a lingering
 //! user's `--user` manager are stopped and started through their units; an inactive stack
-//! stays inactive; a run killed while a unit is stopped leaves it to `admin restart-stopped`.
+//! stays inactive; a run killed while a unit is stopped leaves it to `admin restart-stopped`;
+//! frozen on-demand sockets are stopped during the backup and put back, also on failure.
 //!
 //! The image is built (cached by content) by `scripts/build-systemd-image.sh`, which
 //! `scripts/test.sh` runs.
@@ -590,5 +591,151 @@ fn restore_through_the_user_manager(host: &SystemdHost, app: &str, app_unit: &st
     assert_eq!(
         host.sh_as(user, &format!("podman exec {app}_app_1 cat /data/file")),
         "app"
+    );
+}
+
+/// An on-demand stack (the seed's Zoopa socket): `freeze-sockets` stops the active socket and
+/// its service before the stack's unit (the `post-stop` hook sees all three inactive), and
+/// afterwards puts each back as it was (a socket whose service was inactive gets its socket
+/// back, its service stays inactive), also when the backup fails (a failing `post-stop`
+/// hook). The hooks of every point run in order, `verify` after `post-start`.
+#[test]
+fn frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure() {
+    if !support::docker_tests_enabled(
+        "frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure",
+    ) {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let host = SystemdHost::boot(&prefix);
+    host.load_busybox(None);
+    let web = format!("{prefix}-web");
+    let unit = format!("container-{web}.service");
+    let (od, idle) = (format!("{prefix}-od"), format!("{prefix}-odidle"));
+    host.sh(&format!(
+        "podman create --name {web} -v {prefix}-webvol:/data --stop-signal TERM \
+         localhost/{image} sh -c \"{idle_cmd}\" >/dev/null
+         cd /etc/systemd/system && podman generate systemd --new --files --name {web} >/dev/null
+         for s in {od} {idle}; do
+           printf '[Socket]\\nListenStream=/run/%s.sock\\n' $s > $s.socket
+           printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > $s.service
+         done
+         podman rm {web} >/dev/null && systemctl daemon-reload
+         systemctl start {unit} {od}.socket {od}.service {idle}.socket",
+        image = support::IMAGE,
+        idle_cmd = support::IDLE,
+    ));
+    let point = |name: &str| {
+        format!(
+            "{name} = [\"/bin/sh\", \"-c\", \"echo {name} $(systemctl is-active {od}.socket \
+             {od}.service {unit} | tr '\\\\n' ' ') >> /kd/hooks.log\"]\n"
+        )
+    };
+    let hooks: String = [
+        "pre-backup",
+        "pre-stop",
+        "post-stop",
+        "pre-start",
+        "post-start",
+        "verify",
+        "post-backup",
+    ]
+    .into_iter()
+    .map(point)
+    .collect();
+    let table = format!(
+        "[docker]\nhost = \"unix:///run/podman/podman.sock\"\n\
+         [units.\"{web}\"]\nfreeze-sockets = [\"{od}.socket\", \"{idle}.socket\"]\n"
+    );
+    host.install_kopi_docka(&format!("{table}[units.\"{web}\".hooks]\n{hooks}"));
+    let before: Vec<_> = [&format!("{od}.socket"), &format!("{od}.service")]
+        .into_iter()
+        .map(|u| host.unit_jobs(None, u))
+        .collect();
+    let idle_service = host.unit_jobs(None, &format!("{idle}.service"));
+    assert_eq!(idle_service.0, "inactive");
+
+    host.kd(&["backup", "--unit", &web]);
+    let log = host.sh("cat /kd/hooks.log");
+    let points: Vec<&str> = log
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        points,
+        [
+            "pre-backup",
+            "pre-stop",
+            "post-stop",
+            "pre-start",
+            "post-start",
+            "verify",
+            "post-backup"
+        ],
+        "{log}"
+    );
+    let states = |name: &str| {
+        log.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(states("pre-stop"), ["active", "active", "active"], "{log}");
+    assert_eq!(
+        states("post-stop"),
+        ["inactive", "inactive", "inactive"],
+        "the socket, its service and the stack were stopped for the cold pass: {log}"
+    );
+    assert_eq!(states("verify"), ["active", "active", "active"], "{log}");
+    for (name, (_, stops, starts)) in [format!("{od}.socket"), format!("{od}.service")]
+        .iter()
+        .zip(&before)
+    {
+        let (state, stops_now, starts_now) = host.unit_jobs(None, name);
+        assert_eq!(state, "active", "{name}");
+        assert!(
+            stops_now > *stops && starts_now > *starts,
+            "{name} was not stopped and started"
+        );
+    }
+    assert_eq!(host.unit_jobs(None, &format!("{idle}.socket")).0, "active");
+    assert_eq!(
+        host.unit_jobs(None, &format!("{idle}.service")),
+        idle_service,
+        "an inactive triggered service stays untouched"
+    );
+
+    // A failing post-stop hook: the backup fails, everything comes back as it was.
+    host.sh(&format!(
+        "cat > /kd/hooks.toml <<'EOF'\n{table}[units.\"{web}\".hooks]\n\
+         post-stop = [\"/bin/sh\", \"-c\", \"systemctl is-active {od}.socket > /kd/frozen; exit 9\"]\nEOF\n\
+         sed -i '/^\\[docker\\]/,$d' /kd/config.toml && cat /kd/hooks.toml >> /kd/config.toml"
+    ));
+    let out = host.kd_output(&["backup", "--unit", &web]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("post-stop hook"), "{said}");
+    assert_eq!(host.sh("cat /kd/frozen"), "inactive");
+    for name in [
+        format!("{od}.socket"),
+        format!("{od}.service"),
+        unit.clone(),
+        format!("{idle}.socket"),
+    ] {
+        assert_eq!(host.unit_jobs(None, &name).0, "active", "{name}");
+    }
+    assert_eq!(
+        host.unit_jobs(None, &format!("{idle}.service")).0,
+        "inactive"
+    );
+    assert_eq!(
+        host.sh("cat /kd/state/stopped-containers.json 2>/dev/null; true"),
+        ""
     );
 }

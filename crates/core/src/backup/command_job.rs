@@ -242,7 +242,7 @@ pub(super) async fn backup_unit(
     report: &mut UnitReport,
 ) {
     report.engine = UnitEngine::Command;
-    let hook = |point| super::unit::hooks(settings, unit, backup_id, point, None);
+    let hook = |point| super::unit::hooks(engine, settings, unit, backup_id, point, None);
     let before = match &unit.refused {
         Some(why) => Err(format!("not backed up: {why}; the unit was not touched")),
         None => hook(HookPoint::PreBackup)
@@ -263,7 +263,8 @@ pub(super) async fn backup_unit(
         return;
     }
 
-    let stopped = match StoppedUnit::stop(engine, journal, unit, settings.stop_timeout).await {
+    let how = settings.unit_stop(unit.name.as_str());
+    let stopped = match StoppedUnit::stop(engine, journal, unit, &how).await {
         Ok(stopped) => stopped,
         Err((stopped, error)) => {
             report.errors.push(error);
@@ -273,7 +274,7 @@ pub(super) async fn backup_unit(
             report.errors.extend(restart.errors);
             report.killed.extend(restart.killed);
             report.status = UnitStatus::Failed;
-            post_backup(settings, unit, backup_id, report).await;
+            post_backup(engine, settings, unit, backup_id, report).await;
             return;
         }
     };
@@ -293,11 +294,8 @@ pub(super) async fn backup_unit(
     let restart = stopped
         .restart(engine, journal, settings.health_timeout)
         .await;
-    if restart.errors.is_empty()
-        && let Err(error) = hook(HookPoint::PostStart).await
-    {
-        hook_errors.push(error);
-    }
+    let verify_failed = restart.errors.is_empty()
+        && super::unit::after_start((engine, settings, unit, backup_id), &mut hook_errors).await;
     let (result, job_report, interrupted) = ran;
     report.job = Some(job_report);
     report.interrupted = interrupted;
@@ -308,7 +306,7 @@ pub(super) async fn backup_unit(
     report.errors.extend(hook_errors);
     report.warnings.extend(restart.warnings);
     report.killed.extend(restart.killed);
-    report.status = if job_failed {
+    report.status = if job_failed || verify_failed {
         UnitStatus::Failed
     } else if report.errors.is_empty() {
         UnitStatus::Success
@@ -316,11 +314,12 @@ pub(super) async fn backup_unit(
         // The job finished; starting or a hook around the start did not.
         UnitStatus::Partial
     };
-    post_backup(settings, unit, backup_id, report).await;
+    post_backup(engine, settings, unit, backup_id, report).await;
 }
 
 /// The post-backup hook, told the unit's status; its failure makes a success partial.
 async fn post_backup(
+    engine: &Engine,
     settings: &BackupSettings,
     unit: &Unit,
     backup_id: &BackupId,
@@ -328,6 +327,7 @@ async fn post_backup(
 ) {
     let status = report.status.as_str();
     if let Err(error) = super::unit::hooks(
+        engine,
         settings,
         unit,
         backup_id,

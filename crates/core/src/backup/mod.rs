@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use std::collections::BTreeMap;
 
-use crate::config::{Config, HookSet};
+use crate::config::{Config, HookSet, UnitConfig};
 use crate::repo::{BackupId, Scope};
 
 pub use engine_config::{DOCKER_CONFIG_FILES, backup_docker_config};
@@ -45,8 +45,8 @@ pub struct BackupSettings {
     pub staging_dir: PathBuf,
     /// Global hooks.
     pub hooks: HookSet,
-    /// Hooks per unit name.
-    pub unit_hooks: BTreeMap<String, HookSet>,
+    /// `[units.<name>]` tables (their hooks, timeouts, restore state, frozen sockets).
+    pub units: BTreeMap<String, UnitConfig>,
     /// How long one hook may run.
     pub hook_timeout: Duration,
     /// How long the whole run may take.
@@ -63,11 +63,7 @@ impl BackupSettings {
         let config = &full.backup;
         Self {
             hooks: full.hooks.clone(),
-            unit_hooks: full
-                .units
-                .iter()
-                .map(|(name, unit)| (name.clone(), unit.hooks.clone()))
-                .collect(),
+            units: full.units.clone(),
             hook_timeout: config.hook_timeout(),
             scope: config.scope,
             warm_pass: config.warm_pass,
@@ -99,6 +95,37 @@ impl BackupSettings {
                 .find(|(key, _)| stack_name(key) == stack_name(name))
                 .map(|(_, job)| job)
         })
+    }
+}
+
+impl BackupSettings {
+    /// The `[units.<name>]` table of `unit`: its own name, or another spelling of the same
+    /// stack (`cryptpad-stack.service`), as [`crate::unit::unit_config`] finds it.
+    pub fn unit_table(&self, unit: &str) -> Option<&UnitConfig> {
+        use crate::systemd::control::stack_name;
+        self.units.get(unit).or_else(|| {
+            self.units
+                .iter()
+                .find(|(key, _)| stack_name(key) == stack_name(unit))
+                .map(|(_, table)| table)
+        })
+    }
+
+    /// How `unit` is stopped and started: its table's keys over `[backup]`'s.
+    pub fn unit_stop(&self, unit: &str) -> crate::stop::UnitStop {
+        let table = self.unit_table(unit);
+        crate::stop::UnitStop {
+            stop_timeout: table
+                .and_then(|t| t.stop_timeout_seconds)
+                .unwrap_or(self.stop_timeout),
+            own_stop_timeout: table.and_then(|t| t.stop_timeout_seconds),
+            start_timeout: table
+                .and_then(|t| t.start_timeout_seconds)
+                .map(|s| Duration::from_secs(u64::from(s))),
+            restore_state: table.and_then(|t| t.restore_state).unwrap_or_default(),
+            freeze_sockets: table.map(|t| t.freeze_sockets.clone()).unwrap_or_default(),
+            systemd_user: table.and_then(|t| t.systemd_user.clone()),
+        }
     }
 }
 

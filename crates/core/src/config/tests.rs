@@ -117,8 +117,8 @@ fn hooks_need_an_absolute_program() {
               [units.web.hooks]\npost-start = [\"/bin/true\"]\n";
     let cfg = parse(ok, Path::new("/c.toml")).unwrap();
     assert_eq!(
-        cfg.units["web"].hooks.post_start.as_deref(),
-        Some(&["/bin/true".to_owned()][..])
+        cfg.units["web"].hooks.post_start,
+        Some(Hook::Host(vec!["/bin/true".to_owned()]))
     );
     let relative = "[units.web.hooks]\npre-backup = [\"dump.sh\"]\n";
     let err = parse(relative, Path::new("/c.toml"))
@@ -266,6 +266,7 @@ fn values_print_as_they_parse() {
         (HookPoint::PostStop, "post-stop"),
         (HookPoint::PreStart, "pre-start"),
         (HookPoint::PostStart, "post-start"),
+        (HookPoint::Verify, "verify"),
         (HookPoint::PostBackup, "post-backup"),
         (HookPoint::PreRestore, "pre-restore"),
         (HookPoint::PostRestore, "post-restore"),
@@ -609,4 +610,69 @@ fn disaster_recovery_bundles_need_a_passphrase_and_resolve_relative_paths() {
         )
         .is_ok()
     );
+}
+
+#[test]
+fn per_unit_stop_settings_and_container_hooks() {
+    let ok = r#"
+[units.cloud]
+restore-state = "always"
+stop-timeout-seconds = 120
+start-timeout-seconds = 300
+freeze-sockets = ["zoopa-ondemand@cloud.socket"]
+[units.cloud.hooks]
+pre-stop = { container = "app", user = "www-data", argv = ["php", "occ", "maintenance:mode", "--on"] }
+verify = ["/usr/local/bin/check", "cloud"]
+"#;
+    let cfg = parse(ok, Path::new("/c.toml")).unwrap();
+    let unit = &cfg.units["cloud"];
+    assert_eq!(unit.restore_state, Some(RestoreState::Always));
+    assert_eq!(
+        (unit.stop_timeout_seconds, unit.start_timeout_seconds),
+        (Some(120), Some(300))
+    );
+    assert_eq!(unit.freeze_sockets, ["zoopa-ondemand@cloud.socket"]);
+    assert_eq!(
+        unit.hooks.pre_stop,
+        Some(Hook::Container(ContainerHook {
+            container: "app".into(),
+            user: Some("www-data".into()),
+            argv: vec![
+                "php".into(),
+                "occ".into(),
+                "maintenance:mode".into(),
+                "--on".into()
+            ],
+        }))
+    );
+    for (text, expected) in [
+        ("[units.a]\nrestore-state = \"sometimes\"\n", "sometimes"),
+        (
+            "[units.a]\nstop-timeout-seconds = 0\n",
+            "stop-timeout-seconds = 0",
+        ),
+        (
+            "[units.a]\nstart-timeout-seconds = 86401\n",
+            "start-timeout-seconds = 86401",
+        ),
+        (
+            "[units.a]\nfreeze-sockets = [\"a.service\"]\n",
+            "is not a socket unit",
+        ),
+        (
+            "[hooks]\npre-stop = { container = \"app\", argv = [\"true\"] }\n",
+            "belongs in a unit's table",
+        ),
+        (
+            "[units.a.hooks]\npre-restore = { container = \"app\", argv = [\"true\"] }\n",
+            "backup points only",
+        ),
+        (
+            "[units.a.hooks]\nverify = { container = \"app\", argv = [] }\n",
+            "give { container",
+        ),
+    ] {
+        let err = parse(text, Path::new("/c.toml")).unwrap_err().to_string();
+        assert!(err.contains(expected), "{text}: {err}");
+    }
 }

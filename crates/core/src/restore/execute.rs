@@ -645,7 +645,7 @@ async fn run_hooks(
     point: HookPoint,
     hook_ctx: &HookContext<'_>,
 ) -> Result<(), String> {
-    crate::hooks::run_point(&ctx.hooks, point, hook_ctx, ctx.hook_timeout)
+    crate::hooks::run_point(&ctx.hooks, point, hook_ctx, ctx.hook_timeout, None)
         .await
         .map_err(|e| e.to_string())
 }

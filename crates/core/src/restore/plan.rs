@@ -769,6 +769,7 @@ fn to_stop(
                 // container's own): the per-service one is a backup setting.
                 stop_timeout: None,
                 systemd,
+                role: crate::stop::TargetRole::Running,
                 auto_remove: c
                     .host_config
                     .as_ref()

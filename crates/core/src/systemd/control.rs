@@ -218,9 +218,31 @@ impl Manager {
         self.expect_active(unit).await
     }
 
-    /// `systemctl stop`: returns when the unit's stop job is done.
-    pub async fn stop(&self, unit: &str, timeout: Duration) -> Result<(), String> {
-        self.run(&["stop", "--", unit], timeout).await.map(drop)
+    /// The services a socket unit activates (its `Triggers=`); a template (`x@.service`, the
+    /// instances of an `Accept=yes` socket) is left out: it cannot be stopped or started.
+    pub async fn triggers(&self, socket: &str) -> Result<Vec<String>, String> {
+        let out = self
+            .run(
+                &["show", "--property=Triggers", "--", socket],
+                Duration::from_secs(30),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix("Triggers="))
+            .flat_map(str::split_whitespace)
+            .filter(|unit| !unit.contains("@."))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// `systemctl stop` of `units`, in one transaction: returns when their stop jobs are done.
+    pub async fn stop(&self, units: &[&str], timeout: Duration) -> Result<(), String> {
+        let args: Vec<&str> = ["stop", "--"]
+            .into_iter()
+            .chain(units.iter().copied())
+            .collect();
+        self.run(&args, timeout).await.map(drop)
     }
 
     /// `systemctl start`, then the unit must be active.

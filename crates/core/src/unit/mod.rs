@@ -351,6 +351,10 @@ pub struct Container {
     /// (`kopi-docka.stop-timeout`; [`service`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u32>,
+    /// `always`: started after a backup even if it was stopped before
+    /// (`kopi-docka.restore-state`; else the unit's `restore-state`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_state: Option<crate::config::RestoreState>,
     /// The systemd unit that stops and starts it (its `PODMAN_SYSTEMD_UNIT` label, or
     /// `[units.<name>] systemd-unit`): never stopped through the engine while that unit runs.
     #[serde(skip_serializing_if = "Option::is_none")]
