@@ -594,6 +594,17 @@ fn restore_through_the_user_manager(host: &SystemdHost, app: &str, app_unit: &st
     );
 }
 
+/// Every backup hook point, in the order they run.
+const HOOK_POINTS: [&str; 7] = [
+    "pre-backup",
+    "pre-stop",
+    "post-stop",
+    "pre-start",
+    "post-start",
+    "verify",
+    "post-backup",
+];
+
 /// An on-demand stack (the seed's Zoopa socket): `freeze-sockets` stops the active socket and
 /// its service before the stack's unit (the `post-stop` hook sees all three inactive), and
 /// afterwards puts each back as it was (a socket whose service was inactive gets its socket
@@ -631,18 +642,7 @@ fn frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure() {
              {od}.service {unit} | tr '\\\\n' ' ') >> /kd/hooks.log\"]\n"
         )
     };
-    let hooks: String = [
-        "pre-backup",
-        "pre-stop",
-        "post-stop",
-        "pre-start",
-        "post-start",
-        "verify",
-        "post-backup",
-    ]
-    .into_iter()
-    .map(point)
-    .collect();
+    let hooks: String = HOOK_POINTS.into_iter().map(point).collect();
     let table = format!(
         "[docker]\nhost = \"unix:///run/podman/podman.sock\"\n\
          [units.\"{web}\"]\nfreeze-sockets = [\"{od}.socket\", \"{idle}.socket\"]\n"
@@ -661,19 +661,7 @@ fn frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure() {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(
-        points,
-        [
-            "pre-backup",
-            "pre-stop",
-            "post-stop",
-            "pre-start",
-            "post-start",
-            "verify",
-            "post-backup"
-        ],
-        "{log}"
-    );
+    assert_eq!(points, HOOK_POINTS, "{log}");
     let states = |name: &str| {
         log.lines()
             .find(|l| l.starts_with(&format!("{name} ")))
@@ -706,14 +694,24 @@ fn frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure() {
         idle_service,
         "an inactive triggered service stays untouched"
     );
+    frozen_and_a_failing_post_stop_hook(&host, &table, &web, (&od, &idle));
+}
 
-    // A failing post-stop hook: the backup fails, everything comes back as it was.
+/// A failing post-stop hook: the backup fails, the frozen socket was stopped, and everything
+/// comes back as it was (nothing left in the journal).
+fn frozen_and_a_failing_post_stop_hook(
+    host: &SystemdHost,
+    table: &str,
+    web: &str,
+    (od, idle): (&str, &str),
+) {
+    let unit = format!("container-{web}.service");
     host.sh(&format!(
         "cat > /kd/hooks.toml <<'EOF'\n{table}[units.\"{web}\".hooks]\n\
          post-stop = [\"/bin/sh\", \"-c\", \"systemctl is-active {od}.socket > /kd/frozen; exit 9\"]\nEOF\n\
          sed -i '/^\\[docker\\]/,$d' /kd/config.toml && cat /kd/hooks.toml >> /kd/config.toml"
     ));
-    let out = host.kd_output(&["backup", "--unit", &web]);
+    let out = host.kd_output(&["backup", "--unit", web]);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
