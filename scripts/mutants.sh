@@ -7,6 +7,12 @@
 #   scripts/mutants.sh                                  # every module below
 #   scripts/mutants.sh crates/core/src/schedule.rs ...  # just these files
 #   MUTANTS_JOBS=2 scripts/mutants.sh                   # parallel builds (default 1)
+#   MUTANTS_ARGS="--in-place --iterate" scripts/mutants.sh FILE  # more cargo-mutants options
+#
+# --in-place reuses the tree's own warm target/ instead of building a scratch copy (minutes):
+# run it in a private copy of the tree, never in a checkout you are editing, because the
+# mutated file is rewritten while a mutant is tested. --iterate re-runs only the mutants the
+# previous run of that file did not catch.
 #
 # Results: target/mutants/<file>/mutants.out/{caught,missed,timeout,unviable}.txt
 # Needs cargo-mutants: cargo install --locked cargo-mutants
@@ -49,6 +55,10 @@ else
     selected=("${MODULES[@]}")
 fi
 
+# cargo-mutants refuses --jobs with --in-place (one tree, one build at a time).
+jobs=(--jobs "${MUTANTS_JOBS:-1}")
+[[ " ${MUTANTS_ARGS:-} " == *" --in-place "* ]] && jobs=()
+
 status=0
 for module in "${selected[@]}"; do
     read -r -a words <<<"$module"
@@ -58,7 +68,8 @@ for module in "${selected[@]}"; do
     mkdir -p "$out"
     printf '==> %s\n' "$module"
     # Options first: everything after the first `--` goes to cargo test.
-    cargo mutants --package kopi-docka-core --jobs "${MUTANTS_JOBS:-1}" --output "$out" \
-        --file "${words[@]}" || status=$?
+    # shellcheck disable=SC2086 # MUTANTS_ARGS is a list of options
+    cargo mutants --package kopi-docka-core "${jobs[@]}" --output "$out" \
+        ${MUTANTS_ARGS:-} --file "${words[@]}" || status=$?
 done
 exit "$status"

@@ -46,7 +46,7 @@ ln -sf "$DIR/node/node_modules/.bin/azurite-blob" "$DIR/bin/azurite-blob"
 if ! command -v rclone >/dev/null 2>&1; then
     say "installing Debian's rclone"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo -n"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends rclone >/dev/null \
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends rclone >/dev/null \
         || die "apt-get install rclone failed"
 fi
 ln -sf "$(command -v rclone)" "$DIR/bin/rclone"

@@ -58,8 +58,8 @@ command -v chromedriver >/dev/null 2>&1 || need_install+=(chromium-driver)
 if ((${#need_install[@]})); then
     say "installing Debian packages: ${need_install[*]} (of ${PACKAGES[*]})"
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq || die "apt-get update failed"
-    $SUDO apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null \
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq || die "apt-get update failed"
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null \
         || die "apt-get install ${need_install[*]} failed"
 else
     say "Debian packages present: ${PACKAGES[*]}"

@@ -526,8 +526,15 @@ pub enum ServiceCommand {
 #[derive(Debug, Args)]
 pub struct WriteUnitsArgs {
     /// Where to write the units
-    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
-    pub output_dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = "Where to write the units [default: /etc/systemd/system; with --user ~/.config/systemd/user]"
+    )]
+    pub output_dir: Option<PathBuf>,
+    /// User-level units (backup service and timer) for the `--user` manager of a rootless setup
+    #[arg(long)]
+    pub user: bool,
     /// The timer's calendar expression.
     #[arg(
         long,

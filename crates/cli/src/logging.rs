@@ -5,8 +5,12 @@
 //! and inode), the events go to journald natively instead, each with its level as the
 //! journal priority (error 3, warning 4, info 5, debug 6, trace 7), so `journalctl -p warning`
 //! shows the warnings. Colour only on a terminal, and never when `NO_COLOR` is set.
+//!
+//! Beside them, each unit's lines of a backup also go to its daily file in the state dir
+//! (`kopi_docka_core::unit_log`).
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -43,20 +47,24 @@ pub fn init(verbosity: Verbosity, unattended: bool) {
         }
     };
     let filter =
-        EnvFilter::try_from_env("KOPI_DOCKA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+        || EnvFilter::try_from_env("KOPI_DOCKA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Without a socket to talk to, stderr still reaches the journal, as plain lines.
     let journald = stderr_is_journal()
         .then(|| tracing_journald::layer().ok())
-        .flatten();
+        .flatten()
+        .map(|layer| layer.with_filter(filter()));
     let fmt = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(stderr_is_terminal && !no_color(std::env::var_os("NO_COLOR").as_deref()))
+            .with_filter(filter())
     });
+    // Filters per layer: each unit's daily file gets its info lines whatever -v, --quiet or
+    // KOPI_DOCKA_LOG say about stderr.
     tracing_subscriber::registry()
-        .with(filter)
         .with(journald)
         .with(fmt)
+        .with(kopi_docka_core::unit_log::layer())
         .init();
 }
 

@@ -104,6 +104,77 @@ fn systemd_analyze_verify_accepts_the_units() {
     assert!(timer.contains("OnCalendar=Mon..Fri 22:30\n"), "{timer}");
 }
 
+/// `write-units --user`: the backup service and the timer of a rootless setup, into the
+/// calling user's unit directory by default; systemd's user manager accepts every line.
+#[test]
+fn user_units_for_a_rootless_setup() {
+    let env = installation("");
+    let home = env.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // Into `~/.config/systemd/user` of the user (HOME), without --output-dir.
+    let out = env
+        .cmd(&["admin", "service", "write-units", "--user"])
+        .env("HOME", &home)
+        .env_remove("XDG_CONFIG_HOME")
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("systemctl --user enable --now kopi-docka.timer"),
+        "{stdout}"
+    );
+    let dir = home.join(".config/systemd/user");
+    let names = ["kopi-docka-backup.service", "kopi-docka.timer"];
+    let mut listed: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, names, "only the service and its timer");
+    let text = names
+        .iter()
+        .map(|name| {
+            format!(
+                "==> {name} <==\n{}",
+                std::fs::read_to_string(dir.join(name)).unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The user manager's verification (it needs a runtime directory, as a login has).
+    let runtime = tempfile::tempdir().unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .args(names.map(|n| dir.join(n)))
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .expect("systemd-analyze (Debian package systemd) must be installed for this test");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "verify failed:\n{stderr}");
+    assert!(stderr.trim().is_empty(), "verify warned:\n{stderr}");
+    let bin = assert_cmd::cargo::cargo_bin("kopi-docka");
+    let (bin, tmp) = (
+        regex_escape(&bin.display().to_string()),
+        regex_escape(&env.dir().display().to_string()),
+    );
+    insta::with_settings!({filters => vec![
+        (bin.as_str(), "[KOPI_DOCKA]"),
+        (tmp.as_str(), "[TMP]"),
+    ]}, {
+        insta::assert_snapshot!(text);
+    });
+    // JSON names the files; a second run changes nothing.
+    let out = env
+        .cmd(&["admin", "service", "write-units", "--user", "--json"])
+        .env("HOME", &home)
+        .env_remove("XDG_CONFIG_HOME")
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["user"], true, "{report}");
+    assert_eq!(report["files"][1]["outcome"], "unchanged", "{report}");
+}
+
 #[test]
 fn write_units_never_clobbers_an_edit() {
     let env = installation("");

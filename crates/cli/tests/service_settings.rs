@@ -1,6 +1,7 @@
-//! Per-service and per-mount settings: exclude globs inside volumes and binds, the
-//! `kopi-docka.stop-timeout` label, the same keys in the config's `[units]` tables, and label
-//! values that cannot be followed.
+//! Per-service, per-mount and per-unit settings: exclude globs inside volumes and binds, the
+//! `kopi-docka.stop-timeout` label, the same keys in the config's `[units]` tables, label
+//! values that cannot be followed, hooks inside containers, the `verify` hook, restore state
+//! `always` and per-unit stop and start timeouts.
 
 #![allow(
     clippy::unwrap_used,
@@ -465,4 +466,289 @@ fn excludes_apply_to_the_snapshot_cold_pass() {
     );
     docker(&["rm", "-f", &name]);
     std::fs::remove_dir_all(&bind).unwrap();
+}
+
+/// `kopi-docka backup --json --unit <names>` with `config`, whatever its exit code: the
+/// report, and the exit code.
+fn backup_report(env: &Env, config: &str, units: &[&str]) -> (Value, Option<i32>) {
+    let mut args = vec!["backup", "--scope", "minimal", "--json"];
+    for unit in units {
+        args.extend(["--unit", unit]);
+    }
+    let out = env.cmd_with(config, &args).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (report, out.status.code())
+}
+
+fn running(name: &str) -> String {
+    docker(&["inspect", "--format", "{{.State.Running}}", name])
+        .trim()
+        .to_owned()
+}
+
+/// An in-container hook that appends `<point> <uid>` to /data/hooks/log inside `container`
+/// (not under /tmp: `fs.protected_regular` keeps root from appending to another user's file in
+/// a sticky directory) and creates `/data/hooks/by-<point>`.
+fn logging_hook(container: &str, user: Option<&str>) -> String {
+    let user = user
+        .map(|u| format!("user = \"{u}\", "))
+        .unwrap_or_default();
+    format!(
+        "{{ container = \"{container}\", {user}argv = [\"sh\", \"-c\", \
+         \"echo \\\"$KOPI_DOCKA_HOOK $(id -u)\\\" >> /data/hooks/log && touch /data/hooks/by-$KOPI_DOCKA_HOOK\"] }}"
+    )
+}
+
+/// Hooks inside a container (Nextcloud's `php occ maintenance:mode` as `www-data`): they run
+/// through the engine's exec API as the given user (the file they create belongs to it), at
+/// pre-stop, post-start and verify, in that order; one that fails fails the unit with its
+/// output, and the container is never left stopped; one at post-stop (the container is
+/// stopped then) and one naming no container of the unit are clear errors.
+#[test]
+fn hooks_run_inside_a_container_as_its_user_and_failures_say_why() {
+    if !support::docker_tests_enabled(
+        "hooks_run_inside_a_container_as_its_user_and_failures_say_why",
+    ) {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let name = format!("{prefix}-inhook");
+    let env = Env::builder().prefix(&prefix).init().build();
+    support::idle_with_volume(&name);
+    docker(&["exec", &name, "mkdir", "-m", "777", "/data/hooks"]);
+    env.write_config(
+        "hooks.toml",
+        &format!(
+            "[units.\"{name}\".hooks]\npre-stop = {}\npost-start = {}\nverify = {}\n",
+            logging_hook(&name, Some("nobody")),
+            logging_hook(&name, None),
+            logging_hook(&name, Some("65534:65534")),
+        ),
+    );
+    let (report, code) = backup_report(&env, "hooks.toml", &[&name]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        docker(&["exec", &name, "cat", "/data/hooks/log"]),
+        "pre-stop 65534\npost-start 0\nverify 65534"
+    );
+    assert_eq!(
+        docker(&[
+            "exec",
+            &name,
+            "stat",
+            "-c",
+            "%U %u",
+            "/data/hooks/by-pre-stop"
+        ])
+        .trim(),
+        "nobody 65534",
+        "the hook ran as the configured user"
+    );
+    assert_eq!(
+        docker(&[
+            "exec",
+            &name,
+            "stat",
+            "-c",
+            "%u",
+            "/data/hooks/by-post-start"
+        ])
+        .trim(),
+        "0"
+    );
+    assert_eq!(running(&name), "true");
+
+    for (point, hook, expected) in [
+        (
+            "pre-stop",
+            format!(
+                "{{ container = \"{name}\", argv = [\"sh\", \"-c\", \"echo maintenance-mode-refused >&2; exit 3\"] }}"
+            ),
+            "pre-stop hook sh in container",
+        ),
+        (
+            "post-stop",
+            logging_hook(&name, None),
+            "is not running: a hook inside a container needs it running",
+        ),
+        (
+            "pre-stop",
+            "{ container = \"nope\", argv = [\"true\"] }".to_owned(),
+            "has no service or container `nope`",
+        ),
+    ] {
+        env.write_config(
+            "bad.toml",
+            &format!("[units.\"{name}\".hooks]\n{point} = {hook}\n"),
+        );
+        let (report, code) = backup_report(&env, "bad.toml", &[&name]);
+        assert_eq!(code, Some(1), "{report:#}");
+        let unit = &report["units"][0];
+        assert_eq!(unit["status"], "failed", "{unit:#}");
+        let errors = unit["errors"].to_string();
+        assert!(errors.contains(expected), "{point}: {errors}");
+        if expected.starts_with("pre-stop hook sh") {
+            assert!(
+                errors.contains("exit code 3") && errors.contains("maintenance-mode-refused"),
+                "the exit code and the hook's output are in the error: {errors}"
+            );
+        }
+        assert_eq!(running(&name), "true", "{point}: left stopped");
+    }
+}
+
+/// A failing `verify` hook (after the unit is back) fails the unit and the run, names the
+/// hook's output, keeps the restore point (complete) and leaves the unit running.
+#[test]
+fn a_failing_verify_hook_fails_the_unit_and_keeps_it_running() {
+    if !support::docker_tests_enabled("a_failing_verify_hook_fails_the_unit_and_keeps_it_running") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let name = format!("{prefix}-verify");
+    let env = Env::builder().prefix(&prefix).init().build();
+    support::idle_with_volume(&name);
+    env.write_config(
+        "verify.toml",
+        &format!(
+            "[units.\"{name}\".hooks]\n\
+             verify = [\"/bin/sh\", \"-c\", \"echo app-did-not-answer >&2; exit 7\"]\n"
+        ),
+    );
+    let (report, code) = backup_report(&env, "verify.toml", &[&name]);
+    assert_eq!(code, Some(1), "{report:#}");
+    let unit = &report["units"][0];
+    assert_eq!(unit["status"], "failed", "{unit:#}");
+    assert_eq!(unit["complete"], true, "the point is kept: {unit:#}");
+    let errors = unit["errors"].to_string();
+    assert!(
+        errors.contains("verify hook") && errors.contains("app-did-not-answer"),
+        "{errors}"
+    );
+    assert_eq!(running(&name), "true");
+}
+
+/// Restore state: `always` (the unit's key, or a container's `kopi-docka.restore-state`
+/// label, which wins for its container) starts a stopped container after the backup;
+/// `previous` (the default) leaves one stopped.
+#[test]
+fn restore_state_always_starts_a_stopped_container() {
+    if !support::docker_tests_enabled("restore_state_always_starts_a_stopped_container") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let (label_previous, label_always, unit_always) = (
+        format!("{prefix}-lprevious"),
+        format!("{prefix}-lalways"),
+        format!("{prefix}-ualways"),
+    );
+    let env = Env::builder().prefix(&prefix).init().build();
+    for (name, label) in [
+        (&label_previous, "kopi-docka.restore-state=previous"),
+        (&label_always, "kopi-docka.restore-state=always"),
+        (&unit_always, "kdtest.unlabelled=1"),
+    ] {
+        docker(&[
+            "create",
+            "--name",
+            name,
+            "--label",
+            label,
+            "-v",
+            &format!("{name}-data:/data"),
+            IMAGE,
+            "sh",
+            "-c",
+            support::IDLE,
+        ]);
+    }
+    env.write_config(
+        "always.toml",
+        &format!(
+            "[units.\"{label_previous}\"]\nrestore-state = \"always\"\n\
+             [units.\"{label_always}\"]\nrestore-state = \"previous\"\n\
+             [units.\"{unit_always}\"]\nrestore-state = \"always\"\n"
+        ),
+    );
+    let (report, code) = backup_report(
+        &env,
+        "always.toml",
+        &[&label_previous, &label_always, &unit_always],
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(running(&label_previous), "false", "its label says previous");
+    assert_eq!(running(&label_always), "true", "its label says always");
+    assert_eq!(running(&unit_always), "true", "its unit says always");
+    docker(&["stop", "-t", "0", &unit_always]);
+    // Without `always` anywhere: nothing stopped is started.
+    env.write_config("previous.toml", "");
+    let (report, code) = backup_report(&env, "previous.toml", &[&unit_always]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(running(&unit_always), "false");
+}
+
+/// `[units."x"] stop-timeout-seconds` replaces `[backup] stop-timeout-seconds` for the unit's
+/// containers (a container that ignores SIGTERM is killed after the unit's timeout), and
+/// `start-timeout-seconds` replaces `health-timeout-seconds` (a container that never becomes
+/// healthy is reported after the unit's timeout, not the run's two minutes).
+#[test]
+fn per_unit_stop_and_start_timeouts() {
+    if !support::docker_tests_enabled("per_unit_stop_and_start_timeouts") {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let name = format!("{prefix}-unittimeout");
+    let env = Env::builder().prefix(&prefix).init().build();
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "1s",
+        "-v",
+        &format!("{name}-data:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        IGNORES_TERM,
+    ]);
+    env.write_config(
+        "timeouts.toml",
+        &format!(
+            "[backup]\nstop-timeout-seconds = 1\n\
+             [units.\"{name}\"]\nstop-timeout-seconds = 3\nstart-timeout-seconds = 2\n"
+        ),
+    );
+    let events = EngineEvents::start(&env.prefix);
+    let started = std::time::Instant::now();
+    let (report, _) = backup_report(&env, "timeouts.toml", &[&name]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_mins(1),
+        "the run's health timeout (120 s) was used"
+    );
+    let signalled = events.find(&name, "kill", events.since()).unwrap();
+    let died = events.wait_for(&name, "die", signalled.time);
+    let waited = died
+        .time
+        .duration_since(signalled.time)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (2.5..6.0).contains(&waited),
+        "killed {waited:.1}s after its stop signal, expected the unit's 3s"
+    );
+    let unit = &report["units"][0];
+    assert_eq!(unit["killed"][0]["timeout_seconds"], 3, "{unit:#}");
+    let warnings = unit["warnings"].to_string();
+    assert!(warnings.contains("2s after its start"), "{warnings}");
+    assert_eq!(running(&name), "true");
 }

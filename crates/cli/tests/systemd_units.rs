@@ -4,7 +4,8 @@
 //! next to it. A container of a `podman generate systemd --new` unit (`--rm --replace`,
 //! `PODMAN_SYSTEMD_UNIT`) and a `*-stack.service` wrapping podman-compose under a lingering
 //! user's `--user` manager are stopped and started through their units; an inactive stack
-//! stays inactive; a run killed while a unit is stopped leaves it to `admin restart-stopped`.
+//! stays inactive; a run killed while a unit is stopped leaves it to `admin restart-stopped`;
+//! frozen on-demand sockets are stopped during the backup and put back, also on failure.
 //!
 //! The image is built (cached by content) by `scripts/build-systemd-image.sh`, which
 //! `scripts/test.sh` runs.
@@ -335,6 +336,65 @@ fn generated_podman_unit_is_stopped_and_started_through_systemd() {
         found.contains(&format!("/recipe/systemd/etc/systemd/system/{unit}")),
         "the unit file is part of the recipe: {found}"
     );
+    restore_puts_a_gone_unit_back(&host, &web, &unit);
+}
+
+/// The unit and its `--rm` container gone (a fresh host, as far as this unit goes): the
+/// restore puts the unit file back (trusted only: it runs as root), reloads the manager and
+/// starts the unit, which makes the container on the restored data; nothing through the API.
+fn restore_puts_a_gone_unit_back(host: &SystemdHost, web: &str, unit: &str) {
+    let file = format!("/etc/systemd/system/{unit}");
+    host.sh(&format!(
+        "podman exec {web} sh -c 'echo changed > /data/file' && systemctl stop {unit} && \
+         rm {file} && systemctl daemon-reload && ! podman container exists {web}"
+    ));
+    let (_, stops, starts) = host.unit_jobs(None, unit);
+    let out = host.kd_output(&["restore", "--unit", web, "--latest", "--dry-run", "--json"]);
+    let plan: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(plan["start"]["method"], "systemd", "{plan:#}");
+    assert_eq!(plan["start"]["services"][0]["unit"], unit, "{plan:#}");
+    assert_eq!(plan["unit_files"][0]["path"], file.as_str(), "{plan:#}");
+    assert_eq!(plan["unit_files"][0]["action"], "create", "{plan:#}");
+    // A unit file from the repository runs as root: not without trust.
+    let out = host.kd_output(&["restore", "--unit", web, "--latest", "--yes"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&file),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(host.sh(&format!("test -e {file} || echo gone")), "gone");
+
+    let out = host.kd_output(&[
+        "restore",
+        "--unit",
+        web,
+        "--latest",
+        "--yes",
+        "--trust-recipe",
+        "--json",
+    ]);
+    let outcome: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{outcome:#}");
+    assert_eq!(outcome["started"], serde_json::json!([web]), "{outcome:#}");
+    // Back with its owner and mode, loaded, started by systemd (one more start job).
+    assert_eq!(host.sh(&format!("stat -c '%U %a' {file}")), "root 644");
+    assert_eq!(
+        host.unit_jobs(None, unit),
+        ("active".to_owned(), stops, starts + 1)
+    );
+    assert_eq!(
+        host.sh(&format!(
+            "podman inspect --format '{{{{.State.Running}}}} {{{{index .Config.Labels \"PODMAN_SYSTEMD_UNIT\"}}}}' {web}"
+        )),
+        format!("true {unit}")
+    );
+    assert_eq!(
+        host.sh(&format!("podman exec {web} cat /data/file")),
+        "original"
+    );
 }
 
 /// Two podman-compose stacks of the user, each under its own `<stack>-stack.service`: `app`
@@ -469,6 +529,8 @@ fn user_stack_service_is_stopped_and_started_through_the_user_manager() {
         );
     }
 
+    restore_through_the_user_manager(&host, &app, &app_unit);
+
     // A run killed right after the stop (its post-stop hook kills it): the unit stays
     // inactive, journaled; `admin restart-stopped` starts it through systemd.
     host.sh("cat >> /kd/config.toml <<'EOF'
@@ -486,4 +548,192 @@ EOF");
     assert!(out.contains(&app_unit), "{out}");
     assert_eq!(host.unit_jobs(user, &app_unit).0, "active");
     assert_eq!(running(&format!("{app}_app_1")), "true");
+}
+
+/// A restore of the mapped stack goes through the user's manager too, and puts the unit file
+/// the user had deleted back, the user's own (the manager still had it loaded).
+fn restore_through_the_user_manager(host: &SystemdHost, app: &str, app_unit: &str) {
+    let user = Some(USER);
+    let running = |name: &str| {
+        host.sh_as(
+            user,
+            &format!("podman inspect --format '{{{{.State.Running}}}}' {name}"),
+        )
+    };
+    let file = format!("/home/{USER}/.config/systemd/user/{app_unit}");
+    host.sh_as(
+        user,
+        &format!("podman exec {app}_app_1 sh -c 'echo changed > /data/file' && rm {file}"),
+    );
+    let (_, stops, starts) = host.unit_jobs(user, app_unit);
+    let out = host.kd_output(&[
+        "restore",
+        "--unit",
+        app,
+        "--latest",
+        "--yes",
+        "--trust-recipe",
+        "--json",
+    ]);
+    let outcome: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{outcome:#}");
+    assert_eq!(
+        host.unit_jobs(user, app_unit),
+        ("active".to_owned(), stops + 1, starts + 1),
+        "the restore must stop and start {app_unit} through systemctl --user"
+    );
+    assert_eq!(
+        host.sh(&format!("stat -c '%U %a' {file}")),
+        format!("{USER} 644")
+    );
+    assert_eq!(running(&format!("{app}_app_1")), "true");
+    assert_eq!(
+        host.sh_as(user, &format!("podman exec {app}_app_1 cat /data/file")),
+        "app"
+    );
+}
+
+/// Every backup hook point, in the order they run.
+const HOOK_POINTS: [&str; 7] = [
+    "pre-backup",
+    "pre-stop",
+    "post-stop",
+    "pre-start",
+    "post-start",
+    "verify",
+    "post-backup",
+];
+
+/// An on-demand stack (the seed's Zoopa socket): `freeze-sockets` stops the active socket and
+/// its service before the stack's unit (the `post-stop` hook sees all three inactive), and
+/// afterwards puts each back as it was (a socket whose service was inactive gets its socket
+/// back, its service stays inactive), also when the backup fails (a failing `post-stop`
+/// hook). The hooks of every point run in order, `verify` after `post-start`.
+#[test]
+fn frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure() {
+    if !support::docker_tests_enabled(
+        "frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure",
+    ) {
+        return;
+    }
+    let prefix = support::unique_prefix();
+    let host = SystemdHost::boot(&prefix);
+    host.load_busybox(None);
+    let web = format!("{prefix}-web");
+    let unit = format!("container-{web}.service");
+    let (od, idle) = (format!("{prefix}-od"), format!("{prefix}-odidle"));
+    host.sh(&format!(
+        "podman create --name {web} -v {prefix}-webvol:/data --stop-signal TERM \
+         localhost/{image} sh -c \"{idle_cmd}\" >/dev/null
+         cd /etc/systemd/system && podman generate systemd --new --files --name {web} >/dev/null
+         for s in {od} {idle}; do
+           printf '[Socket]\\nListenStream=/run/%s.sock\\n' $s > $s.socket
+           printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > $s.service
+         done
+         podman rm {web} >/dev/null && systemctl daemon-reload
+         systemctl start {unit} {od}.socket {od}.service {idle}.socket",
+        image = support::IMAGE,
+        idle_cmd = support::IDLE,
+    ));
+    let point = |name: &str| {
+        format!(
+            "{name} = [\"/bin/sh\", \"-c\", \"echo {name} $(systemctl is-active {od}.socket \
+             {od}.service {unit} | tr '\\\\n' ' ') >> /kd/hooks.log\"]\n"
+        )
+    };
+    let hooks: String = HOOK_POINTS.into_iter().map(point).collect();
+    let table = format!(
+        "[docker]\nhost = \"unix:///run/podman/podman.sock\"\n\
+         [units.\"{web}\"]\nfreeze-sockets = [\"{od}.socket\", \"{idle}.socket\"]\n"
+    );
+    host.install_kopi_docka(&format!("{table}[units.\"{web}\".hooks]\n{hooks}"));
+    let before: Vec<_> = [&format!("{od}.socket"), &format!("{od}.service")]
+        .into_iter()
+        .map(|u| host.unit_jobs(None, u))
+        .collect();
+    let idle_service = host.unit_jobs(None, &format!("{idle}.service"));
+    assert_eq!(idle_service.0, "inactive");
+
+    host.kd(&["backup", "--unit", &web]);
+    let log = host.sh("cat /kd/hooks.log");
+    let points: Vec<&str> = log
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(points, HOOK_POINTS, "{log}");
+    let states = |name: &str| {
+        log.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(states("pre-stop"), ["active", "active", "active"], "{log}");
+    assert_eq!(
+        states("post-stop"),
+        ["inactive", "inactive", "inactive"],
+        "the socket, its service and the stack were stopped for the cold pass: {log}"
+    );
+    assert_eq!(states("verify"), ["active", "active", "active"], "{log}");
+    for (name, (_, stops, starts)) in [format!("{od}.socket"), format!("{od}.service")]
+        .iter()
+        .zip(&before)
+    {
+        let (state, stops_now, starts_now) = host.unit_jobs(None, name);
+        assert_eq!(state, "active", "{name}");
+        assert!(
+            stops_now > *stops && starts_now > *starts,
+            "{name} was not stopped and started"
+        );
+    }
+    assert_eq!(host.unit_jobs(None, &format!("{idle}.socket")).0, "active");
+    assert_eq!(
+        host.unit_jobs(None, &format!("{idle}.service")),
+        idle_service,
+        "an inactive triggered service stays untouched"
+    );
+    frozen_and_a_failing_post_stop_hook(&host, &table, &web, (&od, &idle));
+}
+
+/// A failing post-stop hook: the backup fails, the frozen socket was stopped, and everything
+/// comes back as it was (nothing left in the journal).
+fn frozen_and_a_failing_post_stop_hook(
+    host: &SystemdHost,
+    table: &str,
+    web: &str,
+    (od, idle): (&str, &str),
+) {
+    let unit = format!("container-{web}.service");
+    host.sh(&format!(
+        "cat > /kd/hooks.toml <<'EOF'\n{table}[units.\"{web}\".hooks]\n\
+         post-stop = [\"/bin/sh\", \"-c\", \"systemctl is-active {od}.socket > /kd/frozen; exit 9\"]\nEOF\n\
+         sed -i '/^\\[docker\\]/,$d' /kd/config.toml && cat /kd/hooks.toml >> /kd/config.toml"
+    ));
+    let out = host.kd_output(&["backup", "--unit", web]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("post-stop hook"), "{said}");
+    assert_eq!(host.sh("cat /kd/frozen"), "inactive");
+    for name in [
+        format!("{od}.socket"),
+        format!("{od}.service"),
+        unit.clone(),
+        format!("{idle}.socket"),
+    ] {
+        assert_eq!(host.unit_jobs(None, &name).0, "active", "{name}");
+    }
+    assert_eq!(
+        host.unit_jobs(None, &format!("{idle}.service")).0,
+        "inactive"
+    );
+    assert_eq!(
+        host.sh("cat /kd/state/stopped-containers.json 2>/dev/null; true"),
+        ""
+    );
 }

@@ -6,6 +6,13 @@
 //! unit, the backup id and the point in its environment; it is killed after the timeout; its
 //! stdout and stderr are read at the same time and only their ends ([`OUTPUT_CAP`]) go to the
 //! log, line by line.
+//!
+//! A unit's hook may instead run inside one of the unit's containers
+//! (`{ container = "app", user = "www-data", argv = [...] }`), through the engine's exec API
+//! (Docker and Podman alike): the container is found by its compose service or its name, must
+//! be running at that point (pre-backup, pre-stop, post-start and verify; post-stop and
+//! pre-start only for a container the backup keeps running), and gets the same environment,
+//! output cap and timeout as a host hook.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
@@ -14,7 +21,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
 
-use crate::config::HookPoint;
+use crate::config::{ContainerHook, Hook, HookPoint};
 
 /// What a hook is told through its environment.
 #[derive(Debug, Clone)]
@@ -65,20 +72,199 @@ fn tail(output: &str) -> String {
     format!(": {}", &trimmed[start..])
 }
 
+/// Where hooks inside a container run: the engine and the unit whose containers they name.
+#[derive(Clone, Copy)]
+pub struct InUnit<'a> {
+    /// The engine that runs the unit.
+    pub engine: &'a crate::docker::Engine,
+    /// The unit (its containers, by service and name).
+    pub unit: &'a crate::unit::Unit,
+}
+
 /// Runs the hook of `point` of every set that has one, in order (global first, then the
-/// unit's); stops at the first failure.
+/// unit's); stops at the first failure. `in_unit`: where a hook inside a container runs
+/// (`None` where none may: restores).
 pub async fn run_point<'a>(
     sets: impl IntoIterator<Item = &'a crate::config::HookSet>,
     point: HookPoint,
     context: &HookContext<'_>,
     timeout: Duration,
+    in_unit: Option<InUnit<'_>>,
 ) -> Result<(), HookError> {
     for set in sets {
-        if let Some(argv) = set.get(point) {
-            run(point, argv, context, timeout).await?;
+        match set.get(point) {
+            None => {}
+            Some(Hook::Host(argv)) => run(point, argv, context, timeout).await?,
+            Some(Hook::Container(hook)) => match in_unit {
+                Some(in_unit) => run_in_container(point, hook, context, timeout, in_unit).await?,
+                None => {
+                    return Err(HookError::Refused {
+                        point,
+                        program: hook.argv.first().cloned().unwrap_or_default(),
+                        reason: "a hook inside a container cannot run here (restores take host \
+                                 hooks)"
+                            .into(),
+                    });
+                }
+            },
         }
     }
     Ok(())
+}
+
+/// Runs one hook inside a container of the unit ([`InUnit`]).
+pub async fn run_in_container(
+    point: HookPoint,
+    hook: &ContainerHook,
+    context: &HookContext<'_>,
+    timeout: Duration,
+    InUnit { engine, unit }: InUnit<'_>,
+) -> Result<(), HookError> {
+    let program = format!(
+        "{} in container {}",
+        hook.argv.first().map_or("", String::as_str),
+        hook.container
+    );
+    let refused = |reason: String| HookError::Refused {
+        point,
+        program: program.clone(),
+        reason,
+    };
+    let container = find_container(unit, &hook.container).map_err(&refused)?;
+    let name = container.name.as_str();
+    match engine.state(name).await {
+        Ok(Some(state)) if state.running => {}
+        Ok(found) => {
+            return Err(refused(format!(
+                "container {name} {}: a hook inside a container needs it running (pre-backup, \
+                 pre-stop, post-start and verify run while the unit runs; post-stop and \
+                 pre-start only while the backup keeps it running)",
+                if found.is_some() {
+                    "is not running"
+                } else {
+                    "does not exist"
+                }
+            )));
+        }
+        Err(error) => return Err(refused(error.to_string())),
+    }
+    let env = vec![
+        format!("KOPI_DOCKA_HOOK={}", point.as_str()),
+        format!("KOPI_DOCKA_UNIT={}", context.unit),
+        format!("KOPI_DOCKA_UNIT_KIND={}", context.kind),
+        format!("KOPI_DOCKA_BACKUP_ID={}", context.backup_id),
+        format!("KOPI_DOCKA_STATUS={}", context.status.unwrap_or("")),
+    ];
+    let mut exec = engine
+        .exec_as(name, (hook.argv.clone(), env), false, hook.user.as_deref())
+        .await
+        .map_err(|e| refused(format!("cannot start it: {e}")))?;
+    let exec_id = exec.id.clone();
+    let drained = tokio::time::timeout(timeout, async {
+        let (mut out, mut err) = (Capped::default(), Capped::default());
+        while let Some(frame) = futures_util::StreamExt::next(&mut exec.output).await {
+            match frame {
+                Ok(bollard::container::LogOutput::StdErr { message }) => err.push(&message),
+                Ok(other) => out.push(&other.into_bytes()),
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok((out.finish(), err.finish()))
+    })
+    .await;
+    let (out, err) = match drained {
+        Ok(Ok(output)) => output,
+        Ok(Err(error)) => return Err(refused(format!("its output broke off: {error}"))),
+        Err(_) => {
+            let killed = kill_exec(engine, &exec_id).await;
+            return Err(HookError::Failed {
+                point,
+                program,
+                outcome: format!("did not finish within {}s and {killed}", timeout.as_secs()),
+                output: String::new(),
+            });
+        }
+    };
+    for line in out.lines().chain(err.lines()) {
+        tracing::info!(
+            hook = point.as_str(),
+            unit = context.unit,
+            container = name,
+            "{line}"
+        );
+    }
+    match exec_exit_code(engine, &exec_id).await {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(HookError::Failed {
+            point,
+            program,
+            outcome: format!("failed (exit code {code})"),
+            output: format!("{err}{out}"),
+        }),
+        Err(error) => Err(refused(error)),
+    }
+}
+
+/// The container a hook names: by compose service, else by name. By name, not id: a systemd
+/// unit's `--rm --replace` container is a new one after a start.
+fn find_container<'u>(
+    unit: &'u crate::unit::Unit,
+    wanted: &str,
+) -> Result<&'u crate::unit::Container, String> {
+    unit.containers
+        .iter()
+        .find(|c| c.service.as_deref() == Some(wanted))
+        .or_else(|| unit.containers.iter().find(|c| c.name == wanted))
+        .ok_or_else(|| {
+            let known: Vec<String> = unit
+                .containers
+                .iter()
+                .map(|c| match &c.service {
+                    Some(service) => format!("{service} ({})", c.name),
+                    None => c.name.clone(),
+                })
+                .collect();
+            format!(
+                "unit {} has no service or container `{wanted}` (it has: {})",
+                unit.name,
+                known.join(", ")
+            )
+        })
+}
+
+/// The exit code of a finished exec (the engine may report it a moment after the stream ends).
+async fn exec_exit_code(engine: &crate::docker::Engine, exec_id: &str) -> Result<i64, String> {
+    for _ in 0..100 {
+        match engine.exec_exit_code(exec_id).await {
+            Ok(Some(code)) => return Ok(code),
+            // Polling is the only way: the API has no event for an exec's end.
+            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    Err("the engine did not report its exit code".into())
+}
+
+/// Kills a timed-out exec by its host pid (the engine's API cannot stop an exec). Says what
+/// happened, for the error message.
+async fn kill_exec(engine: &crate::docker::Engine, exec_id: &str) -> String {
+    let pid = match engine.exec_pid(exec_id).await {
+        Ok(Some(pid)) => pid,
+        Ok(None) => return "has ended since".into(),
+        Err(error) => return format!("could not be killed ({error}); it may still run"),
+    };
+    let killed = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::KILL));
+    match killed {
+        Some(Ok(())) => "was killed".into(),
+        // A remote or rootless engine's pid is not ours to signal.
+        Some(Err(error)) => {
+            format!("could not be killed (pid {pid}: {error}); it may still run in the container")
+        }
+        None => format!("could not be killed (pid {pid}); it may still run in the container"),
+    }
 }
 
 /// Runs one hook.
@@ -164,24 +350,16 @@ pub const OUTPUT_CAP: usize = 64 * 1024;
 
 /// Reads `pipe` to its end, keeping only its last [`OUTPUT_CAP`] bytes (with a note of how
 /// much was dropped before them).
-async fn drain_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+pub(crate) async fn drain_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
     let Some(mut pipe) = pipe else {
         return String::new();
     };
-    let mut kept: Vec<u8> = Vec::new();
-    let mut dropped = 0_usize;
+    let mut kept = Capped::default();
     let mut chunk = vec![0_u8; 16 * 1024];
     loop {
         match pipe.read(&mut chunk).await {
             Ok(0) => break,
-            Ok(n) => {
-                kept.extend_from_slice(&chunk[..n]);
-                if kept.len() > 2 * OUTPUT_CAP {
-                    let excess = kept.len() - OUTPUT_CAP;
-                    kept.drain(..excess);
-                    dropped += excess;
-                }
-            }
+            Ok(n) => kept.push(&chunk[..n]),
             // Output is for the log; an unreadable pipe is not a reason to fail the hook.
             Err(error) => {
                 tracing::debug!(%error, "cannot read a hook's output");
@@ -189,22 +367,45 @@ async fn drain_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String
             }
         }
     }
-    if kept.len() > OUTPUT_CAP {
-        let excess = kept.len() - OUTPUT_CAP;
-        kept.drain(..excess);
-        dropped += excess;
+    kept.finish()
+}
+
+/// The last [`OUTPUT_CAP`] bytes of a stream, and how many were dropped before them.
+#[derive(Default)]
+struct Capped {
+    kept: Vec<u8>,
+    dropped: usize,
+}
+
+impl Capped {
+    fn push(&mut self, bytes: &[u8]) {
+        self.kept.extend_from_slice(bytes);
+        // Trimmed in batches (at twice the cap), not on every chunk.
+        if self.kept.len() > 2 * OUTPUT_CAP {
+            let excess = self.kept.len() - OUTPUT_CAP;
+            self.kept.drain(..excess);
+            self.dropped += excess;
+        }
     }
-    let text = String::from_utf8_lossy(&kept).into_owned();
-    if dropped == 0 {
-        text
-    } else {
-        format!("[{dropped} bytes of output not kept]\n{text}")
+
+    fn finish(mut self) -> String {
+        if self.kept.len() > OUTPUT_CAP {
+            let excess = self.kept.len() - OUTPUT_CAP;
+            self.kept.drain(..excess);
+            self.dropped += excess;
+        }
+        let text = String::from_utf8_lossy(&self.kept).into_owned();
+        if self.dropped == 0 {
+            text
+        } else {
+            format!("[{} bytes of output not kept]\n{text}", self.dropped)
+        }
     }
 }
 
 /// The program must exist, be a file, and be writable only by its owner, who must be root or
 /// us.
-fn check_program(program: &Path) -> Result<(), String> {
+pub(crate) fn check_program(program: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(program).map_err(|e| format!("cannot use it: {e}"))?;
     if !meta.is_file() {
         return Err("is not a file".into());

@@ -32,6 +32,7 @@ pub mod stop;
 pub mod systemd;
 pub mod tailscale;
 pub mod unit;
+pub mod unit_log;
 
 /// This library's version, reported by `kopi-docka version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -137,10 +137,12 @@ pub fn map(old: &Value) -> (Config, Vec<String>) {
             .and_then(Value::as_str)
             .map(|s| vec![s.to_owned()])
     };
-    config.hooks.pre_backup =
-        hook("/backup/hooks/pre_backup").or_else(|| hook("/backup/pre_backup_hook"));
-    config.hooks.post_backup =
-        hook("/backup/hooks/post_backup").or_else(|| hook("/backup/post_backup_hook"));
+    config.hooks.pre_backup = hook("/backup/hooks/pre_backup")
+        .or_else(|| hook("/backup/pre_backup_hook"))
+        .map(crate::config::Hook::Host);
+    config.hooks.post_backup = hook("/backup/hooks/post_backup")
+        .or_else(|| hook("/backup/post_backup_hook"))
+        .map(crate::config::Hook::Host);
     if let Some(file) = old.pointer("/kopia/password_file").and_then(Value::as_str) {
         config.repository.password_file = Some(file.into());
         notes.push(format!(

@@ -3,6 +3,7 @@
 //! ```text
 //! <state>/locks/                  run.lock, daemon.lock, one lock per repository
 //! <state>/runs/                   one JSON report per run (0600)
+//! <state>/logs/<unit>/            each unit's daily log, <YYYY-MM-DD>.log (0600, `unit_log`)
 //! <state>/stopped-containers.json the journal of containers a run stopped
 //! <state>/fs-snapshots.json     the journal of filesystem snapshots a run made (`fs_snapshot`)
 //! <state>/overdue-alerts.json     which overdue alerts were sent
@@ -35,6 +36,11 @@ impl StateDir {
     /// The lock files: the run lock, the daemon lock, repository locks.
     pub fn locks(&self) -> PathBuf {
         self.0.join("locks")
+    }
+
+    /// Each unit's daily log files ([`crate::unit_log`]).
+    pub fn unit_logs(&self) -> PathBuf {
+        self.0.join("logs")
     }
 
     /// The run reports, one JSON file per run.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::config::RestoreState;
 use crate::docker::{Engine, RunState};
 use crate::lock::journal::{Journal, StoppedContainer};
 use crate::lock::{Lock, LockError, LockMode, RUN_LOCK};
@@ -40,6 +41,40 @@ pub struct StopTarget {
     pub systemd: Option<Service>,
     /// It runs with `--rm`: stopped through the engine it would be deleted.
     pub auto_remove: bool,
+    /// Why it is a target: it runs, it is to be started afterwards, or it is a frozen socket.
+    pub role: TargetRole,
+}
+
+/// What happens to a [`StopTarget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetRole {
+    /// It runs: stopped now, started again afterwards.
+    Running,
+    /// It is stopped (or its systemd unit inactive) and its restore state is `always`: not
+    /// stopped, but started afterwards.
+    StartAfter,
+    /// A socket unit of `freeze-sockets`, or the service it triggers (`systemd` names it):
+    /// stopped before the unit when active, started again afterwards only if it was.
+    Frozen,
+}
+
+/// How one unit is stopped and started: `[units.<name>]` settings over `[backup]`'s.
+#[derive(Debug, Clone, Default)]
+pub struct UnitStop {
+    /// The stop timeout floor of its containers (`stop-timeout-seconds`).
+    pub stop_timeout: u32,
+    /// The unit's own `stop-timeout-seconds`: also how long `systemctl stop` is waited for
+    /// (else systemd's own stop timeout governs, with three minutes' slack).
+    pub own_stop_timeout: Option<u32>,
+    /// The unit's `start-timeout-seconds`: how long to wait for a container to be healthy or a
+    /// systemd unit to be active (else `health-timeout-seconds`, plus slack for systemd).
+    pub start_timeout: Option<Duration>,
+    /// The unit's `restore-state` (a container's label wins).
+    pub restore_state: RestoreState,
+    /// `freeze-sockets`: socket units stopped before the unit (with what they trigger).
+    pub freeze_sockets: Vec<String>,
+    /// Whose manager runs the frozen sockets (`systemd-user`).
+    pub systemd_user: Option<String>,
 }
 
 /// A container the engine had to kill: it did not stop on its stop signal within its timeout.
@@ -76,6 +111,8 @@ pub struct StoppedUnit {
     killed: Vec<KilledContainer>,
     /// The host-wide locks of the stopped containers, released once they run again.
     host_locks: Vec<crate::lock::host::ContainerLock>,
+    /// The unit's own start timeout ([`UnitStop::start_timeout`]).
+    start_timeout: Option<Duration>,
 }
 
 /// What restarting reported.
@@ -97,27 +134,52 @@ impl StoppedUnit {
     /// `timeout` (or a container's own `kopi-docka.stop-timeout`) is a floor: a container's
     /// own longer engine stop timeout is kept. On a failed stop,
     /// the containers already stopped come back with the error, to be restarted.
+    ///
+    /// With restore state `always` ([`UnitStop::restore_state`], a container's label), the
+    /// unit's stopped containers (or inactive systemd unit) are journaled too and started
+    /// afterwards. The sockets of [`UnitStop::freeze_sockets`] and the services they trigger
+    /// are stopped first, when active, and started again last.
     pub async fn stop(
         engine: &Engine,
         journal: &Journal,
         unit: &Unit,
-        timeout: u32,
+        how: &UnitStop,
     ) -> Result<Self, (Self, String)> {
-        let running = unit
+        let target = |c: &crate::unit::Container, role| StopTarget {
+            container: ContainerRef {
+                id: c.id.clone(),
+                name: c.name.clone(),
+            },
+            unit: unit.name.to_string(),
+            stop_timeout: c.stop_timeout,
+            systemd: c.systemd.clone(),
+            auto_remove: c.auto_remove,
+            role,
+        };
+        // The running ones first: a systemd unit they share is asked about (and stopped) for
+        // them, before a stopped member could make it a start-only entry.
+        let mut targets: Vec<StopTarget> = unit
             .containers
             .iter()
             .filter(|c| c.state == ContainerState::Running && c.policy.stops())
-            .map(|c| StopTarget {
-                container: ContainerRef {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                },
-                unit: unit.name.to_string(),
-                stop_timeout: c.stop_timeout,
-                systemd: c.systemd.clone(),
-                auto_remove: c.auto_remove,
-            })
+            .map(|c| target(c, TargetRole::Running))
             .collect();
+        targets.extend(
+            unit.containers
+                .iter()
+                .filter(|c| {
+                    c.state != ContainerState::Running
+                        && c.policy.stops()
+                        && c.restore_state.unwrap_or(how.restore_state) == RestoreState::Always
+                })
+                .map(|c| target(c, TargetRole::StartAfter)),
+        );
+        match frozen_targets(engine, unit, how).await {
+            Ok(frozen) => targets.extend(frozen),
+            Err(error) => {
+                return Err((Self::empty(how), format!("{error}; nothing was stopped")));
+            }
+        }
         // All of the unit's containers, stopped ones too: one that another run has just
         // stopped looks stopped here, and is not ours to read while that run restarts it.
         let all = unit
@@ -125,7 +187,17 @@ impl StoppedUnit {
             .iter()
             .map(|c| (c.id.as_str(), c.name.as_str()))
             .collect();
-        Self::stop_locked(engine, journal, running, all, timeout).await
+        Self::stop_locked(engine, journal, targets, all, (how.stop_timeout, how)).await
+    }
+
+    fn empty(how: &UnitStop) -> Self {
+        Self {
+            stopped: Vec::new(),
+            first_stop: None,
+            killed: Vec::new(),
+            host_locks: Vec::new(),
+            start_timeout: how.start_timeout,
+        }
     }
 
     /// Journals, then stops `containers` (given in start order) in reverse order. Same
@@ -141,7 +213,11 @@ impl StoppedUnit {
             .iter()
             .map(|c| (c.id.as_str(), c.name.as_str()))
             .collect();
-        Self::stop_locked(engine, journal, containers, ids, timeout).await
+        let how = UnitStop {
+            stop_timeout: timeout,
+            ..UnitStop::default()
+        };
+        Self::stop_locked(engine, journal, containers, ids, (timeout, &how)).await
     }
 
     /// Takes the host-wide lock of each of `lock` (see [`crate::lock::host`]), then journals
@@ -151,14 +227,9 @@ impl StoppedUnit {
         journal: &Journal,
         containers: Vec<StopTarget>,
         lock: Vec<(&str, &str)>,
-        timeout: u32,
+        (timeout, how): (u32, &UnitStop),
     ) -> Result<Self, (Self, String)> {
-        let mut this = Self {
-            stopped: Vec::new(),
-            first_stop: None,
-            killed: Vec::new(),
-            host_locks: Vec::new(),
-        };
+        let mut this = Self::empty(how);
         // Another kopi-docka run on this host (another user, another state directory) may be
         // backing up the same containers: none is stopped unless all are ours.
         for (id, name) in lock {
@@ -169,7 +240,7 @@ impl StoppedUnit {
                 }
             }
         }
-        let (to_stop, timeouts) = match through_systemd(engine, containers, timeout).await {
+        let (to_stop, steps) = match through_systemd(engine, containers, timeout).await {
             Ok(planned) => planned,
             Err(error) => return Err((this, format!("{error}; nothing was stopped"))),
         };
@@ -185,12 +256,27 @@ impl StoppedUnit {
                 ),
             ));
         }
-        for (container, timeout) in to_stop.iter().zip(timeouts).rev() {
-            this.first_stop.get_or_insert_with(Instant::now);
+        for (
+            container,
+            Step {
+                timeout,
+                stops,
+                with,
+            },
+        ) in to_stop.iter().zip(steps).rev()
+        {
             // Recorded before the call: a stop that fails half-way may still have stopped it.
             this.stopped.insert(0, container.clone());
+            if !stops {
+                // Restore state `always`: not running now, started afterwards.
+                continue;
+            }
+            this.first_stop.get_or_insert_with(Instant::now);
             if let Some(service) = &container.systemd {
-                if let Err(error) = stop_service(engine, service, timeout).await {
+                let wait = how
+                    .own_stop_timeout
+                    .map(|s| Duration::from_secs(u64::from(s)));
+                if let Err(error) = stop_service(engine, service, (timeout, wait), &with).await {
                     clear_untouched(journal, &to_stop, &this.stopped);
                     return Err((this, error));
                 }
@@ -244,9 +330,15 @@ impl StoppedUnit {
             ..RestartReport::default()
         };
         let mut last_start = None;
+        // The unit's own start timeout is the whole wait, for systemd too; the run's leaves
+        // systemd slack on top (its own start timeout governs).
+        let (health_timeout, systemd_wait) = match self.start_timeout {
+            Some(own) => (own, own),
+            None => (health_timeout, health_timeout + Duration::from_mins(3)),
+        };
         for container in &self.stopped {
             let started = match &container.systemd {
-                Some(service) => start_service(engine, service, health_timeout)
+                Some(service) => start_service(engine, service, systemd_wait)
                     .await
                     .map(|()| None),
                 None => {
@@ -308,23 +400,28 @@ fn clear_untouched(journal: &Journal, to_stop: &[StoppedContainer], stopped: &[S
     }
 }
 
-/// The journal entries of `targets` (in start order): a container whose systemd unit runs
-/// is replaced by one entry for that unit (stopped with `systemctl`, which takes its
-/// containers along); the others are stopped through the engine. A unit that runs is started
-/// again afterwards, one that did not is left alone (restore-state policy `previous`). Refused
-/// (nothing stopped) when the engine would have to stop a container it then deletes (`--rm`),
-/// or when a configured unit does not exist.
+/// The journal entries of `targets` (in start order), each with its stop timeout and whether
+/// it is stopped now (a [`TargetRole::StartAfter`] entry is only started afterwards): a
+/// container whose systemd unit runs is replaced by one entry for that unit (stopped with
+/// `systemctl`, which takes its containers along); the others are stopped through the engine.
+/// A unit that runs is started again afterwards, one that did not is left alone (restore
+/// state `previous`) or only started (`always`). Refused (nothing stopped) when the engine
+/// would have to stop a container it then deletes (`--rm`), or when a configured unit or a
+/// frozen socket does not exist.
 async fn through_systemd(
     engine: &Engine,
     targets: Vec<StopTarget>,
     timeout: u32,
-) -> Result<(Vec<StoppedContainer>, Vec<u32>), String> {
+) -> Result<(Vec<StoppedContainer>, Vec<Step>), String> {
     let now = jiff::Timestamp::now();
     let mut out: Vec<StoppedContainer> = Vec::new();
-    // The stop timeout of each entry: a container's own floor, else the run's.
-    let mut timeouts: Vec<u32> = Vec::new();
-    // Per systemd unit: whether it runs (and so takes its containers), asked once.
-    let mut asked: Vec<(Service, bool)> = Vec::new();
+    // The stop timeout of each entry (a container's own floor, else the run's), and whether
+    // it is stopped.
+    let mut steps: Vec<Step> = Vec::new();
+    // The step of the frozen socket whose services follow: they are stopped with it.
+    let mut socket_step: Option<usize> = None;
+    // Per systemd unit: whether it runs, and whether it has its entry; asked once.
+    let mut asked: Vec<(Service, bool, bool)> = Vec::new();
     for (rank, target) in targets.into_iter().enumerate() {
         let entry = |id: String, name: String, systemd: Option<Service>| StoppedContainer {
             id,
@@ -341,40 +438,160 @@ async fn through_systemd(
                 target.container.name.clone(),
                 None,
             ));
-            timeouts.push(own_timeout);
+            steps.push(Step::new(
+                own_timeout,
+                target.role != TargetRole::StartAfter,
+            ));
             continue;
         };
-        let runs = if let Some((_, runs)) = asked.iter().find(|(s, _)| s == service) {
-            *runs
-        } else {
-            let runs = unit_runs(engine, service, &target).await?;
-            asked.push((service.clone(), runs));
-            if runs {
-                out.push(entry(
-                    service.journal_id(),
-                    service.unit.clone(),
-                    Some(service.clone()),
-                ));
-                timeouts.push(own_timeout);
-            }
-            runs
+        let (runs, has_entry) =
+            if let Some((_, runs, has)) = asked.iter().find(|(s, _, _)| s == service) {
+                (*runs, *has)
+            } else {
+                let runs = unit_runs(engine, service, &target).await?;
+                asked.push((service.clone(), runs, false));
+                (runs, false)
+            };
+        let unit_entry = || {
+            entry(
+                service.journal_id(),
+                service.unit.clone(),
+                Some(service.clone()),
+            )
         };
-        if !runs {
-            out.push(entry(
+        let container_entry = || {
+            entry(
                 target.container.id.clone(),
                 target.container.name.clone(),
                 None,
-            ));
-            timeouts.push(own_timeout);
+            )
+        };
+        let mut has_entry_now = has_entry;
+        match (target.role, runs) {
+            _ if has_entry => {}
+            (TargetRole::Frozen, true) if service.unit.ends_with(".socket") => {
+                out.push(unit_entry());
+                socket_step = Some(steps.len());
+                steps.push(Step::new(own_timeout, true));
+                has_entry_now = true;
+            }
+            (TargetRole::Frozen, true) if socket_step.is_some() => {
+                // Stopped in one transaction with its socket (which comes first in start
+                // order, so it is started first): stopped on its own first, a request in
+                // between would activate it again.
+                out.push(unit_entry());
+                if let Some(step) = socket_step.and_then(|i| steps.get_mut(i)) {
+                    step.with.push(service.unit.clone());
+                }
+                steps.push(Step::new(own_timeout, false));
+                has_entry_now = true;
+            }
+            (_, true) => {
+                // It runs: stopped now (its containers go with it), started afterwards.
+                out.push(unit_entry());
+                steps.push(Step::new(own_timeout, true));
+                has_entry_now = true;
+            }
+            (TargetRole::Running, false) => {
+                out.push(container_entry());
+                steps.push(Step::new(own_timeout, true));
+            }
+            // Inactive before: inactive after.
+            (TargetRole::Frozen, false) => {
+                if service.unit.ends_with(".socket") {
+                    socket_step = None;
+                }
+            }
+            (TargetRole::StartAfter, false) => {
+                // `always`: the unit is started afterwards if the manager has it, else the
+                // container through the engine.
+                if loaded(engine, service).await {
+                    out.push(unit_entry());
+                    has_entry_now = true;
+                } else {
+                    out.push(container_entry());
+                }
+                steps.push(Step::new(own_timeout, false));
+            }
+        }
+        if let Some(seen) = asked.iter_mut().find(|(s, _, _)| s == service) {
+            seen.2 = has_entry_now;
         }
     }
-    Ok((out, timeouts))
+    Ok((out, steps))
 }
 
-/// Whether `service` runs, so that `systemctl stop` stops `target`. `false` when the engine
+/// How one journal entry is stopped.
+struct Step {
+    /// Its stop timeout.
+    timeout: u32,
+    /// Stopped now (else only started afterwards, or stopped with another entry).
+    stops: bool,
+    /// Units of the same manager stopped in the same `systemctl stop` (a frozen socket's
+    /// services).
+    with: Vec<String>,
+}
+
+impl Step {
+    fn new(timeout: u32, stops: bool) -> Self {
+        Self {
+            timeout,
+            stops,
+            with: Vec::new(),
+        }
+    }
+}
+
+/// Whether the manager of `service` has it loaded.
+async fn loaded(engine: &Engine, service: &Service) -> bool {
+    match Manager::of(service, engine) {
+        Ok(manager) => manager.state(&service.unit).await.is_ok_and(|s| s.loaded),
+        Err(_) => false,
+    }
+}
+
+/// The socket units of `freeze-sockets` and the services they trigger, as targets: each
+/// socket before its services in start order (systemd refuses to start a socket whose
+/// service already runs); [`through_systemd`] has them stopped together.
+async fn frozen_targets(
+    engine: &Engine,
+    unit: &Unit,
+    how: &UnitStop,
+) -> Result<Vec<StopTarget>, String> {
+    let mut targets = Vec::new();
+    for socket in &how.freeze_sockets {
+        let service = |name: &str| Service {
+            unit: name.to_owned(),
+            user: how.systemd_user.clone(),
+            configured: true,
+        };
+        let target = |service: Service| StopTarget {
+            container: ContainerRef {
+                id: service.journal_id(),
+                name: service.unit.clone(),
+            },
+            unit: unit.name.to_string(),
+            stop_timeout: None,
+            systemd: Some(service),
+            auto_remove: false,
+            role: TargetRole::Frozen,
+        };
+        let manager = Manager::of(&service(socket), engine)
+            .map_err(|e| format!("freeze-sockets {socket}: {e}"))?;
+        let triggered = manager
+            .triggers(socket)
+            .await
+            .map_err(|e| format!("freeze-sockets {socket}: {e}"))?;
+        targets.push(target(service(socket)));
+        targets.extend(triggered.iter().map(|t| target(service(t))));
+    }
+    Ok(targets)
+}
+
+/// Whether `service` runs, so that `systemctl stop` stops `target`: `false` when the engine
 /// may stop the container itself: the unit is unknown or inactive (a label may name a unit
 /// that does not exist: podman-compose puts one on every container) and the container
-/// survives a stop.
+/// survives a stop. For a frozen socket or a start-only target: whether the unit is up.
 async fn unit_runs(
     engine: &Engine,
     service: &Service,
@@ -384,29 +601,45 @@ async fn unit_runs(
         Ok(manager) => manager.state(&service.unit).await.map(|s| (manager, s)),
         Err(error) => Err(error),
     };
+    let user_flag = |manager: &Manager| {
+        if matches!(manager, Manager::User { .. }) {
+            " --user"
+        } else {
+            ""
+        }
+    };
     match state {
         Ok((_, state)) if state.loaded && state.is_up() => Ok(true),
-        Ok((manager, _)) if service.configured => Err(format!(
-            "{}: systemd unit {} ([units] systemd-unit) is not loaded in {manager}: check the              name (`systemctl{} list-units`) and `systemd-user`",
+        Ok((manager, state)) if target.role == TargetRole::Frozen && !state.loaded => Err(format!(
+            "{}: socket {} (freeze-sockets) is not loaded in {manager}: check the name \
+                 (`systemctl{} list-units --all '*.socket'`) and `systemd-user`",
             target.unit,
             service.unit,
-            if matches!(manager, Manager::User { .. }) {
-                " --user"
-            } else {
-                ""
-            }
+            user_flag(&manager)
         )),
-        Ok((manager, state)) if target.auto_remove => Err(format!(
-            "container {} runs with --rm and belongs to systemd unit {}, which is {} in              {manager}: stopped through the engine it would be deleted. Start it through its              unit (`systemctl start {}`) or run it without --rm",
-            target.container.name,
+        Ok((_, state)) if target.role != TargetRole::Running && state.loaded => Ok(false),
+        Ok((manager, _)) if service.configured => Err(format!(
+            "{}: systemd unit {} ([units] systemd-unit) is not loaded in {manager}: check the \
+             name (`systemctl{} list-units`) and `systemd-user`",
+            target.unit,
             service.unit,
-            if state.loaded {
-                state.active.as_str()
-            } else {
-                "not loaded"
-            },
-            service.unit
+            user_flag(&manager)
         )),
+        Ok((manager, state)) if target.auto_remove && target.role == TargetRole::Running => {
+            Err(format!(
+                "container {} runs with --rm and belongs to systemd unit {}, which is {} in \
+                 {manager}: stopped through the engine it would be deleted. Start it through \
+                 its unit (`systemctl start {}`) or run it without --rm",
+                target.container.name,
+                service.unit,
+                if state.loaded {
+                    state.active.as_str()
+                } else {
+                    "not loaded"
+                },
+                service.unit
+            ))
+        }
         Err(error) if service.configured || target.auto_remove => Err(format!(
             "container {}{} belongs to systemd unit {}, which cannot be asked: {error}",
             target.container.name,
@@ -425,26 +658,33 @@ async fn unit_runs(
     }
 }
 
-async fn stop_service(engine: &Engine, service: &Service, timeout: u32) -> Result<(), String> {
+/// `systemctl stop`, waited for `wait` (the unit's own stop timeout) or, without one, the
+/// stop timeout plus slack.
+async fn stop_service(
+    engine: &Engine,
+    service: &Service,
+    (timeout, wait): (u32, Option<Duration>),
+    with: &[String],
+) -> Result<(), String> {
     let manager = Manager::of(service, engine)?;
-    // systemd's own stop timeout (TimeoutStopSec, 90 s by default) governs; ours only
-    // catches a manager that does not answer.
-    let limit = Duration::from_secs(u64::from(timeout)) + Duration::from_mins(3);
-    manager.stop(&service.unit, limit).await?;
-    tracing::info!(unit = %service.unit, manager = %manager, "stopped through systemd");
+    // Without the unit's own timeout, systemd's (TimeoutStopSec, 90 s by default) governs;
+    // ours only catches a manager that does not answer.
+    let limit =
+        wait.unwrap_or_else(|| Duration::from_secs(u64::from(timeout)) + Duration::from_mins(3));
+    let units: Vec<&str> = std::iter::once(service.unit.as_str())
+        .chain(with.iter().map(String::as_str))
+        .collect();
+    manager.stop(&units, limit).await?;
+    for unit in units {
+        tracing::info!(unit, manager = %manager, "stopped through systemd");
+    }
     Ok(())
 }
 
-async fn start_service(
-    engine: &Engine,
-    service: &Service,
-    health_timeout: Duration,
-) -> Result<(), String> {
+/// `systemctl start`, waited for `wait`; then the unit must be active.
+async fn start_service(engine: &Engine, service: &Service, wait: Duration) -> Result<(), String> {
     let started = match Manager::of(service, engine) {
-        Ok(manager) => manager
-            .start(&service.unit, health_timeout + Duration::from_mins(3))
-            .await
-            .map(|()| manager),
+        Ok(manager) => manager.start(&service.unit, wait).await.map(|()| manager),
         Err(error) => Err(error),
     };
     match started {
@@ -661,7 +901,7 @@ async fn recover_service(
     health_timeout: Duration,
     report: &mut RecoveryReport,
 ) {
-    match start_service(engine, service, health_timeout).await {
+    match start_service(engine, service, health_timeout + Duration::from_mins(3)).await {
         Ok(()) => {
             report.started.push(ContainerRef {
                 id: entry.id.clone(),

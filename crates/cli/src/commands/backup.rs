@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use kopi_docka_core::backup::command_job::{CommandJob, JobReport};
 use kopi_docka_core::backup::run::{self, BackupPlan, Outcome, RunError, StagingError};
 use kopi_docka_core::backup::{RunReport, UnitStatus};
 use kopi_docka_core::bootstrap;
@@ -130,6 +131,50 @@ fn render_services(out: &mut String, unit: &run::UnitPlan) {
     }
 }
 
+/// A plan's lines for a unit backed up by its own job (`engine = "command"`).
+fn render_job_plan(out: &mut String, job: &CommandJob) {
+    let _ = writeln!(
+        out,
+        "  engine:      command (its own job backs it up while it is stopped; nothing goes to \
+         the repository)"
+    );
+    for argv in &job.job {
+        let _ = writeln!(
+            out,
+            "  job:         {} (enqueue within {}s)",
+            argv.join(" "),
+            job.job_timeout_seconds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  status:      {} every {}s until /{}/, at most {}s",
+        job.status.join(" "),
+        job.status_interval_seconds,
+        job.idle_pattern,
+        job.wait_timeout_seconds
+    );
+}
+
+/// A report's lines for a unit backed up by its own job.
+fn render_job_report(out: &mut String, job: &JobReport) {
+    for command in &job.commands {
+        let ended = match (command.timed_out, command.exit_code) {
+            (true, _) => "killed after its timeout (counts as enqueued)".to_owned(),
+            (false, Some(code)) => format!("exit {code}"),
+            (false, None) => "killed by a signal".to_owned(),
+        };
+        let _ = writeln!(out, "    job: {} -> {ended}", command.argv.join(" "));
+    }
+    let _ = writeln!(
+        out,
+        "    status: {} after {:.0}s ({} polls)",
+        if job.idle { "idle" } else { "NOT idle" },
+        job.waited_seconds,
+        job.polls
+    );
+}
+
 fn render_plan(plan: &BackupPlan) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
@@ -155,13 +200,12 @@ fn render_plan(plan: &BackupPlan) -> String {
                 unit.stop_order.join(" -> ")
             }
         );
-        match &unit.cold_pass_refused {
-            Some(why) => {
-                let _ = writeln!(out, "  cold pass:   NOT BACKED UP: {why}");
-            }
-            None => {
-                let _ = writeln!(out, "  cold pass:   {}", unit.cold_pass);
-            }
+        if let Some(job) = &unit.job {
+            render_job_plan(&mut out, job);
+        } else if let Some(why) = &unit.cold_pass_refused {
+            let _ = writeln!(out, "  cold pass:   NOT BACKED UP: {why}");
+        } else {
+            let _ = writeln!(out, "  cold pass:   {}", unit.cold_pass);
         }
         let fs = |f: Option<&kopi_docka_core::fs_snapshot::FsSupport>| {
             f.map(|f| format!(" [{f}]")).unwrap_or_default()
@@ -177,7 +221,13 @@ fn render_plan(plan: &BackupPlan) -> String {
                 format!(" except {}", globs.join(", "))
             }
         };
-        for v in &unit.volumes {
+        // The unit's own job backs its data up: nothing of it goes to the repository.
+        let (volumes, binds) = if unit.job.is_some() {
+            (&[][..], &[][..])
+        } else {
+            (&unit.volumes[..], &unit.binds[..])
+        };
+        for v in volumes {
             let _ = writeln!(
                 out,
                 "  volume:      {}{}{}{}",
@@ -187,7 +237,7 @@ fn render_plan(plan: &BackupPlan) -> String {
                 except(&v.exclude)
             );
         }
-        for b in &unit.binds {
+        for b in binds {
             let _ = writeln!(
                 out,
                 "  bind:        {}{}{}{}",
@@ -245,15 +295,24 @@ fn render_report(report: &RunReport) -> String {
             (Some(kind), Some(_)) => format!("{downtime} ({kind} cold pass)"),
             _ => downtime,
         };
-        let _ = writeln!(
-            out,
-            "{mark} {} {} [{}]: {} snapshots, {} added, {downtime}",
-            u.kind,
-            u.name,
-            u.backup_id,
-            u.snapshots.len(),
-            human_bytes(added)
-        );
+        if let Some(job) = &u.job {
+            let _ = writeln!(
+                out,
+                "{mark} {} {} [{}]: engine command, {downtime}",
+                u.kind, u.name, u.backup_id
+            );
+            render_job_report(&mut out, job);
+        } else {
+            let _ = writeln!(
+                out,
+                "{mark} {} {} [{}]: {} snapshots, {} added, {downtime}",
+                u.kind,
+                u.name,
+                u.backup_id,
+                u.snapshots.len(),
+                human_bytes(added)
+            );
+        }
         for e in &u.errors {
             let _ = writeln!(out, "    error: {e}");
         }
@@ -316,6 +375,7 @@ pub async fn restart_stopped(global: &GlobalArgs, printer: &Printer) -> anyhow::
 
 #[cfg(test)]
 mod tests {
+    use kopi_docka_core::backup::command_job::UnitEngine;
     use kopi_docka_core::backup::run::{Estimate, PlannedItem, ServicePolicy, UnitPlan};
     use kopi_docka_core::backup::{SnapshotRecord, UnitReport};
     use kopi_docka_core::fs_snapshot::ColdPassKind;
@@ -391,6 +451,7 @@ mod tests {
                             },
                         ],
                         refused: None,
+                        job: None,
                         volumes: vec![PlannedItem {
                             exclude: vec!["data/appdata_*/preview/**".into(), "*.part".into()],
                             ..item("nextcloud_html", Some(1_288_490_188))
@@ -425,6 +486,7 @@ mod tests {
                             stop_timeout: None,
                         }],
                         refused: None,
+                        job: None,
                         volumes: vec![PlannedItem {
                             filesystem: Some(fixtures::ext4()),
                             ..item("portainer_data", None)
@@ -479,6 +541,8 @@ mod tests {
             },
             interrupted: false,
             dump_failed: false,
+            engine: UnitEngine::Embedded,
+            job: None,
             duration_seconds: 1.8,
             complete: true,
             bytes_added: 4_194_816,
@@ -537,6 +601,8 @@ mod tests {
                         },
                         interrupted: false,
                         dump_failed: false,
+                        engine: UnitEngine::Embedded,
+                        job: None,
                         duration_seconds: 31.4,
                         complete: true,
                         bytes_added: 7_361_536,
@@ -562,6 +628,8 @@ mod tests {
                         },
                         interrupted: false,
                         dump_failed: false,
+                        engine: UnitEngine::Embedded,
+                        job: None,
                         duration_seconds: 2.5,
                         complete: false,
                         bytes_added: 0,

@@ -14,6 +14,7 @@ use kopi_docka_core::lock::Lock;
 use kopi_docka_core::repo::{Repo, RepoSettings, SnapshotFilter};
 use kopi_docka_core::restore::drill::{self, DrillReport};
 use kopi_docka_core::restore::start::Treatment;
+use kopi_docka_core::restore::units::UnitFileAction;
 use kopi_docka_core::restore::{
     self, DataKind, ExtractedPart, Parts, PointSelector, RestoreContext, RestoreOutcome,
     RestorePlan, RestorePoint, RestoreRequest, StartPlan, points,
@@ -377,6 +378,26 @@ fn describe_point(p: &RestorePoint) -> String {
     )
 }
 
+/// The plan's systemd unit files, one line each.
+fn render_unit_files(plan: &RestorePlan, out: &mut String) {
+    for f in &plan.unit_files {
+        let action = match f.action {
+            UnitFileAction::Create => "created",
+            UnitFileAction::Same => "unchanged",
+            UnitFileAction::Replace => "replaced (the old one kept as *.kopi-docka-*.bak)",
+        };
+        let _ = writeln!(
+            out,
+            "  unit file: {} of {} ({}): {action}",
+            f.path.display(),
+            f.unit,
+            f.user
+                .as_deref()
+                .map_or_else(|| "system".to_owned(), |u| format!("user {u}"))
+        );
+    }
+}
+
 fn render_plan(plan: &RestorePlan) -> String {
     let p = &plan.point;
     let mut out = String::new();
@@ -404,6 +425,7 @@ fn render_plan(plan: &RestorePlan) -> String {
             }
         );
     }
+    render_unit_files(plan, &mut out);
     for n in &plan.networks {
         let _ = writeln!(out, "  network:  {} ({})", n.name, n.state);
     }
@@ -446,6 +468,17 @@ fn render_plan(plan: &RestorePlan) -> String {
             } else {
                 services.join(" ")
             }
+        ),
+        StartPlan::Systemd { services } => format!(
+            "started through systemd: {}",
+            services
+                .iter()
+                .map(|s| match &s.user {
+                    Some(user) => format!("systemctl --user start {} (user {user})", s.unit),
+                    None => format!("systemctl start {}", s.unit),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         StartPlan::Recreate { containers } => {
             format!(

@@ -43,20 +43,24 @@ fn write_units(
         .map(std::path::absolute)
         .transpose()
         .context("resolving the config path")?;
-    let written = units::write_for(
-        &loaded,
-        config,
-        binary,
-        on_calendar,
-        &args.output_dir,
-        args.force,
-    )?;
+    let default_dir = if args.user {
+        units::user_unit_dir().context("no home directory ($HOME): name one with --output-dir")?
+    } else {
+        PathBuf::from(units::DEFAULT_UNIT_DIR)
+    };
+    let dir = args.output_dir.clone().unwrap_or(default_dir.clone());
+    let written = if args.user {
+        units::write_user_for(config, binary, on_calendar, &dir, args.force)?
+    } else {
+        units::write_for(&loaded, config, binary, on_calendar, &dir, args.force)?
+    };
     printer.report(&UnitsWritten {
         files: written
             .into_iter()
             .map(|(path, outcome)| UnitFile { path, outcome })
             .collect(),
-        installed: args.output_dir == Path::new(units::DEFAULT_UNIT_DIR),
+        installed: dir == default_dir,
+        user: args.user,
     })?;
     Ok(ExitCode::Ok)
 }
@@ -68,6 +72,9 @@ struct UnitsWritten {
     files: Vec<UnitFile>,
     /// Written into systemd's own directory (the human text then says how to enable them).
     installed: bool,
+    /// User-level units (`--user`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    user: bool,
 }
 
 /// One unit file.
@@ -89,7 +96,13 @@ impl crate::render::Render for UnitsWritten {
             // Writing into a String cannot fail.
             let _ = writeln!(out, "{verb} {}", file.path.display());
         }
-        if self.installed {
+        if self.installed && self.user {
+            out.push_str(
+                "next: systemctl --user daemon-reload && systemctl --user enable --now \
+                 kopi-docka.timer\n\
+                 and once, so that the timer runs without a login: loginctl enable-linger $USER\n",
+            );
+        } else if self.installed {
             out.push_str(
                 "next: systemctl daemon-reload && systemctl enable --now kopi-docka.timer\n\
                  (or, instead of the timer: systemctl enable --now kopi-docka.service)\n",

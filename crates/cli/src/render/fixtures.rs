@@ -90,6 +90,7 @@ fn container(name: &str, service: Option<&str>, image: &str, state: ContainerSta
         policy: Policy::Stop,
         exclude: Vec::new(),
         stop_timeout: None,
+        restore_state: None,
         systemd: None,
         auto_remove: false,
     }

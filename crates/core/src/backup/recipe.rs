@@ -111,6 +111,9 @@ async fn stage_systemd_files(engine: &Engine, unit: &Unit, dir: &Path) -> Result
     struct Staged<'a> {
         service: &'a Service,
         files: Vec<PathBuf>,
+        /// Owner and mode of each of `files`, which a restore gives them back (the copies in
+        /// the recipe are root's).
+        owners: Vec<crate::systemd::control::FileOwner>,
     }
     let mut services: Vec<&Service> = Vec::new();
     for service in unit.containers.iter().filter_map(|c| c.systemd.as_ref()) {
@@ -132,18 +135,30 @@ async fn stage_systemd_files(engine: &Engine, unit: &Unit, dir: &Path) -> Result
             }
         };
         let mut copied = Vec::new();
+        let mut owners = Vec::new();
         for file in files {
             // Never through a link (a user's unit dir is the user's to point anywhere).
-            if !std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_file()) {
-                tracing::warn!(file = %file.display(), "unit file is not a regular file; not staged");
-                continue;
-            }
+            let meta = match std::fs::symlink_metadata(&file) {
+                Ok(meta) if meta.file_type().is_file() => meta,
+                _ => {
+                    tracing::warn!(file = %file.display(), "unit file is not a regular file; not staged");
+                    continue;
+                }
+            };
             let dest = dir.join(file.strip_prefix("/").unwrap_or(&file));
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
             match std::fs::copy(&file, &dest) {
-                Ok(_) => copied.push(file),
+                Ok(_) => {
+                    use std::os::unix::fs::MetadataExt as _;
+                    owners.push(crate::systemd::control::FileOwner {
+                        uid: meta.uid(),
+                        gid: meta.gid(),
+                        mode: meta.mode() & 0o7777,
+                    });
+                    copied.push(file);
+                }
                 Err(error) => {
                     tracing::warn!(file = %file.display(), %error, "unit file not staged");
                 }
@@ -152,6 +167,7 @@ async fn stage_systemd_files(engine: &Engine, unit: &Unit, dir: &Path) -> Result
         staged.push(Staged {
             service,
             files: copied,
+            owners,
         });
     }
     if staged.is_empty() {
@@ -633,6 +649,14 @@ mod tests {
             redact_env("HOME_URL=https://example.org/docs/docker-compose-reference?lang=en"),
             "HOME_URL=https://example.org/docs/docker-compose-reference?lang=en"
         );
+        // Query keys that are secrets only as query parameters (a signed URL's `sig`, an
+        // OAuth `code`), and ones that are secret names anywhere (`salt`).
+        assert_eq!(
+            redact_env("BLOB=https://acct.example/c/f?sv=2024&sig=abc123&code=x&salt=s"),
+            format!(
+                "BLOB=https://acct.example/c/f?sv=2024&sig={REDACTED}&code={REDACTED}&salt={REDACTED}"
+            )
+        );
     }
 
     #[test]
@@ -679,6 +703,13 @@ mod tests {
             script[2],
             format!("exec redis-server  --requirepass {REDACTED} --appendonly yes")
         );
+        // A script of nothing but secrets is redacted too (every word changed).
+        let mut only_secrets = serde_json::json!(["env", "API_KEY=k1 DB_PASSWORD=p1"]);
+        redact_command(only_secrets.as_array_mut().unwrap());
+        assert_eq!(
+            only_secrets[1],
+            format!("API_KEY={REDACTED} DB_PASSWORD={REDACTED}")
+        );
         let mut plain = serde_json::json!(["sh", "-c", "trap 'exit 0' TERM;  sleep 1 & wait"]);
         let before = plain.clone();
         redact_command(plain.as_array_mut().unwrap());
@@ -688,8 +719,11 @@ mod tests {
     #[test]
     fn labels_and_health_checks_are_redacted() {
         let mut doc = serde_json::json!({
+            "Path": "https://u:s3cret@dl.example/run",
+            "Args": ["--token", "s3cret"],
             "Config": {
                 "Env": ["PGPASSWORD=pw"],
+                "Entrypoint": ["/init", "--api-key=s3cret"],
                 "Cmd": ["mysqld", "--password=pw"],
                 "Healthcheck": {"Test": ["CMD-SHELL", "redis-cli --pass s3cret ping"]},
                 "Labels": {
@@ -704,6 +738,12 @@ mod tests {
         redact_inspect(&mut doc);
         assert_eq!(doc["Config"]["Env"][0], format!("PGPASSWORD={REDACTED}"));
         assert_eq!(doc["Config"]["Cmd"][1], format!("--password={REDACTED}"));
+        assert_eq!(doc["Path"], format!("https://u:{REDACTED}@dl.example/run"));
+        assert_eq!(doc["Args"], serde_json::json!(["--token", REDACTED]));
+        assert_eq!(
+            doc["Config"]["Entrypoint"][1],
+            format!("--api-key={REDACTED}")
+        );
         assert_eq!(
             doc["Config"]["Healthcheck"]["Test"][1],
             format!("redis-cli --pass {REDACTED} ping")

@@ -100,6 +100,16 @@ pub struct UnitReport {
     pub dump_failed: bool,
     /// Wall time of the whole unit backup.
     pub duration_seconds: f64,
+    /// Who backed the data up: left out for kopi-docka itself, `command` for the unit's own
+    /// tool ([`super::command_job`]).
+    #[serde(
+        default,
+        skip_serializing_if = "super::command_job::UnitEngine::is_embedded"
+    )]
+    pub engine: super::command_job::UnitEngine,
+    /// What the unit's own backup job did (`engine = "command"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<super::command_job::JobReport>,
 }
 
 /// The report of one backup run.

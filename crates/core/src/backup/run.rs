@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
+use tracing::Instrument as _;
 
 pub use super::preflight::{StagingError, check_staging_space};
 use super::{
@@ -250,14 +251,15 @@ async fn run_units(
     // The run's time limit abandons the units the way SIGTERM does: the units see one
     // interrupt that is set by either.
     let (limited, limit) = time_limited(interrupt, backup.run_time_limit);
-    let mut reports = Vec::new();
-    for unit in units {
-        if *limited.borrow() {
-            break;
-        }
-        tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
-        reports.push(backup_unit(engine, &repo, journals, unit, backup, &limited).await);
-    }
+    let mut reports = back_up_units(
+        engine,
+        &repo,
+        journals,
+        &units,
+        (backup, &state_dir),
+        &limited,
+    )
+    .await;
     limit.abort();
     let timed_out = *limited.borrow() && !*interrupt.borrow();
     let mut run_errors = recovered.errors;
@@ -324,6 +326,59 @@ async fn run_units(
     })
 }
 
+/// Backs up `units` one after the other until the (time-limited) interrupt is set, each in
+/// its span, whose lines also go to the unit's daily log file.
+async fn back_up_units(
+    engine: &Engine,
+    repo: &WriteRepo,
+    journals: (
+        &crate::lock::journal::Journal,
+        &crate::fs_snapshot::SnapshotJournal,
+    ),
+    units: &[&Unit],
+    (backup, state_dir): (&super::BackupSettings, &crate::state::StateDir),
+    limited: &Interrupt,
+) -> Vec<super::UnitReport> {
+    let logs = unit_logs(state_dir, backup.unit_log_days);
+    let mut reports = Vec::new();
+    for unit in units {
+        if *limited.borrow() {
+            break;
+        }
+        // Everything logged inside the span also goes to the unit's daily file.
+        let span = tracing::info_span!("unit", unit = %unit.name);
+        if let Some(logs) = &logs
+            && let Err(error) = crate::unit_log::attach(&span, logs, unit.name.as_str())
+        {
+            tracing::warn!(unit = %unit.name, "no daily log file for the unit: {error}");
+        }
+        let report = async {
+            tracing::info!(unit = %unit.name, kind = %unit.kind, "backing up");
+            backup_unit(engine, repo, journals, unit, backup, limited).await
+        }
+        .instrument(span)
+        .await;
+        reports.push(report);
+    }
+    reports
+}
+
+/// Where the units' daily log files go (`None` with `unit-log-days = 0`), after removing the
+/// files older than that.
+fn unit_logs(state_dir: &crate::state::StateDir, days: u32) -> Option<std::path::PathBuf> {
+    if days == 0 {
+        return None;
+    }
+    let logs = state_dir.unit_logs();
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    for problem in crate::unit_log::prune(&logs, days, today) {
+        tracing::warn!("{problem}");
+    }
+    Some(logs)
+}
+
 /// An interrupt that is set when `interrupt` is, or when `limit` has passed; the task that
 /// sets it, to abort when the run ends.
 fn time_limited(
@@ -382,6 +437,10 @@ pub struct UnitPlan {
     pub estimate: Option<Estimate>,
     /// Coverage entries that are not backed up.
     pub gaps: Vec<CoverageEntry>,
+    /// `engine = "command"`: the unit's own backup job, run while the unit is stopped instead
+    /// of kopi-docka's passes (its volumes and binds are then the job's business).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<super::command_job::CommandJob>,
 }
 
 /// A container's policy in a plan or a listing.
@@ -540,6 +599,7 @@ pub async fn plan(
                 .filter(|e| !e.verdict.is_backed_up())
                 .cloned()
                 .collect(),
+            job: settings.backup.command_job(unit).cloned(),
         })
         .collect();
     Ok(BackupPlan {

@@ -58,7 +58,26 @@ pub async fn backup_unit(
     interrupt: &Interrupt,
 ) -> UnitReport {
     let started = Instant::now();
-    let mut report = backup_unit_timed(engine, repo, journals, unit, settings, interrupt).await;
+    let mut report = match settings.command_job(unit) {
+        // The unit's own tool backs it up: kopi-docka only stops and starts it around the job.
+        Some(job) => {
+            let backup_id = new_backup_id();
+            let mut report = empty_report(unit, &backup_id);
+            super::command_job::backup_unit(
+                engine,
+                journals.0,
+                unit,
+                settings,
+                job,
+                &backup_id,
+                interrupt,
+                &mut report,
+            )
+            .await;
+            report
+        }
+        None => backup_unit_timed(engine, repo, journals, unit, settings, interrupt).await,
+    };
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -82,6 +101,8 @@ fn empty_report(unit: &Unit, backup_id: &BackupId) -> UnitReport {
         interrupted: false,
         dump_failed: false,
         duration_seconds: 0.0,
+        engine: super::command_job::UnitEngine::Embedded,
+        job: None,
     }
 }
 
@@ -125,7 +146,7 @@ async fn backup_unit_timed(
         Ok((kind, warning)) => {
             report.cold_pass = Some(kind);
             report.warnings.extend(warning);
-            hooks(settings, unit, &backup_id, HookPoint::PreBackup, None).await
+            point_hooks((engine, settings, unit, &backup_id), HookPoint::PreBackup).await
         }
     };
     let cold = report.cold_pass.unwrap_or(ColdPassKind::Read);
@@ -149,21 +170,18 @@ async fn backup_unit_timed(
         tracing::info!(unit = %unit.name, "warm pass done");
     }
 
-    if *interrupt.borrow() {
-        report.interrupted = true;
-        report.status = UnitStatus::Failed;
-        report
-            .errors
-            .push("interrupted before the unit was stopped".into());
-        forget_warm(repo, &sources, &mut report).await;
-        count_bytes(&sources, &mut report);
-        return report;
-    }
-
-    if let Err(error) = hooks(settings, unit, &backup_id, HookPoint::PreStop, None).await {
-        report
-            .errors
-            .push(format!("{error}; the unit was not stopped"));
+    report.interrupted = *interrupt.borrow();
+    let abort = if report.interrupted {
+        Some("interrupted before the unit was stopped".to_owned())
+    } else {
+        let pre_stop = point_hooks((engine, settings, unit, &backup_id), HookPoint::PreStop);
+        pre_stop
+            .await
+            .err()
+            .map(|e| format!("{e}; the unit was not stopped"))
+    };
+    if let Some(error) = abort {
+        report.errors.push(error);
         report.status = UnitStatus::Failed;
         forget_warm(repo, &sources, &mut report).await;
         count_bytes(&sources, &mut report);
@@ -171,7 +189,7 @@ async fn backup_unit_timed(
     }
 
     // 3-5. Stop, cold pass, restart.
-    let (cold_failed, taken) = stop_snapshot_restart(
+    let (cold_failed, taken, verify_failed) = stop_snapshot_restart(
         engine,
         repo,
         journals,
@@ -204,7 +222,8 @@ async fn backup_unit_timed(
     forget_warm(repo, &sources, &mut report).await;
     count_bytes(&sources, &mut report);
 
-    finish(settings, unit, &backup_id, cold_failed, taken, &mut report).await;
+    let (ctx, flags) = ((engine, settings), (cold_failed, verify_failed));
+    finish(ctx, unit, &backup_id, flags, taken, &mut report).await;
     report
 }
 
@@ -367,16 +386,16 @@ async fn write_marker(
 
 /// Sets the unit's status and runs the post-backup hook with it.
 async fn finish(
-    settings: &BackupSettings,
+    (engine, settings): (&Engine, &BackupSettings),
     unit: &Unit,
     backup_id: &BackupId,
-    cold_failed: bool,
+    (cold_failed, verify_failed): (bool, bool),
     taken: usize,
     report: &mut UnitReport,
 ) {
     report.status = if !cold_failed && report.errors.is_empty() {
         UnitStatus::Success
-    } else if taken > 0 && !report.dump_failed {
+    } else if taken > 0 && !report.dump_failed && !verify_failed {
         UnitStatus::Partial
     } else {
         UnitStatus::Failed
@@ -387,6 +406,7 @@ async fn finish(
         UnitStatus::Failed => "failed",
     };
     if let Err(error) = hooks(
+        engine,
         settings,
         unit,
         backup_id,
@@ -403,7 +423,8 @@ async fn finish(
 }
 
 /// Stops the unit, runs the cold pass, and starts the unit again whatever happened in between.
-/// Returns whether the cold pass failed and how many snapshots it took.
+/// Returns whether the cold pass failed, how many snapshots it took, and whether the verify
+/// hook failed.
 #[allow(
     clippy::too_many_arguments,
     reason = "the whole state of one unit's backup"
@@ -419,8 +440,9 @@ async fn stop_snapshot_restart(
     meta: &impl Fn(Part) -> SnapshotMeta,
     interrupt: &Interrupt,
     report: &mut UnitReport,
-) -> (bool, usize) {
-    let stopped = match StoppedUnit::stop(engine, journal, unit, settings.stop_timeout).await {
+) -> (bool, usize, bool) {
+    let how = settings.unit_stop(unit.name.as_str());
+    let stopped = match StoppedUnit::stop(engine, journal, unit, &how).await {
         Ok(stopped) => stopped,
         Err((stopped, error)) => {
             report.errors.push(error);
@@ -429,7 +451,7 @@ async fn stop_snapshot_restart(
                 .await;
             report.errors.extend(restart.errors);
             report.killed.extend(restart.killed);
-            return (true, 0);
+            return (true, 0, false);
         }
     };
     let mut hook_errors = Vec::new();
@@ -443,7 +465,7 @@ async fn stop_snapshot_restart(
     // Frozen copies (snapshot cold pass), read once the unit runs again.
     let mut frozen: Vec<(Source, Frozen)> = Vec::new();
     let (mut records, mut errors, mut interrupted) =
-        match hooks(settings, unit, backup_id, HookPoint::PostStop, None).await {
+        match point_hooks((engine, settings, unit, backup_id), HookPoint::PostStop).await {
             Ok(()) => match dump_all(engine, repo, unit, meta, limits).await {
                 (dumps, errors) if !errors.is_empty() => {
                     report.dump_failed = true;
@@ -481,17 +503,15 @@ async fn stop_snapshot_restart(
                 false,
             ),
         };
-    if let Err(error) = hooks(settings, unit, backup_id, HookPoint::PreStart, None).await {
+    if let Err(error) = point_hooks((engine, settings, unit, backup_id), HookPoint::PreStart).await
+    {
         hook_errors.push(format!("{error}; the unit is started anyway"));
     }
     let restart = stopped
         .restart(engine, journal, settings.health_timeout)
         .await;
-    if restart.errors.is_empty()
-        && let Err(error) = hooks(settings, unit, backup_id, HookPoint::PostStart, None).await
-    {
-        hook_errors.push(error);
-    }
+    let verify_failed = restart.errors.is_empty()
+        && after_start((engine, settings, unit, backup_id), &mut hook_errors).await;
     report.downtime_seconds = restart.downtime.map(|d| d.as_secs_f64());
     if report.cold_pass == Some(ColdPassKind::SnapshotLive) {
         // Never stopped.
@@ -513,7 +533,7 @@ async fn stop_snapshot_restart(
     report.killed.extend(restart.killed);
     let taken = records.len();
     report.snapshots.extend(records);
-    (cold_failed, taken)
+    (cold_failed, taken, verify_failed)
 }
 
 /// Dumps every `dump` service of the unit (they run; the others are stopped by now). Returns
@@ -584,8 +604,39 @@ async fn recipe_step(
     }
 }
 
+/// Post-start, then verify, once the unit runs again; their errors go to `hook_errors`.
+/// Returns whether verify failed.
+pub(super) async fn after_start(
+    ctx: (&Engine, &BackupSettings, &Unit, &BackupId),
+    hook_errors: &mut Vec<String>,
+) -> bool {
+    let mut verify_failed = false;
+    if let Err(error) = point_hooks(ctx, HookPoint::PostStart).await {
+        hook_errors.push(error);
+    }
+    // The unit is back: does it work? Its point (taken while it was stopped) stands; the
+    // unit's backup is failed, so the run and its notification say so.
+    if let Err(error) = point_hooks(ctx, HookPoint::Verify).await {
+        verify_failed = true;
+        hook_errors.push(format!(
+            "{error}; the unit runs again and its restore point was kept, but its backup \
+                 counts as failed"
+        ));
+    }
+    verify_failed
+}
+
+/// [`hooks`] without a status (every point but post-backup).
+async fn point_hooks(
+    (engine, settings, unit, backup_id): (&Engine, &BackupSettings, &Unit, &BackupId),
+    point: HookPoint,
+) -> Result<(), String> {
+    hooks(engine, settings, unit, backup_id, point, None).await
+}
+
 /// Runs the global, then the unit's hook for `point`. The first failure is returned.
-async fn hooks(
+pub(super) async fn hooks(
+    engine: &Engine,
     settings: &BackupSettings,
     unit: &Unit,
     backup_id: &BackupId,
@@ -599,8 +650,13 @@ async fn hooks(
         backup_id: backup_id.as_str(),
         status,
     };
-    let sets = std::iter::once(&settings.hooks).chain(settings.unit_hooks.get(unit.name.as_str()));
-    crate::hooks::run_point(sets, point, &context, settings.hook_timeout)
+    let sets = std::iter::once(&settings.hooks).chain(
+        settings
+            .unit_table(unit.name.as_str())
+            .map(|table| &table.hooks),
+    );
+    let in_unit = crate::hooks::InUnit { engine, unit };
+    crate::hooks::run_point(sets, point, &context, settings.hook_timeout, Some(in_unit))
         .await
         .map_err(|e| e.to_string())
 }

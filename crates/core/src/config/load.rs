@@ -255,13 +255,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message,
         });
     }
-    if let Some(message) = out_of_range(&config) {
+    if let Some(message) = out_of_range(&config).or_else(|| engines_or_logs_invalid(&config)) {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
         });
     }
-    if let Some(message) = bad_exclude_glob(&config) {
+    if let Some(message) = bad_exclude_glob(&config)
+        .or_else(|| bad_freeze_socket(&config))
+        .or_else(|| bad_hook(&config))
+    {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -273,19 +276,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             path: path.to_path_buf(),
             message: "[repository] sets both password-file and password-command; keep one".into(),
         });
-    }
-    for (owner, set) in std::iter::once(("[hooks]".to_owned(), &config.hooks)).chain(
-        config
-            .units
-            .iter()
-            .map(|(name, unit)| (format!("[units.\"{name}\".hooks]"), &unit.hooks)),
-    ) {
-        if let Some(message) = set.invalid() {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: format!("{owner} {message}"),
-            });
-        }
     }
     if !config.retention.keeps_newest() {
         return Err(ConfigError::Invalid {
@@ -352,6 +342,22 @@ pub const MAX_AGE_HOURS: u32 = 8_784;
 /// The first numeric key outside its range, as `[table] key = value is outside lo..=hi (why)`.
 /// Zero is never allowed: a zero timeout kills at once, a zero downtime abandons every cold
 /// pass, a zero freshness threshold makes every unit overdue.
+/// `[backup] unit-log-days` out of range, or a unit's engine keys wrong
+/// ([`crate::backup::command_job`]).
+fn engines_or_logs_invalid(config: &Config) -> Option<String> {
+    if config.backup.unit_log_days > 3660 {
+        return Some(format!(
+            "[backup] unit-log-days = {} is outside 0..=3660 (days each unit's daily log file \
+             is kept; 0 writes none)",
+            config.backup.unit_log_days
+        ));
+    }
+    config
+        .units
+        .iter()
+        .find_map(|(name, unit)| crate::backup::command_job::invalid(name, unit))
+}
+
 fn out_of_range(config: &Config) -> Option<String> {
     let b = &config.backup;
     let mut checks: Vec<(String, u32, u32, &str)> = vec![
@@ -413,6 +419,27 @@ fn out_of_range(config: &Config) -> Option<String> {
                 "hours after which this unit counts as overdue",
             ));
         }
+        for (key, value, what) in [
+            (
+                "stop-timeout-seconds",
+                unit.stop_timeout_seconds,
+                "seconds this unit gets to stop",
+            ),
+            (
+                "start-timeout-seconds",
+                unit.start_timeout_seconds,
+                "seconds to wait for this unit to run again",
+            ),
+        ] {
+            if let Some(seconds) = value {
+                checks.push((
+                    format!("[units.\"{name}\"] {key}"),
+                    seconds,
+                    MAX_TIMEOUT_SECONDS,
+                    what,
+                ));
+            }
+        }
         for (service, settings) in &unit.services {
             if let Some(seconds) = settings.stop_timeout_seconds {
                 checks.push((
@@ -428,6 +455,41 @@ fn out_of_range(config: &Config) -> Option<String> {
         .into_iter()
         .find(|(_, value, max, _)| !(1..=*max).contains(value))
         .map(|(key, value, max, what)| format!("{key} = {value} is outside 1..={max} ({what})"))
+}
+
+/// The first hook that cannot run, with its table.
+fn bad_hook(config: &Config) -> Option<String> {
+    std::iter::once(("[hooks]".to_owned(), &config.hooks, false))
+        .chain(
+            config
+                .units
+                .iter()
+                .map(|(name, unit)| (format!("[units.\"{name}\".hooks]"), &unit.hooks, true)),
+        )
+        .find_map(|(owner, set, in_unit)| {
+            set.invalid(in_unit)
+                .map(|message| format!("{owner} {message}"))
+        })
+}
+
+/// The first `freeze-sockets` entry that does not name a socket unit.
+fn bad_freeze_socket(config: &Config) -> Option<String> {
+    config.units.iter().find_map(|(name, unit)| {
+        unit.freeze_sockets
+            .iter()
+            .find(|s| {
+                !s.ends_with(".socket")
+                    || s.len() <= ".socket".len()
+                    || s.starts_with('-')
+                    || s.contains(char::is_whitespace)
+            })
+            .map(|s| {
+                format!(
+                    "[units.\"{name}\"] freeze-sockets: `{s}` is not a socket unit; give its \
+                     full name (`zoopa-ondemand@{name}.socket`)"
+                )
+            })
+    })
 }
 
 /// The first exclude glob of a `[units]` table that cannot be used, with where it is.

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::defaults;
-use super::values::{AbsolutePath, DockerHost, EngineChoice, HookPoint, RepositoryLocation, Scope};
+use super::values::{
+    AbsolutePath, DockerHost, EngineChoice, HookPoint, RepositoryLocation, RestoreState, Scope,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,41 +201,69 @@ impl Default for DisasterRecoveryConfig {
 }
 
 impl HookSet {
-    /// Every point with its argv (if configured), in run order.
-    pub fn points(&self) -> [(HookPoint, Option<&Argv>); 8] {
+    /// Every point with its hook (if configured), in run order.
+    pub fn points(&self) -> [(HookPoint, Option<&Hook>); 9] {
         [
             (HookPoint::PreBackup, self.pre_backup.as_ref()),
             (HookPoint::PreStop, self.pre_stop.as_ref()),
             (HookPoint::PostStop, self.post_stop.as_ref()),
             (HookPoint::PreStart, self.pre_start.as_ref()),
             (HookPoint::PostStart, self.post_start.as_ref()),
+            (HookPoint::Verify, self.verify.as_ref()),
             (HookPoint::PostBackup, self.post_backup.as_ref()),
             (HookPoint::PreRestore, self.pre_restore.as_ref()),
             (HookPoint::PostRestore, self.post_restore.as_ref()),
         ]
     }
 
-    /// The argv configured for `point`.
-    pub fn get(&self, point: HookPoint) -> Option<&Argv> {
+    /// The hook configured for `point`.
+    pub fn get(&self, point: HookPoint) -> Option<&Hook> {
         match point {
             HookPoint::PreBackup => self.pre_backup.as_ref(),
             HookPoint::PreStop => self.pre_stop.as_ref(),
             HookPoint::PostStop => self.post_stop.as_ref(),
             HookPoint::PreStart => self.pre_start.as_ref(),
             HookPoint::PostStart => self.post_start.as_ref(),
+            HookPoint::Verify => self.verify.as_ref(),
             HookPoint::PostBackup => self.post_backup.as_ref(),
             HookPoint::PreRestore => self.pre_restore.as_ref(),
             HookPoint::PostRestore => self.post_restore.as_ref(),
         }
     }
 
-    pub(super) fn invalid(&self) -> Option<String> {
-        self.points().into_iter().find_map(|(point, argv)| match argv.map(Vec::as_slice) {
-            Some([]) => Some(format!("{point} is empty; give [\"/absolute/program\", \"args\"...]")),
-            Some([program, ..]) if !program.starts_with('/') => Some(format!(
-                "{point}: `{program}` is not an absolute path (hooks run without a shell or PATH lookup)"
-            )),
-            _ => None,
+    /// What is wrong with a hook of this set, if anything. `in_unit`: the set is a unit's
+    /// (`[units.<name>.hooks]`), where hooks may run inside one of the unit's containers.
+    pub(super) fn invalid(&self, in_unit: bool) -> Option<String> {
+        self.points().into_iter().find_map(|(point, hook)| match hook? {
+            Hook::Host(argv) => match argv.as_slice() {
+                [] => Some(format!(
+                    "{point} is empty; give [\"/absolute/program\", \"args\"...]"
+                )),
+                [program, ..] if !program.starts_with('/') => Some(format!(
+                    "{point}: `{program}` is not an absolute path (hooks run without a shell or PATH lookup)"
+                )),
+                _ => None,
+            },
+            Hook::Container(hook) => {
+                if !in_unit {
+                    Some(format!(
+                        "{point}: a hook inside a container belongs in a unit's table \
+                         ([units.\"<name>\".hooks]), where its container is found"
+                    ))
+                } else if matches!(point, HookPoint::PreRestore | HookPoint::PostRestore) {
+                    Some(format!(
+                        "{point}: hooks inside a container run at backup points only; give a \
+                         host argv here"
+                    ))
+                } else if hook.argv.is_empty() || hook.container.trim().is_empty() {
+                    Some(format!(
+                        "{point}: give {{ container = \"<service or container>\", argv = \
+                         [\"program\", \"args\"...] }}"
+                    ))
+                } else {
+                    None
+                }
+            }
         })
     }
 }
@@ -267,6 +297,45 @@ pub struct UnitConfig {
     /// Whose `systemctl --user` manager runs `systemd-unit`; without it, the engine's manager
     /// (the system manager for a rootful engine, the socket owner's for a rootless one).
     pub systemd_user: Option<String>,
+    /// `embedded` (kopi-docka backs the unit up into its repository) or `command` (the
+    /// user's own backup tool does, through `job` and `status`; kopi-docka only stops and
+    /// starts the unit around it: `crate::backup::command_job`).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::backup::command_job::UnitEngine::is_embedded"
+    )]
+    pub engine: crate::backup::command_job::UnitEngine,
+    /// `engine = "command"`: the commands that start the unit's backup job, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job: Vec<Argv>,
+    /// `engine = "command"`: the command polled until its output says the job is done.
+    pub status: Option<Argv>,
+    /// `engine = "command"`: regex the status output matches once the tool is idle (default:
+    /// Duplicati's `Active task: None` or `Empty`).
+    pub idle_pattern: Option<String>,
+    /// `engine = "command"`: seconds a job command may take to enqueue the job (default 25).
+    pub job_timeout_seconds: Option<u32>,
+    /// `engine = "command"`: seconds between two status polls (default 10).
+    pub status_interval_seconds: Option<u32>,
+    /// `engine = "command"`: longest wait for the job to finish, the unit stopped (default
+    /// 21600, 6 hours).
+    pub wait_timeout_seconds: Option<u32>,
+    /// `previous` (default: start again only what ran before) or `always` (start the unit's
+    /// containers, or its systemd unit, afterwards even if they were stopped). A container's
+    /// `kopi-docka.restore-state` label wins for that container.
+    pub restore_state: Option<RestoreState>,
+    /// Seconds this unit gets to stop, instead of `[backup] stop-timeout-seconds` (the engine's
+    /// stop timeout floor; for a systemd unit, how long `systemctl stop` is waited for).
+    pub stop_timeout_seconds: Option<u32>,
+    /// Seconds to wait for this unit to run again (healthy, or its systemd unit active),
+    /// instead of `[backup] health-timeout-seconds`.
+    pub start_timeout_seconds: Option<u32>,
+    /// Socket units (`zoopa-ondemand@cryptpad.socket`) stopped with the service they trigger
+    /// before the unit is stopped, so socket activation cannot start it during the cold pass;
+    /// put back to their previous state afterwards, also when the backup fails. Run by the
+    /// manager of `systemd-user` (else the engine's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze_sockets: Vec<String>,
 }
 
 /// `[units.<name>.volumes.<volume>]` and `[units.<name>.binds."<path>"]`.
@@ -303,26 +372,52 @@ pub struct ServiceConfig {
 /// path to a file that only its owner (root or the user running kopi-docka) may change.
 pub type Argv = Vec<String>;
 
+/// One hook: a host command (`["/usr/local/bin/x", "arg"]`), or a command inside one of the
+/// unit's running containers (`{ container = "app", user = "www-data", argv = [...] }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Hook {
+    /// Run on the host, without a shell.
+    Host(Argv),
+    /// Run through the engine's exec API in a container of the unit.
+    Container(ContainerHook),
+}
+
+/// A hook run inside a container of the unit (`docker exec`, without a shell).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ContainerHook {
+    /// The compose service or container name, within the unit.
+    pub container: String,
+    /// The user (name or uid\[:gid\]) it runs as; the container's user when unset.
+    pub user: Option<String>,
+    /// The command, looked up in the container's `PATH` (no shell).
+    pub argv: Argv,
+}
+
 /// Commands for each hook point (`[hooks]` globally, `[units.<name>.hooks]` per unit).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HookSet {
     /// Before anything else; failing aborts the unit (nothing is stopped).
-    pub pre_backup: Option<Argv>,
+    pub pre_backup: Option<Hook>,
     /// After the warm pass, before stopping; failing aborts the unit (nothing is stopped).
-    pub pre_stop: Option<Argv>,
+    pub pre_stop: Option<Hook>,
     /// After stopping, before the cold pass (e.g. unmount, flush).
-    pub post_stop: Option<Argv>,
+    pub post_stop: Option<Hook>,
     /// After the cold pass, before starting (the unit is started whatever it returns).
-    pub pre_start: Option<Argv>,
+    pub pre_start: Option<Hook>,
     /// After the unit runs again.
-    pub post_start: Option<Argv>,
+    pub post_start: Option<Hook>,
+    /// After post-start: checks the unit works; failing marks the unit's backup failed (its
+    /// restore point, taken while it was stopped, is kept).
+    pub verify: Option<Hook>,
     /// At the very end; `KOPI_DOCKA_STATUS` says how it went.
-    pub post_backup: Option<Argv>,
+    pub post_backup: Option<Hook>,
     /// Before a restore touches anything; failing aborts the restore.
-    pub pre_restore: Option<Argv>,
+    pub pre_restore: Option<Hook>,
     /// After a restore, with `KOPI_DOCKA_STATUS`.
-    pub post_restore: Option<Argv>,
+    pub post_restore: Option<Hook>,
 }
 
 /// `[backup]`: how units are backed up.
@@ -354,6 +449,9 @@ pub struct BackupConfig {
     /// past it compose (and everything it started) is killed, the restore reports it and the
     /// containers it had stopped are started again.
     pub compose_timeout_seconds: u32,
+    /// Days each unit's daily log file (`<state>/logs/<unit>/<date>.log`) is kept; 0 writes
+    /// none.
+    pub unit_log_days: u32,
 }
 
 impl Default for BackupConfig {
@@ -368,6 +466,7 @@ impl Default for BackupConfig {
             run_time_limit_seconds: 86_400,
             hook_timeout_seconds: 300,
             compose_timeout_seconds: 1800,
+            unit_log_days: 30,
         }
     }
 }

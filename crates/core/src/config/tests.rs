@@ -117,8 +117,8 @@ fn hooks_need_an_absolute_program() {
               [units.web.hooks]\npost-start = [\"/bin/true\"]\n";
     let cfg = parse(ok, Path::new("/c.toml")).unwrap();
     assert_eq!(
-        cfg.units["web"].hooks.post_start.as_deref(),
-        Some(&["/bin/true".to_owned()][..])
+        cfg.units["web"].hooks.post_start,
+        Some(Hook::Host(vec!["/bin/true".to_owned()]))
     );
     let relative = "[units.web.hooks]\npre-backup = [\"dump.sh\"]\n";
     let err = parse(relative, Path::new("/c.toml"))
@@ -266,6 +266,7 @@ fn values_print_as_they_parse() {
         (HookPoint::PostStop, "post-stop"),
         (HookPoint::PreStart, "pre-start"),
         (HookPoint::PostStart, "post-start"),
+        (HookPoint::Verify, "verify"),
         (HookPoint::PostBackup, "post-backup"),
         (HookPoint::PreRestore, "pre-restore"),
         (HookPoint::PostRestore, "post-restore"),
@@ -328,4 +329,350 @@ fn values_print_as_they_parse() {
     let unix = DockerHost::try_from("/run/d.sock".to_owned()).unwrap();
     assert_eq!(unix.to_string(), "unix:///run/d.sock");
     assert!(DockerHost::try_from("tcp://".to_owned()).is_err());
+}
+
+/// The message of the first validation error of `text`, or a panic naming what parsed.
+fn invalid(text: &str) -> String {
+    match parse(text, Path::new("/etc/kd/c.toml")) {
+        Err(ConfigError::Invalid { message, .. }) => message,
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
+#[test]
+fn config_sources_are_named_in_errors() {
+    assert_eq!(ConfigSource::Flag.to_string(), "--config");
+    assert_eq!(ConfigSource::EnvVar.to_string(), "$KOPI_DOCKA_CONFIG");
+    assert_eq!(ConfigSource::Default.to_string(), "the default location");
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = env(false);
+    e.config_env = Some(dir.path().join("gone.toml"));
+    let err = load(None, e).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::NotFound {
+                source_rule: ConfigSource::EnvVar,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("(from $KOPI_DOCKA_CONFIG) does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_existing_file_is_read_and_an_unreadable_one_is_an_error_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[repository]\ncompression = 5\n").unwrap();
+    let loaded = load(Some(&file), env(false)).unwrap();
+    assert_eq!(loaded.path.as_deref(), Some(file.as_path()));
+    assert_eq!(loaded.source, ConfigSource::Flag);
+    assert_eq!(loaded.config.repository.compression, 5);
+
+    // A directory where the file should be, named or at the default path: an error, never
+    // the built-in defaults.
+    let mut e = env(false);
+    e.xdg_config_home = Some(dir.path().to_path_buf());
+    std::fs::create_dir_all(dir.path().join("kopi-docka/config.toml")).unwrap();
+    for flag in [None, Some(dir.path())] {
+        let err = load(flag, e.clone()).unwrap_err();
+        assert!(matches!(err, ConfigError::Unreadable { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("(it is a directory: point to the config.toml inside)"),
+            "{err}"
+        );
+    }
+    // Root reads any file, so a permission error cannot be provoked here: the message the
+    // user gets for one is checked on the error itself.
+    let denied = ConfigError::Unreadable {
+        path: file.clone(),
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    assert!(
+        denied
+            .to_string()
+            .contains("run with sudo or as its owner; kopi-docka never falls back"),
+        "{denied}"
+    );
+    let other = ConfigError::Unreadable {
+        path: file,
+        source: std::io::Error::other("disk on fire"),
+    };
+    assert!(other.to_string().ends_with("disk on fire"), "{other}");
+}
+
+#[test]
+fn the_repository_from_the_command_line_and_environment_wins() {
+    let cwd = std::env::current_dir().unwrap();
+    let mut loaded = LoadedConfig::defaults_in(env(true));
+    assert_eq!(
+        loaded.repository_location(),
+        RepositoryLocation::Local("/var/lib/kopi-docka/repository".into())
+    );
+    loaded.override_repository(None).unwrap();
+    assert_eq!(
+        loaded.repository_location(),
+        RepositoryLocation::Local("/var/lib/kopi-docka/repository".into()),
+        "nothing named: the default"
+    );
+
+    // Relative local paths are relative to the working directory; remote ones are kept.
+    loaded.override_repository(Some("repo")).unwrap();
+    assert_eq!(
+        loaded.repository_location(),
+        RepositoryLocation::Local(cwd.join("repo"))
+    );
+    loaded.override_repository(Some("sftp:u@h:/r")).unwrap();
+    assert_eq!(loaded.repository_location().to_string(), "sftp:u@h:/r");
+
+    let mut e = env(true);
+    e.repository.location = Some("/from/env".into());
+    e.repository.password_command = Some("pass show kd".into());
+    let mut loaded = LoadedConfig::defaults_in(e.clone());
+    loaded.config.repository.password_file = Some("/etc/kd/password".into());
+    loaded.override_repository(None).unwrap();
+    assert_eq!(loaded.repository_location().to_string(), "/from/env");
+    assert_eq!(loaded.config.repository.password_file, None);
+    assert_eq!(
+        loaded.config.repository.password_command.as_deref(),
+        Some("pass show kd")
+    );
+    loaded.override_repository(Some("/from/flag")).unwrap();
+    assert_eq!(loaded.repository_location().to_string(), "/from/flag");
+
+    e.repository.password_command = None;
+    e.repository.password_file = Some("pw".into());
+    let mut loaded = LoadedConfig::defaults_in(e.clone());
+    loaded.config.repository.password_command = Some("pass show kd".into());
+    loaded.override_repository(None).unwrap();
+    assert_eq!(loaded.config.repository.password_file, Some(cwd.join("pw")));
+    assert_eq!(loaded.config.repository.password_command, None);
+
+    e.repository.password_command = Some("pass show kd".into());
+    let err = LoadedConfig::defaults_in(e.clone())
+        .override_repository(None)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "$KOPI_DOCKA_PASSWORD_FILE: $KOPI_DOCKA_PASSWORD_COMMAND is set too; unset one of them"
+    );
+    let err = LoadedConfig::defaults_in(env(true))
+        .override_repository(Some("ftp:x"))
+        .unwrap_err();
+    assert!(err.to_string().starts_with("--repo: "), "{err}");
+    let mut e = env(true);
+    e.repository.location = Some("ftp:x".into());
+    let err = LoadedConfig::defaults_in(e)
+        .override_repository(None)
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("$KOPI_DOCKA_REPOSITORY: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn parse_errors_point_at_line_and_column() {
+    let text = "[backup]\n\nstop-timeout-seconds = \"ten\"\n";
+    let err = parse(text, Path::new("/c.toml")).unwrap_err();
+    let ConfigError::Parse { line, column, .. } = err else {
+        panic!("{err:?}")
+    };
+    // The value starts on line 3, column 24.
+    assert_eq!((line, column), (3, 24));
+    let err = parse("compression = 3", Path::new("/c.toml")).unwrap_err();
+    let ConfigError::Parse { line, column, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((line, column), (1, 1));
+}
+
+#[test]
+fn notification_and_healthcheck_url_sources() {
+    let ok = "[monitoring]\nhealthcheck-url-env = \"HC\"\n\
+              [[notifications.targets]]\nurl-file = \"/etc/kd/url\"\nkind = \"ntfy\"\n\
+              [[notifications.targets]]\nurl-env = \"HOOK\"\n\
+              [[notifications.targets]]\nurl = \"https://h/x\"\nkind = \"telegram\"\n";
+    assert!(parse(ok, Path::new("/c.toml")).is_ok());
+    for (source, value) in [
+        ("healthcheck-url", "\"https://hc/x\""),
+        ("healthcheck-url-file", "\"/etc/kd/hc\""),
+    ] {
+        let two = format!("[monitoring]\nhealthcheck-url-env = \"HC\"\n{source} = {value}\n");
+        assert!(invalid(&two).starts_with("[monitoring] sets more than one of"));
+    }
+    assert_eq!(
+        invalid(
+            "[[notifications.targets]]\nurl = \"u\"\n[[notifications.targets]]\nkind = \"ntfy\"\n"
+        ),
+        "[[notifications.targets]] number 2: set exactly one of url, url-file, url-env"
+    );
+    assert!(
+        invalid("[[notifications.targets]]\nurl = \"u\"\nurl-env = \"E\"\n")
+            .ends_with("set exactly one of url, url-file, url-env")
+    );
+    assert_eq!(
+        invalid("[[notifications.targets]]\nurl = \"u\"\nkind = \"pager\"\n"),
+        "[[notifications.targets]] number 1: kind `pager` is not one of webhook, ntfy, gotify, \
+         discord, slack, telegram"
+    );
+}
+
+#[test]
+fn every_range_and_glob_is_checked_where_it_is_written() {
+    for (text, expected) in [
+        (
+            "[backup]\ncompose-timeout-seconds = 0\n",
+            "[backup] compose-timeout-seconds = 0 is outside 1..=86400",
+        ),
+        (
+            "[backup]\nrun-time-limit-seconds = 604801\n",
+            "[backup] run-time-limit-seconds = 604801 is outside 1..=604800",
+        ),
+        (
+            "[units.web.services.db]\nstop-timeout-seconds = 0\n",
+            "[units.\"web\".services.\"db\"] stop-timeout-seconds = 0 is outside 1..=86400",
+        ),
+        (
+            "[repository]\ncompression = 23\n",
+            "[repository] compression = 23 is outside 0..=22",
+        ),
+        (
+            "[repository]\ncompression = -1\n",
+            "[repository] compression = -1 is outside 0..=22",
+        ),
+        (
+            "[units.web]\nexclude = [\"!keep\"]\n",
+            "[units.\"web\"] exclude: exclude glob `!keep`: negations",
+        ),
+        (
+            "[units.web.volumes.data]\nexclude = [\"../x\"]\n",
+            "[units.\"web\".volumes.\"data\"] exclude: exclude glob `../x` leaves",
+        ),
+        (
+            "[units.web.binds.\"/srv/x\"]\nexclude = [\"a[\"]\n",
+            "[units.\"web\".binds.\"/srv/x\"] exclude: exclude glob `a[` is not a valid glob",
+        ),
+        (
+            "[units.web.services.db]\nexclude = [\"\"]\n",
+            "[units.\"web\".services.\"db\"] exclude: an empty exclude glob",
+        ),
+    ] {
+        let message = invalid(text);
+        assert!(message.starts_with(expected), "{text}: {message}");
+    }
+    let fine = "[repository]\ncompression = 0\n[units.web]\nexclude = [\"cache/**\"]\n\
+                [units.web.services.db]\nexclude = [\"*.tmp\"]\nstop-timeout-seconds = 5\n";
+    assert!(parse(fine, Path::new("/c.toml")).is_ok());
+    assert!(parse("[repository]\ncompression = 22\n", Path::new("/c.toml")).is_ok());
+}
+
+#[test]
+fn disaster_recovery_bundles_need_a_passphrase_and_resolve_relative_paths() {
+    let needs = "[disaster-recovery] bundle-dir needs passphrase-file";
+    assert!(invalid("[disaster-recovery]\nbundle-dir = \"/b\"\n").starts_with(needs));
+    assert!(
+        invalid("[disaster-recovery]\nbundle-dir = \"/b\"\npassphrase-file = \"/p\"\nkeep = 0\n")
+            .starts_with(needs)
+    );
+    let cfg = parse(
+        "[disaster-recovery]\nbundle-dir = \"bundles\"\npassphrase-file = \"../dr/pass\"\n\
+         keep = 1\n[repository]\nenv-file = \"repo.env\"\nrclone-config = \"/etc/rc.conf\"\n",
+        Path::new("/etc/kd/c.toml"),
+    )
+    .unwrap();
+    let dr = &cfg.disaster_recovery;
+    assert_eq!(dr.bundle_dir.as_deref(), Some(Path::new("/etc/kd/bundles")));
+    assert_eq!(
+        dr.passphrase_file.as_deref(),
+        Some(Path::new("/etc/dr/pass"))
+    );
+    assert_eq!(
+        cfg.repository.env_file.as_deref(),
+        Some(Path::new("/etc/kd/repo.env"))
+    );
+    assert_eq!(
+        cfg.repository.rclone_config.as_deref(),
+        Some(Path::new("/etc/rc.conf"))
+    );
+    // A passphrase file without a bundle directory is allowed (export --passphrase-file).
+    assert!(
+        parse(
+            "[disaster-recovery]\npassphrase-file = \"/p\"\n",
+            Path::new("/c.toml")
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn per_unit_stop_settings_and_container_hooks() {
+    let ok = r#"
+[units.cloud]
+restore-state = "always"
+stop-timeout-seconds = 120
+start-timeout-seconds = 300
+freeze-sockets = ["zoopa-ondemand@cloud.socket"]
+[units.cloud.hooks]
+pre-stop = { container = "app", user = "www-data", argv = ["php", "occ", "maintenance:mode", "--on"] }
+verify = ["/usr/local/bin/check", "cloud"]
+"#;
+    let cfg = parse(ok, Path::new("/c.toml")).unwrap();
+    let unit = &cfg.units["cloud"];
+    assert_eq!(unit.restore_state, Some(RestoreState::Always));
+    assert_eq!(
+        (unit.stop_timeout_seconds, unit.start_timeout_seconds),
+        (Some(120), Some(300))
+    );
+    assert_eq!(unit.freeze_sockets, ["zoopa-ondemand@cloud.socket"]);
+    assert_eq!(
+        unit.hooks.pre_stop,
+        Some(Hook::Container(ContainerHook {
+            container: "app".into(),
+            user: Some("www-data".into()),
+            argv: vec![
+                "php".into(),
+                "occ".into(),
+                "maintenance:mode".into(),
+                "--on".into()
+            ],
+        }))
+    );
+    for (text, expected) in [
+        ("[units.a]\nrestore-state = \"sometimes\"\n", "sometimes"),
+        (
+            "[units.a]\nstop-timeout-seconds = 0\n",
+            "stop-timeout-seconds = 0",
+        ),
+        (
+            "[units.a]\nstart-timeout-seconds = 86401\n",
+            "start-timeout-seconds = 86401",
+        ),
+        (
+            "[units.a]\nfreeze-sockets = [\"a.service\"]\n",
+            "is not a socket unit",
+        ),
+        (
+            "[hooks]\npre-stop = { container = \"app\", argv = [\"true\"] }\n",
+            "belongs in a unit's table",
+        ),
+        (
+            "[units.a.hooks]\npre-restore = { container = \"app\", argv = [\"true\"] }\n",
+            "backup points only",
+        ),
+        (
+            "[units.a.hooks]\nverify = { container = \"app\", argv = [] }\n",
+            "give { container",
+        ),
+    ] {
+        let err = parse(text, Path::new("/c.toml")).unwrap_err().to_string();
+        assert!(err.contains(expected), "{text}: {err}");
+    }
 }

@@ -21,6 +21,9 @@ pub enum HookPoint {
     PreStart,
     /// After they started.
     PostStart,
+    /// After the unit is back (post-start and the health wait done): checks it works; a
+    /// failure marks the unit's backup failed.
+    Verify,
     /// After the unit's backup, with its status.
     PostBackup,
     /// Before a restore changes anything.
@@ -38,6 +41,7 @@ impl HookPoint {
             Self::PostStop => "post-stop",
             Self::PreStart => "pre-start",
             Self::PostStart => "post-start",
+            Self::Verify => "verify",
             Self::PostBackup => "post-backup",
             Self::PreRestore => "pre-restore",
             Self::PostRestore => "post-restore",
@@ -48,6 +52,35 @@ impl HookPoint {
 impl fmt::Display for HookPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a backup leaves running afterwards (`[units.<name>] restore-state`, label
+/// `kopi-docka.restore-state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreState {
+    /// Start again only what ran (containers) or was active (systemd units) before.
+    #[default]
+    Previous,
+    /// Start it afterwards even if it was stopped or inactive before.
+    Always,
+}
+
+impl RestoreState {
+    /// Its name in the config and in the label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Previous => "previous",
+            Self::Always => "always",
+        }
+    }
+
+    /// The state a config or label word names.
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Previous, Self::Always]
+            .into_iter()
+            .find(|s| s.as_str() == value)
     }
 }
 

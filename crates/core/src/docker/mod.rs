@@ -447,6 +447,18 @@ impl Engine {
         env: Vec<String>,
         stdin: bool,
     ) -> Result<ExecStream, DockerError> {
+        self.exec_as(id, (cmd, env), stdin, None).await
+    }
+
+    /// [`Engine::exec`] as `user` (a name or `uid[:gid]` inside the container; `None`: the
+    /// container's own user).
+    pub async fn exec_as(
+        &self,
+        id: &str,
+        (cmd, env): (Vec<String>, Vec<String>),
+        stdin: bool,
+        user: Option<&str>,
+    ) -> Result<ExecStream, DockerError> {
         let api = |source| DockerError::Api {
             operation: format!("exec in container {id}"),
             source,
@@ -462,6 +474,7 @@ impl Engine {
                     tty: Some(false),
                     cmd: Some(cmd),
                     env: Some(env),
+                    user: user.map(str::to_owned),
                     ..Default::default()
                 },
             )
@@ -500,6 +513,21 @@ impl Engine {
         } else {
             inspected.exit_code
         })
+    }
+
+    /// The host pid of a running exec (to kill it: the API cannot); `None` once it ended.
+    pub async fn exec_pid(&self, exec_id: &str) -> Result<Option<i64>, DockerError> {
+        let inspected =
+            self.client
+                .inspect_exec(exec_id)
+                .await
+                .map_err(|source| DockerError::Api {
+                    operation: format!("inspect exec {exec_id}"),
+                    source,
+                })?;
+        Ok(inspected
+            .pid
+            .filter(|pid| *pid > 0 && inspected.running == Some(true)))
     }
 
     /// Starts a container. Starting a running one succeeds.

@@ -286,6 +286,8 @@ mod tests {
             interrupted: false,
             dump_failed: false,
             duration_seconds: 12.0,
+            engine: crate::backup::command_job::UnitEngine::Embedded,
+            job: None,
         }
     }
 

@@ -672,5 +672,88 @@ mod tests {
         let b = BackupId::new("2026-01-01T00:00:01Z".parse().unwrap(), 0);
         assert!(a < b);
         assert!(BackupId::try_from("a/b".to_owned()).is_err());
+        // Up to 64 letters, digits, `-` and `_`; nothing else, and not empty.
+        for ok in ["x".repeat(64), "Ab_9-z".into()] {
+            assert_eq!(BackupId::try_from(ok.clone()).unwrap().as_str(), ok);
+        }
+        for bad in ["x".repeat(65), String::new(), "a b".into(), "a.b".into()] {
+            assert_eq!(
+                BackupId::try_from(bad.clone()),
+                Err(MetaError::Invalid {
+                    tag: "backup_id",
+                    value: bad
+                })
+            );
+        }
+        // In reports and the journal it is a plain string.
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(json, "\"20260101T000001Z-0000\"");
+        assert_eq!(serde_json::from_str::<BackupId>(&json).unwrap(), b);
+        assert!(serde_json::from_str::<BackupId>("\"../x\"").is_err());
+    }
+
+    #[test]
+    fn only_unit_parts_count_towards_a_point() {
+        for part in [
+            Part::Recipe,
+            Part::Networks,
+            Part::Volume { volume: "v".into() },
+            Part::Bind { bind: "/b".into() },
+            Part::Dump {
+                container: "db".into(),
+                engine: crate::unit::DumpEngine::Postgres,
+            },
+        ] {
+            assert!(part.is_point_part(), "{part:?}");
+        }
+        for part in [Part::DockerConfig, Part::Run, Part::Point { parts: 1 }] {
+            assert!(!part.is_point_part(), "{part:?}");
+        }
+        // A host snapshot of the same run is not a part of the unit's point.
+        let fin = |part| SnapshotMeta {
+            pass: Some(Pass::Final),
+            ..meta(part)
+        };
+        let metas = [
+            fin(Part::Recipe),
+            fin(Part::Run),
+            fin(Part::DockerConfig),
+            fin(Part::Point { parts: 1 }),
+        ];
+        assert_eq!(PointStatus::of(&metas), PointStatus::Complete);
+        assert!(PointStatus::Complete.restorable_by_default());
+    }
+
+    #[test]
+    fn unit_tags_are_required_except_for_host_snapshots() {
+        let base = ["kopi-docka", "backup_id=b", "scope=standard"];
+        let parse = |extra: &[&'static str]| {
+            SnapshotMeta::parse(base.iter().chain(extra).copied().collect::<Vec<_>>())
+        };
+        assert_eq!(parse(&["type=recipe"]), Err(MetaError::Missing("unit")));
+        assert_eq!(
+            parse(&["type=recipe", "kind=stack"]),
+            Err(MetaError::Missing("unit"))
+        );
+        assert_eq!(
+            parse(&["type=recipe", "unit=x"]),
+            Err(MetaError::Missing("kind"))
+        );
+        assert_eq!(
+            parse(&["type=recipe", "unit=x", "kind=pod"]),
+            Err(MetaError::Invalid {
+                tag: "kind",
+                value: "pod".into()
+            })
+        );
+        let run = parse(&["type=run"]).unwrap().unwrap();
+        assert_eq!((run.unit, run.part), (None, Part::Run));
+        assert_eq!(
+            parse(&["type=point", "unit=x", "kind=stack", "parts=many"]),
+            Err(MetaError::Invalid {
+                tag: "parts",
+                value: "many".into()
+            })
+        );
     }
 }

@@ -21,6 +21,14 @@ pub enum RestoreError {
         /// Why.
         source: std::io::Error,
     },
+    /// A systemd unit of the recipe cannot be put back or asked.
+    #[error("systemd unit {unit}: {reason} (docs/podman.md, units managed by systemd)")]
+    SystemdUnit {
+        /// The unit (or the manager's action).
+        unit: String,
+        /// Why.
+        reason: String,
+    },
     /// The recipe cannot be read.
     #[error("the recipe is unreadable: {path}: {reason}")]
     Recipe {

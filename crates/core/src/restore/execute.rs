@@ -144,6 +144,11 @@ async fn restore_definitions(
         let backup = recipe::place_file(from, to, stamp)?;
         outcome.files.push((to.clone(), backup));
     }
+    // Before anything is stopped: a unit whose file was missing is loaded again, so it can be
+    // stopped and started through its manager.
+    let written =
+        super::units::put_back(&plan.internal.unit_sources, &plan.unit_files, stamp).await?;
+    outcome.files.extend(written);
     outcome.networks = networks::restore(
         ctx.engine,
         &plan.internal.network_docs,
@@ -436,6 +441,9 @@ async fn start_unit(
                 }
             }
         }
+        StartPlan::Systemd { services } => {
+            start_through_systemd(ctx, plan, services, stopped, outcome).await;
+        }
         StartPlan::Recreate { containers } => {
             outcome.left_stopped = stopped.leave_stopped(ctx.journal);
             if let Err(error) = recreate(ctx, plan, containers, outcome).await {
@@ -445,6 +453,32 @@ async fn start_unit(
             }
         }
     }
+}
+
+/// Starts the units that make the unit's gone containers ([`StartPlan::Systemd`]), then what
+/// the restore stopped: other units' users of the same data, started again as always.
+async fn start_through_systemd(
+    ctx: &RestoreContext<'_>,
+    plan: &RestorePlan,
+    services: &[crate::systemd::control::Service],
+    stopped: StoppedUnit,
+    outcome: &mut RestoreOutcome,
+) {
+    let errors = super::units::start(
+        ctx.engine,
+        services,
+        ctx.health_timeout + std::time::Duration::from_mins(3),
+    )
+    .await;
+    if errors.is_empty() {
+        wait_for_unit(ctx, plan, outcome).await;
+    }
+    outcome.errors.extend(errors);
+    let report = stopped
+        .restart(ctx.engine, ctx.journal, ctx.health_timeout)
+        .await;
+    outcome.errors.extend(report.errors);
+    outcome.warnings.extend(report.warnings);
 }
 
 /// Waits until each database accepts connections, then streams its dump in. Returns false
@@ -611,7 +645,7 @@ async fn run_hooks(
     point: HookPoint,
     hook_ctx: &HookContext<'_>,
 ) -> Result<(), String> {
-    crate::hooks::run_point(&ctx.hooks, point, hook_ctx, ctx.hook_timeout)
+    crate::hooks::run_point(&ctx.hooks, point, hook_ctx, ctx.hook_timeout, None)
         .await
         .map_err(|e| e.to_string())
 }

@@ -29,6 +29,7 @@ pub mod recipe;
 pub mod start;
 pub mod swaps;
 pub mod trust;
+pub mod units;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -170,6 +171,9 @@ pub struct RestoreContext<'a> {
     pub compose_timeout: Duration,
     /// Set on SIGINT/SIGTERM.
     pub interrupt: Interrupt,
+    /// The systemd unit the config maps the unit to (`[units.<name>] systemd-unit`): its
+    /// containers are stopped and started through it, and it makes them when they are gone.
+    pub systemd: Option<crate::systemd::control::Service>,
 }
 
 impl<'a> RestoreContext<'a> {
@@ -205,6 +209,14 @@ impl<'a> RestoreContext<'a> {
             health_timeout: config.backup.health_timeout(),
             compose_timeout: config.backup.compose_timeout(),
             interrupt,
+            systemd: crate::unit::unit_config(config, unit).and_then(|table| {
+                let name = table.systemd_unit.as_deref()?;
+                Some(crate::systemd::control::Service {
+                    unit: crate::systemd::control::unit_name(name),
+                    user: table.systemd_user.clone(),
+                    configured: true,
+                })
+            }),
         })
     }
 }

@@ -68,6 +68,12 @@ pub enum StartPlan {
         /// Container names in start order.
         containers: Vec<String>,
     },
+    /// The unit's containers are gone and systemd units make them: `systemctl [--user] start`
+    /// (restart when active) of each, never a recreation through the engine.
+    Systemd {
+        /// The units, with the user whose manager runs each.
+        services: Vec<crate::systemd::control::Service>,
+    },
 }
 
 /// A database dump a restore loads.
@@ -131,6 +137,10 @@ pub struct RestorePlan {
     /// Files placed: destination and whether an existing different file is replaced (it is
     /// kept as `*.kopi-docka-<time>.bak`).
     pub files: Vec<(PathBuf, bool)>,
+    /// The files of the systemd units that ran the containers, put back before anything is
+    /// stopped (the manager is reloaded when one is written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unit_files: Vec<super::units::UnitFilePlan>,
     /// Networks.
     pub networks: Vec<NetworkPlan>,
     /// Volumes and binds.
@@ -169,6 +179,7 @@ impl RestorePlan {
 pub(super) struct Internal {
     pub(super) recipe: Option<Recipe>,
     pub(super) file_sources: Vec<PathBuf>,
+    pub(super) unit_sources: Vec<super::units::UnitFileSource>,
     pub(super) network_docs: Vec<Value>,
     pub(super) stop: Vec<StopTarget>,
     pub(super) compose_tool: Option<ComposeTool>,
@@ -256,15 +267,20 @@ pub async fn prepare(
         .filter(|(to, _)| project_dir.as_deref().is_none_or(|d| !to.starts_with(d)))
         .map(|(to, _)| format!("a file outside the project directory: {}", to.display()))
         .collect();
+    let (recorded_units, unit_sources, unit_files) =
+        plan_unit_files(ctx, recipe.as_ref(), request.parts, &mut needs_trust)?;
     let (network_docs, networks) = plan_networks(ctx, point, request.parts, &stamp).await?;
     let data = plan_data(ctx, &request, recipe.as_ref(), project_dir.as_deref()).await?;
     let dumps = plan_dumps(&request, recipe.as_ref(), &all_containers, &mut warnings)?;
-    let stop = to_stop(&all_containers, &data, recipe.as_ref());
+    let configured = ctx.systemd.as_ref();
+    let stop = to_stop(&all_containers, &data, recipe.as_ref(), point, configured);
+    let services = super::units::to_start(ctx.systemd.as_ref(), &recorded_units);
     let (start, compose_tool) = plan_start(
         &request,
         recipe.as_ref(),
         unit_exists,
         project_dir.as_deref(),
+        services,
     )
     .await?;
     let from_recipe = !files.is_empty()
@@ -280,6 +296,7 @@ pub async fn prepare(
         point: request.point.clone(),
         project_dir,
         files,
+        unit_files,
         networks,
         stop: stop.iter().map(|t| t.container.name.clone()).collect(),
         dumps,
@@ -289,6 +306,7 @@ pub async fn prepare(
         internal: Internal {
             recipe,
             file_sources,
+            unit_sources,
             network_docs,
             stop,
             compose_tool,
@@ -298,6 +316,40 @@ pub async fn prepare(
             trusted: false,
         },
     })
+}
+
+type UnitFiles = (
+    Vec<super::units::RecordedService>,
+    Vec<super::units::UnitFileSource>,
+    Vec<super::units::UnitFilePlan>,
+);
+
+/// The recipe's systemd units and their files against the host; each file that would be
+/// written needs trust (its commands run as root or as the user).
+fn plan_unit_files(
+    ctx: &RestoreContext<'_>,
+    recipe: Option<&Recipe>,
+    parts: Parts,
+    needs_trust: &mut Vec<String>,
+) -> Result<UnitFiles, RestoreError> {
+    let (Some(recipe), true) = (recipe, parts.recipe) else {
+        return Ok((Vec::new(), Vec::new(), Vec::new()));
+    };
+    let recorded = super::units::recorded(recipe)?;
+    let (sources, files) = super::units::plan(ctx.engine, &recorded, recipe)?;
+    needs_trust.extend(
+        files
+            .iter()
+            .filter(|f| f.action != super::units::UnitFileAction::Same)
+            .map(|f| {
+                format!(
+                    "a systemd unit file (its commands run as {}): {}",
+                    f.user.as_deref().unwrap_or("root"),
+                    f.path.display()
+                )
+            }),
+    );
+    Ok((recorded, sources, files))
 }
 
 /// The dumps to load: with the volumes, into a database container that does not exist yet
@@ -662,11 +714,15 @@ fn dir_has_content(path: &Path) -> bool {
     std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some())
 }
 
-/// Running containers that mount a planned volume or bind, in the unit's start order.
+/// Running containers that mount a planned volume or bind, in the unit's start order. Those
+/// of the point's unit go through `configured` (`[units.<name>] systemd-unit`) when the config
+/// maps it to a systemd unit, others through their `PODMAN_SYSTEMD_UNIT` label's unit.
 fn to_stop(
     containers: &[bollard::models::ContainerInspectResponse],
     data: &[DataPlan],
     recipe: Option<&Recipe>,
+    point: &RestorePoint,
+    configured: Option<&crate::systemd::control::Service>,
 ) -> Vec<StopTarget> {
     let volumes: BTreeSet<&str> = data
         .iter()
@@ -699,7 +755,10 @@ fn to_stop(
                 .and_then(|l| l.get(crate::docker::compose::label::PROJECT).cloned())
                 .unwrap_or_else(|| name.to_owned());
             // A container of a systemd unit is stopped and started through it.
-            let systemd = labels.and_then(crate::unit::systemd_service);
+            let systemd = configured
+                .filter(|_| belongs_to(c, point))
+                .cloned()
+                .or_else(|| labels.and_then(crate::unit::systemd_service));
             out.push(StopTarget {
                 container: ContainerRef {
                     id: c.id.clone().unwrap_or_default(),
@@ -710,6 +769,7 @@ fn to_stop(
                 // container's own): the per-service one is a backup setting.
                 stop_timeout: None,
                 systemd,
+                role: crate::stop::TargetRole::Running,
                 auto_remove: c
                     .host_config
                     .as_ref()
@@ -735,6 +795,7 @@ async fn plan_start(
     recipe: Option<&Recipe>,
     unit_exists: bool,
     project_dir: Option<&Path>,
+    services: Vec<crate::systemd::control::Service>,
 ) -> Result<(StartPlan, Option<ComposeTool>), RestoreError> {
     let point = &request.point;
     if !request.start {
@@ -742,6 +803,10 @@ async fn plan_start(
     }
     if unit_exists {
         return Ok((StartPlan::RestartStopped, None));
+    }
+    // Gone containers that systemd units make: those units start them.
+    if !services.is_empty() {
+        return Ok((StartPlan::Systemd { services }, None));
     }
     let recipe = recipe.ok_or_else(|| RestoreError::NoRecipe {
         unit: point.unit.clone(),

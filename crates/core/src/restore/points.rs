@@ -674,6 +674,15 @@ mod tests {
         let newest = newest_per_unit(points.clone());
         assert_eq!(newest[0].point.as_ref().unwrap().backup_id.as_str(), "b1");
         assert_eq!(newest[0].skipped[0].as_str(), "b2");
+        // What a user may pick from: the complete points, or all of them when allowed.
+        let ids = |v: Vec<&RestorePoint>| -> Vec<String> {
+            v.iter().map(|p| p.backup_id.to_string()).collect()
+        };
+        assert_eq!(ids(restorable(&of_unit, "app", false).unwrap()), ["b1"]);
+        assert_eq!(
+            ids(restorable(&of_unit, "app", true).unwrap()),
+            ["b2", "b1"]
+        );
         let only_incomplete: Vec<RestorePoint> = points[..1].to_vec();
         let selector = PointSelector::new(&only_incomplete, "h");
         let err = selector.select(None, Some("app"), None, false).unwrap_err();
@@ -681,6 +690,23 @@ mod tests {
             err.to_string()
                 .contains("no complete restore point; incomplete ones: b2"),
             "{err}"
+        );
+        let of_unit = selector.points("h", "app").unwrap();
+        let err = restorable(&of_unit, "app", false).unwrap_err();
+        assert!(matches!(err, PointError::NoCompletePoint { .. }), "{err}");
+        assert_eq!(
+            ids(restorable(&of_unit, "app", true).unwrap()),
+            ["b2"],
+            "with --allow-incomplete"
+        );
+        let none = PointError::NoVolume {
+            backup_id: "b2".into(),
+            volume: "data".into(),
+            has: Vec::new(),
+        };
+        assert_eq!(
+            none.to_string(),
+            "restore point b2 has no volume `data`; it has: none"
         );
     }
 }

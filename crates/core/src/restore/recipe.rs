@@ -227,6 +227,20 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RestoreEr
 /// and opened without following symlinks other users own ([`nofollow`]); whatever is at `to`
 /// itself (a symlink, a FIFO) is renamed aside unread, never followed.
 pub fn place_file(from: &Path, to: &Path, stamp: &str) -> Result<Option<PathBuf>, RestoreError> {
+    let mode = std::fs::metadata(from).map_err(RestoreError::io(from))?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o7777;
+    place_file_as(from, to, stamp, mode, None)
+}
+
+/// [`place_file`] with the given mode and, when given, numeric owner (set through the
+/// directory's descriptor, never through a symlink).
+pub fn place_file_as(
+    from: &Path,
+    to: &Path,
+    stamp: &str,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<Option<PathBuf>, RestoreError> {
     let new = std::fs::read(from).map_err(RestoreError::io(from))?;
     let to = nofollow::resolve_parent(to)?;
     let name = nofollow::file_name(&to).map_err(RestoreError::io(&to))?;
@@ -243,13 +257,17 @@ pub fn place_file(from: &Path, to: &Path, stamp: &str) -> Result<Option<PathBuf>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(RestoreError::io(&to)(e)),
     };
-    let mode = std::fs::metadata(from).map_err(RestoreError::io(from))?;
-    crate::durable::write_file(
-        &at,
-        &new,
-        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o7777,
-    )
-    .map_err(RestoreError::io(&to))?;
+    crate::durable::write_file(&at, &new, mode).map_err(RestoreError::io(&to))?;
+    if let Some((uid, gid)) = owner {
+        rustix::fs::chownat(
+            &parent,
+            name,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| RestoreError::io(&to)(e.into()))?;
+    }
     Ok(backup)
 }
 

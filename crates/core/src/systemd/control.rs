@@ -74,6 +74,8 @@ pub enum Manager {
         uid: u32,
         /// Its primary gid.
         gid: u32,
+        /// Its home directory (`/etc/passwd`): where its unit files live.
+        home: PathBuf,
     },
 }
 
@@ -124,6 +126,7 @@ impl Manager {
                     name: (*name).to_owned(),
                     uid: uid.parse().ok()?,
                     gid: gid.parse().ok()?,
+                    home: PathBuf::from(f.get(5).copied().unwrap_or_default()),
                 })
             })
             .ok_or_else(|| format!("no user {user} in /etc/passwd"))
@@ -199,20 +202,62 @@ impl Manager {
         Ok(files)
     }
 
-    /// `systemctl stop`: returns when the unit's stop job is done.
-    pub async fn stop(&self, unit: &str, timeout: Duration) -> Result<(), String> {
-        self.run(&["stop", "--", unit], timeout).await.map(drop)
+    /// `systemctl daemon-reload`: the manager reads unit files put back by a restore (and
+    /// Quadlet generates their units again).
+    pub async fn daemon_reload(&self) -> Result<(), String> {
+        self.run(&["daemon-reload"], Duration::from_mins(2))
+            .await
+            .map(drop)
+    }
+
+    /// `systemctl restart`, then the unit must be active: what a restore does to a unit that
+    /// is active while its containers are gone (a `RemainAfterExit=` stack), so its start
+    /// command runs again.
+    pub async fn restart(&self, unit: &str, timeout: Duration) -> Result<(), String> {
+        self.run(&["restart", "--", unit], timeout).await?;
+        self.expect_active(unit).await
+    }
+
+    /// The services a socket unit activates (its `Triggers=`); a template (`x@.service`, the
+    /// instances of an `Accept=yes` socket) is left out: it cannot be stopped or started.
+    pub async fn triggers(&self, socket: &str) -> Result<Vec<String>, String> {
+        let out = self
+            .run(
+                &["show", "--property=Triggers", "--", socket],
+                Duration::from_secs(30),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix("Triggers="))
+            .flat_map(str::split_whitespace)
+            .filter(|unit| !unit.contains("@."))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// `systemctl stop` of `units`, in one transaction: returns when their stop jobs are done.
+    pub async fn stop(&self, units: &[&str], timeout: Duration) -> Result<(), String> {
+        let args: Vec<&str> = ["stop", "--"]
+            .into_iter()
+            .chain(units.iter().copied())
+            .collect();
+        self.run(&args, timeout).await.map(drop)
     }
 
     /// `systemctl start`, then the unit must be active.
     pub async fn start(&self, unit: &str, timeout: Duration) -> Result<(), String> {
         self.run(&["start", "--", unit], timeout).await?;
+        self.expect_active(unit).await
+    }
+
+    async fn expect_active(&self, unit: &str) -> Result<(), String> {
         let state = self.state(unit).await?;
         if state.active == "active" {
             Ok(())
         } else {
             Err(format!(
-                "{unit} is {} after `systemctl start` ({self})",
+                "{unit} is {} after its start ({self})",
                 state.active
             ))
         }
@@ -239,6 +284,17 @@ impl Manager {
             ))
         }
     }
+}
+
+/// Owner and mode of a unit file, as recorded in the recipe's `systemd/units.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOwner {
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Permission bits (`0o644`).
+    pub mode: u32,
 }
 
 /// What the manager says about a unit.

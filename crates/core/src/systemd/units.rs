@@ -20,6 +20,21 @@ pub const DAEMON_SERVICE: &str = "kopi-docka.service";
 /// Where `write-units` puts the files by default.
 pub const DEFAULT_UNIT_DIR: &str = "/etc/systemd/system";
 
+/// Where `write-units --user` puts the files by default: the calling user's unit directory,
+/// `$XDG_CONFIG_HOME/systemd/user` (`~/.config/systemd/user`). `None` without a home.
+pub fn user_unit_dir() -> Option<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|home| home.join(".config"))
+        })?;
+    Some(config.join("systemd/user"))
+}
+
 /// What the rendered units depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitOptions {
@@ -193,6 +208,77 @@ fn common_service(options: &UnitOptions) -> String {
          LockPersonality=yes\n",
     );
     out
+}
+
+/// Renders the user-level units of a rootless setup (`write-units --user`): the backup
+/// service and its timer, for the `--user` manager of the user who owns the Podman socket.
+/// No daemon unit (the timer does the scheduling) and no capability hardening: a user manager
+/// cannot grant or drop capabilities, and a rootless backup needs none beyond the user's own.
+pub fn render_user(options: &UnitOptions) -> Vec<RenderedUnit> {
+    vec![
+        RenderedUnit {
+            name: BACKUP_SERVICE,
+            text: user_backup_service(options),
+        },
+        RenderedUnit {
+            name: TIMER,
+            text: timer(options),
+        },
+    ]
+}
+
+fn user_backup_service(options: &UnitOptions) -> String {
+    format!(
+        "{HEADER}# A user unit (`write-units --user`): run `loginctl enable-linger $USER` once, so that\n\
+         # the user's manager, and this timer, run without a login.\n\
+         \n\
+         [Unit]\n\
+         Description=kopi-docka: back up the user's units (started by kopi-docka.timer)\n\
+         Documentation=https://github.com/kopi-docka/kopi-docka/blob/main/docs/podman.md\n\
+         # The user's Podman API socket must answer before containers are stopped and started.\n\
+         After=podman.socket\n\
+         \n\
+         [Service]\n\
+         # Runs one backup and exits; the timer decides when.\n\
+         Type=oneshot\n\
+         # --wait: when a manual backup is running, wait for it instead of failing.\n\
+         ExecStart={}\n\
+         # A first backup of a large volume can take hours: no start timeout.\n\
+         TimeoutStartSec=infinity\n\
+         # One name in the journal: journalctl --user -t kopi-docka\n\
+         SyslogIdentifier=kopi-docka\n\
+         # On SIGTERM kopi-docka finishes safely: units and containers it stopped are started\n\
+         # again before it exits. Signal only the main process, and give it time.\n\
+         KillMode=mixed\n\
+         TimeoutStopSec=15min\n\
+         # Backups are background work: stay out of the way of the services being backed up.\n\
+         Nice=10\n\
+         IOSchedulingClass=best-effort\n\
+         IOSchedulingPriority=7\n\
+         # Secrets and reports are created 0600 anyway; this covers everything else.\n\
+         UMask=0077\n\
+         # Nothing kopi-docka runs (hooks included) may gain privileges through setuid binaries.\n\
+         NoNewPrivileges=yes\n",
+        exec(options, "backup --wait")
+    )
+}
+
+/// Renders the user-level units ([`render_user`]) and writes them into `dir`:
+/// what `admin service write-units --user` does.
+pub fn write_user_for(
+    config: Option<PathBuf>,
+    binary: PathBuf,
+    on_calendar: String,
+    dir: &Path,
+    force: bool,
+) -> Result<Vec<(PathBuf, WriteOutcome)>, SystemdError> {
+    let options = UnitOptions {
+        binary,
+        config,
+        on_calendar,
+        writable: Vec::new(),
+    };
+    write(dir, &render_user(&options), force)
 }
 
 fn backup_service(options: &UnitOptions) -> String {

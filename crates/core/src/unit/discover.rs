@@ -195,6 +195,7 @@ fn member(
         policy: settings.policy,
         exclude: settings.exclude,
         stop_timeout: settings.stop_timeout,
+        restore_state: settings.restore_state,
         systemd,
         auto_remove,
     };

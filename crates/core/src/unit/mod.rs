@@ -351,6 +351,10 @@ pub struct Container {
     /// (`kopi-docka.stop-timeout`; [`service`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u32>,
+    /// `always`: started after a backup even if it was stopped before
+    /// (`kopi-docka.restore-state`; else the unit's `restore-state`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_state: Option<crate::config::RestoreState>,
     /// The systemd unit that stops and starts it (its `PODMAN_SYSTEMD_UNIT` label, or
     /// `[units.<name>] systemd-unit`): never stopped through the engine while that unit runs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -753,5 +757,218 @@ mod config_names_tests {
         assert!(messages[0].starts_with("[units.\"gone\"]"), "{messages:?}");
         assert!(messages[1].starts_with("[units.\"web\"]"), "{messages:?}");
         assert!(messages[3].contains("\"typo\""), "{messages:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, DiscoveryConfig, RepositoryLocation, UnitConfig};
+    use bollard::models::{ContainerConfig, ContainerInspectResponse};
+
+    /// A running container as the engine reports it, with these labels and no mounts.
+    fn raw(name: &str, labels: &[(&str, &str)]) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            id: Some(format!("id-{name}")),
+            name: Some(format!("/{name}")),
+            config: Some(ContainerConfig {
+                image: Some("img".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), (*v).into()))
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The units of these containers, with the `systemd-unit` mappings of `config` bound.
+    fn units(containers: Vec<ContainerInspectResponse>, config: &Config) -> Vec<Unit> {
+        let rules = MountRules::new(
+            &DiscoveryConfig::default(),
+            &RepositoryLocation::Local("/nonexistent/repo".into()),
+        );
+        let mut units = build_units(containers, &[], &rules);
+        bind_systemd_units(&mut units, config);
+        units
+    }
+
+    fn systemd_table(unit: &str) -> UnitConfig {
+        UnitConfig {
+            systemd_unit: Some(unit.into()),
+            ..UnitConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_unit_is_found_by_its_name_its_stack_name_and_its_systemd_unit() {
+        let mut config = Config::default();
+        config.units.insert(
+            "cryptpad-stack.service".into(),
+            systemd_table("cryptpad-stack"),
+        );
+        config
+            .units
+            .insert("web".into(), systemd_table("container-web"));
+        config.units.insert("other".into(), UnitConfig::default());
+        let project = crate::docker::compose::label::PROJECT;
+        let found = units(
+            vec![
+                raw("cryptpad-app-1", &[(project, "cryptpad")]),
+                raw("web", &[]),
+                raw("plain", &[]),
+            ],
+            &config,
+        );
+        let unit = |name: &str| found.iter().find(|u| u.name.as_str() == name).unwrap();
+        let (cryptpad, web, plain) = (unit("cryptpad"), unit("web"), unit("plain"));
+        for name in [
+            "cryptpad",
+            "cryptpad.service",
+            "cryptpad-stack",
+            "cryptpad-stack.service",
+        ] {
+            assert!(cryptpad.is_named(name), "{name}");
+        }
+        for name in ["crypt", "cryptpad-app-1", "web", "other"] {
+            assert!(!cryptpad.is_named(name), "{name}");
+        }
+        for name in ["web", "container-web", "container-web.service"] {
+            assert!(web.is_named(name), "{name}");
+        }
+        assert!(!web.is_named("container-db"));
+        assert!(plain.is_named("plain") && !plain.is_named("web"));
+
+        // The mapping is bound to every container of the unit, as configured.
+        let bound = |u: &Unit| -> Vec<Option<String>> {
+            u.containers
+                .iter()
+                .map(|c| c.systemd.as_ref().map(|s| s.unit.clone()))
+                .collect()
+        };
+        assert_eq!(bound(cryptpad), [Some("cryptpad-stack.service".to_owned())]);
+        assert_eq!(bound(web), [Some("container-web.service".to_owned())]);
+        assert_eq!(bound(plain), [None]);
+        assert!(web.containers[0].systemd.as_ref().unwrap().configured);
+
+        // Tables are found by the unit's name first, then by its systemd unit's stack name.
+        assert!(unit_config(&config, "web").unwrap().systemd_unit.is_some());
+        assert_eq!(
+            unit_config(&config, "cryptpad").and_then(|t| t.systemd_unit.as_deref()),
+            Some("cryptpad-stack")
+        );
+        assert!(
+            unit_config(&config, "other")
+                .unwrap()
+                .systemd_unit
+                .is_none()
+        );
+        assert!(unit_config(&config, "plain").is_none());
+    }
+
+    #[test]
+    fn dumped_members_are_those_under_the_dump_policy() {
+        let project = crate::docker::compose::label::PROJECT;
+        let found = units(
+            vec![
+                raw(
+                    "db",
+                    &[
+                        (project, "app"),
+                        (policy::label::POLICY, "dump"),
+                        (policy::label::DUMP, "postgres"),
+                    ],
+                ),
+                raw("web", &[(project, "app")]),
+            ],
+            &Config::default(),
+        );
+        let dumped: Vec<(&str, DumpEngine)> = found[0]
+            .dumped()
+            .map(|(c, spec)| (c.name.as_str(), spec.engine))
+            .collect();
+        assert_eq!(dumped, [("db", DumpEngine::Postgres)]);
+    }
+
+    #[test]
+    fn coverage_entries_carry_their_sentence_filesystem_and_excludes() {
+        let volume = |device: Option<&str>, mountpoint: Option<&str>| UnitVolume {
+            name: "v".into(),
+            driver: Some("local".into()),
+            mountpoint: mountpoint.map(PathBuf::from),
+            device: device.map(PathBuf::from),
+            used_by: Vec::new(),
+            verdict: Verdict::BACKED_UP,
+            filesystem: None,
+            exclude: Vec::new(),
+        };
+        assert_eq!(
+            volume(Some("/srv/data"), Some("/var/lib/docker/volumes/v/_data")).data_path(),
+            Some(Path::new("/srv/data")),
+            "a device-backed volume's data is on its device"
+        );
+        assert_eq!(
+            volume(None, Some("/var/lib/docker/volumes/v/_data")).data_path(),
+            Some(Path::new("/var/lib/docker/volumes/v/_data"))
+        );
+
+        let globs = ["*.tmp".to_owned()];
+        let kept = CoverageEntry::new(CoverageKind::Volume, "v".into(), Verdict::BACKED_UP)
+            .excluding(&globs);
+        assert_eq!(kept.exclude, globs);
+        assert_eq!(kept.detail, None);
+        let gap = CoverageEntry::new(
+            CoverageKind::Bind,
+            "/x".into(),
+            Verdict::not_protected(CoverageReason::Missing),
+        )
+        .excluding(&globs);
+        assert!(
+            gap.exclude.is_empty(),
+            "nothing is excluded from what is not backed up"
+        );
+        assert_eq!(gap.detail.as_deref(), Some("does not exist on this host"));
+        assert_eq!(gap.verdict.status, CoverageStatus::NotProtected);
+        let skipped = Verdict::skipped(CoverageReason::Tmpfs);
+        assert_eq!(skipped.status, CoverageStatus::Skipped);
+        assert!(!skipped.is_backed_up() && Verdict::BACKED_UP.is_backed_up());
+        let fs = crate::fs_snapshot::FsSupport {
+            filesystem: crate::fs_snapshot::Filesystem::Ext4,
+            method: None,
+            reason: None,
+        };
+        let on =
+            CoverageEntry::new(CoverageKind::Volume, "v".into(), Verdict::BACKED_UP).on(Some(&fs));
+        assert_eq!(on.filesystem, Some(fs));
+
+        for (kind, word) in [
+            (CoverageKind::Volume, "volume"),
+            (CoverageKind::Bind, "bind"),
+            (CoverageKind::Tmpfs, "tmpfs"),
+            (CoverageKind::ComposeFile, "compose file"),
+            (CoverageKind::EnvFile, "env file"),
+            (CoverageKind::Name, "name"),
+        ] {
+            assert_eq!(kind.to_string(), word);
+        }
+        for (health, word) in [
+            (Health::Starting, "starting"),
+            (Health::Healthy, "healthy"),
+            (Health::Unhealthy, "unhealthy"),
+        ] {
+            assert_eq!(health.to_string(), word);
+        }
+        assert_eq!(UnitKind::Standalone.to_string(), "standalone");
+        assert_eq!(UnitName::new("/web").to_string(), "web");
+        assert_eq!(
+            CoverageReason::PolicySkip {
+                container: "cache".into()
+            }
+            .to_string(),
+            "cache is under kopi-docka.policy=skip"
+        );
     }
 }

@@ -37,6 +37,8 @@ pub mod label {
     pub const EXCLUDE: &str = "kopi-docka.exclude";
     /// Seconds to stop before a kill.
     pub const STOP_TIMEOUT: &str = "kopi-docka.stop-timeout";
+    /// `previous` or `always`: whether a container stopped before the backup is started after.
+    pub const RESTORE_STATE: &str = "kopi-docka.restore-state";
 }
 
 /// The policy word alone, as the config names it (`policy = "dump"`).

@@ -6,6 +6,7 @@
 //! | policy, dump engine and options | [`super::policy`] | `policy`, `dump`, `dump-database`, `dump-path` |
 //! | exclude globs | `kopi-docka.exclude` (comma or newline separated) | `exclude = [..]` |
 //! | stop timeout | `kopi-docka.stop-timeout` (seconds) | `stop-timeout-seconds` |
+//! | restore state | `kopi-docka.restore-state` (`previous`, `always`) | the unit's `restore-state` |
 //!
 //! A value that cannot be followed is an error (the unit is refused, `units` and `doctor` say
 //! why), never a silent default.
@@ -26,6 +27,8 @@ pub struct ServiceSettings {
     pub exclude: Vec<String>,
     /// Seconds it gets to stop, instead of `[backup] stop-timeout-seconds`.
     pub stop_timeout: Option<u32>,
+    /// Its `kopi-docka.restore-state` label: wins over the unit's `restore-state`.
+    pub restore_state: Option<crate::config::RestoreState>,
 }
 
 /// The settings of a container with `labels` running `image`, with the config's `overrides`.
@@ -109,10 +112,22 @@ fn from_labels<S: std::hash::BuildHasher>(
         .get(label::STOP_TIMEOUT)
         .map(|value| parse_seconds(value))
         .transpose()?;
+    let restore_state = labels
+        .get(label::RESTORE_STATE)
+        .map(|value| {
+            crate::config::RestoreState::parse(value.trim()).ok_or_else(|| {
+                format!(
+                    "label {}={value:?} is neither \"previous\" nor \"always\"",
+                    label::RESTORE_STATE
+                )
+            })
+        })
+        .transpose()?;
     Ok(ServiceSettings {
         policy,
         exclude,
         stop_timeout,
+        restore_state,
     })
 }
 

@@ -86,8 +86,25 @@ fn renders_units_written() {
             file("kopi-docka-daemon.service", WriteOutcome::Replaced),
         ],
         installed: true,
+        user: false,
     };
     assert_renders!("units_written_installed", &installed);
+    // `--user`: the user manager's commands, and lingering.
+    let user = UnitsWritten {
+        files: vec![
+            UnitFile {
+                path: "/home/alice/.config/systemd/user/kopi-docka-backup.service".into(),
+                outcome: WriteOutcome::Created,
+            },
+            UnitFile {
+                path: "/home/alice/.config/systemd/user/kopi-docka.timer".into(),
+                outcome: WriteOutcome::Created,
+            },
+        ],
+        installed: true,
+        user: true,
+    };
+    assert_renders!("units_written_user", &user);
     let elsewhere = UnitsWritten {
         installed: false,
         ..installed
