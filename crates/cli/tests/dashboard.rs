@@ -411,12 +411,9 @@ fn backup_and_drill_from_the_api_under_the_run_lock() {
         return;
     }
     let mut env = Env::builder().init().extra(WEB).build();
-    // The fixture's DATABASE_URL carries a password, which the recipe redacts; a drill then
-    // needs `--env-file`, which the dashboard cannot give. Without the password nothing is
-    // redacted and the drill can pass.
-    let (stack, _dir) = env.stack(
-        "services:\n  web:\n    environment:\n      DATABASE_URL: postgres://app@db:5432/app\n",
-    );
+    // The fixture's DATABASE_URL carries a password, which the recipe redacts: the drill
+    // needs it back, from the unit's `env-file` (the dashboard cannot give `--env-file`).
+    let (stack, _dir) = env.stack("");
     // A second config of the same installation whose pre-backup hook holds the run until the
     // test releases it: a command-line backup that holds the run lock.
     let started = env.path("hook-started");
@@ -489,28 +486,56 @@ fn backup_and_drill_from_the_api_under_the_run_lock() {
         "{unit:#}"
     );
 
-    let drill = daemon.post(
-        &format!("/api/units/{stack}/drill"),
-        &[("Authorization", &auth)],
-        "",
-    );
+    drill_from_the_api(&env, &daemon, &auth, &stack);
+    daemon.stop();
+}
+
+/// A drill from the API: without the secret the saved configuration redacted it fails and
+/// says what to do; with the unit's `env-file` it passes and shows on the overview.
+fn drill_from_the_api(env: &Env, daemon: &Daemon, auth: &str, stack: &str) {
+    let drill_path = format!("/api/units/{stack}/drill");
+    // Without the secret the drill fails, and its lines say what to do.
+    let drill = daemon.post(&drill_path, &[("Authorization", auth)], "");
     assert_eq!(drill.status, 202, "{drill:?}");
-    let job = wait_job(&daemon, &auth, drill.json()["id"].as_u64().unwrap());
+    let job = wait_job(daemon, auth, drill.json()["id"].as_u64().unwrap());
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert!(
+        job["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("env-file")),
+        "{job:#}"
+    );
+    let secrets = env.path("stack-secrets.env");
+    support::write_private(
+        &secrets,
+        "DATABASE_URL=postgres://app:fixture-secret@db:5432/app\n",
+    );
+    env.write_config(
+        "config.toml",
+        &format!(
+            "{WEB}[units.\"{stack}\"]\nenv-file = \"{}\"\n",
+            secrets.display()
+        ),
+    );
+    let drill = daemon.post(&drill_path, &[("Authorization", auth)], "");
+    assert_eq!(drill.status, 202, "{drill:?}");
+    let job = wait_job(daemon, auth, drill.json()["id"].as_u64().unwrap());
     assert_eq!(job["state"], "succeeded", "{job:#}");
     let overview = daemon
-        .get("/api/overview", &[("Authorization", &auth)])
+        .get("/api/overview", &[("Authorization", auth)])
         .json();
     let row = overview["units"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|u| u["name"] == stack.as_str())
+        .find(|u| u["name"] == stack)
         .unwrap()
         .clone();
     assert_eq!(row["last_drill"]["passed"], true, "{row:#}");
     assert_eq!(row["health"], "ok", "{row:#}");
     assert!(row["last_success"].is_string(), "{row:#}");
-    daemon.stop();
 }
 
 fn wait_for_file(path: &Path, child: &mut LoggedChild) {
@@ -651,6 +676,12 @@ impl Browser {
     }
 
     fn call(&self, method: &str, path: &str, body: &Value) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|doc| panic!("WebDriver {method} {path}: {doc}"))
+    }
+
+    /// The `WebDriver` answer's value, or the whole error document when the status is not 200.
+    fn try_call(&self, method: &str, path: &str, body: &Value) -> Result<Value, Value> {
         let answer = http(
             self.addr,
             method,
@@ -659,8 +690,11 @@ impl Browser {
             &body.to_string(),
         );
         let doc = answer.json();
-        assert_eq!(answer.status, 200, "WebDriver {method} {path}: {doc}");
-        doc["value"].clone()
+        if answer.status == 200 {
+            Ok(doc["value"].clone())
+        } else {
+            Err(doc)
+        }
     }
 
     fn go(&self, url: &str) {
@@ -681,13 +715,35 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/click"), &json!({}));
     }
 
-    /// The page's visible text.
+    /// The page's visible text. A click that submits a form or follows a link may still be
+    /// loading the next page: its `body` can go stale between finding it and reading it
+    /// (`WebDriver`'s "stale element reference"), so that read is tried again.
     fn text(&self) -> String {
-        let body = self.find("css selector", "body");
-        self.call("GET", &format!("/element/{body}/text"), &json!({}))
-            .as_str()
-            .unwrap()
-            .to_owned()
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let read = self
+                .try_call(
+                    "POST",
+                    "/element",
+                    &json!({ "using": "css selector", "value": "body" }),
+                )
+                .and_then(|found| {
+                    let body = found[ELEMENT].as_str().unwrap_or_default().to_owned();
+                    self.try_call("GET", &format!("/element/{body}/text"), &json!({}))
+                });
+            match read {
+                Ok(text) => return text.as_str().unwrap().to_owned(),
+                Err(doc) => {
+                    let error = doc["value"]["error"].as_str().unwrap_or_default();
+                    assert!(
+                        matches!(error, "stale element reference" | "no such element")
+                            && Instant::now() < deadline,
+                        "WebDriver: the page's text: {doc}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
     }
 
     fn screenshot(&self, name: &str) {
@@ -763,6 +819,14 @@ fn wait_text(browser: &Browser, what: &str, done: impl Fn(&str) -> bool) -> Vec<
     }
 }
 
+/// The text of the page a click leads to, once it shows `marker` (the click may return
+/// before the next page has replaced the last one).
+fn wait_page(browser: &Browser, marker: &str) -> String {
+    wait_text(browser, marker, |t| t.contains(marker))
+        .pop()
+        .unwrap()
+}
+
 /// A real browser: log in, every page, "back up now" with its confirmation, the live view
 /// until it finishes, and the new point on the unit page.
 #[test]
@@ -800,7 +864,7 @@ fn the_pages_in_a_real_browser() {
     browser.screenshot("overview");
 
     browser.click("link text", &stack);
-    let unit = browser.text();
+    let unit = wait_page(&browser, "Restore points");
     for expected in [
         "Containers",
         "Mounts and coverage",
@@ -818,11 +882,7 @@ fn the_pages_in_a_real_browser() {
     browser.screenshot("unit");
 
     browser.click("link text", "Back up now");
-    assert!(
-        browser.text().contains(&format!("Back up {stack} now?")),
-        "{}",
-        browser.text()
-    );
+    wait_page(&browser, &format!("Back up {stack} now?"));
     browser.screenshot("confirm");
     browser.click("css selector", "#confirm");
     let seen = wait_text(&browser, "the live view", |t| t.contains("finished:"));
@@ -835,7 +895,7 @@ fn the_pages_in_a_real_browser() {
     browser.screenshot("live");
 
     browser.click("link text", &stack);
-    let unit = browser.text();
+    let unit = wait_page(&browser, "Restore points");
     assert_eq!(
         unit.matches("restore command").count(),
         points_before + 1,

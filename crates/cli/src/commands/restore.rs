@@ -53,6 +53,11 @@ pub async fn run(
     } else {
         args.only.clone()
     };
+    // `--env-file`, else the unit's own `[units.<name>] env-file`.
+    let env_file = args.env_file.clone().or_else(|| {
+        kopi_docka_core::unit::unit_config(&loaded.config, &point.unit)
+            .and_then(|unit| unit.env_file.clone())
+    });
     let request = RestoreRequest {
         point,
         parts: parts(&only),
@@ -61,7 +66,7 @@ pub async fn run(
         compose_dir: args.compose_dir.clone(),
         start: !args.no_start,
         recreate_networks: args.recreate_networks,
-        env_values: read_env_file(args.env_file.as_deref())?,
+        env_values: read_env_file(env_file.as_deref())?,
     };
     request.check_subset()?;
     if let Some(dir) = &args.target_dir {

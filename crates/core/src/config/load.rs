@@ -326,6 +326,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     {
         resolve(file);
     }
+    for file in config
+        .units
+        .values_mut()
+        .filter_map(|unit| unit.env_file.as_mut())
+    {
+        resolve(file);
+    }
     Ok(config)
 }
 

@@ -336,6 +336,10 @@ pub struct UnitConfig {
     /// manager of `systemd-user` (else the engine's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freeze_sockets: Vec<String>,
+    /// The secrets the saved configuration redacted (`NAME=value` lines, a file only its
+    /// owner may read): a restore or drill of this unit reads them when it is not given
+    /// `--env-file`, so a drill from the daemon or the dashboard can pass too.
+    pub env_file: Option<PathBuf>,
 }
 
 /// `[units.<name>.volumes.<volume>]` and `[units.<name>.binds."<path>"]`.

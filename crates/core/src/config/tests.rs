@@ -584,10 +584,19 @@ fn disaster_recovery_bundles_need_a_passphrase_and_resolve_relative_paths() {
     );
     let cfg = parse(
         "[disaster-recovery]\nbundle-dir = \"bundles\"\npassphrase-file = \"../dr/pass\"\n\
-         keep = 1\n[repository]\nenv-file = \"repo.env\"\nrclone-config = \"/etc/rc.conf\"\n",
+         keep = 1\n[repository]\nenv-file = \"repo.env\"\nrclone-config = \"/etc/rc.conf\"\n\
+         [units.app]\nenv-file = \"secrets/app.env\"\n[units.db]\nenv-file = \"/srv/db.env\"\n",
         Path::new("/etc/kd/c.toml"),
     )
     .unwrap();
+    assert_eq!(
+        cfg.units["app"].env_file.as_deref(),
+        Some(Path::new("/etc/kd/secrets/app.env"))
+    );
+    assert_eq!(
+        cfg.units["db"].env_file.as_deref(),
+        Some(Path::new("/srv/db.env"))
+    );
     let dr = &cfg.disaster_recovery;
     assert_eq!(dr.bundle_dir.as_deref(), Some(Path::new("/etc/kd/bundles")));
     assert_eq!(

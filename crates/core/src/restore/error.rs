@@ -109,7 +109,8 @@ pub enum RestoreError {
     /// Redacted environment values nobody supplied.
     #[error(
         "the saved configuration has redacted secret values for {names:?}; supply them in an env \
-         file (`NAME=value` lines, mode 0600) with `--env-file FILE`"
+         file (`NAME=value` lines, mode 0600) with `--env-file FILE`, or name it in the config \
+         as `[units.<name>] env-file`"
     )]
     RedactedEnv {
         /// Variable names.
