@@ -19,7 +19,8 @@ fi
 
 # Debian packages the tests use (restic, openssl and age are for the repository and DR tests;
 # strace proves that a DR export writes no plaintext; stunnel is the TLS front of the engine-endpoint tests;
-# podman, podman-compose, runc and uidmap run the rootful and rootless Podman tests; script (util-linux) gives `age` a terminal;
+# podman, podman-compose, runc and uidmap run the rootful and rootless Podman tests (slirp4netns
+# gives the rootless user's podman-compose stack its network); script (util-linux) gives `age` a terminal;
 # time and Debian's python3 run the benchmark harness; systemd brings systemd-analyze, which
 # verifies the generated units; aiosmtpd is the real SMTP server and prometheus-client the real
 # exposition-format parser of the notification tests; openssh-server is the real SFTP server of
@@ -28,7 +29,7 @@ fi
 # snapshot cold-pass tests; debootstrap builds the Debian images of the database and systemd tests;
 # chromium and chromium-driver run the dashboard's browser test headless through WebDriver).
 PACKAGES=(docker.io docker-compose busybox-static restic openssl age strace time python3 stunnel4
-    podman podman-compose runc uidmap
+    podman podman-compose runc uidmap slirp4netns
     systemd python3-aiosmtpd python3-prometheus-client openssh-server btrfs-progs xfsprogs
     debootstrap chromium chromium-driver)
 need_install=()
@@ -45,6 +46,7 @@ command -v podman >/dev/null 2>&1 || need_install+=(podman)
 command -v podman-compose >/dev/null 2>&1 || need_install+=(podman-compose)
 command -v runc >/dev/null 2>&1 || need_install+=(runc)
 command -v newuidmap >/dev/null 2>&1 || need_install+=(uidmap)
+command -v slirp4netns >/dev/null 2>&1 || need_install+=(slirp4netns)
 [[ -x /usr/bin/time ]] || need_install+=(time)
 [[ -x /usr/bin/python3 ]] || need_install+=(python3)
 command -v systemd-analyze >/dev/null 2>&1 || need_install+=(systemd)
@@ -63,6 +65,11 @@ if ((${#need_install[@]})); then
         || die "apt-get install ${need_install[*]} failed"
 else
     say "Debian packages present: ${PACKAGES[*]}"
+fi
+# slirp4netns, run by a rootless user, opens /dev/net/tun: udev makes it 0666; some hosts and
+# containers have it 0600, and the rootless podman-compose test then fails on its network.
+if [[ -e /dev/net/tun && "$(stat -c %a /dev/net/tun)" != 666 ]]; then
+    say "warning: /dev/net/tun is mode $(stat -c %a /dev/net/tun), not 0666 (the udev default): the rootless podman-compose test will fail; run: chmod 0666 /dev/net/tun"
 fi
 
 engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }

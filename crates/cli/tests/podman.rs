@@ -255,6 +255,121 @@ fn rootless_podman_volume_keeps_sub_uid_owners_when_run_as_root() {
     );
 }
 
+/// A rootless podman-compose stack, backed up by root through the user's engine, gone with
+/// its volume and its directory (a fresh host), restored by root: podman-compose runs as the
+/// user, so the stack is the user's again (in their storage, with podman-compose's labels),
+/// and the volume's files keep their sub-UID owners.
+#[test]
+fn rootless_podman_compose_stack_round_trips_as_its_user() {
+    if !podman_tests_enabled("rootless_podman_compose_stack_round_trips_as_its_user") {
+        return;
+    }
+    let env = Env::builder().init().build();
+    let mut podman = Podman::rootless(&env.prefix);
+    let user = podman.user().unwrap().to_owned();
+    let (home, uid, gid) = podman.home().map(|(h, u, g)| (h.to_owned(), u, g)).unwrap();
+    env.write_config(
+        "config.toml",
+        &format!(
+            "[docker]\nengine = \"podman\"\nuser = \"{user}\"\n[backup]\nhealth-timeout-seconds = 30\n"
+        ),
+    );
+    // The user's project, in the user's home (its network through slirp4netns).
+    let dir = home.join("stack");
+    std::fs::create_dir_all(dir.join("html")).unwrap();
+    std::fs::write(dir.join("docker-compose.yml"), COMPOSE).unwrap();
+    std::fs::write(dir.join("html/index.html"), "<h1>rootless</h1>").unwrap();
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(&dir));
+    let stack = format!("{}-rstack", env.prefix);
+    podman.compose_up(&stack, &dir);
+    let web = format!("{stack}_web_1");
+    podman.podman(&[
+        "exec",
+        &web,
+        "sh",
+        "-c",
+        "mkdir /data/app && echo hi > /data/app/by70 && chown -R 70:70 /data/app",
+    ]);
+    let volume = format!("{stack}_webdata");
+    let data = podman.volume_mountpoint(&volume);
+    let sub70 = subuid_base(&user) + 69;
+    assert_eq!(owner(&data.join("app/by70")), (sub70, sub70));
+
+    let units = env.json(&["units", "--json"]);
+    let unit = units["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == stack.as_str())
+        .unwrap_or_else(|| panic!("no unit {stack}: {units:#}"));
+    assert_eq!(unit["kind"], "stack", "{unit:#}");
+    env.cmd(&["backup", "--unit", &stack])
+        .env("CONTAINERS_CONF", podman.conf())
+        .assert()
+        .success();
+    assert_eq!(
+        podman.podman(&["inspect", "--format", "{{.State.Running}}", &web]),
+        "true",
+        "the backup must start the stack again"
+    );
+
+    // A fresh host: the stack, its volume and its directory gone.
+    let reference = env.path("reference");
+    run(Command::new("cp").arg("-a").arg(&data).arg(&reference));
+    run(podman
+        .command("podman-compose")
+        .args(["-p", &stack, "down", "-v"])
+        .current_dir(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let out = env
+        .cmd(&["restore", "--unit", &stack, "--latest", "--yes", "--json"])
+        .env("CONTAINERS_CONF", podman.conf())
+        .assert()
+        .success();
+    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    // The user's engine runs it (as `podman` of the user sees it), made by podman-compose.
+    assert_eq!(
+        podman.podman(&["inspect", "--format", "{{.State.Running}}", &web]),
+        "true"
+    );
+    assert_eq!(
+        podman.podman(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"io.podman.compose.project\"}}",
+            &web
+        ]),
+        stack
+    );
+    let restored = podman.volume_mountpoint(&volume);
+    assert_eq!(owner(&restored.join("app/by70")), (sub70, sub70));
+    tree::assert_trees_equal(
+        &reference,
+        &restored,
+        &CompareOptions {
+            ignore_root_metadata: true,
+            ..CompareOptions::default()
+        },
+    );
+    assert_eq!(
+        podman.podman(&["exec", &web, "stat", "-c", "%u:%g", "/data/app/by70"]),
+        "70:70"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("html/index.html")).unwrap(),
+        "<h1>rootless</h1>"
+    );
+    // The project stays the user's to edit.
+    for path in [dir.join("docker-compose.yml"), dir.join("html/index.html")] {
+        assert_eq!(owner(&path), (uid, gid), "{}", path.display());
+    }
+}
+
 /// A container of a `podman generate systemd --new` or Quadlet unit runs with `--rm`: stopped
 /// through the API it is gone, and the unit's job is to stop and start it. When its unit
 /// cannot be asked (here: no systemd runs this engine), the backup refuses it before anything

@@ -97,6 +97,18 @@ fn stack_round_trip_on_a_fresh_host() {
     std::fs::write(volume_mountpoint(&cache_volume).join("cached"), "cache").unwrap();
     std::fs::write(dir.join("html/index.html"), "<h1>restored</h1>").unwrap();
     std::os::unix::fs::chown(dir.join("html/index.html"), Some(33), Some(33)).unwrap();
+    // The env files come back private and with their owner: the secrets in `.env` must not
+    // become readable by everyone on the new host.
+    let set_mode = |name: &str, mode: u32| {
+        std::fs::set_permissions(
+            dir.join(name),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .unwrap();
+    };
+    set_mode(".env", 0o600);
+    set_mode("web.env", 0o640);
+    std::os::unix::fs::chown(dir.join("web.env"), Some(1000), Some(1000)).unwrap();
     let networks = [format!("{stack}_backend"), format!("{stack}_frontend")];
     let net_before: Vec<Value> = networks.iter().map(|n| network_attributes(n)).collect();
     let labels_before = inspect(&db_volume, "{{json .Labels}}");
@@ -151,7 +163,13 @@ fn stack_round_trip_on_a_fresh_host() {
             .unwrap()
             .contains("DB_PASSWORD=fixture-secret")
     );
-    assert!(dir.join("web.env").exists());
+    let meta = |name: &str| {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(dir.join(name)).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(meta(".env"), (0o600, 0, 0));
+    assert_eq!(meta("web.env"), (0o640, 1000, 1000));
     let env_in_web = inspect(&web, "{{json .Config.Env}}");
     assert!(
         env_in_web.contains("DB_PASSWORD=fixture-secret"),
@@ -520,6 +538,17 @@ fn drill_passes_and_leaves_nothing_behind() {
         .code(1)
         .stdout(predicates::str::contains("DATABASE_URL"));
     assert_eq!(leftovers(), Vec::<String>::new());
+    // Each drill's verdict is kept as the unit's last drill (the dashboard's overview).
+    let last_drill = || -> Value {
+        let text = std::fs::read_to_string(env.path("state/drills.json")).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()[stack.as_str()].clone()
+    };
+    let failed = last_drill();
+    assert_eq!(failed["passed"], false, "{failed:#}");
+    assert!(
+        failed["errors"].to_string().contains("DATABASE_URL"),
+        "{failed:#}"
+    );
     let secrets = env_file(
         &env,
         "DATABASE_URL=postgres://app:fixture-secret@db:5432/app\n",
@@ -534,6 +563,9 @@ fn drill_passes_and_leaves_nothing_behind() {
         secrets.to_str().unwrap(),
     ]);
     assert_eq!(report["passed"], true, "{report:#}");
+    let passed = last_drill();
+    assert_eq!(passed["passed"], true, "{passed:#}");
+    assert_eq!(passed["backup_id"], report["backup_id"], "{passed:#}");
     assert_eq!(report["started"].as_array().unwrap().len(), 2, "{report:#}");
     let verified: u64 = report["data"]
         .as_array()

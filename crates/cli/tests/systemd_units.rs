@@ -548,6 +548,55 @@ EOF");
     assert!(out.contains(&app_unit), "{out}");
     assert_eq!(host.unit_jobs(user, &app_unit).0, "active");
     assert_eq!(running(&format!("{app}_app_1")), "true");
+
+    host.sh("sed -i '/^\\[hooks\\]/,$d' /kd/config.toml");
+    restore_a_gone_user_stack(&host, &app, &app_unit);
+}
+
+/// The fresh-host case of a user's stack: its containers, volume, project directory and unit
+/// file all gone. The restore puts the unit file and the compose file back as the user's, the
+/// volume with its data, and starts the unit, whose podman-compose makes the stack again.
+fn restore_a_gone_user_stack(host: &SystemdHost, app: &str, app_unit: &str) {
+    let user = Some(USER);
+    host.sh_as(
+        user,
+        &format!(
+            "systemctl --user stop {app_unit} && cd ~/stacks/{app} && \
+             podman-compose -p {app} down -v && cd && rm -r ~/stacks/{app} \
+             ~/.config/systemd/user/{app_unit} && systemctl --user daemon-reload"
+        ),
+    );
+    assert_eq!(
+        host.sh_as(
+            user,
+            &format!("podman ps -a --filter name={app} --format '{{{{.Names}}}}'")
+        ),
+        ""
+    );
+    let out = host.kd_output(&[
+        "restore",
+        "--unit",
+        app,
+        "--latest",
+        "--yes",
+        "--trust-recipe",
+        "--json",
+    ]);
+    let outcome: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{outcome:#}");
+    assert_eq!(host.unit_jobs(user, app_unit).0, "active");
+    assert_eq!(
+        host.sh_as(user, &format!("podman exec {app}_app_1 cat /data/file")),
+        "app"
+    );
+    assert_eq!(
+        host.sh(&format!(
+            "stat -c '%U' /home/{USER}/stacks/{app}/docker-compose.yml \
+             /home/{USER}/.config/systemd/user/{app_unit}"
+        )),
+        format!("{USER}\n{USER}")
+    );
 }
 
 /// A restore of the mapped stack goes through the user's manager too, and puts the unit file

@@ -5,6 +5,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod account;
 pub mod backup;
 pub mod bootstrap;
 pub mod config;

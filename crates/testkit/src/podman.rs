@@ -70,14 +70,15 @@ impl Podman {
         };
         let (uid, gid) = (id("-u"), id("-g"));
         let home = PathBuf::from(format!("/home/{prefix}"));
+        // A tmpfs of its own, as logind mounts it: rootless Podman's network namespace (the
+        // bridge networks podman-compose makes) bind-mounts it and fails on a plain directory.
         let runtime = PathBuf::from(format!("/run/user/{uid}"));
         std::fs::create_dir_all(&runtime).unwrap();
-        std::os::unix::fs::chown(&runtime, Some(uid), Some(gid)).unwrap();
-        std::fs::set_permissions(
-            &runtime,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .unwrap();
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("mode=0700,uid={uid},gid={gid},size=64m"))
+            .arg("tmpfs")
+            .arg(&runtime));
         let conf = home.join("containers.conf");
         std::fs::write(
             &conf,
@@ -116,6 +117,13 @@ impl Podman {
     /// The rootless test user's name.
     pub fn user(&self) -> Option<&str> {
         self.user.as_ref().map(|(name, ..)| name.as_str())
+    }
+
+    /// The rootless test user's home, and their uid and gid.
+    pub fn home(&self) -> Option<(&Path, u32, u32)> {
+        self.user
+            .as_ref()
+            .map(|(_, uid, gid, home)| (home.as_path(), *uid, *gid))
     }
 
     /// `unix://` address of the API socket, for `DOCKER_HOST` or `[docker] host`.
@@ -279,6 +287,14 @@ impl Drop for Podman {
             let removed = Command::new("userdel").args(["-r", "-f", name]).output();
             if !removed.is_ok_and(|o| o.status.success()) {
                 eprintln!("warning: userdel -r {name} failed");
+            }
+            // Lazily: the user's network namespaces may still be mounted below it.
+            let unmounted = Command::new("umount")
+                .arg("--lazy")
+                .arg(format!("/run/user/{uid}"))
+                .output();
+            if !unmounted.is_ok_and(|o| o.status.success()) {
+                eprintln!("warning: cannot unmount /run/user/{uid}");
             }
             if let Err(error) = std::fs::remove_dir_all(format!("/run/user/{uid}")) {
                 eprintln!("warning: cannot remove /run/user/{uid}: {error}");

@@ -14,7 +14,7 @@ use kopi_docka_core::restore::points::{self, RestorePoint};
 use kopi_docka_core::unit::{self, Unit};
 use serde::Serialize;
 
-use crate::drills::{self, DrillRecord};
+use kopi_docka_core::restore::drill_log::{self, DrillRecord};
 
 /// ok / warn / fail, as colours and words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -104,7 +104,7 @@ async fn discover(loaded: &LoadedConfig) -> (Option<Vec<Unit>>, Option<String>, 
 pub async fn overview(loaded: &LoadedConfig, now: Timestamp) -> Overview {
     let (units, engine, engine_error) = discover(loaded).await;
     let records = history::load_local_for(loaded).records;
-    let drills = drills::load(&loaded.env.state_dir());
+    let drills = drill_log::load(&loaded.env.state_dir());
     let mut rows: Vec<UnitRow> = match &units {
         Some(units) => units
             .iter()
@@ -300,7 +300,7 @@ pub async fn unit_page(
     if unit.is_none() && runs.is_empty() {
         return None;
     }
-    let drills = drills::load(&loaded.env.state_dir());
+    let drills = drill_log::load(&loaded.env.state_dir());
     let row = row(loaded, name, unit.as_ref(), &records, &drills, now);
     let (points, points_error) = match unit_points(loaded, name).await {
         Ok(points) => (points, None),

@@ -191,7 +191,6 @@ impl Jobs {
         let stderr = child.stderr.take();
         let stdout = child.stdout.take();
         let jobs = self.clone();
-        let state_dir = settings.loaded.env.state_dir();
         let id = job.id;
         let unit = unit.to_owned();
         tokio::spawn(async move {
@@ -224,13 +223,10 @@ impl Jobs {
             let succeeded = code == Some(0);
             if kind == JobKind::Drill {
                 let tail = jobs.get(id).map(|j| j.lines).unwrap_or_default();
-                let record = drills::from_output(&out, succeeded, &tail);
                 // With `--json` the drill's verdict is on stdout, not in its log: show what
-                // failed in the live view too.
-                jobs.update(id, |job| add_drill_errors(&mut job.lines, &record.errors));
-                if let Err(error) = drills::save(&state_dir, &unit, record) {
-                    tracing::warn!(%error, "cannot record the drill's result");
-                }
+                // failed in the live view too. (The drill records its verdict itself.)
+                let errors = drills::errors(&out, succeeded, &tail);
+                jobs.update(id, |job| add_drill_errors(&mut job.lines, &errors));
             }
             jobs.update(id, |job| {
                 job.finished_at = Some(Timestamp::now());

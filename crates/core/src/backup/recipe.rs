@@ -219,6 +219,22 @@ fn copy_project_file(file: &ProjectFile, base: &Path, into: &Path) -> Result<(),
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     std::fs::write(&dest, bytes).map_err(io(&dest))?;
+    keep_mode_and_owner(&file.path, &dest)
+}
+
+/// Gives the staged copy the mode (a `.env` of 0600 stays private) and, run as root, the owner
+/// of the project file, so that a restore puts it back as it was.
+fn keep_mode_and_owner(source: &Path, dest: &Path) -> Result<(), RecipeError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(source).map_err(io(source))?;
+    std::fs::set_permissions(
+        dest,
+        std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
+    )
+    .map_err(io(dest))?;
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(dest, Some(meta.uid()), Some(meta.gid())).map_err(io(dest))?;
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::drill_log::DrillRecord;
 use super::start::{self, Rewrite};
 use super::{RestoreContext, RestoreError, RestorePoint, data, networks};
 use crate::repo::RestoreMode;
@@ -133,8 +134,27 @@ fn remove_recipe_copy(recipe: &super::Recipe) {
 
 /// Runs a drill of `point`. `env_values` fills redacted variables (values found in the
 /// recipe's env files are used too). A recipe that [`needs_trust`] is refused
-/// ([`RestoreError::Untrusted`], nothing created) unless `trusted`.
+/// ([`RestoreError::Untrusted`], nothing created) unless `trusted`. The verdict, or the error
+/// that stopped it, is kept as the unit's last drill ([`drill_log`](super::drill_log)).
 pub async fn drill(
+    ctx: &RestoreContext<'_>,
+    point: RestorePoint,
+    env_values: BTreeMap<String, String>,
+    trusted: bool,
+) -> Result<DrillReport, RestoreError> {
+    let (unit, backup_id) = (point.unit.clone(), point.backup_id.to_string());
+    let result = Box::pin(run_drill(ctx, point, env_values, trusted)).await;
+    let record = match &result {
+        Ok(report) => DrillRecord::of(report),
+        Err(error) => DrillRecord::failed(&backup_id, error.to_string()),
+    };
+    if let Err(error) = super::drill_log::save(&ctx.state_dir, &unit, record) {
+        tracing::warn!(%error, unit, "cannot record the drill's result");
+    }
+    result
+}
+
+async fn run_drill(
     ctx: &RestoreContext<'_>,
     point: RestorePoint,
     mut env_values: BTreeMap<String, String>,

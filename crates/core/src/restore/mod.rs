@@ -18,6 +18,7 @@
 
 pub mod data;
 pub mod drill;
+pub mod drill_log;
 pub mod error;
 pub mod execute;
 pub mod extract;

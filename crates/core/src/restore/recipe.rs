@@ -225,11 +225,16 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RestoreEr
 /// Puts `from` at `to`. An existing different file is first renamed to
 /// `<name>.kopi-docka-<stamp>.bak`, which is returned. The directories on the way are resolved
 /// and opened without following symlinks other users own ([`nofollow`]); whatever is at `to`
-/// itself (a symlink, a FIFO) is renamed aside unread, never followed.
+/// itself (a symlink, a FIFO) is renamed aside unread, never followed. Run as root, the file
+/// gets the owner it was saved with (a user's compose project stays theirs to edit).
 pub fn place_file(from: &Path, to: &Path, stamp: &str) -> Result<Option<PathBuf>, RestoreError> {
-    let mode = std::fs::metadata(from).map_err(RestoreError::io(from))?;
-    let mode = std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o7777;
-    place_file_as(from, to, stamp, mode, None)
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(from).map_err(RestoreError::io(from))?;
+    let mode = meta.mode() & 0o7777;
+    let owner = rustix::process::geteuid()
+        .is_root()
+        .then(|| (meta.uid(), meta.gid()));
+    place_file_as(from, to, stamp, mode, owner)
 }
 
 /// [`place_file`] with the given mode and, when given, numeric owner (set through the

@@ -113,6 +113,18 @@ pub async fn compose_up(
     for file in files {
         cmd.arg("-f").arg(file);
     }
+    // podman-compose drives the `podman` of whoever runs it, not the API socket: a rootless
+    // user's stack is made again by that user, in their own storage.
+    if let ComposeTool::Podman(_) = tool
+        && let Some(owner) = crate::account::Account::engine_owner(engine).map_err(|output| {
+            RestoreError::Compose {
+                command: tool.display().into(),
+                output,
+            }
+        })?
+    {
+        owner.run_as(&mut cmd);
+    }
     cmd.args(["up", "-d"])
         .args(services)
         .current_dir(project_dir)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::DockerHost;
+use crate::account::Account;
 use crate::docker::Engine;
 
 /// A systemd unit that owns containers, and whose manager runs it.
@@ -88,48 +88,34 @@ impl std::fmt::Display for Manager {
     }
 }
 
+impl From<Account> for Manager {
+    fn from(account: Account) -> Self {
+        Self::User {
+            name: account.name,
+            uid: account.uid,
+            gid: account.gid,
+            home: account.home,
+        }
+    }
+}
+
 impl Manager {
     /// The manager of `service`: its user's, or the engine's (see [`Service::user`]).
     pub fn of(service: &Service, engine: &Engine) -> Result<Self, String> {
         match &service.user {
             Some(user) => Self::user(user),
-            None if engine.identity().rootless => match engine.endpoint() {
-                DockerHost::Unix(path) => {
-                    let uid = std::fs::metadata(path)
-                        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    Self::user(&uid.to_string())
+            None => {
+                match Account::engine_owner(engine).map_err(|e| format!("{}: {e}", service.unit))? {
+                    Some(owner) => Ok(Self::from(owner)),
+                    None => Ok(Self::System),
                 }
-                DockerHost::Tcp(_) | DockerHost::Ssh(_) => Err(format!(
-                    "{} belongs to a rootless engine on another host: its user manager cannot be \
-                     reached from here",
-                    service.unit
-                )),
-            },
-            None => Ok(Self::System),
+            }
         }
     }
 
     /// The `--user` manager of a login name or uid from `/etc/passwd`.
     fn user(user: &str) -> Result<Self, String> {
-        let passwd = std::fs::read_to_string("/etc/passwd")
-            .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
-        passwd
-            .lines()
-            .find_map(|line| {
-                let f: Vec<&str> = line.split(':').collect();
-                let (name, uid, gid) = (f.first()?, f.get(2)?, f.get(3)?);
-                if *name != user && *uid != user {
-                    return None;
-                }
-                Some(Self::User {
-                    name: (*name).to_owned(),
-                    uid: uid.parse().ok()?,
-                    gid: gid.parse().ok()?,
-                    home: PathBuf::from(f.get(5).copied().unwrap_or_default()),
-                })
-            })
-            .ok_or_else(|| format!("no user {user} in /etc/passwd"))
+        Account::lookup(user).map(Self::from)
     }
 
     fn systemctl(&self) -> tokio::process::Command {
