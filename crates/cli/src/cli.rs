@@ -572,6 +572,10 @@ pub struct DaemonArgs {
     reason = "independent command-line switches"
 )]
 pub struct BackupArgs {
+    /// Units to back up, as the seed orchestrator took them: `backup all`, `backup cryptpad
+    /// nextcloud` (the same as --unit)
+    #[arg(value_name = "UNIT")]
+    pub names: Vec<String>,
     /// Back up only this unit (repeatable); default: all units
     #[arg(long = "unit", value_name = "NAME")]
     pub units: Vec<String>,

@@ -31,7 +31,7 @@ pub fn config(global: &GlobalArgs) -> anyhow::Result<LoadedConfig> {
 }
 
 /// A backup run: `[backup]` and the hooks from the config, with the command line's overrides.
-pub fn backup(loaded: &LoadedConfig, args: &BackupArgs) -> RunSettings {
+pub fn backup(loaded: &LoadedConfig, args: &BackupArgs) -> anyhow::Result<RunSettings> {
     let mut backup =
         BackupSettings::from_config(&loaded.config, loaded.env.cache_dir().join("staging"));
     if let Some(scope) = args.scope {
@@ -42,11 +42,28 @@ pub fn backup(loaded: &LoadedConfig, args: &BackupArgs) -> RunSettings {
         };
     }
     backup.warm_pass &= !args.no_warm_pass;
-    RunSettings {
+    Ok(RunSettings {
         backup,
-        units: args.units.clone(),
+        units: selected_units(&args.names, &args.units)?,
         wait: args.wait,
+    })
+}
+
+/// The units of `backup [UNIT...] [--unit NAME...]`: the positional names are the seed
+/// orchestrator's (`backup all`, `backup cryptpad nextcloud`). `all` alone means every unit
+/// (an empty selection); a unit really named `all` is `--unit all`.
+fn selected_units(names: &[String], units: &[String]) -> anyhow::Result<Vec<String>> {
+    if names.iter().any(|n| n == "all") {
+        if names.len() > 1 || !units.is_empty() {
+            anyhow::bail!(UsageError(
+                "`all` means every unit: give `all` alone, or name the units (a unit named \
+                 `all` is `--unit all`)"
+                    .into()
+            ));
+        }
+        return Ok(Vec::new());
     }
+    Ok(names.iter().chain(units).cloned().collect())
 }
 
 /// What the daemon runs with; resolved again on SIGHUP.
@@ -137,5 +154,38 @@ pub fn timer_calendar(loaded: &LoadedConfig, flag: Option<&str>) -> anyhow::Resu
         .into()),
         Err(_) if systemd::calendar_accepted(text) => Ok(text.to_owned()),
         Err(error) => Err(UsageError(error.to_string()).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn backup_all_and_named_units_as_the_seed_took_them() {
+        let select = |names: &[&str], units: &[&str]| {
+            selected_units(&strings(names), &strings(units)).map_err(|e| e.to_string())
+        };
+        assert_eq!(select(&["all"], &[]), Ok(Vec::new()));
+        assert_eq!(select(&[], &[]), Ok(Vec::new()));
+        assert_eq!(
+            select(&["cryptpad", "nextcloud"], &["gitea"]),
+            Ok(strings(&["cryptpad", "nextcloud", "gitea"]))
+        );
+        assert_eq!(
+            select(&[], &["all"]),
+            Ok(strings(&["all"])),
+            "--unit all names it"
+        );
+        for (names, units) in [(&["all", "x"][..], &[][..]), (&["all"][..], &["x"][..])] {
+            assert!(
+                select(names, units).unwrap_err().contains("`all` alone"),
+                "{names:?} {units:?}"
+            );
+        }
     }
 }

@@ -218,6 +218,24 @@ fn dry_run_touches_nothing_and_estimates_from_history() {
         text.contains("estimate:    ~") && text.contains("down "),
         "{text}"
     );
+    // The seed orchestrator's spelling: units as arguments, `all` for every unit.
+    let named = env.json(&["backup", "--dry-run", "--json", &name]);
+    let all = env.json(&["backup", "all", "--dry-run", "--json"]);
+    for plan in [&named, &all] {
+        assert!(
+            plan["units"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u["name"] == name.as_str()),
+            "{plan:#}"
+        );
+    }
+    assert_eq!(named["units"].as_array().unwrap().len(), 1, "{named:#}");
+    env.cmd(&["backup", "all", &name])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("`all` alone"));
 }
 
 /// SIGTERM while the unit is being started (its healthcheck passes only after 3 s): the start

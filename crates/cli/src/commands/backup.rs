@@ -29,7 +29,7 @@ pub async fn run(
     if loaded.path.is_none() && !args.dry_run {
         loaded = first_run(loaded, printer).await?;
     }
-    let settings = crate::settings::backup(&loaded, args);
+    let settings = crate::settings::backup(&loaded, args)?;
     if args.dry_run {
         let plan = run::plan(&loaded, &settings, args.sizes)
             .await
