@@ -834,7 +834,12 @@ fn the_pages_in_a_real_browser() {
     if !support::docker_tests_enabled("the_pages_in_a_real_browser") {
         return;
     }
-    let mut env = Env::builder().init().extra(WEB).build();
+    let mut env = Env::builder()
+        .init()
+        .extra(&format!(
+            "{WEB}[hooks]\npre-backup = [\"/bin/true\", \"kdtest-hook\"]\n"
+        ))
+        .build();
     let (stack, _dir) = env.stack("");
     // Real history first: one run from the command line.
     env.cmd(&["backup", "--unit", &stack]).assert().success();
@@ -871,6 +876,8 @@ fn the_pages_in_a_real_browser() {
         "backed up",
         "Restore points",
         "restore --unit",
+        "Hooks",
+        "pre-backup [hooks] host /bin/true kdtest-hook",
     ] {
         assert!(
             unit.contains(expected),

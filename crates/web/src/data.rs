@@ -270,6 +270,52 @@ pub struct UnitPage {
     pub restore_command: Option<String>,
     /// The point that command restores.
     pub chosen_point: Option<String>,
+    /// The hooks that run for it, in run order: the global ones, then the unit's own.
+    pub hooks: Vec<UnitHook>,
+}
+
+/// One hook of a unit's page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitHook {
+    /// `pre-stop`, `verify`, ...
+    pub point: &'static str,
+    /// `[hooks]` (every unit) or `[units."<name>".hooks]` (this one).
+    pub from: &'static str,
+    /// Where it runs: `host`, or `container <name>[ as <user>]`.
+    pub runs: String,
+    /// The command, its words as configured.
+    pub argv: Vec<String>,
+}
+
+/// The hooks of `name` in run order: per point, the global one first (as they run).
+fn unit_hooks(loaded: &LoadedConfig, name: &str) -> Vec<UnitHook> {
+    use kopi_docka_core::config::Hook;
+    let config = &loaded.config;
+    let own = kopi_docka_core::unit::unit_config(config, name).map(|u| &u.hooks);
+    let mut hooks = Vec::new();
+    for (point, global) in config.hooks.points() {
+        let unit = own.and_then(|set| set.get(point));
+        for (from, hook) in [("[hooks]", global), ("this unit", unit)] {
+            let Some(hook) = hook else { continue };
+            let (runs, argv) = match hook {
+                Hook::Host(argv) => ("host".to_owned(), argv.clone()),
+                Hook::Container(c) => (
+                    match &c.user {
+                        Some(user) => format!("container {} as {user}", c.container),
+                        None => format!("container {}", c.container),
+                    },
+                    c.argv.clone(),
+                ),
+            };
+            hooks.push(UnitHook {
+                point: point.as_str(),
+                from,
+                runs,
+                argv,
+            });
+        }
+    }
+    hooks
 }
 
 /// A unit's page; `None` when neither the engine nor the records know it.
@@ -318,6 +364,7 @@ pub async fn unit_page(
         points,
         points_error,
         runs,
+        hooks: unit_hooks(loaded, name),
     })
 }
 

@@ -226,8 +226,29 @@ pub fn unit(p: &UnitPage) -> String {
     b.push_str("<h2>Data added per backup</h2>");
     #[allow(clippy::cast_precision_loss, reason = "a chart")]
     b.push_str(&chart(&p.runs, |r| r.bytes_added as f64 / 1024.0, "KiB"));
+    hooks(&mut b, p);
     restore_points(&mut b, p, &link);
     page(&r.name, &b)
+}
+
+fn hooks(b: &mut String, p: &UnitPage) {
+    b.push_str("<h2>Hooks</h2>");
+    if p.hooks.is_empty() {
+        b.push_str("<p class=muted>No hooks run for this unit.</p>");
+        return;
+    }
+    b.push_str("<table><tr><th>Point</th><th>From</th><th>Runs on</th><th>Command</th></tr>");
+    for h in &p.hooks {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            h.point,
+            esc(h.from),
+            esc(&h.runs),
+            esc(&h.argv.join(" "))
+        );
+    }
+    b.push_str("</table>");
 }
 
 fn restore_points(b: &mut String, p: &UnitPage, link: &str) {
