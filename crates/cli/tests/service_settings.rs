@@ -676,6 +676,37 @@ fn restore_state_always_starts_a_stopped_container() {
              [units.\"{unit_always}\"]\nrestore-state = \"always\"\n"
         ),
     );
+    // The dry run says which stopped containers the backup will start.
+    let out = env
+        .cmd_with(
+            "always.toml",
+            &[
+                "backup",
+                "--dry-run",
+                "--json",
+                &label_previous,
+                &label_always,
+                &unit_always,
+            ],
+        )
+        .assert()
+        .success();
+    let plan: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let start_after = |name: &str| {
+        plan["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {plan:#}"))["start_after"]
+            .clone()
+    };
+    assert_eq!(start_after(&label_previous), Value::Null, "{plan:#}");
+    assert_eq!(
+        start_after(&label_always),
+        serde_json::json!([label_always])
+    );
+    assert_eq!(start_after(&unit_always), serde_json::json!([unit_always]));
     let (report, code) = backup_report(
         &env,
         "always.toml",

@@ -703,6 +703,13 @@ fn frozen_sockets_are_stopped_during_the_backup_and_restored_even_on_failure() {
         .collect();
     let idle_service = host.unit_jobs(None, &format!("{idle}.service"));
     assert_eq!(idle_service.0, "inactive");
+    // The dry run names the unit that stops it and the sockets it freezes.
+    let (plan, _) = host.kd(&["backup", "--dry-run", &web]);
+    assert!(
+        plan.contains(&format!("through:     systemd unit {unit}"))
+            && plan.contains(&format!("frozen:      {od}.socket, {idle}.socket")),
+        "{plan}"
+    );
 
     host.kd(&["backup", "--unit", &web]);
     let log = host.sh("cat /kd/hooks.log");

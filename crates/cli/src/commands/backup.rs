@@ -131,6 +131,38 @@ fn render_services(out: &mut String, unit: &run::UnitPlan) {
     }
 }
 
+/// How the unit is stopped beyond its stop order: through systemd, what `always` starts, the
+/// frozen sockets.
+fn render_stop_extras(out: &mut String, unit: &run::UnitPlan) {
+    // Writing into a String cannot fail.
+    if let Some(service) = &unit.systemd {
+        let _ = writeln!(
+            out,
+            "  through:     systemd unit {}{} (systemctl stop and start)",
+            service.unit,
+            service
+                .user
+                .as_deref()
+                .map(|u| format!(" of user {u}"))
+                .unwrap_or_default()
+        );
+    }
+    if !unit.start_after.is_empty() {
+        let _ = writeln!(
+            out,
+            "  start after: {} (stopped now; restore-state always)",
+            unit.start_after.join(", ")
+        );
+    }
+    if !unit.freeze_sockets.is_empty() {
+        let _ = writeln!(
+            out,
+            "  frozen:      {} (stopped with their services first, put back afterwards)",
+            unit.freeze_sockets.join(", ")
+        );
+    }
+}
+
 /// A plan's lines for a unit backed up by its own job (`engine = "command"`).
 fn render_job_plan(out: &mut String, job: &CommandJob) {
     let _ = writeln!(
@@ -214,6 +246,7 @@ fn render_plan(plan: &BackupPlan) -> String {
             let _ = writeln!(out, "  NOT BACKED UP: {why}");
         }
         render_services(&mut out, unit);
+        render_stop_extras(&mut out, unit);
         let except = |globs: &[String]| {
             if globs.is_empty() {
                 String::new()
@@ -221,13 +254,7 @@ fn render_plan(plan: &BackupPlan) -> String {
                 format!(" except {}", globs.join(", "))
             }
         };
-        // The unit's own job backs its data up: nothing of it goes to the repository.
-        let (volumes, binds) = if unit.job.is_some() {
-            (&[][..], &[][..])
-        } else {
-            (&unit.volumes[..], &unit.binds[..])
-        };
-        for v in volumes {
+        for v in &unit.volumes {
             let _ = writeln!(
                 out,
                 "  volume:      {}{}{}{}",
@@ -237,7 +264,7 @@ fn render_plan(plan: &BackupPlan) -> String {
                 except(&v.exclude)
             );
         }
-        for b in binds {
+        for b in &unit.binds {
             let _ = writeln!(
                 out,
                 "  bind:        {}{}{}{}",
@@ -452,6 +479,9 @@ mod tests {
                         ],
                         refused: None,
                         job: None,
+                        systemd: None,
+                        start_after: vec!["nextcloud-cron-1".into()],
+                        freeze_sockets: Vec::new(),
                         volumes: vec![PlannedItem {
                             exclude: vec!["data/appdata_*/preview/**".into(), "*.part".into()],
                             ..item("nextcloud_html", Some(1_288_490_188))
@@ -487,6 +517,13 @@ mod tests {
                         }],
                         refused: None,
                         job: None,
+                        systemd: Some(kopi_docka_core::systemd::control::Service {
+                            unit: "container-portainer.service".into(),
+                            user: None,
+                            configured: false,
+                        }),
+                        start_after: Vec::new(),
+                        freeze_sockets: vec!["portainer-ondemand.socket".into()],
                         volumes: vec![PlannedItem {
                             filesystem: Some(fixtures::ext4()),
                             ..item("portainer_data", None)

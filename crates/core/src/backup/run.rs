@@ -441,6 +441,44 @@ pub struct UnitPlan {
     /// of kopi-docka's passes (its volumes and binds are then the job's business).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<super::command_job::CommandJob>,
+    /// The systemd unit that stops and starts it (`systemctl`, never the engine's API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<crate::systemd::control::Service>,
+    /// Stopped containers started afterwards (restore state `always`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub start_after: Vec<String>,
+    /// Socket units stopped, with the services they trigger, before the unit, and put back
+    /// as they were afterwards (`freeze-sockets`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze_sockets: Vec<String>,
+}
+
+/// What a plan says about how `unit` is stopped beyond its stop order: the systemd unit that
+/// does it, the stopped containers restore state `always` starts, the frozen sockets.
+fn stop_extras(
+    unit: &Unit,
+    how: &crate::stop::UnitStop,
+) -> (
+    Option<crate::systemd::control::Service>,
+    Vec<String>,
+    Vec<String>,
+) {
+    if unit.refused.is_some() {
+        return (None, Vec::new(), Vec::new());
+    }
+    let systemd = unit.containers.iter().find_map(|c| c.systemd.clone());
+    let start_after = unit
+        .containers
+        .iter()
+        .filter(|c| {
+            c.state != ContainerState::Running
+                && c.policy.stops()
+                && c.restore_state.unwrap_or(how.restore_state)
+                    == crate::config::RestoreState::Always
+        })
+        .map(|c| c.name.clone())
+        .collect();
+    (systemd, start_after, how.freeze_sockets.clone())
 }
 
 /// A container's policy in a plan or a listing.
@@ -537,7 +575,13 @@ pub async fn plan(
     let size = |path: &Path| sizes.then(|| tree_size(path));
     let units = units
         .into_iter()
-        .map(|unit| UnitPlan {
+        .map(|unit| {
+            (
+                unit,
+                stop_extras(unit, &settings.backup.unit_stop(unit.name.as_str())),
+            )
+        })
+        .map(|(unit, (systemd, start_after, freeze_sockets))| UnitPlan {
             kind: unit.kind,
             name: unit.name.to_string(),
             stop_order: unit
@@ -600,6 +644,17 @@ pub async fn plan(
                 .cloned()
                 .collect(),
             job: settings.backup.command_job(unit).cloned(),
+            systemd,
+            start_after,
+            freeze_sockets,
+        })
+        // A unit backed up by its own job: its volumes and binds are the job's business.
+        .map(|mut plan| {
+            if plan.job.is_some() {
+                plan.volumes.clear();
+                plan.binds.clear();
+            }
+            plan
         })
         .collect();
     Ok(BackupPlan {
