@@ -346,9 +346,6 @@ pub const MAX_NOTIFICATION_SECONDS: u32 = 300;
 /// Largest freshness threshold: a year (366 days).
 pub const MAX_AGE_HOURS: u32 = 8_784;
 
-/// The first numeric key outside its range, as `[table] key = value is outside lo..=hi (why)`.
-/// Zero is never allowed: a zero timeout kills at once, a zero downtime abandons every cold
-/// pass, a zero freshness threshold makes every unit overdue.
 /// `[backup] unit-log-days` out of range, or a unit's engine keys wrong
 /// ([`crate::backup::command_job`]).
 fn engines_or_logs_invalid(config: &Config) -> Option<String> {
@@ -365,6 +362,9 @@ fn engines_or_logs_invalid(config: &Config) -> Option<String> {
         .find_map(|(name, unit)| crate::backup::command_job::invalid(name, unit))
 }
 
+/// The first numeric key outside its range, as `[table] key = value is outside lo..=hi (why)`.
+/// Zero is never allowed: a zero timeout kills at once, a zero downtime abandons every cold
+/// pass, a zero freshness threshold makes every unit overdue.
 fn out_of_range(config: &Config) -> Option<String> {
     let b = &config.backup;
     let mut checks: Vec<(String, u32, u32, &str)> = vec![

@@ -685,3 +685,21 @@ verify = ["/usr/local/bin/check", "cloud"]
         assert!(err.contains(expected), "{text}: {err}");
     }
 }
+
+#[test]
+fn unit_log_days_and_a_units_engine_keys_are_checked_when_loaded() {
+    let ok = |text: &str| parse(text, Path::new("/etc/kd/c.toml")).unwrap();
+    assert_eq!(
+        ok("[backup]\nunit-log-days = 3660\n").backup.unit_log_days,
+        3660
+    );
+    assert_eq!(ok("[backup]\nunit-log-days = 0\n").backup.unit_log_days, 0);
+    let message = invalid("[backup]\nunit-log-days = 3661\n");
+    assert!(
+        message.contains("unit-log-days = 3661 is outside 0..=3660"),
+        "{message}"
+    );
+    // A unit of the command engine without its job: refused as the config is loaded.
+    let message = invalid("[units.app]\nengine = \"command\"\n");
+    assert!(message.contains("app"), "{message}");
+}
