@@ -274,7 +274,7 @@ pub(super) async fn backup_unit(
             report.errors.extend(restart.errors);
             report.killed.extend(restart.killed);
             report.status = UnitStatus::Failed;
-            post_backup(engine, settings, unit, backup_id, report).await;
+            super::unit::post_backup(engine, settings, unit, backup_id, report).await;
             return;
         }
     };
@@ -314,33 +314,7 @@ pub(super) async fn backup_unit(
         // The job finished; starting or a hook around the start did not.
         UnitStatus::Partial
     };
-    post_backup(engine, settings, unit, backup_id, report).await;
-}
-
-/// The post-backup hook, told the unit's status; its failure makes a success partial.
-async fn post_backup(
-    engine: &Engine,
-    settings: &BackupSettings,
-    unit: &Unit,
-    backup_id: &BackupId,
-    report: &mut UnitReport,
-) {
-    let status = report.status.as_str();
-    if let Err(error) = super::unit::hooks(
-        engine,
-        settings,
-        unit,
-        backup_id,
-        HookPoint::PostBackup,
-        Some(status),
-    )
-    .await
-    {
-        report.errors.push(error);
-        if report.status == UnitStatus::Success {
-            report.status = UnitStatus::Partial;
-        }
-    }
+    super::unit::post_backup(engine, settings, unit, backup_id, report).await;
 }
 
 /// [`run_job`] in its own task, so that a panic comes back as an error and the unit is still

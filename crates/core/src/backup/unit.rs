@@ -400,11 +400,19 @@ async fn finish(
     } else {
         UnitStatus::Failed
     };
-    let status = match report.status {
-        UnitStatus::Success => "success",
-        UnitStatus::Partial => "partial",
-        UnitStatus::Failed => "failed",
-    };
+    post_backup(engine, settings, unit, backup_id, report).await;
+}
+
+/// The post-backup hook, with the unit's status; its failure makes a success partial (the
+/// point is kept). Both engines end a unit with it.
+pub(super) async fn post_backup(
+    engine: &Engine,
+    settings: &BackupSettings,
+    unit: &Unit,
+    backup_id: &BackupId,
+    report: &mut UnitReport,
+) {
+    let status = report.status.as_str();
     if let Err(error) = hooks(
         engine,
         settings,
