@@ -668,6 +668,19 @@ verify = ["/usr/local/bin/check", "cloud"]
             "[units.a]\nfreeze-sockets = [\"a.service\"]\n",
             "is not a socket unit",
         ),
+        // Each of these ends in `.socket` and is still no socket unit's name.
+        (
+            "[units.a]\nfreeze-sockets = [\".socket\"]\n",
+            "`.socket` is not a socket unit",
+        ),
+        (
+            "[units.a]\nfreeze-sockets = [\"--now.socket\"]\n",
+            "`--now.socket` is not a socket unit",
+        ),
+        (
+            "[units.a]\nfreeze-sockets = [\"a b.socket\"]\n",
+            "`a b.socket` is not a socket unit",
+        ),
         (
             "[hooks]\npre-stop = { container = \"app\", argv = [\"true\"] }\n",
             "belongs in a unit's table",
