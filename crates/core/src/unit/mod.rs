@@ -796,6 +796,68 @@ mod tests {
         units
     }
 
+    /// `[units.app.volumes|binds|services]` tables must name what the unit has: a typo in
+    /// one is reported, the tables that match are not.
+    #[test]
+    fn tables_inside_a_units_table_must_name_its_volumes_binds_and_services() {
+        use crate::docker::compose::label;
+        let mut container = raw(
+            "app-web-1",
+            &[(label::PROJECT, "app"), (label::SERVICE, "web")],
+        );
+        let mount = |typ: &str, name: Option<&str>, source: &str, destination: &str| {
+            bollard::models::MountPoint {
+                typ: Some(typ.into()),
+                name: name.map(Into::into),
+                source: Some(source.into()),
+                destination: Some(destination.into()),
+                rw: Some(true),
+                ..Default::default()
+            }
+        };
+        container.mounts = Some(vec![
+            mount(
+                "volume",
+                Some("app_data"),
+                "/var/lib/docker/volumes/app_data/_data",
+                "/data",
+            ),
+            mount("bind", None, "/srv/app/config", "/config"),
+        ]);
+        let mut table = UnitConfig::default();
+        for volume in ["app_data", "app_typo"] {
+            table.volumes.insert(volume.into(), Default::default());
+        }
+        for bind in ["/srv/app/config", "/srv/app/typo"] {
+            table.binds.insert(bind.into(), Default::default());
+        }
+        for service in ["web", "wbe"] {
+            table.services.insert(service.into(), Default::default());
+        }
+        let mut config = Config::default();
+        config.units.insert("app".into(), table);
+        let found = units(vec![container], &config);
+        let messages = unmatched_config_names(&config, &found);
+        assert_eq!(
+            messages,
+            [
+                "[units.\"app\".volumes.\"app_typo\"] names no volume of the unit: its \
+                 excludes apply to nothing",
+                "[units.\"app\".binds.\"/srv/app/typo\"] names no bind mount of the unit: its \
+                 excludes apply to nothing",
+                "[units.\"app\".services.\"wbe\"] names no service of the unit: its settings \
+                 apply to nothing",
+            ]
+        );
+        // A table of another unit's name is not matched against this unit's mounts.
+        let mut other = config.clone();
+        let table = other.units.remove("app").unwrap();
+        other.units.insert("ap".into(), table);
+        let messages = unmatched_config_names(&other, &found);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].starts_with("[units.\"ap\"] names no discovered unit"));
+    }
+
     fn systemd_table(unit: &str) -> UnitConfig {
         UnitConfig {
             systemd_unit: Some(unit.into()),
