@@ -800,6 +800,7 @@ mod tests {
     /// one is reported, the tables that match are not.
     #[test]
     fn tables_inside_a_units_table_must_name_its_volumes_binds_and_services() {
+        use crate::config::{MountConfig, ServiceConfig};
         use crate::docker::compose::label;
         let mut container = raw(
             "app-web-1",
@@ -826,13 +827,15 @@ mod tests {
         ]);
         let mut table = UnitConfig::default();
         for volume in ["app_data", "app_typo"] {
-            table.volumes.insert(volume.into(), Default::default());
+            table.volumes.insert(volume.into(), MountConfig::default());
         }
         for bind in ["/srv/app/config", "/srv/app/typo"] {
-            table.binds.insert(bind.into(), Default::default());
+            table.binds.insert(bind.into(), MountConfig::default());
         }
         for service in ["web", "wbe"] {
-            table.services.insert(service.into(), Default::default());
+            table
+                .services
+                .insert(service.into(), ServiceConfig::default());
         }
         let mut config = Config::default();
         config.units.insert("app".into(), table);
