@@ -37,6 +37,31 @@ fn podman_tests_enabled(test: &str) -> bool {
         })
 }
 
+/// Restores `stack` (latest point) without errors; its container `web` runs afterwards, made
+/// by podman-compose, not docker-compose (its own label is on the container).
+fn restore_made_by_podman_compose(env: &Env, podman: &Podman, stack: &str, web: &str) {
+    let out = env
+        .cmd(&["restore", "--unit", stack, "--latest", "--yes", "--json"])
+        .env("CONTAINERS_CONF", podman.conf())
+        .assert()
+        .success();
+    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
+    assert_eq!(
+        podman.podman(&["inspect", "--format", "{{.State.Running}}", web]),
+        "true"
+    );
+    assert_eq!(
+        podman.podman(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"io.podman.compose.project\"}}",
+            web
+        ]),
+        stack
+    );
+}
+
 #[test]
 fn podman_compose_stack_round_trips_through_podman_compose() {
     if !podman_tests_enabled("podman_compose_stack_round_trips_through_podman_compose") {
@@ -111,27 +136,7 @@ fn podman_compose_stack_round_trips_through_podman_compose() {
             .success()
     );
 
-    let out = env
-        .cmd(&["restore", "--unit", &stack, "--latest", "--yes", "--json"])
-        .env("CONTAINERS_CONF", podman.conf())
-        .assert()
-        .success();
-    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
-    assert_eq!(
-        podman.podman(&["inspect", "--format", "{{.State.Running}}", &web]),
-        "true"
-    );
-    // Recreated by podman-compose, not docker-compose: its own label is on the container.
-    assert_eq!(
-        podman.podman(&[
-            "inspect",
-            "--format",
-            "{{index .Config.Labels \"io.podman.compose.project\"}}",
-            &web
-        ]),
-        stack
-    );
+    restore_made_by_podman_compose(&env, &podman, &stack, &web);
     tree::assert_trees_equal(
         &reference,
         &podman.volume_mountpoint(&volume).join("rich"),
@@ -325,27 +330,8 @@ fn rootless_podman_compose_stack_round_trips_as_its_user() {
         .current_dir(&dir));
     std::fs::remove_dir_all(&dir).unwrap();
 
-    let out = env
-        .cmd(&["restore", "--unit", &stack, "--latest", "--yes", "--json"])
-        .env("CONTAINERS_CONF", podman.conf())
-        .assert()
-        .success();
-    let outcome: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!(outcome["errors"], serde_json::json!([]), "{outcome:#}");
-    // The user's engine runs it (as `podman` of the user sees it), made by podman-compose.
-    assert_eq!(
-        podman.podman(&["inspect", "--format", "{{.State.Running}}", &web]),
-        "true"
-    );
-    assert_eq!(
-        podman.podman(&[
-            "inspect",
-            "--format",
-            "{{index .Config.Labels \"io.podman.compose.project\"}}",
-            &web
-        ]),
-        stack
-    );
+    // The user's engine runs it (as `podman` of the user sees it).
+    restore_made_by_podman_compose(&env, &podman, &stack, &web);
     let restored = podman.volume_mountpoint(&volume);
     assert_eq!(owner(&restored.join("app/by70")), (sub70, sub70));
     tree::assert_trees_equal(

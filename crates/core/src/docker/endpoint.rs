@@ -150,16 +150,9 @@ fn tls(config: &DockerConfig, env: &Environment) -> Option<TlsFiles> {
 
 /// The uid of a user named in `/etc/passwd` (or given as a number).
 fn uid_of(user: &str) -> Option<u32> {
-    if let Ok(uid) = user.parse() {
-        return Some(uid);
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next() == Some(user))
-            .then(|| fields.nth(1).and_then(|uid| uid.parse().ok()))
-            .flatten()
-    })
+    user.parse()
+        .ok()
+        .or_else(|| crate::account::Account::lookup(user).ok().map(|a| a.uid))
 }
 
 #[cfg(test)]
