@@ -39,6 +39,7 @@ MODULES=(
     "crates/core/src/repo/location.rs $LIB"
     "crates/core/src/repo/mod.rs --re RetentionItem|keep_options --exclude-re WriteRepo --cargo-arg=--test=repo -- -- retention"
     "crates/core/src/unit/mod.rs $LIB"
+    "crates/core/src/unit/mounts.rs $LIB"
     "crates/core/src/lock/journal.rs $LIB"
 )
 

@@ -1488,36 +1488,7 @@ fn stop_timeout_is_a_floor_and_a_killed_container_is_named() {
     // The engine's own record: from the stop signal to the kill, each container got the
     // longer of its own timeout and the configured floor.
     for (name, timeout) in [(&graceful, 8_u32), (&plain, 2)] {
-        let want = f64::from(timeout);
-        let signalled = events.find(name, "kill", events.since()).unwrap();
-        let died = events.wait_for(name, "die", signalled.time);
-        let waited = died
-            .time
-            .duration_since(signalled.time)
-            .unwrap()
-            .as_secs_f64();
-        assert!(
-            (want - 0.5..want + 3.0).contains(&waited),
-            "{name} was killed {waited:.1}s after its stop signal, expected {want}s"
-        );
-        let unit = report["units"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["name"] == name.as_str())
-            .unwrap();
-        let killed = unit["killed"].as_array().unwrap();
-        assert_eq!(killed.len(), 1, "{unit}");
-        assert_eq!(killed[0]["name"], name.as_str(), "{unit}");
-        assert_eq!(
-            killed[0]["timeout_seconds"].as_u64().unwrap(),
-            u64::from(timeout),
-            "{unit}"
-        );
-        assert!(
-            killed[0]["seconds"].as_f64().unwrap() >= want - 0.5,
-            "{unit}"
-        );
+        events.assert_killed_after(&report, name, timeout);
         assert!(running(name), "{name} was not started again");
     }
 }

@@ -325,11 +325,7 @@ fn azure_round_trip_and_dr() {
     let mut env = remote_env(
         &prefix,
         &format!("azure:{container}:/host1"),
-        Some(&format!(
-            "AZURE_ACCOUNT_NAME={}\nAZURE_ACCOUNT_KEY={}\n",
-            servers::AZURITE_ACCOUNT,
-            servers::AZURITE_KEY
-        )),
+        Some(&azure_keys(servers::AZURITE_KEY)),
         &format!("endpoint = \"{}\"\n", server.azure_endpoint()),
     );
     round_trip(&mut env);
@@ -355,4 +351,51 @@ fn gcs_round_trip_and_dr() {
         ),
     );
     round_trip(&mut env);
+}
+
+/// A wrong Azure account key (Azurite checks the shared-key signature of every request): exit
+/// 13 with a message that names the variables to check and not the key; the repository made
+/// with the right key is untouched and opens again with it. (fake-gcs-server checks no
+/// credentials, so GCS has no such test.)
+#[test]
+fn azure_wrong_key_says_so() {
+    if !support::docker_tests_enabled("azure_wrong_key_says_so") {
+        return;
+    }
+    let server = servers::azurite();
+    let prefix = support::unique_prefix();
+    let container = format!("{prefix}-c");
+    server.create_container(&container);
+    let env = remote_env(
+        &prefix,
+        &format!("azure:{container}:/host1"),
+        Some(&azure_keys(servers::AZURITE_KEY)),
+        &format!("endpoint = \"{}\"\n", server.azure_endpoint()),
+    );
+    init(&env);
+    // A well-formed key (base64), but not the account's.
+    let wrong = "a2R0ZXN0LW5vdC10aGUtYWNjb3VudC1rZXk=";
+    support::write_private(&env.path("etc/backend.env"), &azure_keys(wrong));
+    let out = env.cmd(&["admin", "repo", "status"]).assert().code(13);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("refused the credentials"), "{stderr}");
+    assert!(stderr.contains("AZURE_ACCOUNT_KEY"), "{stderr}");
+    assert!(
+        !stderr.contains(wrong),
+        "the key is in the message: {stderr}"
+    );
+
+    support::write_private(
+        &env.path("etc/backend.env"),
+        &azure_keys(servers::AZURITE_KEY),
+    );
+    env.cmd(&["admin", "repo", "status"]).assert().success();
+}
+
+/// The env file of Azurite's account with `key`.
+fn azure_keys(key: &str) -> String {
+    format!(
+        "AZURE_ACCOUNT_NAME={}\nAZURE_ACCOUNT_KEY={key}\n",
+        servers::AZURITE_ACCOUNT
+    )
 }

@@ -376,32 +376,7 @@ fn the_stop_timeout_label_and_config_key_set_a_services_stop() {
         "--json",
     ]);
     for (name, timeout) in [(&labelled, 5_u32), (&configured, 4)] {
-        let want = f64::from(timeout);
-        let signalled = events.find(name, "kill", events.since()).unwrap();
-        let died = events.wait_for(name, "die", signalled.time);
-        let waited = died
-            .time
-            .duration_since(signalled.time)
-            .unwrap()
-            .as_secs_f64();
-        assert!(
-            (want - 0.5..want + 3.0).contains(&waited),
-            "{name} was killed {waited:.1}s after its stop signal, expected {want}s"
-        );
-        let unit = report["units"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["name"] == name.as_str())
-            .unwrap();
-        let killed = unit["killed"].as_array().unwrap();
-        assert_eq!(killed.len(), 1, "{unit}");
-        assert_eq!(killed[0]["name"], name.as_str(), "{unit}");
-        assert_eq!(
-            killed[0]["timeout_seconds"].as_u64().unwrap(),
-            u64::from(timeout),
-            "{unit}"
-        );
+        events.assert_killed_after(&report, name, timeout);
         assert_eq!(
             support::docker(&["inspect", "--format", "{{.State.Running}}", name]).trim(),
             "true",

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use kopi_docka_core::config::{RepositoryLocation, RetentionConfig};
 use kopi_docka_core::progress::Silent;
 use kopi_docka_core::repo::{
-    BackupId, Part, Pass, PasswordSource, Repo, RepoError, RepoSettings, RestoreMode, Scope,
-    SnapshotFilter, SnapshotMeta, UnitRef, WriteRepo, backend_spec,
+    BackupId, Cancel, Part, Pass, PasswordSource, Repo, RepoError, RepoSettings, RestoreMode,
+    Scope, SnapshotFilter, SnapshotMeta, UnitRef, WriteRepo, backend_spec,
 };
-use kopi_docka_core::unit::{UnitKind, UnitName};
+use kopi_docka_core::unit::{DumpEngine, UnitKind, UnitName};
 use support::tree::{self, CompareOptions};
 
 struct Fixture {
@@ -88,6 +88,19 @@ impl Fixture {
         }
         cmd.output()
             .expect("restic is installed (scripts/test.sh installs it)")
+    }
+}
+
+/// A retention policy of `keep-last` and `keep-daily` only.
+fn keep(last: u32, daily: u32) -> RetentionConfig {
+    RetentionConfig {
+        keep_last: last,
+        keep_hourly: 0,
+        keep_daily: daily,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        keep_yearly: 0,
+        keep_within: None,
     }
 }
 
@@ -287,6 +300,98 @@ async fn second_snapshot_reads_only_changed_files() {
     );
 }
 
+/// A database dump is stored as one file that only its owner may read (it holds every secret
+/// of the database), dated when it was taken; a cancelled one saves nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_dump_is_owner_only_dated_and_cancellable() {
+    let fx = Fixture::new();
+    let repo = fx.init().await;
+    let meta = SnapshotMeta {
+        part: Part::Dump {
+            container: "db".into(),
+            engine: DumpEngine::Postgres,
+        },
+        ..volume_meta("u", "v", "b1")
+    };
+    let dump = || std::io::Cursor::new(b"CREATE ROLE app PASSWORD 'kdtest';".to_vec());
+    let before = std::time::SystemTime::now();
+    let snap = repo
+        .snapshot_stream(meta.clone(), "all.sql".into(), dump(), Cancel::default())
+        .await
+        .unwrap();
+    let after = std::time::SystemTime::now();
+    // A restored file without a stored mtime would carry the time of the restore: keep that
+    // apart from `after` by more than the file system clock's tick (a few ms).
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let target = fx.path("target");
+    repo.restore(snap.id.clone(), target.clone(), RestoreMode::EmptyOnly)
+        .await
+        .unwrap();
+    let file = std::fs::metadata(target.join("all.sql")).unwrap();
+    assert_eq!(file.permissions().mode() & 0o777, 0o600);
+    let mtime = file.modified().unwrap();
+    assert!((before..=after).contains(&mtime), "{mtime:?}");
+
+    let cancel = Cancel::default();
+    cancel.cancel();
+    let cancelled = repo
+        .snapshot_stream(meta, "all.sql".into(), dump(), cancel)
+        .await;
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    assert_eq!(
+        repo.snapshots(SnapshotFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A volume's exclude globs leave their files out of its snapshot; a cancelled snapshot (the
+/// run was interrupted) saves nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn excluded_files_are_left_out_and_a_cancelled_snapshot_saves_nothing() {
+    let fx = Fixture::new();
+    let source = fx.path("source");
+    std::fs::create_dir_all(source.join("cache")).unwrap();
+    std::fs::write(source.join("keep.txt"), "kept").unwrap();
+    std::fs::write(source.join("cache/page.tmp"), "left out").unwrap();
+    let repo = fx.init().await;
+    let snap = repo
+        .snapshot_cancellable(
+            source.clone(),
+            volume_meta("u", "v", "b1"),
+            vec!["*.tmp".into()],
+            Cancel::default(),
+        )
+        .await
+        .unwrap();
+    let target = fx.path("target");
+    repo.restore(snap.id.clone(), target.clone(), RestoreMode::EmptyOnly)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(target.join("keep.txt")).unwrap(),
+        "kept"
+    );
+    assert!(target.join("cache").is_dir());
+    assert!(!target.join("cache/page.tmp").exists());
+
+    let cancel = Cancel::default();
+    cancel.cancel();
+    let cancelled = repo
+        .snapshot_cancellable(source, volume_meta("u", "v", "b2"), Vec::new(), cancel)
+        .await;
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    assert_eq!(
+        repo.snapshots(SnapshotFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn restore_modes_protect_a_non_empty_target() {
     let fx = Fixture::new();
@@ -326,15 +431,7 @@ async fn restore_modes_protect_a_non_empty_target() {
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
     let mut fx = Fixture::new();
-    fx.settings.retention = RetentionConfig {
-        keep_last: 2,
-        keep_hourly: 0,
-        keep_daily: 3,
-        keep_weekly: 0,
-        keep_monthly: 0,
-        keep_yearly: 0,
-        keep_within: None,
-    };
+    fx.settings.retention = keep(2, 3);
     let source = fx.path("source");
     std::fs::create_dir(&source).unwrap();
     std::fs::write(source.join("f"), "x").unwrap();
@@ -434,15 +531,7 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_counts_whole_points_and_drops_warm_copies() {
     let mut fx = Fixture::new();
-    fx.settings.retention = RetentionConfig {
-        keep_last: 1,
-        keep_hourly: 0,
-        keep_daily: 0,
-        keep_weekly: 0,
-        keep_monthly: 0,
-        keep_yearly: 0,
-        keep_within: None,
-    };
+    fx.settings.retention = keep(1, 0);
     let source = fx.path("source");
     std::fs::create_dir(&source).unwrap();
     std::fs::write(source.join("f"), "x").unwrap();
@@ -469,6 +558,11 @@ async fn retention_counts_whole_points_and_drops_warm_copies() {
     .await;
     save(Part::Recipe, "b2", Pass::Final, "2026-11-02T00:00:00Z").await;
     save(vol(), "b2", Pass::Warm, "2026-11-02T00:00:01Z").await;
+    // b4: a second failed run, newer still: every incomplete point newer than the newest
+    // complete one is kept, not only the newest of them.
+    save(Part::Recipe, "b4", Pass::Final, "2026-11-02T12:00:00Z").await;
+    // b0: a failed run whose time ties with b1's newest snapshot: a tie keeps it (the safe side).
+    save(Part::Recipe, "b0", Pass::Final, "2026-11-01T00:00:02Z").await;
     let ids = |snaps: Vec<kopi_docka_core::repo::SnapshotInfo>| {
         let mut ids: Vec<String> = snaps
             .iter()
@@ -492,8 +586,15 @@ async fn retention_counts_whole_points_and_drops_warm_copies() {
     );
     assert_eq!(
         ids(repo.snapshots(SnapshotFilter::default()).await.unwrap()),
-        ["b1:point", "b1:recipe", "b1:v", "b2:recipe"],
-        "keep-last 1 keeps the complete point whole, and the newer incomplete one"
+        [
+            "b0:recipe",
+            "b1:point",
+            "b1:recipe",
+            "b1:v",
+            "b2:recipe",
+            "b4:recipe"
+        ],
+        "keep-last 1 keeps the complete point whole, and the incomplete ones not older than it"
     );
 
     // A newer complete point: the older complete one and the incomplete one go, whole.
@@ -508,10 +609,39 @@ async fn retention_counts_whole_points_and_drops_warm_copies() {
     .await;
     let now: jiff::Timestamp = "2026-11-04T00:00:00Z".parse().unwrap();
     let report = repo.forget(now).await.unwrap();
-    assert_eq!(report.removed, 4, "{:?}", report.decisions);
+    assert_eq!(report.removed, 6, "{:?}", report.decisions);
     assert_eq!(
         ids(repo.snapshots(SnapshotFilter::default()).await.unwrap()),
         ["b3:point", "b3:recipe", "b3:v"]
+    );
+}
+
+/// A policy that keeps nothing (the config refuses it when loaded) is refused by the repository
+/// too, for a library caller that skipped the config: nothing is forgotten.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_that_keeps_nothing_is_refused_and_forgets_nothing() {
+    let mut fx = Fixture::new();
+    fx.settings.retention = keep(0, 0);
+    let source = fx.path("source");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("f"), "x").unwrap();
+    let repo = fx.init().await;
+    repo.snapshot(
+        source,
+        volume_meta("u", "v", "b1"),
+        Some("2026-11-01T00:00:00Z".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let now: jiff::Timestamp = "2026-11-02T00:00:00Z".parse().unwrap();
+    let err = repo.forget(now).await.unwrap_err().to_string();
+    assert!(err.contains("keep"), "{err}");
+    assert_eq!(
+        repo.snapshots(SnapshotFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }
 

@@ -107,6 +107,42 @@ impl EngineEvents {
             .find(|e| e.name == name && e.action == action && e.time >= after)
     }
 
+    /// Checks that `name` was killed `timeout` seconds after its stop signal, by the engine's
+    /// record (0.5 s early to 3 s late, for a loaded host), and that the run's JSON `report`
+    /// lists it under its unit's `killed` with that timeout and at least that wait.
+    pub fn assert_killed_after(&self, report: &Value, name: &str, timeout: u32) {
+        let want = f64::from(timeout);
+        let signalled = self.find(name, "kill", self.since).unwrap();
+        let died = self.wait_for(name, "die", signalled.time);
+        let waited = died
+            .time
+            .duration_since(signalled.time)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            (want - 0.5..want + 3.0).contains(&waited),
+            "{name} was killed {waited:.1}s after its stop signal, expected {want}s"
+        );
+        let unit = report["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap();
+        let killed = unit["killed"].as_array().unwrap();
+        assert_eq!(killed.len(), 1, "{unit}");
+        assert_eq!(killed[0]["name"], name, "{unit}");
+        assert_eq!(
+            killed[0]["timeout_seconds"].as_u64().unwrap(),
+            u64::from(timeout),
+            "{unit}"
+        );
+        assert!(
+            killed[0]["seconds"].as_f64().unwrap() >= want - 0.5,
+            "{unit}"
+        );
+    }
+
     /// When the reader started: no event before it is collected.
     pub fn since(&self) -> SystemTime {
         self.since

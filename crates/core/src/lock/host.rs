@@ -201,21 +201,16 @@ fn may_use_engine(endpoint: &DockerHost, uid: u32) -> bool {
         return false;
     };
     let gid = socket.gid();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let Some((name, primary)) = passwd.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        (f.len() > 3 && f[2].parse() == Ok(uid))
-            .then(|| (f[0].to_owned(), f[3].parse::<u32>().ok()))
-    }) else {
+    let Ok(account) = crate::account::Account::lookup(&uid.to_string()) else {
         return false;
     };
-    if primary == Some(gid) {
+    if account.gid == gid {
         return true;
     }
     let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
     groups.lines().any(|line| {
         let f: Vec<&str> = line.split(':').collect();
-        f.len() > 3 && f[2].parse() == Ok(gid) && f[3].split(',').any(|m| m == name)
+        f.len() > 3 && f[2].parse() == Ok(gid) && f[3].split(',').any(|m| m == account.name)
     })
 }
 

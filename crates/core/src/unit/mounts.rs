@@ -244,6 +244,41 @@ mod tests {
         assert_eq!(missing.status, CoverageStatus::NotProtected);
     }
 
+    /// `from_config` keeps the `[units]` tables and the repository of the loaded config; a
+    /// remote repository is never a reason to skip a local path, and a local repository is
+    /// skipped from inside as well as from a directory above it.
+    #[test]
+    fn rules_from_a_loaded_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join("data")).unwrap();
+        let text = format!(
+            "[repository]\nlocation = \"{}\"\n[units.app]\nexclude = [\"*.tmp\"]\n",
+            repo.display()
+        );
+        let mut loaded = LoadedConfig::defaults_in(crate::config::Environment::bare(true));
+        loaded.config = crate::config::parse(&text, Path::new("/etc/kd.toml")).unwrap();
+        let rules = MountRules::from_config(&loaded);
+        assert_eq!(rules.unit("app").unwrap().exclude, ["*.tmp"]);
+        assert!(rules.unit("other").is_none());
+        for inside in [repo.clone(), repo.join("data")] {
+            assert!(
+                matches!(
+                    rules.classify_bind(&inside).reason,
+                    Some(CoverageReason::Repository { .. })
+                ),
+                "{inside:?}"
+            );
+        }
+
+        let remote = RepositoryLocation::Remote {
+            backend: crate::config::RemoteBackend::Sftp,
+            target: format!("u@h:{}", repo.display()),
+        };
+        let rules = MountRules::new(&DiscoveryConfig::default(), &remote);
+        assert_eq!(rules.classify_bind(&repo), Verdict::BACKED_UP);
+    }
+
     #[test]
     fn local_volume_options() {
         let backing = |opts: &[(&'static str, &'static str)]| {
@@ -268,6 +303,26 @@ mod tests {
         assert_eq!(
             backing(&[("type", "tmpfs"), ("device", "tmpfs")]),
             Ok(LocalBacking::Tmpfs)
+        );
+        // A type without a device, or a device without a type: mounted only while in use.
+        assert_eq!(backing(&[("type", "none")]), Ok(LocalBacking::Plain));
+        assert_eq!(
+            backing(&[("type", "nfs"), ("o", "addr=10.0.0.1")]),
+            Ok(LocalBacking::Mounted {
+                fs_type: "nfs".into(),
+                device: String::new()
+            })
+        );
+        assert_eq!(
+            backing(&[("o", "ro"), ("device", "/dev/sdb1")]),
+            Ok(LocalBacking::Mounted {
+                fs_type: "a device".into(),
+                device: "/dev/sdb1".into()
+            })
+        );
+        assert_eq!(
+            backing(&[("o", "ro,rbind"), ("device", "/srv/data")]),
+            Ok(LocalBacking::Bind("/srv/data".into()))
         );
         for bad in ["srv/data", "/srv/../etc", "/srv/\0x"] {
             let bad = bad.replace("\\0", "\0");
