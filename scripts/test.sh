@@ -67,9 +67,11 @@ else
     say "Debian packages present: ${PACKAGES[*]}"
 fi
 # slirp4netns, run by a rootless user, opens /dev/net/tun: udev makes it 0666; some hosts and
-# containers have it 0600, and the rootless podman-compose test then fails on its network.
+# containers have it 0600, and the rootless podman-compose test then fails on its network. Set
+# it to the udev default (a user can only make tun devices in a network namespace of their own).
 if [[ -e /dev/net/tun && "$(stat -c %a /dev/net/tun)" != 666 ]]; then
-    say "warning: /dev/net/tun is mode $(stat -c %a /dev/net/tun), not 0666 (the udev default): the rootless podman-compose test will fail; run: chmod 0666 /dev/net/tun"
+    say "/dev/net/tun is mode $(stat -c %a /dev/net/tun); setting the udev default 0666 for the rootless Podman test"
+    chmod 0666 /dev/net/tun || die "cannot chmod /dev/net/tun; run the tests as root or set it to 0666"
 fi
 
 engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
