@@ -12,7 +12,9 @@
 # --in-place reuses the tree's own warm target/ instead of building a scratch copy (minutes):
 # run it in a private copy of the tree, never in a checkout you are editing, because the
 # mutated file is rewritten while a mutant is tested. --iterate re-runs only the mutants the
-# previous run of that file did not catch.
+# previous run of that file did not catch. Give an --in-place run a target directory of its
+# own (not CARGO_TARGET_DIR shared with other checkouts): cargo judges freshness by file times
+# relative to each tree, so another checkout with older files can reuse the last mutant's build.
 #
 # Results: target/mutants/<file>/mutants.out/{caught,missed,timeout,unviable}.txt
 # Needs cargo-mutants: cargo install --locked cargo-mutants

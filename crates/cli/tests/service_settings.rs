@@ -741,13 +741,7 @@ fn per_unit_stop_and_start_timeouts() {
         started.elapsed() < std::time::Duration::from_mins(1),
         "the run's health timeout (120 s) was used"
     );
-    let signalled = events.find(&name, "kill", events.since()).unwrap();
-    let died = events.wait_for(&name, "die", signalled.time);
-    let waited = died
-        .time
-        .duration_since(signalled.time)
-        .unwrap()
-        .as_secs_f64();
+    let waited = events.stop_signal_to_death(&name);
     assert!(
         (2.5..6.0).contains(&waited),
         "killed {waited:.1}s after its stop signal, expected the unit's 3s"

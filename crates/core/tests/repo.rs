@@ -104,6 +104,14 @@ fn keep(last: u32, daily: u32) -> RetentionConfig {
     }
 }
 
+/// How many snapshots of ours the repository holds.
+async fn snapshot_count(repo: &Repo) -> usize {
+    repo.snapshots(SnapshotFilter::default())
+        .await
+        .unwrap()
+        .len()
+}
+
 fn volume_meta(unit: &str, volume: &str, id: &str) -> SnapshotMeta {
     SnapshotMeta {
         unit: Some(UnitRef {
@@ -330,7 +338,10 @@ async fn a_streamed_dump_is_owner_only_dated_and_cancellable() {
     let file = std::fs::metadata(target.join("all.sql")).unwrap();
     assert_eq!(file.permissions().mode() & 0o777, 0o600);
     let mtime = file.modified().unwrap();
-    assert!((before..=after).contains(&mtime), "{mtime:?}");
+    assert!(
+        (before..=after).contains(&mtime),
+        "{before:?} {mtime:?} {after:?}"
+    );
 
     let cancel = Cancel::default();
     cancel.cancel();
@@ -338,13 +349,7 @@ async fn a_streamed_dump_is_owner_only_dated_and_cancellable() {
         .snapshot_stream(meta, "all.sql".into(), dump(), cancel)
         .await;
     assert!(cancelled.is_err(), "{cancelled:?}");
-    assert_eq!(
-        repo.snapshots(SnapshotFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(snapshot_count(&repo).await, 1);
 }
 
 /// A volume's exclude globs leave their files out of its snapshot; a cancelled snapshot (the
@@ -383,13 +388,7 @@ async fn excluded_files_are_left_out_and_a_cancelled_snapshot_saves_nothing() {
         .snapshot_cancellable(source, volume_meta("u", "v", "b2"), Vec::new(), cancel)
         .await;
     assert!(cancelled.is_err(), "{cancelled:?}");
-    assert_eq!(
-        repo.snapshots(SnapshotFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(snapshot_count(&repo).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -478,14 +477,7 @@ async fn retention_keeps_exactly_the_policy_and_never_foreign_snapshots() {
     let now: jiff::Timestamp = "2026-11-06T00:00:00Z".parse().unwrap();
     let dry = repo.retention_plan(now).await.unwrap();
     assert_eq!(dry.removed, 0);
-    assert_eq!(
-        repo.snapshots(SnapshotFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        11,
-        "dry run removes nothing"
-    );
+    assert_eq!(snapshot_count(&repo).await, 11, "dry run removes nothing");
     let report = repo.forget(now).await.unwrap();
     // keep-last 2: 05 12:00, 05 00:00; keep-daily 3: newest of 05, 04, 03.
     let expected: Vec<String> = ["d5h12", "d5h0", "d4h12", "d3h12"]
@@ -636,13 +628,7 @@ async fn retention_that_keeps_nothing_is_refused_and_forgets_nothing() {
     let now: jiff::Timestamp = "2026-11-02T00:00:00Z".parse().unwrap();
     let err = repo.forget(now).await.unwrap_err().to_string();
     assert!(err.contains("keep"), "{err}");
-    assert_eq!(
-        repo.snapshots(SnapshotFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(snapshot_count(&repo).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -112,13 +112,7 @@ impl EngineEvents {
     /// lists it under its unit's `killed` with that timeout and at least that wait.
     pub fn assert_killed_after(&self, report: &Value, name: &str, timeout: u32) {
         let want = f64::from(timeout);
-        let signalled = self.find(name, "kill", self.since).unwrap();
-        let died = self.wait_for(name, "die", signalled.time);
-        let waited = died
-            .time
-            .duration_since(signalled.time)
-            .unwrap()
-            .as_secs_f64();
+        let waited = self.stop_signal_to_death(name);
         assert!(
             (want - 0.5..want + 3.0).contains(&waited),
             "{name} was killed {waited:.1}s after its stop signal, expected {want}s"
@@ -141,6 +135,17 @@ impl EngineEvents {
             killed[0]["seconds"].as_f64().unwrap() >= want - 0.5,
             "{unit}"
         );
+    }
+
+    /// Seconds from the first stop signal (`kill`) `name` got since the reader started to its
+    /// death (`die`), by the engine's clock; waits for the death.
+    pub fn stop_signal_to_death(&self, name: &str) -> f64 {
+        let signalled = self.find(name, "kill", self.since).unwrap();
+        let died = self.wait_for(name, "die", signalled.time);
+        died.time
+            .duration_since(signalled.time)
+            .unwrap()
+            .as_secs_f64()
     }
 
     /// When the reader started: no event before it is collected.
